@@ -1,0 +1,744 @@
+//! Checks of meaning that the meta-schema cannot express: references that
+//! resolve, histories in order, versions that exist, inheritance without
+//! cycles, child-version pins, names that make valid Rust identifiers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indexmap::IndexMap;
+
+use crate::{
+    diagnostic::{pointer, Diagnostics},
+    model::{Field, HistoryEntry, JsonType, Object, Schema, TypeExpr, Version, WireForm},
+};
+
+/// The formats a string type may name.
+pub const KNOWN_FORMATS: &[&str] =
+    &["uuid", "mac-address", "ipv4", "ipv6", "ip-address", "ip-network", "pci-address", "hostname", "uri", "date-time"];
+
+/// Runs every check on `schema`, adding what it finds to `out`.
+pub fn check(schema: &Schema, out: &mut Diagnostics) {
+    let mut checker = Checker { schema, out };
+    checker.history(&["protocol"], &schema.protocol.history, schema.protocol.version);
+    checker.names();
+    for (name, named) in &schema.types {
+        checker.type_expr(&pointer(&["types", name, "schema"]), &named.schema, None);
+        if named.open && named.schema.enum_values.is_none() {
+            checker.out.push(
+                pointer(&["types", name, "open"]),
+                "`open` only applies to enums",
+                "remove `open` or give the type an `enum`",
+            );
+        }
+        checker.protocol_version(&pointer(&["types", name, "since"]), named.since);
+    }
+    for (name, object) in &schema.objects {
+        checker.object(name, object);
+    }
+    checker.inheritance_cycles();
+    checker.errors();
+    checker.services();
+    checker.data_trees();
+}
+
+struct Checker<'a> {
+    schema: &'a Schema,
+    out: &'a mut Diagnostics,
+}
+
+impl Checker<'_> {
+    fn history(&mut self, at: &[&str], history: &[HistoryEntry], current: Version) {
+        let base = pointer(at);
+        if history.is_empty() {
+            self.out.push(format!("{base}/history"), "the history is empty", "add one entry per version, oldest first");
+            return;
+        }
+        for (index, pair) in history.windows(2).enumerate() {
+            if pair[1].version <= pair[0].version {
+                self.out.push(
+                    format!("{base}/history/{}/version", index + 1),
+                    format!("version {} does not come after {}", pair[1].version, pair[0].version),
+                    "list versions oldest first, each once",
+                );
+            }
+        }
+        let last = history.last().map(|entry| entry.version);
+        if last != Some(current) {
+            self.out.push(
+                format!("{base}/version"),
+                format!(
+                    "the current version is {current} but the last history entry is {}",
+                    last.map(|v| v.to_string()).unwrap_or_default()
+                ),
+                "add a history entry for the current version, or set `version` to the last entry",
+            );
+        }
+    }
+
+    fn protocol_version(&mut self, at: &str, version: Version) {
+        if !self.schema.protocol.history.iter().any(|entry| entry.version == version) {
+            self.out.push(
+                at,
+                format!("protocol version {version} is not in the protocol's history"),
+                format!("use one of: {}", versions_list(self.schema.protocol.history.iter().map(|e| e.version))),
+            );
+        }
+    }
+
+    /// Names must be unique across types, objects and errors, and be valid Rust identifiers.
+    fn names(&mut self) {
+        let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+        let groups: [(&str, Vec<&String>); 3] = [
+            ("types", self.schema.types.keys().collect()),
+            ("objects", self.schema.objects.keys().collect()),
+            ("errors", self.schema.errors.keys().collect()),
+        ];
+        for (group, names) in groups {
+            for name in names {
+                let at = pointer(&[group, name]);
+                if !is_type_name(name) {
+                    self.out.push(
+                        &at,
+                        format!("`{name}` is not a valid type name"),
+                        "start with an ASCII capital letter and use only letters and digits",
+                    );
+                }
+                if let Some(first) = seen.get(name.as_str()) {
+                    self.out.push(
+                        &at,
+                        format!("the name `{name}` is already used at {first}"),
+                        "types, objects and errors share one namespace; rename one",
+                    );
+                } else {
+                    seen.insert(name, at);
+                }
+            }
+        }
+    }
+
+    fn object(&mut self, name: &str, object: &Object) {
+        let at = pointer(&["objects", name]);
+        self.history(&["objects", name], &object.history, object.version);
+        let versions: Vec<Version> = object.history.iter().map(|e| e.version).collect();
+        if object.wire == WireForm::VersionedObject && object.namespace.is_none() {
+            self.out.push(
+                &at,
+                format!("{name} travels as a versioned object but has no `namespace`"),
+                "add `namespace`, written to versioned_object.namespace",
+            );
+        }
+        if let Some(deprecation) = &object.deprecated {
+            self.object_version(&format!("{at}/deprecated/since"), name, &versions, deprecation.since);
+        }
+        if let Some(extends) = &object.extends {
+            let ext_at = format!("{at}/extends");
+            match self.schema.objects.get(&extends.object) {
+                None => self.out.push(
+                    format!("{ext_at}/object"),
+                    format!("{name} extends `{}`, which is not an object of the schema", extends.object),
+                    "name an object defined under /objects",
+                ),
+                Some(base) => {
+                    if base.wire != object.wire {
+                        self.out.push(
+                            format!("{ext_at}/object"),
+                            format!("{name} and its base {} use different wire forms", extends.object),
+                            "a subclass travels the same way as its base",
+                        );
+                    }
+                    let base_versions: Vec<Version> = base.history.iter().map(|e| e.version).collect();
+                    self.version_map(
+                        &format!("{ext_at}/versions"),
+                        &extends.versions,
+                        (name, &versions),
+                        (&extends.object, &base_versions),
+                        versions.first().copied(),
+                    );
+                    for field in object.fields.keys() {
+                        if let Some(owner) = self.find_inherited_field(&extends.object, field) {
+                            self.out.push(
+                                pointer(&["objects", name, "fields", field]),
+                                format!("field `{field}` is already declared by the base object {owner}"),
+                                "a subclass inherits base fields; remove this declaration or rename it",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let first = versions.first().copied();
+        for (field_name, field) in &object.fields {
+            self.field(name, object, &versions, first, field_name, field);
+        }
+    }
+
+    fn find_inherited_field(&self, object: &str, field: &str) -> Option<String> {
+        let mut current = object.to_string();
+        for _ in 0..=self.schema.objects.len() {
+            let definition = self.schema.objects.get(&current)?;
+            if definition.fields.contains_key(field) {
+                return Some(current);
+            }
+            current = definition.extends.as_ref()?.object.clone();
+        }
+        None
+    }
+
+    fn field(
+        &mut self,
+        object_name: &str,
+        object: &Object,
+        versions: &[Version],
+        first: Option<Version>,
+        name: &str,
+        field: &Field,
+    ) {
+        let at = pointer(&["objects", object_name, "fields", name]);
+        if !is_field_name(name) {
+            self.out.push(
+                &at,
+                format!("`{name}` is not a valid field name"),
+                "use lower_snake_case ASCII letters, digits and underscores, starting with a letter",
+            );
+        }
+        self.object_version(&format!("{at}/since"), object_name, versions, field.since);
+        if let Some(deprecated) = field.deprecated {
+            self.object_version(&format!("{at}/deprecated"), object_name, versions, deprecated);
+            if deprecated < field.since {
+                self.out.push(
+                    format!("{at}/deprecated"),
+                    "a field cannot be deprecated before it exists",
+                    "use a version at or after `since`",
+                );
+            }
+        }
+        if let Some(removed) = field.removed {
+            self.object_version(&format!("{at}/removed"), object_name, versions, removed);
+            if removed <= field.since {
+                self.out.push(
+                    format!("{at}/removed"),
+                    "a field must exist for at least one version before it is removed",
+                    "use a version after `since`",
+                );
+            }
+            if field.required && field.default.is_none() {
+                self.out.push(
+                    format!("{at}/removed"),
+                    format!("`{name}` is required by the versions before {removed} but has no default to fill it in when converting down"),
+                    "add a `default`",
+                );
+            }
+        }
+        self.type_expr(&format!("{at}/schema"), &field.schema, Some(object));
+        if Some(field.since) > first && field.required && field.default.is_none() {
+            self.out.push(
+                &at,
+                format!(
+                    "`{name}` was added in {object_name} {} and is required, but data from earlier versions lacks it and there is no default",
+                    field.since
+                ),
+                "add a `default`, or set `\"required\": false`",
+            );
+        }
+        if let Some(default) = &field.default {
+            if let Err(why) = self.default_fits(default, &field.schema, field.nullable) {
+                self.out.push(
+                    format!("{at}/default"),
+                    format!("the default does not fit the field's type: {why}"),
+                    "give a default of the field's type",
+                );
+            }
+        }
+        self.child_versions(object_name, versions, name, field);
+    }
+
+    fn child_versions(&mut self, object_name: &str, versions: &[Version], name: &str, field: &Field) {
+        let at = pointer(&["objects", object_name, "fields", name, "child_versions"]);
+        let Some((child, polymorphic)) = object_target(&self.schema.types, &field.schema) else {
+            if !field.child_versions.is_empty() {
+                self.out.push(at, "`child_versions` only applies to fields that hold objects", "remove it");
+            }
+            return;
+        };
+        let Some(child_object) = self.schema.objects.get(child) else { return };
+        if field.child_versions.is_empty() {
+            if !polymorphic {
+                self.out.push(
+                    at,
+                    format!("`{name}` holds {child} objects but does not pin which {child} version each {object_name} version carries"),
+                    format!(
+                        "add `\"child_versions\": {{\"{}\": \"{}\"}}` (this object's version: {child}'s version)",
+                        field.since, child_object.version
+                    ),
+                );
+            }
+            return;
+        }
+        let child_versions: Vec<Version> = child_object.history.iter().map(|e| e.version).collect();
+        self.version_map(
+            &at,
+            &field.child_versions,
+            (object_name, versions),
+            (child, &child_versions),
+            Some(field.since),
+        );
+    }
+
+    /// Checks a map from versions of `owner` to versions of `target`:
+    /// keys exist and ascend, the first key is `first`, values exist and never go down.
+    fn version_map(
+        &mut self,
+        at: &str,
+        map: &IndexMap<Version, Version>,
+        owner: (&str, &[Version]),
+        target: (&str, &[Version]),
+        first: Option<Version>,
+    ) {
+        let keys: Vec<Version> = map.keys().copied().collect();
+        if keys.first().copied() != first {
+            self.out.push(
+                at,
+                format!(
+                    "the first entry must be {}'s version {}, where the mapping starts",
+                    owner.0,
+                    first.map(|v| v.to_string()).unwrap_or_default()
+                ),
+                "start the map at that version",
+            );
+        }
+        let mut previous: Option<(Version, Version)> = None;
+        for (key, value) in map {
+            let entry = format!("{at}/{key}");
+            if !owner.1.contains(key) {
+                self.out.push(
+                    &entry,
+                    format!("{key} is not a version of {}", owner.0),
+                    format!("use one of: {}", versions_list(owner.1.iter().copied())),
+                );
+            }
+            if !target.1.contains(value) {
+                self.out.push(
+                    &entry,
+                    format!("{value} is not a version of {}", target.0),
+                    format!("use one of: {}", versions_list(target.1.iter().copied())),
+                );
+            }
+            if let Some((previous_key, previous_value)) = previous {
+                if *key <= previous_key {
+                    self.out.push(
+                        &entry,
+                        format!("{key} does not come after {previous_key}"),
+                        "list versions oldest first",
+                    );
+                }
+                if *value < previous_value {
+                    self.out.push(
+                        &entry,
+                        format!("{} version goes down from {previous_value} to {value}", target.0),
+                        "a newer version never carries an older one",
+                    );
+                }
+            }
+            previous = Some((*key, *value));
+        }
+    }
+
+    fn object_version(&mut self, at: &str, object: &str, versions: &[Version], version: Version) {
+        if !versions.contains(&version) {
+            self.out.push(
+                at,
+                format!("{version} is not a version of {object}"),
+                format!(
+                    "use one of {object}'s versions ({}) or add {version} to its history",
+                    versions_list(versions.iter().copied())
+                ),
+            );
+        }
+    }
+
+    fn type_expr(&mut self, at: &str, expr: &TypeExpr, owner: Option<&Object>) {
+        let kinds = [expr.reference.is_some(), expr.object.is_some(), expr.json_type.is_some()];
+        let count = kinds.iter().filter(|k| **k).count();
+        if count != 1 {
+            self.out.push(at, "a type must give exactly one of `$ref`, `object` and `type`", "keep one of them");
+            return;
+        }
+        if let Some(reference) = &expr.reference {
+            match reference.strip_prefix("#/types/") {
+                Some(name) if self.schema.types.contains_key(name) => {}
+                _ => self.out.push(
+                    format!("{at}/$ref"),
+                    format!("`{reference}` does not name a type of the schema"),
+                    "write `#/types/NAME` with NAME defined under /types",
+                ),
+            }
+            self.only_keywords(at, expr, &[]);
+            return;
+        }
+        if let Some(object) = &expr.object {
+            match self.schema.objects.get(object) {
+                None => self.out.push(
+                    format!("{at}/object"),
+                    format!("`{object}` is not an object of the schema"),
+                    "name an object defined under /objects",
+                ),
+                Some(target) => {
+                    if let Some(owner) = owner {
+                        if owner.wire == WireForm::Plain && target.wire == WireForm::VersionedObject {
+                            self.out.push(
+                                format!("{at}/object"),
+                                format!("a plain object cannot hold the versioned object {object}"),
+                                "make both plain, or both versioned objects",
+                            );
+                        }
+                    }
+                }
+            }
+            self.only_keywords(at, expr, &["subclasses"]);
+            return;
+        }
+        if expr.subclasses {
+            self.out.push(format!("{at}/subclasses"), "`subclasses` only applies with `object`", "remove it");
+        }
+        let json_type = expr.json_type.expect("one kind is set");
+        match json_type {
+            JsonType::String => {
+                self.only_keywords(at, expr, &["format", "pattern", "enum", "minLength", "maxLength"]);
+                if let Some(format) = &expr.format {
+                    if !KNOWN_FORMATS.contains(&format.as_str()) {
+                        self.out.push(
+                            format!("{at}/format"),
+                            format!("unknown format `{format}`"),
+                            format!("use one of: {}", KNOWN_FORMATS.join(", ")),
+                        );
+                    }
+                }
+                if let Some(pattern) = &expr.pattern {
+                    if let Err(error) = regex::Regex::new(pattern) {
+                        self.out.push(
+                            format!("{at}/pattern"),
+                            format!("the pattern is not a valid regular expression: {error}"),
+                            "fix the regular expression",
+                        );
+                    }
+                }
+                if let Some(values) = &expr.enum_values {
+                    let mut seen = BTreeSet::new();
+                    for (index, value) in values.iter().enumerate() {
+                        if !seen.insert(value) {
+                            self.out.push(
+                                format!("{at}/enum/{index}"),
+                                format!("`{value}` is listed twice"),
+                                "list each value once",
+                            );
+                        }
+                    }
+                    if values.is_empty() {
+                        self.out.push(format!("{at}/enum"), "an enum needs at least one value", "list the values");
+                    }
+                }
+                if let (Some(min), Some(max)) = (expr.min_length, expr.max_length) {
+                    if min > max {
+                        self.out.push(at, format!("minLength {min} is larger than maxLength {max}"), "swap them");
+                    }
+                }
+            }
+            JsonType::Integer | JsonType::Number => {
+                self.only_keywords(at, expr, &["minimum", "maximum"]);
+                if let (Some(min), Some(max)) = (expr.minimum, expr.maximum) {
+                    if min > max {
+                        self.out.push(at, format!("minimum {min} is larger than maximum {max}"), "swap them");
+                    }
+                }
+            }
+            JsonType::Boolean => self.only_keywords(at, expr, &[]),
+            JsonType::Array => {
+                self.only_keywords(at, expr, &["items", "minItems", "maxItems"]);
+                match &expr.items {
+                    Some(items) => self.type_expr(&format!("{at}/items"), items, owner),
+                    None => self.out.push(at, "an array needs `items`", "give the element type in `items`"),
+                }
+            }
+            JsonType::Object => {
+                self.only_keywords(at, expr, &["additionalProperties"]);
+                match &expr.additional_properties {
+                    Some(values) => self.type_expr(&format!("{at}/additionalProperties"), values, owner),
+                    None => self.out.push(
+                        at,
+                        "a map needs `additionalProperties` (use a versioned object for records)",
+                        "give the value type in `additionalProperties`",
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Reports keywords that do not apply to the kind of type given.
+    fn only_keywords(&mut self, at: &str, expr: &TypeExpr, allowed: &[&str]) {
+        let present = [
+            ("subclasses", expr.subclasses),
+            ("format", expr.format.is_some()),
+            ("pattern", expr.pattern.is_some()),
+            ("enum", expr.enum_values.is_some()),
+            ("minLength", expr.min_length.is_some()),
+            ("maxLength", expr.max_length.is_some()),
+            ("minimum", expr.minimum.is_some()),
+            ("maximum", expr.maximum.is_some()),
+            ("items", expr.items.is_some()),
+            ("minItems", expr.min_items.is_some()),
+            ("maxItems", expr.max_items.is_some()),
+            ("additionalProperties", expr.additional_properties.is_some()),
+        ];
+        for (keyword, is_present) in present {
+            if is_present && !allowed.contains(&keyword) {
+                self.out.push(
+                    format!("{at}/{keyword}"),
+                    format!("`{keyword}` does not apply to this kind of type"),
+                    "remove it",
+                );
+            }
+        }
+    }
+
+    fn default_fits(&self, value: &serde_json::Value, expr: &TypeExpr, nullable: bool) -> Result<(), String> {
+        use serde_json::Value;
+        if value.is_null() {
+            return if nullable { Ok(()) } else { Err("null, but the field is not nullable".into()) };
+        }
+        if let Some(name) = expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")) {
+            return match self.schema.types.get(name) {
+                Some(named) => self.default_fits(value, &named.schema, false),
+                None => Ok(()),
+            };
+        }
+        if let Some(object) = &expr.object {
+            let target = self.schema.objects.get(object);
+            return match (target.map(|o| o.wire), value) {
+                (Some(WireForm::VersionedObject), Value::Object(map))
+                    if map.get("versioned_object.name").and_then(Value::as_str).is_some() =>
+                {
+                    Ok(())
+                }
+                (Some(WireForm::Plain), Value::Object(_)) => Ok(()),
+                (None, _) => Ok(()),
+                _ => Err(format!("expected a {object} in its wire form")),
+            };
+        }
+        let fits = match (expr.json_type, value) {
+            (Some(JsonType::String), Value::String(text)) => {
+                expr.enum_values.as_ref().is_none_or(|values| values.contains(text))
+            }
+            (Some(JsonType::Integer), Value::Number(n)) => n.is_i64() || n.is_u64(),
+            (Some(JsonType::Number), Value::Number(_)) => true,
+            (Some(JsonType::Boolean), Value::Bool(_)) => true,
+            (Some(JsonType::Array), Value::Array(items)) => {
+                let item_type = expr.items.as_deref().cloned().unwrap_or_default();
+                return items.iter().try_for_each(|item| self.default_fits(item, &item_type, false));
+            }
+            (Some(JsonType::Object), Value::Object(entries)) => {
+                let value_type = expr.additional_properties.as_deref().cloned().unwrap_or_default();
+                return entries.values().try_for_each(|item| self.default_fits(item, &value_type, false));
+            }
+            _ => false,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "{value} is not a valid {}",
+                expr.json_type.map(|t| format!("{t:?}").to_lowercase()).unwrap_or_default()
+            ))
+        }
+    }
+
+    fn inheritance_cycles(&mut self) {
+        for start in self.schema.objects.keys() {
+            let mut chain = vec![start.as_str()];
+            let mut current = start.as_str();
+            while let Some(base) =
+                self.schema.objects.get(current).and_then(|o| o.extends.as_ref()).map(|e| e.object.as_str())
+            {
+                if base == start {
+                    chain.push(base);
+                    self.out.push(
+                        pointer(&["objects", start, "extends", "object"]),
+                        format!("inheritance cycle: {}", chain.join(" -> ")),
+                        "an object cannot be its own base; break the cycle",
+                    );
+                    break;
+                }
+                if chain.contains(&base) {
+                    break;
+                }
+                chain.push(base);
+                current = base;
+            }
+        }
+    }
+
+    fn errors(&mut self) {
+        let mut codes: BTreeMap<i64, &str> = BTreeMap::new();
+        for (name, error) in &self.schema.errors {
+            let at = pointer(&["errors", name]);
+            if (-32768..=-32000).contains(&error.code) {
+                self.out.push(
+                    format!("{at}/code"),
+                    format!("code {} is reserved by JSON-RPC 2.0", error.code),
+                    "use a code outside -32768..-32000",
+                );
+            }
+            if let Some(other) = codes.insert(error.code, name) {
+                self.out.push(
+                    format!("{at}/code"),
+                    format!("code {} is already used by {other}", error.code),
+                    "error codes are stable and unique; pick another",
+                );
+            }
+            self.protocol_version(&format!("{at}/since"), error.since);
+            if let Some(data) = &error.data {
+                self.type_expr(&format!("{at}/data"), data, None);
+            }
+        }
+    }
+
+    fn services(&mut self) {
+        let mut routes: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (service_name, service) in &self.schema.services {
+            let service_at = pointer(&["services", service_name]);
+            if !is_field_name(service_name) {
+                self.out.push(
+                    &service_at,
+                    format!("`{service_name}` is not a valid service name"),
+                    "use lower_snake_case",
+                );
+            }
+            self.protocol_version(&format!("{service_at}/since"), service.since);
+            for (method_name, method) in &service.methods {
+                let at = pointer(&["services", service_name, "methods", method_name]);
+                if !is_field_name(method_name) {
+                    self.out.push(&at, format!("`{method_name}` is not a valid method name"), "use lower_snake_case");
+                }
+                self.protocol_version(&format!("{at}/since"), method.since);
+                for (param_name, param) in &method.params {
+                    let param_at = pointer(&["services", service_name, "methods", method_name, "params", param_name]);
+                    if !is_field_name(param_name) {
+                        self.out.push(
+                            &param_at,
+                            format!("`{param_name}` is not a valid parameter name"),
+                            "use lower_snake_case",
+                        );
+                    }
+                    self.type_expr(&format!("{param_at}/schema"), &param.schema, None);
+                    if let Some(since) = param.since {
+                        self.protocol_version(&format!("{param_at}/since"), since);
+                    }
+                }
+                if let Some(result) = &method.result {
+                    self.type_expr(&format!("{at}/result"), result, None);
+                }
+                if method.notification && (method.result.is_some() || !method.errors.is_empty()) {
+                    self.out.push(
+                        &at,
+                        "a notification is never answered, so it has no result or errors",
+                        "remove `result` and `errors`, or make it a method",
+                    );
+                }
+                for (index, error) in method.errors.iter().enumerate() {
+                    if !self.schema.errors.contains_key(error) {
+                        self.out.push(
+                            format!("{at}/errors/{index}"),
+                            format!("`{error}` is not an error of the schema"),
+                            "name an error defined under /errors",
+                        );
+                    }
+                }
+                if let Some(http) = &method.http {
+                    if !http.path.starts_with('/') {
+                        self.out.push(
+                            format!("{at}/http/path"),
+                            "an HTTP path starts with `/`",
+                            "write an absolute path",
+                        );
+                    }
+                    let route = (format!("{:?}", http.method), http.path.clone());
+                    let full_name = format!("{service_name}.{method_name}");
+                    if let Some(other) = routes.get(&route) {
+                        // Different services may share a route: each is served on its own listener.
+                        if other.split('.').next() == Some(service_name.as_str()) {
+                            self.out.push(
+                                format!("{at}/http"),
+                                format!("{} {} is already bound to {other}", route.0, route.1),
+                                "bind each route once per service",
+                            );
+                        }
+                    }
+                    routes.insert(route, full_name);
+                }
+            }
+        }
+    }
+
+    fn data_trees(&mut self) {
+        for (name, tree) in &self.schema.data_trees {
+            let at = pointer(&["data_trees", name]);
+            let Some(object) = self.schema.objects.get(&tree.object) else {
+                self.out.push(
+                    format!("{at}/object"),
+                    format!("`{}` is not an object of the schema", tree.object),
+                    "name an object defined under /objects",
+                );
+                continue;
+            };
+            if tree.history.last().map(|e| &e.version) != Some(&tree.layout_version) {
+                self.out.push(
+                    format!("{at}/layout_version"),
+                    "the layout version must be the last history entry",
+                    "add a history entry for it",
+                );
+            }
+            for (field, path) in &tree.paths {
+                if !object.fields.contains_key(field) {
+                    self.out.push(
+                        pointer(&["data_trees", name, "paths", field]),
+                        format!("{} has no field `{field}`", tree.object),
+                        "map only the object's fields",
+                    );
+                }
+                if path.path.starts_with('/') || path.path.contains("..") || path.path.is_empty() {
+                    self.out.push(
+                        pointer(&["data_trees", name, "paths", field, "path"]),
+                        "a tree path is relative to the root and stays inside it",
+                        "write a relative path without `..`",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The object a type holds (directly, in an array or in a map), and whether it is polymorphic.
+pub fn object_target<'a>(
+    types: &'a IndexMap<String, crate::model::NamedType>,
+    expr: &'a TypeExpr,
+) -> Option<(&'a str, bool)> {
+    if let Some(object) = &expr.object {
+        return Some((object, expr.subclasses));
+    }
+    if let Some(items) = expr.items.as_deref().or(expr.additional_properties.as_deref()) {
+        return object_target(types, items);
+    }
+    let name = expr.reference.as_deref()?.strip_prefix("#/types/")?;
+    object_target(types, &types.get(name)?.schema)
+}
+
+fn versions_list(versions: impl Iterator<Item = Version>) -> String {
+    versions.map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn is_type_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn is_field_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}

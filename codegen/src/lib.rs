@@ -1,0 +1,115 @@
+//! vproto-codegen: loads a vproto schema, checks it, and generates Rust from it.
+//!
+//! The pipeline is schema file → [`load`] (JSON, duplicate keys, shape
+//! against the meta-schema, meaning via [`check`]) → [`model`] →
+//! [`ir`] → emitters ([`emit_rust`]). [`lock`] guards published versions.
+//!
+//! The generator is a library, usable from another project's `build.rs`
+//! with its own schema, the way prost-build is used:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+//!     vproto_codegen::Generator::new("schema/my-protocol.json")
+//!         .wire_path("vproto_api::wire")
+//!         .write_rust(&out.join("objects.rs"))
+//!         .unwrap_or_else(|error| panic!("{error}"));
+//!     println!("cargo:rerun-if-changed=schema/my-protocol.json");
+//! }
+//! ```
+//!
+//! and in the crate, which depends on `vproto-api` and `serde_json`:
+//! `include!(concat!(env!("OUT_DIR"), "/objects.rs"));`
+
+#![allow(clippy::needless_doctest_main)] // the example is a whole build.rs
+
+pub mod check;
+pub mod diagnostic;
+pub mod emit_rust;
+pub mod ir;
+pub mod load;
+pub mod lock;
+pub mod meta;
+pub mod model;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use load::{load_schema, parse_schema};
+pub use model::Schema;
+
+/// Configures and runs code generation for one schema.
+#[derive(Clone, Debug)]
+pub struct Generator {
+    schema_path: PathBuf,
+    lock_path: Option<PathBuf>,
+    rust: emit_rust::RustOptions,
+}
+
+/// Everything generated from a schema, by purpose.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    /// The Rust module of types, objects and conversions.
+    pub rust_objects: String,
+    /// The meta-schema text (the same for every schema).
+    pub meta_schema: String,
+    /// Object versions the lock does not list yet, as `Object version`.
+    pub unpublished: Vec<String>,
+}
+
+impl Generator {
+    /// A generator for the schema file at `schema_path`.
+    pub fn new(schema_path: impl Into<PathBuf>) -> Self {
+        Generator { schema_path: schema_path.into(), lock_path: None, rust: emit_rust::RustOptions::default() }
+    }
+
+    /// Checks the schema against a lock of published versions.
+    pub fn lock_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lock_path = Some(path.into());
+        self
+    }
+
+    /// The Rust path of the wire support module (default `crate::wire`;
+    /// `vproto_api::wire` from another crate).
+    pub fn wire_path(mut self, path: impl Into<String>) -> Self {
+        self.rust.wire_path = path.into();
+        self
+    }
+
+    /// Loads, checks and generates, reporting every schema problem at once.
+    pub fn generate(&self) -> Result<Generated, Diagnostics> {
+        let schema = load_schema(&self.schema_path)?;
+        let mut diagnostics = Diagnostics::new(self.schema_path.display().to_string());
+        let mut unpublished = Vec::new();
+        if let Some(lock_path) = &self.lock_path {
+            match std::fs::read_to_string(lock_path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| lock::Lock::parse(&text))
+            {
+                Ok(lock) => unpublished = lock.verify(&schema, &mut diagnostics).unpublished,
+                Err(error) => diagnostics.push(
+                    "",
+                    format!("cannot read the lock {}: {error}", lock_path.display()),
+                    "run `cargo xtask lock` to create it",
+                ),
+            }
+        }
+        if !diagnostics.is_empty() {
+            return Err(diagnostics);
+        }
+        let ir = ir::SchemaIr::new(&schema);
+        Ok(Generated {
+            rust_objects: emit_rust::emit_objects(&ir, &self.rust),
+            meta_schema: meta::meta_schema_text(),
+            unpublished,
+        })
+    }
+
+    /// Generates and writes the Rust module to `path` (for `build.rs`).
+    pub fn write_rust(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        let generated = self.generate()?;
+        std::fs::write(path, generated.rust_objects)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! Broken schemas give precise errors (pointer, what, how to fix), all at once.
+
+use serde_json::{json, Value};
+use vproto_codegen::{parse_schema, Diagnostics};
+
+/// A small valid schema that the tests break in one place each.
+fn base() -> Value {
+    json!({
+        "protocol": {"name": "t", "description": "test", "version": "1.0",
+                     "history": [{"version": "1.0", "note": "first"}]},
+        "types": {
+            "Uuid": {"description": "an id", "since": "1.0", "schema": {"type": "string", "format": "uuid"}}
+        },
+        "objects": {
+            "Child": {"description": "c", "namespace": "t", "version": "1.1",
+                      "history": [{"version": "1.0", "note": "a"}, {"version": "1.1", "note": "b"}],
+                      "fields": {"id": {"description": "id", "since": "1.0", "schema": {"$ref": "#/types/Uuid"}}}},
+            "Parent": {"description": "p", "namespace": "t", "version": "1.0",
+                       "history": [{"version": "1.0", "note": "a"}],
+                       "fields": {"child": {"description": "c", "since": "1.0", "schema": {"object": "Child"},
+                                            "child_versions": {"1.0": "1.1"}}}}
+        }
+    })
+}
+
+fn errors_of(schema: &Value) -> Diagnostics {
+    parse_schema(&schema.to_string(), "test.json").expect_err("the schema should be rejected")
+}
+
+fn assert_error(schema: &Value, pointer: &str, words: &str) {
+    let diagnostics = errors_of(schema);
+    assert!(
+        diagnostics.items.iter().any(|d| d.pointer == pointer && d.message.contains(words) && !d.hint.is_empty()),
+        "expected an error at {pointer} containing {words:?}, got:\n{diagnostics}"
+    );
+}
+
+#[test]
+fn the_base_schema_is_valid() {
+    parse_schema(&base().to_string(), "test.json").unwrap_or_else(|d| panic!("{d}"));
+}
+
+#[test]
+fn dangling_type_reference() {
+    let mut schema = base();
+    schema["objects"]["Child"]["fields"]["id"]["schema"]["$ref"] = json!("#/types/Nope");
+    assert_error(&schema, "/objects/Child/fields/id/schema/$ref", "does not name a type");
+}
+
+#[test]
+fn dangling_object_reference() {
+    let mut schema = base();
+    schema["objects"]["Parent"]["fields"]["child"]["schema"]["object"] = json!("Ghost");
+    assert_error(&schema, "/objects/Parent/fields/child/schema/object", "`Ghost` is not an object");
+}
+
+#[test]
+fn history_out_of_order() {
+    let mut schema = base();
+    schema["objects"]["Child"]["history"] = json!([{"version": "1.1", "note": "b"}, {"version": "1.0", "note": "a"}]);
+    assert_error(&schema, "/objects/Child/history/1/version", "does not come after");
+}
+
+#[test]
+fn field_since_not_a_version() {
+    let mut schema = base();
+    schema["objects"]["Child"]["fields"]["id"]["since"] = json!("1.5");
+    assert_error(&schema, "/objects/Child/fields/id/since", "1.5 is not a version of Child");
+}
+
+#[test]
+fn pinned_child_version_must_exist() {
+    let mut schema = base();
+    schema["objects"]["Parent"]["fields"]["child"]["child_versions"] = json!({"1.0": "1.7"});
+    assert_error(&schema, "/objects/Parent/fields/child/child_versions/1.0", "1.7 is not a version of Child");
+}
+
+#[test]
+fn object_fields_must_pin_child_versions() {
+    let mut schema = base();
+    schema["objects"]["Parent"]["fields"]["child"].as_object_mut().unwrap().remove("child_versions");
+    assert_error(&schema, "/objects/Parent/fields/child/child_versions", "does not pin");
+}
+
+#[test]
+fn inheritance_cycle() {
+    let mut schema = base();
+    schema["objects"]["Child"]["extends"] = json!({"object": "Parent", "versions": {"1.0": "1.0"}});
+    schema["objects"]["Parent"]["extends"] = json!({"object": "Child", "versions": {"1.0": "1.0"}});
+    assert_error(&schema, "/objects/Child/extends/object", "inheritance cycle");
+}
+
+#[test]
+fn later_required_field_needs_a_default() {
+    let mut schema = base();
+    schema["objects"]["Child"]["fields"]["size"] =
+        json!({"description": "s", "since": "1.1", "schema": {"type": "integer"}});
+    assert_error(&schema, "/objects/Child/fields/size", "no default");
+}
+
+#[test]
+fn duplicate_keys_are_reported() {
+    let text = base().to_string().replacen("\"Child\":{", "\"Child\":{\"version\":\"1.1\",", 1);
+    let diagnostics = parse_schema(&text, "test.json").expect_err("duplicate");
+    assert!(diagnostics.items.iter().any(|d| d.pointer == "/objects/Child/version"), "{diagnostics}");
+}
+
+#[test]
+fn shape_errors_name_the_pointer() {
+    let mut schema = base();
+    schema["objects"]["Child"]["fields"]["id"]["nullable"] = json!("yes");
+    schema["objects"]["Child"]["colour"] = json!("blue");
+    let diagnostics = errors_of(&schema);
+    assert!(diagnostics.items.iter().any(|d| d.pointer == "/objects/Child/fields/id/nullable"), "{diagnostics}");
+    assert!(
+        diagnostics.items.iter().any(|d| d.pointer == "/objects/Child" && d.message.contains("colour")),
+        "{diagnostics}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let mut schema = base();
+    schema["objects"]["Child"]["fields"]["id"]["since"] = json!("1.5");
+    schema["objects"]["Parent"]["fields"]["child"]["child_versions"] = json!({"1.0": "1.7"});
+    schema["types"]["Uuid"]["schema"]["format"] = json!("colour");
+    let diagnostics = errors_of(&schema);
+    assert!(diagnostics.items.len() >= 3, "{diagnostics}");
+    let text = diagnostics.to_string();
+    assert!(text.contains("unknown format `colour`") && text.contains("fix:"), "{text}");
+}
+
+#[test]
+fn reserved_error_codes_are_refused() {
+    let mut schema = base();
+    schema["errors"] = json!({"Bad": {"code": -32001, "message": "m", "description": "d", "since": "1.0"}});
+    assert_error(&schema, "/errors/Bad/code", "reserved by JSON-RPC");
+}

@@ -1,0 +1,13 @@
+//! vproto-api: the Rust side of the vproto schema.
+//!
+//! [`objects`] is generated from `schema/vproto.json` by `cargo xtask codegen`
+//! (never edit it); [`wire`] is the hand-written layer it stands on: the
+//! `versioned_object.*` envelope, version conversion driven by the generated
+//! descriptors, and validation of every value read from outside. Projects
+//! that generate their own objects with `vproto-codegen` use [`wire`] too.
+
+#[rustfmt::skip]
+pub mod objects;
+pub mod wire;
+
+pub use objects::*;

@@ -1,0 +1,239 @@
+//! JSON Schema constraints on scalar values: formats, patterns, lengths and ranges.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Mutex, OnceLock},
+};
+
+use serde_json::Value;
+
+use super::{WireError, WirePath};
+
+/// The constraints a schema type puts on a value, as generated code states them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Constraints {
+    /// A named string format.
+    pub format: Option<&'static str>,
+    /// A regular expression the whole string must match.
+    pub pattern: Option<&'static str>,
+    /// The allowed strings.
+    pub one_of: Option<&'static [&'static str]>,
+    /// Shortest string, in characters.
+    pub min_length: Option<u64>,
+    /// Longest string, in characters.
+    pub max_length: Option<u64>,
+    /// Smallest number.
+    pub minimum: Option<i64>,
+    /// Largest number.
+    pub maximum: Option<i64>,
+    /// Fewest array elements.
+    pub min_items: Option<u64>,
+    /// Most array elements.
+    pub max_items: Option<u64>,
+}
+
+/// Checks `value` against `constraints`; the JSON type was checked already.
+pub fn check_constraints(value: &Value, constraints: &Constraints, path: &WirePath) -> Result<(), WireError> {
+    let invalid = |why: String| Err(WireError::InvalidValue { path: path.clone(), why });
+    match value {
+        Value::String(text) => {
+            let length = text.chars().count() as u64;
+            if let Some(min) = constraints.min_length.filter(|min| length < *min) {
+                return invalid(format!("{text:?} is shorter than {min} characters"));
+            }
+            if let Some(max) = constraints.max_length.filter(|max| length > *max) {
+                return invalid(format!("string of {length} characters is longer than {max}"));
+            }
+            if let Some(allowed) = constraints.one_of {
+                if !allowed.contains(&text.as_str()) {
+                    return invalid(format!("{text:?} is not one of {}", allowed.join(", ")));
+                }
+            }
+            if let Some(format) = constraints.format {
+                if let Err(why) = check_format(format, text) {
+                    return invalid(format!("{text:?} is not a valid {format}: {why}"));
+                }
+            }
+            if let Some(pattern) = constraints.pattern {
+                if !matches_pattern(pattern, text) {
+                    return invalid(format!("{text:?} does not match the pattern {pattern}"));
+                }
+            }
+        }
+        Value::Number(number) => {
+            if let Some(min) = constraints.minimum {
+                if number.as_f64().is_some_and(|n| n < min as f64) {
+                    return invalid(format!("{number} is less than the minimum {min}"));
+                }
+            }
+            if let Some(max) = constraints.maximum {
+                if number.as_f64().is_some_and(|n| n > max as f64) {
+                    return invalid(format!("{number} is more than the maximum {max}"));
+                }
+            }
+        }
+        Value::Array(items) => {
+            let count = items.len() as u64;
+            if let Some(min) = constraints.min_items.filter(|min| count < *min) {
+                return invalid(format!("{count} elements, fewer than {min}"));
+            }
+            if let Some(max) = constraints.max_items.filter(|max| count > *max) {
+                return invalid(format!("{count} elements, more than {max}"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Whether `text` matches the whole of `pattern` (compiled once per pattern).
+fn matches_pattern(pattern: &'static str, text: &str) -> bool {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, regex::Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let regex = cache.entry(pattern).or_insert_with(|| {
+        regex::Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| regex::Regex::new("$^").expect("valid"))
+    });
+    regex.is_match(text)
+}
+
+/// Checks a string against a named format; the error says what is wrong.
+fn check_format(format: &str, text: &str) -> Result<(), String> {
+    match format {
+        "uuid" => check_uuid(text),
+        "mac-address" => check_mac(text),
+        "ipv4" => text.parse::<std::net::Ipv4Addr>().map(drop).map_err(|e| e.to_string()),
+        "ipv6" => text.parse::<std::net::Ipv6Addr>().map(drop).map_err(|e| e.to_string()),
+        "ip-address" => text.parse::<IpAddr>().map(drop).map_err(|e| e.to_string()),
+        "ip-network" => check_network(text),
+        "pci-address" => check_pci(text),
+        "hostname" => check_hostname(text),
+        "uri" => match text.split_once(':') {
+            Some((scheme, _))
+                if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                Ok(())
+            }
+            _ => Err("no URI scheme".into()),
+        },
+        "date-time" => check_date_time(text),
+        other => Err(format!("unknown format {other}")),
+    }
+}
+
+fn hex_group(part: &str, length: usize) -> bool {
+    part.len() == length && part.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_uuid(text: &str) -> Result<(), String> {
+    let lengths = [8, 4, 4, 4, 12];
+    let parts: Vec<&str> = text.split('-').collect();
+    if parts.len() == 5 && parts.iter().zip(lengths).all(|(part, length)| hex_group(part, length)) {
+        Ok(())
+    } else {
+        Err("expected 8-4-4-4-12 hexadecimal digits".into())
+    }
+}
+
+fn check_mac(text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() == 6 && parts.iter().all(|part| hex_group(part, 2)) {
+        Ok(())
+    } else {
+        Err("expected six colon-separated pairs of hexadecimal digits".into())
+    }
+}
+
+fn check_network(text: &str) -> Result<(), String> {
+    let (address, prefix) = text.split_once('/').ok_or("expected ADDRESS/PREFIX")?;
+    let address: IpAddr = address.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
+    let bits = if address.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(length) if u32::from(length) <= bits && !prefix.starts_with('+') => Ok(()),
+        _ => Err(format!("prefix length must be 0..={bits}")),
+    }
+}
+
+fn check_pci(text: &str) -> Result<(), String> {
+    let ok = (|| {
+        let (domain, rest) = text.split_once(':')?;
+        let (bus, rest) = rest.split_once(':')?;
+        let (slot, function) = rest.split_once('.')?;
+        Some(
+            hex_group(domain, 4)
+                && hex_group(bus, 2)
+                && hex_group(slot, 2)
+                && function.len() == 1
+                && matches!(function.as_bytes()[0], b'0'..=b'7'),
+        )
+    })();
+    if ok == Some(true) {
+        Ok(())
+    } else {
+        Err("expected DDDD:BB:SS.F".into())
+    }
+}
+
+fn check_hostname(text: &str) -> Result<(), String> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if text.len() <= 253 && text.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("expected dot-separated labels of letters, digits and hyphens".into())
+    }
+}
+
+fn check_date_time(text: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|b| b.iter().all(u8::is_ascii_digit));
+    let shape = bytes.len() >= 20
+        && digits(0..4)
+        && bytes[4] == b'-'
+        && digits(5..7)
+        && bytes[7] == b'-'
+        && digits(8..10)
+        && matches!(bytes[10], b'T' | b't')
+        && digits(11..13)
+        && bytes[13] == b':'
+        && digits(14..16)
+        && bytes[16] == b':'
+        && digits(17..19);
+    if shape {
+        Ok(())
+    } else {
+        Err("expected RFC 3339 YYYY-MM-DDTHH:MM:SS with an offset".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_accept_good_and_reject_bad_values() {
+        assert!(check_format("uuid", "8e45a2ea-5364-4b0d-a252-bf8becaa606e").is_ok());
+        assert!(check_format("uuid", "8e45a2ea-5364-4b0d-a252").is_err());
+        assert!(check_format("mac-address", "fa:16:3e:00:00:01").is_ok());
+        assert!(check_format("mac-address", "fa:16:3e:00:00").is_err());
+        assert!(check_format("ip-network", "10.0.0.0/24").is_ok());
+        assert!(check_format("ip-network", "10.0.0.0/33").is_err());
+        assert!(check_format("ip-network", "2001:db8::/64").is_ok());
+        assert!(check_format("pci-address", "0000:0a:00.1").is_ok());
+        assert!(check_format("pci-address", "0000:0a:00.8").is_err());
+        assert!(check_format("ip-address", "::1").is_ok());
+        assert!(check_format("ip-address", "1.2.3").is_err());
+    }
+
+    #[test]
+    fn patterns_match_whole_strings() {
+        assert!(matches_pattern("[a-z]+:[0-9]+", "host:80"));
+        assert!(!matches_pattern("[a-z]+:[0-9]+", "host:80x"));
+    }
+}

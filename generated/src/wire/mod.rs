@@ -1,0 +1,181 @@
+//! The wire layer that generated code stands on: versions, object
+//! descriptors, the `versioned_object.*` envelope, version conversion and
+//! validation of every value read from outside.
+//!
+//! Nothing here knows a particular object: generated code describes each
+//! object with a static [`ObjectInfo`] (fields, `since`, child-version pins,
+//! the base it extends) and the functions here convert any object from those
+//! tables, so conversions are derived from the schema, never hand-written.
+
+mod convert;
+mod error;
+mod formats;
+mod value;
+
+pub use convert::{backport_envelope, fill_defaults, Manifest};
+pub use error::{WireError, WirePath};
+pub use formats::{check_constraints, Constraints};
+pub use value::{read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
+
+use std::{cmp::Ordering, fmt, str::FromStr};
+
+/// The keys of the oslo.versionedobjects envelope.
+pub mod keys {
+    /// The object's registered name.
+    pub const NAME: &str = "versioned_object.name";
+    /// The project namespace.
+    pub const NAMESPACE: &str = "versioned_object.namespace";
+    /// The `MAJOR.MINOR` version the data is written at.
+    pub const VERSION: &str = "versioned_object.version";
+    /// The fields, as a JSON object.
+    pub const DATA: &str = "versioned_object.data";
+    /// The fields the sender marks as changed.
+    pub const CHANGES: &str = "versioned_object.changes";
+}
+
+/// An object version, `MAJOR.MINOR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// Incompatible changes bump it.
+    pub major: u32,
+    /// Compatible additions bump it.
+    pub minor: u32,
+}
+
+impl Version {
+    /// The version `major.minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        Version { major, minor }
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.major, self.minor).cmp(&(other.major, other.minor))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl FromStr for Version {
+    type Err = String;
+
+    /// Parses `MAJOR.MINOR` (decimal numbers without leading zeros).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a MAJOR.MINOR version");
+        let (major, minor) = text.split_once('.').ok_or_else(bad)?;
+        let part = |digits: &str| {
+            let canonical = !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'));
+            canonical.then(|| digits.parse::<u32>().ok()).flatten().ok_or_else(bad)
+        };
+        Ok(Version::new(part(major)?, part(minor)?))
+    }
+}
+
+/// How an object is written on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireForm {
+    /// The `versioned_object.*` envelope.
+    VersionedObject,
+    /// A plain JSON object of the fields.
+    Plain,
+}
+
+/// What a field holds, as far as version conversion cares.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildInfo {
+    /// The declared object name.
+    pub object: &'static str,
+    /// Any subclass of `object` may be sent.
+    pub polymorphic: bool,
+    /// From each version of the owner on, the child version it carries.
+    pub versions: &'static [(Version, Version)],
+}
+
+/// A field, as version conversion sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldInfo {
+    /// The wire name.
+    pub name: &'static str,
+    /// The owner's version that added it.
+    pub since: Version,
+    /// The owner's version that dropped it.
+    pub removed: Option<Version>,
+    /// The default as JSON text, used when the field is absent.
+    pub default: Option<&'static str>,
+    /// Set when the field holds objects.
+    pub child: Option<ChildInfo>,
+}
+
+impl FieldInfo {
+    /// Whether the field exists at `version` of its owner.
+    pub fn exists_at(&self, version: Version) -> bool {
+        self.since <= version && self.removed.is_none_or(|removed| version < removed)
+    }
+}
+
+/// The base an object extends.
+#[derive(Clone, Copy, Debug)]
+pub struct BaseInfo {
+    /// The base object's name.
+    pub object: &'static str,
+    /// From each version of the subclass on, the base version it carries.
+    pub versions: &'static [(Version, Version)],
+}
+
+/// Everything conversion needs to know about one object.
+#[derive(Debug)]
+pub struct ObjectInfo {
+    /// The registered name.
+    pub name: &'static str,
+    /// The namespace written to the envelope.
+    pub namespace: &'static str,
+    /// How it travels.
+    pub wire: WireForm,
+    /// The current version.
+    pub version: Version,
+    /// Every version, oldest first.
+    pub versions: &'static [Version],
+    /// The object's own fields.
+    pub fields: &'static [FieldInfo],
+    /// The base it extends.
+    pub base: Option<BaseInfo>,
+    /// Readers accept fields they do not know (plain form only).
+    pub tolerate_unknown_fields: bool,
+}
+
+/// All objects of one schema, sorted by name.
+#[derive(Debug)]
+pub struct Registry {
+    /// The objects, sorted by name so lookups can bisect.
+    pub objects: &'static [&'static ObjectInfo],
+}
+
+impl Registry {
+    /// The object called `name`.
+    pub fn get(&self, name: &str) -> Option<&'static ObjectInfo> {
+        self.objects.binary_search_by(|info| info.name.cmp(name)).ok().map(|index| self.objects[index])
+    }
+
+    /// The names of every object, for error messages.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.objects.iter().map(|info| info.name)
+    }
+}
+
+/// The entry of a version map that applies at `version`: the last whose key is not after it.
+pub fn mapped_version(map: &[(Version, Version)], version: Version) -> Option<Version> {
+    map.iter().rev().find(|(from, _)| *from <= version).map(|(_, to)| *to)
+}
