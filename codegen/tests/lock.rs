@@ -1,0 +1,84 @@
+//! Published versions are frozen by the lock; new versions go through `cargo xtask lock`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use vproto_codegen::{lock::Lock, Generator};
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Writes `schema` and the repository's lock into a temporary directory.
+fn setup(schema: &Value) -> (tempfile::TempDir, Generator) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schema.json"), serde_json::to_string_pretty(schema).unwrap()).unwrap();
+    std::fs::copy(repo_file("schema/vproto.lock"), dir.path().join("vproto.lock")).unwrap();
+    let generator = Generator::new(dir.path().join("schema.json")).lock_file(dir.path().join("vproto.lock"));
+    (dir, generator)
+}
+
+fn repo_schema() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo_file("schema/vproto.json")).unwrap()).unwrap()
+}
+
+fn new_field(since: &str) -> Value {
+    json!({"description": "Queue count.", "since": since, "schema": {"type": "integer"}, "default": 1})
+}
+
+#[test]
+fn the_repository_schema_matches_its_lock() {
+    let generated = Generator::new(repo_file("schema/vproto.json"))
+        .lock_file(repo_file("schema/vproto.lock"))
+        .generate()
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert!(generated.unpublished.is_empty(), "unpublished: {:?}", generated.unpublished);
+}
+
+#[test]
+fn adding_a_field_without_a_new_version_fails_with_a_clear_message() {
+    let mut schema = repo_schema();
+    schema["objects"]["Network"]["fields"]["queues"] = new_field("1.1");
+    let (_dir, generator) = setup(&schema);
+    let error = generator.generate().expect_err("the published Network 1.1 changed").to_string();
+    assert!(error.contains("the shape of Network 1.1 changed after it was published"), "{error}");
+    assert!(error.contains("add a new version to Network's history"), "{error}");
+}
+
+#[test]
+fn changing_a_type_or_dropping_a_default_fails() {
+    let mut schema = repo_schema();
+    schema["objects"]["Network"]["fields"]["mtu"]["schema"] = json!({"type": "string"});
+    let (_dir, generator) = setup(&schema);
+    assert!(generator.generate().unwrap_err().to_string().contains("Network 1.1 changed"));
+
+    let mut schema = repo_schema();
+    schema["objects"]["Network"]["fields"]["mtu"].as_object_mut().unwrap().remove("default");
+    schema["objects"]["Network"]["fields"]["mtu"]["required"] = json!(false);
+    let (_dir, generator) = setup(&schema);
+    assert!(generator.generate().unwrap_err().to_string().contains("Network 1.1 changed"));
+}
+
+#[test]
+fn a_new_version_generates_and_waits_to_be_published() {
+    let mut schema = repo_schema();
+    let network = &mut schema["objects"]["Network"];
+    network["version"] = json!("1.2");
+    network["history"].as_array_mut().unwrap().push(json!({"version": "1.2", "note": "Added queues"}));
+    network["fields"]["queues"] = new_field("1.2");
+    let (dir, generator) = setup(&schema);
+    let generated = generator.generate().unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(generated.unpublished, vec!["Network 1.2".to_string()]);
+    assert!(generated.rust_objects.contains("pub queues: i64"));
+    syn::parse_file(&generated.rust_objects).expect("the generated Rust parses");
+
+    // Publishing it (what `cargo xtask lock` writes) keeps every old fingerprint.
+    let old = Lock::parse(&std::fs::read_to_string(dir.path().join("vproto.lock")).unwrap()).unwrap();
+    let new = Lock::of(&vproto_codegen::load_schema(&dir.path().join("schema.json")).unwrap());
+    for (object, versions) in &old.objects {
+        for (version, fingerprint) in versions {
+            assert_eq!(&new.objects[object][version], fingerprint, "{object} {version}");
+        }
+    }
+    assert!(new.objects["Network"].contains_key("1.2"));
+}
