@@ -170,7 +170,8 @@ fn python_venv() -> Result<PathBuf, String> {
     let requirements = root().join("tests/requirements.txt");
     let stamp = venv.join(".requirements-installed");
     let installed = std::fs::read_to_string(&stamp).ok();
-    let wanted = std::fs::read_to_string(&requirements).map_err(|e| format!("cannot read tests/requirements.txt: {e}"))?;
+    let wanted =
+        std::fs::read_to_string(&requirements).map_err(|e| format!("cannot read tests/requirements.txt: {e}"))?;
     if !python.exists() {
         run("create the Python venv", Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
