@@ -44,14 +44,21 @@ fn read_manifest(path: &std::path::Path) -> Result<Manifest, String> {
         .ok_or_else(|| format!("--manifest {shown}: expected a JSON object of object names to versions"))?;
     let mut manifest = Manifest::new();
     for (name, version) in entries {
-        if vproto_api::REGISTRY.get(name).is_none() {
+        let Some(info) = vproto_api::REGISTRY.get(name) else {
             return Err(format!("--manifest {shown}: `{name}` is not an object of the schema"));
-        }
+        };
         let version = version
             .as_str()
             .ok_or_else(|| format!("--manifest {shown}: the version of {name} must be a string"))?
             .parse::<Version>()
             .map_err(|e| format!("--manifest {shown}: {name}: {e}"))?;
+        if !info.versions.contains(&version) {
+            let known: Vec<String> = info.versions.iter().map(Version::to_string).collect();
+            return Err(format!(
+                "--manifest {shown}: {name} has no version {version} (its versions: {})",
+                known.join(", ")
+            ));
+        }
         manifest.insert(name.clone(), version);
     }
     Ok(manifest)
