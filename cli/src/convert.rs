@@ -25,8 +25,7 @@ pub fn run(args: &ConvertArgs) -> Result<(), String> {
     let manifest = args.manifest.as_ref().map(|path| read_manifest(path.as_path())).transpose()?;
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&input)
-        .map_err(|e| format!("stdin is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))?;
+    let value: serde_json::Value = serde_json::from_str(&input).map_err(|e| format!("stdin is not valid JSON: {e}"))?;
     let converted =
         vproto_api::convert_primitive(&value, Some(target), manifest.as_ref()).map_err(|e| e.to_string())?;
     let mut stdout = std::io::stdout().lock();
@@ -45,7 +44,9 @@ fn read_manifest(path: &std::path::Path) -> Result<Manifest, String> {
     let mut manifest = Manifest::new();
     for (name, version) in entries {
         let Some(info) = vproto_api::REGISTRY.get(name) else {
-            return Err(format!("--manifest {shown}: `{name}` is not an object of the schema"));
+            // oslo ignores entries for classes it does not know: a newer peer may name them.
+            eprintln!("vproto: note: --manifest {shown}: ignoring `{name}`, which is not an object of the schema");
+            continue;
         };
         let version = version
             .as_str()

@@ -82,3 +82,16 @@ fn a_new_version_generates_and_waits_to_be_published() {
     }
     assert!(new.objects["Network"].contains_key("1.2"));
 }
+
+#[test]
+fn checked_in_generated_files_are_fresh_and_deterministic() {
+    let generator = Generator::new(repo_file("schema/vproto.json")).lock_file(repo_file("schema/vproto.lock"));
+    let first = generator.generate().unwrap_or_else(|d| panic!("{d}"));
+    let second = generator.generate().unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(first.rust_objects, second.rust_objects, "output must be byte-identical across runs");
+    let checked_in = std::fs::read_to_string(repo_file("generated/src/objects.rs")).unwrap();
+    assert!(checked_in == first.rust_objects, "generated/src/objects.rs is stale: run `cargo xtask codegen`");
+    let meta = std::fs::read_to_string(repo_file("schema/meta.schema.json")).unwrap();
+    assert!(meta == first.meta_schema, "schema/meta.schema.json is stale: run `cargo xtask codegen`");
+    assert!(checked_in.starts_with("// @generated"), "generated files carry the do-not-edit header");
+}

@@ -188,7 +188,7 @@ pub fn backport_envelope(
     if to > from {
         fill_defaults(registry, info, &mut data, from, path)?;
     }
-    if to != info.version || from != info.version {
+    if to != info.version || from != info.version || manifest.is_some() {
         backport_data(registry, info, &mut data, to, manifest, path)?;
     }
     let map = value.as_object_mut().expect("parsed as an envelope");

@@ -254,7 +254,8 @@ pub trait VersionedObject: Sized {
         let target = target.unwrap_or(info.version);
         check_version(info, target, &WirePath::root())?;
         let mut data = self.to_data();
-        if target != info.version {
+        // oslo converts whenever a manifest is given, even at the current version.
+        if target != info.version || manifest.is_some() {
             backport_data(Self::registry(), info, &mut data, target, manifest, &WirePath::root())?;
         }
         Ok(envelope(info, target, data, self.changes()))
