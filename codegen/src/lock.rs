@@ -159,7 +159,8 @@ fn resolve(schema: &Schema, expr: &TypeExpr, depth: usize) -> Value {
     }
     if let Some(name) = expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")) {
         if let Some(named) = schema.types.get(name) {
-            return json!({"named": name, "open": named.open, "schema": resolve(schema, &named.schema, depth + 1)});
+            // The name is not part of the shape: renaming a type changes no byte on the wire.
+            return json!({"open": named.open, "schema": resolve(schema, &named.schema, depth + 1)});
         }
     }
     let mut value = serde_json::to_value(expr).expect("a type expression always serializes");

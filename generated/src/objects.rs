@@ -414,8 +414,8 @@ impl crate::wire::WireValue for PCIAddress {
 ///
 /// Since protocol version 1.0.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UUID(String);
-impl UUID {
+pub struct Uuid(String);
+impl Uuid {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
         format: Some("uuid"),
@@ -441,12 +441,12 @@ impl UUID {
         &self.0
     }
 }
-impl std::fmt::Display for UUID {
+impl std::fmt::Display for Uuid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::WireValue for UUID {
+impl crate::wire::WireValue for Uuid {
     fn from_wire(
         value: &serde_json::Value,
         path: &crate::wire::WirePath,
@@ -2068,7 +2068,7 @@ pub struct Hardware {
     /// Unique identifier of the device.
     ///
     /// Since Hardware 1.0.
-    pub uuid: UUID,
+    pub uuid: Uuid,
 }
 /// How Hardware converts between versions.
 pub static HARDWARE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
@@ -2156,7 +2156,7 @@ impl crate::wire::PlainObject for Hardware {
                     AccStatus,
                 >(data, "Hardware", "acc_status", path)?
             },
-            uuid: { crate::wire::read_required::<UUID>(data, "Hardware", "uuid", path)? },
+            uuid: { crate::wire::read_required::<Uuid>(data, "Hardware", "uuid", path)? },
         })
     }
 }
@@ -2741,7 +2741,7 @@ pub struct InstanceInfo {
     /// UUID of the instance.
     ///
     /// Since InstanceInfo 1.0.
-    pub uuid: UUID,
+    pub uuid: Uuid,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
     pub obj_changes: Option<Vec<String>>,
@@ -2807,7 +2807,7 @@ impl crate::wire::VersionedObject for InstanceInfo {
                 crate::wire::read_optional::<String>(data, "project_id", path)?
             },
             uuid: {
-                crate::wire::read_required::<UUID>(data, "InstanceInfo", "uuid", path)?
+                crate::wire::read_required::<Uuid>(data, "InstanceInfo", "uuid", path)?
             },
             obj_changes: None,
         })
@@ -2931,7 +2931,7 @@ pub struct Network {
     /// Unique identifier of the network.
     ///
     /// Since Network 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// Human-readable name of the network; Nova sets it only when known.
     ///
     /// Since Network 1.0. May be left unset.
@@ -3112,7 +3112,7 @@ impl crate::wire::VersionedObject for Network {
                     Option<String>,
                 >(data, "bridge_interface", path)?
             },
-            id: { crate::wire::read_required::<UUID>(data, "Network", "id", path)? },
+            id: { crate::wire::read_required::<Uuid>(data, "Network", "id", path)? },
             label: { crate::wire::read_optional::<String>(data, "label", path)? },
             mtu: {
                 crate::wire::read_required::<Option<i64>>(data, "Network", "mtu", path)?
@@ -3733,7 +3733,7 @@ pub struct VIFBase {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -3880,7 +3880,7 @@ impl crate::wire::VersionedObject for VIFBase {
                     bool,
                 >(data, "VIFBase", "has_traffic_filtering", path)?
             },
-            id: { crate::wire::read_required::<UUID>(data, "VIFBase", "id", path)? },
+            id: { crate::wire::read_required::<Uuid>(data, "VIFBase", "id", path)? },
             network: {
                 crate::wire::read_required::<
                     Option<Network>,
@@ -3943,7 +3943,7 @@ pub struct VIFBridge {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -4056,7 +4056,7 @@ impl crate::wire::VersionedObject for VIFBridge {
                     bool,
                 >(data, "VIFBridge", "has_traffic_filtering", path)?
             },
-            id: { crate::wire::read_required::<UUID>(data, "VIFBridge", "id", path)? },
+            id: { crate::wire::read_required::<Uuid>(data, "VIFBridge", "id", path)? },
             network: {
                 crate::wire::read_required::<
                     Option<Network>,
@@ -4129,7 +4129,7 @@ pub struct VIFDirect {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -4268,7 +4268,7 @@ impl crate::wire::VersionedObject for VIFDirect {
                     bool,
                 >(data, "VIFDirect", "has_traffic_filtering", path)?
             },
-            id: { crate::wire::read_required::<UUID>(data, "VIFDirect", "id", path)? },
+            id: { crate::wire::read_required::<Uuid>(data, "VIFDirect", "id", path)? },
             network: {
                 crate::wire::read_required::<
                     Option<Network>,
@@ -4349,7 +4349,7 @@ pub struct VIFGeneric {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -4447,7 +4447,7 @@ impl crate::wire::VersionedObject for VIFGeneric {
                     bool,
                 >(data, "VIFGeneric", "has_traffic_filtering", path)?
             },
-            id: { crate::wire::read_required::<UUID>(data, "VIFGeneric", "id", path)? },
+            id: { crate::wire::read_required::<Uuid>(data, "VIFGeneric", "id", path)? },
             network: {
                 crate::wire::read_required::<
                     Option<Network>,
@@ -4515,7 +4515,7 @@ pub struct VIFHostDevice {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -4631,7 +4631,7 @@ impl crate::wire::VersionedObject for VIFHostDevice {
                 >(data, "VIFHostDevice", "has_traffic_filtering", path)?
             },
             id: {
-                crate::wire::read_required::<UUID>(data, "VIFHostDevice", "id", path)?
+                crate::wire::read_required::<Uuid>(data, "VIFHostDevice", "id", path)?
             },
             network: {
                 crate::wire::read_required::<
@@ -4707,7 +4707,7 @@ pub struct VIFNestedDPDK {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -4826,7 +4826,7 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
                 >(data, "VIFNestedDPDK", "has_traffic_filtering", path)?
             },
             id: {
-                crate::wire::read_required::<UUID>(data, "VIFNestedDPDK", "id", path)?
+                crate::wire::read_required::<Uuid>(data, "VIFNestedDPDK", "id", path)?
             },
             network: {
                 crate::wire::read_required::<
@@ -4902,7 +4902,7 @@ pub struct VIFOpenVSwitch {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -5018,7 +5018,7 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
                 >(data, "VIFOpenVSwitch", "has_traffic_filtering", path)?
             },
             id: {
-                crate::wire::read_required::<UUID>(data, "VIFOpenVSwitch", "id", path)?
+                crate::wire::read_required::<Uuid>(data, "VIFOpenVSwitch", "id", path)?
             },
             network: {
                 crate::wire::read_required::<
@@ -5087,7 +5087,7 @@ pub struct VIFPortProfile8021Qbg {
     /// The VSI Instance ID Identifier is generated when a VSI instance (i.e. a virtual interface of a virtual machine) is created. This is a globally unique identifier.
     ///
     /// Since VIFPortProfile8021Qbg 1.0.
-    pub instance_id: UUID,
+    pub instance_id: Uuid,
     /// The VSI Manager ID identifies the database containing the VSI type and instance definitions. (The value 0 is reserved, but os-vif does not enforce a minimum.)
     ///
     /// Since VIFPortProfile8021Qbg 1.0.
@@ -5201,7 +5201,7 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
             },
             instance_id: {
                 crate::wire::read_required::<
-                    UUID,
+                    Uuid,
                 >(data, "VIFPortProfile8021Qbg", "instance_id", path)?
             },
             manager_id: {
@@ -5591,7 +5591,7 @@ pub struct VIFPortProfileFPOpenVSwitch {
     /// A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.0.
-    pub interface_id: UUID,
+    pub interface_id: Uuid,
     /// Whether to enable multiqueue on the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
@@ -5742,7 +5742,7 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
             },
             interface_id: {
                 crate::wire::read_required::<
-                    UUID,
+                    Uuid,
                 >(data, "VIFPortProfileFPOpenVSwitch", "interface_id", path)?
             },
             multiqueue: {
@@ -6074,7 +6074,7 @@ pub struct VIFPortProfileOVSRepresentor {
     /// A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.0.
-    pub interface_id: UUID,
+    pub interface_id: Uuid,
     /// Whether to enable multiqueue on the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
@@ -6229,7 +6229,7 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
             },
             interface_id: {
                 crate::wire::read_required::<
-                    UUID,
+                    Uuid,
                 >(data, "VIFPortProfileOVSRepresentor", "interface_id", path)?
             },
             multiqueue: {
@@ -6302,7 +6302,7 @@ pub struct VIFPortProfileOpenVSwitch {
     /// A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.0.
-    pub interface_id: UUID,
+    pub interface_id: Uuid,
     /// Whether to enable multiqueue on the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
@@ -6453,7 +6453,7 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
             },
             interface_id: {
                 crate::wire::read_required::<
-                    UUID,
+                    Uuid,
                 >(data, "VIFPortProfileOpenVSwitch", "interface_id", path)?
             },
             multiqueue: {
@@ -6509,7 +6509,7 @@ pub struct VIFVHostUser {
     /// Unique identifier of the VIF port.
     ///
     /// Since VIFBase 1.0.
-    pub id: UUID,
+    pub id: Uuid,
     /// The network to which the VIF is connected.
     ///
     /// Since VIFBase 1.0. May be null.
@@ -6637,7 +6637,7 @@ impl crate::wire::VersionedObject for VIFVHostUser {
                 >(data, "VIFVHostUser", "has_traffic_filtering", path)?
             },
             id: {
-                crate::wire::read_required::<UUID>(data, "VIFVHostUser", "id", path)?
+                crate::wire::read_required::<Uuid>(data, "VIFVHostUser", "id", path)?
             },
             network: {
                 crate::wire::read_required::<
