@@ -1,0 +1,202 @@
+//! The JSON-RPC 2.0 vocabulary that generated servers and clients share
+//! with the runtime's transports: error objects, params, the [`Handler`] a
+//! server dispatches to and the [`ClientTransport`] a client calls through.
+//!
+//! This module knows no transport and no async runtime; `vproto-runtime`
+//! carries these over sockets, stdio and HTTP.
+
+use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc};
+
+use serde_json::{Map, Value};
+
+use crate::wire::WireError;
+
+/// The error codes JSON-RPC 2.0 defines.
+pub mod codes {
+    /// Invalid JSON was received.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// The JSON sent is not a valid request object.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// The method does not exist or is not available.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Invalid method parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// Internal JSON-RPC error.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Implementation-defined server error: a limit was exceeded.
+    pub const LIMIT_EXCEEDED: i64 = -32000;
+    /// Implementation-defined server error: the caller is not authorized.
+    pub const UNAUTHORIZED: i64 = -32001;
+}
+
+/// A boxed future that can cross threads.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A JSON-RPC error object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RpcError {
+    /// The error code.
+    pub code: i64,
+    /// A short description.
+    pub message: String,
+    /// Structured details.
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error with no data.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError { code, message: message.into(), data: None }
+    }
+
+    /// Adds data to the error.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The error as a JSON-RPC error object.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("code".into(), self.code.into());
+        object.insert("message".into(), self.message.clone().into());
+        if let Some(data) = &self.data {
+            object.insert("data".into(), data.clone());
+        }
+        Value::Object(object)
+    }
+
+    /// Reads a JSON-RPC error object.
+    pub fn from_json(value: &Value) -> Option<Self> {
+        let object = value.as_object()?;
+        Some(RpcError {
+            code: object.get("code")?.as_i64()?,
+            message: object.get("message")?.as_str()?.to_string(),
+            data: object.get("data").cloned(),
+        })
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error {}: {}", self.code, self.message)?;
+        if let Some(data) = &self.data {
+            write!(f, " ({data})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// The params of a call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Params {
+    /// No `params` member.
+    None,
+    /// Params by name.
+    ByName(Map<String, Value>),
+    /// Params by position.
+    ByPosition(Vec<Value>),
+}
+
+impl Params {
+    /// Reads the `params` member of a request; `None` when it is neither an object nor an array.
+    pub fn from_json(value: Option<&Value>) -> Option<Self> {
+        match value {
+            None => Some(Params::None),
+            Some(Value::Object(map)) => Some(Params::ByName(map.clone())),
+            Some(Value::Array(items)) => Some(Params::ByPosition(items.clone())),
+            Some(_) => None,
+        }
+    }
+
+    /// The params by name, mapping positions onto `names` in order.
+    /// Fails when more positions are given than there are names.
+    pub fn into_named(self, names: &[&str]) -> Result<Map<String, Value>, RpcError> {
+        match self {
+            Params::None => Ok(Map::new()),
+            Params::ByName(map) => Ok(map),
+            Params::ByPosition(items) => {
+                if items.len() > names.len() {
+                    return Err(RpcError::new(codes::INVALID_PARAMS, "Invalid params").with_data(serde_json::json!([{
+                        "pointer": "",
+                        "message": format!("{} positional params given, the method takes at most {}", items.len(), names.len()),
+                    }])));
+                }
+                Ok(names.iter().map(|name| name.to_string()).zip(items).collect())
+            }
+        }
+    }
+}
+
+/// Something that answers calls: a generated dispatcher, or a [`Router`] of them.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `method` with `params`. Notifications are called too; their
+    /// answer is dropped by the transport.
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>>;
+
+    /// The methods this handler serves, as `service.method`.
+    fn methods(&self) -> Vec<&'static str>;
+}
+
+/// Routes calls to the handler that serves the method.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: BTreeMap<&'static str, Arc<dyn Handler>>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    /// Adds every method of `handler`.
+    pub fn with(mut self, handler: impl Handler) -> Self {
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        for method in handler.methods() {
+            self.routes.insert(method, handler.clone());
+        }
+        self
+    }
+}
+
+impl Handler for Router {
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        match self.routes.get(method) {
+            Some(handler) => handler.handle(method, params),
+            None => {
+                let error = RpcError::new(codes::METHOD_NOT_FOUND, "Method not found")
+                    .with_data(Value::String(format!("no method `{method}`")));
+                Box::pin(async move { Err(error) })
+            }
+        }
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        self.routes.keys().copied().collect()
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The server answered with an error object.
+    #[error("the server answered {0}")]
+    Rpc(RpcError),
+    /// The transport failed (connection, framing, timeout).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The answer did not fit the schema.
+    #[error("the result does not fit the schema: {0}")]
+    Decode(WireError),
+}
+
+/// How a generated client reaches a server.
+pub trait ClientTransport: Send + Sync {
+    /// Sends a request and waits for its answer.
+    fn request<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<Value, CallError>>;
+    /// Sends a notification; nothing comes back.
+    fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>>;
+}
