@@ -18,11 +18,13 @@ pub struct RustOptions {
     /// The path of the wire support module in the generated crate's scope,
     /// such as `crate::wire` or `vproto_api::wire`.
     pub wire_path: String,
+    /// The path of the JSON-RPC support module, such as `crate::rpc`.
+    pub rpc_path: String,
 }
 
 impl Default for RustOptions {
     fn default() -> Self {
-        RustOptions { wire_path: "crate::wire".into() }
+        RustOptions { wire_path: "crate::wire".into(), rpc_path: "crate::rpc".into() }
     }
 }
 
@@ -50,6 +52,14 @@ pub fn emit_objects(ir: &SchemaIr, options: &RustOptions) -> String {
         items.push(emit_polymorphic(base, members, &wire));
     }
     items.push(emit_registry(ir, &wire));
+    let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
+    let json_schema = serde_json::to_string(&crate::emit_json_schema::json_schema(ir)).expect("JSON always serializes");
+    items.push(quote! {
+        /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
+        pub const JSON_SCHEMA: &str = #json_schema;
+    });
+    items.push(crate::emit_services::emit_services(ir, &wire, &rpc));
+    items.push(crate::emit_services::emit_backlevel(ir, &wire, &rpc));
     let file: syn::File = syn::parse2(quote! { #(#items)* }).expect("generated tokens parse as a file");
     format!("{GENERATED_HEADER}\n{}", prettyplease::unparse(&file))
 }
@@ -96,7 +106,8 @@ pub fn variant_name(value: &str) -> String {
     out
 }
 
-fn type_tokens(ty: &RustType) -> TokenStream {
+/// The Rust type tokens of an IR type.
+pub fn type_tokens(ty: &RustType) -> TokenStream {
     match ty {
         RustType::String => quote! { String },
         RustType::Integer => quote! { i64 },

@@ -106,6 +106,21 @@ impl<'s> SchemaIr<'s> {
                 collect_polymorphic(&field.field.schema, &mut bases);
             }
         }
+        for service in schema.services.values() {
+            for method in service.methods.values() {
+                for param in method.params.values() {
+                    collect_polymorphic(&param.schema, &mut bases);
+                }
+                if let Some(result) = &method.result {
+                    collect_polymorphic(result, &mut bases);
+                }
+            }
+        }
+        for error in schema.errors.values() {
+            if let Some(data) = &error.data {
+                collect_polymorphic(data, &mut bases);
+            }
+        }
         for base in bases {
             let mut members: Vec<&str> = schema
                 .objects

@@ -12,7 +12,7 @@
 //! fn main() {
 //!     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
 //!     vproto_codegen::Generator::new("schema/my-protocol.json")
-//!         .wire_path("vproto_api::wire")
+//!         .support_crate("vproto_api")
 //!         .write_rust(&out.join("objects.rs"))
 //!         .unwrap_or_else(|error| panic!("{error}"));
 //!     println!("cargo:rerun-if-changed=schema/my-protocol.json");
@@ -26,7 +26,9 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod emit_json_schema;
 pub mod emit_rust;
+pub mod emit_services;
 pub mod ir;
 pub mod load;
 pub mod lock;
@@ -54,6 +56,8 @@ pub struct Generated {
     pub rust_objects: String,
     /// The meta-schema text (the same for every schema).
     pub meta_schema: String,
+    /// The published JSON Schema of the protocol.
+    pub json_schema: String,
     /// Object versions the lock does not list yet, as `Object version`.
     pub unpublished: Vec<String>,
 }
@@ -70,10 +74,11 @@ impl Generator {
         self
     }
 
-    /// The Rust path of the wire support module (default `crate::wire`;
-    /// `vproto_api::wire` from another crate).
-    pub fn wire_path(mut self, path: impl Into<String>) -> Self {
-        self.rust.wire_path = path.into();
+    /// The Rust path of the crate holding the `wire` and `rpc` support
+    /// modules (default `crate`; `vproto_api` from another crate).
+    pub fn support_crate(mut self, path: &str) -> Self {
+        self.rust.wire_path = format!("{path}::wire");
+        self.rust.rpc_path = format!("{path}::rpc");
         self
     }
 
@@ -99,9 +104,13 @@ impl Generator {
             return Err(diagnostics);
         }
         let ir = ir::SchemaIr::new(&schema);
+        let mut json_schema =
+            serde_json::to_string_pretty(&emit_json_schema::json_schema(&ir)).expect("JSON always serializes");
+        json_schema.push('\n');
         Ok(Generated {
             rust_objects: emit_rust::emit_objects(&ir, &self.rust),
             meta_schema: meta::meta_schema_text(),
+            json_schema,
             unpublished,
         })
     }

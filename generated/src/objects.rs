@@ -951,6 +951,83 @@ impl crate::wire::WireValue for AccStatus {
         serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
     }
 }
+/// The answer to `conductor.list_agents` (`GET /agents`): every agent that has registered with the conductor.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentList {
+    /// The agents, alive or not.
+    ///
+    /// Since AgentList 1.0.
+    pub agents: Vec<AgentState>,
+}
+/// How AgentList converts between versions.
+pub static AGENT_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "AgentList",
+    namespace: "cyborg",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "agents",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: Some(crate::wire::ChildInfo {
+                object: "AgentState",
+                polymorphic: false,
+                versions: &[
+                    (
+                        crate::wire::Version::new(1u32, 0u32),
+                        crate::wire::Version::new(1u32, 0u32),
+                    ),
+                ],
+            }),
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for AgentList {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &AGENT_LIST_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("agents".into(), crate::wire::WireValue::to_wire(&self.agents));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            agents: {
+                crate::wire::read_required::<
+                    Vec<AgentState>,
+                >(data, "AgentList", "agents", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for AgentList {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
 /// What a Cyborg agent sends the conductor (`POST /hello`) once installed and ready: its status and endpoint.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -1026,6 +1103,143 @@ impl crate::wire::PlainObject for AgentRegistration {
     }
 }
 impl crate::wire::WireValue for AgentRegistration {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
+/// What the conductor knows of one registered Cyborg agent: where it is, what it last reported and whether it is still alive.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentState {
+    /// Whether the agent sent hello within the last three heartbeat intervals. An agent that stops reporting stays listed with alive false, so it can be alarmed on; one that never reported is not listed.
+    ///
+    /// Since AgentState 1.0.
+    pub alive: bool,
+    /// Where the agent listens, as host:port; it identifies the agent.
+    ///
+    /// Since AgentState 1.0.
+    pub endpoint: Endpoint,
+    /// When the conductor last received a hello from the agent (RFC 3339, UTC).
+    ///
+    /// Since AgentState 1.0.
+    pub last_seen: String,
+    /// The status the agent reported in its last hello.
+    ///
+    /// Since AgentState 1.0.
+    pub status: ComponentStatus,
+}
+/// How AgentState converts between versions.
+pub static AGENT_STATE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "AgentState",
+    namespace: "cyborg",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "alive",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "endpoint",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "last_seen",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "status",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for AgentState {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &AGENT_STATE_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("alive".into(), crate::wire::WireValue::to_wire(&self.alive));
+        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
+        data.insert(
+            "last_seen".into(),
+            crate::wire::WireValue::to_wire(&self.last_seen),
+        );
+        data.insert("status".into(), crate::wire::WireValue::to_wire(&self.status));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            alive: {
+                crate::wire::read_required::<bool>(data, "AgentState", "alive", path)?
+            },
+            endpoint: {
+                crate::wire::read_required::<
+                    Endpoint,
+                >(data, "AgentState", "endpoint", path)?
+            },
+            last_seen: {
+                if let Some(value) = data.get("last_seen").filter(|v| !v.is_null()) {
+                    crate::wire::check_constraints(
+                        value,
+                        &crate::wire::Constraints {
+                            format: Some("date-time"),
+                            pattern: None,
+                            one_of: None,
+                            min_length: None,
+                            max_length: None,
+                            minimum: None,
+                            maximum: None,
+                            min_items: None,
+                            max_items: None,
+                        },
+                        &path.field("last_seen"),
+                    )?;
+                }
+                crate::wire::read_required::<
+                    String,
+                >(data, "AgentState", "last_seen", path)?
+            },
+            status: {
+                crate::wire::read_required::<
+                    ComponentStatus,
+                >(data, "AgentState", "status", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for AgentState {
     fn from_wire(
         value: &serde_json::Value,
         path: &crate::wire::WirePath,
@@ -1206,6 +1420,91 @@ impl crate::wire::WireValue for DatapathOffloadRepresentor {
     }
     fn to_wire(&self) -> serde_json::Value {
         crate::wire::VersionedObject::to_current_primitive(self)
+    }
+}
+/// The `data` of the DiscoveryFailed error: which driver could not run discovery, and why.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscoveryFailedData {
+    /// The endpoint of the driver whose discovery failed (the driver's own when it answers itself).
+    ///
+    /// Since DiscoveryFailedData 1.0.
+    pub endpoint: Endpoint,
+    /// A human-readable cause, for logs; not meant to be parsed.
+    ///
+    /// Since DiscoveryFailedData 1.0.
+    pub reason: String,
+}
+/// How DiscoveryFailedData converts between versions.
+pub static DISCOVERY_FAILED_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "DiscoveryFailedData",
+    namespace: "cyborg",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "endpoint",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "reason",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for DiscoveryFailedData {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &DISCOVERY_FAILED_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("reason".into(), crate::wire::WireValue::to_wire(&self.reason));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            endpoint: {
+                crate::wire::read_required::<
+                    Endpoint,
+                >(data, "DiscoveryFailedData", "endpoint", path)?
+            },
+            reason: {
+                crate::wire::read_required::<
+                    String,
+                >(data, "DiscoveryFailedData", "reason", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for DiscoveryFailedData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
     }
 }
 /// The answer to a Cyborg discovery trigger (driver or agent `POST /discovery`): where the discovery and setup process stands.
@@ -2248,6 +2547,137 @@ impl crate::wire::WireValue for HardwareList {
         serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
     }
 }
+/// The answer to a Cyborg registration (`agent.hello` from a driver, `conductor.hello` from an agent): the registration was recorded. Registration is idempotent and doubles as the liveness heartbeat: the registering component sends hello again at least every `heartbeat_interval` seconds, with its current status; a component not heard from for three intervals is considered gone.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct HelloAck {
+    /// How often, in seconds, the registering component must send hello again to stay alive.
+    ///
+    /// Since HelloAck 1.0.
+    pub heartbeat_interval: i64,
+    /// The vproto protocol version, MAJOR.MINOR, that the receiver of the hello (the agent or the conductor) speaks.
+    ///
+    /// Since HelloAck 1.0.
+    pub protocol_version: String,
+}
+/// How HelloAck converts between versions.
+pub static HELLO_ACK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "HelloAck",
+    namespace: "cyborg",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "heartbeat_interval",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "protocol_version",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for HelloAck {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &HELLO_ACK_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "heartbeat_interval".into(),
+            crate::wire::WireValue::to_wire(&self.heartbeat_interval),
+        );
+        data.insert(
+            "protocol_version".into(),
+            crate::wire::WireValue::to_wire(&self.protocol_version),
+        );
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            heartbeat_interval: {
+                if let Some(value) = data
+                    .get("heartbeat_interval")
+                    .filter(|v| !v.is_null())
+                {
+                    crate::wire::check_constraints(
+                        value,
+                        &crate::wire::Constraints {
+                            format: None,
+                            pattern: None,
+                            one_of: None,
+                            min_length: None,
+                            max_length: None,
+                            minimum: Some(1i64),
+                            maximum: None,
+                            min_items: None,
+                            max_items: None,
+                        },
+                        &path.field("heartbeat_interval"),
+                    )?;
+                }
+                crate::wire::read_required::<
+                    i64,
+                >(data, "HelloAck", "heartbeat_interval", path)?
+            },
+            protocol_version: {
+                if let Some(value) = data
+                    .get("protocol_version")
+                    .filter(|v| !v.is_null())
+                {
+                    crate::wire::check_constraints(
+                        value,
+                        &crate::wire::Constraints {
+                            format: None,
+                            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
+                            one_of: None,
+                            min_length: None,
+                            max_length: None,
+                            minimum: None,
+                            maximum: None,
+                            min_items: None,
+                            max_items: None,
+                        },
+                        &path.field("protocol_version"),
+                    )?;
+                }
+                crate::wire::read_required::<
+                    String,
+                >(data, "HelloAck", "protocol_version", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for HelloAck {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
 /// Class describing a host and its supported plugin classes: what a service host sends the network host to negotiate port binding.
 ///
 /// Wire form: `versioned_object` envelope. Current version: 1.0.
@@ -3157,6 +3587,184 @@ impl crate::wire::WireValue for Network {
         crate::wire::VersionedObject::to_current_primitive(self)
     }
 }
+/// The `data` of the NetworkNotFound error.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkNotFoundData {
+    /// The network the port was asked for.
+    ///
+    /// Since NetworkNotFoundData 1.0.
+    pub network_id: Uuid,
+}
+/// How NetworkNotFoundData converts between versions.
+pub static NETWORK_NOT_FOUND_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "NetworkNotFoundData",
+    namespace: "vproto",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "network_id",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for NetworkNotFoundData {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &NETWORK_NOT_FOUND_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "network_id".into(),
+            crate::wire::WireValue::to_wire(&self.network_id),
+        );
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            network_id: {
+                crate::wire::read_required::<
+                    Uuid,
+                >(data, "NetworkNotFoundData", "network_id", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for NetworkNotFoundData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
+/// The `data` of the NoCompatibleVif error: what the network host could have produced and what the service host offered.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoCompatibleVifData {
+    /// The plugin names the HostInfo offered (each HostPluginInfo's plugin_name).
+    ///
+    /// Since NoCompatibleVifData 1.0.
+    pub plugins: Vec<String>,
+    /// The VIF object names (VIFBase subclasses, such as "VIFOpenVSwitch") the network host can produce for the port, each of which it tried against the HostInfo.
+    ///
+    /// Since NoCompatibleVifData 1.0.
+    pub vif_classes: Vec<String>,
+}
+/// How NoCompatibleVifData converts between versions.
+pub static NO_COMPATIBLE_VIF_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "NoCompatibleVifData",
+    namespace: "vproto",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "plugins",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "vif_classes",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for NoCompatibleVifData {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &NO_COMPATIBLE_VIF_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("plugins".into(), crate::wire::WireValue::to_wire(&self.plugins));
+        data.insert(
+            "vif_classes".into(),
+            crate::wire::WireValue::to_wire(&self.vif_classes),
+        );
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            plugins: {
+                crate::wire::read_required::<
+                    Vec<String>,
+                >(data, "NoCompatibleVifData", "plugins", path)?
+            },
+            vif_classes: {
+                if let Some(serde_json::Value::Array(items)) = data.get("vif_classes") {
+                    for (index, item) in items.iter().enumerate() {
+                        crate::wire::check_constraints(
+                            item,
+                            &crate::wire::Constraints {
+                                format: None,
+                                pattern: None,
+                                one_of: None,
+                                min_length: Some(1u64),
+                                max_length: None,
+                                minimum: None,
+                                maximum: None,
+                                min_items: None,
+                                max_items: None,
+                            },
+                            &path.field("vif_classes").index(index),
+                        )?;
+                    }
+                }
+                crate::wire::read_required::<
+                    Vec<String>,
+                >(data, "NoCompatibleVifData", "vif_classes", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for NoCompatibleVifData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
 /// Identifies the guest operating system.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -3245,6 +3853,234 @@ impl crate::wire::PlainObject for OsInfo {
     }
 }
 impl crate::wire::WireValue for OsInfo {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
+/// The `data` of the DriverUnavailable and AgentUnavailable errors: the registered component that could not be reached.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerUnavailableData {
+    /// The endpoint the component registered with, which did not answer.
+    ///
+    /// Since PeerUnavailableData 1.0.
+    pub endpoint: Endpoint,
+    /// When the component last sent hello (RFC 3339, UTC).
+    ///
+    /// Since PeerUnavailableData 1.0.
+    pub last_seen: String,
+    /// A human-readable cause (connection refused, timeout, ...), for logs; not meant to be parsed.
+    ///
+    /// Since PeerUnavailableData 1.0. May be left unset.
+    pub reason: Option<String>,
+}
+/// How PeerUnavailableData converts between versions.
+pub static PEER_UNAVAILABLE_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "PeerUnavailableData",
+    namespace: "cyborg",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "endpoint",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "last_seen",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "reason",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for PeerUnavailableData {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &PEER_UNAVAILABLE_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
+        data.insert(
+            "last_seen".into(),
+            crate::wire::WireValue::to_wire(&self.last_seen),
+        );
+        if let Some(value) = &self.reason {
+            data.insert("reason".into(), crate::wire::WireValue::to_wire(value));
+        }
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            endpoint: {
+                crate::wire::read_required::<
+                    Endpoint,
+                >(data, "PeerUnavailableData", "endpoint", path)?
+            },
+            last_seen: {
+                if let Some(value) = data.get("last_seen").filter(|v| !v.is_null()) {
+                    crate::wire::check_constraints(
+                        value,
+                        &crate::wire::Constraints {
+                            format: Some("date-time"),
+                            pattern: None,
+                            one_of: None,
+                            min_length: None,
+                            max_length: None,
+                            minimum: None,
+                            maximum: None,
+                            min_items: None,
+                            max_items: None,
+                        },
+                        &path.field("last_seen"),
+                    )?;
+                }
+                crate::wire::read_required::<
+                    String,
+                >(data, "PeerUnavailableData", "last_seen", path)?
+            },
+            reason: { crate::wire::read_optional::<String>(data, "reason", path)? },
+        })
+    }
+}
+impl crate::wire::WireValue for PeerUnavailableData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+    }
+}
+/// The `data` of the PortInUse error.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortInUseData {
+    /// The instance the existing port belongs to.
+    ///
+    /// Since PortInUseData 1.0.
+    pub instance_uuid: Uuid,
+    /// The network the existing port is on.
+    ///
+    /// Since PortInUseData 1.0.
+    pub network_id: Uuid,
+    /// The port asked for.
+    ///
+    /// Since PortInUseData 1.0.
+    pub port_id: Uuid,
+}
+/// How PortInUseData converts between versions.
+pub static PORT_IN_USE_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "PortInUseData",
+    namespace: "vproto",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "instance_uuid",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "network_id",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "port_id",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for PortInUseData {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &PORT_IN_USE_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "instance_uuid".into(),
+            crate::wire::WireValue::to_wire(&self.instance_uuid),
+        );
+        data.insert(
+            "network_id".into(),
+            crate::wire::WireValue::to_wire(&self.network_id),
+        );
+        data.insert("port_id".into(), crate::wire::WireValue::to_wire(&self.port_id));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            instance_uuid: {
+                crate::wire::read_required::<
+                    Uuid,
+                >(data, "PortInUseData", "instance_uuid", path)?
+            },
+            network_id: {
+                crate::wire::read_required::<
+                    Uuid,
+                >(data, "PortInUseData", "network_id", path)?
+            },
+            port_id: {
+                crate::wire::read_required::<
+                    Uuid,
+                >(data, "PortInUseData", "port_id", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for PortInUseData {
     fn from_wire(
         value: &serde_json::Value,
         path: &crate::wire::WirePath,
@@ -3708,6 +4544,128 @@ impl crate::wire::WireValue for SubnetList {
     }
     fn to_wire(&self) -> serde_json::Value {
         crate::wire::VersionedObject::to_current_primitive(self)
+    }
+}
+/// The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnsupportedVersionData {
+    /// The highest version of that object the server supports, MAJOR.MINOR.
+    ///
+    /// Since UnsupportedVersionData 1.0.
+    pub max_version: String,
+    /// The name of the versioned object sent at too new a version (its versioned_object.name), such as "HostInfo"; a nested object when that is the one too new.
+    ///
+    /// Since UnsupportedVersionData 1.0.
+    pub object: String,
+}
+/// How UnsupportedVersionData converts between versions.
+pub static UNSUPPORTED_VERSION_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+    name: "UnsupportedVersionData",
+    namespace: "vproto",
+    wire: crate::wire::WireForm::Plain,
+    version: crate::wire::Version::new(1u32, 0u32),
+    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    fields: &[
+        crate::wire::FieldInfo {
+            name: "max_version",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+        crate::wire::FieldInfo {
+            name: "object",
+            since: crate::wire::Version::new(1u32, 0u32),
+            removed: None,
+            default: None,
+            child: None,
+        },
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl crate::wire::PlainObject for UnsupportedVersionData {
+    fn registry() -> &'static crate::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static crate::wire::ObjectInfo {
+        &UNSUPPORTED_VERSION_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "max_version".into(),
+            crate::wire::WireValue::to_wire(&self.max_version),
+        );
+        data.insert("object".into(), crate::wire::WireValue::to_wire(&self.object));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            max_version: {
+                if let Some(value) = data.get("max_version").filter(|v| !v.is_null()) {
+                    crate::wire::check_constraints(
+                        value,
+                        &crate::wire::Constraints {
+                            format: None,
+                            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
+                            one_of: None,
+                            min_length: None,
+                            max_length: None,
+                            minimum: None,
+                            maximum: None,
+                            min_items: None,
+                            max_items: None,
+                        },
+                        &path.field("max_version"),
+                    )?;
+                }
+                crate::wire::read_required::<
+                    String,
+                >(data, "UnsupportedVersionData", "max_version", path)?
+            },
+            object: {
+                if let Some(value) = data.get("object").filter(|v| !v.is_null()) {
+                    crate::wire::check_constraints(
+                        value,
+                        &crate::wire::Constraints {
+                            format: None,
+                            pattern: None,
+                            one_of: None,
+                            min_length: Some(1u64),
+                            max_length: None,
+                            minimum: None,
+                            maximum: None,
+                            min_items: None,
+                            max_items: None,
+                        },
+                        &path.field("object"),
+                    )?;
+                }
+                crate::wire::read_required::<
+                    String,
+                >(data, "UnsupportedVersionData", "object", path)?
+            },
+        })
+    }
+}
+impl crate::wire::WireValue for UnsupportedVersionData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        <Self as crate::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
     }
 }
 /// Represents a virtual network interface. The base VIF defines fields that are common to all types of VIF and provides an association to the network the VIF is plugged into. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.
@@ -6751,6 +7709,138 @@ impl crate::wire::WireValue for AnyDatapathOffloadBase {
         }
     }
 }
+/// A VIFBase or any of its subclasses, told apart on the wire by `versioned_object.name`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyVIFBase {
+    #[doc = concat!(" A ", "VIFBase", ".")]
+    VIFBase(Box<VIFBase>),
+    #[doc = concat!(" A ", "VIFBridge", ".")]
+    VIFBridge(Box<VIFBridge>),
+    #[doc = concat!(" A ", "VIFDirect", ".")]
+    VIFDirect(Box<VIFDirect>),
+    #[doc = concat!(" A ", "VIFGeneric", ".")]
+    VIFGeneric(Box<VIFGeneric>),
+    #[doc = concat!(" A ", "VIFHostDevice", ".")]
+    VIFHostDevice(Box<VIFHostDevice>),
+    #[doc = concat!(" A ", "VIFNestedDPDK", ".")]
+    VIFNestedDPDK(Box<VIFNestedDPDK>),
+    #[doc = concat!(" A ", "VIFOpenVSwitch", ".")]
+    VIFOpenVSwitch(Box<VIFOpenVSwitch>),
+    #[doc = concat!(" A ", "VIFVHostUser", ".")]
+    VIFVHostUser(Box<VIFVHostUser>),
+}
+impl AnyVIFBase {
+    /// The registered name of the object held.
+    pub fn object_name(&self) -> &'static str {
+        match self {
+            Self::VIFBase(_) => "VIFBase",
+            Self::VIFBridge(_) => "VIFBridge",
+            Self::VIFDirect(_) => "VIFDirect",
+            Self::VIFGeneric(_) => "VIFGeneric",
+            Self::VIFHostDevice(_) => "VIFHostDevice",
+            Self::VIFNestedDPDK(_) => "VIFNestedDPDK",
+            Self::VIFOpenVSwitch(_) => "VIFOpenVSwitch",
+            Self::VIFVHostUser(_) => "VIFVHostUser",
+        }
+    }
+}
+impl crate::wire::WireValue for AnyVIFBase {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &crate::wire::WirePath,
+    ) -> Result<Self, crate::wire::WireError> {
+        let name = value
+            .get(crate::wire::keys::NAME)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        match name {
+            "VIFBase" => {
+                Ok(
+                    Self::VIFBase(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFBridge" => {
+                Ok(
+                    Self::VIFBridge(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFDirect" => {
+                Ok(
+                    Self::VIFDirect(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFGeneric" => {
+                Ok(
+                    Self::VIFGeneric(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFHostDevice" => {
+                Ok(
+                    Self::VIFHostDevice(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFNestedDPDK" => {
+                Ok(
+                    Self::VIFNestedDPDK(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFOpenVSwitch" => {
+                Ok(
+                    Self::VIFOpenVSwitch(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            "VIFVHostUser" => {
+                Ok(
+                    Self::VIFVHostUser(
+                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                    ),
+                )
+            }
+            other => {
+                Err(crate::wire::WireError::UnknownObject {
+                    path: path.clone(),
+                    name: other.to_string(),
+                    expected: " (expected one of VIFBase, VIFBridge, VIFDirect, VIFGeneric, VIFHostDevice, VIFNestedDPDK, VIFOpenVSwitch, VIFVHostUser)"
+                        .to_string(),
+                })
+            }
+        }
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        match self {
+            Self::VIFBase(object) => crate::wire::WireValue::to_wire(object.as_ref()),
+            Self::VIFBridge(object) => crate::wire::WireValue::to_wire(object.as_ref()),
+            Self::VIFDirect(object) => crate::wire::WireValue::to_wire(object.as_ref()),
+            Self::VIFGeneric(object) => crate::wire::WireValue::to_wire(object.as_ref()),
+            Self::VIFHostDevice(object) => {
+                crate::wire::WireValue::to_wire(object.as_ref())
+            }
+            Self::VIFNestedDPDK(object) => {
+                crate::wire::WireValue::to_wire(object.as_ref())
+            }
+            Self::VIFOpenVSwitch(object) => {
+                crate::wire::WireValue::to_wire(object.as_ref())
+            }
+            Self::VIFVHostUser(object) => {
+                crate::wire::WireValue::to_wire(object.as_ref())
+            }
+        }
+    }
+}
 /// A VIFPortProfileBase or any of its subclasses, told apart on the wire by `versioned_object.name`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnyVIFPortProfileBase {
@@ -6910,9 +8000,12 @@ pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
         &ACC_CAPABILITY_INFO,
         &ACC_SPECS_INFO,
         &ACC_STATUS_INFO,
+        &AGENT_LIST_INFO,
         &AGENT_REGISTRATION_INFO,
+        &AGENT_STATE_INFO,
         &DATAPATH_OFFLOAD_BASE_INFO,
         &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
+        &DISCOVERY_FAILED_DATA_INFO,
         &DISCOVERY_STATUS_INFO,
         &DRIVER_REGISTRATION_INFO,
         &FIXED_IP_INFO,
@@ -6923,6 +8016,7 @@ pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
         &GUEST_PROTOCOL_INFO,
         &HARDWARE_INFO,
         &HARDWARE_LIST_INFO,
+        &HELLO_ACK_INFO,
         &HOST_INFO_INFO,
         &HOST_PLUGIN_INFO_INFO,
         &HOST_PORT_PROFILE_INFO_INFO,
@@ -6930,11 +8024,16 @@ pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
         &INSTANCE_INFO_INFO,
         &LINK_STATE_INFO,
         &NETWORK_INFO,
+        &NETWORK_NOT_FOUND_DATA_INFO,
+        &NO_COMPATIBLE_VIF_DATA_INFO,
         &OS_INFO_INFO,
+        &PEER_UNAVAILABLE_DATA_INFO,
+        &PORT_IN_USE_DATA_INFO,
         &ROUTE_INFO,
         &ROUTE_LIST_INFO,
         &SUBNET_INFO,
         &SUBNET_LIST_INFO,
+        &UNSUPPORTED_VERSION_DATA_INFO,
         &VIF_BASE_INFO,
         &VIF_BRIDGE_INFO,
         &VIF_DIRECT_INFO,
@@ -7053,4 +8152,1024 @@ pub fn convert_primitive(
             })
         }
     }
+}
+/// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
+pub const JSON_SCHEMA: &str = "{\"$defs\":{\"AccCapability\":{\"additionalProperties\":true,\"description\":\"A named accelerator capability: how many units offer it and its sub-capabilities, nested by name (for example ipsec -> aes -> 3des). The seed's example writes sub-capabilities as sibling keys of `num` and leaves as bare numbers; here they live under `features`, a leaf being {\\\"num\\\": N}.\",\"properties\":{\"features\":{\"allOf\":[{\"additionalProperties\":{\"$ref\":\"#/$defs/AccCapability\"},\"type\":\"object\"}],\"default\":{},\"description\":\"Sub-capabilities by name.\",\"x-since\":\"AccCapability 1.0\"},\"num\":{\"allOf\":[{\"minimum\":0,\"type\":\"integer\"}],\"description\":\"How many units offer this capability; absent when only its sub-capabilities are counted (as for ipsec in the seed's example).\",\"x-since\":\"AccCapability 1.0\"}},\"required\":[],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AccSpecs\":{\"additionalProperties\":true,\"description\":\"The specification of a hardware accelerator.\",\"properties\":{\"acc_capability\":{\"allOf\":[{\"$ref\":\"#/$defs/AccCapability\"}],\"description\":\"What the accelerator can do.\",\"x-since\":\"AccSpecs 1.0\"},\"device_type\":{\"allOf\":[{\"$ref\":\"#/$defs/DeviceType\"}],\"description\":\"The class of the device.\",\"x-since\":\"AccSpecs 1.0\"},\"num\":{\"allOf\":[{\"minimum\":0,\"type\":\"integer\"}],\"description\":\"How many accelerator units the device provides.\",\"x-since\":\"AccSpecs 1.0\"},\"remote\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the accelerator is remote (attached over the network) rather than local to the node; the seed writes 0/1.\",\"x-since\":\"AccSpecs 1.0\"}},\"required\":[\"acc_capability\",\"device_type\",\"num\",\"remote\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AccStatus\":{\"additionalProperties\":true,\"description\":\"What a hardware device needs before it can be used.\",\"properties\":{\"reboot_required\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the node must reboot before the device can be used (the seed misspells it reboot_equired).\",\"x-since\":\"AccStatus 1.0\"},\"setup_required\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the device needs a setup step before use.\",\"x-since\":\"AccStatus 1.0\"}},\"required\":[\"reboot_required\",\"setup_required\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentList\":{\"additionalProperties\":true,\"description\":\"The answer to `conductor.list_agents` (`GET /agents`): every agent that has registered with the conductor.\",\"properties\":{\"agents\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/AgentState\"},\"type\":\"array\"}],\"description\":\"The agents, alive or not.\",\"x-since\":\"AgentList 1.0\"}},\"required\":[\"agents\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentRegistration\":{\"additionalProperties\":true,\"description\":\"What a Cyborg agent sends the conductor (`POST /hello`) once installed and ready: its status and endpoint.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"Where the agent listens, as host:port.\",\"x-since\":\"AgentRegistration 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/ComponentStatus\"}],\"description\":\"Whether the agent is ready to use.\",\"x-since\":\"AgentRegistration 1.0\"}},\"required\":[\"endpoint\",\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentState\":{\"additionalProperties\":true,\"description\":\"What the conductor knows of one registered Cyborg agent: where it is, what it last reported and whether it is still alive.\",\"properties\":{\"alive\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the agent sent hello within the last three heartbeat intervals. An agent that stops reporting stays listed with alive false, so it can be alarmed on; one that never reported is not listed.\",\"x-since\":\"AgentState 1.0\"},\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"Where the agent listens, as host:port; it identifies the agent.\",\"x-since\":\"AgentState 1.0\"},\"last_seen\":{\"allOf\":[{\"format\":\"date-time\",\"type\":\"string\"}],\"description\":\"When the conductor last received a hello from the agent (RFC 3339, UTC).\",\"x-since\":\"AgentState 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/ComponentStatus\"}],\"description\":\"The status the agent reported in its last hello.\",\"x-since\":\"AgentState 1.0\"}},\"required\":[\"alive\",\"endpoint\",\"last_seen\",\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentUnavailable.data\":{\"$ref\":\"#/$defs/PeerUnavailableData\"},\"AnyDatapathOffloadBase\":{\"anyOf\":[{\"$ref\":\"#/$defs/DatapathOffloadBase\"},{\"$ref\":\"#/$defs/DatapathOffloadRepresentor\"}],\"description\":\"A DatapathOffloadBase or any of its subclasses.\"},\"AnyVIFBase\":{\"anyOf\":[{\"$ref\":\"#/$defs/VIFBase\"},{\"$ref\":\"#/$defs/VIFBridge\"},{\"$ref\":\"#/$defs/VIFDirect\"},{\"$ref\":\"#/$defs/VIFGeneric\"},{\"$ref\":\"#/$defs/VIFHostDevice\"},{\"$ref\":\"#/$defs/VIFNestedDPDK\"},{\"$ref\":\"#/$defs/VIFOpenVSwitch\"},{\"$ref\":\"#/$defs/VIFVHostUser\"}],\"description\":\"A VIFBase or any of its subclasses.\"},\"AnyVIFPortProfileBase\":{\"anyOf\":[{\"$ref\":\"#/$defs/VIFPortProfile8021Qbg\"},{\"$ref\":\"#/$defs/VIFPortProfile8021Qbh\"},{\"$ref\":\"#/$defs/VIFPortProfileBase\"},{\"$ref\":\"#/$defs/VIFPortProfileFPBridge\"},{\"$ref\":\"#/$defs/VIFPortProfileFPOpenVSwitch\"},{\"$ref\":\"#/$defs/VIFPortProfileFPTap\"},{\"$ref\":\"#/$defs/VIFPortProfileK8sDPDK\"},{\"$ref\":\"#/$defs/VIFPortProfileOVSRepresentor\"},{\"$ref\":\"#/$defs/VIFPortProfileOpenVSwitch\"}],\"description\":\"A VIFPortProfileBase or any of its subclasses.\"},\"ComponentStatus\":{\"description\":\"Readiness a Cyborg driver or agent reports when it registers.\",\"enum\":[\"READY\",\"NOT-READY\",\"ERROR\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"DatapathOffloadBase\":{\"additionalProperties\":false,\"description\":\"Base class for all types of datapath offload. It declares no fields.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"DatapathOffloadBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"DatapathOffloadRepresentor\":{\"additionalProperties\":false,\"description\":\"Offload type for VF Representors conforming to the switchdev model. This datapath offload provides the metadata required to associate a VIF with a VF representor conforming to the switchdev kernel model. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"representor_address\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"The PCI address of the Virtual Function. os-vif declares it a plain string here (unlike VIFPortProfileOVSRepresentor), so no format is enforced.\",\"x-since\":\"DatapathOffloadRepresentor 1.0\"},\"representor_name\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Name to set on the representor (if set).\",\"x-since\":\"DatapathOffloadRepresentor 1.0\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"DatapathOffloadRepresentor\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"DeviceType\":{\"description\":\"The class of an accelerator device. Open: Cyborg adds device classes over time, so readers keep values they do not know instead of failing.\",\"type\":\"string\",\"x-known-values\":[\"CRYPTO\",\"GPU\",\"FPGA\",\"NIC\",\"ASIC\",\"STORAGE\"],\"x-since\":\"1.0\"},\"DiscoveryFailed.data\":{\"$ref\":\"#/$defs/DiscoveryFailedData\"},\"DiscoveryFailedData\":{\"additionalProperties\":true,\"description\":\"The `data` of the DiscoveryFailed error: which driver could not run discovery, and why.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"The endpoint of the driver whose discovery failed (the driver's own when it answers itself).\",\"x-since\":\"DiscoveryFailedData 1.0\"},\"reason\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"A human-readable cause, for logs; not meant to be parsed.\",\"x-since\":\"DiscoveryFailedData 1.0\"}},\"required\":[\"endpoint\",\"reason\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DiscoveryState\":{\"description\":\"Progress of a Cyborg accelerator discovery run.\",\"enum\":[\"IN-PROGRESS\",\"DONE\",\"FAILED\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"DiscoveryStatus\":{\"additionalProperties\":true,\"description\":\"The answer to a Cyborg discovery trigger (driver or agent `POST /discovery`): where the discovery and setup process stands.\",\"properties\":{\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/DiscoveryState\"}],\"description\":\"The state of the discovery run.\",\"x-since\":\"DiscoveryStatus 1.0\"}},\"required\":[\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DriverRegistration\":{\"additionalProperties\":true,\"description\":\"What a Cyborg driver sends its agent (`POST /hello`) once installed and ready: its status, endpoint and the device type it supports.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"Where the driver listens, as host:port.\",\"x-since\":\"DriverRegistration 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/ComponentStatus\"}],\"description\":\"Whether the driver is ready to use.\",\"x-since\":\"DriverRegistration 1.0\"},\"type\":{\"allOf\":[{\"$ref\":\"#/$defs/DeviceType\"}],\"description\":\"The class of hardware the driver supports.\",\"x-since\":\"DriverRegistration 1.0\"}},\"required\":[\"endpoint\",\"status\",\"type\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DriverUnavailable.data\":{\"$ref\":\"#/$defs/PeerUnavailableData\"},\"Endpoint\":{\"description\":\"Where a Cyborg component listens: `host:port`, the host a DNS name, an IPv4 address or a bracketed IPv6 address, the port 1..65535 (for example \\\"localhost:1337\\\" or \\\"compute-1:1337\\\").\",\"maxLength\":261,\"pattern\":\"^(?:^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\\\[[0-9A-Fa-f:.]+\\\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$)$\",\"type\":\"string\",\"x-since\":\"1.0\"},\"FixedIP\":{\"additionalProperties\":false,\"description\":\"Represents a fixed IP: an address assigned to a port, with the floating IPs that map onto it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"address\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The fixed IP address.\",\"x-since\":\"FixedIP 1.0\"},\"floating_ips\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/IPAddress\"},\"type\":\"array\"}],\"description\":\"The floating IP addresses associated with this fixed IP; Nova always sends the list, possibly empty.\",\"x-since\":\"FixedIP 1.0\"}},\"required\":[\"address\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"FixedIP\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"FixedIPList\":{\"additionalProperties\":false,\"description\":\"A list of FixedIP objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/FixedIP\"},\"type\":\"array\"}],\"description\":\"The fixed IPs.\",\"x-since\":\"FixedIPList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"FixedIPList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestAddress\":{\"additionalProperties\":true,\"description\":\"An IP address configured on a guest network interface.\",\"properties\":{\"address\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The address, IPv6 in its canonical RFC 5952 form.\",\"x-since\":\"GuestAddress 1.0\"},\"prefix_length\":{\"allOf\":[{\"maximum\":128,\"minimum\":0,\"type\":\"integer\"}],\"description\":\"The prefix length of the address's network (at most 32 for IPv4, 128 for IPv6).\",\"x-since\":\"GuestAddress 1.0\"}},\"required\":[\"address\",\"prefix_length\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestInfo\":{\"additionalProperties\":true,\"description\":\"What the guest tools publish about the guest for administration: protocol identification, OS identification, and NIC configuration and link status.\",\"properties\":{\"nics\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/GuestNic\"},\"type\":\"array\"}],\"default\":[],\"description\":\"The guest's network interfaces; empty (or absent from the data tree) when it has none.\",\"x-since\":\"GuestInfo 1.0\"},\"os\":{\"allOf\":[{\"$ref\":\"#/$defs/OsInfo\"}],\"description\":\"Identification of the guest OS.\",\"x-since\":\"GuestInfo 1.0\"},\"protocol\":{\"allOf\":[{\"$ref\":\"#/$defs/GuestProtocol\"}],\"description\":\"Identification of this protocol and the layout version.\",\"x-since\":\"GuestInfo 1.0\"}},\"required\":[\"os\",\"protocol\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestNic\":{\"additionalProperties\":true,\"description\":\"A (virtual) network interface of the guest: its configuration and link status.\",\"properties\":{\"addresses\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/GuestAddress\"},\"type\":\"array\"}],\"default\":[],\"description\":\"The IP addresses configured on the interface; empty (or absent from the data tree) when it has none.\",\"x-since\":\"GuestNic 1.0\"},\"link\":{\"allOf\":[{\"$ref\":\"#/$defs/LinkState\"}],\"description\":\"The interface's link status.\",\"x-since\":\"GuestNic 1.0\"},\"mac\":{\"allOf\":[{\"$ref\":\"#/$defs/MACAddress\"}],\"description\":\"The interface's MAC address; it identifies the NIC from the host's side.\",\"x-since\":\"GuestNic 1.0\"},\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The interface name as the guest OS calls it, such as \\\"eth0\\\" or \\\"Ethernet 2\\\".\",\"x-since\":\"GuestNic 1.0\"}},\"required\":[\"link\",\"mac\",\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestProtocol\":{\"additionalProperties\":true,\"description\":\"Identifies the guest data protocol and the layout version of the data tree, so a reader makes one check to know whether it can read the tree.\",\"properties\":{\"layout_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The semantic version MAJOR.MINOR.PATCH of the data tree layout; a reader accepts any minor of a major it knows.\",\"x-since\":\"GuestProtocol 1.0\"},\"name\":{\"allOf\":[{\"enum\":[\"vproto-guest-data\"],\"type\":\"string\"}],\"description\":\"The protocol's name, always \\\"vproto-guest-data\\\".\",\"x-since\":\"GuestProtocol 1.0\"}},\"required\":[\"layout_version\",\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Hardware\":{\"additionalProperties\":true,\"description\":\"A physical device on a node, which may or may not be ready to use or even fully supported (unlike an accelerator, a ready-to-use entry of the public API).\",\"properties\":{\"acc_specs\":{\"allOf\":[{\"$ref\":\"#/$defs/AccSpecs\"}],\"description\":\"The device's accelerator specification.\",\"x-since\":\"Hardware 1.0\"},\"acc_status\":{\"allOf\":[{\"$ref\":\"#/$defs/AccStatus\"}],\"description\":\"What the device needs before use.\",\"x-since\":\"Hardware 1.0\"},\"uuid\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the device.\",\"x-since\":\"Hardware 1.0\"}},\"required\":[\"acc_specs\",\"acc_status\",\"uuid\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HardwareList\":{\"additionalProperties\":true,\"description\":\"The answer to `GET /hardware` (driver or agent): the hardware discovered.\",\"properties\":{\"hardware\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/Hardware\"},\"type\":\"array\"}],\"description\":\"The devices.\",\"x-since\":\"HardwareList 1.0\"}},\"required\":[\"hardware\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HelloAck\":{\"additionalProperties\":true,\"description\":\"The answer to a Cyborg registration (`agent.hello` from a driver, `conductor.hello` from an agent): the registration was recorded. Registration is idempotent and doubles as the liveness heartbeat: the registering component sends hello again at least every `heartbeat_interval` seconds, with its current status; a component not heard from for three intervals is considered gone.\",\"properties\":{\"heartbeat_interval\":{\"allOf\":[{\"minimum\":1,\"type\":\"integer\"}],\"description\":\"How often, in seconds, the registering component must send hello again to stay alive.\",\"x-since\":\"HelloAck 1.0\"},\"protocol_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The vproto protocol version, MAJOR.MINOR, that the receiver of the hello (the agent or the conductor) speaks.\",\"x-since\":\"HelloAck 1.0\"}},\"required\":[\"heartbeat_interval\",\"protocol_version\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a host and its supported plugin classes: what a service host sends the network host to negotiate port binding.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"plugin_info\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/HostPluginInfo\"},\"type\":\"array\"}],\"description\":\"The os-vif plugins installed on the host.\",\"x-since\":\"HostInfo 1.0\"}},\"required\":[\"plugin_info\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version (os-vif declares no VERSION for HostInfo, so it is oslo's default 1.0)\",\"version\":\"1.0\"}]},\"HostPluginInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a plugin and its supported VIF classes.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"plugin_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the plugin.\",\"x-since\":\"HostPluginInfo 1.0\"},\"vif_info\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/HostVIFInfo\"},\"type\":\"array\"}],\"description\":\"The VIF objects the plugin can consume, with their version ranges.\",\"x-since\":\"HostPluginInfo 1.0\"}},\"required\":[\"plugin_name\",\"vif_info\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostPluginInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostPortProfileInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a PortProfile class and its supported versions.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"max_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The latest version of the port profile object that the plugin understands.\",\"x-since\":\"HostPortProfileInfo 1.0\"},\"min_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The earliest version of the port profile object that the plugin understands.\",\"x-since\":\"HostPortProfileInfo 1.0\"},\"profile_object_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Object name of the subclass of VIFPortProfileBase.\",\"x-since\":\"HostPortProfileInfo 1.0\"}},\"required\":[\"max_version\",\"min_version\",\"profile_object_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostPortProfileInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostVIFInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a VIF class and its supported versions: a network host must answer with that VIF object serialized at a version within [min_version, max_version].\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"max_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The latest version of the VIF object that the plugin understands.\",\"x-since\":\"HostVIFInfo 1.0\"},\"min_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The earliest version of the VIF object that the plugin understands.\",\"x-since\":\"HostVIFInfo 1.0\"},\"supported_port_profiles\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/HostPortProfileInfo\"},\"type\":\"array\"}],\"description\":\"The port profile objects, and their versions, that the plugin supports with this VIF. Absent from version 1.0 data.\",\"x-since\":\"HostVIFInfo 1.1\"},\"vif_object_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Object name of the subclass of VIFBase.\",\"x-since\":\"HostVIFInfo 1.0\"}},\"required\":[\"max_version\",\"min_version\",\"vif_object_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostVIFInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"},{\"note\":\"Adds 'supported_port_profiles' field\",\"version\":\"1.1\"}]},\"IPAddress\":{\"description\":\"An IPv4 or IPv6 address without prefix length, such as \\\"192.0.2.10\\\" or \\\"2001:db8::10\\\" (oslo's IPAddressField).\",\"format\":\"ip-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"IPNetwork\":{\"description\":\"An IPv4 or IPv6 network in CIDR notation, address and prefix length, such as \\\"192.0.2.0/24\\\" (oslo's IPNetworkField).\",\"format\":\"ip-network\",\"type\":\"string\",\"x-since\":\"1.0\"},\"InstanceInfo\":{\"additionalProperties\":false,\"description\":\"Represents important information about a Nova instance.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The instance name, directly from the Nova instance field of the same name.\",\"x-since\":\"InstanceInfo 1.0\"},\"project_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The project/tenant ID that owns the instance; Nova sets it only when the instance has one.\",\"x-since\":\"InstanceInfo 1.0\"},\"uuid\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"UUID of the instance.\",\"x-since\":\"InstanceInfo 1.0\"}},\"required\":[\"name\",\"uuid\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"InstanceInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"LinkState\":{\"additionalProperties\":true,\"description\":\"The link status of a network interface.\",\"properties\":{\"admin_up\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the interface is administratively up (enabled by the guest).\",\"x-since\":\"LinkState 1.0\"},\"carrier\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the interface has carrier (its link is physically/virtually connected).\",\"x-since\":\"LinkState 1.0\"}},\"required\":[\"admin_up\",\"carrier\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"MACAddress\":{\"description\":\"An IEEE 802 MAC-48 address, written as six colon-separated pairs of hex digits, such as \\\"fa:16:3e:11:22:33\\\" (oslo's MACAddressField, which lower-cases it).\",\"format\":\"mac-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"Network\":{\"additionalProperties\":false,\"description\":\"Represents a network.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the host bridge the network's ports attach to; Nova sets it only when known.\",\"x-since\":\"Network 1.0\"},\"bridge_interface\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"The physical interface to attach to the bridge, if any.\",\"x-since\":\"Network 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the network.\",\"x-since\":\"Network 1.0\"},\"label\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Human-readable name of the network; Nova sets it only when known.\",\"x-since\":\"Network 1.0\"},\"mtu\":{\"allOf\":[{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]}],\"default\":null,\"description\":\"The network's MTU; null when unknown. Defaults to null in os-vif's constructor.\",\"x-since\":\"Network 1.1\"},\"multi_host\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network is served by multiple hosts (nova-network multi-host). Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"should_provide_bridge\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the plugin should create the host bridge. Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"should_provide_vlan\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the plugin should create the VLAN interface. Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"subnets\":{\"allOf\":[{\"$ref\":\"#/$defs/SubnetList\"}],\"default\":{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"},\"description\":\"The network's subnets. os-vif's constructor defaults it to an empty SubnetList.\",\"x-since\":\"Network 1.0\"},\"vlan\":{\"allOf\":[{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]}],\"description\":\"The VLAN ID, set when should_provide_vlan is true.\",\"x-since\":\"Network 1.0\"}},\"required\":[\"id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Network\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"},{\"note\":\"Added MTU field\",\"version\":\"1.1\"}]},\"NetworkNotFound.data\":{\"$ref\":\"#/$defs/NetworkNotFoundData\"},\"NetworkNotFoundData\":{\"additionalProperties\":true,\"description\":\"The `data` of the NetworkNotFound error.\",\"properties\":{\"network_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The network the port was asked for.\",\"x-since\":\"NetworkNotFoundData 1.0\"}},\"required\":[\"network_id\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"NoCompatibleVif.data\":{\"$ref\":\"#/$defs/NoCompatibleVifData\"},\"NoCompatibleVifData\":{\"additionalProperties\":true,\"description\":\"The `data` of the NoCompatibleVif error: what the network host could have produced and what the service host offered.\",\"properties\":{\"plugins\":{\"allOf\":[{\"items\":{\"type\":\"string\"},\"type\":\"array\"}],\"description\":\"The plugin names the HostInfo offered (each HostPluginInfo's plugin_name).\",\"x-since\":\"NoCompatibleVifData 1.0\"},\"vif_classes\":{\"allOf\":[{\"items\":{\"minLength\":1,\"type\":\"string\"},\"type\":\"array\"}],\"description\":\"The VIF object names (VIFBase subclasses, such as \\\"VIFOpenVSwitch\\\") the network host can produce for the port, each of which it tried against the HostInfo.\",\"x-since\":\"NoCompatibleVifData 1.0\"}},\"required\":[\"plugins\",\"vif_classes\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"OsInfo\":{\"additionalProperties\":true,\"description\":\"Identifies the guest operating system.\",\"properties\":{\"kernel_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The kernel release, such as \\\"6.1.0-18-amd64\\\" (uname -r). UNIX-like OSes only, so absent elsewhere; the data tree keeps it under an OS-specific path.\",\"x-since\":\"OsInfo 1.0\"},\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OS name, such as \\\"Debian GNU/Linux\\\" (os-release NAME) or \\\"Microsoft Windows\\\".\",\"x-since\":\"OsInfo 1.0\"},\"version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OS version, such as \\\"12\\\" (os-release VERSION_ID). Absent for rolling releases that have none.\",\"x-since\":\"OsInfo 1.0\"}},\"required\":[\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"PCIAddress\":{\"description\":\"A PCI address domain:bus:slot.function, such as \\\"0000:02:00.1\\\" (oslo's PCIAddressField).\",\"format\":\"pci-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"PeerUnavailableData\":{\"additionalProperties\":true,\"description\":\"The `data` of the DriverUnavailable and AgentUnavailable errors: the registered component that could not be reached.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"The endpoint the component registered with, which did not answer.\",\"x-since\":\"PeerUnavailableData 1.0\"},\"last_seen\":{\"allOf\":[{\"format\":\"date-time\",\"type\":\"string\"}],\"description\":\"When the component last sent hello (RFC 3339, UTC).\",\"x-since\":\"PeerUnavailableData 1.0\"},\"reason\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"A human-readable cause (connection refused, timeout, ...), for logs; not meant to be parsed.\",\"x-since\":\"PeerUnavailableData 1.0\"}},\"required\":[\"endpoint\",\"last_seen\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"PortInUse.data\":{\"$ref\":\"#/$defs/PortInUseData\"},\"PortInUseData\":{\"additionalProperties\":true,\"description\":\"The `data` of the PortInUse error.\",\"properties\":{\"instance_uuid\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The instance the existing port belongs to.\",\"x-since\":\"PortInUseData 1.0\"},\"network_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The network the existing port is on.\",\"x-since\":\"PortInUseData 1.0\"},\"port_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The port asked for.\",\"x-since\":\"PortInUseData 1.0\"}},\"required\":[\"instance_uuid\",\"network_id\",\"port_id\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Route\":{\"additionalProperties\":false,\"description\":\"Represents a route.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"cidr\":{\"allOf\":[{\"$ref\":\"#/$defs/IPNetwork\"}],\"description\":\"The destination network of the route.\",\"x-since\":\"Route 1.0\"},\"gateway\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The next hop; Nova leaves it unset when the route has no gateway.\",\"x-since\":\"Route 1.0\"},\"interface\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The interface to route through. Never set by Nova; os-vif plans to remove it in version 2.0 of the object.\",\"x-since\":\"Route 1.0\"}},\"required\":[\"cidr\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Route\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"RouteList\":{\"additionalProperties\":false,\"description\":\"A list of Route objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/Route\"},\"type\":\"array\"}],\"description\":\"The routes.\",\"x-since\":\"RouteList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"RouteList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Subnet\":{\"additionalProperties\":false,\"description\":\"Represents a subnet.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"cidr\":{\"allOf\":[{\"$ref\":\"#/$defs/IPNetwork\"}],\"description\":\"The subnet's network in CIDR notation.\",\"x-since\":\"Subnet 1.0\"},\"dhcp_server\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The address of the subnet's DHCP server, when the network service provides one; Nova does not set it.\",\"x-since\":\"Subnet 1.0\"},\"dns\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/IPAddress\"},\"type\":\"array\"}],\"description\":\"The DNS servers of the subnet.\",\"x-since\":\"Subnet 1.0\"},\"gateway\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The subnet's default gateway; Nova leaves it unset when the subnet has none.\",\"x-since\":\"Subnet 1.0\"},\"ips\":{\"allOf\":[{\"$ref\":\"#/$defs/FixedIPList\"}],\"description\":\"The fixed IPs the port holds on this subnet.\",\"x-since\":\"Subnet 1.0\"},\"routes\":{\"allOf\":[{\"$ref\":\"#/$defs/RouteList\"}],\"description\":\"The static routes of the subnet.\",\"x-since\":\"Subnet 1.0\"}},\"required\":[\"cidr\",\"dns\",\"ips\",\"routes\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Subnet\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"SubnetList\":{\"additionalProperties\":false,\"description\":\"A list of Subnet objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/Subnet\"},\"type\":\"array\"}],\"description\":\"The subnets.\",\"x-since\":\"SubnetList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"SubnetList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"UnsupportedVersion.data\":{\"$ref\":\"#/$defs/UnsupportedVersionData\"},\"UnsupportedVersionData\":{\"additionalProperties\":true,\"description\":\"The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.\",\"properties\":{\"max_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The highest version of that object the server supports, MAJOR.MINOR.\",\"x-since\":\"UnsupportedVersionData 1.0\"},\"object\":{\"allOf\":[{\"minLength\":1,\"type\":\"string\"}],\"description\":\"The name of the versioned object sent at too new a version (its versioned_object.name), such as \\\"HostInfo\\\"; a nested object when that is the one too new.\",\"x-since\":\"UnsupportedVersionData 1.0\"}},\"required\":[\"max_version\",\"object\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Uuid\":{\"description\":\"A universally unique identifier, written in the canonical hyphenated 8-4-4-4-12 hex form (oslo's UUIDField).\",\"format\":\"uuid\",\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFBase\":{\"additionalProperties\":false,\"description\":\"Represents a virtual network interface. The base VIF defines fields that are common to all types of VIF and provides an association to the network the VIF is plugged into. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFBridge\":{\"additionalProperties\":false,\"description\":\"A bridge-style VIF. Bridge-style VIFs are bound to a Linux host bridge by the hypervisor. This provides Ethernet layer bridging, typically to the LAN. Other devices may be bound to the same L2 virtual bridge. For libvirt drivers, this maps to type='bridge'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the physical device to connect to (e.g. ``br0``).\",\"x-since\":\"VIFBridge 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the virtual device to create.\",\"x-since\":\"VIFBridge 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"bridge_name\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFBridge\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFDirect\":{\"additionalProperties\":false,\"description\":\"A direct-style VIF. Despite the confusing name, direct-style VIFs utilize macvtap which is a device driver that inserts a software layer between a guest and an SR-IOV Virtual Function (VF); contrast with VIFHostDevice, which allows the guest to directly connect to the VF. The connection to the device may operate in VEPA (802.1Qbg or 802.1Qbh), passthrough or bridge mode. For libvirt drivers, this maps to type='direct'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_address\":{\"allOf\":[{\"$ref\":\"#/$defs/PCIAddress\"}],\"description\":\"The PCI address of the host device.\",\"x-since\":\"VIFDirect 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"mode\":{\"allOf\":[{\"$ref\":\"#/$defs/VIFDirectMode\"}],\"description\":\"Port connection mode.\",\"x-since\":\"VIFDirect 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the device to create.\",\"x-since\":\"VIFDirect 1.0\"},\"vlan_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The VLAN device name to use, when the port is on a VLAN.\",\"x-since\":\"VIFDirect 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_address\",\"mode\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFDirect\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFDirectMode\":{\"description\":\"How a direct (macvtap) VIF connects to its host device: VEPA (802.1Qbg or 802.1Qbh), exclusive passthrough of the host NIC, or Ethernet bridging.\",\"enum\":[\"vepa\",\"passthrough\",\"bridge\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFGeneric\":{\"additionalProperties\":false,\"description\":\"A generic-style VIF. Generic-style VIFs are unbound, floating TUN/TAP devices that should be setup by the plugin, not the hypervisor. The way the TAP device is connected to the host network stack is explicitly left undefined. For libvirt drivers, this maps to type=\\\"ethernet\\\" which just implies a bare TAP device with all setup delegated to the plugin.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the device to create.\",\"x-since\":\"VIFGeneric 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFGeneric\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFHostDevice\":{\"additionalProperties\":false,\"description\":\"A hostdev-style VIF. Hostdev-style VIFs provide a guest with direct access to an SR-IOV Virtual Function (VF) or an entire Physical Function (PF); contrast with VIFDirect, which includes a software layer between the interface and the guest. For libvirt drivers, this maps to type='hostdev'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_address\":{\"allOf\":[{\"$ref\":\"#/$defs/PCIAddress\"}],\"description\":\"The PCI address of the host device.\",\"x-since\":\"VIFHostDevice 1.0\"},\"dev_type\":{\"allOf\":[{\"$ref\":\"#/$defs/VIFHostDeviceDevType\"}],\"description\":\"The type of the host device: ``ethernet`` is <interface type='hostdev'>, ``generic`` is <hostdev mode='subsystem' type='pci'>.\",\"x-since\":\"VIFHostDevice 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_address\",\"dev_type\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFHostDevice\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFHostDeviceDevType\":{\"description\":\"The kind of host device a hostdev VIF passes through: `ethernet` (libvirt <interface type='hostdev'>) or `generic` (<hostdev mode='subsystem' type='pci'>).\",\"enum\":[\"ethernet\",\"generic\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFNestedDPDK\":{\"additionalProperties\":false,\"description\":\"A nested DPDK-style VIF. Nested DPDK-style VIFs are used by Kuryr-Kubernetes to provide accelerated DPDK datapath for nested Kubernetes pods running inside the VM. The port is first attached to the virtual machine, bound to the userspace driver (e.g. uio_pci_generic, igb_uio or vfio-pci) and then consumed by Kubernetes pod via the kuryr-kubernetes CNI plugin. This does not apply to libvirt drivers.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_driver\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the driver the device was previously bound to; it makes the controller driver agnostic (virtio, SR-IOV, etc.).\",\"x-since\":\"VIFNestedDPDK 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"pci_address\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"PCI address of the device. os-vif declares it a plain string, not a PCI address field, so no format is enforced.\",\"x-since\":\"VIFNestedDPDK 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_driver\",\"pci_address\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFNestedDPDK\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"A bridge-style VIF specifically for use with OVS. Open vSwitch VIFs are bound directly (or indirectly) to an Open vSwitch bridge by the hypervisor. Other devices may be bound to the same virtual bridge. For libvirt drivers, this also maps to type='bridge'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the physical device to connect to (e.g. ``br0``).\",\"x-since\":\"VIFOpenVSwitch 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the virtual device to create.\",\"x-since\":\"VIFOpenVSwitch 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"bridge_name\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFPortProfile8021Qbg\":{\"additionalProperties\":false,\"description\":\"Port profile info for VEPA 802.1qbg networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbg spec.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"instance_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The VSI Instance ID Identifier is generated when a VSI instance (i.e. a virtual interface of a virtual machine) is created. This is a globally unique identifier.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"manager_id\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Manager ID identifies the database containing the VSI type and instance definitions. (The value 0 is reserved, but os-vif does not enforce a minimum.)\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"type_id\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Type ID identifies a VSI type characterizing the network access. VSI types are typically managed by network administrator.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"type_id_version\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Type Version allows multiple versions of a VSI Type.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"}},\"required\":[\"instance_id\",\"manager_id\",\"type_id\",\"type_id_version\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfile8021Qbg\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfile8021Qbh\":{\"additionalProperties\":false,\"description\":\"Port profile info for VEPA 802.1qbh networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbh spec.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The name of the port profile that is to be applied to this interface. This name is resolved by the port profile database into the network parameters from the port profile, and those network parameters will be applied to this interface.\",\"x-since\":\"VIFPortProfile8021Qbh 1.0\"}},\"required\":[\"profile_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfile8021Qbh\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileBase\":{\"additionalProperties\":false,\"description\":\"Base class for all types of port profile. The base profile defines fields that are common to all types of profile. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'datapath_offload'\",\"version\":\"1.1\"}]},\"VIFPortProfileFPBridge\":{\"additionalProperties\":false,\"description\":\"Port profile info for Linux Bridge networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Linux Bridge port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the bridge (managed by fast path) to connect to.\",\"x-since\":\"VIFPortProfileFPBridge 1.0\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"}},\"required\":[\"bridge_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPBridge\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileFPOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"Port profile info for Open vSwitch networks using fast path. This profile provides the metadata required to associate a fast path VIF with an Open vSwitch port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the bridge (managed by fast path) to connect to.\",\"x-since\":\"VIFPortProfileFPOpenVSwitch 1.0\"},\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"hybrid_plug\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the OpenVSwitch network is using hybrid plug.\",\"x-since\":\"VIFPortProfileFPOpenVSwitch 1.0\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"}},\"required\":[\"interface_id\",\"bridge_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.1 from 1.0\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.2 from 1.1\",\"version\":\"1.2\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.3 from 1.2\",\"version\":\"1.3\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.4 from 1.3\",\"version\":\"1.4\"}]},\"VIFPortProfileFPTap\":{\"additionalProperties\":false,\"description\":\"Port profile info for Calico networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Calico port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"mac_address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The MAC address of the host vhostuser port.\",\"x-since\":\"VIFPortProfileFPTap 1.0\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPTap\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileK8sDPDK\":{\"additionalProperties\":false,\"description\":\"Port profile info for Kuryr-Kubernetes DPDK ports. This profile provides the metadata required to associate nested DPDK VIF with a Kubernetes pod.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"l3_setup\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Specify whether this vif requires L3 setup.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"},\"resourceversion\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"String used in Kubernetes v1 API to identify the server's internal version of this object.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"},\"selflink\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"String containing URL representing object in Kubernetes v1 API.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"}},\"required\":[\"l3_setup\",\"resourceversion\",\"selflink\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileK8sDPDK\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileOVSRepresentor\":{\"additionalProperties\":false,\"description\":\"Port profile info for OpenVSwitch networks using a representor. This profile provides the metadata required to associate a VIF with a VF representor and Open vSwitch port. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging. Provided for backwards compatibility only: superseded by the datapath_offload field of VIFPortProfileBase holding a DatapathOffloadRepresentor.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"representor_address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/PCIAddress\"},{\"type\":\"null\"}]}],\"description\":\"The PCI address of the Virtual Function.\",\"x-since\":\"VIFPortProfileOVSRepresentor 1.0\"},\"representor_name\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Name to set on the representor (if set).\",\"x-since\":\"VIFPortProfileOVSRepresentor 1.0\"}},\"required\":[\"interface_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileOVSRepresentor\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.1 from 1.0\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.2 from 1.1\",\"version\":\"1.2\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.3 from 1.2\",\"version\":\"1.3\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.4 from 1.3\",\"version\":\"1.4\"}]},\"VIFPortProfileOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"Port profile info for Open vSwitch networks. This profile provides the metadata required to associate a VIF with an Open vSwitch interface.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"}},\"required\":[\"interface_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'datapath_type'\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.2\"},{\"note\":\"Added 'create_port'\",\"version\":\"1.3\"},{\"note\":\"Added 'create_tap' and 'multiqueue'\",\"version\":\"1.4\"}]},\"VIFVHostUser\":{\"additionalProperties\":false,\"description\":\"A vhostuser-style VIF. vhostuser-style VIFs utilize a userspace vhost backend, which allows traffic to traverse between the guest and a host userspace application (commonly a virtual switch), bypassing the kernel network stack; contrast with VIFBridge, where all packets must be handled by the hypervisor. For libvirt drivers, this maps to type='vhostuser'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"mode\":{\"allOf\":[{\"$ref\":\"#/$defs/VIFVHostUserMode\"}],\"description\":\"UNIX socket access permissions: whether the hypervisor is the socket's client or server.\",\"x-since\":\"VIFVHostUser 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"path\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"UNIX socket path.\",\"x-since\":\"VIFVHostUser 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the vhostuser port to create. Absent from version 1.0 data.\",\"x-since\":\"VIFVHostUser 1.1\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"mode\",\"path\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFVHostUser\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'vif_name'\",\"version\":\"1.1\"}]},\"VIFVHostUserMode\":{\"description\":\"The role of the hypervisor on a vhost-user UNIX socket: `client` connects to a socket the switch created, `server` creates it.\",\"enum\":[\"client\",\"server\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"agent.hello.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.hello, by name.\",\"properties\":{\"registration\":{\"$ref\":\"#/$defs/DriverRegistration\"}},\"required\":[\"registration\"],\"type\":\"object\"},\"agent.hello.result\":{\"$ref\":\"#/$defs/HelloAck\"},\"agent.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"agent.list_hardware.result\":{\"$ref\":\"#/$defs/HardwareList\"},\"agent.start_discovery.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.start_discovery, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"agent.start_discovery.result\":{\"$ref\":\"#/$defs/DiscoveryStatus\"},\"conductor.hello.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.hello, by name.\",\"properties\":{\"registration\":{\"$ref\":\"#/$defs/AgentRegistration\"}},\"required\":[\"registration\"],\"type\":\"object\"},\"conductor.hello.result\":{\"$ref\":\"#/$defs/HelloAck\"},\"conductor.list_agents.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.list_agents, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"conductor.list_agents.result\":{\"$ref\":\"#/$defs/AgentList\"},\"conductor.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"conductor.list_hardware.result\":{\"$ref\":\"#/$defs/HardwareList\"},\"driver.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of driver.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"driver.list_hardware.result\":{\"$ref\":\"#/$defs/HardwareList\"},\"driver.start_discovery.params\":{\"additionalProperties\":false,\"description\":\"The params of driver.start_discovery, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"driver.start_discovery.result\":{\"$ref\":\"#/$defs/DiscoveryStatus\"},\"network.create_port.params\":{\"additionalProperties\":false,\"description\":\"The params of network.create_port, by name.\",\"properties\":{\"host_info\":{\"$ref\":\"#/$defs/HostInfo\"},\"instance\":{\"$ref\":\"#/$defs/InstanceInfo\"},\"network_id\":{\"$ref\":\"#/$defs/Uuid\"},\"port_id\":{\"$ref\":\"#/$defs/Uuid\"}},\"required\":[\"host_info\",\"instance\",\"network_id\",\"port_id\"],\"type\":\"object\"},\"network.create_port.result\":{\"$ref\":\"#/$defs/AnyVIFBase\"}},\"$id\":\"https://vproto.dev/schema/vproto.schema.json\",\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"description\":\"vproto: one schema for the host/guest/network control protocols of a virtualization stack: os-vif's versioned objects (VIFs, networks, host information for negotiating port binding between a service host and a network host), Cyborg's internal accelerator API between driver, agent and conductor, and the Xen guest tools data tree.\",\"title\":\"vproto 1.0\"}";
+/// The errors the schema declares, with their typed data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProtocolError {
+    /// The conductor could not reach an alive agent registered with it (connection refused, timeout or an answer that is not valid), or the agent answered with an error of its own (such as DriverUnavailable, whose message then goes into `reason`), so the conductor's answer would be incomplete. `data` names the agent's endpoint. Only alive agents are contacted; conductor.list_agents shows which are. (code 1102, since 1.0).
+    AgentUnavailable(PeerUnavailableData),
+    /// A driver could not start accelerator discovery (for instance its probing tool is missing or the device does not answer). Raised by the driver itself, and passed on unchanged by the agent when one of its drivers raises it; the agent still triggers its other drivers. A run that starts and then fails shows as the FAILED discovery state, not as this error. Codes 1100-1199 are for Cyborg. (code 1100, since 1.0).
+    DiscoveryFailed(DiscoveryFailedData),
+    /// The agent could not reach an alive driver registered with it (connection refused, timeout or an answer that is not valid), so its answer would be incomplete. `data` names the driver's endpoint. Only alive drivers (those that sent hello within the last three heartbeat intervals) are contacted; the others are skipped. The agent keeps the registration, so the call may succeed once the driver is back. (code 1101, since 1.0).
+    DriverUnavailable(PeerUnavailableData),
+    /// The network host knows no network with the given id. Nothing was created. (code 1002, since 1.0).
+    NetworkNotFound(NetworkNotFoundData),
+    /// None of the plugins in the HostInfo accepts any VIF class the network host can produce for the port, within the plugin's [min_version, max_version] for that class. Nothing was created. Retrying is pointless until a suitable plugin is installed on the service host (or the network is reconfigured). (code 1001, since 1.0).
+    NoCompatibleVif(NoCompatibleVifData),
+    /// A port with the given id already exists for another instance or on another network. (Repeating a call with the same port_id, instance and network is not an error: it answers the existing port, so a retry after UnsupportedVersion is safe.) (code 1003, since 1.0).
+    PortInUse(PortInUseData),
+    /// A versioned object in the params is at a version newer than the server can read (for network.create_port, the HostInfo the service host sent, or one of its nested HostPluginInfo/HostVIFInfo objects). `data` names the object and the highest version of it the server supports: the client backlevels that object to `max_version` (for HostInfo, with its children at the versions pinned for that version) and retries the call unchanged otherwise. Codes 1000-1099 are for object negotiation and the network service. (code 1000, since 1.0).
+    UnsupportedVersion(UnsupportedVersionData),
+}
+impl ProtocolError {
+    /// The error's name in the schema.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AgentUnavailable(_) => "AgentUnavailable",
+            Self::DiscoveryFailed(_) => "DiscoveryFailed",
+            Self::DriverUnavailable(_) => "DriverUnavailable",
+            Self::NetworkNotFound(_) => "NetworkNotFound",
+            Self::NoCompatibleVif(_) => "NoCompatibleVif",
+            Self::PortInUse(_) => "PortInUse",
+            Self::UnsupportedVersion(_) => "UnsupportedVersion",
+        }
+    }
+    /// The error's stable code.
+    pub fn code(&self) -> i64 {
+        match self {
+            Self::AgentUnavailable(_) => 1102i64,
+            Self::DiscoveryFailed(_) => 1100i64,
+            Self::DriverUnavailable(_) => 1101i64,
+            Self::NetworkNotFound(_) => 1002i64,
+            Self::NoCompatibleVif(_) => 1001i64,
+            Self::PortInUse(_) => 1003i64,
+            Self::UnsupportedVersion(_) => 1000i64,
+        }
+    }
+    /// The error as a JSON-RPC error object.
+    pub fn to_rpc(&self) -> crate::rpc::RpcError {
+        let (message, data): (&str, Option<serde_json::Value>) = match self {
+            Self::AgentUnavailable(data) => {
+                ("Agent unavailable", Some(crate::wire::WireValue::to_wire(data)))
+            }
+            Self::DiscoveryFailed(data) => {
+                ("Discovery failed", Some(crate::wire::WireValue::to_wire(data)))
+            }
+            Self::DriverUnavailable(data) => {
+                ("Driver unavailable", Some(crate::wire::WireValue::to_wire(data)))
+            }
+            Self::NetworkNotFound(data) => {
+                ("Network not found", Some(crate::wire::WireValue::to_wire(data)))
+            }
+            Self::NoCompatibleVif(data) => {
+                ("No compatible VIF", Some(crate::wire::WireValue::to_wire(data)))
+            }
+            Self::PortInUse(data) => {
+                ("Port in use", Some(crate::wire::WireValue::to_wire(data)))
+            }
+            Self::UnsupportedVersion(data) => {
+                (
+                    "Unsupported object version",
+                    Some(crate::wire::WireValue::to_wire(data)),
+                )
+            }
+        };
+        crate::rpc::RpcError {
+            code: self.code(),
+            message: message.to_string(),
+            data,
+        }
+    }
+    /// Reads a declared error from a JSON-RPC error object; `None` when
+    /// the code is not a declared one.
+    pub fn from_rpc(
+        error: &crate::rpc::RpcError,
+    ) -> Option<Result<Self, crate::wire::WireError>> {
+        match error.code {
+            1102i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("AgentUnavailable"),
+                        )
+                        .map(Self::AgentUnavailable),
+                )
+            }
+            1100i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("DiscoveryFailed"),
+                        )
+                        .map(Self::DiscoveryFailed),
+                )
+            }
+            1101i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("DriverUnavailable"),
+                        )
+                        .map(Self::DriverUnavailable),
+                )
+            }
+            1002i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("NetworkNotFound"),
+                        )
+                        .map(Self::NetworkNotFound),
+                )
+            }
+            1001i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("NoCompatibleVif"),
+                        )
+                        .map(Self::NoCompatibleVif),
+                )
+            }
+            1003i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("PortInUse"),
+                        )
+                        .map(Self::PortInUse),
+                )
+            }
+            1000i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    crate::wire::WireValue::from_wire(
+                            data,
+                            &crate::wire::WirePath::root().field("UnsupportedVersion"),
+                        )
+                        .map(Self::UnsupportedVersion),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.to_rpc(), f)
+    }
+}
+impl std::error::Error for ProtocolError {}
+/// Why a service method failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServiceError {
+    /// A declared error, answered with its code and data.
+    Protocol(ProtocolError),
+    /// Anything else: logged by the dispatcher and answered as an
+    /// internal error without details.
+    Internal(String),
+}
+impl From<ProtocolError> for ServiceError {
+    fn from(error: ProtocolError) -> Self {
+        ServiceError::Protocol(error)
+    }
+}
+/// Answers a service error: declared errors of `method` keep their
+/// code; anything else is logged and answered as an internal error.
+fn answer_error(
+    method: &str,
+    declared: &[&str],
+    error: ServiceError,
+) -> crate::rpc::RpcError {
+    match error {
+        ServiceError::Protocol(error) if declared.contains(&error.name()) => {
+            error.to_rpc()
+        }
+        ServiceError::Protocol(error) => {
+            tracing::error!(
+                method, error = % error,
+                "handler returned an error the method does not declare"
+            );
+            crate::rpc::internal_error()
+        }
+        ServiceError::Internal(why) => {
+            tracing::error!(method, error = % why, "handler failed");
+            crate::rpc::internal_error()
+        }
+    }
+}
+/// Why a client call failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The server answered with a declared error.
+    Protocol(ProtocolError),
+    /// The call failed otherwise.
+    Call(crate::rpc::CallError),
+}
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Protocol(error) => write!(f, "{}: {error}", error.name()),
+            ClientError::Call(error) => std::fmt::Display::fmt(error, f),
+        }
+    }
+}
+impl std::error::Error for ClientError {}
+impl From<crate::rpc::CallError> for ClientError {
+    fn from(error: crate::rpc::CallError) -> Self {
+        match error {
+            crate::rpc::CallError::Rpc(rpc) => {
+                match ProtocolError::from_rpc(&rpc) {
+                    Some(Ok(declared)) => ClientError::Protocol(declared),
+                    Some(Err(bad)) => {
+                        ClientError::Call(crate::rpc::CallError::Decode(bad))
+                    }
+                    None => ClientError::Call(crate::rpc::CallError::Rpc(rpc)),
+                }
+            }
+            other => ClientError::Call(other),
+        }
+    }
+}
+/** The Cyborg agent of a node: drivers register with it, and it fans discovery and hardware listing out to its alive drivers, so its callers see one answer per node. Its callers are the node's drivers (hello) and the conductor.
+
+ Since protocol version 1.0.*/
+pub trait AgentService: Send + Sync + 'static {
+    /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
+
+ Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+    fn hello(
+        &self,
+        registration: DriverRegistration,
+    ) -> impl std::future::Future<Output = Result<HelloAck, ServiceError>> + Send;
+    /** `agent.list_hardware`: Lists the hardware across every alive, READY driver registered with the agent (driver.list_hardware on each, concatenated; device uuids are unique).
+
+ Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: DriverUnavailable.*/
+    fn list_hardware(
+        &self,
+    ) -> impl std::future::Future<Output = Result<HardwareList, ServiceError>> + Send;
+    /** `agent.start_discovery`: Triggers discovery on every alive, READY driver registered with the agent (driver.start_discovery on each) and answers their combined state: IN-PROGRESS while any driver's run is, else FAILED if any driver's run failed, else DONE (also when no driver is registered). When a driver answers DiscoveryFailed or cannot be reached, the agent still triggers the others, then answers that error.
+
+ Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed, DriverUnavailable.*/
+    fn start_discovery(
+        &self,
+    ) -> impl std::future::Future<Output = Result<DiscoveryStatus, ServiceError>> + Send;
+}
+/// Serves `agent.*` from a [`AgentService`], validating params against the schema.
+pub struct AgentServer<S>(pub std::sync::Arc<S>);
+impl<S> Clone for AgentServer<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+impl<S: AgentService> crate::rpc::Handler for AgentServer<S> {
+    fn handle<'a>(
+        &'a self,
+        method: &'a str,
+        params: crate::rpc::Params,
+    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        Box::pin(async move {
+            match method {
+                "agent.hello" => {
+                    let params = params.into_named(&["registration"])?;
+                    let params = crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "agent.hello.params",
+                        params,
+                    )?;
+                    let registration: DriverRegistration = crate::rpc::read_param(
+                            &params,
+                            "registration",
+                        )?
+                        .ok_or_else(|| crate::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "registration"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let result = self
+                        .0
+                        .hello(registration)
+                        .await
+                        .map_err(|error| answer_error("agent.hello", &[], error))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                "agent.list_hardware" => {
+                    let params = params.into_named(&[])?;
+                    crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "agent.list_hardware.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .list_hardware()
+                        .await
+                        .map_err(|error| answer_error(
+                            "agent.list_hardware",
+                            &["DriverUnavailable"],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                "agent.start_discovery" => {
+                    let params = params.into_named(&[])?;
+                    crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "agent.start_discovery.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .start_discovery()
+                        .await
+                        .map_err(|error| answer_error(
+                            "agent.start_discovery",
+                            &["DiscoveryFailed", "DriverUnavailable"],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                other => {
+                    Err(
+                        crate::rpc::RpcError::new(
+                                crate::rpc::codes::METHOD_NOT_FOUND,
+                                "Method not found",
+                            )
+                            .with_data(
+                                serde_json::Value::String(format!("no method `{other}`")),
+                            ),
+                    )
+                }
+            }
+        })
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["agent.hello", "agent.list_hardware", "agent.start_discovery"]
+    }
+}
+/// A typed client of the `agent` service.
+pub struct AgentClient<T> {
+    transport: T,
+}
+impl<T: crate::rpc::ClientTransport> AgentClient<T> {
+    /// A client calling through `transport`.
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+    /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
+
+ Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+    pub async fn hello(
+        &self,
+        registration: &DriverRegistration,
+    ) -> Result<HelloAck, ClientError> {
+        let mut params = serde_json::Map::new();
+        params
+            .insert(
+                "registration".to_string(),
+                crate::wire::WireValue::to_wire(registration),
+            );
+        let value = match self
+            .transport
+            .request("agent.hello", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("agent.hello", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+    /** `agent.list_hardware`: Lists the hardware across every alive, READY driver registered with the agent (driver.list_hardware on each, concatenated; device uuids are unique).
+
+ Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: DriverUnavailable.*/
+    pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request("agent.list_hardware", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("agent.list_hardware", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+    /** `agent.start_discovery`: Triggers discovery on every alive, READY driver registered with the agent (driver.start_discovery on each) and answers their combined state: IN-PROGRESS while any driver's run is, else FAILED if any driver's run failed, else DONE (also when no driver is registered). When a driver answers DiscoveryFailed or cannot be reached, the agent still triggers the others, then answers that error.
+
+ Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed, DriverUnavailable.*/
+    pub async fn start_discovery(&self) -> Result<DiscoveryStatus, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request("agent.start_discovery", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("agent.start_discovery", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+}
+/** The Cyborg conductor: agents register with it; it gathers hardware across its alive agents and tracks their liveness, to present a coherent answer to the Cyborg API. Its callers are the agents (hello) and the Cyborg API.
+
+ Since protocol version 1.0.*/
+pub trait ConductorService: Send + Sync + 'static {
+    /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
+
+ Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+    fn hello(
+        &self,
+        registration: AgentRegistration,
+    ) -> impl std::future::Future<Output = Result<HelloAck, ServiceError>> + Send;
+    /** `conductor.list_agents`: Lists every agent that has registered with the conductor, with its endpoint, last reported status, when it was last heard from and whether it is still alive (heard from within three heartbeat intervals). An agent that goes away stays listed as not alive, so deployments can alarm on it; an agent that never registered cannot be listed.
+
+ Since protocol version 1.0. Bound to HTTP `GET /agents`.*/
+    fn list_agents(
+        &self,
+    ) -> impl std::future::Future<Output = Result<AgentList, ServiceError>> + Send;
+    /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
+
+ Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: AgentUnavailable.*/
+    fn list_hardware(
+        &self,
+    ) -> impl std::future::Future<Output = Result<HardwareList, ServiceError>> + Send;
+}
+/// Serves `conductor.*` from a [`ConductorService`], validating params against the schema.
+pub struct ConductorServer<S>(pub std::sync::Arc<S>);
+impl<S> Clone for ConductorServer<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+impl<S: ConductorService> crate::rpc::Handler for ConductorServer<S> {
+    fn handle<'a>(
+        &'a self,
+        method: &'a str,
+        params: crate::rpc::Params,
+    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        Box::pin(async move {
+            match method {
+                "conductor.hello" => {
+                    let params = params.into_named(&["registration"])?;
+                    let params = crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "conductor.hello.params",
+                        params,
+                    )?;
+                    let registration: AgentRegistration = crate::rpc::read_param(
+                            &params,
+                            "registration",
+                        )?
+                        .ok_or_else(|| crate::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "registration"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let result = self
+                        .0
+                        .hello(registration)
+                        .await
+                        .map_err(|error| answer_error("conductor.hello", &[], error))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                "conductor.list_agents" => {
+                    let params = params.into_named(&[])?;
+                    crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "conductor.list_agents.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .list_agents()
+                        .await
+                        .map_err(|error| answer_error(
+                            "conductor.list_agents",
+                            &[],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                "conductor.list_hardware" => {
+                    let params = params.into_named(&[])?;
+                    crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "conductor.list_hardware.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .list_hardware()
+                        .await
+                        .map_err(|error| answer_error(
+                            "conductor.list_hardware",
+                            &["AgentUnavailable"],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                other => {
+                    Err(
+                        crate::rpc::RpcError::new(
+                                crate::rpc::codes::METHOD_NOT_FOUND,
+                                "Method not found",
+                            )
+                            .with_data(
+                                serde_json::Value::String(format!("no method `{other}`")),
+                            ),
+                    )
+                }
+            }
+        })
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["conductor.hello", "conductor.list_agents", "conductor.list_hardware"]
+    }
+}
+/// A typed client of the `conductor` service.
+pub struct ConductorClient<T> {
+    transport: T,
+}
+impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
+    /// A client calling through `transport`.
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+    /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
+
+ Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+    pub async fn hello(
+        &self,
+        registration: &AgentRegistration,
+    ) -> Result<HelloAck, ClientError> {
+        let mut params = serde_json::Map::new();
+        params
+            .insert(
+                "registration".to_string(),
+                crate::wire::WireValue::to_wire(registration),
+            );
+        let value = match self
+            .transport
+            .request("conductor.hello", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("conductor.hello", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+    /** `conductor.list_agents`: Lists every agent that has registered with the conductor, with its endpoint, last reported status, when it was last heard from and whether it is still alive (heard from within three heartbeat intervals). An agent that goes away stays listed as not alive, so deployments can alarm on it; an agent that never registered cannot be listed.
+
+ Since protocol version 1.0. Bound to HTTP `GET /agents`.*/
+    pub async fn list_agents(&self) -> Result<AgentList, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request("conductor.list_agents", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("conductor.list_agents", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+    /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
+
+ Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: AgentUnavailable.*/
+    pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request(
+                "conductor.list_hardware",
+                serde_json::Value::Object(params.clone()),
+            )
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request(
+                        "conductor.list_hardware",
+                        serde_json::Value::Object(params),
+                    )
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+}
+/** A Cyborg accelerator driver, served on the endpoint it registered with its node's agent (agent.hello). Its caller is the agent.
+
+ Since protocol version 1.0.*/
+pub trait DriverService: Send + Sync + 'static {
+    /** `driver.list_hardware`: Lists the hardware the driver has discovered: physical devices on the node, which may or may not be ready to use or even fully supported (not accelerators, which are the ready-to-use entries of the public API). While a discovery run is in progress, lists what it has found so far; before any run, the list is empty.
+
+ Since protocol version 1.0. Bound to HTTP `GET /hardware`.*/
+    fn list_hardware(
+        &self,
+    ) -> impl std::future::Future<Output = Result<HardwareList, ServiceError>> + Send;
+    /** `driver.start_discovery`: Triggers the driver's discovery and setup process for its hardware. Idempotent: while a run is in progress, the call joins it instead of starting another. The result is the state of that run when the driver answers: IN-PROGRESS while it runs, DONE or FAILED if it ended before the answer. A run that cannot even be started is answered with the DiscoveryFailed error instead.
+
+ Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed.*/
+    fn start_discovery(
+        &self,
+    ) -> impl std::future::Future<Output = Result<DiscoveryStatus, ServiceError>> + Send;
+}
+/// Serves `driver.*` from a [`DriverService`], validating params against the schema.
+pub struct DriverServer<S>(pub std::sync::Arc<S>);
+impl<S> Clone for DriverServer<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+impl<S: DriverService> crate::rpc::Handler for DriverServer<S> {
+    fn handle<'a>(
+        &'a self,
+        method: &'a str,
+        params: crate::rpc::Params,
+    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        Box::pin(async move {
+            match method {
+                "driver.list_hardware" => {
+                    let params = params.into_named(&[])?;
+                    crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "driver.list_hardware.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .list_hardware()
+                        .await
+                        .map_err(|error| answer_error(
+                            "driver.list_hardware",
+                            &[],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                "driver.start_discovery" => {
+                    let params = params.into_named(&[])?;
+                    crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "driver.start_discovery.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .start_discovery()
+                        .await
+                        .map_err(|error| answer_error(
+                            "driver.start_discovery",
+                            &["DiscoveryFailed"],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                other => {
+                    Err(
+                        crate::rpc::RpcError::new(
+                                crate::rpc::codes::METHOD_NOT_FOUND,
+                                "Method not found",
+                            )
+                            .with_data(
+                                serde_json::Value::String(format!("no method `{other}`")),
+                            ),
+                    )
+                }
+            }
+        })
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["driver.list_hardware", "driver.start_discovery"]
+    }
+}
+/// A typed client of the `driver` service.
+pub struct DriverClient<T> {
+    transport: T,
+}
+impl<T: crate::rpc::ClientTransport> DriverClient<T> {
+    /// A client calling through `transport`.
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+    /** `driver.list_hardware`: Lists the hardware the driver has discovered: physical devices on the node, which may or may not be ready to use or even fully supported (not accelerators, which are the ready-to-use entries of the public API). While a discovery run is in progress, lists what it has found so far; before any run, the list is empty.
+
+ Since protocol version 1.0. Bound to HTTP `GET /hardware`.*/
+    pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request("driver.list_hardware", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("driver.list_hardware", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+    /** `driver.start_discovery`: Triggers the driver's discovery and setup process for its hardware. Idempotent: while a run is in progress, the call joins it instead of starting another. The result is the state of that run when the driver answers: IN-PROGRESS while it runs, DONE or FAILED if it ended before the answer. A run that cannot even be started is answered with the DiscoveryFailed error instead.
+
+ Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed.*/
+    pub async fn start_discovery(&self) -> Result<DiscoveryStatus, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request("driver.start_discovery", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("driver.start_discovery", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+}
+/** The network host's port service (os-vif host information negotiation). Its caller is a service host (typically a compute node) that wants a port for an instance and describes its installed os-vif plugins in a HostInfo.
+
+ Since protocol version 1.0.*/
+pub trait NetworkService: Send + Sync + 'static {
+    /** `network.create_port`: Creates a port on a network for an instance, choosing a VIF that one of the service host's plugins can consume. The network host reads host_info; if it, or an object nested in it, is newer than it can read, it answers UnsupportedVersion naming the object and the highest version it supports, and the service host backlevels its HostInfo to that version and retries. Otherwise it picks a VIF class it can produce for the network that a plugin in host_info lists, serializes the VIF at a version within that plugin's [min_version, max_version] for the class (and its port profile within the plugin's supported_port_profiles range), with `plugin` naming that plugin, and answers it. The result is the VIF for the service host to plug. Repeating the call with the same port_id, instance and network answers the existing port.
+
+ Since protocol version 1.0. Bound to HTTP `POST /ports`. Errors: UnsupportedVersion, NoCompatibleVif, NetworkNotFound, PortInUse.*/
+    fn create_port(
+        &self,
+        host_info: HostInfo,
+        instance: InstanceInfo,
+        network_id: Uuid,
+        port_id: Uuid,
+    ) -> impl std::future::Future<Output = Result<AnyVIFBase, ServiceError>> + Send;
+}
+/// Serves `network.*` from a [`NetworkService`], validating params against the schema.
+pub struct NetworkServer<S>(pub std::sync::Arc<S>);
+impl<S> Clone for NetworkServer<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+impl<S: NetworkService> crate::rpc::Handler for NetworkServer<S> {
+    fn handle<'a>(
+        &'a self,
+        method: &'a str,
+        params: crate::rpc::Params,
+    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        Box::pin(async move {
+            match method {
+                "network.create_port" => {
+                    let params = params
+                        .into_named(
+                            &["host_info", "instance", "network_id", "port_id"],
+                        )?;
+                    if let Some((object, max_version)) = crate::rpc::newer_than_supported(
+                        &REGISTRY,
+                        &params,
+                    ) {
+                        return Err(
+                            crate::rpc::RpcError::new(
+                                    1000i64,
+                                    "Unsupported object version",
+                                )
+                                .with_data(
+                                    serde_json::json!(
+                                        { "object" : object, "max_version" : max_version.to_string()
+                                        }
+                                    ),
+                                ),
+                        );
+                    }
+                    let params = crate::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "network.create_port.params",
+                        params,
+                    )?;
+                    let host_info: HostInfo = crate::rpc::read_param(
+                            &params,
+                            "host_info",
+                        )?
+                        .ok_or_else(|| crate::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "host_info"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let instance: InstanceInfo = crate::rpc::read_param(
+                            &params,
+                            "instance",
+                        )?
+                        .ok_or_else(|| crate::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "instance"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let network_id: Uuid = crate::rpc::read_param(&params, "network_id")?
+                        .ok_or_else(|| crate::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "network_id"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let port_id: Uuid = crate::rpc::read_param(&params, "port_id")?
+                        .ok_or_else(|| crate::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "port_id"), "missing required param".into())
+                            ],
+                        ))?;
+                    let result = self
+                        .0
+                        .create_port(host_info, instance, network_id, port_id)
+                        .await
+                        .map_err(|error| answer_error(
+                            "network.create_port",
+                            &[
+                                "UnsupportedVersion",
+                                "NoCompatibleVif",
+                                "NetworkNotFound",
+                                "PortInUse",
+                            ],
+                            error,
+                        ))?;
+                    Ok(crate::wire::WireValue::to_wire(&result))
+                }
+                other => {
+                    Err(
+                        crate::rpc::RpcError::new(
+                                crate::rpc::codes::METHOD_NOT_FOUND,
+                                "Method not found",
+                            )
+                            .with_data(
+                                serde_json::Value::String(format!("no method `{other}`")),
+                            ),
+                    )
+                }
+            }
+        })
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["network.create_port"]
+    }
+}
+/// A typed client of the `network` service.
+pub struct NetworkClient<T> {
+    transport: T,
+}
+impl<T: crate::rpc::ClientTransport> NetworkClient<T> {
+    /// A client calling through `transport`.
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+    /** `network.create_port`: Creates a port on a network for an instance, choosing a VIF that one of the service host's plugins can consume. The network host reads host_info; if it, or an object nested in it, is newer than it can read, it answers UnsupportedVersion naming the object and the highest version it supports, and the service host backlevels its HostInfo to that version and retries. Otherwise it picks a VIF class it can produce for the network that a plugin in host_info lists, serializes the VIF at a version within that plugin's [min_version, max_version] for the class (and its port profile within the plugin's supported_port_profiles range), with `plugin` naming that plugin, and answers it. The result is the VIF for the service host to plug. Repeating the call with the same port_id, instance and network answers the existing port.
+
+ Since protocol version 1.0. Bound to HTTP `POST /ports`. Errors: UnsupportedVersion, NoCompatibleVif, NetworkNotFound, PortInUse.*/
+    pub async fn create_port(
+        &self,
+        host_info: &HostInfo,
+        instance: &InstanceInfo,
+        network_id: &Uuid,
+        port_id: &Uuid,
+    ) -> Result<AnyVIFBase, ClientError> {
+        let mut params = serde_json::Map::new();
+        params
+            .insert("host_info".to_string(), crate::wire::WireValue::to_wire(host_info));
+        params.insert("instance".to_string(), crate::wire::WireValue::to_wire(instance));
+        params
+            .insert(
+                "network_id".to_string(),
+                crate::wire::WireValue::to_wire(network_id),
+            );
+        params.insert("port_id".to_string(), crate::wire::WireValue::to_wire(port_id));
+        let value = match self
+            .transport
+            .request("network.create_port", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(crate::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("network.create_port", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        crate::wire::WireValue::from_wire(
+                &value,
+                &crate::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+    }
+}
+/// Converts every param holding the object named in an UnsupportedVersion
+/// error's data down to the version the server supports; false when
+/// nothing could be converted (then retrying is pointless).
+fn backlevel_params(
+    params: &mut serde_json::Map<String, serde_json::Value>,
+    error: &crate::rpc::RpcError,
+) -> bool {
+    let data = error.data.as_ref();
+    let object = data.and_then(|d| d.get("object")).and_then(serde_json::Value::as_str);
+    let version = data
+        .and_then(|d| d.get("max_version"))
+        .and_then(serde_json::Value::as_str)
+        .and_then(|v| v.parse::<crate::wire::Version>().ok());
+    let (Some(object), Some(version)) = (object, version) else { return false };
+    let mut converted = false;
+    for (name, value) in params.iter_mut() {
+        if value.get(crate::wire::keys::NAME).and_then(serde_json::Value::as_str)
+            == Some(object)
+        {
+            let path = crate::wire::WirePath::root().field(name);
+            if crate::wire::backport_envelope(&REGISTRY, value, version, None, &path)
+                .is_ok()
+            {
+                converted = true;
+            }
+        }
+    }
+    converted
 }

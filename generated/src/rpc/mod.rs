@@ -11,6 +11,12 @@ use serde_json::{Map, Value};
 
 use crate::wire::WireError;
 
+mod validate;
+
+pub use validate::{
+    decode_error, internal_error, invalid_params, newer_than_supported, read_param, validate_params, violations,
+};
+
 /// The error codes JSON-RPC 2.0 defines.
 pub mod codes {
     /// Invalid JSON was received.

@@ -98,6 +98,15 @@ fn matches_pattern(pattern: &'static str, text: &str) -> bool {
     regex.is_match(text)
 }
 
+/// The formats [`format_is_valid`] knows.
+pub const FORMATS: &[&str] =
+    &["uuid", "mac-address", "ipv4", "ipv6", "ip-address", "ip-network", "pci-address", "hostname", "uri", "date-time"];
+
+/// Whether `text` is a valid value of the named `format`.
+pub fn format_is_valid(format: &str, text: &str) -> bool {
+    check_format(format, text).is_ok()
+}
+
 /// Checks a string against a named format; the error says what is wrong.
 fn check_format(format: &str, text: &str) -> Result<(), String> {
     match format {

@@ -14,7 +14,7 @@ mod value;
 
 pub use convert::{backport_envelope, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
-pub use formats::{check_constraints, Constraints};
+pub use formats::{check_constraints, format_is_valid, Constraints, FORMATS};
 pub use value::{read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
 
 use std::{cmp::Ordering, fmt, str::FromStr};

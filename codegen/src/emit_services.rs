@@ -1,0 +1,430 @@
+//! The service emitter: declared errors, one trait per service with typed
+//! async methods, a dispatcher (`<Service>Server`) that validates params
+//! against the published JSON Schema before calling the trait, and a typed
+//! client (`<Service>Client`) that backlevels objects on UnsupportedVersion.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::{
+    emit_json_schema::params_def,
+    emit_rust::{field_ident, variant_name},
+    ir::{rust_type, SchemaIr},
+    model::{Method, Service},
+};
+
+/// The name of the error that carries negotiation: its data has `object` and `max_version`.
+pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
+
+/// Emits errors, service traits, dispatchers and clients.
+pub fn emit_services(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
+    let mut items = vec![emit_errors(ir, wire, rpc)];
+    for (name, service) in &ir.schema.services {
+        items.push(emit_service(ir, name, service, wire, rpc));
+    }
+    quote! { #(#items)* }
+}
+
+fn emit_errors(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
+    let errors = &ir.schema.errors;
+    let variants: Vec<_> = errors.keys().map(|name| format_ident!("{}", name)).collect();
+    let names: Vec<&String> = errors.keys().collect();
+    let codes: Vec<i64> = errors.values().map(|e| e.code).collect();
+    let docs = errors.values().map(|e| format!(" {} (code {}, since {}).", e.description, e.code, e.since));
+    let fields = errors.values().map(|e| match &e.data {
+        Some(data) => {
+            let ty = crate::emit_rust::type_tokens(&rust_type(data));
+            quote! { (#ty) }
+        }
+        None => quote! {},
+    });
+    let to_rpc_arms = errors.iter().zip(&variants).map(|((_, e), v)| {
+        let message = &e.message;
+        match &e.data {
+            Some(_) => quote! { Self::#v(data) => (#message, Some(#wire::WireValue::to_wire(data))), },
+            None => quote! { Self::#v => (#message, None), },
+        }
+    });
+    let patterns = errors.iter().zip(&variants).map(|((_, e), v)| match &e.data {
+        Some(_) => quote! { Self::#v(_) },
+        None => quote! { Self::#v },
+    });
+    let patterns: Vec<_> = patterns.collect();
+    // `match self {}` is rejected for a reference to an empty enum; `*self` is fine there.
+    let subject = if errors.is_empty() {
+        quote! { *self }
+    } else {
+        quote! { self }
+    };
+    let from_rpc = errors.iter().zip(&variants).map(|((name, e), v)| {
+        let code = e.code;
+        match &e.data {
+            Some(_) => quote! {
+                #code => {
+                    let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                    Some(#wire::WireValue::from_wire(data, &#wire::WirePath::root().field(#name)).map(Self::#v))
+                }
+            },
+            None => quote! { #code => Some(Ok(Self::#v)), },
+        }
+    });
+    quote! {
+        /// The errors the schema declares, with their typed data.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum ProtocolError {
+            #(#[doc = #docs] #variants #fields,)*
+        }
+
+        impl ProtocolError {
+            /// The error's name in the schema.
+            pub fn name(&self) -> &'static str {
+                match #subject { #(#patterns => #names,)* }
+            }
+
+            /// The error's stable code.
+            pub fn code(&self) -> i64 {
+                match #subject { #(#patterns => #codes,)* }
+            }
+
+            /// The error as a JSON-RPC error object.
+            pub fn to_rpc(&self) -> #rpc::RpcError {
+                let (message, data): (&str, Option<serde_json::Value>) = match #subject { #(#to_rpc_arms)* };
+                #rpc::RpcError { code: self.code(), message: message.to_string(), data }
+            }
+
+            /// Reads a declared error from a JSON-RPC error object; `None` when
+            /// the code is not a declared one.
+            pub fn from_rpc(error: &#rpc::RpcError) -> Option<Result<Self, #wire::WireError>> {
+                match error.code {
+                    #(#from_rpc)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for ProtocolError {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&self.to_rpc(), f)
+            }
+        }
+
+        impl std::error::Error for ProtocolError {}
+
+        /// Why a service method failed.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum ServiceError {
+            /// A declared error, answered with its code and data.
+            Protocol(ProtocolError),
+            /// Anything else: logged by the dispatcher and answered as an
+            /// internal error without details.
+            Internal(String),
+        }
+
+        impl From<ProtocolError> for ServiceError {
+            fn from(error: ProtocolError) -> Self {
+                ServiceError::Protocol(error)
+            }
+        }
+
+        /// Answers a service error: declared errors of `method` keep their
+        /// code; anything else is logged and answered as an internal error.
+        fn answer_error(method: &str, declared: &[&str], error: ServiceError) -> #rpc::RpcError {
+            match error {
+                ServiceError::Protocol(error) if declared.contains(&error.name()) => error.to_rpc(),
+                ServiceError::Protocol(error) => {
+                    tracing::error!(method, error = %error, "handler returned an error the method does not declare");
+                    #rpc::internal_error()
+                }
+                ServiceError::Internal(why) => {
+                    tracing::error!(method, error = %why, "handler failed");
+                    #rpc::internal_error()
+                }
+            }
+        }
+
+        /// Why a client call failed.
+        #[derive(Debug)]
+        pub enum ClientError {
+            /// The server answered with a declared error.
+            Protocol(ProtocolError),
+            /// The call failed otherwise.
+            Call(#rpc::CallError),
+        }
+
+        impl std::fmt::Display for ClientError {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self {
+                    ClientError::Protocol(error) => write!(f, "{}: {error}", error.name()),
+                    ClientError::Call(error) => std::fmt::Display::fmt(error, f),
+                }
+            }
+        }
+
+        impl std::error::Error for ClientError {}
+
+        impl From<#rpc::CallError> for ClientError {
+            fn from(error: #rpc::CallError) -> Self {
+                match error {
+                    #rpc::CallError::Rpc(rpc) => match ProtocolError::from_rpc(&rpc) {
+                        Some(Ok(declared)) => ClientError::Protocol(declared),
+                        Some(Err(bad)) => ClientError::Call(#rpc::CallError::Decode(bad)),
+                        None => ClientError::Call(#rpc::CallError::Rpc(rpc)),
+                    },
+                    other => ClientError::Call(other),
+                }
+            }
+        }
+    }
+}
+
+fn service_ident(name: &str, suffix: &str) -> syn::Ident {
+    format_ident!("{}{}", variant_name(name), suffix)
+}
+
+fn method_doc(service: &str, name: &str, method: &Method) -> String {
+    let mut text = format!(" `{service}.{name}`: {}\n\n Since protocol version {}.", method.description, method.since);
+    if let Some(deprecated) = method.deprecated {
+        text.push_str(&format!(" Deprecated since {deprecated}."));
+    }
+    if let Some(http) = &method.http {
+        text.push_str(&format!(" Bound to HTTP `{} {}`.", format!("{:?}", http.method).to_uppercase(), http.path));
+    }
+    if !method.errors.is_empty() {
+        text.push_str(&format!(" Errors: {}.", method.errors.join(", ")));
+    }
+    text
+}
+
+fn emit_service(
+    ir: &SchemaIr,
+    service_name: &str,
+    service: &Service,
+    wire: &syn::Path,
+    rpc: &syn::Path,
+) -> TokenStream {
+    let trait_ident = service_ident(service_name, "Service");
+    let server_ident = service_ident(service_name, "Server");
+    let client_ident = service_ident(service_name, "Client");
+    let service_doc = format!(" {}\n\n Since protocol version {}.", service.description, service.since);
+    let unsupported_code = ir.schema.errors.get(UNSUPPORTED_VERSION).map(|e| e.code);
+    let mut trait_methods = Vec::new();
+    let mut arms = Vec::new();
+    let mut client_methods = Vec::new();
+    let mut wire_names = Vec::new();
+    for (method_name, method) in &service.methods {
+        let wire_name = format!("{service_name}.{method_name}");
+        wire_names.push(wire_name.clone());
+        let doc = method_doc(service_name, method_name, method);
+        let ident = field_ident(method_name);
+        let param_names: Vec<&str> = method.params.keys().map(String::as_str).collect();
+        let param_idents: Vec<_> = param_names.iter().map(|p| field_ident(p)).collect();
+        let param_types: Vec<TokenStream> = method
+            .params
+            .values()
+            .map(|param| {
+                let ty = crate::emit_rust::type_tokens(&rust_type(&param.schema));
+                if param.required {
+                    ty
+                } else {
+                    quote! { Option<#ty> }
+                }
+            })
+            .collect();
+        let result_ty = match &method.result {
+            Some(result) => crate::emit_rust::type_tokens(&rust_type(result)),
+            None => quote! { () },
+        };
+        trait_methods.push(quote! {
+            #[doc = #doc]
+            fn #ident(&self, #(#param_idents: #param_types),*) -> impl std::future::Future<Output = Result<#result_ty, ServiceError>> + Send;
+        });
+        let params_def = params_def(service_name, method_name);
+        let declared = &method.errors;
+        let reads = method.params.iter().zip(&param_idents).map(|((name, param), ident)| {
+            let ty = crate::emit_rust::type_tokens(&rust_type(&param.schema));
+            if param.required {
+                quote! {
+                    let #ident: #ty = #rpc::read_param(&params, #name)?
+                        .ok_or_else(|| #rpc::invalid_params(vec![(format!("/{}", #name), "missing required param".into())]))?;
+                }
+            } else {
+                quote! { let #ident: Option<#ty> = #rpc::read_param(&params, #name)?; }
+            }
+        });
+        let answer = if method.result.is_some() {
+            quote! { Ok(#wire::WireValue::to_wire(&result)) }
+        } else {
+            quote! { let () = result; Ok(serde_json::Value::Null) }
+        };
+        let negotiate = match unsupported_code.filter(|_| declared.iter().any(|e| e == UNSUPPORTED_VERSION)) {
+            Some(code) => {
+                let message = &ir.schema.errors[UNSUPPORTED_VERSION].message;
+                quote! {
+                    if let Some((object, max_version)) = #rpc::newer_than_supported(&REGISTRY, &params) {
+                        return Err(#rpc::RpcError::new(#code, #message)
+                            .with_data(serde_json::json!({"object": object, "max_version": max_version.to_string()})));
+                    }
+                }
+            }
+            None => quote! {},
+        };
+        let validate = if param_names.is_empty() {
+            quote! { #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
+        } else {
+            quote! { let params = #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
+        };
+        arms.push(quote! {
+            #wire_name => {
+                let params = params.into_named(&[#(#param_names),*])?;
+                #negotiate
+                #validate
+                #(#reads)*
+                let result = self.0.#ident(#(#param_idents),*).await
+                    .map_err(|error| answer_error(#wire_name, &[#(#declared),*], error))?;
+                #answer
+            }
+        });
+        // Client side.
+        let client_args = method.params.values().zip(&param_idents).map(|(param, ident)| {
+            let ty = crate::emit_rust::type_tokens(&rust_type(&param.schema));
+            if param.required {
+                quote! { #ident: &#ty }
+            } else {
+                quote! { #ident: Option<&#ty> }
+            }
+        });
+        let inserts = method.params.iter().zip(&param_idents).map(|((name, param), ident)| {
+            if param.required {
+                quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
+            } else {
+                quote! {
+                    if let Some(value) = #ident {
+                        params.insert(#name.to_string(), #wire::WireValue::to_wire(value));
+                    }
+                }
+            }
+        });
+        let call = if method.notification {
+            quote! {
+                self.transport.notify(#wire_name, serde_json::Value::Object(params)).await?;
+                Ok(())
+            }
+        } else {
+            let decode = match &method.result {
+                Some(_) => quote! {
+                    #wire::WireValue::from_wire(&value, &#wire::WirePath::root().field("result"))
+                        .map_err(|e| ClientError::Call(#rpc::decode_error(e)))
+                },
+                None => quote! { let _ = value; Ok(()) },
+            };
+            let retry = match unsupported_code {
+                Some(code) => quote! {
+                    let value = match self.transport.request(#wire_name, serde_json::Value::Object(params.clone())).await {
+                        Err(#rpc::CallError::Rpc(error)) if error.code == #code => {
+                            // Seed 000: backlevel the object to the version the server
+                            // reported and retry once.
+                            if !backlevel_params(&mut params, &error) {
+                                return Err(#rpc::CallError::Rpc(error).into());
+                            }
+                            self.transport.request(#wire_name, serde_json::Value::Object(params)).await?
+                        }
+                        other => other?,
+                    };
+                },
+                None => quote! {
+                    let value = self.transport.request(#wire_name, serde_json::Value::Object(params)).await?;
+                },
+            };
+            quote! { #retry #decode }
+        };
+        let mutability = if unsupported_code.is_some() && !method.notification {
+            quote! { mut }
+        } else {
+            quote! {}
+        };
+        client_methods.push(quote! {
+            #[doc = #doc]
+            pub async fn #ident(&self, #(#client_args),*) -> Result<#result_ty, ClientError> {
+                let #mutability params = serde_json::Map::new();
+                #(#inserts)*
+                #call
+            }
+        });
+    }
+    let server_doc =
+        format!(" Serves `{service_name}.*` from a [`{trait_ident}`], validating params against the schema.");
+    let client_doc = format!(" A typed client of the `{service_name}` service.");
+    quote! {
+        #[doc = #service_doc]
+        pub trait #trait_ident: Send + Sync + 'static {
+            #(#trait_methods)*
+        }
+
+        #[doc = #server_doc]
+        pub struct #server_ident<S>(pub std::sync::Arc<S>);
+
+        impl<S> Clone for #server_ident<S> {
+            fn clone(&self) -> Self {
+                Self(self.0.clone())
+            }
+        }
+
+        impl<S: #trait_ident> #rpc::Handler for #server_ident<S> {
+            fn handle<'a>(&'a self, method: &'a str, params: #rpc::Params) -> #rpc::BoxFuture<'a, Result<serde_json::Value, #rpc::RpcError>> {
+                Box::pin(async move {
+                    match method {
+                        #(#arms)*
+                        other => Err(#rpc::RpcError::new(#rpc::codes::METHOD_NOT_FOUND, "Method not found")
+                            .with_data(serde_json::Value::String(format!("no method `{other}`")))),
+                    }
+                })
+            }
+
+            fn methods(&self) -> Vec<&'static str> {
+                vec![#(#wire_names),*]
+            }
+        }
+
+        #[doc = #client_doc]
+        pub struct #client_ident<T> {
+            transport: T,
+        }
+
+        impl<T: #rpc::ClientTransport> #client_ident<T> {
+            /// A client calling through `transport`.
+            pub fn new(transport: T) -> Self {
+                Self { transport }
+            }
+
+            #(#client_methods)*
+        }
+    }
+}
+
+/// The hand-off point for negotiation: emitted once when the schema declares UnsupportedVersion.
+pub fn emit_backlevel(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
+    if !ir.schema.errors.contains_key(UNSUPPORTED_VERSION) {
+        return quote! {};
+    }
+    quote! {
+        /// Converts every param holding the object named in an UnsupportedVersion
+        /// error's data down to the version the server supports; false when
+        /// nothing could be converted (then retrying is pointless).
+        fn backlevel_params(params: &mut serde_json::Map<String, serde_json::Value>, error: &#rpc::RpcError) -> bool {
+            let data = error.data.as_ref();
+            let object = data.and_then(|d| d.get("object")).and_then(serde_json::Value::as_str);
+            let version = data.and_then(|d| d.get("max_version")).and_then(serde_json::Value::as_str).and_then(|v| v.parse::<#wire::Version>().ok());
+            let (Some(object), Some(version)) = (object, version) else { return false };
+            let mut converted = false;
+            for (name, value) in params.iter_mut() {
+                if value.get(#wire::keys::NAME).and_then(serde_json::Value::as_str) == Some(object) {
+                    let path = #wire::WirePath::root().field(name);
+                    if #wire::backport_envelope(&REGISTRY, value, version, None, &path).is_ok() {
+                        converted = true;
+                    }
+                }
+            }
+            converted
+        }
+    }
+}

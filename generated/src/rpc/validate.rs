@@ -1,0 +1,113 @@
+//! Validation of params against the published JSON Schema, reporting every
+//! violation with its JSON pointer, as JSON-RPC's -32602 `data`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use serde_json::{json, Map, Value};
+
+use super::{codes, RpcError};
+use crate::wire::{self, WireError, WireValue};
+
+/// Compiled validators by (schema document address, definition name).
+type ValidatorCache = Mutex<HashMap<(usize, &'static str), Arc<jsonschema::Validator>>>;
+
+/// A compiled validator for `#/$defs/{def}` of the JSON Schema document `document`.
+fn validator(document: &'static str, def: &'static str) -> Result<Arc<jsonschema::Validator>, RpcError> {
+    static CACHE: OnceLock<ValidatorCache> = OnceLock::new();
+    let key = (document.as_ptr() as usize, def);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(found) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(found.clone());
+    }
+    let internal = |why: String| RpcError::new(codes::INTERNAL_ERROR, "Internal error").with_data(Value::String(why));
+    let mut schema: Value = serde_json::from_str(document).map_err(|e| internal(format!("schema document: {e}")))?;
+    schema["$ref"] = Value::String(format!("#/$defs/{}", def.replace('~', "~0").replace('/', "~1")));
+    let mut options = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).should_validate_formats(true);
+    for format in wire::FORMATS {
+        options = options.with_format(*format, move |text: &str| wire::format_is_valid(format, text));
+    }
+    let compiled = Arc::new(options.build(&schema).map_err(|e| internal(format!("schema {def}: {e}")))?);
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, compiled.clone());
+    Ok(compiled)
+}
+
+/// An `Invalid params` error whose data lists `(pointer, message)` violations.
+pub fn invalid_params(violations: Vec<(String, String)>) -> RpcError {
+    let data =
+        violations.into_iter().map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect();
+    RpcError::new(codes::INVALID_PARAMS, "Invalid params").with_data(Value::Array(data))
+}
+
+/// Checks params by name against the params definition `def` of
+/// `document`, reporting every violation.
+pub fn validate_params(
+    document: &'static str,
+    def: &'static str,
+    named: Map<String, Value>,
+) -> Result<Map<String, Value>, RpcError> {
+    let validator = validator(document, def)?;
+    let instance = Value::Object(named);
+    let violations: Vec<(String, String)> =
+        validator.iter_errors(&instance).map(|error| (error.instance_path().to_string(), error.to_string())).collect();
+    if !violations.is_empty() {
+        return Err(invalid_params(violations));
+    }
+    match instance {
+        Value::Object(named) => Ok(named),
+        _ => unreachable!("built as an object above"),
+    }
+}
+
+/// Checks a value against a definition of `document` (results, error data),
+/// returning every violation as `(pointer, message)`.
+pub fn violations(document: &'static str, def: &'static str, value: &Value) -> Result<Vec<(String, String)>, RpcError> {
+    let validator = validator(document, def)?;
+    Ok(validator.iter_errors(value).map(|error| (error.instance_path().to_string(), error.to_string())).collect())
+}
+
+/// Reads one param after validation; a failure (a constraint the JSON
+/// Schema cannot state) is still answered as invalid params.
+pub fn read_param<T: WireValue>(params: &Map<String, Value>, name: &str) -> Result<Option<T>, RpcError> {
+    params
+        .get(name)
+        .map(|value| T::from_wire(value, &wire::WirePath::root().field(name)))
+        .transpose()
+        .map_err(|error| invalid_params(vec![(format!("/{name}"), error.to_string())]))
+}
+
+/// An `Internal error` answer that says nothing about the server's insides.
+pub fn internal_error() -> RpcError {
+    RpcError::new(codes::INTERNAL_ERROR, "Internal error")
+}
+
+/// Turns a decode failure of a result or error into a client error.
+pub fn decode_error(error: WireError) -> super::CallError {
+    super::CallError::Decode(error)
+}
+
+/// The first versioned object in `params` (at any depth) that is newer than
+/// this side supports, with the highest version supported: what an
+/// UnsupportedVersion answer carries (seed 000's negotiation).
+pub fn newer_than_supported(registry: &wire::Registry, params: &Map<String, Value>) -> Option<(String, wire::Version)> {
+    fn walk(registry: &wire::Registry, value: &Value) -> Option<(String, wire::Version)> {
+        match value {
+            Value::Object(map) => {
+                let name = map.get(wire::keys::NAME).and_then(Value::as_str);
+                let version =
+                    map.get(wire::keys::VERSION).and_then(Value::as_str).and_then(|v| v.parse::<wire::Version>().ok());
+                if let (Some(info), Some(version)) = (name.and_then(|n| registry.get(n)), version) {
+                    if version > info.version {
+                        return Some((info.name.to_string(), info.version));
+                    }
+                }
+                map.values().find_map(|item| walk(registry, item))
+            }
+            Value::Array(items) => items.iter().find_map(|item| walk(registry, item)),
+            _ => None,
+        }
+    }
+    params.values().find_map(|value| walk(registry, value))
+}

@@ -1,0 +1,152 @@
+//! Generated dispatchers and clients, in process: params validated against the
+//! schema with every violation listed, declared errors typed, undeclared ones hidden.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use vproto_api::{
+    rpc::{codes, BoxFuture, CallError, ClientTransport, Handler, Params, Router},
+    wire::VersionedObject,
+    AnyVIFBase, ClientError, HostInfo, InstanceInfo, NetworkClient, NetworkNotFoundData, NetworkServer, NetworkService,
+    ProtocolError, ServiceError, Uuid, VIFOpenVSwitch,
+};
+
+const KNOWN_NETWORK: &str = "b82c1929-051e-481d-8110-4669916c7915";
+const BROKEN_NETWORK: &str = "00000000-0000-4000-8000-000000000000";
+
+struct Network;
+
+impl NetworkService for Network {
+    async fn create_port(
+        &self,
+        _host_info: HostInfo,
+        _instance: InstanceInfo,
+        network_id: Uuid,
+        _port_id: Uuid,
+    ) -> Result<AnyVIFBase, ServiceError> {
+        match network_id.as_str() {
+            KNOWN_NETWORK => {
+                let text =
+                    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/vif-openvswitch.json"))
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let value: Value = serde_json::from_str(&text).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let vif = VIFOpenVSwitch::from_primitive(&value).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                Ok(AnyVIFBase::VIFOpenVSwitch(Box::new(vif)))
+            }
+            BROKEN_NETWORK => Err(ServiceError::Internal("database password is hunter2".into())),
+            _ => Err(ProtocolError::NetworkNotFound(NetworkNotFoundData { network_id }).into()),
+        }
+    }
+}
+
+/// Calls a handler directly, as a transport would.
+struct Direct(Arc<dyn Handler>);
+
+impl ClientTransport for Direct {
+    fn request<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<Value, CallError>> {
+        Box::pin(async move {
+            self.0.handle(method, Params::from_json(Some(&params)).unwrap()).await.map_err(CallError::Rpc)
+        })
+    }
+    fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>> {
+        Box::pin(async move { self.request(method, params).await.map(drop) })
+    }
+}
+
+fn router() -> Router {
+    Router::new().with(NetworkServer(Arc::new(Network)))
+}
+
+fn host_info() -> Value {
+    json!({
+        "versioned_object.name": "HostInfo", "versioned_object.namespace": "os_vif", "versioned_object.version": "1.0",
+        "versioned_object.data": {"plugin_info": []}
+    })
+}
+
+fn instance() -> Value {
+    json!({
+        "versioned_object.name": "InstanceInfo", "versioned_object.namespace": "os_vif", "versioned_object.version": "1.0",
+        "versioned_object.data": {"uuid": "d0f7e6a2-3c38-4a7e-9a55-2c1f0c3f0f11", "name": "vm1"}
+    })
+}
+
+fn params(network_id: &str) -> Map<String, Value> {
+    let value = json!({
+        "host_info": host_info(), "instance": instance(),
+        "network_id": network_id, "port_id": "e65867e0-9340-4a7f-a256-09af6eb7a3aa"
+    });
+    value.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_typed_client_gets_a_typed_result() {
+    let client = NetworkClient::new(Direct(Arc::new(router())));
+    let host = HostInfo::from_primitive(&host_info()).unwrap();
+    let instance = InstanceInfo::from_primitive(&instance()).unwrap();
+    let port = Uuid::new("e65867e0-9340-4a7f-a256-09af6eb7a3aa").unwrap();
+    let vif = client.create_port(&host, &instance, &Uuid::new(KNOWN_NETWORK).unwrap(), &port).await.unwrap();
+    assert_eq!(vif.object_name(), "VIFOpenVSwitch");
+}
+
+#[tokio::test]
+async fn declared_errors_reach_the_client_typed() {
+    let client = NetworkClient::new(Direct(Arc::new(router())));
+    let host = HostInfo::from_primitive(&host_info()).unwrap();
+    let instance = InstanceInfo::from_primitive(&instance()).unwrap();
+    let missing = Uuid::new("11111111-2222-4333-8444-555555555555").unwrap();
+    let error = client.create_port(&host, &instance, &missing, &missing).await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Protocol(ProtocolError::NetworkNotFound(data)) if data.network_id == missing),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn undeclared_failures_are_answered_without_internals() {
+    let error = router().handle("network.create_port", Params::ByName(params(BROKEN_NETWORK))).await.unwrap_err();
+    assert_eq!((error.code, error.message.as_str(), error.data), (codes::INTERNAL_ERROR, "Internal error", None));
+}
+
+#[tokio::test]
+async fn invalid_params_list_every_violation_with_its_pointer() {
+    let mut bad = params(KNOWN_NETWORK);
+    bad.insert("port_id".into(), json!("not-a-uuid"));
+    bad.remove("instance");
+    bad.insert("colour".into(), json!("blue"));
+    let error = router().handle("network.create_port", Params::ByName(bad)).await.unwrap_err();
+    assert_eq!(error.code, codes::INVALID_PARAMS);
+    let data = error.data.unwrap();
+    let text = data.to_string();
+    let pointers: Vec<&str> = data.as_array().unwrap().iter().map(|v| v["pointer"].as_str().unwrap()).collect();
+    assert!(pointers.contains(&"/port_id"), "{text}");
+    assert!(text.contains("instance") && text.contains("colour"), "{text}");
+    assert!(data.as_array().unwrap().len() >= 3, "{text}");
+}
+
+#[tokio::test]
+async fn params_by_position_are_named_in_schema_order() {
+    let named = params(KNOWN_NETWORK);
+    let positional: Vec<Value> =
+        ["host_info", "instance", "network_id", "port_id"].iter().map(|name| named[*name].clone()).collect();
+    let result = router().handle("network.create_port", Params::ByPosition(positional)).await.unwrap();
+    assert_eq!(result["versioned_object.name"], "VIFOpenVSwitch");
+    let too_many = vec![Value::Null; 5];
+    let error = router().handle("network.create_port", Params::ByPosition(too_many)).await.unwrap_err();
+    assert_eq!(error.code, codes::INVALID_PARAMS);
+}
+
+#[tokio::test]
+async fn a_newer_host_info_is_answered_with_the_highest_supported_version() {
+    let mut newer = params(KNOWN_NETWORK);
+    newer["host_info"]["versioned_object.version"] = json!("1.3");
+    let error = router().handle("network.create_port", Params::ByName(newer)).await.unwrap_err();
+    assert_eq!(error.code, 1000, "{error}");
+    assert_eq!(error.data, Some(json!({"object": "HostInfo", "max_version": "1.0"})));
+}
+
+#[tokio::test]
+async fn unknown_methods_are_not_found() {
+    let error = router().handle("network.delete_everything", Params::None).await.unwrap_err();
+    assert_eq!(error.code, codes::METHOD_NOT_FOUND);
+}
