@@ -58,6 +58,11 @@ pub fn emit_objects(ir: &SchemaIr, options: &RustOptions) -> String {
         /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
         pub const JSON_SCHEMA: &str = #json_schema;
     });
+    let openrpc = serde_json::to_string(&crate::emit_openrpc::openrpc(ir)).expect("JSON always serializes");
+    items.push(quote! {
+        /// The published OpenRPC document of the protocol, served by `rpc.discover`.
+        pub const OPENRPC: &str = #openrpc;
+    });
     items.push(crate::emit_services::emit_services(ir, &wire, &rpc));
     items.push(crate::emit_services::emit_backlevel(ir, &wire, &rpc));
     let file: syn::File = syn::parse2(quote! { #(#items)* }).expect("generated tokens parse as a file");

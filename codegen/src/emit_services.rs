@@ -18,7 +18,7 @@ pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
 
 /// Emits errors, service traits, dispatchers and clients.
 pub fn emit_services(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
-    let mut items = vec![emit_errors(ir, wire, rpc)];
+    let mut items = vec![emit_errors(ir, wire, rpc), emit_http_bindings(ir, rpc)];
     for (name, service) in &ir.schema.services {
         items.push(emit_service(ir, name, service, wire, rpc));
     }
@@ -426,5 +426,23 @@ pub fn emit_backlevel(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> Token
             }
             converted
         }
+    }
+}
+
+fn emit_http_bindings(ir: &SchemaIr, rpc: &syn::Path) -> TokenStream {
+    let bindings = ir.schema.services.iter().flat_map(|(service_name, service)| {
+        service.methods.iter().filter_map(move |(method_name, method)| {
+            let http = method.http.as_ref()?;
+            let verb = format!("{:?}", http.method).to_uppercase();
+            let path = &http.path;
+            let wire_name = format!("{service_name}.{method_name}");
+            Some(quote! {
+                #rpc::HttpBinding { service: #service_name, http_method: #verb, path: #path, method: #wire_name }
+            })
+        })
+    });
+    quote! {
+        /// The REST routes the schema binds to methods, for HTTP transports.
+        pub const HTTP_BINDINGS: &[#rpc::HttpBinding] = &[#(#bindings),*];
     }
 }

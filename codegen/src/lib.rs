@@ -27,6 +27,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod emit_json_schema;
+pub mod emit_openrpc;
 pub mod emit_rust;
 pub mod emit_services;
 pub mod ir;
@@ -58,6 +59,8 @@ pub struct Generated {
     pub meta_schema: String,
     /// The published JSON Schema of the protocol.
     pub json_schema: String,
+    /// The published OpenRPC document of the protocol.
+    pub openrpc: String,
     /// Object versions the lock does not list yet, as `Object version`.
     pub unpublished: Vec<String>,
 }
@@ -107,7 +110,10 @@ impl Generator {
         let mut json_schema =
             serde_json::to_string_pretty(&emit_json_schema::json_schema(&ir)).expect("JSON always serializes");
         json_schema.push('\n');
+        let mut openrpc = serde_json::to_string_pretty(&emit_openrpc::openrpc(&ir)).expect("JSON always serializes");
+        openrpc.push('\n');
         Ok(Generated {
+            openrpc,
             rust_objects: emit_rust::emit_objects(&ir, &self.rust),
             meta_schema: meta::meta_schema_text(),
             json_schema,

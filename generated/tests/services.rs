@@ -150,3 +150,37 @@ async fn unknown_methods_are_not_found() {
     let error = router().handle("network.delete_everything", Params::None).await.unwrap_err();
     assert_eq!(error.code, codes::METHOD_NOT_FOUND);
 }
+
+#[tokio::test]
+async fn rpc_discover_describes_every_served_method() {
+    use vproto_api::rpc::Discover;
+    let router = router().with(Discover::new(vproto_api::OPENRPC).unwrap());
+    let document = router.handle("rpc.discover", Params::None).await.unwrap();
+    assert_eq!(document["openrpc"], "1.3.2");
+    assert_eq!(document["info"]["version"], vproto_api::PROTOCOL_VERSION);
+    let names: Vec<&str> =
+        document["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    for method in router.methods().into_iter().filter(|m| !m.starts_with("rpc.")) {
+        assert!(names.contains(&method), "{method} is served but not described");
+    }
+    let create_port =
+        document["methods"].as_array().unwrap().iter().find(|m| m["name"] == "network.create_port").unwrap();
+    let codes: Vec<i64> =
+        create_port["errors"].as_array().unwrap().iter().map(|e| e["code"].as_i64().unwrap()).collect();
+    assert!(codes.contains(&1000), "UnsupportedVersion is declared: {codes:?}");
+    assert_eq!(create_port["x-http"], json!({"method": "POST", "path": "/ports"}));
+    // Every reference resolves inside the document.
+    let text = document.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(document["components"]["schemas"].get(name).is_some(), "dangling reference to {name}");
+    }
+}
+
+#[test]
+fn rest_bindings_come_from_the_schema() {
+    let bindings: Vec<(&str, &str, &str)> =
+        vproto_api::HTTP_BINDINGS.iter().map(|b| (b.http_method, b.path, b.method)).collect();
+    assert!(bindings.contains(&("POST", "/discovery", "driver.start_discovery")), "{bindings:?}");
+    assert!(bindings.contains(&("GET", "/hardware", "conductor.list_hardware")), "{bindings:?}");
+}

@@ -90,6 +90,7 @@ fn codegen(check: bool) -> Result<(), String> {
         (root.join("generated/src/objects.rs"), generated.rust_objects),
         (root.join("schema/meta.schema.json"), generated.meta_schema),
         (root.join("schema/vproto.schema.json"), generated.json_schema),
+        (root.join("schema/vproto.openrpc.json"), generated.openrpc),
     ];
     let mut stale = 0;
     for (path, contents) in &files {

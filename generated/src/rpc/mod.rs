@@ -185,6 +185,50 @@ impl Handler for Router {
     }
 }
 
+/// A REST route bound to a method by the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpBinding {
+    /// The service, such as `driver`.
+    pub service: &'static str,
+    /// The HTTP verb, upper case.
+    pub http_method: &'static str,
+    /// The path, such as `/hardware`.
+    pub path: &'static str,
+    /// The method called, as `service.method`.
+    pub method: &'static str,
+}
+
+/// Serves `rpc.discover`: the published OpenRPC document of the protocol.
+#[derive(Clone)]
+pub struct Discover {
+    document: Arc<Value>,
+}
+
+impl Discover {
+    /// Serves the OpenRPC document `text` (the generated `OPENRPC` constant).
+    pub fn new(text: &str) -> Result<Self, serde_json::Error> {
+        Ok(Discover { document: Arc::new(serde_json::from_str(text)?) })
+    }
+}
+
+impl Handler for Discover {
+    fn handle<'a>(&'a self, _method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        Box::pin(async move {
+            match params {
+                Params::None => Ok((*self.document).clone()),
+                Params::ByName(map) if map.is_empty() => Ok((*self.document).clone()),
+                Params::ByPosition(items) if items.is_empty() => Ok((*self.document).clone()),
+                _ => Err(RpcError::new(codes::INVALID_PARAMS, "Invalid params")
+                    .with_data(serde_json::json!([{"pointer": "", "message": "rpc.discover takes no params"}]))),
+            }
+        })
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["rpc.discover"]
+    }
+}
+
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {

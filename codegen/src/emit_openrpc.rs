@@ -1,0 +1,116 @@
+//! The OpenRPC document of the protocol: every method with its params,
+//! result, declared errors, history, HTTP binding and examples, and every
+//! schema under `components.schemas`. Served by `rpc.discover`.
+
+use serde_json::{json, Map, Value};
+
+use crate::{
+    emit_json_schema::{error_data_def, json_schema, type_schema},
+    ir::SchemaIr,
+};
+
+/// The OpenRPC version the document follows.
+pub const OPENRPC_VERSION: &str = "1.3.2";
+
+/// Rewrites the JSON Schema's `#/$defs/` references to OpenRPC's `#/components/schemas/`.
+fn to_components(value: Value) -> Value {
+    match value {
+        Value::String(text) if text.starts_with("#/$defs/") => {
+            Value::String(text.replacen("#/$defs/", "#/components/schemas/", 1))
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(to_components).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, to_components(v))).collect()),
+        other => other,
+    }
+}
+
+/// Builds the OpenRPC document.
+pub fn openrpc(ir: &SchemaIr) -> Value {
+    let schema = ir.schema;
+    let document = json_schema(ir);
+    let components = to_components(document["$defs"].clone());
+    let mut methods = Vec::new();
+    for (service_name, service) in &schema.services {
+        for (method_name, method) in &service.methods {
+            let params: Vec<Value> = method
+                .params
+                .iter()
+                .map(|(name, param)| {
+                    let mut entry = json!({
+                        "name": name,
+                        "description": param.description,
+                        "required": param.required,
+                        "schema": to_components(type_schema(&param.schema)),
+                    });
+                    if let Some(since) = param.since {
+                        entry["x-since"] = json!(since.to_string());
+                    }
+                    entry
+                })
+                .collect();
+            let errors: Vec<Value> = method
+                .errors
+                .iter()
+                .filter_map(|name| schema.errors.get(name).map(|error| (name, error)))
+                .map(|(name, error)| {
+                    let mut entry = json!({"code": error.code, "message": error.message, "x-name": name});
+                    if error.data.is_some() {
+                        entry["data"] = json!({"$ref": format!("#/components/schemas/{}", error_data_def(name))});
+                    }
+                    entry
+                })
+                .collect();
+            let mut entry = Map::new();
+            entry.insert("name".into(), json!(format!("{service_name}.{method_name}")));
+            entry.insert("description".into(), json!(method.description));
+            entry.insert("tags".into(), json!([{"name": service_name}]));
+            entry.insert("paramStructure".into(), json!("either"));
+            entry.insert("params".into(), Value::Array(params));
+            if let Some(result) = &method.result {
+                entry.insert("result".into(), json!({"name": "result", "schema": to_components(type_schema(result))}));
+            }
+            entry.insert("errors".into(), Value::Array(errors));
+            entry.insert("deprecated".into(), json!(method.deprecated.is_some()));
+            entry.insert("x-since".into(), json!(method.since.to_string()));
+            if let Some(deprecated) = method.deprecated {
+                entry.insert("x-deprecated-since".into(), json!(deprecated.to_string()));
+            }
+            if method.notification {
+                entry.insert("x-notification".into(), json!(true));
+            }
+            if let Some(http) = &method.http {
+                entry.insert("x-http".into(), json!({"method": http.method, "path": http.path}));
+            }
+            let examples: Vec<Value> = method
+                .examples
+                .iter()
+                .map(|example| {
+                    let params: Vec<Value> =
+                        example.params.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+                    let mut pairing = json!({"name": example.name, "params": params});
+                    if let Some(result) = &example.result {
+                        pairing["result"] = json!({"name": "result", "value": result});
+                    }
+                    pairing
+                })
+                .collect();
+            if !examples.is_empty() {
+                entry.insert("examples".into(), Value::Array(examples));
+            }
+            methods.push(Value::Object(entry));
+        }
+    }
+    let history: Vec<Value> =
+        schema.protocol.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
+    json!({
+        "openrpc": OPENRPC_VERSION,
+        "info": {
+            "title": schema.protocol.name,
+            "version": schema.protocol.version.to_string(),
+            "description": schema.protocol.description,
+            "x-history": history,
+        },
+        "methods": methods,
+        "components": {"schemas": components},
+    })
+}
