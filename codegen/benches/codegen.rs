@@ -132,9 +132,10 @@ fn main() {
     let (ir, ir_time) = timed(|| SchemaIr::new(&schema));
     let (rust, emit) = timed(|| emit_rust::emit_objects(&ir, &emit_rust::RustOptions::default()));
     println!(
-        "synthetic schema: {OBJECTS} objects x {FIELDS} fields, {} KiB of JSON -> {} lines of Rust; \
+        "synthetic schema: {OBJECTS} objects x {FIELDS} fields, {} KiB of JSON -> {} KiB ({} lines) of Rust; \
          one run: load+check {load:.2?}, IR {ir_time:.2?}, emit Rust {emit:.2?}",
         std::fs::metadata(&path).expect("written").len() / 1024,
+        rust.len() / 1024,
         rust.lines().count()
     );
     drop((rust, ir));

@@ -30,6 +30,7 @@ pub mod emit_json_schema;
 pub mod emit_openrpc;
 pub mod emit_rust;
 pub mod emit_services;
+pub mod examples;
 pub mod ir;
 pub mod load;
 pub mod lock;

@@ -63,6 +63,9 @@ pub fn parse_schema(text: &str, source: &str) -> Result<Schema, Diagnostics> {
         }
     };
     check::check(&schema, &mut diagnostics);
+    if diagnostics.is_empty() {
+        crate::examples::check_examples(&schema, &mut diagnostics);
+    }
     diagnostics.into_result(schema)
 }
 

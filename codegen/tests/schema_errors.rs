@@ -136,3 +136,17 @@ fn reserved_error_codes_are_refused() {
     schema["errors"] = json!({"Bad": {"code": -32001, "message": "m", "description": "d", "since": "1.0"}});
     assert_error(&schema, "/errors/Bad/code", "reserved by JSON-RPC");
 }
+
+#[test]
+fn examples_must_fit_the_method() {
+    let mut schema = base();
+    schema["services"] = json!({"things": {"description": "d", "since": "1.0", "methods": {"get": {
+        "description": "d", "since": "1.0",
+        "params": {"id": {"description": "i", "schema": {"$ref": "#/types/Uuid"}}},
+        "result": {"type": "integer", "minimum": 0},
+        "examples": [{"name": "bad", "params": {"id": 7, "extra": true}, "result": -1}]
+    }}}});
+    assert_error(&schema, "/services/things/methods/get/examples/0/params/id", "does not fit");
+    assert_error(&schema, "/services/things/methods/get/examples/0/result", "does not fit");
+    assert_error(&schema, "/services/things/methods/get/examples/0/params", "extra");
+}

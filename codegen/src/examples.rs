@@ -1,0 +1,76 @@
+//! Method examples must be true: each example's params and result are
+//! checked against the JSON Schema the generator publishes, so docs, the
+//! OpenRPC document and the conformance suite never show an invalid call.
+
+use serde_json::{Map, Value};
+
+use crate::{
+    diagnostic::{pointer, Diagnostics},
+    emit_json_schema::{json_schema, params_def, result_def},
+    ir::SchemaIr,
+    model::Schema,
+};
+
+/// Checks every example of every method; a schema that failed [`crate::check`] is skipped.
+pub fn check_examples(schema: &Schema, out: &mut Diagnostics) {
+    let ir = SchemaIr::new(schema);
+    let document = json_schema(&ir);
+    let formats = crate::check::KNOWN_FORMATS;
+    for (service_name, service) in &schema.services {
+        for (method_name, method) in &service.methods {
+            for (index, example) in method.examples.iter().enumerate() {
+                let index = index.to_string();
+                let at = pointer(&["services", service_name, "methods", method_name, "examples", &index]);
+                let params =
+                    Value::Object(example.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Map<_, _>>());
+                validate(
+                    &document,
+                    &params_def(service_name, method_name),
+                    &params,
+                    &format!("{at}/params"),
+                    formats,
+                    out,
+                );
+                match (&example.result, &method.result) {
+                    (Some(result), Some(_)) => validate(
+                        &document,
+                        &result_def(service_name, method_name),
+                        result,
+                        &format!("{at}/result"),
+                        formats,
+                        out,
+                    ),
+                    (Some(_), None) => {
+                        out.push(format!("{at}/result"), "the method has no result", "remove the example's result")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn validate(document: &Value, def: &str, instance: &Value, at: &str, formats: &[&str], out: &mut Diagnostics) {
+    let mut schema = document.clone();
+    schema["$ref"] = Value::String(format!("#/$defs/{def}"));
+    let mut options = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).should_validate_formats(true);
+    for format in formats {
+        // The generated code checks these formats exactly; here any string
+        // passes the format and the Rust tests cover format checking.
+        options = options.with_format(*format, |_: &str| true);
+    }
+    let validator = match options.build(&schema) {
+        Ok(validator) => validator,
+        Err(error) => {
+            out.push(at, format!("cannot check the example: {error}"), "report this as a vproto bug");
+            return;
+        }
+    };
+    for error in validator.iter_errors(instance) {
+        out.push(
+            format!("{at}{}", error.instance_path()),
+            format!("the example does not fit the method's schema: {error}"),
+            "fix the example so it is a valid call",
+        );
+    }
+}
