@@ -1,0 +1,272 @@
+//! The line-transport client: one connection, requests multiplexed by id.
+
+use std::{
+    collections::HashMap,
+    process::Stdio,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    net::{TcpStream, UnixStream},
+    process::{Child, Command},
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+    time::timeout,
+};
+use vproto_api::rpc::{CallError, RpcError};
+
+use super::{describe, request_text, ClientOptions, ConnectAddr};
+use crate::transport::{
+    framing::{Line, LineReader},
+    ListenAddr,
+};
+
+type Answer = Result<Value, CallError>;
+
+/// Requests waiting for their answers, and why the connection closed once it has.
+#[derive(Default)]
+struct State {
+    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    closed: Option<String>,
+    /// The last error the server sent with an id we could not match (e.g. null).
+    unmatched: Option<RpcError>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Marks the connection closed and fails every waiting request.
+    fn close(&self, reason: String) {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return;
+        }
+        let reason = match &state.unmatched {
+            Some(error) => format!("{reason} (the server's last word: {error})"),
+            None => reason,
+        };
+        for (_, waiter) in state.waiting.drain() {
+            let _ = waiter.send(Err(CallError::Transport(reason.clone())));
+        }
+        state.closed = Some(reason);
+    }
+
+    fn closed_reason(&self) -> String {
+        self.lock().closed.clone().unwrap_or_else(|| "the connection is closed".to_string())
+    }
+
+    /// Delivers one response object to its caller.
+    fn deliver(&self, response: &Value) {
+        let Some(object) = response.as_object() else { return };
+        let answer = match (object.get("error"), object.get("result")) {
+            (Some(error), _) => match RpcError::from_json(error) {
+                Some(error) => Err(CallError::Rpc(error)),
+                None => Err(CallError::Transport(format!("malformed error object: {error}"))),
+            },
+            (None, Some(result)) => Ok(result.clone()),
+            // Not a response (a request from the peer): nothing to deliver.
+            (None, None) => return,
+        };
+        let mut state = self.lock();
+        let waiter = object.get("id").and_then(Value::as_u64).and_then(|id| state.waiting.remove(&id));
+        match (waiter, answer) {
+            (Some(waiter), answer) => {
+                let _ = waiter.send(answer);
+            }
+            (None, Err(CallError::Rpc(error))) => {
+                tracing::warn!(%error, "the server sent an error no request is waiting for");
+                state.unmatched = Some(error);
+            }
+            (None, _) => tracing::debug!("dropping an answer no request is waiting for"),
+        }
+    }
+}
+
+/// Removes a waiting request when its caller gives up (timeout or cancellation).
+struct Waiting<'a>(&'a Shared, u64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting.remove(&self.1);
+    }
+}
+
+/// A client over one line-framed connection.
+pub(super) struct LineClient {
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<String>,
+    next_id: AtomicU64,
+    options: ClientOptions,
+    tasks: [JoinHandle<()>; 2],
+    _child: Option<Child>,
+}
+
+impl Drop for LineClient {
+    fn drop(&mut self) {
+        // The writer ends by itself once `outgoing` is dropped, closing our side.
+        self.tasks[0].abort();
+    }
+}
+
+impl LineClient {
+    /// Connects to a line address (`unix:`, `tcp:`, `stdio`, `exec:`).
+    pub(super) async fn connect(addr: &ConnectAddr, options: ClientOptions) -> Result<Self, CallError> {
+        let failed = |why: String| CallError::Transport(format!("cannot connect to {addr}: {why}"));
+        let connect_timeout = options.connect_timeout;
+        let timed_out = |_| failed(format!("no connection within {connect_timeout:?}"));
+        match addr {
+            ConnectAddr::Listen(ListenAddr::Unix(path)) => {
+                let stream = timeout(connect_timeout, UnixStream::connect(path))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(|e| failed(e.to_string()))?;
+                let (read, write) = stream.into_split();
+                LineClient::start(read, write, None, options).await
+            }
+            ConnectAddr::Listen(ListenAddr::Tcp { host, port }) => {
+                let stream = timeout(connect_timeout, TcpStream::connect((host.as_str(), *port)))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(|e| failed(e.to_string()))?;
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                let client = LineClient::start(read, write, None, options).await?;
+                client.authenticate().await.map_err(|error| failed(error.to_string()))?;
+                Ok(client)
+            }
+            ConnectAddr::Listen(ListenAddr::Stdio) => {
+                LineClient::start(tokio::io::stdin(), tokio::io::stdout(), None, options).await
+            }
+            ConnectAddr::Exec(command) => {
+                let mut child = Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| failed(e.to_string()))?;
+                let (Some(write), Some(read)) = (child.stdin.take(), child.stdout.take()) else {
+                    return Err(failed("the child's pipes are missing".to_string()));
+                };
+                LineClient::start(read, write, Some(child), options).await
+            }
+            ConnectAddr::Listen(ListenAddr::Http { .. }) => Err(failed("not a line transport".to_string())),
+        }
+    }
+
+    /// Starts the reader and writer tasks over a connection.
+    pub(super) async fn start<R, W>(
+        read: R,
+        write: W,
+        child: Option<Child>,
+        options: ClientOptions,
+    ) -> Result<Self, CallError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = Arc::new(Shared::default());
+        let (outgoing, rx) = mpsc::channel(64);
+        let reader =
+            tokio::spawn(read_answers(LineReader::new(BufReader::new(read), options.max_message_size), shared.clone()));
+        let writer = tokio::spawn(write_requests(write, rx, shared.clone()));
+        Ok(LineClient { shared, outgoing, next_id: AtomicU64::new(1), options, tasks: [reader, writer], _child: child })
+    }
+
+    /// Sends `rpc.auth` with the token, if there is one, within the connect timeout.
+    async fn authenticate(&self) -> Result<(), CallError> {
+        let Some(token) = &self.options.token else { return Ok(()) };
+        let params = json!({ "token": token.secret() });
+        match timeout(self.options.connect_timeout, self.request("rpc.auth", params)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(CallError::Transport("no answer to rpc.auth".to_string())),
+        }
+    }
+
+    /// Sends a request and waits for its answer, within the request timeout.
+    pub(super) async fn request(&self, method: &str, params: Value) -> Answer {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.shared.lock();
+            if let Some(reason) = &state.closed {
+                return Err(CallError::Transport(reason.clone()));
+            }
+            state.waiting.insert(id, tx);
+        }
+        let _waiting = Waiting(&self.shared, id);
+        if self.outgoing.send(request_text(method, &params, Some(id))).await.is_err() {
+            return Err(CallError::Transport(self.shared.closed_reason()));
+        }
+        match timeout(self.options.request_timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::Transport(self.shared.closed_reason())),
+            Err(_) => {
+                Err(CallError::Transport(format!("no answer to `{method}` within {:?}", self.options.request_timeout)))
+            }
+        }
+    }
+
+    /// Sends a notification.
+    pub(super) async fn notify(&self, method: &str, params: Value) -> Result<(), CallError> {
+        if let Some(reason) = &self.shared.lock().closed {
+            return Err(CallError::Transport(reason.clone()));
+        }
+        self.outgoing
+            .send(request_text(method, &params, None))
+            .await
+            .map_err(|_| CallError::Transport(self.shared.closed_reason()))
+    }
+}
+
+async fn read_answers<R: AsyncRead + Unpin>(mut reader: LineReader<BufReader<R>>, shared: Arc<Shared>) {
+    let reason = loop {
+        match reader.next().await {
+            Ok(Some(Line::Frame(bytes))) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Array(responses)) => responses.iter().for_each(|response| shared.deliver(response)),
+                Ok(response) => shared.deliver(&response),
+                Err(error) => tracing::warn!(%error, "the server sent a line that is not JSON"),
+            },
+            Ok(Some(Line::TooLarge)) => tracing::warn!("the server sent an answer over the size limit; dropped"),
+            Ok(None) => break "the server closed the connection".to_string(),
+            Err(error) => break format!("reading from the server failed: {}", describe(&error)),
+        }
+    };
+    shared.close(reason);
+}
+
+async fn write_requests<W: AsyncWrite + Unpin>(write: W, mut rx: mpsc::Receiver<String>, shared: Arc<Shared>) {
+    let mut out = BufWriter::new(write);
+    while let Some(line) = rx.recv().await {
+        let more = !rx.is_empty();
+        let written = async {
+            out.write_all(line.as_bytes()).await?;
+            out.write_all(b"\n").await?;
+            if !more {
+                out.flush().await?;
+            }
+            std::io::Result::Ok(())
+        }
+        .await;
+        if let Err(error) = written {
+            shared.close(format!("writing to the server failed: {}", describe(&error)));
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}

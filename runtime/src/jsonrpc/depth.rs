@@ -1,0 +1,50 @@
+//! A nesting scan over raw bytes, run before parsing so that a deeply nested message costs one
+//! linear pass and no recursion.
+
+/// Whether `bytes` nest arrays/objects deeper than `max` levels (the top-level value is level
+/// 1). Brackets inside strings are ignored; the bytes need not be valid JSON.
+pub fn exceeds(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exceeds;
+
+    #[test]
+    fn counts_levels_and_ignores_strings() {
+        assert!(!exceeds(b"{}", 1));
+        assert!(exceeds(b"[{}]", 1));
+        assert!(!exceeds(b"[{}]", 2));
+        assert!(!exceeds(br#"{"a":"[[[[{{{{\"[["}"#, 1));
+        assert!(!exceeds(b"[][][][]", 1));
+        assert!(exceeds(&[b'['; 65], 64));
+        assert!(!exceeds(&[b'['; 64], 64));
+    }
+}

@@ -1,0 +1,286 @@
+//! The transport-independent JSON-RPC server: limits, parsing, admission and dispatch.
+//!
+//! A transport hands each frame to [`Engine::parse`], admits the calls against the
+//! connection's [`InFlight`] budget with [`Engine::admit`], and writes the [`Reply`] that
+//! [`Engine::run`] produces (if any). [`Engine::handle`] does all three.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use serde_json::{json, Value};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::{JoinError, JoinHandle},
+};
+use vproto_api::rpc::{codes, Handler, Params, RpcError};
+
+use super::{
+    depth,
+    message::{self, Call, Entry, Id, Incoming, Response},
+};
+use crate::Limits;
+
+/// `-32000 "message too large"`, naming the limit.
+pub fn message_too_large(limit: usize) -> RpcError {
+    RpcError::new(codes::LIMIT_EXCEEDED, "message too large")
+        .with_data(json!({ "limit": limit, "detail": format!("messages are limited to {limit} bytes") }))
+}
+
+/// `-32000 "too many requests in flight"`, naming the limit.
+pub fn too_many_in_flight(limit: usize) -> RpcError {
+    RpcError::new(codes::LIMIT_EXCEEDED, "too many requests in flight")
+        .with_data(json!({ "limit": limit, "detail": format!("a connection may have {limit} calls running at once") }))
+}
+
+/// `-32000 "too many connections"`, naming the limit.
+pub fn too_many_connections(limit: usize) -> RpcError {
+    RpcError::new(codes::LIMIT_EXCEEDED, "too many connections")
+        .with_data(json!({ "limit": limit, "detail": format!("the server serves {limit} connections at once") }))
+}
+
+/// `-32600` for a message nested deeper than the limit.
+pub fn too_deep(limit: usize) -> RpcError {
+    RpcError::new(codes::INVALID_REQUEST, format!("Invalid Request: nesting deeper than the limit of {limit} levels"))
+        .with_data(json!({ "limit": limit }))
+}
+
+/// `-32001 "Unauthorized"` with the reason.
+pub fn unauthorized(detail: impl Into<String>) -> RpcError {
+    RpcError::new(codes::UNAUTHORIZED, "Unauthorized").with_data(Value::String(detail.into()))
+}
+
+/// `-32601 "Method not found"` for `method`.
+pub fn method_not_found(method: &str) -> RpcError {
+    RpcError::new(codes::METHOD_NOT_FOUND, "Method not found").with_data(Value::String(format!("no method `{method}`")))
+}
+
+/// The calls a connection may run at once (see [`Limits::max_in_flight`]). Cloning shares the
+/// budget.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InFlight {
+    /// A budget of `max` calls.
+    pub fn new(max: usize) -> Self {
+        InFlight { slots: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))), max }
+    }
+
+    /// Takes one slot, if one is free; the slot is freed when the permit is dropped.
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// How many calls hold a slot now.
+    pub fn running(&self) -> usize {
+        self.max.min(Semaphore::MAX_PERMITS) - self.slots.available_permits()
+    }
+
+    /// The size of the budget.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// A frame's calls after admission: each either answered already (invalid, or over the
+/// in-flight budget) or holding a slot and ready to run.
+#[derive(Debug)]
+pub struct Admitted {
+    batch: bool,
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Done(Option<Response>),
+    Run(Call, OwnedSemaphorePermit),
+}
+
+impl Admitted {
+    /// Whether running it calls the handler (otherwise [`Engine::run`] completes at once).
+    pub fn needs_handler(&self) -> bool {
+        self.slots.iter().any(|slot| matches!(slot, Slot::Run(..)))
+    }
+}
+
+/// The answer to one frame: the text to send (none for notifications and all-notification
+/// batches) and the in-flight slots it holds until it has been written.
+#[derive(Debug)]
+pub struct Reply {
+    /// One JSON text (a response or an array of them), without a newline.
+    pub text: Option<String>,
+    _slots: Vec<OwnedSemaphorePermit>,
+}
+
+impl Reply {
+    /// A reply holding no slot.
+    pub fn immediate(text: Option<String>) -> Self {
+        Reply { text, _slots: Vec::new() }
+    }
+}
+
+/// Aborts spawned calls when dropped, so an abandoned frame does not leave calls running.
+struct AbortOnDrop(Vec<JoinHandle<Result<Value, RpcError>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Answers JSON-RPC frames by dispatching to a handler, within [`Limits`].
+pub struct Engine {
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+    /// The methods the handler registers; `rpc.*` names outside it are not found.
+    methods: BTreeSet<&'static str>,
+}
+
+impl Engine {
+    /// An engine dispatching to `handler`.
+    pub fn new(handler: Arc<dyn Handler>, limits: Limits) -> Self {
+        let methods = handler.methods().into_iter().collect();
+        Engine { handler, limits, methods }
+    }
+
+    /// Whether the handler registers `method`.
+    pub fn serves(&self, method: &str) -> bool {
+        self.methods.contains(method)
+    }
+
+    /// The limits it enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Size, UTF-8 and depth checks, then the text.
+    fn check<'a>(&self, bytes: &'a [u8]) -> Result<&'a str, RpcError> {
+        if bytes.len() > self.limits.max_message_size {
+            return Err(message_too_large(self.limits.max_message_size));
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|error| message::parse_error(format!("invalid UTF-8 at byte {}", error.valid_up_to())))?;
+        if depth::exceeds(bytes, self.limits.max_depth) {
+            return Err(too_deep(self.limits.max_depth));
+        }
+        Ok(text)
+    }
+
+    /// Reads one frame into calls; every problem becomes an error entry, never a panic.
+    pub fn parse(&self, frame: &[u8]) -> Incoming {
+        match self.check(frame) {
+            Ok(text) => message::parse(text),
+            Err(error) => Incoming::Single(Entry::Invalid(Response::error(Id::null(), error))),
+        }
+    }
+
+    /// Reads a plain JSON value (a REST body) under the same size, UTF-8 and depth limits.
+    pub fn parse_value(&self, bytes: &[u8]) -> Result<Value, RpcError> {
+        let text = self.check(bytes)?;
+        serde_json::from_str(text).map_err(|error| message::parse_error(error.to_string()))
+    }
+
+    /// Gives each call a slot of `in_flight`; requests that find none are answered with
+    /// `-32000 "too many requests in flight"`, notifications that find none are dropped.
+    pub fn admit(&self, incoming: Incoming, in_flight: &InFlight) -> Admitted {
+        let (batch, entries) = match incoming {
+            Incoming::Single(entry) => (false, vec![entry]),
+            Incoming::Batch(entries) => (true, entries),
+        };
+        let slots = entries
+            .into_iter()
+            .map(|entry| match entry {
+                Entry::Invalid(response) => Slot::Done(Some(response)),
+                Entry::Call(call) => match in_flight.try_acquire() {
+                    Some(permit) => Slot::Run(call, permit),
+                    None => Slot::Done(call.id.map(|id| Response::error(id, too_many_in_flight(in_flight.max())))),
+                },
+            })
+            .collect();
+        Admitted { batch, slots }
+    }
+
+    /// Runs the admitted calls (a batch's concurrently) and builds the reply.
+    pub async fn run(&self, admitted: Admitted) -> Reply {
+        enum Pending {
+            Done(Option<Response>),
+            Task(Option<Id>, usize),
+        }
+        let mut tasks = AbortOnDrop(Vec::new());
+        let mut permits = Vec::new();
+        let mut pending = Vec::with_capacity(admitted.slots.len());
+        for slot in admitted.slots {
+            match slot {
+                Slot::Done(response) => pending.push(Pending::Done(response)),
+                Slot::Run(call, permit) => {
+                    permits.push(permit);
+                    match self.reserved_check(&call.method) {
+                        Err(error) => pending.push(Pending::Done(call.id.map(|id| Response::error(id, error)))),
+                        Ok(()) => {
+                            tasks.0.push(self.spawn(call.method, call.params));
+                            pending.push(Pending::Task(call.id, tasks.0.len() - 1));
+                        }
+                    }
+                }
+            }
+        }
+        let mut responses = Vec::with_capacity(pending.len());
+        for item in pending {
+            match item {
+                Pending::Done(response) => responses.extend(response),
+                Pending::Task(id, index) => {
+                    let outcome = joined((&mut tasks.0[index]).await);
+                    responses.extend(id.map(|id| Response { id, outcome }));
+                }
+            }
+        }
+        let text = if admitted.batch {
+            (!responses.is_empty()).then(|| {
+                let items: Vec<String> = responses.iter().map(Response::to_json).collect();
+                format!("[{}]", items.join(","))
+            })
+        } else {
+            responses.first().map(Response::to_json)
+        };
+        Reply { text, _slots: permits }
+    }
+
+    /// Parses, admits and runs one frame.
+    pub async fn handle(&self, frame: &[u8], in_flight: &InFlight) -> Reply {
+        let admitted = self.admit(self.parse(frame), in_flight);
+        self.run(admitted).await
+    }
+
+    /// Calls one method directly (REST routes): reserved names are checked, and a handler
+    /// that panics yields `-32603` instead of tearing down the connection.
+    pub async fn call(&self, method: &str, params: Params) -> Result<Value, RpcError> {
+        self.reserved_check(method)?;
+        let mut task = AbortOnDrop(vec![self.spawn(method.to_string(), params)]);
+        joined((&mut task.0[0]).await)
+    }
+
+    /// `rpc.*` names are reserved: only those the handler registers are served.
+    fn reserved_check(&self, method: &str) -> Result<(), RpcError> {
+        if method.starts_with("rpc.") && !self.methods.contains(method) {
+            return Err(method_not_found(method));
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, method: String, params: Params) -> JoinHandle<Result<Value, RpcError>> {
+        let handler = self.handler.clone();
+        tokio::spawn(async move { handler.handle(&method, params).await })
+    }
+}
+
+/// A finished call's outcome; a panic or cancellation becomes `-32603`.
+fn joined(result: Result<Result<Value, RpcError>, JoinError>) -> Result<Value, RpcError> {
+    result.unwrap_or_else(|error| {
+        let detail = if error.is_panic() { "the handler panicked" } else { "the call was cancelled" };
+        tracing::error!(%error, "JSON-RPC call failed");
+        Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error").with_data(Value::String(detail.to_string())))
+    })
+}

@@ -1,0 +1,337 @@
+//! The JSON-RPC 2.0 message model: what one frame holds, parsed and validated, and the
+//! responses written back.
+//!
+//! Parsing keeps every member as raw JSON text first ([`serde_json::value::RawValue`]), so a
+//! request id is echoed exactly as the peer wrote it, huge and fractional numbers included, and
+//! members the server ignores are never built into values.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::{value::RawValue, Value};
+use vproto_api::rpc::{codes, Params, RpcError};
+
+/// A request id exactly as the peer wrote it: a string, a number (of any size or precision) or
+/// `null`.
+#[derive(Clone, Debug)]
+pub struct Id(Box<RawValue>);
+
+impl Id {
+    /// The `null` id, used when a request's id cannot be known (parse errors, invalid requests).
+    pub fn null() -> Self {
+        Id(RawValue::from_string("null".to_string()).expect("`null` is JSON"))
+    }
+
+    /// A numeric id.
+    pub fn number(n: u64) -> Self {
+        Id(RawValue::from_string(n.to_string()).expect("an integer is JSON"))
+    }
+
+    /// Takes a raw JSON value as an id; `None` unless it is a string, a number or `null`.
+    pub fn from_raw(raw: &RawValue) -> Option<Self> {
+        let text = raw.get();
+        let valid = match text.as_bytes().first() {
+            Some(b'"') => true,
+            Some(b'-' | b'0'..=b'9') => true,
+            Some(b'n') => text == "null",
+            _ => false,
+        };
+        valid.then(|| Id(raw.to_owned()))
+    }
+
+    /// The id as JSON text, byte for byte as received.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Whether this is the `null` id.
+    pub fn is_null(&self) -> bool {
+        self.0.get() == "null"
+    }
+
+    /// The id as a `serde_json::Value` (numbers beyond `f64` become `null`; use
+    /// [`Id::as_json`] for the exact text).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for Id {}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+/// A valid call: a request when it has an id, a notification when it has none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// The method name.
+    pub method: String,
+    /// The params, by name or by position.
+    pub params: Params,
+    /// The id; `None` for a notification, which is never answered.
+    pub id: Option<Id>,
+}
+
+impl Call {
+    /// Whether the call is a notification (has no id).
+    pub fn is_notification(&self) -> bool {
+        self.id.is_none()
+    }
+}
+
+/// One member of a frame: a valid call, or the error response an invalid one gets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    /// A valid request or notification.
+    Call(Call),
+    /// Not a valid request; always answered, even when it lacked an id.
+    Invalid(Response),
+}
+
+/// What one frame holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    /// One request, notification, or error (a parse error, an empty batch, a limit).
+    Single(Entry),
+    /// A non-empty batch; its answer is an array of the members' responses, or nothing when
+    /// every member is a notification.
+    Batch(Vec<Entry>),
+}
+
+/// A response: the result or error of one request, with its id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// The id of the request answered (`null` when it could not be read).
+    pub id: Id,
+    /// The result, or the error object.
+    pub outcome: Result<Value, RpcError>,
+}
+
+impl Response {
+    /// A success response.
+    pub fn result(id: Id, result: Value) -> Self {
+        Response { id, outcome: Ok(result) }
+    }
+
+    /// An error response.
+    pub fn error(id: Id, error: RpcError) -> Self {
+        Response { id, outcome: Err(error) }
+    }
+
+    /// The response as one line of JSON text (no newline), the id echoed byte for byte.
+    pub fn to_json(&self) -> String {
+        let (member, value) = match &self.outcome {
+            Ok(result) => ("result", result.to_string()),
+            Err(error) => ("error", error.to_json().to_string()),
+        };
+        format!(r#"{{"jsonrpc":"2.0","{member}":{value},"id":{}}}"#, self.id.as_json())
+    }
+}
+
+/// `-32700 Parse error` with the parser's explanation.
+pub fn parse_error(detail: impl Into<String>) -> RpcError {
+    RpcError::new(codes::PARSE_ERROR, "Parse error").with_data(Value::String(detail.into()))
+}
+
+/// `-32600 Invalid Request` with what is wrong.
+pub fn invalid_request(detail: impl Into<String>) -> RpcError {
+    RpcError::new(codes::INVALID_REQUEST, "Invalid Request").with_data(Value::String(detail.into()))
+}
+
+/// Parses one frame of JSON text (already checked for size, UTF-8 and depth) into calls.
+pub fn parse(text: &str) -> Incoming {
+    let raw: &RawValue = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(error) => {
+            return Incoming::Single(Entry::Invalid(Response::error(Id::null(), parse_error(error.to_string()))))
+        }
+    };
+    if raw.get().starts_with('[') {
+        let members: Vec<&RawValue> = match serde_json::from_str(raw.get()) {
+            Ok(members) => members,
+            Err(error) => {
+                return Incoming::Single(Entry::Invalid(Response::error(Id::null(), parse_error(error.to_string()))))
+            }
+        };
+        if members.is_empty() {
+            let error = invalid_request("an empty batch: a batch holds at least one request");
+            return Incoming::Single(Entry::Invalid(Response::error(Id::null(), error)));
+        }
+        Incoming::Batch(members.into_iter().map(entry).collect())
+    } else {
+        Incoming::Single(entry(raw))
+    }
+}
+
+/// Validates one request object.
+fn entry(raw: &RawValue) -> Entry {
+    let invalid = |id: Id, detail: &str| Entry::Invalid(Response::error(id, invalid_request(detail)));
+    if !raw.get().starts_with('{') {
+        return invalid(Id::null(), "a request must be a JSON object");
+    }
+    let members: Members<'_> = match serde_json::from_str(raw.get()) {
+        Ok(members) => members,
+        Err(error) => return invalid(Id::null(), &error.to_string()),
+    };
+    let id = match members.id {
+        None => None,
+        Some(raw) => match Id::from_raw(raw) {
+            Some(id) => Some(id),
+            None => return invalid(Id::null(), "`id` must be a string, a number or null"),
+        },
+    };
+    let reply_id = id.clone().unwrap_or_else(Id::null);
+    match members.jsonrpc.map(|raw| serde_json::from_str::<String>(raw.get())) {
+        Some(Ok(version)) if version == "2.0" => {}
+        None => return invalid(reply_id, "`jsonrpc` is missing: it must be \"2.0\""),
+        Some(_) => return invalid(reply_id, "`jsonrpc` must be \"2.0\""),
+    }
+    let method = match members.method {
+        None => return invalid(reply_id, "`method` is missing"),
+        Some(raw) if !raw.get().starts_with('"') => return invalid(reply_id, "`method` must be a string"),
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(method) => method,
+            Err(error) => return invalid(reply_id, &format!("`method` is not a valid string: {error}")),
+        },
+    };
+    let params = match members.params {
+        None => Params::None,
+        Some(raw) if !raw.get().starts_with(['{', '[']) => {
+            return invalid(reply_id, "`params` must be an object or an array")
+        }
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => Params::from_json(Some(&value)).unwrap_or(Params::None),
+            Err(error) => return invalid(reply_id, &format!("`params` cannot be read: {error}")),
+        },
+    };
+    Entry::Call(Call { method, params, id })
+}
+
+/// The members of a request object that JSON-RPC defines, as raw text. Unknown members are
+/// skipped; a repeated member makes the request invalid (serde_json would keep the last).
+#[derive(Default)]
+struct Members<'a> {
+    jsonrpc: Option<&'a RawValue>,
+    method: Option<&'a RawValue>,
+    params: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Members::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "jsonrpc" => &mut members.jsonrpc,
+                "method" => &mut members.method,
+                "params" => &mut members.params,
+                "id" => &mut members.id,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(de::Error::custom(format!("the member `{key}` appears twice")));
+            }
+            *slot = Some(map.next_value::<&'de RawValue>()?);
+        }
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(text: &str) -> Entry {
+        match parse(text) {
+            Incoming::Single(entry) => entry,
+            other => panic!("expected a single entry, got {other:?}"),
+        }
+    }
+
+    fn error_of(entry: Entry) -> (String, i64) {
+        match entry {
+            Entry::Invalid(Response { id, outcome: Err(error) }) => (id.as_json().to_string(), error.code),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_kept_byte_for_byte() {
+        for id in ["1", "-0", "1.50", "1e400", "123456789012345678901234567890", r#""a\u0062""#, "null"] {
+            let text = format!(r#"{{"jsonrpc":"2.0","method":"m","id":{id}}}"#);
+            let Entry::Call(call) = single(&text) else { panic!("{text} is valid") };
+            assert_eq!(call.id.expect("has an id").as_json(), id);
+        }
+    }
+
+    #[test]
+    fn null_id_is_a_request_and_absent_id_a_notification() {
+        let Entry::Call(call) = single(r#"{"jsonrpc":"2.0","method":"m","id":null}"#) else { panic!() };
+        assert!(!call.is_notification());
+        let Entry::Call(call) = single(r#"{"jsonrpc":"2.0","method":"m"}"#) else { panic!() };
+        assert!(call.is_notification());
+    }
+
+    #[test]
+    fn invalid_members_are_invalid_requests() {
+        let cases = [
+            (r#"{"jsonrpc":"1.0","method":"m","id":1}"#, "1"),
+            (r#"{"method":"m","id":"x"}"#, r#""x""#),
+            (r#"{"jsonrpc":"2.0","method":1,"id":2}"#, "2"),
+            (r#"{"jsonrpc":"2.0","id":2}"#, "2"),
+            (r#"{"jsonrpc":"2.0","method":"m","params":"p","id":3}"#, "3"),
+            (r#"{"jsonrpc":"2.0","method":"m","params":null,"id":3}"#, "3"),
+            (r#"{"jsonrpc":"2.0","method":"m","id":{}}"#, "null"),
+            (r#"{"jsonrpc":"2.0","method":"m","id":true}"#, "null"),
+            (r#"{"jsonrpc":"2.0","method":"m","method":"n","id":1}"#, "null"),
+            ("1", "null"),
+        ];
+        for (text, id) in cases {
+            assert_eq!(error_of(single(text)), (id.to_string(), codes::INVALID_REQUEST), "{text}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_empty_batches() {
+        assert_eq!(error_of(single("{")), ("null".to_string(), codes::PARSE_ERROR));
+        assert_eq!(error_of(single("[]")), ("null".to_string(), codes::INVALID_REQUEST));
+        assert_eq!(error_of(single(r#"[{"jsonrpc":"2.0","method":"m"},"#)), ("null".to_string(), codes::PARSE_ERROR));
+    }
+
+    #[test]
+    fn response_text() {
+        let id = Id::from_raw(&RawValue::from_string("1.50".into()).unwrap()).unwrap();
+        assert_eq!(Response::result(id, Value::Bool(true)).to_json(), r#"{"jsonrpc":"2.0","result":true,"id":1.50}"#);
+        let error = RpcError::new(-1, "x");
+        assert_eq!(
+            Response::error(Id::null(), error).to_json(),
+            r#"{"jsonrpc":"2.0","error":{"code":-1,"message":"x"},"id":null}"#
+        );
+    }
+}
