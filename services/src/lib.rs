@@ -1,2 +1,37 @@
-//! vproto-services: reference implementations (Cyborg driver/agent/conductor, host-info
-//! negotiation, guest agent). Empty until the JSON-RPC issue lands.
+//! vproto-services: reference implementations of the services the schema declares, each
+//! meant to run as its own process (`vproto serve driver|agent|conductor|network`).
+//!
+//! - [`driver`]: a Cyborg driver reporting simulated hardware from a config file, with a
+//!   discovery run that goes IN-PROGRESS → DONE (or FAILED) over a configured time.
+//! - [`agent`]: the Cyborg agent of a node: drivers register with it (`agent.hello`), and it
+//!   fans discovery and hardware listing out to its alive drivers.
+//! - [`conductor`]: agents register with it; it aggregates hardware across its alive agents
+//!   and reports the agents that stopped answering.
+//! - [`network`]: an os-vif network host: `network.create_port` negotiates a VIF class and
+//!   version with the service host's `HostInfo` (seed 000).
+//!
+//! The shared machinery: [`peer`] (how a registered `host:port` endpoint is reached, a pool of
+//! runtime clients, concurrent fan-out with timeouts, and the periodic hello a component sends
+//! to the one it registers with) and [`roster`] (who registered, when they were last heard from
+//! and whether they are still alive).
+//!
+//! # Endpoints and addresses
+//!
+//! Cyborg endpoints are `host:port` (the schema's `Endpoint`). A component that contacts
+//! registered peers (the agent its drivers, the conductor its agents) maps an endpoint to a
+//! runtime address with its [`PeerScheme`]: `tcp` (the default) dials `tcp:host:port`, `http`
+//! dials `http://host:port`. So a driver or agent that registers must listen on `tcp:` or
+//! `http://` at the `host:port` it announces (or behind something that forwards there), and
+//! every component of a deployment contacted by the same peer speaks the same scheme.
+
+pub mod agent;
+pub mod conductor;
+pub mod config;
+pub mod driver;
+pub mod network;
+pub mod peer;
+pub mod roster;
+mod time;
+
+pub use peer::{PeerScheme, Peers};
+pub use time::rfc3339;

@@ -1,0 +1,408 @@
+//! `vproto serve driver|agent|conductor|network`: one reference service as a process.
+//!
+//! The service's generated dispatcher (params checked against the schema) plus `rpc.discover`
+//! (the OpenRPC document) are served on `--listen`; on `http://` the schema's REST bindings of
+//! that service are served too. Once listening, the address (with port 0 resolved) is printed
+//! as one line on stdout, except for `stdio`, where stdout carries the protocol. Logs go to
+//! stderr (filter: `--log`, else `VPROTO_LOG`, else `info`). SIGINT or SIGTERM shuts down
+//! gracefully: no new connections, running calls finish, the Unix socket file is removed.
+//!
+//! A driver says hello to its agent (`--agent`), an agent to its conductor (`--conductor`),
+//! announcing their endpoint `host:port`: `--endpoint`, else (driver) the config file's, else
+//! the `tcp:`/`http://` listen address. The agent and the conductor dial the endpoints
+//! registered with them with `--peer-scheme` (`tcp`, the default: `tcp:host:port`; `http`:
+//! `http://host:port`). One `--token-file` serves both ways: listeners on `tcp:`/`http://`
+//! require it, and it is presented to the agent, conductor and drivers called.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::task::JoinHandle;
+use vproto_api::{
+    rpc::{Discover, Router},
+    AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration, DriverServer, Endpoint,
+    HTTP_BINDINGS, OPENRPC,
+};
+use vproto_runtime::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
+use vproto_services::{
+    agent::{self, Agent, AgentOptions},
+    conductor::{Conductor, ConductorOptions},
+    driver::{self, Driver, DriverConfig},
+    network::{NetworkHandler, NetworkHost, NetworkHostConfig},
+    peer::{endpoint_of, HelloLoop},
+    PeerScheme,
+};
+
+/// The services `vproto serve` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    /// A Cyborg driver reporting simulated hardware from --config.
+    Driver,
+    /// A Cyborg agent: drivers register with it; it fans out to them.
+    Agent,
+    /// The Cyborg conductor: agents register with it; it aggregates their hardware.
+    Conductor,
+    /// An os-vif network host: creates ports, negotiating the VIF with the host's plugins.
+    Network,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Driver => "driver",
+            Service::Agent => "agent",
+            Service::Conductor => "conductor",
+            Service::Network => "network",
+        }
+    }
+}
+
+/// Arguments of `vproto serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(value_enum)]
+    service: Service,
+    /// Where to listen: unix:PATH, tcp:HOST:PORT, http://HOST:PORT or stdio.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// A file (mode 0600) holding the token clients must present on tcp:/http:// listeners;
+    /// also presented to the agent, conductor or drivers this service calls.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// driver: the hardware (JSON); network: the networks (JSON).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// driver: the agent to register with (unix:PATH, tcp:HOST:PORT, http://HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    agent: Option<String>,
+    /// agent: the conductor to register with (unix:PATH, tcp:HOST:PORT, http://HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    conductor: Option<String>,
+    /// driver, agent: the host:port announced in hello (default: the driver config's
+    /// endpoint, else the tcp:/http:// listen address).
+    #[arg(long, value_name = "HOST:PORT")]
+    endpoint: Option<String>,
+    /// agent, conductor: how registered host:port endpoints are dialled: tcp or http [default: tcp].
+    #[arg(long, value_name = "SCHEME")]
+    peer_scheme: Option<String>,
+    /// agent, conductor: the heartbeat interval given to registering components, in whole
+    /// seconds; one silent for three intervals is no longer alive [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    heartbeat_interval: Option<u64>,
+    /// agent, conductor: longest wait for one call to a peer, such as 500ms or 5s
+    /// [default: 5s for the agent, 10s for the conductor]; driver, agent: also bounds a hello.
+    #[arg(long, value_name = "DURATION")]
+    peer_timeout: Option<String>,
+    /// driver, agent: wait between hello attempts while the target cannot be reached [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    hello_retry: Option<String>,
+    /// Log filter, such as `debug` or `vproto_services=debug` [default: $VPROTO_LOG, else info].
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration (such as 500ms, 2s or 1m)");
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(index) => text.split_at(index),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
+/// A startup failure: its message and exit code (2: bad usage or config, 1: the rest).
+struct Failure(String, u8);
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure(message.into(), 2)
+}
+
+/// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).
+pub fn run(args: ServeArgs) -> ExitCode {
+    if let Err(message) = init_logging(args.log.as_deref()) {
+        eprintln!("vproto serve: {message}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vproto serve: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message, code)) => {
+            tracing::error!("{message}");
+            eprintln!("vproto serve: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(flag: Option<&str>) -> Result<(), String> {
+    let filter = match flag.map(str::to_string).or_else(|| std::env::var("VPROTO_LOG").ok()) {
+        Some(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| format!("--log `{text}`: {e}"))?,
+        None => tracing_subscriber::EnvFilter::new("info"),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))
+}
+
+/// Refuses the options that do not apply to the service.
+fn check_applicable(args: &ServeArgs) -> Result<(), Failure> {
+    let service = args.service;
+    let given: [(&str, bool, &[Service]); 8] = [
+        ("--config", args.config.is_some(), &[Service::Driver, Service::Network]),
+        ("--agent", args.agent.is_some(), &[Service::Driver]),
+        ("--conductor", args.conductor.is_some(), &[Service::Agent]),
+        ("--endpoint", args.endpoint.is_some(), &[Service::Driver, Service::Agent]),
+        ("--peer-scheme", args.peer_scheme.is_some(), &[Service::Agent, Service::Conductor]),
+        ("--heartbeat-interval", args.heartbeat_interval.is_some(), &[Service::Agent, Service::Conductor]),
+        ("--peer-timeout", args.peer_timeout.is_some(), &[Service::Driver, Service::Agent, Service::Conductor]),
+        ("--hello-retry", args.hello_retry.is_some(), &[Service::Driver, Service::Agent]),
+    ];
+    for (flag, present, services) in given {
+        if present && !services.contains(&service) {
+            let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
+            return Err(usage(format!(
+                "{flag} does not apply to `serve {}` (only to {})",
+                service.name(),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What was built for the service before listening.
+struct Built {
+    router: Router,
+    /// The driver, to set its endpoint once the listen address is known.
+    driver: Option<Arc<Driver>>,
+    conductor: Option<Arc<Conductor>>,
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    check_applicable(&args)?;
+    let service = args.service;
+    let listen: ListenAddr = args.listen.parse().map_err(|e| usage(format!("--listen: {e}")))?;
+    let token: Option<Token> = args
+        .token_file
+        .as_ref()
+        .map(|path| load_token(path).map_err(|e| usage(format!("--token-file: {e}"))))
+        .transpose()?;
+    let peer_scheme: PeerScheme =
+        args.peer_scheme.as_deref().unwrap_or("tcp").parse().map_err(|e| usage(format!("--peer-scheme: {e}")))?;
+    let heartbeat_interval = match args.heartbeat_interval {
+        Some(0) => return Err(usage("--heartbeat-interval: give at least 1 second")),
+        Some(seconds) => Duration::from_secs(seconds),
+        None => Duration::from_secs(30),
+    };
+    let peer_timeout = args
+        .peer_timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| usage(format!("--peer-timeout: {e}")))?;
+    let hello_retry = parse_duration(args.hello_retry.as_deref().unwrap_or("2s"))
+        .map_err(|e| usage(format!("--hello-retry: {e}")))?;
+    let endpoint_flag = args
+        .endpoint
+        .as_deref()
+        .map(|text| Endpoint::new(text).map_err(|e| usage(format!("--endpoint `{text}` is not HOST:PORT: {e}"))))
+        .transpose()?;
+    let register_with = match (service, &args.agent, &args.conductor) {
+        (Service::Driver, Some(addr), _) | (Service::Agent, _, Some(addr)) => {
+            Some(addr.parse::<ConnectAddr>().map_err(|e| {
+                usage(format!("--{}: {e}", if service == Service::Driver { "agent" } else { "conductor" }))
+            })?)
+        }
+        _ => None,
+    };
+
+    let discover = Discover::new(OPENRPC).map_err(|e| Failure(format!("the OpenRPC document: {e}"), 1))?;
+    let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout)?;
+    let mut server = Server::new(built.router.with(discover));
+    if let Some(token) = &token {
+        server = server.with_token(token.clone());
+    }
+    if matches!(listen, ListenAddr::Http { .. }) {
+        let routes = HTTP_BINDINGS
+            .iter()
+            .filter(|binding| binding.service == service.name())
+            .map(|binding| RestRoute::new(binding.http_method, binding.path, binding.method));
+        server = server.with_rest_routes(routes);
+    }
+    let running = server.bind(&listen).await.map_err(|e| Failure(e.to_string(), 1))?;
+    let local = running.local_addr().clone();
+
+    // The endpoint this service announces, when it registers somewhere.
+    let endpoint = endpoint_flag
+        .map(Ok)
+        .or_else(|| built.driver.as_ref().and_then(|driver| driver.config().endpoint.clone()).map(Ok))
+        .or_else(|| endpoint_of(&local));
+    if let (Some(driver), Some(Ok(endpoint))) = (&built.driver, &endpoint) {
+        driver.set_endpoint(endpoint.clone());
+    }
+    let mut background: Vec<JoinHandle<()>> = Vec::new();
+    if let Some(target) = register_with {
+        let endpoint = match endpoint {
+            Some(Ok(endpoint)) => endpoint,
+            Some(Err(why)) => return Err(usage(why)),
+            None => {
+                return Err(usage(format!(
+                    "{local} gives peers no host:port to reach this {}: give --endpoint HOST:PORT",
+                    service.name()
+                )))
+            }
+        };
+        let timeout = peer_timeout.unwrap_or(Duration::from_secs(5));
+        let options = ClientOptions {
+            connect_timeout: timeout,
+            request_timeout: timeout,
+            token: token.clone(),
+            ..Default::default()
+        };
+        tracing::info!(%endpoint, target_addr = %target, "announcing this {} to its peer", service.name());
+        match (service, &built.driver) {
+            (Service::Driver, Some(driver)) => {
+                let what = "agent";
+                let registration = DriverRegistration {
+                    endpoint,
+                    status: ComponentStatus::Ready,
+                    r#type: driver.config().device_type.clone(),
+                };
+                background
+                    .push(driver::say_hello(HelloLoop { target, options, retry: hello_retry, what }, registration));
+            }
+            _ => {
+                let what = "conductor";
+                let registration = AgentRegistration { endpoint, status: ComponentStatus::Ready };
+                background
+                    .push(agent::say_hello(HelloLoop { target, options, retry: hello_retry, what }, registration));
+            }
+        }
+    }
+    if let Some(conductor) = &built.conductor {
+        background.push(conductor.spawn_watchdog());
+    }
+
+    // Ready: tell whoever started us where we listen.
+    if local != ListenAddr::Stdio {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{local}").and_then(|()| stdout.flush());
+    }
+    let handle = running.handle();
+    let mut finished = std::pin::pin!(running.wait());
+    tokio::select! {
+        () = &mut finished => tracing::info!("input closed; stopping"),
+        signal = shutdown_signal() => {
+            tracing::info!(%signal, "shutting down");
+            handle.shutdown();
+            finished.await;
+        }
+    }
+    for task in background {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn build(
+    args: &ServeArgs,
+    token: Option<Token>,
+    peer_scheme: PeerScheme,
+    heartbeat_interval: Duration,
+    peer_timeout: Option<Duration>,
+) -> Result<Built, Failure> {
+    let config =
+        || args.config.as_ref().ok_or_else(|| usage(format!("`serve {}` needs --config FILE", args.service.name())));
+    let mut built = Built { router: Router::new(), driver: None, conductor: None };
+    match args.service {
+        Service::Driver => {
+            let config = DriverConfig::load(config()?).map_err(|e| usage(e.to_string()))?;
+            tracing::info!(device_type = %config.device_type, devices = config.hardware.len(), "driver configured");
+            let driver = Arc::new(Driver::new(config));
+            built.router = built.router.with(DriverServer(driver.clone()));
+            built.driver = Some(driver);
+        }
+        Service::Agent => {
+            let mut options = AgentOptions { heartbeat_interval, peer_scheme, token, ..AgentOptions::default() };
+            if let Some(timeout) = peer_timeout {
+                options.call_timeout = timeout;
+            }
+            built.router = built.router.with(AgentServer(Arc::new(Agent::new(options))));
+        }
+        Service::Conductor => {
+            let mut options =
+                ConductorOptions { heartbeat_interval, peer_scheme, token, ..ConductorOptions::default() };
+            if let Some(timeout) = peer_timeout {
+                options.call_timeout = timeout;
+            }
+            let conductor = Arc::new(Conductor::new(options));
+            built.router = built.router.with(ConductorServer(conductor.clone()));
+            built.conductor = Some(conductor);
+        }
+        Service::Network => {
+            let config = NetworkHostConfig::load(config()?).map_err(|e| usage(e.to_string()))?;
+            tracing::info!(networks = config.networks.len(), "network host configured");
+            built.router = built.router.with(NetworkHandler::new(Arc::new(NetworkHost::new(config))));
+        }
+    }
+    Ok(built)
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! The Cyborg agent of a node (`agent.*`).
+//!
+//! Drivers register with `agent.hello` (which is also their heartbeat). Discovery and hardware
+//! listing fan out concurrently to every alive, READY driver, each call bounded by the peer
+//! timeout; a driver that cannot be reached makes the answer DriverUnavailable (after every
+//! other driver was still called), one that answers DiscoveryFailed has it passed on. The
+//! agent in turn says hello to its conductor ([`say_hello`]).
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use tokio::task::JoinHandle;
+use vproto_api::{
+    AgentRegistration, AgentService, ComponentStatus, ConductorClient, DiscoveryState, DiscoveryStatus, DriverClient,
+    DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
+};
+use vproto_runtime::Token;
+
+use crate::{
+    peer::{fan_out, hello_ack, HelloLoop, PeerFailure, PeerScheme, Peers},
+    roster::Roster,
+};
+
+/// How an agent treats its drivers.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// The heartbeat interval drivers are given (whole seconds, at least 1). Default 30 s.
+    pub heartbeat_interval: Duration,
+    /// How drivers' endpoints are dialled. Default tcp.
+    pub peer_scheme: PeerScheme,
+    /// The token presented to drivers, if they require one.
+    pub token: Option<Token>,
+    /// Longest wait for one driver (connection included). Default 5 s.
+    pub call_timeout: Duration,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            heartbeat_interval: Duration::from_secs(30),
+            peer_scheme: PeerScheme::Tcp,
+            token: None,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The agent.
+pub struct Agent {
+    drivers: Arc<Roster<DriverRegistration>>,
+    peers: Arc<Peers>,
+}
+
+/// A driver to contact, with when it was last heard from.
+struct Target {
+    endpoint: Endpoint,
+    last_seen: String,
+}
+
+impl Agent {
+    /// An agent with no driver registered.
+    pub fn new(options: AgentOptions) -> Self {
+        let interval = Duration::from_secs(options.heartbeat_interval.as_secs().max(1));
+        Agent {
+            drivers: Arc::new(Roster::new("driver", interval)),
+            peers: Arc::new(Peers::new(options.peer_scheme, options.token, options.call_timeout)),
+        }
+    }
+
+    /// The registered drivers.
+    pub fn drivers(&self) -> &Arc<Roster<DriverRegistration>> {
+        &self.drivers
+    }
+
+    /// The drivers to contact: alive and READY. The others are skipped.
+    fn targets(&self) -> Vec<Target> {
+        self.drivers
+            .sweep()
+            .into_iter()
+            .filter(|view| view.alive && view.registration.status == ComponentStatus::Ready)
+            .map(|view| Target { endpoint: view.endpoint, last_seen: view.last_seen })
+            .collect()
+    }
+}
+
+fn driver_unavailable(target: &Target, failure: &PeerFailure) -> ProtocolError {
+    tracing::warn!(endpoint = %target.endpoint, reason = %failure, "driver unavailable");
+    ProtocolError::DriverUnavailable(PeerUnavailableData {
+        endpoint: target.endpoint.clone(),
+        last_seen: target.last_seen.clone(),
+        reason: Some(failure.to_string()),
+    })
+}
+
+impl AgentService for Agent {
+    async fn hello(&self, registration: DriverRegistration) -> Result<HelloAck, ServiceError> {
+        self.drivers.hello(registration.endpoint.clone(), registration);
+        Ok(hello_ack(self.drivers.interval()))
+    }
+
+    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
+        let targets = self.targets();
+        let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
+        let outcomes =
+            fan_out(&self.peers, endpoints, |client| async move { DriverClient::new(client).list_hardware().await })
+                .await;
+        let mut hardware = Vec::new();
+        let mut uuids = BTreeSet::new();
+        let mut error = None;
+        for (target, (_, outcome)) in targets.iter().zip(outcomes) {
+            match outcome {
+                Ok(list) => {
+                    for device in list.hardware {
+                        if uuids.insert(device.uuid.clone()) {
+                            hardware.push(device);
+                        } else {
+                            tracing::warn!(endpoint = %target.endpoint, uuid = %device.uuid, "device listed twice; keeping the first");
+                        }
+                    }
+                }
+                Err(failure) => {
+                    error.get_or_insert(driver_unavailable(target, &failure));
+                }
+            }
+        }
+        match error {
+            Some(error) => Err(error.into()),
+            None => Ok(HardwareList { hardware }),
+        }
+    }
+
+    async fn start_discovery(&self) -> Result<DiscoveryStatus, ServiceError> {
+        let targets = self.targets();
+        let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
+        let outcomes =
+            fan_out(&self.peers, endpoints, |client| async move { DriverClient::new(client).start_discovery().await })
+                .await;
+        let (mut in_progress, mut failed) = (false, false);
+        let mut error = None;
+        for (target, (_, outcome)) in targets.iter().zip(outcomes) {
+            match outcome {
+                Ok(status) => match status.status {
+                    DiscoveryState::InProgress => in_progress = true,
+                    DiscoveryState::Failed => failed = true,
+                    DiscoveryState::Done => {}
+                },
+                // Passed on unchanged.
+                Err(PeerFailure::Declared(declared @ ProtocolError::DiscoveryFailed(_))) => {
+                    tracing::warn!(endpoint = %target.endpoint, error = %declared, "driver could not start discovery");
+                    error.get_or_insert(declared);
+                }
+                Err(failure) => {
+                    error.get_or_insert(driver_unavailable(target, &failure));
+                }
+            }
+        }
+        if let Some(error) = error {
+            return Err(error.into());
+        }
+        let status = if in_progress {
+            DiscoveryState::InProgress
+        } else if failed {
+            DiscoveryState::Failed
+        } else {
+            DiscoveryState::Done
+        };
+        Ok(DiscoveryStatus { status })
+    }
+}
+
+/// Says hello to the conductor now and every half heartbeat interval after, as `registration`.
+pub fn say_hello(hello: HelloLoop, registration: AgentRegistration) -> JoinHandle<()> {
+    hello.spawn(move |client| {
+        let registration = registration.clone();
+        async move { ConductorClient::new(client).hello(&registration).await }
+    })
+}
