@@ -41,7 +41,7 @@ fn field(index: usize, number: usize) -> Value {
         0 => json!({"schema": {"type": "string", "maxLength": 255}}),
         1 => json!({"schema": {"type": "integer", "minimum": 0, "maximum": 65535}}),
         2 => json!({"schema": {"type": "boolean"}}),
-        3 => json!({"schema": {"$ref": "#/types/UUID"}}),
+        3 => json!({"schema": {"$ref": "#/types/Uuid"}}),
         _ if number == 4 && index >= ROOTS => {
             let child = index % ROOTS;
             let mut pins = Map::new();
@@ -104,7 +104,7 @@ fn schema() -> Value {
             "history": [{"version": "1.0", "note": "Initial version."}]
         },
         "types": {
-            "UUID": {
+            "Uuid": {
                 "description": "A UUID.",
                 "since": "1.0",
                 "schema": {"type": "string", "format": "uuid"}

@@ -10,7 +10,8 @@
 //! `versioned_object.changes` aside); a case where they differ is reported
 //! and not compared. Criterion measures vproto; the ratio is computed from
 //! medians that both sides measure the same way (`timeit`'s autorange, then
-//! 5 repeats), printed as `ratio: os-vif/vproto = N x`.
+//! 5 repeats), os-vif then vproto in 3 rounds, and printed as
+//! `ratio: os-vif/vproto = N x` (the median of the rounds' ratios).
 
 use std::{
     collections::BTreeSet,
@@ -30,6 +31,8 @@ use vproto_api::{
 
 /// Repeats of the autoranged batch on both sides; the median counts.
 const REPEATS: usize = 5;
+/// Rounds of os-vif then vproto timing; the median ratio counts.
+const ROUNDS: usize = 3;
 
 /// One measured call, the same on both sides.
 struct Case {
@@ -306,30 +309,49 @@ fn main() {
     group.finish();
     criterion.final_summary();
 
-    // 3. Both sides timed the same way, and the ratio.
+    // 3. Both sides timed the same way, one after the other, in a few
+    // rounds; the ratio is the median of the rounds' ratios.
     if !timing || compared.is_empty() {
         return;
     }
-    let answer = match osvif(&python, "time", &["--repeat", &REPEATS.to_string()], &spec(&example_path, &compared)) {
-        Ok(answer) => answer,
-        Err(error) => {
-            println!("note: os-vif timing failed, no ratio: {error}");
-            return;
-        }
-    };
-    for case in compared {
-        let theirs = answer["cases"][case.name]["median_ns"].as_f64().expect("bench_osvif.py times every case");
-        let ours = median_ns(|| {
-            black_box(serialize(black_box(&vif), case));
-        });
-        println!(
-            "backport/{}: os-vif {} (Python {}) {} per call, vproto {} per call; ratio: os-vif/vproto = {:.0} x",
-            case.name,
+    let spec = spec(&example_path, &compared);
+    let mut versions = String::new();
+    let mut rounds: Vec<Vec<(f64, f64)>> = vec![Vec::new(); compared.len()];
+    for _ in 0..ROUNDS {
+        let answer = match osvif(&python, "time", &["--repeat", &REPEATS.to_string()], &spec) {
+            Ok(answer) => answer,
+            Err(error) => {
+                println!("note: os-vif timing failed, no ratio: {error}");
+                return;
+            }
+        };
+        versions = format!(
+            "os-vif {} (Python {})",
             answer["osvif"].as_str().unwrap_or("?"),
-            answer["python"].as_str().unwrap_or("?"),
-            micros(theirs),
-            micros(ours),
-            theirs / ours
+            answer["python"].as_str().unwrap_or("?")
+        );
+        for (case, times) in compared.iter().zip(&mut rounds) {
+            let theirs = answer["cases"][case.name]["median_ns"].as_f64().expect("bench_osvif.py times every case");
+            let ours = median_ns(|| {
+                black_box(serialize(black_box(&vif), case));
+            });
+            times.push((theirs, ours));
+        }
+    }
+    for (case, times) in compared.iter().zip(rounds) {
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let ratios: Vec<f64> = times.iter().map(|(theirs, ours)| theirs / ours).collect();
+        println!(
+            "backport/{}: {versions} {} per call, vproto {} per call (medians of {ROUNDS} rounds); \
+             ratio: os-vif/vproto = {:.0} x (rounds: {})",
+            case.name,
+            micros(median(times.iter().map(|t| t.0).collect())),
+            micros(median(times.iter().map(|t| t.1).collect())),
+            median(ratios.clone()),
+            ratios.iter().map(|ratio| format!("{ratio:.0}")).collect::<Vec<_>>().join(", ")
         );
     }
 }
