@@ -256,6 +256,12 @@ fn emit_named_type(name: &str, named: &NamedType, wire: &syn::Path) -> TokenStre
             }
         }
 
+        impl #wire::StreamValue for #ident {
+            fn write_json(&self, out: &mut Vec<u8>, target: Option<#wire::Version>, ctx: &#wire::StreamContext<'_>) -> Result<(), #wire::WireError> {
+                #wire::StreamValue::write_json(&self.0, out, target, ctx)
+            }
+        }
+
         impl #wire::WireValue for #ident {
             fn from_wire(value: &serde_json::Value, path: &#wire::WirePath) -> Result<Self, #wire::WireError> {
                 let inner = <#scalar as #wire::WireValue>::from_wire(value, path)?;
@@ -312,6 +318,12 @@ fn emit_enum(ident: &Ident, docs: &TokenStream, values: &[String], open: bool, w
         impl std::fmt::Display for #ident {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl #wire::StreamValue for #ident {
+            fn write_json(&self, out: &mut Vec<u8>, target: Option<#wire::Version>, ctx: &#wire::StreamContext<'_>) -> Result<(), #wire::WireError> {
+                #wire::StreamValue::write_json(&self.as_str().to_string(), out, target, ctx)
             }
         }
 
@@ -435,6 +447,23 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
             }
         }
     });
+    let mut sorted: Vec<(&FieldIr, &Ident)> = object.fields.iter().zip(&field_idents).collect();
+    sorted.sort_by_key(|(field, _)| field.name);
+    let streams: Vec<TokenStream> = sorted
+        .iter()
+        .map(|(field, ident)| {
+            let name = field.name;
+            if field.field.required {
+                quote! { sink.field(#name, &self.#ident)?; }
+            } else {
+                quote! {
+                    if let Some(value) = &self.#ident {
+                        sink.field(#name, value)?;
+                    }
+                }
+            }
+        })
+        .collect();
     let info = emit_info(ir, object, wire);
     let allow_empty = if object.fields.is_empty() {
         quote! { #[allow(unused_mut, unused_variables, clippy::let_and_return)] }
@@ -442,6 +471,7 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
         quote! {}
     };
     let info_ident = info_ident(object.name);
+    let object_name_lit = object.name;
     let (changes_field, changes_init, object_impl) = if versioned {
         (
             quote! {
@@ -465,6 +495,19 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
                     }
                     fn changes(&self) -> Option<&[String]> { self.obj_changes.as_deref() }
                     fn set_changes(&mut self, changes: Option<Vec<String>>) { self.obj_changes = changes; }
+                }
+
+                impl #wire::StreamValue for #ident {
+                    #allow_empty
+                    fn write_json(&self, out: &mut Vec<u8>, target: Option<#wire::Version>, ctx: &#wire::StreamContext<'_>) -> Result<(), #wire::WireError> {
+                        #wire::write_envelope(out, &#info_ident, target, self.obj_changes.as_deref(), ctx, |sink| {
+                            #(#streams)*
+                            Ok(())
+                        })
+                    }
+                    fn object_name(&self) -> Option<&'static str> {
+                        Some(#object_name_lit)
+                    }
                 }
 
                 impl #wire::WireValue for #ident {
@@ -493,6 +536,16 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
                     }
                     fn from_data(data: &serde_json::Map<String, serde_json::Value>, path: &#wire::WirePath) -> Result<Self, #wire::WireError> {
                         Ok(Self { #(#field_idents: #reads,)* })
+                    }
+                }
+
+                impl #wire::StreamValue for #ident {
+                    #allow_empty
+                    fn write_json(&self, out: &mut Vec<u8>, _target: Option<#wire::Version>, ctx: &#wire::StreamContext<'_>) -> Result<(), #wire::WireError> {
+                        #wire::write_plain(out, ctx, |sink| {
+                            #(#streams)*
+                            Ok(())
+                        })
                     }
                 }
 
@@ -635,6 +688,17 @@ fn emit_polymorphic(base: &str, members: &[&str], wire: &syn::Path) -> TokenStre
             }
         }
 
+        impl #wire::StreamValue for #ident {
+            fn write_json(&self, out: &mut Vec<u8>, target: Option<#wire::Version>, ctx: &#wire::StreamContext<'_>) -> Result<(), #wire::WireError> {
+                match self {
+                    #(Self::#variants(object) => #wire::StreamValue::write_json(object.as_ref(), out, target, ctx),)*
+                }
+            }
+            fn object_name(&self) -> Option<&'static str> {
+                Some(Self::object_name(self))
+            }
+        }
+
         impl #wire::WireValue for #ident {
             fn from_wire(value: &serde_json::Value, path: &#wire::WirePath) -> Result<Self, #wire::WireError> {
                 let name = value.get(#wire::keys::NAME).and_then(serde_json::Value::as_str).unwrap_or_default();
@@ -673,7 +737,10 @@ fn emit_registry(ir: &SchemaIr, wire: &syn::Path) -> TokenStream {
             use #wire::VersionedObject;
             let (envelope, _) = #wire::Envelope::parse(value, &REGISTRY, &#wire::WirePath::root())?;
             match envelope.name {
-                #(#names => #idents::from_primitive(value)?.to_primitive(target, manifest),)*
+                #(#names => {
+                    let text = #wire::to_json_string(&#idents::from_primitive(value)?, target, manifest)?;
+                    Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+                })*
                 other => Err(#wire::WireError::UnknownObject {
                     path: #wire::WirePath::root(),
                     name: other.to_string(),

@@ -31,6 +31,21 @@ impl std::fmt::Display for ComponentStatus {
         f.write_str(self.as_str())
     }
 }
+impl crate::wire::StreamValue for ComponentStatus {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(
+            &self.as_str().to_string(),
+            out,
+            target,
+            ctx,
+        )
+    }
+}
 impl crate::wire::WireValue for ComponentStatus {
     fn from_wire(
         value: &serde_json::Value,
@@ -92,6 +107,21 @@ impl std::fmt::Display for DeviceType {
         f.write_str(self.as_str())
     }
 }
+impl crate::wire::StreamValue for DeviceType {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(
+            &self.as_str().to_string(),
+            out,
+            target,
+            ctx,
+        )
+    }
+}
 impl crate::wire::WireValue for DeviceType {
     fn from_wire(
         value: &serde_json::Value,
@@ -137,6 +167,21 @@ impl DiscoveryState {
 impl std::fmt::Display for DiscoveryState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+impl crate::wire::StreamValue for DiscoveryState {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(
+            &self.as_str().to_string(),
+            out,
+            target,
+            ctx,
+        )
     }
 }
 impl crate::wire::WireValue for DiscoveryState {
@@ -201,6 +246,16 @@ impl std::fmt::Display for Endpoint {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
+impl crate::wire::StreamValue for Endpoint {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+    }
+}
 impl crate::wire::WireValue for Endpoint {
     fn from_wire(
         value: &serde_json::Value,
@@ -248,6 +303,16 @@ impl IPAddress {
 impl std::fmt::Display for IPAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(&self.0, f)
+    }
+}
+impl crate::wire::StreamValue for IPAddress {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
 impl crate::wire::WireValue for IPAddress {
@@ -299,6 +364,16 @@ impl std::fmt::Display for IPNetwork {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
+impl crate::wire::StreamValue for IPNetwork {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+    }
+}
 impl crate::wire::WireValue for IPNetwork {
     fn from_wire(
         value: &serde_json::Value,
@@ -346,6 +421,16 @@ impl MACAddress {
 impl std::fmt::Display for MACAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(&self.0, f)
+    }
+}
+impl crate::wire::StreamValue for MACAddress {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
 impl crate::wire::WireValue for MACAddress {
@@ -397,6 +482,16 @@ impl std::fmt::Display for PCIAddress {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
+impl crate::wire::StreamValue for PCIAddress {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+    }
+}
 impl crate::wire::WireValue for PCIAddress {
     fn from_wire(
         value: &serde_json::Value,
@@ -446,6 +541,16 @@ impl std::fmt::Display for Uuid {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
+impl crate::wire::StreamValue for Uuid {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+    }
+}
 impl crate::wire::WireValue for Uuid {
     fn from_wire(
         value: &serde_json::Value,
@@ -484,6 +589,21 @@ impl VIFDirectMode {
 impl std::fmt::Display for VIFDirectMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+impl crate::wire::StreamValue for VIFDirectMode {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(
+            &self.as_str().to_string(),
+            out,
+            target,
+            ctx,
+        )
     }
 }
 impl crate::wire::WireValue for VIFDirectMode {
@@ -534,6 +654,21 @@ impl std::fmt::Display for VIFHostDeviceDevType {
         f.write_str(self.as_str())
     }
 }
+impl crate::wire::StreamValue for VIFHostDeviceDevType {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(
+            &self.as_str().to_string(),
+            out,
+            target,
+            ctx,
+        )
+    }
+}
 impl crate::wire::WireValue for VIFHostDeviceDevType {
     fn from_wire(
         value: &serde_json::Value,
@@ -577,6 +712,21 @@ impl VIFVHostUserMode {
 impl std::fmt::Display for VIFVHostUserMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+impl crate::wire::StreamValue for VIFVHostUserMode {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::StreamValue::write_json(
+            &self.as_str().to_string(),
+            out,
+            target,
+            ctx,
+        )
     }
 }
 impl crate::wire::WireValue for VIFVHostUserMode {
@@ -700,6 +850,28 @@ impl crate::wire::PlainObject for AccCapability {
                 crate::wire::read_optional::<i64>(data, "num", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for AccCapability {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                if let Some(value) = &self.features {
+                    sink.field("features", value)?;
+                }
+                if let Some(value) = &self.num {
+                    sink.field("num", value)?;
+                }
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for AccCapability {
@@ -849,6 +1021,26 @@ impl crate::wire::PlainObject for AccSpecs {
         })
     }
 }
+impl crate::wire::StreamValue for AccSpecs {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("acc_capability", &self.acc_capability)?;
+                sink.field("device_type", &self.device_type)?;
+                sink.field("num", &self.num)?;
+                sink.field("remote", &self.remote)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for AccSpecs {
     fn from_wire(
         value: &serde_json::Value,
@@ -940,6 +1132,24 @@ impl crate::wire::PlainObject for AccStatus {
         })
     }
 }
+impl crate::wire::StreamValue for AccStatus {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("reboot_required", &self.reboot_required)?;
+                sink.field("setup_required", &self.setup_required)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for AccStatus {
     fn from_wire(
         value: &serde_json::Value,
@@ -1015,6 +1225,23 @@ impl crate::wire::PlainObject for AgentList {
                 >(data, "AgentList", "agents", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for AgentList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("agents", &self.agents)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for AgentList {
@@ -1100,6 +1327,24 @@ impl crate::wire::PlainObject for AgentRegistration {
                 >(data, "AgentRegistration", "status", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for AgentRegistration {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("endpoint", &self.endpoint)?;
+                sink.field("status", &self.status)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for AgentRegistration {
@@ -1239,6 +1484,26 @@ impl crate::wire::PlainObject for AgentState {
         })
     }
 }
+impl crate::wire::StreamValue for AgentState {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("alive", &self.alive)?;
+                sink.field("endpoint", &self.endpoint)?;
+                sink.field("last_seen", &self.last_seen)?;
+                sink.field("status", &self.status)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for AgentState {
     fn from_wire(
         value: &serde_json::Value,
@@ -1296,6 +1561,27 @@ impl crate::wire::VersionedObject for DatapathOffloadBase {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for DatapathOffloadBase {
+    #[allow(unused_mut, unused_variables, clippy::let_and_return)]
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &DATAPATH_OFFLOAD_BASE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| { Ok(()) },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("DatapathOffloadBase")
     }
 }
 impl crate::wire::WireValue for DatapathOffloadBase {
@@ -1411,6 +1697,34 @@ impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for DatapathOffloadRepresentor {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.representor_address {
+                    sink.field("representor_address", value)?;
+                }
+                if let Some(value) = &self.representor_name {
+                    sink.field("representor_name", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("DatapathOffloadRepresentor")
+    }
+}
 impl crate::wire::WireValue for DatapathOffloadRepresentor {
     fn from_wire(
         value: &serde_json::Value,
@@ -1496,6 +1810,24 @@ impl crate::wire::PlainObject for DiscoveryFailedData {
         })
     }
 }
+impl crate::wire::StreamValue for DiscoveryFailedData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("endpoint", &self.endpoint)?;
+                sink.field("reason", &self.reason)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for DiscoveryFailedData {
     fn from_wire(
         value: &serde_json::Value,
@@ -1562,6 +1894,23 @@ impl crate::wire::PlainObject for DiscoveryStatus {
                 >(data, "DiscoveryStatus", "status", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for DiscoveryStatus {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("status", &self.status)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for DiscoveryStatus {
@@ -1666,6 +2015,25 @@ impl crate::wire::PlainObject for DriverRegistration {
         })
     }
 }
+impl crate::wire::StreamValue for DriverRegistration {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("endpoint", &self.endpoint)?;
+                sink.field("status", &self.status)?;
+                sink.field("type", &self.r#type)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for DriverRegistration {
     fn from_wire(
         value: &serde_json::Value,
@@ -1761,6 +2129,32 @@ impl crate::wire::VersionedObject for FixedIP {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for FixedIP {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &FIXED_IP_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("address", &self.address)?;
+                if let Some(value) = &self.floating_ips {
+                    sink.field("floating_ips", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("FixedIP")
+    }
+}
 impl crate::wire::WireValue for FixedIP {
     fn from_wire(
         value: &serde_json::Value,
@@ -1846,6 +2240,29 @@ impl crate::wire::VersionedObject for FixedIPList {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for FixedIPList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &FIXED_IP_LIST_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("objects", &self.objects)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("FixedIPList")
     }
 }
 impl crate::wire::WireValue for FixedIPList {
@@ -1951,6 +2368,24 @@ impl crate::wire::PlainObject for GuestAddress {
                 >(data, "GuestAddress", "prefix_length", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for GuestAddress {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("address", &self.address)?;
+                sink.field("prefix_length", &self.prefix_length)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for GuestAddress {
@@ -2076,6 +2511,25 @@ impl crate::wire::PlainObject for GuestInfo {
                 >(data, "GuestInfo", "protocol", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for GuestInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("nics", &self.nics)?;
+                sink.field("os", &self.os)?;
+                sink.field("protocol", &self.protocol)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for GuestInfo {
@@ -2212,6 +2666,26 @@ impl crate::wire::PlainObject for GuestNic {
         })
     }
 }
+impl crate::wire::StreamValue for GuestNic {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("addresses", &self.addresses)?;
+                sink.field("link", &self.link)?;
+                sink.field("mac", &self.mac)?;
+                sink.field("name", &self.name)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for GuestNic {
     fn from_wire(
         value: &serde_json::Value,
@@ -2337,6 +2811,24 @@ impl crate::wire::PlainObject for GuestProtocol {
         })
     }
 }
+impl crate::wire::StreamValue for GuestProtocol {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("layout_version", &self.layout_version)?;
+                sink.field("name", &self.name)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for GuestProtocol {
     fn from_wire(
         value: &serde_json::Value,
@@ -2459,6 +2951,25 @@ impl crate::wire::PlainObject for Hardware {
         })
     }
 }
+impl crate::wire::StreamValue for Hardware {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("acc_specs", &self.acc_specs)?;
+                sink.field("acc_status", &self.acc_status)?;
+                sink.field("uuid", &self.uuid)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for Hardware {
     fn from_wire(
         value: &serde_json::Value,
@@ -2534,6 +3045,23 @@ impl crate::wire::PlainObject for HardwareList {
                 >(data, "HardwareList", "hardware", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for HardwareList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("hardware", &self.hardware)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for HardwareList {
@@ -2667,6 +3195,24 @@ impl crate::wire::PlainObject for HelloAck {
         })
     }
 }
+impl crate::wire::StreamValue for HelloAck {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("heartbeat_interval", &self.heartbeat_interval)?;
+                sink.field("protocol_version", &self.protocol_version)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for HelloAck {
     fn from_wire(
         value: &serde_json::Value,
@@ -2755,6 +3301,29 @@ impl crate::wire::VersionedObject for HostInfo {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for HostInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &HOST_INFO_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("plugin_info", &self.plugin_info)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("HostInfo")
     }
 }
 impl crate::wire::WireValue for HostInfo {
@@ -2862,6 +3431,30 @@ impl crate::wire::VersionedObject for HostPluginInfo {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for HostPluginInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &HOST_PLUGIN_INFO_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("plugin_name", &self.plugin_name)?;
+                sink.field("vif_info", &self.vif_info)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("HostPluginInfo")
     }
 }
 impl crate::wire::WireValue for HostPluginInfo {
@@ -2983,6 +3576,31 @@ impl crate::wire::VersionedObject for HostPortProfileInfo {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for HostPortProfileInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &HOST_PORT_PROFILE_INFO_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("max_version", &self.max_version)?;
+                sink.field("min_version", &self.min_version)?;
+                sink.field("profile_object_name", &self.profile_object_name)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("HostPortProfileInfo")
     }
 }
 impl crate::wire::WireValue for HostPortProfileInfo {
@@ -3141,6 +3759,34 @@ impl crate::wire::VersionedObject for HostVIFInfo {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for HostVIFInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &HOST_VIF_INFO_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("max_version", &self.max_version)?;
+                sink.field("min_version", &self.min_version)?;
+                if let Some(value) = &self.supported_port_profiles {
+                    sink.field("supported_port_profiles", value)?;
+                }
+                sink.field("vif_object_name", &self.vif_object_name)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("HostVIFInfo")
+    }
+}
 impl crate::wire::WireValue for HostVIFInfo {
     fn from_wire(
         value: &serde_json::Value,
@@ -3249,6 +3895,33 @@ impl crate::wire::VersionedObject for InstanceInfo {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for InstanceInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &INSTANCE_INFO_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("name", &self.name)?;
+                if let Some(value) = &self.project_id {
+                    sink.field("project_id", value)?;
+                }
+                sink.field("uuid", &self.uuid)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("InstanceInfo")
+    }
+}
 impl crate::wire::WireValue for InstanceInfo {
     fn from_wire(
         value: &serde_json::Value,
@@ -3328,6 +4001,24 @@ impl crate::wire::PlainObject for LinkState {
                 crate::wire::read_required::<bool>(data, "LinkState", "carrier", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for LinkState {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("admin_up", &self.admin_up)?;
+                sink.field("carrier", &self.carrier)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for LinkState {
@@ -3576,6 +4267,46 @@ impl crate::wire::VersionedObject for Network {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for Network {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &NETWORK_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.bridge {
+                    sink.field("bridge", value)?;
+                }
+                if let Some(value) = &self.bridge_interface {
+                    sink.field("bridge_interface", value)?;
+                }
+                sink.field("id", &self.id)?;
+                if let Some(value) = &self.label {
+                    sink.field("label", value)?;
+                }
+                sink.field("mtu", &self.mtu)?;
+                sink.field("multi_host", &self.multi_host)?;
+                sink.field("should_provide_bridge", &self.should_provide_bridge)?;
+                sink.field("should_provide_vlan", &self.should_provide_vlan)?;
+                sink.field("subnets", &self.subnets)?;
+                if let Some(value) = &self.vlan {
+                    sink.field("vlan", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("Network")
+    }
+}
 impl crate::wire::WireValue for Network {
     fn from_wire(
         value: &serde_json::Value,
@@ -3645,6 +4376,23 @@ impl crate::wire::PlainObject for NetworkNotFoundData {
                 >(data, "NetworkNotFoundData", "network_id", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for NetworkNotFoundData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("network_id", &self.network_id)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for NetworkNotFoundData {
@@ -3754,6 +4502,24 @@ impl crate::wire::PlainObject for NoCompatibleVifData {
         })
     }
 }
+impl crate::wire::StreamValue for NoCompatibleVifData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("plugins", &self.plugins)?;
+                sink.field("vif_classes", &self.vif_classes)?;
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for NoCompatibleVifData {
     fn from_wire(
         value: &serde_json::Value,
@@ -3850,6 +4616,29 @@ impl crate::wire::PlainObject for OsInfo {
             },
             version: { crate::wire::read_optional::<String>(data, "version", path)? },
         })
+    }
+}
+impl crate::wire::StreamValue for OsInfo {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                if let Some(value) = &self.kernel_version {
+                    sink.field("kernel_version", value)?;
+                }
+                sink.field("name", &self.name)?;
+                if let Some(value) = &self.version {
+                    sink.field("version", value)?;
+                }
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for OsInfo {
@@ -3972,6 +4761,27 @@ impl crate::wire::PlainObject for PeerUnavailableData {
         })
     }
 }
+impl crate::wire::StreamValue for PeerUnavailableData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("endpoint", &self.endpoint)?;
+                sink.field("last_seen", &self.last_seen)?;
+                if let Some(value) = &self.reason {
+                    sink.field("reason", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+}
 impl crate::wire::WireValue for PeerUnavailableData {
     fn from_wire(
         value: &serde_json::Value,
@@ -4078,6 +4888,25 @@ impl crate::wire::PlainObject for PortInUseData {
                 >(data, "PortInUseData", "port_id", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for PortInUseData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("instance_uuid", &self.instance_uuid)?;
+                sink.field("network_id", &self.network_id)?;
+                sink.field("port_id", &self.port_id)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for PortInUseData {
@@ -4188,6 +5017,35 @@ impl crate::wire::VersionedObject for Route {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for Route {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &ROUTE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("cidr", &self.cidr)?;
+                if let Some(value) = &self.gateway {
+                    sink.field("gateway", value)?;
+                }
+                if let Some(value) = &self.interface {
+                    sink.field("interface", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("Route")
+    }
+}
 impl crate::wire::WireValue for Route {
     fn from_wire(
         value: &serde_json::Value,
@@ -4273,6 +5131,29 @@ impl crate::wire::VersionedObject for RouteList {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for RouteList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &ROUTE_LIST_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("objects", &self.objects)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("RouteList")
     }
 }
 impl crate::wire::WireValue for RouteList {
@@ -4448,6 +5329,38 @@ impl crate::wire::VersionedObject for Subnet {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for Subnet {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &SUBNET_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("cidr", &self.cidr)?;
+                if let Some(value) = &self.dhcp_server {
+                    sink.field("dhcp_server", value)?;
+                }
+                sink.field("dns", &self.dns)?;
+                if let Some(value) = &self.gateway {
+                    sink.field("gateway", value)?;
+                }
+                sink.field("ips", &self.ips)?;
+                sink.field("routes", &self.routes)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("Subnet")
+    }
+}
 impl crate::wire::WireValue for Subnet {
     fn from_wire(
         value: &serde_json::Value,
@@ -4533,6 +5446,29 @@ impl crate::wire::VersionedObject for SubnetList {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for SubnetList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &SUBNET_LIST_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("objects", &self.objects)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("SubnetList")
     }
 }
 impl crate::wire::WireValue for SubnetList {
@@ -4655,6 +5591,24 @@ impl crate::wire::PlainObject for UnsupportedVersionData {
                 >(data, "UnsupportedVersionData", "object", path)?
             },
         })
+    }
+}
+impl crate::wire::StreamValue for UnsupportedVersionData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_plain(
+            out,
+            ctx,
+            |sink| {
+                sink.field("max_version", &self.max_version)?;
+                sink.field("object", &self.object)?;
+                Ok(())
+            },
+        )
     }
 }
 impl crate::wire::WireValue for UnsupportedVersionData {
@@ -4867,6 +5821,38 @@ impl crate::wire::VersionedObject for VIFBase {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFBase {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_BASE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("network", &self.network)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFBase")
+    }
+}
 impl crate::wire::WireValue for VIFBase {
     fn from_wire(
         value: &serde_json::Value,
@@ -5051,6 +6037,40 @@ impl crate::wire::VersionedObject for VIFBridge {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFBridge {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_BRIDGE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("bridge_name", &self.bridge_name)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("network", &self.network)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field("vif_name", &self.vif_name)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFBridge")
     }
 }
 impl crate::wire::WireValue for VIFBridge {
@@ -5273,6 +6293,44 @@ impl crate::wire::VersionedObject for VIFDirect {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFDirect {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_DIRECT_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("dev_address", &self.dev_address)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("mode", &self.mode)?;
+                sink.field("network", &self.network)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field("vif_name", &self.vif_name)?;
+                if let Some(value) = &self.vlan_name {
+                    sink.field("vlan_name", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFDirect")
+    }
+}
 impl crate::wire::WireValue for VIFDirect {
     fn from_wire(
         value: &serde_json::Value,
@@ -5437,6 +6495,39 @@ impl crate::wire::VersionedObject for VIFGeneric {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFGeneric {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_GENERIC_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("network", &self.network)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field("vif_name", &self.vif_name)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFGeneric")
     }
 }
 impl crate::wire::WireValue for VIFGeneric {
@@ -5629,6 +6720,40 @@ impl crate::wire::VersionedObject for VIFHostDevice {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFHostDevice {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_HOST_DEVICE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("dev_address", &self.dev_address)?;
+                sink.field("dev_type", &self.dev_type)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("network", &self.network)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFHostDevice")
     }
 }
 impl crate::wire::WireValue for VIFHostDevice {
@@ -5826,6 +6951,40 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFNestedDPDK {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_NESTED_DPDK_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("dev_driver", &self.dev_driver)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("network", &self.network)?;
+                sink.field("pci_address", &self.pci_address)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFNestedDPDK")
+    }
+}
 impl crate::wire::WireValue for VIFNestedDPDK {
     fn from_wire(
         value: &serde_json::Value,
@@ -6018,6 +7177,40 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFOpenVSwitch {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_OPEN_V_SWITCH_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("bridge_name", &self.bridge_name)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("network", &self.network)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field("vif_name", &self.vif_name)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFOpenVSwitch")
+    }
+}
 impl crate::wire::WireValue for VIFOpenVSwitch {
     fn from_wire(
         value: &serde_json::Value,
@@ -6187,6 +7380,35 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFPortProfile8021Qbg {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE8021_QBG_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                sink.field("instance_id", &self.instance_id)?;
+                sink.field("manager_id", &self.manager_id)?;
+                sink.field("type_id", &self.type_id)?;
+                sink.field("type_id_version", &self.type_id_version)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfile8021Qbg")
+    }
+}
 impl crate::wire::WireValue for VIFPortProfile8021Qbg {
     fn from_wire(
         value: &serde_json::Value,
@@ -6299,6 +7521,32 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFPortProfile8021Qbh {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE8021_QBH_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                sink.field("profile_id", &self.profile_id)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfile8021Qbh")
+    }
+}
 impl crate::wire::WireValue for VIFPortProfile8021Qbh {
     fn from_wire(
         value: &serde_json::Value,
@@ -6393,6 +7641,31 @@ impl crate::wire::VersionedObject for VIFPortProfileBase {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFPortProfileBase {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_BASE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileBase")
     }
 }
 impl crate::wire::WireValue for VIFPortProfileBase {
@@ -6505,6 +7778,32 @@ impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFPortProfileFPBridge {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_FP_BRIDGE_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("bridge_name", &self.bridge_name)?;
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileFPBridge")
     }
 }
 impl crate::wire::WireValue for VIFPortProfileFPBridge {
@@ -6731,6 +8030,43 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("bridge_name", &self.bridge_name)?;
+                sink.field("create_port", &self.create_port)?;
+                sink.field("create_tap", &self.create_tap)?;
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                if let Some(value) = &self.datapath_type {
+                    sink.field("datapath_type", value)?;
+                }
+                sink.field("hybrid_plug", &self.hybrid_plug)?;
+                sink.field("interface_id", &self.interface_id)?;
+                sink.field("multiqueue", &self.multiqueue)?;
+                if let Some(value) = &self.profile_id {
+                    sink.field("profile_id", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileFPOpenVSwitch")
+    }
+}
 impl crate::wire::WireValue for VIFPortProfileFPOpenVSwitch {
     fn from_wire(
         value: &serde_json::Value,
@@ -6840,6 +8176,34 @@ impl crate::wire::VersionedObject for VIFPortProfileFPTap {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFPortProfileFPTap {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_FP_TAP_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                if let Some(value) = &self.mac_address {
+                    sink.field("mac_address", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileFPTap")
     }
 }
 impl crate::wire::WireValue for VIFPortProfileFPTap {
@@ -6986,6 +8350,34 @@ impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
     }
     fn set_changes(&mut self, changes: Option<Vec<String>>) {
         self.obj_changes = changes;
+    }
+}
+impl crate::wire::StreamValue for VIFPortProfileK8sDPDK {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_K8S_DPDK_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                sink.field("l3_setup", &self.l3_setup)?;
+                sink.field("resourceversion", &self.resourceversion)?;
+                sink.field("selflink", &self.selflink)?;
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileK8sDPDK")
     }
 }
 impl crate::wire::WireValue for VIFPortProfileK8sDPDK {
@@ -7218,6 +8610,47 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFPortProfileOVSRepresentor {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("create_port", &self.create_port)?;
+                sink.field("create_tap", &self.create_tap)?;
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                if let Some(value) = &self.datapath_type {
+                    sink.field("datapath_type", value)?;
+                }
+                sink.field("interface_id", &self.interface_id)?;
+                sink.field("multiqueue", &self.multiqueue)?;
+                if let Some(value) = &self.profile_id {
+                    sink.field("profile_id", value)?;
+                }
+                if let Some(value) = &self.representor_address {
+                    sink.field("representor_address", value)?;
+                }
+                if let Some(value) = &self.representor_name {
+                    sink.field("representor_name", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileOVSRepresentor")
+    }
+}
 impl crate::wire::WireValue for VIFPortProfileOVSRepresentor {
     fn from_wire(
         value: &serde_json::Value,
@@ -7432,6 +8865,41 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFPortProfileOpenVSwitch {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("create_port", &self.create_port)?;
+                sink.field("create_tap", &self.create_tap)?;
+                if let Some(value) = &self.datapath_offload {
+                    sink.field("datapath_offload", value)?;
+                }
+                if let Some(value) = &self.datapath_type {
+                    sink.field("datapath_type", value)?;
+                }
+                sink.field("interface_id", &self.interface_id)?;
+                sink.field("multiqueue", &self.multiqueue)?;
+                if let Some(value) = &self.profile_id {
+                    sink.field("profile_id", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFPortProfileOpenVSwitch")
+    }
+}
 impl crate::wire::WireValue for VIFPortProfileOpenVSwitch {
     fn from_wire(
         value: &serde_json::Value,
@@ -7636,6 +9104,43 @@ impl crate::wire::VersionedObject for VIFVHostUser {
         self.obj_changes = changes;
     }
 }
+impl crate::wire::StreamValue for VIFVHostUser {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        crate::wire::write_envelope(
+            out,
+            &VIFV_HOST_USER_INFO,
+            target,
+            self.obj_changes.as_deref(),
+            ctx,
+            |sink| {
+                sink.field("active", &self.active)?;
+                sink.field("address", &self.address)?;
+                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
+                sink.field("id", &self.id)?;
+                sink.field("mode", &self.mode)?;
+                sink.field("network", &self.network)?;
+                sink.field("path", &self.path)?;
+                sink.field("plugin", &self.plugin)?;
+                if let Some(value) = &self.port_profile {
+                    sink.field("port_profile", value)?;
+                }
+                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                if let Some(value) = &self.vif_name {
+                    sink.field("vif_name", value)?;
+                }
+                Ok(())
+            },
+        )
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some("VIFVHostUser")
+    }
+}
 impl crate::wire::WireValue for VIFVHostUser {
     fn from_wire(
         value: &serde_json::Value,
@@ -7662,6 +9167,26 @@ impl AnyDatapathOffloadBase {
             Self::DatapathOffloadBase(_) => "DatapathOffloadBase",
             Self::DatapathOffloadRepresentor(_) => "DatapathOffloadRepresentor",
         }
+    }
+}
+impl crate::wire::StreamValue for AnyDatapathOffloadBase {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        match self {
+            Self::DatapathOffloadBase(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::DatapathOffloadRepresentor(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+        }
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some(Self::object_name(self))
     }
 }
 impl crate::wire::WireValue for AnyDatapathOffloadBase {
@@ -7742,6 +9267,44 @@ impl AnyVIFBase {
             Self::VIFOpenVSwitch(_) => "VIFOpenVSwitch",
             Self::VIFVHostUser(_) => "VIFVHostUser",
         }
+    }
+}
+impl crate::wire::StreamValue for AnyVIFBase {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        match self {
+            Self::VIFBase(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFBridge(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFDirect(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFGeneric(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFHostDevice(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFNestedDPDK(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFOpenVSwitch(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFVHostUser(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+        }
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some(Self::object_name(self))
     }
 }
 impl crate::wire::WireValue for AnyVIFBase {
@@ -7877,6 +9440,47 @@ impl AnyVIFPortProfileBase {
             Self::VIFPortProfileOVSRepresentor(_) => "VIFPortProfileOVSRepresentor",
             Self::VIFPortProfileOpenVSwitch(_) => "VIFPortProfileOpenVSwitch",
         }
+    }
+}
+impl crate::wire::StreamValue for AnyVIFPortProfileBase {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        target: Option<crate::wire::Version>,
+        ctx: &crate::wire::StreamContext<'_>,
+    ) -> Result<(), crate::wire::WireError> {
+        match self {
+            Self::VIFPortProfile8021Qbg(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfile8021Qbh(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileBase(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileFPBridge(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileFPOpenVSwitch(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileFPTap(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileK8sDPDK(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileOVSRepresentor(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+            Self::VIFPortProfileOpenVSwitch(object) => {
+                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+            }
+        }
+    }
+    fn object_name(&self) -> Option<&'static str> {
+        Some(Self::object_name(self))
     }
 }
 impl crate::wire::WireValue for AnyVIFPortProfileBase {
@@ -8070,79 +9674,252 @@ pub fn convert_primitive(
     )?;
     match envelope.name {
         "DatapathOffloadBase" => {
-            DatapathOffloadBase::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &DatapathOffloadBase::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "DatapathOffloadRepresentor" => {
-            DatapathOffloadRepresentor::from_primitive(value)?
-                .to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &DatapathOffloadRepresentor::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
-        "FixedIP" => FixedIP::from_primitive(value)?.to_primitive(target, manifest),
+        "FixedIP" => {
+            let text = crate::wire::to_json_string(
+                &FixedIP::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
         "FixedIPList" => {
-            FixedIPList::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &FixedIPList::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
-        "HostInfo" => HostInfo::from_primitive(value)?.to_primitive(target, manifest),
+        "HostInfo" => {
+            let text = crate::wire::to_json_string(
+                &HostInfo::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
         "HostPluginInfo" => {
-            HostPluginInfo::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &HostPluginInfo::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "HostPortProfileInfo" => {
-            HostPortProfileInfo::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &HostPortProfileInfo::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "HostVIFInfo" => {
-            HostVIFInfo::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &HostVIFInfo::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "InstanceInfo" => {
-            InstanceInfo::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &InstanceInfo::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
-        "Network" => Network::from_primitive(value)?.to_primitive(target, manifest),
-        "Route" => Route::from_primitive(value)?.to_primitive(target, manifest),
-        "RouteList" => RouteList::from_primitive(value)?.to_primitive(target, manifest),
-        "Subnet" => Subnet::from_primitive(value)?.to_primitive(target, manifest),
-        "SubnetList" => SubnetList::from_primitive(value)?.to_primitive(target, manifest),
-        "VIFBase" => VIFBase::from_primitive(value)?.to_primitive(target, manifest),
-        "VIFBridge" => VIFBridge::from_primitive(value)?.to_primitive(target, manifest),
-        "VIFDirect" => VIFDirect::from_primitive(value)?.to_primitive(target, manifest),
-        "VIFGeneric" => VIFGeneric::from_primitive(value)?.to_primitive(target, manifest),
+        "Network" => {
+            let text = crate::wire::to_json_string(
+                &Network::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "Route" => {
+            let text = crate::wire::to_json_string(
+                &Route::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "RouteList" => {
+            let text = crate::wire::to_json_string(
+                &RouteList::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "Subnet" => {
+            let text = crate::wire::to_json_string(
+                &Subnet::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "SubnetList" => {
+            let text = crate::wire::to_json_string(
+                &SubnetList::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFBase" => {
+            let text = crate::wire::to_json_string(
+                &VIFBase::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFBridge" => {
+            let text = crate::wire::to_json_string(
+                &VIFBridge::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFDirect" => {
+            let text = crate::wire::to_json_string(
+                &VIFDirect::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFGeneric" => {
+            let text = crate::wire::to_json_string(
+                &VIFGeneric::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
         "VIFHostDevice" => {
-            VIFHostDevice::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFHostDevice::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFNestedDPDK" => {
-            VIFNestedDPDK::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFNestedDPDK::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFOpenVSwitch" => {
-            VIFOpenVSwitch::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFOpenVSwitch::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfile8021Qbg" => {
-            VIFPortProfile8021Qbg::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfile8021Qbg::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfile8021Qbh" => {
-            VIFPortProfile8021Qbh::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfile8021Qbh::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileBase" => {
-            VIFPortProfileBase::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileBase::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileFPBridge" => {
-            VIFPortProfileFPBridge::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileFPBridge::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileFPOpenVSwitch" => {
-            VIFPortProfileFPOpenVSwitch::from_primitive(value)?
-                .to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileFPOpenVSwitch::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileFPTap" => {
-            VIFPortProfileFPTap::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileFPTap::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileK8sDPDK" => {
-            VIFPortProfileK8sDPDK::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileK8sDPDK::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileOVSRepresentor" => {
-            VIFPortProfileOVSRepresentor::from_primitive(value)?
-                .to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileOVSRepresentor::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileOpenVSwitch" => {
-            VIFPortProfileOpenVSwitch::from_primitive(value)?
-                .to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFPortProfileOpenVSwitch::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFVHostUser" => {
-            VIFVHostUser::from_primitive(value)?.to_primitive(target, manifest)
+            let text = crate::wire::to_json_string(
+                &VIFVHostUser::from_primitive(value)?,
+                target,
+                manifest,
+            )?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         other => {
             Err(crate::wire::WireError::UnknownObject {

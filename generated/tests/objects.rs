@@ -181,3 +181,31 @@ fn polymorphic_fields_refuse_objects_outside_the_family() {
     let error = error_of(&input, Version::new(1, 0));
     assert!(error.to_string().contains("unknown object `Network` (expected one of VIFPortProfile8021Qbg"), "{error}");
 }
+
+/// The streaming writer and the tree-building path agree byte for byte.
+#[test]
+fn streaming_and_tree_paths_write_the_same_bytes() {
+    use vproto_api::wire::to_json_string;
+    let vif = VIFOpenVSwitch::from_primitive(&example()).unwrap();
+    let profile_value = example()["versioned_object.data"]["port_profile"].clone();
+    let profile = vproto_api::VIFPortProfileOpenVSwitch::from_primitive(&profile_value).unwrap();
+    let manifests: Vec<Option<Manifest>> = vec![
+        None,
+        Some(Manifest::new()),
+        Some(
+            [("Network".to_string(), Version::new(1, 0)), ("VIFPortProfileBase".to_string(), Version::new(1, 0))]
+                .into(),
+        ),
+        Some([("DatapathOffloadBase".to_string(), Version::new(1, 0))].into()),
+    ];
+    for manifest in &manifests {
+        let tree = serde_json::to_string(&vif.to_primitive(None, manifest.as_ref()).unwrap()).unwrap();
+        assert_eq!(to_json_string(&vif, None, manifest.as_ref()).unwrap(), tree, "VIF with {manifest:?}");
+        for minor in 0..=4 {
+            let target = Some(Version::new(1, minor));
+            let tree = serde_json::to_string(&profile.to_primitive(target, manifest.as_ref()).unwrap()).unwrap();
+            let streamed = to_json_string(&profile, target, manifest.as_ref()).unwrap();
+            assert_eq!(streamed, tree, "profile at 1.{minor} with {manifest:?}");
+        }
+    }
+}

@@ -22,7 +22,7 @@ use super::{
 pub type Manifest = BTreeMap<String, Version>;
 
 /// The object and each of its bases, with the version of each that applies at `version`.
-fn lineage(
+pub(crate) fn lineage(
     registry: &Registry,
     info: &'static ObjectInfo,
     version: Version,
@@ -133,7 +133,7 @@ fn convert_children(
 }
 
 /// The version a child object is converted to, or `None` to leave it as it is.
-fn child_target(
+pub(crate) fn child_target(
     registry: &Registry,
     child: ChildInfo,
     concrete: &str,

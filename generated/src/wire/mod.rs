@@ -10,11 +10,13 @@
 mod convert;
 mod error;
 mod formats;
+mod stream;
 mod value;
 
 pub use convert::{backport_envelope, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
 pub use formats::{check_constraints, format_is_valid, Constraints, FORMATS};
+pub use stream::{write_envelope, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
 pub use value::{read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
 
 use std::{cmp::Ordering, fmt, str::FromStr};
@@ -173,6 +175,27 @@ impl Registry {
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.objects.iter().map(|info| info.name)
     }
+}
+
+/// Writes `object` as JSON text at `target` (default: its current version),
+/// converting children by their pins or by `manifest`, without building a
+/// `serde_json::Value` tree; the bytes equal `serde_json::to_string` of
+/// [`VersionedObject::to_primitive`]'s result.
+pub fn to_json_string<T: VersionedObject + StreamValue>(
+    object: &T,
+    target: Option<Version>,
+    manifest: Option<&Manifest>,
+) -> Result<String, WireError> {
+    let registry = T::registry();
+    // Removed fields are filled in from defaults when converting down; the
+    // tree-building path does that, the streaming one does not.
+    if registry.objects.iter().any(|info| info.fields.iter().any(|field| field.removed.is_some())) {
+        let value = object.to_primitive(target, manifest)?;
+        return Ok(serde_json::to_string(&value).expect("a JSON value always serializes"));
+    }
+    let mut out = Vec::with_capacity(1024);
+    object.write_json(&mut out, target, &StreamContext { registry, manifest })?;
+    Ok(String::from_utf8(out).expect("only UTF-8 is written"))
 }
 
 /// The entry of a version map that applies at `version`: the last whose key is not after it.

@@ -287,7 +287,8 @@ pub trait VersionedObject: Sized {
         let mut data = envelope.data.clone();
         fill_defaults(registry, info, &mut data, envelope.version, path)?;
         let mut object = Self::from_data(&data, path)?;
-        object.set_changes(envelope.changes);
+        // As oslo: an envelope without `changes` marks nothing as changed.
+        object.set_changes(Some(envelope.changes.unwrap_or_default()));
         Ok(object)
     }
 }
