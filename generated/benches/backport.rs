@@ -45,7 +45,7 @@ fn cases() -> Vec<Case> {
     // os-vif 5.3.0's obj_tree_get_versions("VIFOpenVSwitch"), with Network
     // (1.1) and VIFPortProfileBase (1.1) at 1.0, so the network and the port
     // profile are backported although the VIF itself stays at 1.0.
-    let manifest = [
+    let manifest: Manifest = [
         ("VIFOpenVSwitch", "1.0"),
         ("Network", "1.0"),
         ("SubnetList", "1.0"),
