@@ -323,7 +323,9 @@ fn emit_enum(ident: &Ident, docs: &TokenStream, values: &[String], open: bool, w
 
         impl #wire::StreamValue for #ident {
             fn write_json(&self, out: &mut Vec<u8>, target: Option<#wire::Version>, ctx: &#wire::StreamContext<'_>) -> Result<(), #wire::WireError> {
-                #wire::StreamValue::write_json(&self.as_str().to_string(), out, target, ctx)
+                let _ = (target, ctx);
+                #wire::write_json_str(out, self.as_str());
+                Ok(())
             }
         }
 
@@ -472,14 +474,13 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
     };
     let info_ident = info_ident(object.name);
     let object_name_lit = object.name;
-    let (changes_field, changes_init, object_impl) = if versioned {
+    let (changes_field, object_impl) = if versioned {
         (
             quote! {
                 /// The fields the sender marked as changed (`versioned_object.changes`);
                 /// `None` counts every set field, as for a newly built object.
                 pub obj_changes: Option<Vec<String>>,
             },
-            quote! { obj_changes: None, },
             quote! {
                 #allow_empty
                 impl #wire::VersionedObject for #ident {
@@ -523,7 +524,6 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
     } else {
         (
             quote! {},
-            quote! {},
             quote! {
                 #allow_empty
                 impl #wire::PlainObject for #ident {
@@ -560,7 +560,6 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
             },
         )
     };
-    let _ = changes_init;
     quote! {
         #docs
         #[derive(Clone, Debug, PartialEq)]
@@ -718,12 +717,13 @@ fn emit_polymorphic(base: &str, members: &[&str], wire: &syn::Path) -> TokenStre
 
 fn emit_registry(ir: &SchemaIr, wire: &syn::Path) -> TokenStream {
     let infos = ir.objects.keys().map(|name| info_ident(name));
+    let has_removed = ir.schema.objects.values().any(|o| o.fields.values().any(|f| f.removed.is_some()));
     let versioned: Vec<&ObjectIr> = ir.versioned_objects().collect();
     let names = versioned.iter().map(|o| o.name);
     let idents = versioned.iter().map(|o| format_ident!("{}", o.name));
     quote! {
         /// Every object of the schema, sorted by name.
-        pub static REGISTRY: #wire::Registry = #wire::Registry { objects: &[#(&#infos),*] };
+        pub static REGISTRY: #wire::Registry = #wire::Registry { objects: &[#(&#infos),*], has_removed_fields: #has_removed };
 
         /// Reads a `versioned_object` primitive of any object at any known
         /// version, validates it, and writes it at `target` (default: the

@@ -38,12 +38,9 @@ impl crate::wire::StreamValue for ComponentStatus {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(
-            &self.as_str().to_string(),
-            out,
-            target,
-            ctx,
-        )
+        let _ = (target, ctx);
+        crate::wire::write_json_str(out, self.as_str());
+        Ok(())
     }
 }
 impl crate::wire::WireValue for ComponentStatus {
@@ -114,12 +111,9 @@ impl crate::wire::StreamValue for DeviceType {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(
-            &self.as_str().to_string(),
-            out,
-            target,
-            ctx,
-        )
+        let _ = (target, ctx);
+        crate::wire::write_json_str(out, self.as_str());
+        Ok(())
     }
 }
 impl crate::wire::WireValue for DeviceType {
@@ -176,12 +170,9 @@ impl crate::wire::StreamValue for DiscoveryState {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(
-            &self.as_str().to_string(),
-            out,
-            target,
-            ctx,
-        )
+        let _ = (target, ctx);
+        crate::wire::write_json_str(out, self.as_str());
+        Ok(())
     }
 }
 impl crate::wire::WireValue for DiscoveryState {
@@ -598,12 +589,9 @@ impl crate::wire::StreamValue for VIFDirectMode {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(
-            &self.as_str().to_string(),
-            out,
-            target,
-            ctx,
-        )
+        let _ = (target, ctx);
+        crate::wire::write_json_str(out, self.as_str());
+        Ok(())
     }
 }
 impl crate::wire::WireValue for VIFDirectMode {
@@ -661,12 +649,9 @@ impl crate::wire::StreamValue for VIFHostDeviceDevType {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(
-            &self.as_str().to_string(),
-            out,
-            target,
-            ctx,
-        )
+        let _ = (target, ctx);
+        crate::wire::write_json_str(out, self.as_str());
+        Ok(())
     }
 }
 impl crate::wire::WireValue for VIFHostDeviceDevType {
@@ -721,12 +706,9 @@ impl crate::wire::StreamValue for VIFVHostUserMode {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(
-            &self.as_str().to_string(),
-            out,
-            target,
-            ctx,
-        )
+        let _ = (target, ctx);
+        crate::wire::write_json_str(out, self.as_str());
+        Ok(())
     }
 }
 impl crate::wire::WireValue for VIFVHostUserMode {
@@ -9656,6 +9638,7 @@ pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
         &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
         &VIFV_HOST_USER_INFO,
     ],
+    has_removed_fields: false,
 };
 /// Reads a `versioned_object` primitive of any object at any known
 /// version, validates it, and writes it at `target` (default: the

@@ -16,7 +16,7 @@ mod value;
 pub use convert::{backport_envelope, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
 pub use formats::{check_constraints, format_is_valid, Constraints, FORMATS};
-pub use stream::{write_envelope, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
+pub use stream::{write_envelope, write_json_str, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
 pub use value::{read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
 
 use std::{cmp::Ordering, fmt, str::FromStr};
@@ -163,6 +163,8 @@ pub struct ObjectInfo {
 pub struct Registry {
     /// The objects, sorted by name so lookups can bisect.
     pub objects: &'static [&'static ObjectInfo],
+    /// Some field of some object is removed at a later version (known when generating).
+    pub has_removed_fields: bool,
 }
 
 impl Registry {
@@ -189,7 +191,7 @@ pub fn to_json_string<T: VersionedObject + StreamValue>(
     let registry = T::registry();
     // Removed fields are filled in from defaults when converting down; the
     // tree-building path does that, the streaming one does not.
-    if registry.objects.iter().any(|info| info.fields.iter().any(|field| field.removed.is_some())) {
+    if registry.has_removed_fields {
         let value = object.to_primitive(target, manifest)?;
         return Ok(serde_json::to_string(&value).expect("a JSON value always serializes"));
     }

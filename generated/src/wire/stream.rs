@@ -34,26 +34,23 @@ pub struct StreamContext<'a> {
     pub manifest: Option<&'a Manifest>,
 }
 
-fn write_str(out: &mut Vec<u8>, text: &str) {
+/// Appends `text` as a JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
 
 impl StreamValue for String {
     fn write_json(&self, out: &mut Vec<u8>, _: Option<Version>, _: &StreamContext<'_>) -> Result<(), WireError> {
-        write_str(out, self);
+        write_json_str(out, self);
         Ok(())
     }
 }
 
 impl StreamValue for i64 {
     fn write_json(&self, out: &mut Vec<u8>, _: Option<Version>, _: &StreamContext<'_>) -> Result<(), WireError> {
-        out.extend_from_slice(itoa_buffer(*self).as_bytes());
+        out.extend_from_slice(self.to_string().as_bytes());
         Ok(())
     }
-}
-
-fn itoa_buffer(value: i64) -> String {
-    value.to_string()
 }
 
 impl StreamValue for f64 {
@@ -119,7 +116,7 @@ impl<T: StreamValue> StreamValue for BTreeMap<String, T> {
             if index > 0 {
                 out.push(b',');
             }
-            write_str(out, key);
+            write_json_str(out, key);
             out.push(b':');
             item.write_json(out, target, ctx)?;
         }
@@ -161,7 +158,7 @@ impl<'a, 'c> FieldSink<'a, 'c> {
         if !self.written.is_empty() {
             self.out.push(b',');
         }
-        write_str(&mut self.out, name);
+        write_json_str(&mut self.out, name);
         self.out.push(b':');
         value.dyn_write_json(&mut self.out, child_version, self.ctx)?;
         self.written.push(name);
@@ -242,18 +239,18 @@ pub fn write_envelope(
             if index > 0 {
                 out.push(b',');
             }
-            write_str(out, name);
+            write_json_str(out, name);
         }
         out.extend_from_slice(b"],");
     }
     out.extend_from_slice(b"\"versioned_object.data\":{");
     out.extend_from_slice(&sink.out);
     out.extend_from_slice(b"},\"versioned_object.name\":");
-    write_str(out, info.name);
+    write_json_str(out, info.name);
     out.extend_from_slice(b",\"versioned_object.namespace\":");
-    write_str(out, info.namespace);
+    write_json_str(out, info.namespace);
     out.extend_from_slice(b",\"versioned_object.version\":");
-    write_str(out, &version.to_string());
+    write_json_str(out, &version.to_string());
     out.push(b'}');
     Ok(())
 }
