@@ -13,7 +13,7 @@ use std::{hint::black_box, io::Write};
 
 use criterion::Criterion;
 use serde_json::{json, Map, Value};
-use vproto_codegen::{emit_rust, ir::SchemaIr, load_schema, Generator};
+use vproto_codegen::{emit_rust, ir::SchemaIr, load_schema, Generator, PublishedDocuments};
 
 /// Objects in the synthetic schema.
 const OBJECTS: usize = 2000;
@@ -125,15 +125,25 @@ fn main() {
     let mut file = tempfile::Builder::new().suffix(".json").tempfile().expect("a temporary file");
     file.write_all(serde_json::to_string_pretty(&schema()).expect("JSON").as_bytes()).expect("written");
     let path = file.path().to_path_buf();
-    let generator = Generator::new(&path);
+    // As `cargo xtask codegen` runs it: the published documents are files, not literals.
+    let generator = Generator::new(&path).include_documents("schema.json", "openrpc.json");
+    let options = emit_rust::RustOptions {
+        documents: emit_rust::DocumentEmbedding::Include {
+            json_schema: "schema.json".into(),
+            openrpc: "openrpc.json".into(),
+        },
+        ..emit_rust::RustOptions::default()
+    };
 
     // One run of each stage, to show where the time goes.
     let (schema, load) = timed(|| load_schema(&path).unwrap_or_else(|d| panic!("the synthetic schema:\n{d}")));
     let (ir, ir_time) = timed(|| SchemaIr::new(&schema));
-    let (rust, emit) = timed(|| emit_rust::emit_objects(&ir, &emit_rust::RustOptions::default()));
+    let (documents, documents_time) = timed(|| PublishedDocuments::new(&ir));
+    let (rust, emit) = timed(|| emit_rust::emit_objects(&ir, &options, &documents));
     println!(
         "synthetic schema: {OBJECTS} objects x {FIELDS} fields, {} KiB of JSON -> {} KiB ({} lines) of Rust; \
-         one run: load+check {load:.2?}, IR {ir_time:.2?}, emit Rust {emit:.2?}",
+         one run: load+check {load:.2?}, IR {ir_time:.2?}, JSON Schema + OpenRPC {documents_time:.2?}, \
+         emit Rust {emit:.2?}",
         std::fs::metadata(&path).expect("written").len() / 1024,
         rust.len() / 1024,
         rust.lines().count()

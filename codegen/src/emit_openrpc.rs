@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    emit_json_schema::{error_data_def, json_schema, type_schema},
+    emit_json_schema::{error_data_def, type_schema},
     ir::SchemaIr,
 };
 
@@ -24,10 +24,10 @@ fn to_components(value: Value) -> Value {
     }
 }
 
-/// Builds the OpenRPC document.
-pub fn openrpc(ir: &SchemaIr) -> Value {
+/// Builds the OpenRPC document; `document` is the JSON Schema of [`crate::emit_json_schema::json_schema`], whose
+/// definitions become the components.
+pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
     let schema = ir.schema;
-    let document = json_schema(ir);
     let components = to_components(document["$defs"].clone());
     let mut methods = Vec::new();
     for (service_name, service) in &schema.services {

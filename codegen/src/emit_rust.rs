@@ -1,12 +1,15 @@
 //! The Rust emitter: types, object descriptors and the conversion entry
 //! point, written with `quote` and formatted with `prettyplease`.
 
-use proc_macro2::{Ident, Span, TokenStream};
+use std::collections::HashMap;
+
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
     ir::{has_constraints, rust_type, FieldIr, ObjectIr, RustType, SchemaIr},
     model::{JsonType, NamedType, TypeExpr, Version, WireForm},
+    PublishedDocuments,
 };
 
 /// The header every generated file starts with.
@@ -20,53 +23,127 @@ pub struct RustOptions {
     pub wire_path: String,
     /// The path of the JSON-RPC support module, such as `crate::rpc`.
     pub rpc_path: String,
+    /// How the module gets the published documents (`JSON_SCHEMA`, `OPENRPC`).
+    pub documents: DocumentEmbedding,
 }
 
 impl Default for RustOptions {
     fn default() -> Self {
-        RustOptions { wire_path: "crate::wire".into(), rpc_path: "crate::rpc".into() }
+        RustOptions {
+            wire_path: "crate::wire".into(),
+            rpc_path: "crate::rpc".into(),
+            documents: DocumentEmbedding::Inline,
+        }
     }
 }
 
+/// How the generated module gets the published JSON Schema and OpenRPC documents.
+#[derive(Clone, Debug)]
+pub enum DocumentEmbedding {
+    /// As string literals: the module stands alone (the default, for `build.rs` users).
+    Inline,
+    /// With `include_str!` of files the caller writes: paths as `include_str!` resolves them,
+    /// relative to the generated file. Keeps megabytes of escaped JSON out of the Rust source.
+    Include {
+        /// The path of the JSON Schema file.
+        json_schema: String,
+        /// The path of the OpenRPC file.
+        openrpc: String,
+    },
+}
+
 /// Emits the Rust module for the schema: named types, objects, polymorphic
-/// enums, descriptors, the registry and `convert_primitive`.
-pub fn emit_objects(ir: &SchemaIr, options: &RustOptions) -> String {
-    let wire: syn::Path = syn::parse_str(&options.wire_path).expect("the wire path is a Rust path");
-    let mut items = Vec::new();
+/// enums, descriptors, the registry, `convert_primitive`, the services and the
+/// published `documents` (embedded as `JSON_SCHEMA` and `OPENRPC`).
+///
+/// Objects, the bulk of large schemas, are emitted and formatted on every CPU; the
+/// output does not depend on how many there are.
+pub fn emit_objects(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments) -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    emit_objects_on(ir, options, documents, threads)
+}
+
+fn emit_objects_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments, threads: usize) -> String {
+    let wire_path = || -> syn::Path { syn::parse_str(&options.wire_path).expect("the wire path is a Rust path") };
+    let wire = wire_path();
+    let checks = ChecksTable::new(ir, &wire);
+    let objects: Vec<&ObjectIr> = ir.objects.values().collect();
+    let chunk_len = objects.len().div_ceil(threads.max(1)).max(1);
+    let (head, objects_text, tail) = std::thread::scope(|scope| {
+        // Token streams are not `Send`: each worker builds, parses and prints its own.
+        let workers: Vec<_> = objects
+            .chunks(chunk_len)
+            .map(|chunk| {
+                let checks = &checks;
+                scope.spawn(move || {
+                    let wire = wire_path();
+                    format_items(chunk.iter().map(|object| emit_object(ir, object, &wire, checks)))
+                })
+            })
+            .collect();
+        let head = format_items(emit_prelude(ir, &wire));
+        let tail = format_items(emit_tail(ir, options, documents, &wire, &checks));
+        let objects_text: String =
+            workers.into_iter().map(|worker| worker.join().expect("an emitting thread panicked")).collect();
+        (head, objects_text, tail)
+    });
+    format!("{GENERATED_HEADER}\n{head}{objects_text}{tail}")
+}
+
+/// Parses generated items and prints them with prettyplease.
+fn format_items(items: impl IntoIterator<Item = TokenStream>) -> String {
+    let items = items.into_iter();
+    let file: syn::File = syn::parse2(quote! { #(#items)* }).expect("generated tokens parse as a file");
+    prettyplease::unparse(&file)
+}
+
+/// What comes before the objects: protocol constants and named types.
+fn emit_prelude(ir: &SchemaIr, wire: &syn::Path) -> Vec<TokenStream> {
     let protocol = &ir.schema.protocol;
     let protocol_name = &protocol.name;
     let protocol_version = protocol.version.to_string();
-    items.push(quote! {
+    let mut items = vec![quote! {
         /// The protocol's name.
         pub const PROTOCOL_NAME: &str = #protocol_name;
         /// The protocol's current version.
         pub const PROTOCOL_VERSION: &str = #protocol_version;
-    });
-    for (name, named) in &ir.types {
-        items.push(emit_named_type(name, named, &wire));
-    }
-    for object in ir.objects.values() {
-        items.push(emit_object(ir, object, &wire));
-    }
-    for (base, members) in &ir.polymorphic {
-        items.push(emit_polymorphic(base, members, &wire));
-    }
-    items.push(emit_registry(ir, &wire));
+    }];
+    items.extend(ir.types.iter().map(|(name, named)| emit_named_type(name, named, wire)));
+    items
+}
+
+/// What comes after the objects: shared field checks, polymorphic enums, the registry,
+/// the published documents and the services.
+fn emit_tail(
+    ir: &SchemaIr,
+    options: &RustOptions,
+    documents: &PublishedDocuments,
+    wire: &syn::Path,
+    checks: &ChecksTable,
+) -> Vec<TokenStream> {
+    let mut items = vec![checks.emit(wire)];
+    items.extend(ir.polymorphic.iter().map(|(base, members)| emit_polymorphic(base, members, wire)));
+    items.push(emit_registry(ir, wire));
     let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
-    let json_schema = serde_json::to_string(&crate::emit_json_schema::json_schema(ir)).expect("JSON always serializes");
+    let (json_schema, openrpc) = match &options.documents {
+        DocumentEmbedding::Inline => {
+            let text = |document| serde_json::to_string(document).expect("JSON always serializes");
+            let (json_schema, openrpc) = (text(&documents.json_schema), text(&documents.openrpc));
+            (quote! { #json_schema }, quote! { #openrpc })
+        }
+        DocumentEmbedding::Include { json_schema, openrpc } => {
+            (quote! { include_str!(#json_schema) }, quote! { include_str!(#openrpc) })
+        }
+    };
     items.push(quote! {
         /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
         pub const JSON_SCHEMA: &str = #json_schema;
-    });
-    let openrpc = serde_json::to_string(&crate::emit_openrpc::openrpc(ir)).expect("JSON always serializes");
-    items.push(quote! {
         /// The published OpenRPC document of the protocol, served by `rpc.discover`.
         pub const OPENRPC: &str = #openrpc;
     });
-    items.push(crate::emit_services::emit_services(ir, &wire, &rpc));
-    items.push(crate::emit_services::emit_backlevel(ir, &wire, &rpc));
-    let file: syn::File = syn::parse2(quote! { #(#items)* }).expect("generated tokens parse as a file");
-    format!("{GENERATED_HEADER}\n{}", prettyplease::unparse(&file))
+    items.push(crate::emit_services::emit_services(ir, wire, &rpc));
+    items.push(crate::emit_services::emit_backlevel(ir, wire, &rpc));
+    items
 }
 
 fn doc(text: &str) -> TokenStream {
@@ -75,7 +152,7 @@ fn doc(text: &str) -> TokenStream {
 }
 
 fn version_tokens(version: Version, wire: &syn::Path) -> TokenStream {
-    let (major, minor) = (version.major, version.minor);
+    let (major, minor) = (Literal::u32_unsuffixed(version.major), Literal::u32_unsuffixed(version.minor));
     quote! { #wire::Version::new(#major, #minor) }
 }
 
@@ -141,46 +218,111 @@ pub fn type_tokens(ty: &RustType) -> TokenStream {
     }
 }
 
-fn option_u64(value: Option<u64>) -> TokenStream {
-    match value {
-        Some(v) => quote! { Some(#v) },
-        None => quote! { None },
+/// A `Constraints` literal for a type expression: the keywords it sets, then `..NONE`.
+pub(crate) fn constraints_tokens(expr: &TypeExpr, wire: &syn::Path) -> TokenStream {
+    let mut set = Vec::new();
+    if let Some(format) = &expr.format {
+        set.push(quote! { format: Some(#format) });
     }
-}
-
-fn option_i64(value: Option<i64>) -> TokenStream {
-    match value {
-        Some(v) => quote! { Some(#v) },
-        None => quote! { None },
+    if let Some(pattern) = &expr.pattern {
+        set.push(quote! { pattern: Some(#pattern) });
     }
-}
-
-fn option_str(value: Option<&str>) -> TokenStream {
-    match value {
-        Some(v) => quote! { Some(#v) },
-        None => quote! { None },
+    if let Some(values) = &expr.enum_values {
+        set.push(quote! { one_of: Some(&[#(#values),*]) });
     }
-}
-
-/// A `Constraints` literal for a type expression.
-fn constraints_tokens(expr: &TypeExpr, wire: &syn::Path) -> TokenStream {
-    let format = option_str(expr.format.as_deref());
-    let pattern = option_str(expr.pattern.as_deref());
-    let one_of = match &expr.enum_values {
-        Some(values) => quote! { Some(&[#(#values),*]) },
-        None => quote! { None },
-    };
-    let (min_length, max_length) = (option_u64(expr.min_length), option_u64(expr.max_length));
-    let (minimum, maximum) = (option_i64(expr.minimum), option_i64(expr.maximum));
-    let (min_items, max_items) = (option_u64(expr.min_items), option_u64(expr.max_items));
-    quote! {
-        #wire::Constraints {
-            format: #format, pattern: #pattern, one_of: #one_of,
-            min_length: #min_length, max_length: #max_length,
-            minimum: #minimum, maximum: #maximum,
-            min_items: #min_items, max_items: #max_items,
+    let counts = [
+        ("min_length", expr.min_length),
+        ("max_length", expr.max_length),
+        ("min_items", expr.min_items),
+        ("max_items", expr.max_items),
+    ];
+    for (keyword, value) in counts {
+        if let Some(value) = value {
+            let (keyword, value) = (format_ident!("{keyword}"), Literal::u64_unsuffixed(value));
+            set.push(quote! { #keyword: Some(#value) });
         }
     }
+    for (keyword, value) in [("minimum", expr.minimum), ("maximum", expr.maximum)] {
+        if let Some(value) = value {
+            let keyword = format_ident!("{keyword}");
+            let magnitude = Literal::u64_unsuffixed(value.unsigned_abs());
+            let value = if value < 0 {
+                quote! { -#magnitude }
+            } else {
+                quote! { #magnitude }
+            };
+            set.push(quote! { #keyword: Some(#value) });
+        }
+    }
+    quote! { #wire::Constraints { #(#set,)* ..#wire::Constraints::NONE } }
+}
+
+/// The distinct `FieldChecks` the objects' fields need, each emitted once as a
+/// `FIELD_CHECKS_<n>` static (numbered in order of first use), so a field's read is one call.
+/// Built before emitting, so emitting threads only look entries up.
+struct ChecksTable {
+    /// The `FieldChecks` literal as text → its number.
+    numbers: HashMap<String, usize>,
+    /// The literals in order of first use.
+    literals: Vec<String>,
+}
+
+impl ChecksTable {
+    fn new(ir: &SchemaIr, wire: &syn::Path) -> Self {
+        let mut table = ChecksTable { numbers: HashMap::new(), literals: Vec::new() };
+        for field in ir.objects.values().flat_map(|object| &object.fields) {
+            if let Some(literal) = field_checks(field, wire) {
+                if !table.numbers.contains_key(&literal) {
+                    table.numbers.insert(literal.clone(), table.literals.len());
+                    table.literals.push(literal);
+                }
+            }
+        }
+        table
+    }
+
+    /// The expression `&FIELD_CHECKS_<n>` for `field`, or `&FieldChecks::NONE` when it has none.
+    fn reference(&self, field: &FieldIr, wire: &syn::Path) -> TokenStream {
+        match field_checks(field, wire) {
+            Some(literal) => {
+                let ident = format_ident!("FIELD_CHECKS_{}", self.numbers[&literal]);
+                quote! { &#ident }
+            }
+            None => quote! { &#wire::FieldChecks::NONE },
+        }
+    }
+
+    fn emit(&self, wire: &syn::Path) -> TokenStream {
+        let statics = self.literals.iter().enumerate().map(|(number, literal)| {
+            let ident = format_ident!("FIELD_CHECKS_{number}");
+            let checks: TokenStream = literal.parse().expect("a literal the emitter wrote parses");
+            quote! {
+                /// Constraints shared by object fields (see `FieldChecks`).
+                static #ident: #wire::FieldChecks = #checks;
+            }
+        });
+        quote! { #(#statics)* }
+    }
+}
+
+/// The `FieldChecks` literal of a field whose schema constrains the value or its items, as text.
+fn field_checks(field: &FieldIr, wire: &syn::Path) -> Option<String> {
+    let expr = &field.field.schema;
+    let value = (expr.reference.is_none() && has_constraints(expr)).then(|| constraints_tokens(expr, wire));
+    let items = expr
+        .items
+        .as_deref()
+        .filter(|items| items.reference.is_none() && has_constraints(items))
+        .map(|items| constraints_tokens(items, wire));
+    if value.is_none() && items.is_none() {
+        return None;
+    }
+    let some = |constraints: Option<TokenStream>| match constraints {
+        Some(constraints) => quote! { Some(&#constraints) },
+        None => quote! { None },
+    };
+    let (value, items) = (some(value), some(items));
+    Some(quote! { #wire::FieldChecks { value: #value, items: #items } }.to_string())
 }
 
 fn emit_named_type(name: &str, named: &NamedType, wire: &syn::Path) -> TokenStream {
@@ -391,7 +533,7 @@ fn field_doc(field: &FieldIr) -> TokenStream {
 }
 
 /// The reading expression of one field in `from_data`.
-fn read_field(object: &ObjectIr, field: &FieldIr, wire: &syn::Path) -> TokenStream {
+fn read_field(object: &ObjectIr, field: &FieldIr, wire: &syn::Path, checks: &ChecksTable) -> TokenStream {
     let name = field.name;
     let object_name = object.name;
     let ty = if field.field.nullable {
@@ -400,35 +542,15 @@ fn read_field(object: &ObjectIr, field: &FieldIr, wire: &syn::Path) -> TokenStre
         field.value_type.clone()
     };
     let ty = type_tokens(&ty);
-    let expr = &field.field.schema;
-    let mut checks = Vec::new();
-    if expr.reference.is_none() && has_constraints(expr) {
-        let constraints = constraints_tokens(expr, wire);
-        checks.push(quote! {
-            if let Some(value) = data.get(#name).filter(|v| !v.is_null()) {
-                #wire::check_constraints(value, &#constraints, &path.field(#name))?;
-            }
-        });
-    }
-    if let Some(items) = expr.items.as_deref().filter(|items| items.reference.is_none() && has_constraints(items)) {
-        let constraints = constraints_tokens(items, wire);
-        checks.push(quote! {
-            if let Some(serde_json::Value::Array(items)) = data.get(#name) {
-                for (index, item) in items.iter().enumerate() {
-                    #wire::check_constraints(item, &#constraints, &path.field(#name).index(index))?;
-                }
-            }
-        });
-    }
-    let read = if field.field.required {
-        quote! { #wire::read_required::<#ty>(data, #object_name, #name, path)? }
+    let checks = checks.reference(field, wire);
+    if field.field.required {
+        quote! { #wire::read_required::<#ty>(data, #object_name, #name, #checks, path)? }
     } else {
-        quote! { #wire::read_optional::<#ty>(data, #name, path)? }
-    };
-    quote! { { #(#checks)* #read } }
+        quote! { #wire::read_optional::<#ty>(data, #name, #checks, path)? }
+    }
 }
 
-fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStream {
+fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path, checks: &ChecksTable) -> TokenStream {
     let ident = format_ident!("{}", object.name);
     let docs = object_doc(object);
     let definition = object.object;
@@ -436,17 +558,13 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
     let field_idents: Vec<Ident> = object.fields.iter().map(|f| field_ident(f.name)).collect();
     let field_types = object.fields.iter().map(|f| type_tokens(&f.rust_type));
     let field_docs = object.fields.iter().map(field_doc);
-    let reads = object.fields.iter().map(|f| read_field(object, f, wire));
+    let reads: Vec<TokenStream> = object.fields.iter().map(|f| read_field(object, f, wire, checks)).collect();
     let writes = object.fields.iter().zip(&field_idents).map(|(field, ident)| {
         let name = field.name;
         if field.field.required {
             quote! { data.insert(#name.into(), #wire::WireValue::to_wire(&self.#ident)); }
         } else {
-            quote! {
-                if let Some(value) = &self.#ident {
-                    data.insert(#name.into(), #wire::WireValue::to_wire(value));
-                }
-            }
+            quote! { #wire::insert_optional(&mut data, #name, self.#ident.as_ref()); }
         }
     });
     let mut sorted: Vec<(&FieldIr, &Ident)> = object.fields.iter().zip(&field_idents).collect();
@@ -458,11 +576,7 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStrea
             if field.field.required {
                 quote! { sink.field(#name, &self.#ident)?; }
             } else {
-                quote! {
-                    if let Some(value) = &self.#ident {
-                        sink.field(#name, value)?;
-                    }
-                }
+                quote! { sink.optional_field(#name, self.#ident.as_ref())?; }
             }
         })
         .collect();
@@ -619,24 +733,20 @@ fn emit_info(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path) -> TokenStream 
     let versions = definition.history.iter().map(|entry| version_tokens(entry.version, wire));
     let fields = definition.fields.iter().map(|(field_name, field)| {
         let since = version_tokens(field.since, wire);
-        let removed = match field.removed {
-            Some(removed) => {
-                let removed = version_tokens(removed, wire);
-                quote! { Some(#removed) }
-            }
-            None => quote! { None },
-        };
-        let default = option_str(field.default.as_ref().map(|d| d.to_string()).as_deref());
-        let child = match crate::check::object_target(&ir.schema.types, &field.schema) {
-            Some((child, polymorphic)) => {
-                let pins = version_pairs(&field.child_versions, wire);
-                quote! { Some(#wire::ChildInfo { object: #child, polymorphic: #polymorphic, versions: #pins }) }
-            }
-            None => quote! { None },
-        };
-        quote! {
-            #wire::FieldInfo { name: #field_name, since: #since, removed: #removed, default: #default, child: #child }
+        let mut info = quote! { #wire::FieldInfo::new(#field_name, #since) };
+        if let Some(removed) = field.removed {
+            let removed = version_tokens(removed, wire);
+            info.extend(quote! { .removed(#removed) });
         }
+        if let Some(default) = &field.default {
+            let default = default.to_string();
+            info.extend(quote! { .default(#default) });
+        }
+        if let Some((child, polymorphic)) = crate::check::object_target(&ir.schema.types, &field.schema) {
+            let pins = version_pairs(&field.child_versions, wire);
+            info.extend(quote! { .child(#child, #polymorphic, #pins) });
+        }
+        info
     });
     let base = match &definition.extends {
         Some(extends) => {
@@ -764,5 +874,18 @@ mod tests {
         assert_eq!(to_screaming_snake("VIFPortProfile8021Qbg"), "VIF_PORT_PROFILE8021_QBG");
         assert_eq!(to_screaming_snake("HostInfo"), "HOST_INFO");
         assert_eq!(field_ident("type").to_string(), "r#type");
+    }
+
+    #[test]
+    fn output_does_not_depend_on_the_number_of_threads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/vproto.json");
+        let schema = crate::load_schema(&path).unwrap_or_else(|d| panic!("the project's schema: {d}"));
+        let ir = SchemaIr::new(&schema);
+        let documents = PublishedDocuments::new(&ir);
+        let options = RustOptions::default();
+        let one = emit_objects_on(&ir, &options, &documents, 1);
+        for threads in [2, 3, 7, 1000] {
+            assert!(one == emit_objects_on(&ir, &options, &documents, threads), "{threads} threads differ");
+        }
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod emit_data_tree;
 pub mod emit_json_schema;
 pub mod emit_openrpc;
 pub mod emit_rust;
@@ -44,11 +45,31 @@ pub use load::{load_schema, parse_schema};
 pub use model::Schema;
 
 /// Configures and runs code generation for one schema.
+/// The documents published for third parties, built once per run: the JSON Schema
+/// (2020-12) of every type, and the OpenRPC description of the services.
+#[derive(Clone, Debug)]
+pub struct PublishedDocuments {
+    /// `schema/vproto.schema.json`.
+    pub json_schema: serde_json::Value,
+    /// `schema/vproto.openrpc.json`, served by `rpc.discover`.
+    pub openrpc: serde_json::Value,
+}
+
+impl PublishedDocuments {
+    /// Builds both documents from the IR.
+    pub fn new(ir: &ir::SchemaIr) -> Self {
+        let json_schema = emit_json_schema::json_schema(ir);
+        let openrpc = emit_openrpc::openrpc(ir, &json_schema);
+        PublishedDocuments { json_schema, openrpc }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Generator {
     schema_path: PathBuf,
     lock_path: Option<PathBuf>,
     rust: emit_rust::RustOptions,
+    trees: emit_data_tree::TreeOptions,
 }
 
 /// Everything generated from a schema, by purpose.
@@ -56,6 +77,8 @@ pub struct Generator {
 pub struct Generated {
     /// The Rust module of types, objects and conversions.
     pub rust_objects: String,
+    /// The Rust module of data-tree layout descriptors (`data_trees`).
+    pub rust_data_trees: String,
     /// The meta-schema text (the same for every schema).
     pub meta_schema: String,
     /// The published JSON Schema of the protocol.
@@ -69,7 +92,12 @@ pub struct Generated {
 impl Generator {
     /// A generator for the schema file at `schema_path`.
     pub fn new(schema_path: impl Into<PathBuf>) -> Self {
-        Generator { schema_path: schema_path.into(), lock_path: None, rust: emit_rust::RustOptions::default() }
+        Generator {
+            schema_path: schema_path.into(),
+            lock_path: None,
+            rust: emit_rust::RustOptions::default(),
+            trees: emit_data_tree::TreeOptions::default(),
+        }
     }
 
     /// Checks the schema against a lock of published versions.
@@ -83,6 +111,17 @@ impl Generator {
     pub fn support_crate(mut self, path: &str) -> Self {
         self.rust.wire_path = format!("{path}::wire");
         self.rust.rpc_path = format!("{path}::rpc");
+        self.trees.wire_path = format!("{path}::wire");
+        self.trees.tree_path = format!("{path}::tree");
+        self
+    }
+
+    /// Makes the generated module read the published documents with `include_str!` of these
+    /// paths (relative to the generated file) instead of embedding them as literals; the caller
+    /// writes [`Generated::json_schema`] and [`Generated::openrpc`] there.
+    pub fn include_documents(mut self, json_schema: &str, openrpc: &str) -> Self {
+        self.rust.documents =
+            emit_rust::DocumentEmbedding::Include { json_schema: json_schema.into(), openrpc: openrpc.into() };
         self
     }
 
@@ -108,14 +147,15 @@ impl Generator {
             return Err(diagnostics);
         }
         let ir = ir::SchemaIr::new(&schema);
-        let mut json_schema =
-            serde_json::to_string_pretty(&emit_json_schema::json_schema(&ir)).expect("JSON always serializes");
+        let documents = PublishedDocuments::new(&ir);
+        let mut json_schema = serde_json::to_string_pretty(&documents.json_schema).expect("JSON always serializes");
         json_schema.push('\n');
-        let mut openrpc = serde_json::to_string_pretty(&emit_openrpc::openrpc(&ir)).expect("JSON always serializes");
+        let mut openrpc = serde_json::to_string_pretty(&documents.openrpc).expect("JSON always serializes");
         openrpc.push('\n');
         Ok(Generated {
             openrpc,
-            rust_objects: emit_rust::emit_objects(&ir, &self.rust),
+            rust_objects: emit_rust::emit_objects(&ir, &self.rust, &documents),
+            rust_data_trees: emit_data_tree::emit_data_trees(&ir, &self.trees),
             meta_schema: meta::meta_schema_text(),
             json_schema,
             unpublished,

@@ -501,14 +501,19 @@ pub struct LayoutHistoryEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TreePath {
-    /// The path relative to the tree root. For a list field it contains one
-    /// `{key}` placeholder, filled from the element's `key` field.
+    /// The path relative to the enclosing object's path (the tree root at the
+    /// top): segments of ASCII letters, digits, `_` and `-`. A list field's
+    /// path ends in one `/{key}` segment, filled per element from its `key`
+    /// field.
     pub path: String,
-    /// For list fields: the element field whose value names each entry.
+    /// For list fields: the element field whose value names each entry. It
+    /// must be a required string with a `format`; its value is put in the
+    /// format's canonical form (IPv6 per RFC 5952, MACs lower-cased), then
+    /// lower-cased with every character outside `[a-z0-9]` written as `-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// For list fields of objects: where each element field lives, relative
-    /// to the entry's path.
+    /// For object fields and lists of objects: where each field of the object
+    /// (of each element) lives, relative to this path (the entry's path).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub fields: IndexMap<String, TreePath>,
 }

@@ -11,6 +11,7 @@
 #[rustfmt::skip]
 pub mod objects;
 pub mod rpc;
+pub mod tree;
 pub mod wire;
 
 pub use objects::*;

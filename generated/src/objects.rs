@@ -207,17 +207,11 @@ pub struct Endpoint(String);
 impl Endpoint {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
-        format: None,
         pattern: Some(
             "^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$",
         ),
-        one_of: None,
-        min_length: None,
-        max_length: Some(261u64),
-        minimum: None,
-        maximum: None,
-        min_items: None,
-        max_items: None,
+        max_length: Some(261),
+        ..crate::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
     pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
@@ -269,14 +263,7 @@ impl IPAddress {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
         format: Some("ip-address"),
-        pattern: None,
-        one_of: None,
-        min_length: None,
-        max_length: None,
-        minimum: None,
-        maximum: None,
-        min_items: None,
-        max_items: None,
+        ..crate::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
     pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
@@ -328,14 +315,7 @@ impl IPNetwork {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
         format: Some("ip-network"),
-        pattern: None,
-        one_of: None,
-        min_length: None,
-        max_length: None,
-        minimum: None,
-        maximum: None,
-        min_items: None,
-        max_items: None,
+        ..crate::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
     pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
@@ -387,14 +367,7 @@ impl MACAddress {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
         format: Some("mac-address"),
-        pattern: None,
-        one_of: None,
-        min_length: None,
-        max_length: None,
-        minimum: None,
-        maximum: None,
-        min_items: None,
-        max_items: None,
+        ..crate::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
     pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
@@ -446,14 +419,7 @@ impl PCIAddress {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
         format: Some("pci-address"),
-        pattern: None,
-        one_of: None,
-        min_length: None,
-        max_length: None,
-        minimum: None,
-        maximum: None,
-        min_items: None,
-        max_items: None,
+        ..crate::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
     pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
@@ -505,14 +471,7 @@ impl Uuid {
     /// The constraints every value satisfies.
     pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
         format: Some("uuid"),
-        pattern: None,
-        one_of: None,
-        min_length: None,
-        max_length: None,
-        minimum: None,
-        maximum: None,
-        min_items: None,
-        max_items: None,
+        ..crate::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
     pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
@@ -754,32 +713,17 @@ pub static ACC_CAPABILITY_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInf
     name: "AccCapability",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "features",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("{}"),
-            child: Some(crate::wire::ChildInfo {
-                object: "AccCapability",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "num",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("features", crate::wire::Version::new(1, 0))
+            .default("{}")
+            .child(
+                "AccCapability",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("num", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -793,12 +737,8 @@ impl crate::wire::PlainObject for AccCapability {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.features {
-            data.insert("features".into(), crate::wire::WireValue::to_wire(value));
-        }
-        if let Some(value) = &self.num {
-            data.insert("num".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "features", self.features.as_ref());
+        crate::wire::insert_optional(&mut data, "num", self.num.as_ref());
         data
     }
     fn from_data(
@@ -806,31 +746,10 @@ impl crate::wire::PlainObject for AccCapability {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            features: {
-                crate::wire::read_optional::<
-                    std::collections::BTreeMap<String, AccCapability>,
-                >(data, "features", path)?
-            },
-            num: {
-                if let Some(value) = data.get("num").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: None,
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: Some(0i64),
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("num"),
-                    )?;
-                }
-                crate::wire::read_optional::<i64>(data, "num", path)?
-            },
+            features: crate::wire::read_optional::<
+                std::collections::BTreeMap<String, AccCapability>,
+            >(data, "features", &crate::wire::FieldChecks::NONE, path)?,
+            num: crate::wire::read_optional::<i64>(data, "num", &FIELD_CHECKS_0, path)?,
         })
     }
 }
@@ -845,12 +764,8 @@ impl crate::wire::StreamValue for AccCapability {
             out,
             ctx,
             |sink| {
-                if let Some(value) = &self.features {
-                    sink.field("features", value)?;
-                }
-                if let Some(value) = &self.num {
-                    sink.field("num", value)?;
-                }
+                sink.optional_field("features", self.features.as_ref())?;
+                sink.optional_field("num", self.num.as_ref())?;
                 Ok(())
             },
         )
@@ -897,46 +812,18 @@ pub static ACC_SPECS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "AccSpecs",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "acc_capability",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "AccCapability",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "device_type",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "num",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "remote",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("acc_capability", crate::wire::Version::new(1, 0))
+            .child(
+                "AccCapability",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("device_type", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("num", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("remote", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -967,39 +854,24 @@ impl crate::wire::PlainObject for AccSpecs {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            acc_capability: {
-                crate::wire::read_required::<
-                    AccCapability,
-                >(data, "AccSpecs", "acc_capability", path)?
-            },
-            device_type: {
-                crate::wire::read_required::<
-                    DeviceType,
-                >(data, "AccSpecs", "device_type", path)?
-            },
-            num: {
-                if let Some(value) = data.get("num").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: None,
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: Some(0i64),
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("num"),
-                    )?;
-                }
-                crate::wire::read_required::<i64>(data, "AccSpecs", "num", path)?
-            },
-            remote: {
-                crate::wire::read_required::<bool>(data, "AccSpecs", "remote", path)?
-            },
+            acc_capability: crate::wire::read_required::<
+                AccCapability,
+            >(
+                data,
+                "AccSpecs",
+                "acc_capability",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            device_type: crate::wire::read_required::<
+                DeviceType,
+            >(data, "AccSpecs", "device_type", &crate::wire::FieldChecks::NONE, path)?,
+            num: crate::wire::read_required::<
+                i64,
+            >(data, "AccSpecs", "num", &FIELD_CHECKS_0, path)?,
+            remote: crate::wire::read_required::<
+                bool,
+            >(data, "AccSpecs", "remote", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1056,23 +928,11 @@ pub static ACC_STATUS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "AccStatus",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "reboot_required",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "setup_required",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("reboot_required", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("setup_required", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1101,16 +961,24 @@ impl crate::wire::PlainObject for AccStatus {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            reboot_required: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "AccStatus", "reboot_required", path)?
-            },
-            setup_required: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "AccStatus", "setup_required", path)?
-            },
+            reboot_required: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "AccStatus",
+                "reboot_required",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            setup_required: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "AccStatus",
+                "setup_required",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
         })
     }
 }
@@ -1161,25 +1029,15 @@ pub static AGENT_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "AgentList",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "agents",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "AgentState",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("agents", crate::wire::Version::new(1, 0))
+            .child(
+                "AgentState",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1201,11 +1059,9 @@ impl crate::wire::PlainObject for AgentList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            agents: {
-                crate::wire::read_required::<
-                    Vec<AgentState>,
-                >(data, "AgentList", "agents", path)?
-            },
+            agents: crate::wire::read_required::<
+                Vec<AgentState>,
+            >(data, "AgentList", "agents", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1259,23 +1115,11 @@ pub static AGENT_REGISTRATION_INFO: crate::wire::ObjectInfo = crate::wire::Objec
     name: "AgentRegistration",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "endpoint",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "status",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1298,16 +1142,24 @@ impl crate::wire::PlainObject for AgentRegistration {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: {
-                crate::wire::read_required::<
-                    Endpoint,
-                >(data, "AgentRegistration", "endpoint", path)?
-            },
-            status: {
-                crate::wire::read_required::<
-                    ComponentStatus,
-                >(data, "AgentRegistration", "status", path)?
-            },
+            endpoint: crate::wire::read_required::<
+                Endpoint,
+            >(
+                data,
+                "AgentRegistration",
+                "endpoint",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            status: crate::wire::read_required::<
+                ComponentStatus,
+            >(
+                data,
+                "AgentRegistration",
+                "status",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
         })
     }
 }
@@ -1370,37 +1222,13 @@ pub static AGENT_STATE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "AgentState",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "alive",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "endpoint",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "last_seen",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "status",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("alive", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("last_seen", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1428,41 +1256,18 @@ impl crate::wire::PlainObject for AgentState {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            alive: {
-                crate::wire::read_required::<bool>(data, "AgentState", "alive", path)?
-            },
-            endpoint: {
-                crate::wire::read_required::<
-                    Endpoint,
-                >(data, "AgentState", "endpoint", path)?
-            },
-            last_seen: {
-                if let Some(value) = data.get("last_seen").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: Some("date-time"),
-                            pattern: None,
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("last_seen"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "AgentState", "last_seen", path)?
-            },
-            status: {
-                crate::wire::read_required::<
-                    ComponentStatus,
-                >(data, "AgentState", "status", path)?
-            },
+            alive: crate::wire::read_required::<
+                bool,
+            >(data, "AgentState", "alive", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: crate::wire::read_required::<
+                Endpoint,
+            >(data, "AgentState", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
+            last_seen: crate::wire::read_required::<
+                String,
+            >(data, "AgentState", "last_seen", &FIELD_CHECKS_1, path)?,
+            status: crate::wire::read_required::<
+                ComponentStatus,
+            >(data, "AgentState", "status", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1514,8 +1319,8 @@ pub static DATAPATH_OFFLOAD_BASE_INFO: crate::wire::ObjectInfo = crate::wire::Ob
     name: "DatapathOffloadBase",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[],
     base: None,
     tolerate_unknown_fields: false,
@@ -1602,32 +1407,18 @@ pub static DATAPATH_OFFLOAD_REPRESENTOR_INFO: crate::wire::ObjectInfo = crate::w
     name: "DatapathOffloadRepresentor",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "representor_address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "representor_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new(
+            "representor_address",
+            crate::wire::Version::new(1, 0),
+        ),
+        crate::wire::FieldInfo::new("representor_name", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "DatapathOffloadBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -1640,18 +1431,16 @@ impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.representor_address {
-            data.insert(
-                "representor_address".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
-        if let Some(value) = &self.representor_name {
-            data.insert(
-                "representor_name".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "representor_address",
+            self.representor_address.as_ref(),
+        );
+        crate::wire::insert_optional(
+            &mut data,
+            "representor_name",
+            self.representor_name.as_ref(),
+        );
         data
     }
     fn from_data(
@@ -1659,16 +1448,12 @@ impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            representor_address: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "representor_address", path)?
-            },
-            representor_name: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "representor_name", path)?
-            },
+            representor_address: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
+            representor_name: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1693,12 +1478,11 @@ impl crate::wire::StreamValue for DatapathOffloadRepresentor {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.representor_address {
-                    sink.field("representor_address", value)?;
-                }
-                if let Some(value) = &self.representor_name {
-                    sink.field("representor_name", value)?;
-                }
+                sink.optional_field(
+                    "representor_address",
+                    self.representor_address.as_ref(),
+                )?;
+                sink.optional_field("representor_name", self.representor_name.as_ref())?;
                 Ok(())
             },
         )
@@ -1740,23 +1524,11 @@ pub static DISCOVERY_FAILED_DATA_INFO: crate::wire::ObjectInfo = crate::wire::Ob
     name: "DiscoveryFailedData",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "endpoint",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "reason",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("reason", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1779,16 +1551,24 @@ impl crate::wire::PlainObject for DiscoveryFailedData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: {
-                crate::wire::read_required::<
-                    Endpoint,
-                >(data, "DiscoveryFailedData", "endpoint", path)?
-            },
-            reason: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "DiscoveryFailedData", "reason", path)?
-            },
+            endpoint: crate::wire::read_required::<
+                Endpoint,
+            >(
+                data,
+                "DiscoveryFailedData",
+                "endpoint",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            reason: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "DiscoveryFailedData",
+                "reason",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
         })
     }
 }
@@ -1839,17 +1619,9 @@ pub static DISCOVERY_STATUS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectI
     name: "DiscoveryStatus",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
-    fields: &[
-        crate::wire::FieldInfo {
-            name: "status",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-    ],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
+    fields: &[crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0))],
     base: None,
     tolerate_unknown_fields: true,
 };
@@ -1870,11 +1642,9 @@ impl crate::wire::PlainObject for DiscoveryStatus {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            status: {
-                crate::wire::read_required::<
-                    DiscoveryState,
-                >(data, "DiscoveryStatus", "status", path)?
-            },
+            status: crate::wire::read_required::<
+                DiscoveryState,
+            >(data, "DiscoveryStatus", "status", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1932,30 +1702,12 @@ pub static DRIVER_REGISTRATION_INFO: crate::wire::ObjectInfo = crate::wire::Obje
     name: "DriverRegistration",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "endpoint",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "status",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "type",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("type", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1979,21 +1731,27 @@ impl crate::wire::PlainObject for DriverRegistration {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: {
-                crate::wire::read_required::<
-                    Endpoint,
-                >(data, "DriverRegistration", "endpoint", path)?
-            },
-            status: {
-                crate::wire::read_required::<
-                    ComponentStatus,
-                >(data, "DriverRegistration", "status", path)?
-            },
-            r#type: {
-                crate::wire::read_required::<
-                    DeviceType,
-                >(data, "DriverRegistration", "type", path)?
-            },
+            endpoint: crate::wire::read_required::<
+                Endpoint,
+            >(
+                data,
+                "DriverRegistration",
+                "endpoint",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            status: crate::wire::read_required::<
+                ComponentStatus,
+            >(
+                data,
+                "DriverRegistration",
+                "status",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            r#type: crate::wire::read_required::<
+                DeviceType,
+            >(data, "DriverRegistration", "type", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2052,23 +1810,11 @@ pub static FIXED_IP_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "FixedIP",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "floating_ips",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("floating_ips", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -2083,9 +1829,11 @@ impl crate::wire::VersionedObject for FixedIP {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        if let Some(value) = &self.floating_ips {
-            data.insert("floating_ips".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "floating_ips",
+            self.floating_ips.as_ref(),
+        );
         data
     }
     fn from_data(
@@ -2093,14 +1841,12 @@ impl crate::wire::VersionedObject for FixedIP {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            address: {
-                crate::wire::read_required::<
-                    IPAddress,
-                >(data, "FixedIP", "address", path)?
-            },
-            floating_ips: {
-                crate::wire::read_optional::<Vec<IPAddress>>(data, "floating_ips", path)?
-            },
+            address: crate::wire::read_required::<
+                IPAddress,
+            >(data, "FixedIP", "address", &crate::wire::FieldChecks::NONE, path)?,
+            floating_ips: crate::wire::read_optional::<
+                Vec<IPAddress>,
+            >(data, "floating_ips", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2126,9 +1872,7 @@ impl crate::wire::StreamValue for FixedIP {
             ctx,
             |sink| {
                 sink.field("address", &self.address)?;
-                if let Some(value) = &self.floating_ips {
-                    sink.field("floating_ips", value)?;
-                }
+                sink.optional_field("floating_ips", self.floating_ips.as_ref())?;
                 Ok(())
             },
         )
@@ -2169,25 +1913,15 @@ pub static FIXED_IP_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     name: "FixedIPList",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "objects",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "FixedIP",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0))
+            .child(
+                "FixedIP",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -2209,11 +1943,9 @@ impl crate::wire::VersionedObject for FixedIPList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            objects: {
-                crate::wire::read_required::<
-                    Vec<FixedIP>,
-                >(data, "FixedIPList", "objects", path)?
-            },
+            objects: crate::wire::read_required::<
+                Vec<FixedIP>,
+            >(data, "FixedIPList", "objects", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2280,23 +2012,11 @@ pub static GUEST_ADDRESS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     name: "GuestAddress",
     namespace: "guest",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "prefix_length",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("prefix_length", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2322,33 +2042,12 @@ impl crate::wire::PlainObject for GuestAddress {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            address: {
-                crate::wire::read_required::<
-                    IPAddress,
-                >(data, "GuestAddress", "address", path)?
-            },
-            prefix_length: {
-                if let Some(value) = data.get("prefix_length").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: None,
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: Some(0i64),
-                            maximum: Some(128i64),
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("prefix_length"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    i64,
-                >(data, "GuestAddress", "prefix_length", path)?
-            },
+            address: crate::wire::read_required::<
+                IPAddress,
+            >(data, "GuestAddress", "address", &crate::wire::FieldChecks::NONE, path)?,
+            prefix_length: crate::wire::read_required::<
+                i64,
+            >(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_2, path)?,
         })
     }
 }
@@ -2383,10 +2082,11 @@ impl crate::wire::WireValue for GuestAddress {
 }
 /// What the guest tools publish about the guest for administration: protocol identification, OS identification, and NIC configuration and link status.
 ///
-/// Wire form: plain JSON object. Current version: 1.0.
+/// Wire form: plain JSON object. Current version: 1.1.
 ///
 /// Version history:
 /// - 1.0: Initial version
+/// - 1.1: Carries OsInfo 1.1 (distro)
 #[derive(Clone, Debug, PartialEq)]
 pub struct GuestInfo {
     /// The guest's network interfaces; empty (or absent from the data tree) when it has none.
@@ -2407,57 +2107,31 @@ pub static GUEST_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "GuestInfo",
     namespace: "guest",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "nics",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("[]"),
-            child: Some(crate::wire::ChildInfo {
-                object: "GuestNic",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
+        crate::wire::FieldInfo::new("nics", crate::wire::Version::new(1, 0))
+            .default("[]")
+            .child(
+                "GuestNic",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("os", crate::wire::Version::new(1, 0))
+            .child(
+                "OsInfo",
+                false,
+                &[
+                    (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+                    (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
                 ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "os",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "OsInfo",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "protocol",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "GuestProtocol",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+            ),
+        crate::wire::FieldInfo::new("protocol", crate::wire::Version::new(1, 0))
+            .child(
+                "GuestProtocol",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2481,17 +2155,15 @@ impl crate::wire::PlainObject for GuestInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            nics: {
-                crate::wire::read_required::<
-                    Vec<GuestNic>,
-                >(data, "GuestInfo", "nics", path)?
-            },
-            os: { crate::wire::read_required::<OsInfo>(data, "GuestInfo", "os", path)? },
-            protocol: {
-                crate::wire::read_required::<
-                    GuestProtocol,
-                >(data, "GuestInfo", "protocol", path)?
-            },
+            nics: crate::wire::read_required::<
+                Vec<GuestNic>,
+            >(data, "GuestInfo", "nics", &crate::wire::FieldChecks::NONE, path)?,
+            os: crate::wire::read_required::<
+                OsInfo,
+            >(data, "GuestInfo", "os", &crate::wire::FieldChecks::NONE, path)?,
+            protocol: crate::wire::read_required::<
+                GuestProtocol,
+            >(data, "GuestInfo", "protocol", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2555,55 +2227,24 @@ pub static GUEST_NIC_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "GuestNic",
     namespace: "guest",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "addresses",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("[]"),
-            child: Some(crate::wire::ChildInfo {
-                object: "GuestAddress",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "link",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "LinkState",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "mac",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("addresses", crate::wire::Version::new(1, 0))
+            .default("[]")
+            .child(
+                "GuestAddress",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("link", crate::wire::Version::new(1, 0))
+            .child(
+                "LinkState",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("mac", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2631,20 +2272,18 @@ impl crate::wire::PlainObject for GuestNic {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            addresses: {
-                crate::wire::read_required::<
-                    Vec<GuestAddress>,
-                >(data, "GuestNic", "addresses", path)?
-            },
-            link: {
-                crate::wire::read_required::<LinkState>(data, "GuestNic", "link", path)?
-            },
-            mac: {
-                crate::wire::read_required::<MACAddress>(data, "GuestNic", "mac", path)?
-            },
-            name: {
-                crate::wire::read_required::<String>(data, "GuestNic", "name", path)?
-            },
+            addresses: crate::wire::read_required::<
+                Vec<GuestAddress>,
+            >(data, "GuestNic", "addresses", &crate::wire::FieldChecks::NONE, path)?,
+            link: crate::wire::read_required::<
+                LinkState,
+            >(data, "GuestNic", "link", &crate::wire::FieldChecks::NONE, path)?,
+            mac: crate::wire::read_required::<
+                MACAddress,
+            >(data, "GuestNic", "mac", &crate::wire::FieldChecks::NONE, path)?,
+            name: crate::wire::read_required::<
+                String,
+            >(data, "GuestNic", "name", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2701,23 +2340,11 @@ pub static GUEST_PROTOCOL_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInf
     name: "GuestProtocol",
     namespace: "guest",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "layout_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("layout_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2743,53 +2370,12 @@ impl crate::wire::PlainObject for GuestProtocol {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            layout_version: {
-                if let Some(value) = data.get("layout_version").filter(|v| !v.is_null())
-                {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: Some(
-                                "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$",
-                            ),
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("layout_version"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "GuestProtocol", "layout_version", path)?
-            },
-            name: {
-                if let Some(value) = data.get("name").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: None,
-                            one_of: Some(&["vproto-guest-data"]),
-                            min_length: None,
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("name"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "GuestProtocol", "name", path)?
-            },
+            layout_version: crate::wire::read_required::<
+                String,
+            >(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_3, path)?,
+            name: crate::wire::read_required::<
+                String,
+            >(data, "GuestProtocol", "name", &FIELD_CHECKS_4, path)?,
         })
     }
 }
@@ -2848,48 +2434,22 @@ pub static HARDWARE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "Hardware",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "acc_specs",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "AccSpecs",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "acc_status",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "AccStatus",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "uuid",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("acc_specs", crate::wire::Version::new(1, 0))
+            .child(
+                "AccSpecs",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("acc_status", crate::wire::Version::new(1, 0))
+            .child(
+                "AccStatus",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("uuid", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2919,17 +2479,15 @@ impl crate::wire::PlainObject for Hardware {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            acc_specs: {
-                crate::wire::read_required::<
-                    AccSpecs,
-                >(data, "Hardware", "acc_specs", path)?
-            },
-            acc_status: {
-                crate::wire::read_required::<
-                    AccStatus,
-                >(data, "Hardware", "acc_status", path)?
-            },
-            uuid: { crate::wire::read_required::<Uuid>(data, "Hardware", "uuid", path)? },
+            acc_specs: crate::wire::read_required::<
+                AccSpecs,
+            >(data, "Hardware", "acc_specs", &crate::wire::FieldChecks::NONE, path)?,
+            acc_status: crate::wire::read_required::<
+                AccStatus,
+            >(data, "Hardware", "acc_status", &crate::wire::FieldChecks::NONE, path)?,
+            uuid: crate::wire::read_required::<
+                Uuid,
+            >(data, "Hardware", "uuid", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2981,25 +2539,15 @@ pub static HARDWARE_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     name: "HardwareList",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "hardware",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "Hardware",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("hardware", crate::wire::Version::new(1, 0))
+            .child(
+                "Hardware",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -3021,11 +2569,9 @@ impl crate::wire::PlainObject for HardwareList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            hardware: {
-                crate::wire::read_required::<
-                    Vec<Hardware>,
-                >(data, "HardwareList", "hardware", path)?
-            },
+            hardware: crate::wire::read_required::<
+                Vec<Hardware>,
+            >(data, "HardwareList", "hardware", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -3079,23 +2625,14 @@ pub static HELLO_ACK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "HelloAck",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "heartbeat_interval",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "protocol_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new(
+            "heartbeat_interval",
+            crate::wire::Version::new(1, 0),
+        ),
+        crate::wire::FieldInfo::new("protocol_version", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -3124,56 +2661,12 @@ impl crate::wire::PlainObject for HelloAck {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            heartbeat_interval: {
-                if let Some(value) = data
-                    .get("heartbeat_interval")
-                    .filter(|v| !v.is_null())
-                {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: None,
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: Some(1i64),
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("heartbeat_interval"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    i64,
-                >(data, "HelloAck", "heartbeat_interval", path)?
-            },
-            protocol_version: {
-                if let Some(value) = data
-                    .get("protocol_version")
-                    .filter(|v| !v.is_null())
-                {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("protocol_version"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "HelloAck", "protocol_version", path)?
-            },
+            heartbeat_interval: crate::wire::read_required::<
+                i64,
+            >(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_5, path)?,
+            protocol_version: crate::wire::read_required::<
+                String,
+            >(data, "HelloAck", "protocol_version", &FIELD_CHECKS_6, path)?,
         })
     }
 }
@@ -3227,25 +2720,15 @@ pub static HOST_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "HostInfo",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "plugin_info",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "HostPluginInfo",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("plugin_info", crate::wire::Version::new(1, 0))
+            .child(
+                "HostPluginInfo",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -3270,11 +2753,9 @@ impl crate::wire::VersionedObject for HostInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            plugin_info: {
-                crate::wire::read_required::<
-                    Vec<HostPluginInfo>,
-                >(data, "HostInfo", "plugin_info", path)?
-            },
+            plugin_info: crate::wire::read_required::<
+                Vec<HostPluginInfo>,
+            >(data, "HostInfo", "plugin_info", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3344,32 +2825,16 @@ pub static HOST_PLUGIN_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectI
     name: "HostPluginInfo",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "plugin_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vif_info",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "HostVIFInfo",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 1u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("plugin_name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vif_info", crate::wire::Version::new(1, 0))
+            .child(
+                "HostVIFInfo",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -3395,16 +2860,24 @@ impl crate::wire::VersionedObject for HostPluginInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            plugin_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostPluginInfo", "plugin_name", path)?
-            },
-            vif_info: {
-                crate::wire::read_required::<
-                    Vec<HostVIFInfo>,
-                >(data, "HostPluginInfo", "vif_info", path)?
-            },
+            plugin_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostPluginInfo",
+                "plugin_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            vif_info: crate::wire::read_required::<
+                Vec<HostVIFInfo>,
+            >(
+                data,
+                "HostPluginInfo",
+                "vif_info",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -3479,30 +2952,15 @@ pub static HOST_PORT_PROFILE_INFO_INFO: crate::wire::ObjectInfo = crate::wire::O
     name: "HostPortProfileInfo",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "max_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "min_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "profile_object_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("min_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new(
+            "profile_object_name",
+            crate::wire::Version::new(1, 0),
+        ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -3535,21 +2993,33 @@ impl crate::wire::VersionedObject for HostPortProfileInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            max_version: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostPortProfileInfo", "max_version", path)?
-            },
-            min_version: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostPortProfileInfo", "min_version", path)?
-            },
-            profile_object_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostPortProfileInfo", "profile_object_name", path)?
-            },
+            max_version: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostPortProfileInfo",
+                "max_version",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            min_version: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostPortProfileInfo",
+                "min_version",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            profile_object_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostPortProfileInfo",
+                "profile_object_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -3630,49 +3100,21 @@ pub static HOST_VIF_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     name: "HostVIFInfo",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "max_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "min_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "supported_port_profiles",
-            since: crate::wire::Version::new(1u32, 1u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "HostPortProfileInfo",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 1u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "vif_object_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("min_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new(
+                "supported_port_profiles",
+                crate::wire::Version::new(1, 1),
+            )
+            .child(
+                "HostPortProfileInfo",
+                false,
+                &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("vif_object_name", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -3694,12 +3136,11 @@ impl crate::wire::VersionedObject for HostVIFInfo {
             "min_version".into(),
             crate::wire::WireValue::to_wire(&self.min_version),
         );
-        if let Some(value) = &self.supported_port_profiles {
-            data.insert(
-                "supported_port_profiles".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "supported_port_profiles",
+            self.supported_port_profiles.as_ref(),
+        );
         data.insert(
             "vif_object_name".into(),
             crate::wire::WireValue::to_wire(&self.vif_object_name),
@@ -3711,26 +3152,36 @@ impl crate::wire::VersionedObject for HostVIFInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            max_version: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostVIFInfo", "max_version", path)?
-            },
-            min_version: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostVIFInfo", "min_version", path)?
-            },
-            supported_port_profiles: {
-                crate::wire::read_optional::<
-                    Vec<HostPortProfileInfo>,
-                >(data, "supported_port_profiles", path)?
-            },
-            vif_object_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "HostVIFInfo", "vif_object_name", path)?
-            },
+            max_version: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostVIFInfo",
+                "max_version",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            min_version: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostVIFInfo",
+                "min_version",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            supported_port_profiles: crate::wire::read_optional::<
+                Vec<HostPortProfileInfo>,
+            >(data, "supported_port_profiles", &crate::wire::FieldChecks::NONE, path)?,
+            vif_object_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "HostVIFInfo",
+                "vif_object_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -3757,9 +3208,10 @@ impl crate::wire::StreamValue for HostVIFInfo {
             |sink| {
                 sink.field("max_version", &self.max_version)?;
                 sink.field("min_version", &self.min_version)?;
-                if let Some(value) = &self.supported_port_profiles {
-                    sink.field("supported_port_profiles", value)?;
-                }
+                sink.optional_field(
+                    "supported_port_profiles",
+                    self.supported_port_profiles.as_ref(),
+                )?;
                 sink.field("vif_object_name", &self.vif_object_name)?;
                 Ok(())
             },
@@ -3809,30 +3261,12 @@ pub static INSTANCE_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     name: "InstanceInfo",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "project_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "uuid",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("project_id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("uuid", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -3847,9 +3281,7 @@ impl crate::wire::VersionedObject for InstanceInfo {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
-        if let Some(value) = &self.project_id {
-            data.insert("project_id".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "project_id", self.project_id.as_ref());
         data.insert("uuid".into(), crate::wire::WireValue::to_wire(&self.uuid));
         data
     }
@@ -3858,15 +3290,15 @@ impl crate::wire::VersionedObject for InstanceInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            name: {
-                crate::wire::read_required::<String>(data, "InstanceInfo", "name", path)?
-            },
-            project_id: {
-                crate::wire::read_optional::<String>(data, "project_id", path)?
-            },
-            uuid: {
-                crate::wire::read_required::<Uuid>(data, "InstanceInfo", "uuid", path)?
-            },
+            name: crate::wire::read_required::<
+                String,
+            >(data, "InstanceInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
+            project_id: crate::wire::read_optional::<
+                String,
+            >(data, "project_id", &crate::wire::FieldChecks::NONE, path)?,
+            uuid: crate::wire::read_required::<
+                Uuid,
+            >(data, "InstanceInfo", "uuid", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3892,9 +3324,7 @@ impl crate::wire::StreamValue for InstanceInfo {
             ctx,
             |sink| {
                 sink.field("name", &self.name)?;
-                if let Some(value) = &self.project_id {
-                    sink.field("project_id", value)?;
-                }
+                sink.optional_field("project_id", self.project_id.as_ref())?;
                 sink.field("uuid", &self.uuid)?;
                 Ok(())
             },
@@ -3937,23 +3367,11 @@ pub static LINK_STATE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "LinkState",
     namespace: "guest",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "admin_up",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "carrier",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("admin_up", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("carrier", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -3976,12 +3394,12 @@ impl crate::wire::PlainObject for LinkState {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            admin_up: {
-                crate::wire::read_required::<bool>(data, "LinkState", "admin_up", path)?
-            },
-            carrier: {
-                crate::wire::read_required::<bool>(data, "LinkState", "carrier", path)?
-            },
+            admin_up: crate::wire::read_required::<
+                bool,
+            >(data, "LinkState", "admin_up", &crate::wire::FieldChecks::NONE, path)?,
+            carrier: crate::wire::read_required::<
+                bool,
+            >(data, "LinkState", "carrier", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -4072,93 +3490,37 @@ pub static NETWORK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "Network",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "bridge",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "bridge_interface",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "label",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "mtu",
-            since: crate::wire::Version::new(1u32, 1u32),
-            removed: None,
-            default: Some("null"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "multi_host",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "should_provide_bridge",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "should_provide_vlan",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "subnets",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some(
+        crate::wire::FieldInfo::new("bridge", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("bridge_interface", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("label", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("mtu", crate::wire::Version::new(1, 1))
+            .default("null"),
+        crate::wire::FieldInfo::new("multi_host", crate::wire::Version::new(1, 0))
+            .default("false"),
+        crate::wire::FieldInfo::new(
+                "should_provide_bridge",
+                crate::wire::Version::new(1, 0),
+            )
+            .default("false"),
+        crate::wire::FieldInfo::new(
+                "should_provide_vlan",
+                crate::wire::Version::new(1, 0),
+            )
+            .default("false"),
+        crate::wire::FieldInfo::new("subnets", crate::wire::Version::new(1, 0))
+            .default(
                 "{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}",
+            )
+            .child(
+                "SubnetList",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
             ),
-            child: Some(crate::wire::ChildInfo {
-                object: "SubnetList",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "vlan",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("vlan", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -4172,19 +3534,14 @@ impl crate::wire::VersionedObject for Network {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.bridge {
-            data.insert("bridge".into(), crate::wire::WireValue::to_wire(value));
-        }
-        if let Some(value) = &self.bridge_interface {
-            data.insert(
-                "bridge_interface".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(&mut data, "bridge", self.bridge.as_ref());
+        crate::wire::insert_optional(
+            &mut data,
+            "bridge_interface",
+            self.bridge_interface.as_ref(),
+        );
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        if let Some(value) = &self.label {
-            data.insert("label".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "label", self.label.as_ref());
         data.insert("mtu".into(), crate::wire::WireValue::to_wire(&self.mtu));
         data.insert(
             "multi_host".into(),
@@ -4199,9 +3556,7 @@ impl crate::wire::VersionedObject for Network {
             crate::wire::WireValue::to_wire(&self.should_provide_vlan),
         );
         data.insert("subnets".into(), crate::wire::WireValue::to_wire(&self.subnets));
-        if let Some(value) = &self.vlan {
-            data.insert("vlan".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "vlan", self.vlan.as_ref());
         data
     }
     fn from_data(
@@ -4209,36 +3564,48 @@ impl crate::wire::VersionedObject for Network {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            bridge: { crate::wire::read_optional::<String>(data, "bridge", path)? },
-            bridge_interface: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "bridge_interface", path)?
-            },
-            id: { crate::wire::read_required::<Uuid>(data, "Network", "id", path)? },
-            label: { crate::wire::read_optional::<String>(data, "label", path)? },
-            mtu: {
-                crate::wire::read_required::<Option<i64>>(data, "Network", "mtu", path)?
-            },
-            multi_host: {
-                crate::wire::read_required::<bool>(data, "Network", "multi_host", path)?
-            },
-            should_provide_bridge: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "Network", "should_provide_bridge", path)?
-            },
-            should_provide_vlan: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "Network", "should_provide_vlan", path)?
-            },
-            subnets: {
-                crate::wire::read_required::<
-                    SubnetList,
-                >(data, "Network", "subnets", path)?
-            },
-            vlan: { crate::wire::read_optional::<Option<i64>>(data, "vlan", path)? },
+            bridge: crate::wire::read_optional::<
+                String,
+            >(data, "bridge", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_interface: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "bridge_interface", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "Network", "id", &crate::wire::FieldChecks::NONE, path)?,
+            label: crate::wire::read_optional::<
+                String,
+            >(data, "label", &crate::wire::FieldChecks::NONE, path)?,
+            mtu: crate::wire::read_required::<
+                Option<i64>,
+            >(data, "Network", "mtu", &crate::wire::FieldChecks::NONE, path)?,
+            multi_host: crate::wire::read_required::<
+                bool,
+            >(data, "Network", "multi_host", &crate::wire::FieldChecks::NONE, path)?,
+            should_provide_bridge: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "Network",
+                "should_provide_bridge",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            should_provide_vlan: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "Network",
+                "should_provide_vlan",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            subnets: crate::wire::read_required::<
+                SubnetList,
+            >(data, "Network", "subnets", &crate::wire::FieldChecks::NONE, path)?,
+            vlan: crate::wire::read_optional::<
+                Option<i64>,
+            >(data, "vlan", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4263,24 +3630,16 @@ impl crate::wire::StreamValue for Network {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.bridge {
-                    sink.field("bridge", value)?;
-                }
-                if let Some(value) = &self.bridge_interface {
-                    sink.field("bridge_interface", value)?;
-                }
+                sink.optional_field("bridge", self.bridge.as_ref())?;
+                sink.optional_field("bridge_interface", self.bridge_interface.as_ref())?;
                 sink.field("id", &self.id)?;
-                if let Some(value) = &self.label {
-                    sink.field("label", value)?;
-                }
+                sink.optional_field("label", self.label.as_ref())?;
                 sink.field("mtu", &self.mtu)?;
                 sink.field("multi_host", &self.multi_host)?;
                 sink.field("should_provide_bridge", &self.should_provide_bridge)?;
                 sink.field("should_provide_vlan", &self.should_provide_vlan)?;
                 sink.field("subnets", &self.subnets)?;
-                if let Some(value) = &self.vlan {
-                    sink.field("vlan", value)?;
-                }
+                sink.optional_field("vlan", self.vlan.as_ref())?;
                 Ok(())
             },
         )
@@ -4318,16 +3677,10 @@ pub static NETWORK_NOT_FOUND_DATA_INFO: crate::wire::ObjectInfo = crate::wire::O
     name: "NetworkNotFoundData",
     namespace: "vproto",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "network_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("network_id", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -4352,11 +3705,15 @@ impl crate::wire::PlainObject for NetworkNotFoundData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            network_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "NetworkNotFoundData", "network_id", path)?
-            },
+            network_id: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "NetworkNotFoundData",
+                "network_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
         })
     }
 }
@@ -4410,23 +3767,11 @@ pub static NO_COMPATIBLE_VIF_DATA_INFO: crate::wire::ObjectInfo = crate::wire::O
     name: "NoCompatibleVifData",
     namespace: "vproto",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "plugins",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vif_classes",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("plugins", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vif_classes", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -4452,35 +3797,18 @@ impl crate::wire::PlainObject for NoCompatibleVifData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            plugins: {
-                crate::wire::read_required::<
-                    Vec<String>,
-                >(data, "NoCompatibleVifData", "plugins", path)?
-            },
-            vif_classes: {
-                if let Some(serde_json::Value::Array(items)) = data.get("vif_classes") {
-                    for (index, item) in items.iter().enumerate() {
-                        crate::wire::check_constraints(
-                            item,
-                            &crate::wire::Constraints {
-                                format: None,
-                                pattern: None,
-                                one_of: None,
-                                min_length: Some(1u64),
-                                max_length: None,
-                                minimum: None,
-                                maximum: None,
-                                min_items: None,
-                                max_items: None,
-                            },
-                            &path.field("vif_classes").index(index),
-                        )?;
-                    }
-                }
-                crate::wire::read_required::<
-                    Vec<String>,
-                >(data, "NoCompatibleVifData", "vif_classes", path)?
-            },
+            plugins: crate::wire::read_required::<
+                Vec<String>,
+            >(
+                data,
+                "NoCompatibleVifData",
+                "plugins",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            vif_classes: crate::wire::read_required::<
+                Vec<String>,
+            >(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_7, path)?,
         })
     }
 }
@@ -4515,12 +3843,17 @@ impl crate::wire::WireValue for NoCompatibleVifData {
 }
 /// Identifies the guest operating system.
 ///
-/// Wire form: plain JSON object. Current version: 1.0.
+/// Wire form: plain JSON object. Current version: 1.1.
 ///
 /// Version history:
 /// - 1.0: Initial version
+/// - 1.1: Add distro, the machine-readable distribution identifier that Xen toolstacks read from the legacy layout's data/os_distro
 #[derive(Clone, Debug, PartialEq)]
 pub struct OsInfo {
+    /// A lower-case identifier of the OS distribution, such as "debian" or "rhel" (os-release ID), "windows" on Windows. Absent when the guest cannot tell.
+    ///
+    /// Since OsInfo 1.1. May be left unset.
+    pub distro: Option<String>,
     /// The kernel release, such as "6.1.0-18-amd64" (uname -r). UNIX-like OSes only, so absent elsewhere; the data tree keeps it under an OS-specific path.
     ///
     /// Since OsInfo 1.0. May be left unset.
@@ -4539,30 +3872,13 @@ pub static OS_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "OsInfo",
     namespace: "guest",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "kernel_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("distro", crate::wire::Version::new(1, 1)),
+        crate::wire::FieldInfo::new("kernel_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("version", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -4576,13 +3892,14 @@ impl crate::wire::PlainObject for OsInfo {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.kernel_version {
-            data.insert("kernel_version".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "distro", self.distro.as_ref());
+        crate::wire::insert_optional(
+            &mut data,
+            "kernel_version",
+            self.kernel_version.as_ref(),
+        );
         data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
-        if let Some(value) = &self.version {
-            data.insert("version".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "version", self.version.as_ref());
         data
     }
     fn from_data(
@@ -4590,13 +3907,18 @@ impl crate::wire::PlainObject for OsInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            kernel_version: {
-                crate::wire::read_optional::<String>(data, "kernel_version", path)?
-            },
-            name: {
-                crate::wire::read_required::<String>(data, "OsInfo", "name", path)?
-            },
-            version: { crate::wire::read_optional::<String>(data, "version", path)? },
+            distro: crate::wire::read_optional::<
+                String,
+            >(data, "distro", &FIELD_CHECKS_8, path)?,
+            kernel_version: crate::wire::read_optional::<
+                String,
+            >(data, "kernel_version", &crate::wire::FieldChecks::NONE, path)?,
+            name: crate::wire::read_required::<
+                String,
+            >(data, "OsInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
+            version: crate::wire::read_optional::<
+                String,
+            >(data, "version", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -4611,13 +3933,10 @@ impl crate::wire::StreamValue for OsInfo {
             out,
             ctx,
             |sink| {
-                if let Some(value) = &self.kernel_version {
-                    sink.field("kernel_version", value)?;
-                }
+                sink.optional_field("distro", self.distro.as_ref())?;
+                sink.optional_field("kernel_version", self.kernel_version.as_ref())?;
                 sink.field("name", &self.name)?;
-                if let Some(value) = &self.version {
-                    sink.field("version", value)?;
-                }
+                sink.optional_field("version", self.version.as_ref())?;
                 Ok(())
             },
         )
@@ -4660,30 +3979,12 @@ pub static PEER_UNAVAILABLE_DATA_INFO: crate::wire::ObjectInfo = crate::wire::Ob
     name: "PeerUnavailableData",
     namespace: "cyborg",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "endpoint",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "last_seen",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "reason",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("last_seen", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("reason", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -4702,9 +4003,7 @@ impl crate::wire::PlainObject for PeerUnavailableData {
             "last_seen".into(),
             crate::wire::WireValue::to_wire(&self.last_seen),
         );
-        if let Some(value) = &self.reason {
-            data.insert("reason".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "reason", self.reason.as_ref());
         data
     }
     fn from_data(
@@ -4712,34 +4011,21 @@ impl crate::wire::PlainObject for PeerUnavailableData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: {
-                crate::wire::read_required::<
-                    Endpoint,
-                >(data, "PeerUnavailableData", "endpoint", path)?
-            },
-            last_seen: {
-                if let Some(value) = data.get("last_seen").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: Some("date-time"),
-                            pattern: None,
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("last_seen"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "PeerUnavailableData", "last_seen", path)?
-            },
-            reason: { crate::wire::read_optional::<String>(data, "reason", path)? },
+            endpoint: crate::wire::read_required::<
+                Endpoint,
+            >(
+                data,
+                "PeerUnavailableData",
+                "endpoint",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            last_seen: crate::wire::read_required::<
+                String,
+            >(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_1, path)?,
+            reason: crate::wire::read_optional::<
+                String,
+            >(data, "reason", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -4756,9 +4042,7 @@ impl crate::wire::StreamValue for PeerUnavailableData {
             |sink| {
                 sink.field("endpoint", &self.endpoint)?;
                 sink.field("last_seen", &self.last_seen)?;
-                if let Some(value) = &self.reason {
-                    sink.field("reason", value)?;
-                }
+                sink.optional_field("reason", self.reason.as_ref())?;
                 Ok(())
             },
         )
@@ -4801,30 +4085,12 @@ pub static PORT_IN_USE_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectI
     name: "PortInUseData",
     namespace: "vproto",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "instance_uuid",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "network_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "port_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("instance_uuid", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("network_id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("port_id", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -4854,21 +4120,27 @@ impl crate::wire::PlainObject for PortInUseData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            instance_uuid: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "PortInUseData", "instance_uuid", path)?
-            },
-            network_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "PortInUseData", "network_id", path)?
-            },
-            port_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "PortInUseData", "port_id", path)?
-            },
+            instance_uuid: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "PortInUseData",
+                "instance_uuid",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            network_id: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "PortInUseData",
+                "network_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            port_id: crate::wire::read_required::<
+                Uuid,
+            >(data, "PortInUseData", "port_id", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -4931,30 +4203,12 @@ pub static ROUTE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "Route",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "cidr",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "gateway",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "interface",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("cidr", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("gateway", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("interface", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -4969,12 +4223,8 @@ impl crate::wire::VersionedObject for Route {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("cidr".into(), crate::wire::WireValue::to_wire(&self.cidr));
-        if let Some(value) = &self.gateway {
-            data.insert("gateway".into(), crate::wire::WireValue::to_wire(value));
-        }
-        if let Some(value) = &self.interface {
-            data.insert("interface".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
+        crate::wire::insert_optional(&mut data, "interface", self.interface.as_ref());
         data
     }
     fn from_data(
@@ -4982,13 +4232,15 @@ impl crate::wire::VersionedObject for Route {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            cidr: {
-                crate::wire::read_required::<IPNetwork>(data, "Route", "cidr", path)?
-            },
-            gateway: { crate::wire::read_optional::<IPAddress>(data, "gateway", path)? },
-            interface: {
-                crate::wire::read_optional::<String>(data, "interface", path)?
-            },
+            cidr: crate::wire::read_required::<
+                IPNetwork,
+            >(data, "Route", "cidr", &crate::wire::FieldChecks::NONE, path)?,
+            gateway: crate::wire::read_optional::<
+                IPAddress,
+            >(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
+            interface: crate::wire::read_optional::<
+                String,
+            >(data, "interface", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5014,12 +4266,8 @@ impl crate::wire::StreamValue for Route {
             ctx,
             |sink| {
                 sink.field("cidr", &self.cidr)?;
-                if let Some(value) = &self.gateway {
-                    sink.field("gateway", value)?;
-                }
-                if let Some(value) = &self.interface {
-                    sink.field("interface", value)?;
-                }
+                sink.optional_field("gateway", self.gateway.as_ref())?;
+                sink.optional_field("interface", self.interface.as_ref())?;
                 Ok(())
             },
         )
@@ -5060,25 +4308,15 @@ pub static ROUTE_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "RouteList",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "objects",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "Route",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0))
+            .child(
+                "Route",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -5100,11 +4338,9 @@ impl crate::wire::VersionedObject for RouteList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            objects: {
-                crate::wire::read_required::<
-                    Vec<Route>,
-                >(data, "RouteList", "objects", path)?
-            },
+            objects: crate::wire::read_required::<
+                Vec<Route>,
+            >(data, "RouteList", "objects", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5190,69 +4426,25 @@ pub static SUBNET_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "Subnet",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "cidr",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "dhcp_server",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "dns",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "gateway",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "ips",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "FixedIPList",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "routes",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "RouteList",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("cidr", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("dhcp_server", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("dns", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("gateway", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("ips", crate::wire::Version::new(1, 0))
+            .child(
+                "FixedIPList",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
+        crate::wire::FieldInfo::new("routes", crate::wire::Version::new(1, 0))
+            .child(
+                "RouteList",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -5267,13 +4459,13 @@ impl crate::wire::VersionedObject for Subnet {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("cidr".into(), crate::wire::WireValue::to_wire(&self.cidr));
-        if let Some(value) = &self.dhcp_server {
-            data.insert("dhcp_server".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "dhcp_server",
+            self.dhcp_server.as_ref(),
+        );
         data.insert("dns".into(), crate::wire::WireValue::to_wire(&self.dns));
-        if let Some(value) = &self.gateway {
-            data.insert("gateway".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
         data.insert("ips".into(), crate::wire::WireValue::to_wire(&self.ips));
         data.insert("routes".into(), crate::wire::WireValue::to_wire(&self.routes));
         data
@@ -5283,24 +4475,24 @@ impl crate::wire::VersionedObject for Subnet {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            cidr: {
-                crate::wire::read_required::<IPNetwork>(data, "Subnet", "cidr", path)?
-            },
-            dhcp_server: {
-                crate::wire::read_optional::<IPAddress>(data, "dhcp_server", path)?
-            },
-            dns: {
-                crate::wire::read_required::<
-                    Vec<IPAddress>,
-                >(data, "Subnet", "dns", path)?
-            },
-            gateway: { crate::wire::read_optional::<IPAddress>(data, "gateway", path)? },
-            ips: {
-                crate::wire::read_required::<FixedIPList>(data, "Subnet", "ips", path)?
-            },
-            routes: {
-                crate::wire::read_required::<RouteList>(data, "Subnet", "routes", path)?
-            },
+            cidr: crate::wire::read_required::<
+                IPNetwork,
+            >(data, "Subnet", "cidr", &crate::wire::FieldChecks::NONE, path)?,
+            dhcp_server: crate::wire::read_optional::<
+                IPAddress,
+            >(data, "dhcp_server", &crate::wire::FieldChecks::NONE, path)?,
+            dns: crate::wire::read_required::<
+                Vec<IPAddress>,
+            >(data, "Subnet", "dns", &crate::wire::FieldChecks::NONE, path)?,
+            gateway: crate::wire::read_optional::<
+                IPAddress,
+            >(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
+            ips: crate::wire::read_required::<
+                FixedIPList,
+            >(data, "Subnet", "ips", &crate::wire::FieldChecks::NONE, path)?,
+            routes: crate::wire::read_required::<
+                RouteList,
+            >(data, "Subnet", "routes", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5326,13 +4518,9 @@ impl crate::wire::StreamValue for Subnet {
             ctx,
             |sink| {
                 sink.field("cidr", &self.cidr)?;
-                if let Some(value) = &self.dhcp_server {
-                    sink.field("dhcp_server", value)?;
-                }
+                sink.optional_field("dhcp_server", self.dhcp_server.as_ref())?;
                 sink.field("dns", &self.dns)?;
-                if let Some(value) = &self.gateway {
-                    sink.field("gateway", value)?;
-                }
+                sink.optional_field("gateway", self.gateway.as_ref())?;
                 sink.field("ips", &self.ips)?;
                 sink.field("routes", &self.routes)?;
                 Ok(())
@@ -5375,25 +4563,15 @@ pub static SUBNET_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "SubnetList",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "objects",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "Subnet",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0))
+            .child(
+                "Subnet",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -5415,11 +4593,9 @@ impl crate::wire::VersionedObject for SubnetList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            objects: {
-                crate::wire::read_required::<
-                    Vec<Subnet>,
-                >(data, "SubnetList", "objects", path)?
-            },
+            objects: crate::wire::read_required::<
+                Vec<Subnet>,
+            >(data, "SubnetList", "objects", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5486,23 +4662,11 @@ pub static UNSUPPORTED_VERSION_DATA_INFO: crate::wire::ObjectInfo = crate::wire:
     name: "UnsupportedVersionData",
     namespace: "vproto",
     wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "max_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "object",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("object", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -5528,50 +4692,12 @@ impl crate::wire::PlainObject for UnsupportedVersionData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            max_version: {
-                if let Some(value) = data.get("max_version").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
-                            one_of: None,
-                            min_length: None,
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("max_version"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "UnsupportedVersionData", "max_version", path)?
-            },
-            object: {
-                if let Some(value) = data.get("object").filter(|v| !v.is_null()) {
-                    crate::wire::check_constraints(
-                        value,
-                        &crate::wire::Constraints {
-                            format: None,
-                            pattern: None,
-                            one_of: None,
-                            min_length: Some(1u64),
-                            max_length: None,
-                            minimum: None,
-                            maximum: None,
-                            min_items: None,
-                            max_items: None,
-                        },
-                        &path.field("object"),
-                    )?;
-                }
-                crate::wire::read_required::<
-                    String,
-                >(data, "UnsupportedVersionData", "object", path)?
-            },
+            max_version: crate::wire::read_required::<
+                String,
+            >(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
+            object: crate::wire::read_required::<
+                String,
+            >(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_9, path)?,
         })
     }
 }
@@ -5653,78 +4779,32 @@ pub static VIF_BASE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "VIFBase",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "active",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("true"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "has_traffic_filtering",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "network",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "Network",
-                polymorphic: false,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 0u32),
-                        crate::wire::Version::new(1u32, 1u32),
-                    ),
-                ],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "plugin",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "port_profile",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "VIFPortProfileBase",
-                polymorphic: true,
-                versions: &[],
-            }),
-        },
-        crate::wire::FieldInfo {
-            name: "preserve_on_delete",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
+        crate::wire::FieldInfo::new("active", crate::wire::Version::new(1, 0))
+            .default("true"),
+        crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new(
+                "has_traffic_filtering",
+                crate::wire::Version::new(1, 0),
+            )
+            .default("false"),
+        crate::wire::FieldInfo::new("id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("network", crate::wire::Version::new(1, 0))
+            .child(
+                "Network",
+                false,
+                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))],
+            ),
+        crate::wire::FieldInfo::new("plugin", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("port_profile", crate::wire::Version::new(1, 0))
+            .child("VIFPortProfileBase", true, &[]),
+        crate::wire::FieldInfo::new(
+                "preserve_on_delete",
+                crate::wire::Version::new(1, 0),
+            )
+            .default("false"),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -5747,9 +4827,11 @@ impl crate::wire::VersionedObject for VIFBase {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -5761,38 +4843,42 @@ impl crate::wire::VersionedObject for VIFBase {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<bool>(data, "VIFBase", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFBase", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFBase", "has_traffic_filtering", path)?
-            },
-            id: { crate::wire::read_required::<Uuid>(data, "VIFBase", "id", path)? },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFBase", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<String>(data, "VIFBase", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFBase", "preserve_on_delete", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFBase", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFBase", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFBase",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFBase", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFBase", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFBase", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFBase",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -5823,9 +4909,7 @@ impl crate::wire::StreamValue for VIFBase {
                 sink.field("id", &self.id)?;
                 sink.field("network", &self.network)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 Ok(())
             },
@@ -5903,32 +4987,15 @@ pub static VIF_BRIDGE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "VIFBridge",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "bridge_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vif_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -5950,9 +5017,11 @@ impl crate::wire::VersionedObject for VIFBridge {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -5969,48 +5038,48 @@ impl crate::wire::VersionedObject for VIFBridge {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<bool>(data, "VIFBridge", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFBridge", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFBridge", "has_traffic_filtering", path)?
-            },
-            id: { crate::wire::read_required::<Uuid>(data, "VIFBridge", "id", path)? },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFBridge", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<String>(data, "VIFBridge", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFBridge", "preserve_on_delete", path)?
-            },
-            bridge_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFBridge", "bridge_name", path)?
-            },
-            vif_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFBridge", "vif_name", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFBridge", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFBridge", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFBridge",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFBridge", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFBridge", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFBridge", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFBridge",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            bridge_name: crate::wire::read_required::<
+                String,
+            >(data, "VIFBridge", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_required::<
+                String,
+            >(data, "VIFBridge", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6042,9 +5111,7 @@ impl crate::wire::StreamValue for VIFBridge {
                 sink.field("id", &self.id)?;
                 sink.field("network", &self.network)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 sink.field("vif_name", &self.vif_name)?;
                 Ok(())
@@ -6131,46 +5198,17 @@ pub static VIF_DIRECT_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "VIFDirect",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "dev_address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "mode",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vif_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vlan_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("dev_address", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("mode", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vlan_name", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -6192,9 +5230,11 @@ impl crate::wire::VersionedObject for VIFDirect {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -6205,9 +5245,7 @@ impl crate::wire::VersionedObject for VIFDirect {
         );
         data.insert("mode".into(), crate::wire::WireValue::to_wire(&self.mode));
         data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
-        if let Some(value) = &self.vlan_name {
-            data.insert("vlan_name".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "vlan_name", self.vlan_name.as_ref());
         data
     }
     fn from_data(
@@ -6215,56 +5253,54 @@ impl crate::wire::VersionedObject for VIFDirect {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<bool>(data, "VIFDirect", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFDirect", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFDirect", "has_traffic_filtering", path)?
-            },
-            id: { crate::wire::read_required::<Uuid>(data, "VIFDirect", "id", path)? },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFDirect", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<String>(data, "VIFDirect", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFDirect", "preserve_on_delete", path)?
-            },
-            dev_address: {
-                crate::wire::read_required::<
-                    PCIAddress,
-                >(data, "VIFDirect", "dev_address", path)?
-            },
-            mode: {
-                crate::wire::read_required::<
-                    VIFDirectMode,
-                >(data, "VIFDirect", "mode", path)?
-            },
-            vif_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFDirect", "vif_name", path)?
-            },
-            vlan_name: {
-                crate::wire::read_optional::<String>(data, "vlan_name", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFDirect", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFDirect", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFDirect",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFDirect", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFDirect", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFDirect", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFDirect",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            dev_address: crate::wire::read_required::<
+                PCIAddress,
+            >(data, "VIFDirect", "dev_address", &crate::wire::FieldChecks::NONE, path)?,
+            mode: crate::wire::read_required::<
+                VIFDirectMode,
+            >(data, "VIFDirect", "mode", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_required::<
+                String,
+            >(data, "VIFDirect", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            vlan_name: crate::wire::read_optional::<
+                String,
+            >(data, "vlan_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6297,14 +5333,10 @@ impl crate::wire::StreamValue for VIFDirect {
                 sink.field("mode", &self.mode)?;
                 sink.field("network", &self.network)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 sink.field("vif_name", &self.vif_name)?;
-                if let Some(value) = &self.vlan_name {
-                    sink.field("vlan_name", value)?;
-                }
+                sink.optional_field("vlan_name", self.vlan_name.as_ref())?;
                 Ok(())
             },
         )
@@ -6377,25 +5409,12 @@ pub static VIF_GENERIC_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     name: "VIFGeneric",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
-    fields: &[
-        crate::wire::FieldInfo {
-            name: "vif_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-    ],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
+    fields: &[crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0))],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -6417,9 +5436,11 @@ impl crate::wire::VersionedObject for VIFGeneric {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -6432,43 +5453,45 @@ impl crate::wire::VersionedObject for VIFGeneric {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<bool>(data, "VIFGeneric", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFGeneric", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFGeneric", "has_traffic_filtering", path)?
-            },
-            id: { crate::wire::read_required::<Uuid>(data, "VIFGeneric", "id", path)? },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFGeneric", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<String>(data, "VIFGeneric", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFGeneric", "preserve_on_delete", path)?
-            },
-            vif_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFGeneric", "vif_name", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFGeneric", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFGeneric", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFGeneric",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFGeneric", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFGeneric", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFGeneric", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFGeneric",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            vif_name: crate::wire::read_required::<
+                String,
+            >(data, "VIFGeneric", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6499,9 +5522,7 @@ impl crate::wire::StreamValue for VIFGeneric {
                 sink.field("id", &self.id)?;
                 sink.field("network", &self.network)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 sink.field("vif_name", &self.vif_name)?;
                 Ok(())
@@ -6580,32 +5601,15 @@ pub static VIF_HOST_DEVICE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectIn
     name: "VIFHostDevice",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "dev_address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "dev_type",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("dev_address", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("dev_type", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -6627,9 +5631,11 @@ impl crate::wire::VersionedObject for VIFHostDevice {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -6646,54 +5652,54 @@ impl crate::wire::VersionedObject for VIFHostDevice {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFHostDevice", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFHostDevice", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFHostDevice", "has_traffic_filtering", path)?
-            },
-            id: {
-                crate::wire::read_required::<Uuid>(data, "VIFHostDevice", "id", path)?
-            },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFHostDevice", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFHostDevice", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFHostDevice", "preserve_on_delete", path)?
-            },
-            dev_address: {
-                crate::wire::read_required::<
-                    PCIAddress,
-                >(data, "VIFHostDevice", "dev_address", path)?
-            },
-            dev_type: {
-                crate::wire::read_required::<
-                    VIFHostDeviceDevType,
-                >(data, "VIFHostDevice", "dev_type", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFHostDevice", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFHostDevice", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFHostDevice",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFHostDevice", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFHostDevice", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFHostDevice", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFHostDevice",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            dev_address: crate::wire::read_required::<
+                PCIAddress,
+            >(
+                data,
+                "VIFHostDevice",
+                "dev_address",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            dev_type: crate::wire::read_required::<
+                VIFHostDeviceDevType,
+            >(data, "VIFHostDevice", "dev_type", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6726,9 +5732,7 @@ impl crate::wire::StreamValue for VIFHostDevice {
                 sink.field("id", &self.id)?;
                 sink.field("network", &self.network)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 Ok(())
             },
@@ -6806,32 +5810,15 @@ pub static VIF_NESTED_DPDK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectIn
     name: "VIFNestedDPDK",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "dev_driver",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "pci_address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("dev_driver", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("pci_address", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -6853,9 +5840,11 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -6875,54 +5864,60 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFNestedDPDK", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFNestedDPDK", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFNestedDPDK", "has_traffic_filtering", path)?
-            },
-            id: {
-                crate::wire::read_required::<Uuid>(data, "VIFNestedDPDK", "id", path)?
-            },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFNestedDPDK", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFNestedDPDK", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFNestedDPDK", "preserve_on_delete", path)?
-            },
-            dev_driver: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFNestedDPDK", "dev_driver", path)?
-            },
-            pci_address: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFNestedDPDK", "pci_address", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFNestedDPDK", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFNestedDPDK", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFNestedDPDK",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFNestedDPDK", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFNestedDPDK", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFNestedDPDK", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFNestedDPDK",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            dev_driver: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFNestedDPDK",
+                "dev_driver",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            pci_address: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFNestedDPDK",
+                "pci_address",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -6955,9 +5950,7 @@ impl crate::wire::StreamValue for VIFNestedDPDK {
                 sink.field("network", &self.network)?;
                 sink.field("pci_address", &self.pci_address)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 Ok(())
             },
@@ -7035,32 +6028,15 @@ pub static VIF_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate::wire::Object
     name: "VIFOpenVSwitch",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 0u32),
-    versions: &[crate::wire::Version::new(1u32, 0u32)],
+    version: crate::wire::Version::new(1, 0),
+    versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "bridge_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vif_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -7082,9 +6058,11 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
@@ -7101,54 +6079,60 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFOpenVSwitch", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFOpenVSwitch", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFOpenVSwitch", "has_traffic_filtering", path)?
-            },
-            id: {
-                crate::wire::read_required::<Uuid>(data, "VIFOpenVSwitch", "id", path)?
-            },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFOpenVSwitch", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFOpenVSwitch", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFOpenVSwitch", "preserve_on_delete", path)?
-            },
-            bridge_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFOpenVSwitch", "bridge_name", path)?
-            },
-            vif_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFOpenVSwitch", "vif_name", path)?
-            },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFOpenVSwitch", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFOpenVSwitch", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFOpenVSwitch",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFOpenVSwitch", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFOpenVSwitch", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFOpenVSwitch", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFOpenVSwitch",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            bridge_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFOpenVSwitch",
+                "bridge_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            vif_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFOpenVSwitch",
+                "vif_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -7180,9 +6164,7 @@ impl crate::wire::StreamValue for VIFOpenVSwitch {
                 sink.field("id", &self.id)?;
                 sink.field("network", &self.network)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
                 sink.field("vif_name", &self.vif_name)?;
                 Ok(())
@@ -7242,52 +6224,19 @@ pub static VIF_PORT_PROFILE8021_QBG_INFO: crate::wire::ObjectInfo = crate::wire:
     name: "VIFPortProfile8021Qbg",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "instance_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "manager_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "type_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "type_id_version",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("instance_id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("manager_id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("type_id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("type_id_version", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileBase",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -7301,12 +6250,11 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert(
             "instance_id".into(),
             crate::wire::WireValue::to_wire(&self.instance_id),
@@ -7327,31 +6275,45 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            instance_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "VIFPortProfile8021Qbg", "instance_id", path)?
-            },
-            manager_id: {
-                crate::wire::read_required::<
-                    i64,
-                >(data, "VIFPortProfile8021Qbg", "manager_id", path)?
-            },
-            type_id: {
-                crate::wire::read_required::<
-                    i64,
-                >(data, "VIFPortProfile8021Qbg", "type_id", path)?
-            },
-            type_id_version: {
-                crate::wire::read_required::<
-                    i64,
-                >(data, "VIFPortProfile8021Qbg", "type_id_version", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            instance_id: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "VIFPortProfile8021Qbg",
+                "instance_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            manager_id: crate::wire::read_required::<
+                i64,
+            >(
+                data,
+                "VIFPortProfile8021Qbg",
+                "manager_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            type_id: crate::wire::read_required::<
+                i64,
+            >(
+                data,
+                "VIFPortProfile8021Qbg",
+                "type_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            type_id_version: crate::wire::read_required::<
+                i64,
+            >(
+                data,
+                "VIFPortProfile8021Qbg",
+                "type_id_version",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -7376,9 +6338,7 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbg {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
                 sink.field("instance_id", &self.instance_id)?;
                 sink.field("manager_id", &self.manager_id)?;
                 sink.field("type_id", &self.type_id)?;
@@ -7428,31 +6388,16 @@ pub static VIF_PORT_PROFILE8021_QBH_INFO: crate::wire::ObjectInfo = crate::wire:
     name: "VIFPortProfile8021Qbh",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "profile_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("profile_id", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileBase",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -7466,12 +6411,11 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert(
             "profile_id".into(),
             crate::wire::WireValue::to_wire(&self.profile_id),
@@ -7483,16 +6427,18 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            profile_id: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFPortProfile8021Qbh", "profile_id", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            profile_id: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFPortProfile8021Qbh",
+                "profile_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -7517,9 +6463,7 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbh {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
                 sink.field("profile_id", &self.profile_id)?;
                 Ok(())
             },
@@ -7562,28 +6506,15 @@ pub static VIF_PORT_PROFILE_BASE_INFO: crate::wire::ObjectInfo = crate::wire::Ob
     name: "VIFPortProfileBase",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "datapath_offload",
-            since: crate::wire::Version::new(1u32, 1u32),
-            removed: None,
-            default: None,
-            child: Some(crate::wire::ChildInfo {
-                object: "DatapathOffloadBase",
-                polymorphic: true,
-                versions: &[
-                    (
-                        crate::wire::Version::new(1u32, 1u32),
-                        crate::wire::Version::new(1u32, 0u32),
-                    ),
-                ],
-            }),
-        },
+        crate::wire::FieldInfo::new("datapath_offload", crate::wire::Version::new(1, 1))
+            .child(
+                "DatapathOffloadBase",
+                true,
+                &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))],
+            ),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -7597,12 +6528,11 @@ impl crate::wire::VersionedObject for VIFPortProfileBase {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data
     }
     fn from_data(
@@ -7610,11 +6540,9 @@ impl crate::wire::VersionedObject for VIFPortProfileBase {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -7639,9 +6567,7 @@ impl crate::wire::StreamValue for VIFPortProfileBase {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
                 Ok(())
             },
         )
@@ -7687,31 +6613,16 @@ pub static VIF_PORT_PROFILE_FP_BRIDGE_INFO: crate::wire::ObjectInfo = crate::wir
     name: "VIFPortProfileFPBridge",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "bridge_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileBase",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -7725,12 +6636,11 @@ impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert(
             "bridge_name".into(),
             crate::wire::WireValue::to_wire(&self.bridge_name),
@@ -7742,16 +6652,18 @@ impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            bridge_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFPortProfileFPBridge", "bridge_name", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFPortProfileFPBridge",
+                "bridge_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -7777,9 +6689,7 @@ impl crate::wire::StreamValue for VIFPortProfileFPBridge {
             ctx,
             |sink| {
                 sink.field("bridge_name", &self.bridge_name)?;
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
                 Ok(())
             },
         )
@@ -7856,53 +6766,27 @@ pub static VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = cra
     name: "VIFPortProfileFPOpenVSwitch",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 4u32),
+    version: crate::wire::Version::new(1, 4),
     versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-        crate::wire::Version::new(1u32, 2u32),
-        crate::wire::Version::new(1u32, 3u32),
-        crate::wire::Version::new(1u32, 4u32),
+        crate::wire::Version::new(1, 0),
+        crate::wire::Version::new(1, 1),
+        crate::wire::Version::new(1, 2),
+        crate::wire::Version::new(1, 3),
+        crate::wire::Version::new(1, 4),
     ],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "bridge_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "hybrid_plug",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
+        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("hybrid_plug", crate::wire::Version::new(1, 0))
+            .default("false"),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileOpenVSwitch",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 2u32),
-                crate::wire::Version::new(1u32, 2u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 3u32),
-                crate::wire::Version::new(1u32, 3u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 4u32),
-                crate::wire::Version::new(1u32, 4u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
+            (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)),
+            (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)),
+            (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -7916,12 +6800,11 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert(
             "create_port".into(),
             crate::wire::WireValue::to_wire(&self.create_port),
@@ -7930,9 +6813,11 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
             "create_tap".into(),
             crate::wire::WireValue::to_wire(&self.create_tap),
         );
-        if let Some(value) = &self.datapath_type {
-            data.insert("datapath_type".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_type",
+            self.datapath_type.as_ref(),
+        );
         data.insert(
             "interface_id".into(),
             crate::wire::WireValue::to_wire(&self.interface_id),
@@ -7941,9 +6826,7 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
             "multiqueue".into(),
             crate::wire::WireValue::to_wire(&self.multiqueue),
         );
-        if let Some(value) = &self.profile_id {
-            data.insert("profile_id".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
         data.insert(
             "bridge_name".into(),
             crate::wire::WireValue::to_wire(&self.bridge_name),
@@ -7959,49 +6842,69 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            create_port: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileFPOpenVSwitch", "create_port", path)?
-            },
-            create_tap: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileFPOpenVSwitch", "create_tap", path)?
-            },
-            datapath_type: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "datapath_type", path)?
-            },
-            interface_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "VIFPortProfileFPOpenVSwitch", "interface_id", path)?
-            },
-            multiqueue: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileFPOpenVSwitch", "multiqueue", path)?
-            },
-            profile_id: {
-                crate::wire::read_optional::<String>(data, "profile_id", path)?
-            },
-            bridge_name: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFPortProfileFPOpenVSwitch", "bridge_name", path)?
-            },
-            hybrid_plug: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileFPOpenVSwitch", "hybrid_plug", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            create_port: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileFPOpenVSwitch",
+                "create_port",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            create_tap: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileFPOpenVSwitch",
+                "create_tap",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            datapath_type: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
+            interface_id: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "VIFPortProfileFPOpenVSwitch",
+                "interface_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            multiqueue: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileFPOpenVSwitch",
+                "multiqueue",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            profile_id: crate::wire::read_optional::<
+                String,
+            >(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_name: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFPortProfileFPOpenVSwitch",
+                "bridge_name",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            hybrid_plug: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileFPOpenVSwitch",
+                "hybrid_plug",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -8029,18 +6932,12 @@ impl crate::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
                 sink.field("bridge_name", &self.bridge_name)?;
                 sink.field("create_port", &self.create_port)?;
                 sink.field("create_tap", &self.create_tap)?;
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
-                if let Some(value) = &self.datapath_type {
-                    sink.field("datapath_type", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
+                sink.optional_field("datapath_type", self.datapath_type.as_ref())?;
                 sink.field("hybrid_plug", &self.hybrid_plug)?;
                 sink.field("interface_id", &self.interface_id)?;
                 sink.field("multiqueue", &self.multiqueue)?;
-                if let Some(value) = &self.profile_id {
-                    sink.field("profile_id", value)?;
-                }
+                sink.optional_field("profile_id", self.profile_id.as_ref())?;
                 Ok(())
             },
         )
@@ -8086,31 +6983,16 @@ pub static VIF_PORT_PROFILE_FP_TAP_INFO: crate::wire::ObjectInfo = crate::wire::
     name: "VIFPortProfileFPTap",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "mac_address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("mac_address", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileBase",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -8124,15 +7006,16 @@ impl crate::wire::VersionedObject for VIFPortProfileFPTap {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
-        if let Some(value) = &self.mac_address {
-            data.insert("mac_address".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
+        crate::wire::insert_optional(
+            &mut data,
+            "mac_address",
+            self.mac_address.as_ref(),
+        );
         data
     }
     fn from_data(
@@ -8140,16 +7023,12 @@ impl crate::wire::VersionedObject for VIFPortProfileFPTap {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            mac_address: {
-                crate::wire::read_optional::<
-                    Option<MACAddress>,
-                >(data, "mac_address", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            mac_address: crate::wire::read_optional::<
+                Option<MACAddress>,
+            >(data, "mac_address", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -8174,12 +7053,8 @@ impl crate::wire::StreamValue for VIFPortProfileFPTap {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
-                if let Some(value) = &self.mac_address {
-                    sink.field("mac_address", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
+                sink.optional_field("mac_address", self.mac_address.as_ref())?;
                 Ok(())
             },
         )
@@ -8233,45 +7108,18 @@ pub static VIF_PORT_PROFILE_K8S_DPDK_INFO: crate::wire::ObjectInfo = crate::wire
     name: "VIFPortProfileK8sDPDK",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "l3_setup",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "resourceversion",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "selflink",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("l3_setup", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("resourceversion", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("selflink", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileBase",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -8285,12 +7133,11 @@ impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert("l3_setup".into(), crate::wire::WireValue::to_wire(&self.l3_setup));
         data.insert(
             "resourceversion".into(),
@@ -8304,26 +7151,36 @@ impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            l3_setup: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileK8sDPDK", "l3_setup", path)?
-            },
-            resourceversion: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFPortProfileK8sDPDK", "resourceversion", path)?
-            },
-            selflink: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFPortProfileK8sDPDK", "selflink", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            l3_setup: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileK8sDPDK",
+                "l3_setup",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            resourceversion: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFPortProfileK8sDPDK",
+                "resourceversion",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            selflink: crate::wire::read_required::<
+                String,
+            >(
+                data,
+                "VIFPortProfileK8sDPDK",
+                "selflink",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
             obj_changes: None,
         })
     }
@@ -8348,9 +7205,7 @@ impl crate::wire::StreamValue for VIFPortProfileK8sDPDK {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
                 sink.field("l3_setup", &self.l3_setup)?;
                 sink.field("resourceversion", &self.resourceversion)?;
                 sink.field("selflink", &self.selflink)?;
@@ -8432,53 +7287,29 @@ pub static VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO: crate::wire::ObjectInfo = crat
     name: "VIFPortProfileOVSRepresentor",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 4u32),
+    version: crate::wire::Version::new(1, 4),
     versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-        crate::wire::Version::new(1u32, 2u32),
-        crate::wire::Version::new(1u32, 3u32),
-        crate::wire::Version::new(1u32, 4u32),
+        crate::wire::Version::new(1, 0),
+        crate::wire::Version::new(1, 1),
+        crate::wire::Version::new(1, 2),
+        crate::wire::Version::new(1, 3),
+        crate::wire::Version::new(1, 4),
     ],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "representor_address",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "representor_name",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new(
+            "representor_address",
+            crate::wire::Version::new(1, 0),
+        ),
+        crate::wire::FieldInfo::new("representor_name", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileOpenVSwitch",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 1u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 2u32),
-                crate::wire::Version::new(1u32, 2u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 3u32),
-                crate::wire::Version::new(1u32, 3u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 4u32),
-                crate::wire::Version::new(1u32, 4u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
+            (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)),
+            (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)),
+            (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -8492,12 +7323,11 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert(
             "create_port".into(),
             crate::wire::WireValue::to_wire(&self.create_port),
@@ -8506,9 +7336,11 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
             "create_tap".into(),
             crate::wire::WireValue::to_wire(&self.create_tap),
         );
-        if let Some(value) = &self.datapath_type {
-            data.insert("datapath_type".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_type",
+            self.datapath_type.as_ref(),
+        );
         data.insert(
             "interface_id".into(),
             crate::wire::WireValue::to_wire(&self.interface_id),
@@ -8517,21 +7349,17 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
             "multiqueue".into(),
             crate::wire::WireValue::to_wire(&self.multiqueue),
         );
-        if let Some(value) = &self.profile_id {
-            data.insert("profile_id".into(), crate::wire::WireValue::to_wire(value));
-        }
-        if let Some(value) = &self.representor_address {
-            data.insert(
-                "representor_address".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
-        if let Some(value) = &self.representor_name {
-            data.insert(
-                "representor_name".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
+        crate::wire::insert_optional(
+            &mut data,
+            "representor_address",
+            self.representor_address.as_ref(),
+        );
+        crate::wire::insert_optional(
+            &mut data,
+            "representor_name",
+            self.representor_name.as_ref(),
+        );
         data
     }
     fn from_data(
@@ -8539,49 +7367,57 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            create_port: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileOVSRepresentor", "create_port", path)?
-            },
-            create_tap: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileOVSRepresentor", "create_tap", path)?
-            },
-            datapath_type: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "datapath_type", path)?
-            },
-            interface_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "VIFPortProfileOVSRepresentor", "interface_id", path)?
-            },
-            multiqueue: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileOVSRepresentor", "multiqueue", path)?
-            },
-            profile_id: {
-                crate::wire::read_optional::<String>(data, "profile_id", path)?
-            },
-            representor_address: {
-                crate::wire::read_optional::<
-                    Option<PCIAddress>,
-                >(data, "representor_address", path)?
-            },
-            representor_name: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "representor_name", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            create_port: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileOVSRepresentor",
+                "create_port",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            create_tap: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileOVSRepresentor",
+                "create_tap",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            datapath_type: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
+            interface_id: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "VIFPortProfileOVSRepresentor",
+                "interface_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            multiqueue: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileOVSRepresentor",
+                "multiqueue",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            profile_id: crate::wire::read_optional::<
+                String,
+            >(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            representor_address: crate::wire::read_optional::<
+                Option<PCIAddress>,
+            >(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
+            representor_name: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -8608,23 +7444,16 @@ impl crate::wire::StreamValue for VIFPortProfileOVSRepresentor {
             |sink| {
                 sink.field("create_port", &self.create_port)?;
                 sink.field("create_tap", &self.create_tap)?;
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
-                if let Some(value) = &self.datapath_type {
-                    sink.field("datapath_type", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
+                sink.optional_field("datapath_type", self.datapath_type.as_ref())?;
                 sink.field("interface_id", &self.interface_id)?;
                 sink.field("multiqueue", &self.multiqueue)?;
-                if let Some(value) = &self.profile_id {
-                    sink.field("profile_id", value)?;
-                }
-                if let Some(value) = &self.representor_address {
-                    sink.field("representor_address", value)?;
-                }
-                if let Some(value) = &self.representor_name {
-                    sink.field("representor_name", value)?;
-                }
+                sink.optional_field("profile_id", self.profile_id.as_ref())?;
+                sink.optional_field(
+                    "representor_address",
+                    self.representor_address.as_ref(),
+                )?;
+                sink.optional_field("representor_name", self.representor_name.as_ref())?;
                 Ok(())
             },
         )
@@ -8693,69 +7522,30 @@ pub static VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate:
     name: "VIFPortProfileOpenVSwitch",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 4u32),
+    version: crate::wire::Version::new(1, 4),
     versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-        crate::wire::Version::new(1u32, 2u32),
-        crate::wire::Version::new(1u32, 3u32),
-        crate::wire::Version::new(1u32, 4u32),
+        crate::wire::Version::new(1, 0),
+        crate::wire::Version::new(1, 1),
+        crate::wire::Version::new(1, 2),
+        crate::wire::Version::new(1, 3),
+        crate::wire::Version::new(1, 4),
     ],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "create_port",
-            since: crate::wire::Version::new(1u32, 3u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "create_tap",
-            since: crate::wire::Version::new(1u32, 4u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "datapath_type",
-            since: crate::wire::Version::new(1u32, 1u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "interface_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "multiqueue",
-            since: crate::wire::Version::new(1u32, 4u32),
-            removed: None,
-            default: Some("false"),
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "profile_id",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("create_port", crate::wire::Version::new(1, 3))
+            .default("false"),
+        crate::wire::FieldInfo::new("create_tap", crate::wire::Version::new(1, 4))
+            .default("false"),
+        crate::wire::FieldInfo::new("datapath_type", crate::wire::Version::new(1, 1)),
+        crate::wire::FieldInfo::new("interface_id", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("multiqueue", crate::wire::Version::new(1, 4))
+            .default("false"),
+        crate::wire::FieldInfo::new("profile_id", crate::wire::Version::new(1, 0)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFPortProfileBase",
         versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-            (
-                crate::wire::Version::new(1u32, 2u32),
-                crate::wire::Version::new(1u32, 1u32),
-            ),
+            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
+            (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 1)),
         ],
     }),
     tolerate_unknown_fields: false,
@@ -8769,12 +7559,11 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        if let Some(value) = &self.datapath_offload {
-            data.insert(
-                "datapath_offload".into(),
-                crate::wire::WireValue::to_wire(value),
-            );
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_offload",
+            self.datapath_offload.as_ref(),
+        );
         data.insert(
             "create_port".into(),
             crate::wire::WireValue::to_wire(&self.create_port),
@@ -8783,9 +7572,11 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
             "create_tap".into(),
             crate::wire::WireValue::to_wire(&self.create_tap),
         );
-        if let Some(value) = &self.datapath_type {
-            data.insert("datapath_type".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "datapath_type",
+            self.datapath_type.as_ref(),
+        );
         data.insert(
             "interface_id".into(),
             crate::wire::WireValue::to_wire(&self.interface_id),
@@ -8794,9 +7585,7 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
             "multiqueue".into(),
             crate::wire::WireValue::to_wire(&self.multiqueue),
         );
-        if let Some(value) = &self.profile_id {
-            data.insert("profile_id".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
         data
     }
     fn from_data(
@@ -8804,39 +7593,51 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: {
-                crate::wire::read_optional::<
-                    Option<AnyDatapathOffloadBase>,
-                >(data, "datapath_offload", path)?
-            },
-            create_port: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileOpenVSwitch", "create_port", path)?
-            },
-            create_tap: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileOpenVSwitch", "create_tap", path)?
-            },
-            datapath_type: {
-                crate::wire::read_optional::<
-                    Option<String>,
-                >(data, "datapath_type", path)?
-            },
-            interface_id: {
-                crate::wire::read_required::<
-                    Uuid,
-                >(data, "VIFPortProfileOpenVSwitch", "interface_id", path)?
-            },
-            multiqueue: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFPortProfileOpenVSwitch", "multiqueue", path)?
-            },
-            profile_id: {
-                crate::wire::read_optional::<String>(data, "profile_id", path)?
-            },
+            datapath_offload: crate::wire::read_optional::<
+                Option<AnyDatapathOffloadBase>,
+            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            create_port: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileOpenVSwitch",
+                "create_port",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            create_tap: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileOpenVSwitch",
+                "create_tap",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            datapath_type: crate::wire::read_optional::<
+                Option<String>,
+            >(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
+            interface_id: crate::wire::read_required::<
+                Uuid,
+            >(
+                data,
+                "VIFPortProfileOpenVSwitch",
+                "interface_id",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            multiqueue: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFPortProfileOpenVSwitch",
+                "multiqueue",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            profile_id: crate::wire::read_optional::<
+                String,
+            >(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -8863,17 +7664,11 @@ impl crate::wire::StreamValue for VIFPortProfileOpenVSwitch {
             |sink| {
                 sink.field("create_port", &self.create_port)?;
                 sink.field("create_tap", &self.create_tap)?;
-                if let Some(value) = &self.datapath_offload {
-                    sink.field("datapath_offload", value)?;
-                }
-                if let Some(value) = &self.datapath_type {
-                    sink.field("datapath_type", value)?;
-                }
+                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
+                sink.optional_field("datapath_type", self.datapath_type.as_ref())?;
                 sink.field("interface_id", &self.interface_id)?;
                 sink.field("multiqueue", &self.multiqueue)?;
-                if let Some(value) = &self.profile_id {
-                    sink.field("profile_id", value)?;
-                }
+                sink.optional_field("profile_id", self.profile_id.as_ref())?;
                 Ok(())
             },
         )
@@ -8955,42 +7750,16 @@ pub static VIFV_HOST_USER_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInf
     name: "VIFVHostUser",
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1u32, 1u32),
-    versions: &[
-        crate::wire::Version::new(1u32, 0u32),
-        crate::wire::Version::new(1u32, 1u32),
-    ],
+    version: crate::wire::Version::new(1, 1),
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo {
-            name: "mode",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "path",
-            since: crate::wire::Version::new(1u32, 0u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
-        crate::wire::FieldInfo {
-            name: "vif_name",
-            since: crate::wire::Version::new(1u32, 1u32),
-            removed: None,
-            default: None,
-            child: None,
-        },
+        crate::wire::FieldInfo::new("mode", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("path", crate::wire::Version::new(1, 0)),
+        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 1)),
     ],
     base: Some(crate::wire::BaseInfo {
         object: "VIFBase",
-        versions: &[
-            (
-                crate::wire::Version::new(1u32, 0u32),
-                crate::wire::Version::new(1u32, 0u32),
-            ),
-        ],
+        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
     }),
     tolerate_unknown_fields: false,
 };
@@ -9012,18 +7781,18 @@ impl crate::wire::VersionedObject for VIFVHostUser {
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        if let Some(value) = &self.port_profile {
-            data.insert("port_profile".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(
+            &mut data,
+            "port_profile",
+            self.port_profile.as_ref(),
+        );
         data.insert(
             "preserve_on_delete".into(),
             crate::wire::WireValue::to_wire(&self.preserve_on_delete),
         );
         data.insert("mode".into(), crate::wire::WireValue::to_wire(&self.mode));
         data.insert("path".into(), crate::wire::WireValue::to_wire(&self.path));
-        if let Some(value) = &self.vif_name {
-            data.insert("vif_name".into(), crate::wire::WireValue::to_wire(value));
-        }
+        crate::wire::insert_optional(&mut data, "vif_name", self.vif_name.as_ref());
         data
     }
     fn from_data(
@@ -9031,51 +7800,51 @@ impl crate::wire::VersionedObject for VIFVHostUser {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: {
-                crate::wire::read_required::<bool>(data, "VIFVHostUser", "active", path)?
-            },
-            address: {
-                crate::wire::read_required::<
-                    Option<MACAddress>,
-                >(data, "VIFVHostUser", "address", path)?
-            },
-            has_traffic_filtering: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFVHostUser", "has_traffic_filtering", path)?
-            },
-            id: {
-                crate::wire::read_required::<Uuid>(data, "VIFVHostUser", "id", path)?
-            },
-            network: {
-                crate::wire::read_required::<
-                    Option<Network>,
-                >(data, "VIFVHostUser", "network", path)?
-            },
-            plugin: {
-                crate::wire::read_required::<
-                    String,
-                >(data, "VIFVHostUser", "plugin", path)?
-            },
-            port_profile: {
-                crate::wire::read_optional::<
-                    AnyVIFPortProfileBase,
-                >(data, "port_profile", path)?
-            },
-            preserve_on_delete: {
-                crate::wire::read_required::<
-                    bool,
-                >(data, "VIFVHostUser", "preserve_on_delete", path)?
-            },
-            mode: {
-                crate::wire::read_required::<
-                    VIFVHostUserMode,
-                >(data, "VIFVHostUser", "mode", path)?
-            },
-            path: {
-                crate::wire::read_required::<String>(data, "VIFVHostUser", "path", path)?
-            },
-            vif_name: { crate::wire::read_optional::<String>(data, "vif_name", path)? },
+            active: crate::wire::read_required::<
+                bool,
+            >(data, "VIFVHostUser", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<
+                Option<MACAddress>,
+            >(data, "VIFVHostUser", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFVHostUser",
+                "has_traffic_filtering",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            id: crate::wire::read_required::<
+                Uuid,
+            >(data, "VIFVHostUser", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<
+                Option<Network>,
+            >(data, "VIFVHostUser", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<
+                String,
+            >(data, "VIFVHostUser", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<
+                AnyVIFPortProfileBase,
+            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<
+                bool,
+            >(
+                data,
+                "VIFVHostUser",
+                "preserve_on_delete",
+                &crate::wire::FieldChecks::NONE,
+                path,
+            )?,
+            mode: crate::wire::read_required::<
+                VIFVHostUserMode,
+            >(data, "VIFVHostUser", "mode", &crate::wire::FieldChecks::NONE, path)?,
+            path: crate::wire::read_required::<
+                String,
+            >(data, "VIFVHostUser", "path", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_optional::<
+                String,
+            >(data, "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -9108,13 +7877,9 @@ impl crate::wire::StreamValue for VIFVHostUser {
                 sink.field("network", &self.network)?;
                 sink.field("path", &self.path)?;
                 sink.field("plugin", &self.plugin)?;
-                if let Some(value) = &self.port_profile {
-                    sink.field("port_profile", value)?;
-                }
+                sink.optional_field("port_profile", self.port_profile.as_ref())?;
                 sink.field("preserve_on_delete", &self.preserve_on_delete)?;
-                if let Some(value) = &self.vif_name {
-                    sink.field("vif_name", value)?;
-                }
+                sink.optional_field("vif_name", self.vif_name.as_ref())?;
                 Ok(())
             },
         )
@@ -9134,6 +7899,108 @@ impl crate::wire::WireValue for VIFVHostUser {
         crate::wire::VersionedObject::to_current_primitive(self)
     }
 }
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_0: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            minimum: Some(0),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_1: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            format: Some("date-time"),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_2: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            minimum: Some(0),
+            maximum: Some(128),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_3: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_4: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            one_of: Some(&["vproto-guest-data"]),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_5: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            minimum: Some(1),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_6: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_7: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: None,
+    items: Some(
+        &crate::wire::Constraints {
+            min_length: Some(1),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_8: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            pattern: Some("^[a-z0-9][a-z0-9._-]*$"),
+            max_length: Some(64),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_9: crate::wire::FieldChecks = crate::wire::FieldChecks {
+    value: Some(
+        &crate::wire::Constraints {
+            min_length: Some(1),
+            ..crate::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
 /// A DatapathOffloadBase or any of its subclasses, told apart on the wire by `versioned_object.name`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnyDatapathOffloadBase {
@@ -9914,9 +8781,9 @@ pub fn convert_primitive(
     }
 }
 /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
-pub const JSON_SCHEMA: &str = "{\"$defs\":{\"AccCapability\":{\"additionalProperties\":true,\"description\":\"A named accelerator capability: how many units offer it and its sub-capabilities, nested by name (for example ipsec -> aes -> 3des). The seed's example writes sub-capabilities as sibling keys of `num` and leaves as bare numbers; here they live under `features`, a leaf being {\\\"num\\\": N}.\",\"properties\":{\"features\":{\"allOf\":[{\"additionalProperties\":{\"$ref\":\"#/$defs/AccCapability\"},\"type\":\"object\"}],\"default\":{},\"description\":\"Sub-capabilities by name.\",\"x-since\":\"AccCapability 1.0\"},\"num\":{\"allOf\":[{\"minimum\":0,\"type\":\"integer\"}],\"description\":\"How many units offer this capability; absent when only its sub-capabilities are counted (as for ipsec in the seed's example).\",\"x-since\":\"AccCapability 1.0\"}},\"required\":[],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AccSpecs\":{\"additionalProperties\":true,\"description\":\"The specification of a hardware accelerator.\",\"properties\":{\"acc_capability\":{\"allOf\":[{\"$ref\":\"#/$defs/AccCapability\"}],\"description\":\"What the accelerator can do.\",\"x-since\":\"AccSpecs 1.0\"},\"device_type\":{\"allOf\":[{\"$ref\":\"#/$defs/DeviceType\"}],\"description\":\"The class of the device.\",\"x-since\":\"AccSpecs 1.0\"},\"num\":{\"allOf\":[{\"minimum\":0,\"type\":\"integer\"}],\"description\":\"How many accelerator units the device provides.\",\"x-since\":\"AccSpecs 1.0\"},\"remote\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the accelerator is remote (attached over the network) rather than local to the node; the seed writes 0/1.\",\"x-since\":\"AccSpecs 1.0\"}},\"required\":[\"acc_capability\",\"device_type\",\"num\",\"remote\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AccStatus\":{\"additionalProperties\":true,\"description\":\"What a hardware device needs before it can be used.\",\"properties\":{\"reboot_required\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the node must reboot before the device can be used (the seed misspells it reboot_equired).\",\"x-since\":\"AccStatus 1.0\"},\"setup_required\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the device needs a setup step before use.\",\"x-since\":\"AccStatus 1.0\"}},\"required\":[\"reboot_required\",\"setup_required\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentList\":{\"additionalProperties\":true,\"description\":\"The answer to `conductor.list_agents` (`GET /agents`): every agent that has registered with the conductor.\",\"properties\":{\"agents\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/AgentState\"},\"type\":\"array\"}],\"description\":\"The agents, alive or not.\",\"x-since\":\"AgentList 1.0\"}},\"required\":[\"agents\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentRegistration\":{\"additionalProperties\":true,\"description\":\"What a Cyborg agent sends the conductor (`POST /hello`) once installed and ready: its status and endpoint.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"Where the agent listens, as host:port.\",\"x-since\":\"AgentRegistration 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/ComponentStatus\"}],\"description\":\"Whether the agent is ready to use.\",\"x-since\":\"AgentRegistration 1.0\"}},\"required\":[\"endpoint\",\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentState\":{\"additionalProperties\":true,\"description\":\"What the conductor knows of one registered Cyborg agent: where it is, what it last reported and whether it is still alive.\",\"properties\":{\"alive\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the agent sent hello within the last three heartbeat intervals. An agent that stops reporting stays listed with alive false, so it can be alarmed on; one that never reported is not listed.\",\"x-since\":\"AgentState 1.0\"},\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"Where the agent listens, as host:port; it identifies the agent.\",\"x-since\":\"AgentState 1.0\"},\"last_seen\":{\"allOf\":[{\"format\":\"date-time\",\"type\":\"string\"}],\"description\":\"When the conductor last received a hello from the agent (RFC 3339, UTC).\",\"x-since\":\"AgentState 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/ComponentStatus\"}],\"description\":\"The status the agent reported in its last hello.\",\"x-since\":\"AgentState 1.0\"}},\"required\":[\"alive\",\"endpoint\",\"last_seen\",\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentUnavailable.data\":{\"$ref\":\"#/$defs/PeerUnavailableData\"},\"AnyDatapathOffloadBase\":{\"anyOf\":[{\"$ref\":\"#/$defs/DatapathOffloadBase\"},{\"$ref\":\"#/$defs/DatapathOffloadRepresentor\"}],\"description\":\"A DatapathOffloadBase or any of its subclasses.\"},\"AnyVIFBase\":{\"anyOf\":[{\"$ref\":\"#/$defs/VIFBase\"},{\"$ref\":\"#/$defs/VIFBridge\"},{\"$ref\":\"#/$defs/VIFDirect\"},{\"$ref\":\"#/$defs/VIFGeneric\"},{\"$ref\":\"#/$defs/VIFHostDevice\"},{\"$ref\":\"#/$defs/VIFNestedDPDK\"},{\"$ref\":\"#/$defs/VIFOpenVSwitch\"},{\"$ref\":\"#/$defs/VIFVHostUser\"}],\"description\":\"A VIFBase or any of its subclasses.\"},\"AnyVIFPortProfileBase\":{\"anyOf\":[{\"$ref\":\"#/$defs/VIFPortProfile8021Qbg\"},{\"$ref\":\"#/$defs/VIFPortProfile8021Qbh\"},{\"$ref\":\"#/$defs/VIFPortProfileBase\"},{\"$ref\":\"#/$defs/VIFPortProfileFPBridge\"},{\"$ref\":\"#/$defs/VIFPortProfileFPOpenVSwitch\"},{\"$ref\":\"#/$defs/VIFPortProfileFPTap\"},{\"$ref\":\"#/$defs/VIFPortProfileK8sDPDK\"},{\"$ref\":\"#/$defs/VIFPortProfileOVSRepresentor\"},{\"$ref\":\"#/$defs/VIFPortProfileOpenVSwitch\"}],\"description\":\"A VIFPortProfileBase or any of its subclasses.\"},\"ComponentStatus\":{\"description\":\"Readiness a Cyborg driver or agent reports when it registers.\",\"enum\":[\"READY\",\"NOT-READY\",\"ERROR\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"DatapathOffloadBase\":{\"additionalProperties\":false,\"description\":\"Base class for all types of datapath offload. It declares no fields.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"DatapathOffloadBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"DatapathOffloadRepresentor\":{\"additionalProperties\":false,\"description\":\"Offload type for VF Representors conforming to the switchdev model. This datapath offload provides the metadata required to associate a VIF with a VF representor conforming to the switchdev kernel model. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"representor_address\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"The PCI address of the Virtual Function. os-vif declares it a plain string here (unlike VIFPortProfileOVSRepresentor), so no format is enforced.\",\"x-since\":\"DatapathOffloadRepresentor 1.0\"},\"representor_name\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Name to set on the representor (if set).\",\"x-since\":\"DatapathOffloadRepresentor 1.0\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"DatapathOffloadRepresentor\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"DeviceType\":{\"description\":\"The class of an accelerator device. Open: Cyborg adds device classes over time, so readers keep values they do not know instead of failing.\",\"type\":\"string\",\"x-known-values\":[\"CRYPTO\",\"GPU\",\"FPGA\",\"NIC\",\"ASIC\",\"STORAGE\"],\"x-since\":\"1.0\"},\"DiscoveryFailed.data\":{\"$ref\":\"#/$defs/DiscoveryFailedData\"},\"DiscoveryFailedData\":{\"additionalProperties\":true,\"description\":\"The `data` of the DiscoveryFailed error: which driver could not run discovery, and why.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"The endpoint of the driver whose discovery failed (the driver's own when it answers itself).\",\"x-since\":\"DiscoveryFailedData 1.0\"},\"reason\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"A human-readable cause, for logs; not meant to be parsed.\",\"x-since\":\"DiscoveryFailedData 1.0\"}},\"required\":[\"endpoint\",\"reason\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DiscoveryState\":{\"description\":\"Progress of a Cyborg accelerator discovery run.\",\"enum\":[\"IN-PROGRESS\",\"DONE\",\"FAILED\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"DiscoveryStatus\":{\"additionalProperties\":true,\"description\":\"The answer to a Cyborg discovery trigger (driver or agent `POST /discovery`): where the discovery and setup process stands.\",\"properties\":{\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/DiscoveryState\"}],\"description\":\"The state of the discovery run.\",\"x-since\":\"DiscoveryStatus 1.0\"}},\"required\":[\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DriverRegistration\":{\"additionalProperties\":true,\"description\":\"What a Cyborg driver sends its agent (`POST /hello`) once installed and ready: its status, endpoint and the device type it supports.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"Where the driver listens, as host:port.\",\"x-since\":\"DriverRegistration 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/$defs/ComponentStatus\"}],\"description\":\"Whether the driver is ready to use.\",\"x-since\":\"DriverRegistration 1.0\"},\"type\":{\"allOf\":[{\"$ref\":\"#/$defs/DeviceType\"}],\"description\":\"The class of hardware the driver supports.\",\"x-since\":\"DriverRegistration 1.0\"}},\"required\":[\"endpoint\",\"status\",\"type\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DriverUnavailable.data\":{\"$ref\":\"#/$defs/PeerUnavailableData\"},\"Endpoint\":{\"description\":\"Where a Cyborg component listens: `host:port`, the host a DNS name, an IPv4 address or a bracketed IPv6 address, the port 1..65535 (for example \\\"localhost:1337\\\" or \\\"compute-1:1337\\\").\",\"maxLength\":261,\"pattern\":\"^(?:^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\\\[[0-9A-Fa-f:.]+\\\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$)$\",\"type\":\"string\",\"x-since\":\"1.0\"},\"FixedIP\":{\"additionalProperties\":false,\"description\":\"Represents a fixed IP: an address assigned to a port, with the floating IPs that map onto it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"address\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The fixed IP address.\",\"x-since\":\"FixedIP 1.0\"},\"floating_ips\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/IPAddress\"},\"type\":\"array\"}],\"description\":\"The floating IP addresses associated with this fixed IP; Nova always sends the list, possibly empty.\",\"x-since\":\"FixedIP 1.0\"}},\"required\":[\"address\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"FixedIP\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"FixedIPList\":{\"additionalProperties\":false,\"description\":\"A list of FixedIP objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/FixedIP\"},\"type\":\"array\"}],\"description\":\"The fixed IPs.\",\"x-since\":\"FixedIPList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"FixedIPList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestAddress\":{\"additionalProperties\":true,\"description\":\"An IP address configured on a guest network interface.\",\"properties\":{\"address\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The address, IPv6 in its canonical RFC 5952 form.\",\"x-since\":\"GuestAddress 1.0\"},\"prefix_length\":{\"allOf\":[{\"maximum\":128,\"minimum\":0,\"type\":\"integer\"}],\"description\":\"The prefix length of the address's network (at most 32 for IPv4, 128 for IPv6).\",\"x-since\":\"GuestAddress 1.0\"}},\"required\":[\"address\",\"prefix_length\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestInfo\":{\"additionalProperties\":true,\"description\":\"What the guest tools publish about the guest for administration: protocol identification, OS identification, and NIC configuration and link status.\",\"properties\":{\"nics\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/GuestNic\"},\"type\":\"array\"}],\"default\":[],\"description\":\"The guest's network interfaces; empty (or absent from the data tree) when it has none.\",\"x-since\":\"GuestInfo 1.0\"},\"os\":{\"allOf\":[{\"$ref\":\"#/$defs/OsInfo\"}],\"description\":\"Identification of the guest OS.\",\"x-since\":\"GuestInfo 1.0\"},\"protocol\":{\"allOf\":[{\"$ref\":\"#/$defs/GuestProtocol\"}],\"description\":\"Identification of this protocol and the layout version.\",\"x-since\":\"GuestInfo 1.0\"}},\"required\":[\"os\",\"protocol\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestNic\":{\"additionalProperties\":true,\"description\":\"A (virtual) network interface of the guest: its configuration and link status.\",\"properties\":{\"addresses\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/GuestAddress\"},\"type\":\"array\"}],\"default\":[],\"description\":\"The IP addresses configured on the interface; empty (or absent from the data tree) when it has none.\",\"x-since\":\"GuestNic 1.0\"},\"link\":{\"allOf\":[{\"$ref\":\"#/$defs/LinkState\"}],\"description\":\"The interface's link status.\",\"x-since\":\"GuestNic 1.0\"},\"mac\":{\"allOf\":[{\"$ref\":\"#/$defs/MACAddress\"}],\"description\":\"The interface's MAC address; it identifies the NIC from the host's side.\",\"x-since\":\"GuestNic 1.0\"},\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The interface name as the guest OS calls it, such as \\\"eth0\\\" or \\\"Ethernet 2\\\".\",\"x-since\":\"GuestNic 1.0\"}},\"required\":[\"link\",\"mac\",\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestProtocol\":{\"additionalProperties\":true,\"description\":\"Identifies the guest data protocol and the layout version of the data tree, so a reader makes one check to know whether it can read the tree.\",\"properties\":{\"layout_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The semantic version MAJOR.MINOR.PATCH of the data tree layout; a reader accepts any minor of a major it knows.\",\"x-since\":\"GuestProtocol 1.0\"},\"name\":{\"allOf\":[{\"enum\":[\"vproto-guest-data\"],\"type\":\"string\"}],\"description\":\"The protocol's name, always \\\"vproto-guest-data\\\".\",\"x-since\":\"GuestProtocol 1.0\"}},\"required\":[\"layout_version\",\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Hardware\":{\"additionalProperties\":true,\"description\":\"A physical device on a node, which may or may not be ready to use or even fully supported (unlike an accelerator, a ready-to-use entry of the public API).\",\"properties\":{\"acc_specs\":{\"allOf\":[{\"$ref\":\"#/$defs/AccSpecs\"}],\"description\":\"The device's accelerator specification.\",\"x-since\":\"Hardware 1.0\"},\"acc_status\":{\"allOf\":[{\"$ref\":\"#/$defs/AccStatus\"}],\"description\":\"What the device needs before use.\",\"x-since\":\"Hardware 1.0\"},\"uuid\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the device.\",\"x-since\":\"Hardware 1.0\"}},\"required\":[\"acc_specs\",\"acc_status\",\"uuid\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HardwareList\":{\"additionalProperties\":true,\"description\":\"The answer to `GET /hardware` (driver or agent): the hardware discovered.\",\"properties\":{\"hardware\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/Hardware\"},\"type\":\"array\"}],\"description\":\"The devices.\",\"x-since\":\"HardwareList 1.0\"}},\"required\":[\"hardware\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HelloAck\":{\"additionalProperties\":true,\"description\":\"The answer to a Cyborg registration (`agent.hello` from a driver, `conductor.hello` from an agent): the registration was recorded. Registration is idempotent and doubles as the liveness heartbeat: the registering component sends hello again at least every `heartbeat_interval` seconds, with its current status; a component not heard from for three intervals is considered gone.\",\"properties\":{\"heartbeat_interval\":{\"allOf\":[{\"minimum\":1,\"type\":\"integer\"}],\"description\":\"How often, in seconds, the registering component must send hello again to stay alive.\",\"x-since\":\"HelloAck 1.0\"},\"protocol_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The vproto protocol version, MAJOR.MINOR, that the receiver of the hello (the agent or the conductor) speaks.\",\"x-since\":\"HelloAck 1.0\"}},\"required\":[\"heartbeat_interval\",\"protocol_version\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a host and its supported plugin classes: what a service host sends the network host to negotiate port binding.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"plugin_info\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/HostPluginInfo\"},\"type\":\"array\"}],\"description\":\"The os-vif plugins installed on the host.\",\"x-since\":\"HostInfo 1.0\"}},\"required\":[\"plugin_info\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version (os-vif declares no VERSION for HostInfo, so it is oslo's default 1.0)\",\"version\":\"1.0\"}]},\"HostPluginInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a plugin and its supported VIF classes.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"plugin_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the plugin.\",\"x-since\":\"HostPluginInfo 1.0\"},\"vif_info\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/HostVIFInfo\"},\"type\":\"array\"}],\"description\":\"The VIF objects the plugin can consume, with their version ranges.\",\"x-since\":\"HostPluginInfo 1.0\"}},\"required\":[\"plugin_name\",\"vif_info\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostPluginInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostPortProfileInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a PortProfile class and its supported versions.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"max_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The latest version of the port profile object that the plugin understands.\",\"x-since\":\"HostPortProfileInfo 1.0\"},\"min_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The earliest version of the port profile object that the plugin understands.\",\"x-since\":\"HostPortProfileInfo 1.0\"},\"profile_object_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Object name of the subclass of VIFPortProfileBase.\",\"x-since\":\"HostPortProfileInfo 1.0\"}},\"required\":[\"max_version\",\"min_version\",\"profile_object_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostPortProfileInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostVIFInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a VIF class and its supported versions: a network host must answer with that VIF object serialized at a version within [min_version, max_version].\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"max_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The latest version of the VIF object that the plugin understands.\",\"x-since\":\"HostVIFInfo 1.0\"},\"min_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The earliest version of the VIF object that the plugin understands.\",\"x-since\":\"HostVIFInfo 1.0\"},\"supported_port_profiles\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/HostPortProfileInfo\"},\"type\":\"array\"}],\"description\":\"The port profile objects, and their versions, that the plugin supports with this VIF. Absent from version 1.0 data.\",\"x-since\":\"HostVIFInfo 1.1\"},\"vif_object_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Object name of the subclass of VIFBase.\",\"x-since\":\"HostVIFInfo 1.0\"}},\"required\":[\"max_version\",\"min_version\",\"vif_object_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostVIFInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"},{\"note\":\"Adds 'supported_port_profiles' field\",\"version\":\"1.1\"}]},\"IPAddress\":{\"description\":\"An IPv4 or IPv6 address without prefix length, such as \\\"192.0.2.10\\\" or \\\"2001:db8::10\\\" (oslo's IPAddressField).\",\"format\":\"ip-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"IPNetwork\":{\"description\":\"An IPv4 or IPv6 network in CIDR notation, address and prefix length, such as \\\"192.0.2.0/24\\\" (oslo's IPNetworkField).\",\"format\":\"ip-network\",\"type\":\"string\",\"x-since\":\"1.0\"},\"InstanceInfo\":{\"additionalProperties\":false,\"description\":\"Represents important information about a Nova instance.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The instance name, directly from the Nova instance field of the same name.\",\"x-since\":\"InstanceInfo 1.0\"},\"project_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The project/tenant ID that owns the instance; Nova sets it only when the instance has one.\",\"x-since\":\"InstanceInfo 1.0\"},\"uuid\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"UUID of the instance.\",\"x-since\":\"InstanceInfo 1.0\"}},\"required\":[\"name\",\"uuid\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"InstanceInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"LinkState\":{\"additionalProperties\":true,\"description\":\"The link status of a network interface.\",\"properties\":{\"admin_up\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the interface is administratively up (enabled by the guest).\",\"x-since\":\"LinkState 1.0\"},\"carrier\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the interface has carrier (its link is physically/virtually connected).\",\"x-since\":\"LinkState 1.0\"}},\"required\":[\"admin_up\",\"carrier\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"MACAddress\":{\"description\":\"An IEEE 802 MAC-48 address, written as six colon-separated pairs of hex digits, such as \\\"fa:16:3e:11:22:33\\\" (oslo's MACAddressField, which lower-cases it).\",\"format\":\"mac-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"Network\":{\"additionalProperties\":false,\"description\":\"Represents a network.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the host bridge the network's ports attach to; Nova sets it only when known.\",\"x-since\":\"Network 1.0\"},\"bridge_interface\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"The physical interface to attach to the bridge, if any.\",\"x-since\":\"Network 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the network.\",\"x-since\":\"Network 1.0\"},\"label\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Human-readable name of the network; Nova sets it only when known.\",\"x-since\":\"Network 1.0\"},\"mtu\":{\"allOf\":[{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]}],\"default\":null,\"description\":\"The network's MTU; null when unknown. Defaults to null in os-vif's constructor.\",\"x-since\":\"Network 1.1\"},\"multi_host\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network is served by multiple hosts (nova-network multi-host). Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"should_provide_bridge\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the plugin should create the host bridge. Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"should_provide_vlan\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the plugin should create the VLAN interface. Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"subnets\":{\"allOf\":[{\"$ref\":\"#/$defs/SubnetList\"}],\"default\":{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"},\"description\":\"The network's subnets. os-vif's constructor defaults it to an empty SubnetList.\",\"x-since\":\"Network 1.0\"},\"vlan\":{\"allOf\":[{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]}],\"description\":\"The VLAN ID, set when should_provide_vlan is true.\",\"x-since\":\"Network 1.0\"}},\"required\":[\"id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Network\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"},{\"note\":\"Added MTU field\",\"version\":\"1.1\"}]},\"NetworkNotFound.data\":{\"$ref\":\"#/$defs/NetworkNotFoundData\"},\"NetworkNotFoundData\":{\"additionalProperties\":true,\"description\":\"The `data` of the NetworkNotFound error.\",\"properties\":{\"network_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The network the port was asked for.\",\"x-since\":\"NetworkNotFoundData 1.0\"}},\"required\":[\"network_id\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"NoCompatibleVif.data\":{\"$ref\":\"#/$defs/NoCompatibleVifData\"},\"NoCompatibleVifData\":{\"additionalProperties\":true,\"description\":\"The `data` of the NoCompatibleVif error: what the network host could have produced and what the service host offered.\",\"properties\":{\"plugins\":{\"allOf\":[{\"items\":{\"type\":\"string\"},\"type\":\"array\"}],\"description\":\"The plugin names the HostInfo offered (each HostPluginInfo's plugin_name).\",\"x-since\":\"NoCompatibleVifData 1.0\"},\"vif_classes\":{\"allOf\":[{\"items\":{\"minLength\":1,\"type\":\"string\"},\"type\":\"array\"}],\"description\":\"The VIF object names (VIFBase subclasses, such as \\\"VIFOpenVSwitch\\\") the network host can produce for the port, each of which it tried against the HostInfo.\",\"x-since\":\"NoCompatibleVifData 1.0\"}},\"required\":[\"plugins\",\"vif_classes\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"OsInfo\":{\"additionalProperties\":true,\"description\":\"Identifies the guest operating system.\",\"properties\":{\"kernel_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The kernel release, such as \\\"6.1.0-18-amd64\\\" (uname -r). UNIX-like OSes only, so absent elsewhere; the data tree keeps it under an OS-specific path.\",\"x-since\":\"OsInfo 1.0\"},\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OS name, such as \\\"Debian GNU/Linux\\\" (os-release NAME) or \\\"Microsoft Windows\\\".\",\"x-since\":\"OsInfo 1.0\"},\"version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OS version, such as \\\"12\\\" (os-release VERSION_ID). Absent for rolling releases that have none.\",\"x-since\":\"OsInfo 1.0\"}},\"required\":[\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"PCIAddress\":{\"description\":\"A PCI address domain:bus:slot.function, such as \\\"0000:02:00.1\\\" (oslo's PCIAddressField).\",\"format\":\"pci-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"PeerUnavailableData\":{\"additionalProperties\":true,\"description\":\"The `data` of the DriverUnavailable and AgentUnavailable errors: the registered component that could not be reached.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/$defs/Endpoint\"}],\"description\":\"The endpoint the component registered with, which did not answer.\",\"x-since\":\"PeerUnavailableData 1.0\"},\"last_seen\":{\"allOf\":[{\"format\":\"date-time\",\"type\":\"string\"}],\"description\":\"When the component last sent hello (RFC 3339, UTC).\",\"x-since\":\"PeerUnavailableData 1.0\"},\"reason\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"A human-readable cause (connection refused, timeout, ...), for logs; not meant to be parsed.\",\"x-since\":\"PeerUnavailableData 1.0\"}},\"required\":[\"endpoint\",\"last_seen\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"PortInUse.data\":{\"$ref\":\"#/$defs/PortInUseData\"},\"PortInUseData\":{\"additionalProperties\":true,\"description\":\"The `data` of the PortInUse error.\",\"properties\":{\"instance_uuid\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The instance the existing port belongs to.\",\"x-since\":\"PortInUseData 1.0\"},\"network_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The network the existing port is on.\",\"x-since\":\"PortInUseData 1.0\"},\"port_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The port asked for.\",\"x-since\":\"PortInUseData 1.0\"}},\"required\":[\"instance_uuid\",\"network_id\",\"port_id\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Route\":{\"additionalProperties\":false,\"description\":\"Represents a route.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"cidr\":{\"allOf\":[{\"$ref\":\"#/$defs/IPNetwork\"}],\"description\":\"The destination network of the route.\",\"x-since\":\"Route 1.0\"},\"gateway\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The next hop; Nova leaves it unset when the route has no gateway.\",\"x-since\":\"Route 1.0\"},\"interface\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The interface to route through. Never set by Nova; os-vif plans to remove it in version 2.0 of the object.\",\"x-since\":\"Route 1.0\"}},\"required\":[\"cidr\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Route\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"RouteList\":{\"additionalProperties\":false,\"description\":\"A list of Route objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/Route\"},\"type\":\"array\"}],\"description\":\"The routes.\",\"x-since\":\"RouteList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"RouteList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Subnet\":{\"additionalProperties\":false,\"description\":\"Represents a subnet.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"cidr\":{\"allOf\":[{\"$ref\":\"#/$defs/IPNetwork\"}],\"description\":\"The subnet's network in CIDR notation.\",\"x-since\":\"Subnet 1.0\"},\"dhcp_server\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The address of the subnet's DHCP server, when the network service provides one; Nova does not set it.\",\"x-since\":\"Subnet 1.0\"},\"dns\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/IPAddress\"},\"type\":\"array\"}],\"description\":\"The DNS servers of the subnet.\",\"x-since\":\"Subnet 1.0\"},\"gateway\":{\"allOf\":[{\"$ref\":\"#/$defs/IPAddress\"}],\"description\":\"The subnet's default gateway; Nova leaves it unset when the subnet has none.\",\"x-since\":\"Subnet 1.0\"},\"ips\":{\"allOf\":[{\"$ref\":\"#/$defs/FixedIPList\"}],\"description\":\"The fixed IPs the port holds on this subnet.\",\"x-since\":\"Subnet 1.0\"},\"routes\":{\"allOf\":[{\"$ref\":\"#/$defs/RouteList\"}],\"description\":\"The static routes of the subnet.\",\"x-since\":\"Subnet 1.0\"}},\"required\":[\"cidr\",\"dns\",\"ips\",\"routes\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Subnet\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"SubnetList\":{\"additionalProperties\":false,\"description\":\"A list of Subnet objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/$defs/Subnet\"},\"type\":\"array\"}],\"description\":\"The subnets.\",\"x-since\":\"SubnetList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"SubnetList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"UnsupportedVersion.data\":{\"$ref\":\"#/$defs/UnsupportedVersionData\"},\"UnsupportedVersionData\":{\"additionalProperties\":true,\"description\":\"The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.\",\"properties\":{\"max_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The highest version of that object the server supports, MAJOR.MINOR.\",\"x-since\":\"UnsupportedVersionData 1.0\"},\"object\":{\"allOf\":[{\"minLength\":1,\"type\":\"string\"}],\"description\":\"The name of the versioned object sent at too new a version (its versioned_object.name), such as \\\"HostInfo\\\"; a nested object when that is the one too new.\",\"x-since\":\"UnsupportedVersionData 1.0\"}},\"required\":[\"max_version\",\"object\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Uuid\":{\"description\":\"A universally unique identifier, written in the canonical hyphenated 8-4-4-4-12 hex form (oslo's UUIDField).\",\"format\":\"uuid\",\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFBase\":{\"additionalProperties\":false,\"description\":\"Represents a virtual network interface. The base VIF defines fields that are common to all types of VIF and provides an association to the network the VIF is plugged into. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFBridge\":{\"additionalProperties\":false,\"description\":\"A bridge-style VIF. Bridge-style VIFs are bound to a Linux host bridge by the hypervisor. This provides Ethernet layer bridging, typically to the LAN. Other devices may be bound to the same L2 virtual bridge. For libvirt drivers, this maps to type='bridge'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the physical device to connect to (e.g. ``br0``).\",\"x-since\":\"VIFBridge 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the virtual device to create.\",\"x-since\":\"VIFBridge 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"bridge_name\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFBridge\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFDirect\":{\"additionalProperties\":false,\"description\":\"A direct-style VIF. Despite the confusing name, direct-style VIFs utilize macvtap which is a device driver that inserts a software layer between a guest and an SR-IOV Virtual Function (VF); contrast with VIFHostDevice, which allows the guest to directly connect to the VF. The connection to the device may operate in VEPA (802.1Qbg or 802.1Qbh), passthrough or bridge mode. For libvirt drivers, this maps to type='direct'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_address\":{\"allOf\":[{\"$ref\":\"#/$defs/PCIAddress\"}],\"description\":\"The PCI address of the host device.\",\"x-since\":\"VIFDirect 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"mode\":{\"allOf\":[{\"$ref\":\"#/$defs/VIFDirectMode\"}],\"description\":\"Port connection mode.\",\"x-since\":\"VIFDirect 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the device to create.\",\"x-since\":\"VIFDirect 1.0\"},\"vlan_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The VLAN device name to use, when the port is on a VLAN.\",\"x-since\":\"VIFDirect 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_address\",\"mode\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFDirect\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFDirectMode\":{\"description\":\"How a direct (macvtap) VIF connects to its host device: VEPA (802.1Qbg or 802.1Qbh), exclusive passthrough of the host NIC, or Ethernet bridging.\",\"enum\":[\"vepa\",\"passthrough\",\"bridge\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFGeneric\":{\"additionalProperties\":false,\"description\":\"A generic-style VIF. Generic-style VIFs are unbound, floating TUN/TAP devices that should be setup by the plugin, not the hypervisor. The way the TAP device is connected to the host network stack is explicitly left undefined. For libvirt drivers, this maps to type=\\\"ethernet\\\" which just implies a bare TAP device with all setup delegated to the plugin.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the device to create.\",\"x-since\":\"VIFGeneric 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFGeneric\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFHostDevice\":{\"additionalProperties\":false,\"description\":\"A hostdev-style VIF. Hostdev-style VIFs provide a guest with direct access to an SR-IOV Virtual Function (VF) or an entire Physical Function (PF); contrast with VIFDirect, which includes a software layer between the interface and the guest. For libvirt drivers, this maps to type='hostdev'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_address\":{\"allOf\":[{\"$ref\":\"#/$defs/PCIAddress\"}],\"description\":\"The PCI address of the host device.\",\"x-since\":\"VIFHostDevice 1.0\"},\"dev_type\":{\"allOf\":[{\"$ref\":\"#/$defs/VIFHostDeviceDevType\"}],\"description\":\"The type of the host device: ``ethernet`` is <interface type='hostdev'>, ``generic`` is <hostdev mode='subsystem' type='pci'>.\",\"x-since\":\"VIFHostDevice 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_address\",\"dev_type\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFHostDevice\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFHostDeviceDevType\":{\"description\":\"The kind of host device a hostdev VIF passes through: `ethernet` (libvirt <interface type='hostdev'>) or `generic` (<hostdev mode='subsystem' type='pci'>).\",\"enum\":[\"ethernet\",\"generic\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFNestedDPDK\":{\"additionalProperties\":false,\"description\":\"A nested DPDK-style VIF. Nested DPDK-style VIFs are used by Kuryr-Kubernetes to provide accelerated DPDK datapath for nested Kubernetes pods running inside the VM. The port is first attached to the virtual machine, bound to the userspace driver (e.g. uio_pci_generic, igb_uio or vfio-pci) and then consumed by Kubernetes pod via the kuryr-kubernetes CNI plugin. This does not apply to libvirt drivers.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_driver\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the driver the device was previously bound to; it makes the controller driver agnostic (virtio, SR-IOV, etc.).\",\"x-since\":\"VIFNestedDPDK 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"pci_address\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"PCI address of the device. os-vif declares it a plain string, not a PCI address field, so no format is enforced.\",\"x-since\":\"VIFNestedDPDK 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_driver\",\"pci_address\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFNestedDPDK\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"A bridge-style VIF specifically for use with OVS. Open vSwitch VIFs are bound directly (or indirectly) to an Open vSwitch bridge by the hypervisor. Other devices may be bound to the same virtual bridge. For libvirt drivers, this also maps to type='bridge'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the physical device to connect to (e.g. ``br0``).\",\"x-since\":\"VIFOpenVSwitch 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the virtual device to create.\",\"x-since\":\"VIFOpenVSwitch 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"bridge_name\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFPortProfile8021Qbg\":{\"additionalProperties\":false,\"description\":\"Port profile info for VEPA 802.1qbg networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbg spec.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"instance_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"The VSI Instance ID Identifier is generated when a VSI instance (i.e. a virtual interface of a virtual machine) is created. This is a globally unique identifier.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"manager_id\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Manager ID identifies the database containing the VSI type and instance definitions. (The value 0 is reserved, but os-vif does not enforce a minimum.)\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"type_id\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Type ID identifies a VSI type characterizing the network access. VSI types are typically managed by network administrator.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"type_id_version\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Type Version allows multiple versions of a VSI Type.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"}},\"required\":[\"instance_id\",\"manager_id\",\"type_id\",\"type_id_version\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfile8021Qbg\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfile8021Qbh\":{\"additionalProperties\":false,\"description\":\"Port profile info for VEPA 802.1qbh networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbh spec.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The name of the port profile that is to be applied to this interface. This name is resolved by the port profile database into the network parameters from the port profile, and those network parameters will be applied to this interface.\",\"x-since\":\"VIFPortProfile8021Qbh 1.0\"}},\"required\":[\"profile_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfile8021Qbh\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileBase\":{\"additionalProperties\":false,\"description\":\"Base class for all types of port profile. The base profile defines fields that are common to all types of profile. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'datapath_offload'\",\"version\":\"1.1\"}]},\"VIFPortProfileFPBridge\":{\"additionalProperties\":false,\"description\":\"Port profile info for Linux Bridge networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Linux Bridge port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the bridge (managed by fast path) to connect to.\",\"x-since\":\"VIFPortProfileFPBridge 1.0\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"}},\"required\":[\"bridge_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPBridge\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileFPOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"Port profile info for Open vSwitch networks using fast path. This profile provides the metadata required to associate a fast path VIF with an Open vSwitch port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the bridge (managed by fast path) to connect to.\",\"x-since\":\"VIFPortProfileFPOpenVSwitch 1.0\"},\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"hybrid_plug\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the OpenVSwitch network is using hybrid plug.\",\"x-since\":\"VIFPortProfileFPOpenVSwitch 1.0\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"}},\"required\":[\"interface_id\",\"bridge_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.1 from 1.0\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.2 from 1.1\",\"version\":\"1.2\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.3 from 1.2\",\"version\":\"1.3\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.4 from 1.3\",\"version\":\"1.4\"}]},\"VIFPortProfileFPTap\":{\"additionalProperties\":false,\"description\":\"Port profile info for Calico networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Calico port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"mac_address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The MAC address of the host vhostuser port.\",\"x-since\":\"VIFPortProfileFPTap 1.0\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPTap\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileK8sDPDK\":{\"additionalProperties\":false,\"description\":\"Port profile info for Kuryr-Kubernetes DPDK ports. This profile provides the metadata required to associate nested DPDK VIF with a Kubernetes pod.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"l3_setup\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Specify whether this vif requires L3 setup.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"},\"resourceversion\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"String used in Kubernetes v1 API to identify the server's internal version of this object.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"},\"selflink\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"String containing URL representing object in Kubernetes v1 API.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"}},\"required\":[\"l3_setup\",\"resourceversion\",\"selflink\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileK8sDPDK\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileOVSRepresentor\":{\"additionalProperties\":false,\"description\":\"Port profile info for OpenVSwitch networks using a representor. This profile provides the metadata required to associate a VIF with a VF representor and Open vSwitch port. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging. Provided for backwards compatibility only: superseded by the datapath_offload field of VIFPortProfileBase holding a DatapathOffloadRepresentor.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"representor_address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/PCIAddress\"},{\"type\":\"null\"}]}],\"description\":\"The PCI address of the Virtual Function.\",\"x-since\":\"VIFPortProfileOVSRepresentor 1.0\"},\"representor_name\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Name to set on the representor (if set).\",\"x-since\":\"VIFPortProfileOVSRepresentor 1.0\"}},\"required\":[\"interface_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileOVSRepresentor\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.1 from 1.0\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.2 from 1.1\",\"version\":\"1.2\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.3 from 1.2\",\"version\":\"1.3\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.4 from 1.3\",\"version\":\"1.4\"}]},\"VIFPortProfileOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"Port profile info for Open vSwitch networks. This profile provides the metadata required to associate a VIF with an Open vSwitch interface.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"}},\"required\":[\"interface_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'datapath_type'\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.2\"},{\"note\":\"Added 'create_port'\",\"version\":\"1.3\"},{\"note\":\"Added 'create_tap' and 'multiqueue'\",\"version\":\"1.4\"}]},\"VIFVHostUser\":{\"additionalProperties\":false,\"description\":\"A vhostuser-style VIF. vhostuser-style VIFs utilize a userspace vhost backend, which allows traffic to traverse between the guest and a host userspace application (commonly a virtual switch), bypassing the kernel network stack; contrast with VIFBridge, where all packets must be handled by the hypervisor. For libvirt drivers, this maps to type='vhostuser'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/$defs/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"mode\":{\"allOf\":[{\"$ref\":\"#/$defs/VIFVHostUserMode\"}],\"description\":\"UNIX socket access permissions: whether the hypervisor is the socket's client or server.\",\"x-since\":\"VIFVHostUser 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/$defs/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"path\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"UNIX socket path.\",\"x-since\":\"VIFVHostUser 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/$defs/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the vhostuser port to create. Absent from version 1.0 data.\",\"x-since\":\"VIFVHostUser 1.1\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"mode\",\"path\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFVHostUser\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'vif_name'\",\"version\":\"1.1\"}]},\"VIFVHostUserMode\":{\"description\":\"The role of the hypervisor on a vhost-user UNIX socket: `client` connects to a socket the switch created, `server` creates it.\",\"enum\":[\"client\",\"server\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"agent.hello.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.hello, by name.\",\"properties\":{\"registration\":{\"$ref\":\"#/$defs/DriverRegistration\"}},\"required\":[\"registration\"],\"type\":\"object\"},\"agent.hello.result\":{\"$ref\":\"#/$defs/HelloAck\"},\"agent.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"agent.list_hardware.result\":{\"$ref\":\"#/$defs/HardwareList\"},\"agent.start_discovery.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.start_discovery, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"agent.start_discovery.result\":{\"$ref\":\"#/$defs/DiscoveryStatus\"},\"conductor.hello.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.hello, by name.\",\"properties\":{\"registration\":{\"$ref\":\"#/$defs/AgentRegistration\"}},\"required\":[\"registration\"],\"type\":\"object\"},\"conductor.hello.result\":{\"$ref\":\"#/$defs/HelloAck\"},\"conductor.list_agents.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.list_agents, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"conductor.list_agents.result\":{\"$ref\":\"#/$defs/AgentList\"},\"conductor.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"conductor.list_hardware.result\":{\"$ref\":\"#/$defs/HardwareList\"},\"driver.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of driver.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"driver.list_hardware.result\":{\"$ref\":\"#/$defs/HardwareList\"},\"driver.start_discovery.params\":{\"additionalProperties\":false,\"description\":\"The params of driver.start_discovery, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"driver.start_discovery.result\":{\"$ref\":\"#/$defs/DiscoveryStatus\"},\"network.create_port.params\":{\"additionalProperties\":false,\"description\":\"The params of network.create_port, by name.\",\"properties\":{\"host_info\":{\"$ref\":\"#/$defs/HostInfo\"},\"instance\":{\"$ref\":\"#/$defs/InstanceInfo\"},\"network_id\":{\"$ref\":\"#/$defs/Uuid\"},\"port_id\":{\"$ref\":\"#/$defs/Uuid\"}},\"required\":[\"host_info\",\"instance\",\"network_id\",\"port_id\"],\"type\":\"object\"},\"network.create_port.result\":{\"$ref\":\"#/$defs/AnyVIFBase\"}},\"$id\":\"https://vproto.dev/schema/vproto.schema.json\",\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"description\":\"vproto: one schema for the host/guest/network control protocols of a virtualization stack: os-vif's versioned objects (VIFs, networks, host information for negotiating port binding between a service host and a network host), Cyborg's internal accelerator API between driver, agent and conductor, and the Xen guest tools data tree.\",\"title\":\"vproto 1.0\"}";
+pub const JSON_SCHEMA: &str = include_str!("../../schema/vproto.schema.json");
 /// The published OpenRPC document of the protocol, served by `rpc.discover`.
-pub const OPENRPC: &str = "{\"components\":{\"schemas\":{\"AccCapability\":{\"additionalProperties\":true,\"description\":\"A named accelerator capability: how many units offer it and its sub-capabilities, nested by name (for example ipsec -> aes -> 3des). The seed's example writes sub-capabilities as sibling keys of `num` and leaves as bare numbers; here they live under `features`, a leaf being {\\\"num\\\": N}.\",\"properties\":{\"features\":{\"allOf\":[{\"additionalProperties\":{\"$ref\":\"#/components/schemas/AccCapability\"},\"type\":\"object\"}],\"default\":{},\"description\":\"Sub-capabilities by name.\",\"x-since\":\"AccCapability 1.0\"},\"num\":{\"allOf\":[{\"minimum\":0,\"type\":\"integer\"}],\"description\":\"How many units offer this capability; absent when only its sub-capabilities are counted (as for ipsec in the seed's example).\",\"x-since\":\"AccCapability 1.0\"}},\"required\":[],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AccSpecs\":{\"additionalProperties\":true,\"description\":\"The specification of a hardware accelerator.\",\"properties\":{\"acc_capability\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AccCapability\"}],\"description\":\"What the accelerator can do.\",\"x-since\":\"AccSpecs 1.0\"},\"device_type\":{\"allOf\":[{\"$ref\":\"#/components/schemas/DeviceType\"}],\"description\":\"The class of the device.\",\"x-since\":\"AccSpecs 1.0\"},\"num\":{\"allOf\":[{\"minimum\":0,\"type\":\"integer\"}],\"description\":\"How many accelerator units the device provides.\",\"x-since\":\"AccSpecs 1.0\"},\"remote\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the accelerator is remote (attached over the network) rather than local to the node; the seed writes 0/1.\",\"x-since\":\"AccSpecs 1.0\"}},\"required\":[\"acc_capability\",\"device_type\",\"num\",\"remote\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AccStatus\":{\"additionalProperties\":true,\"description\":\"What a hardware device needs before it can be used.\",\"properties\":{\"reboot_required\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the node must reboot before the device can be used (the seed misspells it reboot_equired).\",\"x-since\":\"AccStatus 1.0\"},\"setup_required\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the device needs a setup step before use.\",\"x-since\":\"AccStatus 1.0\"}},\"required\":[\"reboot_required\",\"setup_required\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentList\":{\"additionalProperties\":true,\"description\":\"The answer to `conductor.list_agents` (`GET /agents`): every agent that has registered with the conductor.\",\"properties\":{\"agents\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/AgentState\"},\"type\":\"array\"}],\"description\":\"The agents, alive or not.\",\"x-since\":\"AgentList 1.0\"}},\"required\":[\"agents\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentRegistration\":{\"additionalProperties\":true,\"description\":\"What a Cyborg agent sends the conductor (`POST /hello`) once installed and ready: its status and endpoint.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Endpoint\"}],\"description\":\"Where the agent listens, as host:port.\",\"x-since\":\"AgentRegistration 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/components/schemas/ComponentStatus\"}],\"description\":\"Whether the agent is ready to use.\",\"x-since\":\"AgentRegistration 1.0\"}},\"required\":[\"endpoint\",\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentState\":{\"additionalProperties\":true,\"description\":\"What the conductor knows of one registered Cyborg agent: where it is, what it last reported and whether it is still alive.\",\"properties\":{\"alive\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the agent sent hello within the last three heartbeat intervals. An agent that stops reporting stays listed with alive false, so it can be alarmed on; one that never reported is not listed.\",\"x-since\":\"AgentState 1.0\"},\"endpoint\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Endpoint\"}],\"description\":\"Where the agent listens, as host:port; it identifies the agent.\",\"x-since\":\"AgentState 1.0\"},\"last_seen\":{\"allOf\":[{\"format\":\"date-time\",\"type\":\"string\"}],\"description\":\"When the conductor last received a hello from the agent (RFC 3339, UTC).\",\"x-since\":\"AgentState 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/components/schemas/ComponentStatus\"}],\"description\":\"The status the agent reported in its last hello.\",\"x-since\":\"AgentState 1.0\"}},\"required\":[\"alive\",\"endpoint\",\"last_seen\",\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"AgentUnavailable.data\":{\"$ref\":\"#/components/schemas/PeerUnavailableData\"},\"AnyDatapathOffloadBase\":{\"anyOf\":[{\"$ref\":\"#/components/schemas/DatapathOffloadBase\"},{\"$ref\":\"#/components/schemas/DatapathOffloadRepresentor\"}],\"description\":\"A DatapathOffloadBase or any of its subclasses.\"},\"AnyVIFBase\":{\"anyOf\":[{\"$ref\":\"#/components/schemas/VIFBase\"},{\"$ref\":\"#/components/schemas/VIFBridge\"},{\"$ref\":\"#/components/schemas/VIFDirect\"},{\"$ref\":\"#/components/schemas/VIFGeneric\"},{\"$ref\":\"#/components/schemas/VIFHostDevice\"},{\"$ref\":\"#/components/schemas/VIFNestedDPDK\"},{\"$ref\":\"#/components/schemas/VIFOpenVSwitch\"},{\"$ref\":\"#/components/schemas/VIFVHostUser\"}],\"description\":\"A VIFBase or any of its subclasses.\"},\"AnyVIFPortProfileBase\":{\"anyOf\":[{\"$ref\":\"#/components/schemas/VIFPortProfile8021Qbg\"},{\"$ref\":\"#/components/schemas/VIFPortProfile8021Qbh\"},{\"$ref\":\"#/components/schemas/VIFPortProfileBase\"},{\"$ref\":\"#/components/schemas/VIFPortProfileFPBridge\"},{\"$ref\":\"#/components/schemas/VIFPortProfileFPOpenVSwitch\"},{\"$ref\":\"#/components/schemas/VIFPortProfileFPTap\"},{\"$ref\":\"#/components/schemas/VIFPortProfileK8sDPDK\"},{\"$ref\":\"#/components/schemas/VIFPortProfileOVSRepresentor\"},{\"$ref\":\"#/components/schemas/VIFPortProfileOpenVSwitch\"}],\"description\":\"A VIFPortProfileBase or any of its subclasses.\"},\"ComponentStatus\":{\"description\":\"Readiness a Cyborg driver or agent reports when it registers.\",\"enum\":[\"READY\",\"NOT-READY\",\"ERROR\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"DatapathOffloadBase\":{\"additionalProperties\":false,\"description\":\"Base class for all types of datapath offload. It declares no fields.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"DatapathOffloadBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"DatapathOffloadRepresentor\":{\"additionalProperties\":false,\"description\":\"Offload type for VF Representors conforming to the switchdev model. This datapath offload provides the metadata required to associate a VIF with a VF representor conforming to the switchdev kernel model. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"representor_address\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"The PCI address of the Virtual Function. os-vif declares it a plain string here (unlike VIFPortProfileOVSRepresentor), so no format is enforced.\",\"x-since\":\"DatapathOffloadRepresentor 1.0\"},\"representor_name\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Name to set on the representor (if set).\",\"x-since\":\"DatapathOffloadRepresentor 1.0\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"DatapathOffloadRepresentor\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"DeviceType\":{\"description\":\"The class of an accelerator device. Open: Cyborg adds device classes over time, so readers keep values they do not know instead of failing.\",\"type\":\"string\",\"x-known-values\":[\"CRYPTO\",\"GPU\",\"FPGA\",\"NIC\",\"ASIC\",\"STORAGE\"],\"x-since\":\"1.0\"},\"DiscoveryFailed.data\":{\"$ref\":\"#/components/schemas/DiscoveryFailedData\"},\"DiscoveryFailedData\":{\"additionalProperties\":true,\"description\":\"The `data` of the DiscoveryFailed error: which driver could not run discovery, and why.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Endpoint\"}],\"description\":\"The endpoint of the driver whose discovery failed (the driver's own when it answers itself).\",\"x-since\":\"DiscoveryFailedData 1.0\"},\"reason\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"A human-readable cause, for logs; not meant to be parsed.\",\"x-since\":\"DiscoveryFailedData 1.0\"}},\"required\":[\"endpoint\",\"reason\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DiscoveryState\":{\"description\":\"Progress of a Cyborg accelerator discovery run.\",\"enum\":[\"IN-PROGRESS\",\"DONE\",\"FAILED\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"DiscoveryStatus\":{\"additionalProperties\":true,\"description\":\"The answer to a Cyborg discovery trigger (driver or agent `POST /discovery`): where the discovery and setup process stands.\",\"properties\":{\"status\":{\"allOf\":[{\"$ref\":\"#/components/schemas/DiscoveryState\"}],\"description\":\"The state of the discovery run.\",\"x-since\":\"DiscoveryStatus 1.0\"}},\"required\":[\"status\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DriverRegistration\":{\"additionalProperties\":true,\"description\":\"What a Cyborg driver sends its agent (`POST /hello`) once installed and ready: its status, endpoint and the device type it supports.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Endpoint\"}],\"description\":\"Where the driver listens, as host:port.\",\"x-since\":\"DriverRegistration 1.0\"},\"status\":{\"allOf\":[{\"$ref\":\"#/components/schemas/ComponentStatus\"}],\"description\":\"Whether the driver is ready to use.\",\"x-since\":\"DriverRegistration 1.0\"},\"type\":{\"allOf\":[{\"$ref\":\"#/components/schemas/DeviceType\"}],\"description\":\"The class of hardware the driver supports.\",\"x-since\":\"DriverRegistration 1.0\"}},\"required\":[\"endpoint\",\"status\",\"type\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"DriverUnavailable.data\":{\"$ref\":\"#/components/schemas/PeerUnavailableData\"},\"Endpoint\":{\"description\":\"Where a Cyborg component listens: `host:port`, the host a DNS name, an IPv4 address or a bracketed IPv6 address, the port 1..65535 (for example \\\"localhost:1337\\\" or \\\"compute-1:1337\\\").\",\"maxLength\":261,\"pattern\":\"^(?:^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\\\[[0-9A-Fa-f:.]+\\\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$)$\",\"type\":\"string\",\"x-since\":\"1.0\"},\"FixedIP\":{\"additionalProperties\":false,\"description\":\"Represents a fixed IP: an address assigned to a port, with the floating IPs that map onto it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"address\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPAddress\"}],\"description\":\"The fixed IP address.\",\"x-since\":\"FixedIP 1.0\"},\"floating_ips\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/IPAddress\"},\"type\":\"array\"}],\"description\":\"The floating IP addresses associated with this fixed IP; Nova always sends the list, possibly empty.\",\"x-since\":\"FixedIP 1.0\"}},\"required\":[\"address\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"FixedIP\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"FixedIPList\":{\"additionalProperties\":false,\"description\":\"A list of FixedIP objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/FixedIP\"},\"type\":\"array\"}],\"description\":\"The fixed IPs.\",\"x-since\":\"FixedIPList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"FixedIPList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestAddress\":{\"additionalProperties\":true,\"description\":\"An IP address configured on a guest network interface.\",\"properties\":{\"address\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPAddress\"}],\"description\":\"The address, IPv6 in its canonical RFC 5952 form.\",\"x-since\":\"GuestAddress 1.0\"},\"prefix_length\":{\"allOf\":[{\"maximum\":128,\"minimum\":0,\"type\":\"integer\"}],\"description\":\"The prefix length of the address's network (at most 32 for IPv4, 128 for IPv6).\",\"x-since\":\"GuestAddress 1.0\"}},\"required\":[\"address\",\"prefix_length\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestInfo\":{\"additionalProperties\":true,\"description\":\"What the guest tools publish about the guest for administration: protocol identification, OS identification, and NIC configuration and link status.\",\"properties\":{\"nics\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/GuestNic\"},\"type\":\"array\"}],\"default\":[],\"description\":\"The guest's network interfaces; empty (or absent from the data tree) when it has none.\",\"x-since\":\"GuestInfo 1.0\"},\"os\":{\"allOf\":[{\"$ref\":\"#/components/schemas/OsInfo\"}],\"description\":\"Identification of the guest OS.\",\"x-since\":\"GuestInfo 1.0\"},\"protocol\":{\"allOf\":[{\"$ref\":\"#/components/schemas/GuestProtocol\"}],\"description\":\"Identification of this protocol and the layout version.\",\"x-since\":\"GuestInfo 1.0\"}},\"required\":[\"os\",\"protocol\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestNic\":{\"additionalProperties\":true,\"description\":\"A (virtual) network interface of the guest: its configuration and link status.\",\"properties\":{\"addresses\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/GuestAddress\"},\"type\":\"array\"}],\"default\":[],\"description\":\"The IP addresses configured on the interface; empty (or absent from the data tree) when it has none.\",\"x-since\":\"GuestNic 1.0\"},\"link\":{\"allOf\":[{\"$ref\":\"#/components/schemas/LinkState\"}],\"description\":\"The interface's link status.\",\"x-since\":\"GuestNic 1.0\"},\"mac\":{\"allOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"}],\"description\":\"The interface's MAC address; it identifies the NIC from the host's side.\",\"x-since\":\"GuestNic 1.0\"},\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The interface name as the guest OS calls it, such as \\\"eth0\\\" or \\\"Ethernet 2\\\".\",\"x-since\":\"GuestNic 1.0\"}},\"required\":[\"link\",\"mac\",\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"GuestProtocol\":{\"additionalProperties\":true,\"description\":\"Identifies the guest data protocol and the layout version of the data tree, so a reader makes one check to know whether it can read the tree.\",\"properties\":{\"layout_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The semantic version MAJOR.MINOR.PATCH of the data tree layout; a reader accepts any minor of a major it knows.\",\"x-since\":\"GuestProtocol 1.0\"},\"name\":{\"allOf\":[{\"enum\":[\"vproto-guest-data\"],\"type\":\"string\"}],\"description\":\"The protocol's name, always \\\"vproto-guest-data\\\".\",\"x-since\":\"GuestProtocol 1.0\"}},\"required\":[\"layout_version\",\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Hardware\":{\"additionalProperties\":true,\"description\":\"A physical device on a node, which may or may not be ready to use or even fully supported (unlike an accelerator, a ready-to-use entry of the public API).\",\"properties\":{\"acc_specs\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AccSpecs\"}],\"description\":\"The device's accelerator specification.\",\"x-since\":\"Hardware 1.0\"},\"acc_status\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AccStatus\"}],\"description\":\"What the device needs before use.\",\"x-since\":\"Hardware 1.0\"},\"uuid\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the device.\",\"x-since\":\"Hardware 1.0\"}},\"required\":[\"acc_specs\",\"acc_status\",\"uuid\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HardwareList\":{\"additionalProperties\":true,\"description\":\"The answer to `GET /hardware` (driver or agent): the hardware discovered.\",\"properties\":{\"hardware\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/Hardware\"},\"type\":\"array\"}],\"description\":\"The devices.\",\"x-since\":\"HardwareList 1.0\"}},\"required\":[\"hardware\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HelloAck\":{\"additionalProperties\":true,\"description\":\"The answer to a Cyborg registration (`agent.hello` from a driver, `conductor.hello` from an agent): the registration was recorded. Registration is idempotent and doubles as the liveness heartbeat: the registering component sends hello again at least every `heartbeat_interval` seconds, with its current status; a component not heard from for three intervals is considered gone.\",\"properties\":{\"heartbeat_interval\":{\"allOf\":[{\"minimum\":1,\"type\":\"integer\"}],\"description\":\"How often, in seconds, the registering component must send hello again to stay alive.\",\"x-since\":\"HelloAck 1.0\"},\"protocol_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The vproto protocol version, MAJOR.MINOR, that the receiver of the hello (the agent or the conductor) speaks.\",\"x-since\":\"HelloAck 1.0\"}},\"required\":[\"heartbeat_interval\",\"protocol_version\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a host and its supported plugin classes: what a service host sends the network host to negotiate port binding.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"plugin_info\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/HostPluginInfo\"},\"type\":\"array\"}],\"description\":\"The os-vif plugins installed on the host.\",\"x-since\":\"HostInfo 1.0\"}},\"required\":[\"plugin_info\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version (os-vif declares no VERSION for HostInfo, so it is oslo's default 1.0)\",\"version\":\"1.0\"}]},\"HostPluginInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a plugin and its supported VIF classes.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"plugin_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the plugin.\",\"x-since\":\"HostPluginInfo 1.0\"},\"vif_info\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/HostVIFInfo\"},\"type\":\"array\"}],\"description\":\"The VIF objects the plugin can consume, with their version ranges.\",\"x-since\":\"HostPluginInfo 1.0\"}},\"required\":[\"plugin_name\",\"vif_info\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostPluginInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostPortProfileInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a PortProfile class and its supported versions.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"max_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The latest version of the port profile object that the plugin understands.\",\"x-since\":\"HostPortProfileInfo 1.0\"},\"min_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The earliest version of the port profile object that the plugin understands.\",\"x-since\":\"HostPortProfileInfo 1.0\"},\"profile_object_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Object name of the subclass of VIFPortProfileBase.\",\"x-since\":\"HostPortProfileInfo 1.0\"}},\"required\":[\"max_version\",\"min_version\",\"profile_object_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostPortProfileInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"HostVIFInfo\":{\"additionalProperties\":false,\"description\":\"Class describing a VIF class and its supported versions: a network host must answer with that VIF object serialized at a version within [min_version, max_version].\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"max_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The latest version of the VIF object that the plugin understands.\",\"x-since\":\"HostVIFInfo 1.0\"},\"min_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The earliest version of the VIF object that the plugin understands.\",\"x-since\":\"HostVIFInfo 1.0\"},\"supported_port_profiles\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/HostPortProfileInfo\"},\"type\":\"array\"}],\"description\":\"The port profile objects, and their versions, that the plugin supports with this VIF. Absent from version 1.0 data.\",\"x-since\":\"HostVIFInfo 1.1\"},\"vif_object_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Object name of the subclass of VIFBase.\",\"x-since\":\"HostVIFInfo 1.0\"}},\"required\":[\"max_version\",\"min_version\",\"vif_object_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"HostVIFInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"},{\"note\":\"Adds 'supported_port_profiles' field\",\"version\":\"1.1\"}]},\"IPAddress\":{\"description\":\"An IPv4 or IPv6 address without prefix length, such as \\\"192.0.2.10\\\" or \\\"2001:db8::10\\\" (oslo's IPAddressField).\",\"format\":\"ip-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"IPNetwork\":{\"description\":\"An IPv4 or IPv6 network in CIDR notation, address and prefix length, such as \\\"192.0.2.0/24\\\" (oslo's IPNetworkField).\",\"format\":\"ip-network\",\"type\":\"string\",\"x-since\":\"1.0\"},\"InstanceInfo\":{\"additionalProperties\":false,\"description\":\"Represents important information about a Nova instance.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The instance name, directly from the Nova instance field of the same name.\",\"x-since\":\"InstanceInfo 1.0\"},\"project_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The project/tenant ID that owns the instance; Nova sets it only when the instance has one.\",\"x-since\":\"InstanceInfo 1.0\"},\"uuid\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"UUID of the instance.\",\"x-since\":\"InstanceInfo 1.0\"}},\"required\":[\"name\",\"uuid\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"InstanceInfo\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"LinkState\":{\"additionalProperties\":true,\"description\":\"The link status of a network interface.\",\"properties\":{\"admin_up\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the interface is administratively up (enabled by the guest).\",\"x-since\":\"LinkState 1.0\"},\"carrier\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Whether the interface has carrier (its link is physically/virtually connected).\",\"x-since\":\"LinkState 1.0\"}},\"required\":[\"admin_up\",\"carrier\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"MACAddress\":{\"description\":\"An IEEE 802 MAC-48 address, written as six colon-separated pairs of hex digits, such as \\\"fa:16:3e:11:22:33\\\" (oslo's MACAddressField, which lower-cases it).\",\"format\":\"mac-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"Network\":{\"additionalProperties\":false,\"description\":\"Represents a network.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the host bridge the network's ports attach to; Nova sets it only when known.\",\"x-since\":\"Network 1.0\"},\"bridge_interface\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"The physical interface to attach to the bridge, if any.\",\"x-since\":\"Network 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the network.\",\"x-since\":\"Network 1.0\"},\"label\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Human-readable name of the network; Nova sets it only when known.\",\"x-since\":\"Network 1.0\"},\"mtu\":{\"allOf\":[{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]}],\"default\":null,\"description\":\"The network's MTU; null when unknown. Defaults to null in os-vif's constructor.\",\"x-since\":\"Network 1.1\"},\"multi_host\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network is served by multiple hosts (nova-network multi-host). Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"should_provide_bridge\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the plugin should create the host bridge. Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"should_provide_vlan\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the plugin should create the VLAN interface. Defaults to false in os-vif's constructor.\",\"x-since\":\"Network 1.0\"},\"subnets\":{\"allOf\":[{\"$ref\":\"#/components/schemas/SubnetList\"}],\"default\":{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"},\"description\":\"The network's subnets. os-vif's constructor defaults it to an empty SubnetList.\",\"x-since\":\"Network 1.0\"},\"vlan\":{\"allOf\":[{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"null\"}]}],\"description\":\"The VLAN ID, set when should_provide_vlan is true.\",\"x-since\":\"Network 1.0\"}},\"required\":[\"id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Network\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"},{\"note\":\"Added MTU field\",\"version\":\"1.1\"}]},\"NetworkNotFound.data\":{\"$ref\":\"#/components/schemas/NetworkNotFoundData\"},\"NetworkNotFoundData\":{\"additionalProperties\":true,\"description\":\"The `data` of the NetworkNotFound error.\",\"properties\":{\"network_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"The network the port was asked for.\",\"x-since\":\"NetworkNotFoundData 1.0\"}},\"required\":[\"network_id\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"NoCompatibleVif.data\":{\"$ref\":\"#/components/schemas/NoCompatibleVifData\"},\"NoCompatibleVifData\":{\"additionalProperties\":true,\"description\":\"The `data` of the NoCompatibleVif error: what the network host could have produced and what the service host offered.\",\"properties\":{\"plugins\":{\"allOf\":[{\"items\":{\"type\":\"string\"},\"type\":\"array\"}],\"description\":\"The plugin names the HostInfo offered (each HostPluginInfo's plugin_name).\",\"x-since\":\"NoCompatibleVifData 1.0\"},\"vif_classes\":{\"allOf\":[{\"items\":{\"minLength\":1,\"type\":\"string\"},\"type\":\"array\"}],\"description\":\"The VIF object names (VIFBase subclasses, such as \\\"VIFOpenVSwitch\\\") the network host can produce for the port, each of which it tried against the HostInfo.\",\"x-since\":\"NoCompatibleVifData 1.0\"}},\"required\":[\"plugins\",\"vif_classes\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"OsInfo\":{\"additionalProperties\":true,\"description\":\"Identifies the guest operating system.\",\"properties\":{\"kernel_version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The kernel release, such as \\\"6.1.0-18-amd64\\\" (uname -r). UNIX-like OSes only, so absent elsewhere; the data tree keeps it under an OS-specific path.\",\"x-since\":\"OsInfo 1.0\"},\"name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OS name, such as \\\"Debian GNU/Linux\\\" (os-release NAME) or \\\"Microsoft Windows\\\".\",\"x-since\":\"OsInfo 1.0\"},\"version\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OS version, such as \\\"12\\\" (os-release VERSION_ID). Absent for rolling releases that have none.\",\"x-since\":\"OsInfo 1.0\"}},\"required\":[\"name\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"PCIAddress\":{\"description\":\"A PCI address domain:bus:slot.function, such as \\\"0000:02:00.1\\\" (oslo's PCIAddressField).\",\"format\":\"pci-address\",\"type\":\"string\",\"x-since\":\"1.0\"},\"PeerUnavailableData\":{\"additionalProperties\":true,\"description\":\"The `data` of the DriverUnavailable and AgentUnavailable errors: the registered component that could not be reached.\",\"properties\":{\"endpoint\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Endpoint\"}],\"description\":\"The endpoint the component registered with, which did not answer.\",\"x-since\":\"PeerUnavailableData 1.0\"},\"last_seen\":{\"allOf\":[{\"format\":\"date-time\",\"type\":\"string\"}],\"description\":\"When the component last sent hello (RFC 3339, UTC).\",\"x-since\":\"PeerUnavailableData 1.0\"},\"reason\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"A human-readable cause (connection refused, timeout, ...), for logs; not meant to be parsed.\",\"x-since\":\"PeerUnavailableData 1.0\"}},\"required\":[\"endpoint\",\"last_seen\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"PortInUse.data\":{\"$ref\":\"#/components/schemas/PortInUseData\"},\"PortInUseData\":{\"additionalProperties\":true,\"description\":\"The `data` of the PortInUse error.\",\"properties\":{\"instance_uuid\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"The instance the existing port belongs to.\",\"x-since\":\"PortInUseData 1.0\"},\"network_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"The network the existing port is on.\",\"x-since\":\"PortInUseData 1.0\"},\"port_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"The port asked for.\",\"x-since\":\"PortInUseData 1.0\"}},\"required\":[\"instance_uuid\",\"network_id\",\"port_id\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Route\":{\"additionalProperties\":false,\"description\":\"Represents a route.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"cidr\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPNetwork\"}],\"description\":\"The destination network of the route.\",\"x-since\":\"Route 1.0\"},\"gateway\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPAddress\"}],\"description\":\"The next hop; Nova leaves it unset when the route has no gateway.\",\"x-since\":\"Route 1.0\"},\"interface\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The interface to route through. Never set by Nova; os-vif plans to remove it in version 2.0 of the object.\",\"x-since\":\"Route 1.0\"}},\"required\":[\"cidr\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Route\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"RouteList\":{\"additionalProperties\":false,\"description\":\"A list of Route objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/Route\"},\"type\":\"array\"}],\"description\":\"The routes.\",\"x-since\":\"RouteList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"RouteList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Subnet\":{\"additionalProperties\":false,\"description\":\"Represents a subnet.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"cidr\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPNetwork\"}],\"description\":\"The subnet's network in CIDR notation.\",\"x-since\":\"Subnet 1.0\"},\"dhcp_server\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPAddress\"}],\"description\":\"The address of the subnet's DHCP server, when the network service provides one; Nova does not set it.\",\"x-since\":\"Subnet 1.0\"},\"dns\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/IPAddress\"},\"type\":\"array\"}],\"description\":\"The DNS servers of the subnet.\",\"x-since\":\"Subnet 1.0\"},\"gateway\":{\"allOf\":[{\"$ref\":\"#/components/schemas/IPAddress\"}],\"description\":\"The subnet's default gateway; Nova leaves it unset when the subnet has none.\",\"x-since\":\"Subnet 1.0\"},\"ips\":{\"allOf\":[{\"$ref\":\"#/components/schemas/FixedIPList\"}],\"description\":\"The fixed IPs the port holds on this subnet.\",\"x-since\":\"Subnet 1.0\"},\"routes\":{\"allOf\":[{\"$ref\":\"#/components/schemas/RouteList\"}],\"description\":\"The static routes of the subnet.\",\"x-since\":\"Subnet 1.0\"}},\"required\":[\"cidr\",\"dns\",\"ips\",\"routes\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"Subnet\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"SubnetList\":{\"additionalProperties\":false,\"description\":\"A list of Subnet objects (an oslo ObjectListBase).\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"objects\":{\"allOf\":[{\"items\":{\"$ref\":\"#/components/schemas/Subnet\"},\"type\":\"array\"}],\"description\":\"The subnets.\",\"x-since\":\"SubnetList 1.0\"}},\"required\":[\"objects\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"SubnetList\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"UnsupportedVersion.data\":{\"$ref\":\"#/components/schemas/UnsupportedVersionData\"},\"UnsupportedVersionData\":{\"additionalProperties\":true,\"description\":\"The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.\",\"properties\":{\"max_version\":{\"allOf\":[{\"pattern\":\"^(?:^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)$)$\",\"type\":\"string\"}],\"description\":\"The highest version of that object the server supports, MAJOR.MINOR.\",\"x-since\":\"UnsupportedVersionData 1.0\"},\"object\":{\"allOf\":[{\"minLength\":1,\"type\":\"string\"}],\"description\":\"The name of the versioned object sent at too new a version (its versioned_object.name), such as \\\"HostInfo\\\"; a nested object when that is the one too new.\",\"x-since\":\"UnsupportedVersionData 1.0\"}},\"required\":[\"max_version\",\"object\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial version\",\"version\":\"1.0\"}]},\"Uuid\":{\"description\":\"A universally unique identifier, written in the canonical hyphenated 8-4-4-4-12 hex form (oslo's UUIDField).\",\"format\":\"uuid\",\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFBase\":{\"additionalProperties\":false,\"description\":\"Represents a virtual network interface. The base VIF defines fields that are common to all types of VIF and provides an association to the network the VIF is plugged into. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFBridge\":{\"additionalProperties\":false,\"description\":\"A bridge-style VIF. Bridge-style VIFs are bound to a Linux host bridge by the hypervisor. This provides Ethernet layer bridging, typically to the LAN. Other devices may be bound to the same L2 virtual bridge. For libvirt drivers, this maps to type='bridge'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the physical device to connect to (e.g. ``br0``).\",\"x-since\":\"VIFBridge 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the virtual device to create.\",\"x-since\":\"VIFBridge 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"bridge_name\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFBridge\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFDirect\":{\"additionalProperties\":false,\"description\":\"A direct-style VIF. Despite the confusing name, direct-style VIFs utilize macvtap which is a device driver that inserts a software layer between a guest and an SR-IOV Virtual Function (VF); contrast with VIFHostDevice, which allows the guest to directly connect to the VF. The connection to the device may operate in VEPA (802.1Qbg or 802.1Qbh), passthrough or bridge mode. For libvirt drivers, this maps to type='direct'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_address\":{\"allOf\":[{\"$ref\":\"#/components/schemas/PCIAddress\"}],\"description\":\"The PCI address of the host device.\",\"x-since\":\"VIFDirect 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"mode\":{\"allOf\":[{\"$ref\":\"#/components/schemas/VIFDirectMode\"}],\"description\":\"Port connection mode.\",\"x-since\":\"VIFDirect 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the device to create.\",\"x-since\":\"VIFDirect 1.0\"},\"vlan_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The VLAN device name to use, when the port is on a VLAN.\",\"x-since\":\"VIFDirect 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_address\",\"mode\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFDirect\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFDirectMode\":{\"description\":\"How a direct (macvtap) VIF connects to its host device: VEPA (802.1Qbg or 802.1Qbh), exclusive passthrough of the host NIC, or Ethernet bridging.\",\"enum\":[\"vepa\",\"passthrough\",\"bridge\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFGeneric\":{\"additionalProperties\":false,\"description\":\"A generic-style VIF. Generic-style VIFs are unbound, floating TUN/TAP devices that should be setup by the plugin, not the hypervisor. The way the TAP device is connected to the host network stack is explicitly left undefined. For libvirt drivers, this maps to type=\\\"ethernet\\\" which just implies a bare TAP device with all setup delegated to the plugin.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the device to create.\",\"x-since\":\"VIFGeneric 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFGeneric\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFHostDevice\":{\"additionalProperties\":false,\"description\":\"A hostdev-style VIF. Hostdev-style VIFs provide a guest with direct access to an SR-IOV Virtual Function (VF) or an entire Physical Function (PF); contrast with VIFDirect, which includes a software layer between the interface and the guest. For libvirt drivers, this maps to type='hostdev'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_address\":{\"allOf\":[{\"$ref\":\"#/components/schemas/PCIAddress\"}],\"description\":\"The PCI address of the host device.\",\"x-since\":\"VIFHostDevice 1.0\"},\"dev_type\":{\"allOf\":[{\"$ref\":\"#/components/schemas/VIFHostDeviceDevType\"}],\"description\":\"The type of the host device: ``ethernet`` is <interface type='hostdev'>, ``generic`` is <hostdev mode='subsystem' type='pci'>.\",\"x-since\":\"VIFHostDevice 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_address\",\"dev_type\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFHostDevice\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFHostDeviceDevType\":{\"description\":\"The kind of host device a hostdev VIF passes through: `ethernet` (libvirt <interface type='hostdev'>) or `generic` (<hostdev mode='subsystem' type='pci'>).\",\"enum\":[\"ethernet\",\"generic\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"VIFNestedDPDK\":{\"additionalProperties\":false,\"description\":\"A nested DPDK-style VIF. Nested DPDK-style VIFs are used by Kuryr-Kubernetes to provide accelerated DPDK datapath for nested Kubernetes pods running inside the VM. The port is first attached to the virtual machine, bound to the userspace driver (e.g. uio_pci_generic, igb_uio or vfio-pci) and then consumed by Kubernetes pod via the kuryr-kubernetes CNI plugin. This does not apply to libvirt drivers.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"dev_driver\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the driver the device was previously bound to; it makes the controller driver agnostic (virtio, SR-IOV, etc.).\",\"x-since\":\"VIFNestedDPDK 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"pci_address\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"PCI address of the device. os-vif declares it a plain string, not a PCI address field, so no format is enforced.\",\"x-since\":\"VIFNestedDPDK 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"dev_driver\",\"pci_address\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFNestedDPDK\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"A bridge-style VIF specifically for use with OVS. Open vSwitch VIFs are bound directly (or indirectly) to an Open vSwitch bridge by the hypervisor. Other devices may be bound to the same virtual bridge. For libvirt drivers, this also maps to type='bridge'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the physical device to connect to (e.g. ``br0``).\",\"x-since\":\"VIFOpenVSwitch 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the virtual device to create.\",\"x-since\":\"VIFOpenVSwitch 1.0\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"bridge_name\",\"vif_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"}]},\"VIFPortProfile8021Qbg\":{\"additionalProperties\":false,\"description\":\"Port profile info for VEPA 802.1qbg networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbg spec.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"instance_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"The VSI Instance ID Identifier is generated when a VSI instance (i.e. a virtual interface of a virtual machine) is created. This is a globally unique identifier.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"manager_id\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Manager ID identifies the database containing the VSI type and instance definitions. (The value 0 is reserved, but os-vif does not enforce a minimum.)\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"type_id\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Type ID identifies a VSI type characterizing the network access. VSI types are typically managed by network administrator.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"},\"type_id_version\":{\"allOf\":[{\"type\":\"integer\"}],\"description\":\"The VSI Type Version allows multiple versions of a VSI Type.\",\"x-since\":\"VIFPortProfile8021Qbg 1.0\"}},\"required\":[\"instance_id\",\"manager_id\",\"type_id\",\"type_id_version\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfile8021Qbg\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfile8021Qbh\":{\"additionalProperties\":false,\"description\":\"Port profile info for VEPA 802.1qbh networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbh spec.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The name of the port profile that is to be applied to this interface. This name is resolved by the port profile database into the network parameters from the port profile, and those network parameters will be applied to this interface.\",\"x-since\":\"VIFPortProfile8021Qbh 1.0\"}},\"required\":[\"profile_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfile8021Qbh\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileBase\":{\"additionalProperties\":false,\"description\":\"Base class for all types of port profile. The base profile defines fields that are common to all types of profile. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileBase\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'datapath_offload'\",\"version\":\"1.1\"}]},\"VIFPortProfileFPBridge\":{\"additionalProperties\":false,\"description\":\"Port profile info for Linux Bridge networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Linux Bridge port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the bridge (managed by fast path) to connect to.\",\"x-since\":\"VIFPortProfileFPBridge 1.0\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"}},\"required\":[\"bridge_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPBridge\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileFPOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"Port profile info for Open vSwitch networks using fast path. This profile provides the metadata required to associate a fast path VIF with an Open vSwitch port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"bridge_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the bridge (managed by fast path) to connect to.\",\"x-since\":\"VIFPortProfileFPOpenVSwitch 1.0\"},\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"hybrid_plug\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the OpenVSwitch network is using hybrid plug.\",\"x-since\":\"VIFPortProfileFPOpenVSwitch 1.0\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"}},\"required\":[\"interface_id\",\"bridge_name\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.1 from 1.0\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.2 from 1.1\",\"version\":\"1.2\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.3 from 1.2\",\"version\":\"1.3\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.4 from 1.3\",\"version\":\"1.4\"}]},\"VIFPortProfileFPTap\":{\"additionalProperties\":false,\"description\":\"Port profile info for Calico networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Calico port.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"mac_address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The MAC address of the host vhostuser port.\",\"x-since\":\"VIFPortProfileFPTap 1.0\"}},\"required\":[],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileFPTap\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileK8sDPDK\":{\"additionalProperties\":false,\"description\":\"Port profile info for Kuryr-Kubernetes DPDK ports. This profile provides the metadata required to associate nested DPDK VIF with a Kubernetes pod.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"l3_setup\":{\"allOf\":[{\"type\":\"boolean\"}],\"description\":\"Specify whether this vif requires L3 setup.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"},\"resourceversion\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"String used in Kubernetes v1 API to identify the server's internal version of this object.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"},\"selflink\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"String containing URL representing object in Kubernetes v1 API.\",\"x-since\":\"VIFPortProfileK8sDPDK 1.0\"}},\"required\":[\"l3_setup\",\"resourceversion\",\"selflink\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileK8sDPDK\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.1\"}]},\"VIFPortProfileOVSRepresentor\":{\"additionalProperties\":false,\"description\":\"Port profile info for OpenVSwitch networks using a representor. This profile provides the metadata required to associate a VIF with a VF representor and Open vSwitch port. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging. Provided for backwards compatibility only: superseded by the datapath_offload field of VIFPortProfileBase holding a DatapathOffloadRepresentor.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"representor_address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/PCIAddress\"},{\"type\":\"null\"}]}],\"description\":\"The PCI address of the Virtual Function.\",\"x-since\":\"VIFPortProfileOVSRepresentor 1.0\"},\"representor_name\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Name to set on the representor (if set).\",\"x-since\":\"VIFPortProfileOVSRepresentor 1.0\"}},\"required\":[\"interface_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileOVSRepresentor\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.1 from 1.0\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.2 from 1.1\",\"version\":\"1.2\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.3 from 1.2\",\"version\":\"1.3\"},{\"note\":\"VIFPortProfileOpenVSwitch updated to 1.4 from 1.3\",\"version\":\"1.4\"}]},\"VIFPortProfileOpenVSwitch\":{\"additionalProperties\":false,\"description\":\"Port profile info for Open vSwitch networks. This profile provides the metadata required to associate a VIF with an Open vSwitch interface.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"create_port\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should add the port to the bridge.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.3\"},\"create_tap\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the os-vif plugin should create the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"datapath_offload\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/AnyDatapathOffloadBase\"},{\"type\":\"null\"}]}],\"description\":\"Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileBase 1.1\"},\"datapath_type\":{\"allOf\":[{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}],\"description\":\"Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.1\"},\"interface_id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"A UUID to uniquely identify the interface (the OVS external-ids:iface-id). os-vif's comment says one is generated when it is omitted, but nothing in os-vif does so and the OVS plugin reads it, so it is required.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"},\"multiqueue\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether to enable multiqueue on the TAP device.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.4\"},\"profile_id\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"The OpenVSwitch port profile for the interface. Nova does not set it.\",\"x-since\":\"VIFPortProfileOpenVSwitch 1.0\"}},\"required\":[\"interface_id\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFPortProfileOpenVSwitch\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\",\"1.2\",\"1.3\",\"1.4\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'datapath_type'\",\"version\":\"1.1\"},{\"note\":\"VIFPortProfileBase updated to 1.1 from 1.0\",\"version\":\"1.2\"},{\"note\":\"Added 'create_port'\",\"version\":\"1.3\"},{\"note\":\"Added 'create_tap' and 'multiqueue'\",\"version\":\"1.4\"}]},\"VIFVHostUser\":{\"additionalProperties\":false,\"description\":\"A vhostuser-style VIF. vhostuser-style VIFs utilize a userspace vhost backend, which allows traffic to traverse between the guest and a host userspace application (commonly a virtual switch), bypassing the kernel network stack; contrast with VIFBridge, where all packets must be handled by the hypervisor. For libvirt drivers, this maps to type='vhostuser'.\",\"properties\":{\"versioned_object.changes\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"versioned_object.data\":{\"properties\":{\"active\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":true,\"description\":\"Whether the VIF is initially online.\",\"x-since\":\"VIFBase 1.0\"},\"address\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/MACAddress\"},{\"type\":\"null\"}]}],\"description\":\"The guest MAC address.\",\"x-since\":\"VIFBase 1.0\"},\"has_traffic_filtering\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the network service has provided traffic filtering.\",\"x-since\":\"VIFBase 1.0\"},\"id\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Uuid\"}],\"description\":\"Unique identifier of the VIF port.\",\"x-since\":\"VIFBase 1.0\"},\"mode\":{\"allOf\":[{\"$ref\":\"#/components/schemas/VIFVHostUserMode\"}],\"description\":\"UNIX socket access permissions: whether the hypervisor is the socket's client or server.\",\"x-since\":\"VIFVHostUser 1.0\"},\"network\":{\"allOf\":[{\"anyOf\":[{\"$ref\":\"#/components/schemas/Network\"},{\"type\":\"null\"}]}],\"description\":\"The network to which the VIF is connected.\",\"x-since\":\"VIFBase 1.0\"},\"path\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"UNIX socket path.\",\"x-since\":\"VIFVHostUser 1.0\"},\"plugin\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the registered os_vif plugin.\",\"x-since\":\"VIFBase 1.0\"},\"port_profile\":{\"allOf\":[{\"$ref\":\"#/components/schemas/AnyVIFPortProfileBase\"}],\"description\":\"The virtual port profile metadata: any VIFPortProfileBase subclass.\",\"x-since\":\"VIFBase 1.0\"},\"preserve_on_delete\":{\"allOf\":[{\"type\":\"boolean\"}],\"default\":false,\"description\":\"Whether the host VIF should be preserved on unplug.\",\"x-since\":\"VIFBase 1.0\"},\"vif_name\":{\"allOf\":[{\"type\":\"string\"}],\"description\":\"Name of the vhostuser port to create. Absent from version 1.0 data.\",\"x-since\":\"VIFVHostUser 1.1\"}},\"required\":[\"address\",\"id\",\"network\",\"plugin\",\"mode\",\"path\"],\"type\":\"object\"},\"versioned_object.name\":{\"const\":\"VIFVHostUser\"},\"versioned_object.namespace\":{\"const\":\"os_vif\"},\"versioned_object.version\":{\"enum\":[\"1.0\",\"1.1\"]}},\"required\":[\"versioned_object.name\",\"versioned_object.namespace\",\"versioned_object.version\",\"versioned_object.data\"],\"type\":\"object\",\"x-history\":[{\"note\":\"Initial release\",\"version\":\"1.0\"},{\"note\":\"Added 'vif_name'\",\"version\":\"1.1\"}]},\"VIFVHostUserMode\":{\"description\":\"The role of the hypervisor on a vhost-user UNIX socket: `client` connects to a socket the switch created, `server` creates it.\",\"enum\":[\"client\",\"server\"],\"type\":\"string\",\"x-since\":\"1.0\"},\"agent.hello.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.hello, by name.\",\"properties\":{\"registration\":{\"$ref\":\"#/components/schemas/DriverRegistration\"}},\"required\":[\"registration\"],\"type\":\"object\"},\"agent.hello.result\":{\"$ref\":\"#/components/schemas/HelloAck\"},\"agent.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"agent.list_hardware.result\":{\"$ref\":\"#/components/schemas/HardwareList\"},\"agent.start_discovery.params\":{\"additionalProperties\":false,\"description\":\"The params of agent.start_discovery, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"agent.start_discovery.result\":{\"$ref\":\"#/components/schemas/DiscoveryStatus\"},\"conductor.hello.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.hello, by name.\",\"properties\":{\"registration\":{\"$ref\":\"#/components/schemas/AgentRegistration\"}},\"required\":[\"registration\"],\"type\":\"object\"},\"conductor.hello.result\":{\"$ref\":\"#/components/schemas/HelloAck\"},\"conductor.list_agents.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.list_agents, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"conductor.list_agents.result\":{\"$ref\":\"#/components/schemas/AgentList\"},\"conductor.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of conductor.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"conductor.list_hardware.result\":{\"$ref\":\"#/components/schemas/HardwareList\"},\"driver.list_hardware.params\":{\"additionalProperties\":false,\"description\":\"The params of driver.list_hardware, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"driver.list_hardware.result\":{\"$ref\":\"#/components/schemas/HardwareList\"},\"driver.start_discovery.params\":{\"additionalProperties\":false,\"description\":\"The params of driver.start_discovery, by name.\",\"properties\":{},\"required\":[],\"type\":\"object\"},\"driver.start_discovery.result\":{\"$ref\":\"#/components/schemas/DiscoveryStatus\"},\"network.create_port.params\":{\"additionalProperties\":false,\"description\":\"The params of network.create_port, by name.\",\"properties\":{\"host_info\":{\"$ref\":\"#/components/schemas/HostInfo\"},\"instance\":{\"$ref\":\"#/components/schemas/InstanceInfo\"},\"network_id\":{\"$ref\":\"#/components/schemas/Uuid\"},\"port_id\":{\"$ref\":\"#/components/schemas/Uuid\"}},\"required\":[\"host_info\",\"instance\",\"network_id\",\"port_id\"],\"type\":\"object\"},\"network.create_port.result\":{\"$ref\":\"#/components/schemas/AnyVIFBase\"}}},\"info\":{\"description\":\"vproto: one schema for the host/guest/network control protocols of a virtualization stack: os-vif's versioned objects (VIFs, networks, host information for negotiating port binding between a service host and a network host), Cyborg's internal accelerator API between driver, agent and conductor, and the Xen guest tools data tree.\",\"title\":\"vproto\",\"version\":\"1.0\",\"x-history\":[{\"note\":\"Initial protocol: os-vif 5.3.0's 31 versioned objects, Cyborg's internal API payloads and the guest tools data tree layout 1.0.0.\",\"version\":\"1.0\"}]},\"methods\":[{\"deprecated\":false,\"description\":\"Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.\",\"errors\":[],\"examples\":[{\"name\":\"A crypto driver registers\",\"params\":[{\"name\":\"registration\",\"value\":{\"endpoint\":\"localhost:1337\",\"status\":\"READY\",\"type\":\"CRYPTO\"}}],\"result\":{\"name\":\"result\",\"value\":{\"heartbeat_interval\":30,\"protocol_version\":\"1.0\"}}}],\"name\":\"agent.hello\",\"paramStructure\":\"either\",\"params\":[{\"description\":\"The driver's status, endpoint and device type (the seed's POST /hello body).\",\"name\":\"registration\",\"required\":true,\"schema\":{\"$ref\":\"#/components/schemas/DriverRegistration\"}}],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/HelloAck\"}},\"tags\":[{\"name\":\"agent\"}],\"x-http\":{\"method\":\"POST\",\"path\":\"/hello\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Lists the hardware across every alive, READY driver registered with the agent (driver.list_hardware on each, concatenated; device uuids are unique).\",\"errors\":[{\"code\":1101,\"data\":{\"$ref\":\"#/components/schemas/DriverUnavailable.data\"},\"message\":\"Driver unavailable\",\"x-name\":\"DriverUnavailable\"}],\"examples\":[{\"name\":\"A node with a crypto driver and a GPU driver\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"hardware\":[{\"acc_specs\":{\"acc_capability\":{\"features\":{\"ipsec\":{\"features\":{\"aes\":{\"features\":{\"3des\":{\"num\":50}},\"num\":1}}}},\"num\":2},\"device_type\":\"CRYPTO\",\"num\":1,\"remote\":false},\"acc_status\":{\"reboot_required\":false,\"setup_required\":true},\"uuid\":\"8e45a2ea-5364-4b0d-a252-bf8becaa606e\"},{\"acc_specs\":{\"acc_capability\":{\"features\":{\"cuda\":{\"num\":2}},\"num\":2},\"device_type\":\"GPU\",\"num\":2,\"remote\":false},\"acc_status\":{\"reboot_required\":false,\"setup_required\":false},\"uuid\":\"c1f0d8a4-27b6-4e9a-9d35-5e0a7b3c2f18\"}]}}}],\"name\":\"agent.list_hardware\",\"paramStructure\":\"either\",\"params\":[],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/HardwareList\"}},\"tags\":[{\"name\":\"agent\"}],\"x-http\":{\"method\":\"GET\",\"path\":\"/hardware\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Triggers discovery on every alive, READY driver registered with the agent (driver.start_discovery on each) and answers their combined state: IN-PROGRESS while any driver's run is, else FAILED if any driver's run failed, else DONE (also when no driver is registered). When a driver answers DiscoveryFailed or cannot be reached, the agent still triggers the others, then answers that error.\",\"errors\":[{\"code\":1100,\"data\":{\"$ref\":\"#/components/schemas/DiscoveryFailed.data\"},\"message\":\"Discovery failed\",\"x-name\":\"DiscoveryFailed\"},{\"code\":1101,\"data\":{\"$ref\":\"#/components/schemas/DriverUnavailable.data\"},\"message\":\"Driver unavailable\",\"x-name\":\"DriverUnavailable\"}],\"examples\":[{\"name\":\"Discovery starts on the node's drivers\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"status\":\"IN-PROGRESS\"}}},{\"name\":\"No driver registered: nothing to discover\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"status\":\"DONE\"}}}],\"name\":\"agent.start_discovery\",\"paramStructure\":\"either\",\"params\":[],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/DiscoveryStatus\"}},\"tags\":[{\"name\":\"agent\"}],\"x-http\":{\"method\":\"POST\",\"path\":\"/discovery\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.\",\"errors\":[],\"examples\":[{\"name\":\"An agent registers\",\"params\":[{\"name\":\"registration\",\"value\":{\"endpoint\":\"compute-whatever:1337\",\"status\":\"READY\"}}],\"result\":{\"name\":\"result\",\"value\":{\"heartbeat_interval\":30,\"protocol_version\":\"1.0\"}}}],\"name\":\"conductor.hello\",\"paramStructure\":\"either\",\"params\":[{\"description\":\"The agent's status and endpoint (the seed's POST /hello body).\",\"name\":\"registration\",\"required\":true,\"schema\":{\"$ref\":\"#/components/schemas/AgentRegistration\"}}],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/HelloAck\"}},\"tags\":[{\"name\":\"conductor\"}],\"x-http\":{\"method\":\"POST\",\"path\":\"/hello\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Lists every agent that has registered with the conductor, with its endpoint, last reported status, when it was last heard from and whether it is still alive (heard from within three heartbeat intervals). An agent that goes away stays listed as not alive, so deployments can alarm on it; an agent that never registered cannot be listed.\",\"errors\":[],\"examples\":[{\"name\":\"One agent alive, one gone quiet\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"agents\":[{\"alive\":true,\"endpoint\":\"compute-1:1337\",\"last_seen\":\"2024-05-14T09:30:12Z\",\"status\":\"READY\"},{\"alive\":false,\"endpoint\":\"compute-2:1337\",\"last_seen\":\"2024-05-14T09:21:40Z\",\"status\":\"READY\"}]}}}],\"name\":\"conductor.list_agents\",\"paramStructure\":\"either\",\"params\":[],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/AgentList\"}},\"tags\":[{\"name\":\"conductor\"}],\"x-http\":{\"method\":\"GET\",\"path\":\"/agents\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).\",\"errors\":[{\"code\":1102,\"data\":{\"$ref\":\"#/components/schemas/AgentUnavailable.data\"},\"message\":\"Agent unavailable\",\"x-name\":\"AgentUnavailable\"}],\"examples\":[{\"name\":\"Two nodes: crypto and GPU on one, a remote FPGA on the other\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"hardware\":[{\"acc_specs\":{\"acc_capability\":{\"features\":{\"ipsec\":{\"features\":{\"aes\":{\"features\":{\"3des\":{\"num\":50}},\"num\":1}}}},\"num\":2},\"device_type\":\"CRYPTO\",\"num\":1,\"remote\":false},\"acc_status\":{\"reboot_required\":false,\"setup_required\":true},\"uuid\":\"8e45a2ea-5364-4b0d-a252-bf8becaa606e\"},{\"acc_specs\":{\"acc_capability\":{\"features\":{\"cuda\":{\"num\":2}},\"num\":2},\"device_type\":\"GPU\",\"num\":2,\"remote\":false},\"acc_status\":{\"reboot_required\":false,\"setup_required\":false},\"uuid\":\"c1f0d8a4-27b6-4e9a-9d35-5e0a7b3c2f18\"},{\"acc_specs\":{\"acc_capability\":{\"features\":{\"gzip\":{\"num\":4}},\"num\":4},\"device_type\":\"FPGA\",\"num\":4,\"remote\":true},\"acc_status\":{\"reboot_required\":true,\"setup_required\":true},\"uuid\":\"5b7d3e91-0c4f-4a2b-b8e6-9f1a2c3d4e5f\"}]}}}],\"name\":\"conductor.list_hardware\",\"paramStructure\":\"either\",\"params\":[],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/HardwareList\"}},\"tags\":[{\"name\":\"conductor\"}],\"x-http\":{\"method\":\"GET\",\"path\":\"/hardware\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Lists the hardware the driver has discovered: physical devices on the node, which may or may not be ready to use or even fully supported (not accelerators, which are the ready-to-use entries of the public API). While a discovery run is in progress, lists what it has found so far; before any run, the list is empty.\",\"errors\":[],\"examples\":[{\"name\":\"A crypto card that needs setup\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"hardware\":[{\"acc_specs\":{\"acc_capability\":{\"features\":{\"ipsec\":{\"features\":{\"aes\":{\"features\":{\"3des\":{\"num\":50}},\"num\":1}}}},\"num\":2},\"device_type\":\"CRYPTO\",\"num\":1,\"remote\":false},\"acc_status\":{\"reboot_required\":false,\"setup_required\":true},\"uuid\":\"8e45a2ea-5364-4b0d-a252-bf8becaa606e\"}]}}}],\"name\":\"driver.list_hardware\",\"paramStructure\":\"either\",\"params\":[],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/HardwareList\"}},\"tags\":[{\"name\":\"driver\"}],\"x-http\":{\"method\":\"GET\",\"path\":\"/hardware\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Triggers the driver's discovery and setup process for its hardware. Idempotent: while a run is in progress, the call joins it instead of starting another. The result is the state of that run when the driver answers: IN-PROGRESS while it runs, DONE or FAILED if it ended before the answer. A run that cannot even be started is answered with the DiscoveryFailed error instead.\",\"errors\":[{\"code\":1100,\"data\":{\"$ref\":\"#/components/schemas/DiscoveryFailed.data\"},\"message\":\"Discovery failed\",\"x-name\":\"DiscoveryFailed\"}],\"examples\":[{\"name\":\"Discovery starts\",\"params\":[],\"result\":{\"name\":\"result\",\"value\":{\"status\":\"IN-PROGRESS\"}}}],\"name\":\"driver.start_discovery\",\"paramStructure\":\"either\",\"params\":[],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/DiscoveryStatus\"}},\"tags\":[{\"name\":\"driver\"}],\"x-http\":{\"method\":\"POST\",\"path\":\"/discovery\"},\"x-since\":\"1.0\"},{\"deprecated\":false,\"description\":\"Creates a port on a network for an instance, choosing a VIF that one of the service host's plugins can consume. The network host reads host_info; if it, or an object nested in it, is newer than it can read, it answers UnsupportedVersion naming the object and the highest version it supports, and the service host backlevels its HostInfo to that version and retries. Otherwise it picks a VIF class it can produce for the network that a plugin in host_info lists, serializes the VIF at a version within that plugin's [min_version, max_version] for the class (and its port profile within the plugin's supported_port_profiles range), with `plugin` naming that plugin, and answers it. The result is the VIF for the service host to plug. Repeating the call with the same port_id, instance and network answers the existing port.\",\"errors\":[{\"code\":1000,\"data\":{\"$ref\":\"#/components/schemas/UnsupportedVersion.data\"},\"message\":\"Unsupported object version\",\"x-name\":\"UnsupportedVersion\"},{\"code\":1001,\"data\":{\"$ref\":\"#/components/schemas/NoCompatibleVif.data\"},\"message\":\"No compatible VIF\",\"x-name\":\"NoCompatibleVif\"},{\"code\":1002,\"data\":{\"$ref\":\"#/components/schemas/NetworkNotFound.data\"},\"message\":\"Network not found\",\"x-name\":\"NetworkNotFound\"},{\"code\":1003,\"data\":{\"$ref\":\"#/components/schemas/PortInUse.data\"},\"message\":\"Port in use\",\"x-name\":\"PortInUse\"}],\"examples\":[{\"name\":\"An OVS port for a host with the ovs and linux_bridge plugins\",\"params\":[{\"name\":\"host_info\",\"value\":{\"versioned_object.changes\":[\"plugin_info\"],\"versioned_object.data\":{\"plugin_info\":[{\"versioned_object.changes\":[\"plugin_name\",\"vif_info\"],\"versioned_object.data\":{\"plugin_name\":\"ovs\",\"vif_info\":[{\"versioned_object.changes\":[\"max_version\",\"min_version\",\"supported_port_profiles\",\"vif_object_name\"],\"versioned_object.data\":{\"max_version\":\"1.0\",\"min_version\":\"1.0\",\"supported_port_profiles\":[{\"versioned_object.changes\":[\"max_version\",\"min_version\",\"profile_object_name\"],\"versioned_object.data\":{\"max_version\":\"1.4\",\"min_version\":\"1.0\",\"profile_object_name\":\"VIFPortProfileOpenVSwitch\"},\"versioned_object.name\":\"HostPortProfileInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}],\"vif_object_name\":\"VIFBridge\"},\"versioned_object.name\":\"HostVIFInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.1\"},{\"versioned_object.changes\":[\"max_version\",\"min_version\",\"supported_port_profiles\",\"vif_object_name\"],\"versioned_object.data\":{\"max_version\":\"1.0\",\"min_version\":\"1.0\",\"supported_port_profiles\":[{\"versioned_object.changes\":[\"max_version\",\"min_version\",\"profile_object_name\"],\"versioned_object.data\":{\"max_version\":\"1.4\",\"min_version\":\"1.0\",\"profile_object_name\":\"VIFPortProfileOpenVSwitch\"},\"versioned_object.name\":\"HostPortProfileInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}],\"vif_object_name\":\"VIFOpenVSwitch\"},\"versioned_object.name\":\"HostVIFInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.1\"}]},\"versioned_object.name\":\"HostPluginInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"},{\"versioned_object.changes\":[\"plugin_name\",\"vif_info\"],\"versioned_object.data\":{\"plugin_name\":\"linux_bridge\",\"vif_info\":[{\"versioned_object.changes\":[\"max_version\",\"min_version\",\"supported_port_profiles\",\"vif_object_name\"],\"versioned_object.data\":{\"max_version\":\"1.0\",\"min_version\":\"1.0\",\"supported_port_profiles\":[],\"vif_object_name\":\"VIFBridge\"},\"versioned_object.name\":\"HostVIFInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.1\"}]},\"versioned_object.name\":\"HostPluginInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}]},\"versioned_object.name\":\"HostInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}},{\"name\":\"instance\",\"value\":{\"versioned_object.changes\":[\"name\",\"project_id\",\"uuid\"],\"versioned_object.data\":{\"name\":\"instance-0000002a\",\"project_id\":\"5d8f6e0b9a7c4d3e8f1a2b3c4d5e6f70\",\"uuid\":\"d2b4c6e8-0a1b-4c3d-8e5f-6a7b8c9d0e1f\"},\"versioned_object.name\":\"InstanceInfo\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}},{\"name\":\"network_id\",\"value\":\"7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50\"},{\"name\":\"port_id\",\"value\":\"3f9e1b2c-8d4a-4e6f-9b1c-2d3e4f5a6b7c\"}],\"result\":{\"name\":\"result\",\"value\":{\"versioned_object.changes\":[\"active\",\"address\",\"bridge_name\",\"has_traffic_filtering\",\"id\",\"network\",\"plugin\",\"port_profile\",\"preserve_on_delete\",\"vif_name\"],\"versioned_object.data\":{\"active\":false,\"address\":\"fa:16:3e:5c:2a:91\",\"bridge_name\":\"br-int\",\"has_traffic_filtering\":true,\"id\":\"3f9e1b2c-8d4a-4e6f-9b1c-2d3e4f5a6b7c\",\"network\":{\"versioned_object.changes\":[\"bridge\",\"id\",\"label\",\"mtu\",\"multi_host\",\"should_provide_bridge\",\"should_provide_vlan\",\"subnets\"],\"versioned_object.data\":{\"bridge\":\"br-int\",\"id\":\"7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50\",\"label\":\"private\",\"mtu\":1450,\"multi_host\":false,\"should_provide_bridge\":false,\"should_provide_vlan\":false,\"subnets\":{\"versioned_object.changes\":[\"objects\"],\"versioned_object.data\":{\"objects\":[{\"versioned_object.changes\":[\"cidr\",\"dns\",\"gateway\",\"ips\",\"routes\"],\"versioned_object.data\":{\"cidr\":\"10.0.0.0/26\",\"dns\":[\"10.0.0.2\"],\"gateway\":\"10.0.0.1\",\"ips\":{\"versioned_object.changes\":[\"objects\"],\"versioned_object.data\":{\"objects\":[{\"versioned_object.changes\":[\"address\",\"floating_ips\"],\"versioned_object.data\":{\"address\":\"10.0.0.13\",\"floating_ips\":[]},\"versioned_object.name\":\"FixedIP\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}]},\"versioned_object.name\":\"FixedIPList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"},\"routes\":{\"versioned_object.changes\":[\"objects\"],\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"RouteList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}},\"versioned_object.name\":\"Subnet\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}},\"versioned_object.name\":\"Network\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.1\"},\"plugin\":\"ovs\",\"port_profile\":{\"versioned_object.changes\":[\"create_port\",\"create_tap\",\"datapath_type\",\"interface_id\",\"multiqueue\"],\"versioned_object.data\":{\"create_port\":false,\"create_tap\":false,\"datapath_type\":\"system\",\"interface_id\":\"3f9e1b2c-8d4a-4e6f-9b1c-2d3e4f5a6b7c\",\"multiqueue\":false},\"versioned_object.name\":\"VIFPortProfileOpenVSwitch\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.4\"},\"preserve_on_delete\":false,\"vif_name\":\"tap3f9e1b2c-8d\"},\"versioned_object.name\":\"VIFOpenVSwitch\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}}}],\"name\":\"network.create_port\",\"paramStructure\":\"either\",\"params\":[{\"description\":\"The service host's installed os-vif plugins and the VIF (and port profile) versions each consumes.\",\"name\":\"host_info\",\"required\":true,\"schema\":{\"$ref\":\"#/components/schemas/HostInfo\"}},{\"description\":\"The instance the port is for.\",\"name\":\"instance\",\"required\":true,\"schema\":{\"$ref\":\"#/components/schemas/InstanceInfo\"}},{\"description\":\"The network to create the port on.\",\"name\":\"network_id\",\"required\":true,\"schema\":{\"$ref\":\"#/components/schemas/Uuid\"}},{\"description\":\"The id of the port, chosen by the service host so that retries are idempotent; it becomes the VIF's id.\",\"name\":\"port_id\",\"required\":true,\"schema\":{\"$ref\":\"#/components/schemas/Uuid\"}}],\"result\":{\"name\":\"result\",\"schema\":{\"$ref\":\"#/components/schemas/AnyVIFBase\"}},\"tags\":[{\"name\":\"network\"}],\"x-http\":{\"method\":\"POST\",\"path\":\"/ports\"},\"x-since\":\"1.0\"}],\"openrpc\":\"1.3.2\"}";
+pub const OPENRPC: &str = include_str!("../../schema/vproto.openrpc.json");
 /// The errors the schema declares, with their typed data.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProtocolError {

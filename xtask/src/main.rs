@@ -64,7 +64,10 @@ fn root() -> PathBuf {
 
 fn generator() -> Generator {
     let root = root();
-    Generator::new(root.join("schema/vproto.json")).lock_file(root.join("schema/vproto.lock"))
+    // generated/src/objects.rs reads the published documents that codegen writes to schema/.
+    Generator::new(root.join("schema/vproto.json"))
+        .lock_file(root.join("schema/vproto.lock"))
+        .include_documents("../../schema/vproto.schema.json", "../../schema/vproto.openrpc.json")
 }
 
 /// Writes `contents` to `path` unless it already holds them; in check mode
@@ -88,6 +91,7 @@ fn codegen(check: bool) -> Result<(), String> {
     let root = root();
     let files = [
         (root.join("generated/src/objects.rs"), generated.rust_objects),
+        (root.join("generated/src/tree/layouts.rs"), generated.rust_data_trees),
         (root.join("schema/meta.schema.json"), generated.meta_schema),
         (root.join("schema/vproto.schema.json"), generated.json_schema),
         (root.join("schema/vproto.openrpc.json"), generated.openrpc),

@@ -50,6 +50,11 @@ pub fn validate_params(
 ) -> Result<Map<String, Value>, RpcError> {
     let validator = validator(document, def)?;
     let instance = Value::Object(named);
+    // The common case: valid, checked without building error reports.
+    if validator.is_valid(&instance) {
+        let Value::Object(named) = instance else { unreachable!("built as an object above") };
+        return Ok(named);
+    }
     let violations: Vec<(String, String)> =
         validator.iter_errors(&instance).map(|error| (error.instance_path().to_string(), error.to_string())).collect();
     if !violations.is_empty() {

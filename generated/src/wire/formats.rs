@@ -33,6 +33,52 @@ pub struct Constraints {
     pub max_items: Option<u64>,
 }
 
+impl Constraints {
+    /// No constraint at all; generated code writes `..Constraints::NONE` after the ones it sets.
+    pub const NONE: Constraints = Constraints {
+        format: None,
+        pattern: None,
+        one_of: None,
+        min_length: None,
+        max_length: None,
+        minimum: None,
+        maximum: None,
+        min_items: None,
+        max_items: None,
+    };
+}
+
+/// What a field's schema checks beyond the JSON type: constraints on the value itself and, for
+/// arrays, on each element. Generated code shares one static per distinct set.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FieldChecks {
+    /// Constraints on the value.
+    pub value: Option<&'static Constraints>,
+    /// Constraints on each element of an array value.
+    pub items: Option<&'static Constraints>,
+}
+
+impl FieldChecks {
+    /// Nothing to check beyond the type.
+    pub const NONE: FieldChecks = FieldChecks { value: None, items: None };
+
+    /// Checks a present value (`null` passes: nullability is the type's business).
+    pub fn check(&self, value: &Value, path: &WirePath) -> Result<(), WireError> {
+        if value.is_null() {
+            return Ok(());
+        }
+        if let Some(constraints) = self.value {
+            check_constraints(value, constraints, path)?;
+        }
+        if let (Some(constraints), Value::Array(items)) = (self.items, value) {
+            for (index, item) in items.iter().enumerate() {
+                check_constraints(item, constraints, &path.index(index))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks `value` against `constraints`; the JSON type was checked already.
 pub fn check_constraints(value: &Value, constraints: &Constraints, path: &WirePath) -> Result<(), WireError> {
     let invalid = |why: String| Err(WireError::InvalidValue { path: path.clone(), why });
@@ -91,10 +137,15 @@ pub fn check_constraints(value: &Value, constraints: &Constraints, path: &WirePa
 fn matches_pattern(pattern: &'static str, text: &str) -> bool {
     static CACHE: OnceLock<Mutex<HashMap<&'static str, regex::Regex>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let regex = cache.entry(pattern).or_insert_with(|| {
-        regex::Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| regex::Regex::new("$^").expect("valid"))
-    });
+    // A `Regex` clone is cheap and shares the compiled program: match outside the lock.
+    let regex = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(pattern)
+        .or_insert_with(|| {
+            regex::Regex::new(&format!("^(?:{pattern})$")).unwrap_or_else(|_| regex::Regex::new("$^").expect("valid"))
+        })
+        .clone();
     regex.is_match(text)
 }
 

@@ -15,9 +15,9 @@ mod value;
 
 pub use convert::{backport_envelope, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
-pub use formats::{check_constraints, format_is_valid, Constraints, FORMATS};
+pub use formats::{check_constraints, format_is_valid, Constraints, FieldChecks, FORMATS};
 pub use stream::{write_envelope, write_json_str, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
-pub use value::{read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
+pub use value::{insert_optional, read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
 
 use std::{cmp::Ordering, fmt, str::FromStr};
 
@@ -122,6 +122,35 @@ pub struct FieldInfo {
 }
 
 impl FieldInfo {
+    /// A field added at `since`, never removed, without default, holding no objects.
+    /// The other builders below fill in the rest, so generated tables stay one line per field.
+    pub const fn new(name: &'static str, since: Version) -> Self {
+        FieldInfo { name, since, removed: None, default: None, child: None }
+    }
+
+    /// The field was dropped at `version` of its owner.
+    pub const fn removed(mut self, version: Version) -> Self {
+        self.removed = Some(version);
+        self
+    }
+
+    /// The default, as JSON text, used when the field is absent.
+    pub const fn default(mut self, json: &'static str) -> Self {
+        self.default = Some(json);
+        self
+    }
+
+    /// The field holds objects of `object` (`polymorphic`: or any subclass), at the pinned `versions`.
+    pub const fn child(
+        mut self,
+        object: &'static str,
+        polymorphic: bool,
+        versions: &'static [(Version, Version)],
+    ) -> Self {
+        self.child = Some(ChildInfo { object, polymorphic, versions });
+        self
+    }
+
     /// Whether the field exists at `version` of its owner.
     pub fn exists_at(&self, version: Version) -> bool {
         self.since <= version && self.removed.is_none_or(|removed| version < removed)

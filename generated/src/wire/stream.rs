@@ -138,6 +138,18 @@ pub struct FieldSink<'a, 'c> {
 }
 
 impl<'a, 'c> FieldSink<'a, 'c> {
+    /// Writes `name: value` when the field is set (see [`FieldSink::field`]).
+    pub fn optional_field<T: StreamValueDyn>(
+        &mut self,
+        name: &'static str,
+        value: Option<&T>,
+    ) -> Result<(), WireError> {
+        match value {
+            Some(value) => self.field(name, value),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `name: value` unless the field does not exist at the target version.
     pub fn field(&mut self, name: &'static str, value: &dyn StreamValueDyn) -> Result<(), WireError> {
         let mut child_version = None;

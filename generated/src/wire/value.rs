@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::{
     convert::{backport_data, fill_defaults, Manifest},
     error::json_kind,
+    formats::FieldChecks,
     keys, ObjectInfo, Registry, Version, WireError, WireForm, WirePath,
 };
 
@@ -101,26 +102,42 @@ impl<T: WireValue> WireValue for Box<T> {
     }
 }
 
-/// Reads a field that must be present.
+/// Reads a field that must be present, checking its constraints first.
 pub fn read_required<T: WireValue>(
     data: &Map<String, Value>,
     object: &str,
     field: &str,
+    checks: &FieldChecks,
     path: &WirePath,
 ) -> Result<T, WireError> {
     match data.get(field) {
-        Some(value) => T::from_wire(value, &path.field(field)),
+        Some(value) => {
+            let path = path.field(field);
+            checks.check(value, &path)?;
+            T::from_wire(value, &path)
+        }
         None => Err(WireError::MissingField { path: path.clone(), object: object.into(), field: field.into() }),
     }
 }
 
-/// Reads a field that may be absent.
+/// Reads a field that may be absent, checking its constraints first.
 pub fn read_optional<T: WireValue>(
     data: &Map<String, Value>,
     field: &str,
+    checks: &FieldChecks,
     path: &WirePath,
 ) -> Result<Option<T>, WireError> {
-    data.get(field).map(|value| T::from_wire(value, &path.field(field))).transpose()
+    let Some(value) = data.get(field) else { return Ok(None) };
+    let path = path.field(field);
+    checks.check(value, &path)?;
+    T::from_wire(value, &path).map(Some)
+}
+
+/// Writes a field that may be unset into an object's data: nothing when it is `None`.
+pub fn insert_optional<T: WireValue>(data: &mut Map<String, Value>, field: &str, value: Option<&T>) {
+    if let Some(value) = value {
+        data.insert(field.into(), value.to_wire());
+    }
 }
 
 /// The parts of a `versioned_object.*` envelope, checked.
