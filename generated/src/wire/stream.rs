@@ -34,9 +34,45 @@ pub struct StreamContext<'a> {
     pub manifest: Option<&'a Manifest>,
 }
 
-/// Appends `text` as a JSON string.
+/// Appends `text` as a JSON string, escaped exactly as `serde_json` escapes it.
 pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+    // Names, versions and most values need no escaping: copy them as they are.
+    if !needs_escape(text.as_bytes()) {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+    }
+}
+
+/// Whether `bytes` hold a control character, `"` or `\\` (what JSON strings escape),
+/// checked eight bytes at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is below `n` (n <= 128) exactly when this sets its high bit.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    let has = |x: u64, byte: u8| below(x ^ (ONES * u64::from(byte)), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if below(x, 0x20) || has(x, b'"') || has(x, b'\\') {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+}
+
+/// Appends a version as a JSON string, `"MAJOR.MINOR"`.
+fn write_version(out: &mut Vec<u8>, version: Version) {
+    let mut digits = itoa::Buffer::new();
+    out.push(b'"');
+    out.extend_from_slice(digits.format(version.major).as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(digits.format(version.minor).as_bytes());
+    out.push(b'"');
 }
 
 impl StreamValue for String {
@@ -48,7 +84,7 @@ impl StreamValue for String {
 
 impl StreamValue for i64 {
     fn write_json(&self, out: &mut Vec<u8>, _: Option<Version>, _: &StreamContext<'_>) -> Result<(), WireError> {
-        out.extend_from_slice(self.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
         Ok(())
     }
 }
@@ -129,12 +165,34 @@ impl<T: StreamValue> StreamValue for BTreeMap<String, T> {
 /// schema, which exist at the target version and at which version each
 /// child object is written. Generated code calls [`FieldSink::field`] for
 /// every set field, in name order.
+///
+/// An envelope runs the generated field list twice: first probing, which decides for each
+/// field whether it exists at the target (and at which version its children are written),
+/// since `versioned_object.changes`, listing the fields written, comes first; then writing
+/// straight into the output by those decisions, so nested objects are never buffered and
+/// copied and the schema is searched once per field.
 pub struct FieldSink<'a, 'c> {
-    out: Vec<u8>,
-    lineage: Vec<(&'static ObjectInfo, Version)>,
+    mode: Mode<'a>,
+    lineage: &'a [(&'static ObjectInfo, Version)],
     convert: bool,
     ctx: &'a StreamContext<'c>,
-    written: Vec<&'static str>,
+}
+
+enum Mode<'a> {
+    /// Deciding, field by field, in call order.
+    Probe(Vec<Step>),
+    /// Writing by the probe's decisions (`steps`, in the same call order).
+    Write { out: &'a mut Vec<u8>, steps: std::slice::Iter<'a, Step>, written: usize },
+}
+
+/// What the probe decided for one call of [`FieldSink::field`].
+#[derive(Clone, Copy)]
+struct Step {
+    name: &'static str,
+    /// Whether the field exists at the target version.
+    write: bool,
+    /// The version its object value is written at (`None`: the value's own choice).
+    child_version: Option<Version>,
 }
 
 impl<'a, 'c> FieldSink<'a, 'c> {
@@ -152,30 +210,66 @@ impl<'a, 'c> FieldSink<'a, 'c> {
 
     /// Writes `name: value` unless the field does not exist at the target version.
     pub fn field(&mut self, name: &'static str, value: &dyn StreamValueDyn) -> Result<(), WireError> {
-        let mut child_version = None;
-        if self.convert {
-            let Some((owner, version, field)) = self.lineage.iter().find_map(|(owner, version)| {
-                owner.fields.iter().find(|f| f.name == name).map(|f| (*owner, *version, f))
-            }) else {
-                return Ok(());
-            };
-            if !field.exists_at(version) {
-                return Ok(());
+        match &mut self.mode {
+            Mode::Probe(steps) => {
+                let step = decide(self.lineage, self.convert, self.ctx, name, value)?;
+                steps.push(step);
             }
-            if let (Some(child), Some(concrete)) = (field.child, value.dyn_object_name()) {
-                let path = WirePath::root().field(owner.name).field(name);
-                child_version = child_target(self.ctx.registry, child, concrete, version, self.ctx.manifest, &path)?;
+            Mode::Write { out, steps, written } => {
+                let step = match steps.next() {
+                    Some(step) => *step,
+                    // Not probed (a plain object): nothing converts, everything is written.
+                    None => Step { name, write: true, child_version: None },
+                };
+                debug_assert_eq!(step.name, name, "the field list runs in the same order twice");
+                if step.write {
+                    if *written > 0 {
+                        out.push(b',');
+                    }
+                    write_json_str(out, name);
+                    out.push(b':');
+                    value.dyn_write_json(out, step.child_version, self.ctx)?;
+                    *written += 1;
+                }
             }
         }
-        if !self.written.is_empty() {
-            self.out.push(b',');
-        }
-        write_json_str(&mut self.out, name);
-        self.out.push(b':');
-        value.dyn_write_json(&mut self.out, child_version, self.ctx)?;
-        self.written.push(name);
         Ok(())
     }
+}
+
+/// Whether field `name` exists at the target, and the version its object value is written at.
+fn decide(
+    lineage: &[(&'static ObjectInfo, Version)],
+    convert: bool,
+    ctx: &StreamContext<'_>,
+    name: &'static str,
+    value: &dyn StreamValueDyn,
+) -> Result<Step, WireError> {
+    let skip = Step { name, write: false, child_version: None };
+    if !convert {
+        return Ok(Step { write: true, ..skip });
+    }
+    // Generated code passes the same literals the descriptors hold, which the compiler
+    // usually merges: try the pointers before comparing text.
+    let find = |same: &dyn Fn(&str) -> bool| {
+        lineage
+            .iter()
+            .find_map(|(owner, version)| owner.fields.iter().find(|f| same(f.name)).map(|f| (*owner, *version, f)))
+    };
+    let found = find(&|other| std::ptr::eq(other, name)).or_else(|| find(&|other| other == name));
+    let Some((owner, version, field)) = found else {
+        return Ok(skip);
+    };
+    if !field.exists_at(version) {
+        return Ok(skip);
+    }
+    let child_version = match (field.child, value.dyn_object_name()) {
+        (Some(child), Some(concrete)) => child_target(ctx.registry, child, concrete, version, ctx.manifest, &|| {
+            WirePath::root().field(owner.name).field(name)
+        })?,
+        _ => None,
+    };
+    Ok(Step { name, write: true, child_version })
 }
 
 /// [`StreamValue`] in a form usable as a trait object.
@@ -209,13 +303,11 @@ impl<T: StreamValue> StreamValueDyn for T {
 pub fn write_plain(
     out: &mut Vec<u8>,
     ctx: &StreamContext<'_>,
-    fields: impl FnOnce(&mut FieldSink<'_, '_>) -> Result<(), WireError>,
+    fields: impl Fn(&mut FieldSink<'_, '_>) -> Result<(), WireError>,
 ) -> Result<(), WireError> {
-    let mut sink =
-        FieldSink { out: Vec::with_capacity(128), lineage: Vec::new(), convert: false, ctx, written: Vec::new() };
-    fields(&mut sink)?;
     out.push(b'{');
-    out.extend_from_slice(&sink.out);
+    let mode = Mode::Write { out: &mut *out, steps: [].iter(), written: 0 };
+    fields(&mut FieldSink { mode, lineage: &[], convert: false, ctx })?;
     out.push(b'}');
     Ok(())
 }
@@ -228,19 +320,24 @@ pub fn write_envelope(
     target: Option<Version>,
     changes: Option<&[String]>,
     ctx: &StreamContext<'_>,
-    fields: impl FnOnce(&mut FieldSink<'_, '_>) -> Result<(), WireError>,
+    fields: impl Fn(&mut FieldSink<'_, '_>) -> Result<(), WireError>,
 ) -> Result<(), WireError> {
     let version = target.unwrap_or(info.version);
-    let path = WirePath::root().field(info.name);
-    super::value::check_version(info, version, &path)?;
+    let path = || WirePath::root().field(info.name);
+    if !info.versions.contains(&version) {
+        super::value::check_version(info, version, &path())?;
+    }
     // oslo converts whenever the version differs or a manifest is given.
     let convert = version != info.version || ctx.manifest.is_some();
     let lineage = if convert { lineage(ctx.registry, info, version, &path)? } else { Vec::new() };
-    let mut sink = FieldSink { out: Vec::with_capacity(256), lineage, convert, ctx, written: Vec::new() };
-    fields(&mut sink)?;
+    let mut probe = FieldSink { mode: Mode::Probe(Vec::with_capacity(16)), lineage: &lineage, convert, ctx };
+    fields(&mut probe)?;
+    let Mode::Probe(steps) = probe.mode else { unreachable!("built as a probe") };
+    // Steps come in name order (generated code calls fields so), hence the binary search.
+    let is_written = |name: &str| steps.binary_search_by(|step| step.name.cmp(name)).is_ok_and(|at| steps[at].write);
     let mut changed: Vec<&str> = match changes {
-        Some(changes) => changes.iter().map(String::as_str).filter(|name| sink.written.contains(name)).collect(),
-        None => sink.written.clone(),
+        Some(changes) => changes.iter().map(String::as_str).filter(|name| is_written(name)).collect(),
+        None => steps.iter().filter(|step| step.write).map(|step| step.name).collect(),
     };
     changed.sort_unstable();
     changed.dedup();
@@ -256,13 +353,36 @@ pub fn write_envelope(
         out.extend_from_slice(b"],");
     }
     out.extend_from_slice(b"\"versioned_object.data\":{");
-    out.extend_from_slice(&sink.out);
+    let mode = Mode::Write { out: &mut *out, steps: steps.iter(), written: 0 };
+    fields(&mut FieldSink { mode, lineage: &lineage, convert, ctx })?;
     out.extend_from_slice(b"},\"versioned_object.name\":");
     write_json_str(out, info.name);
     out.extend_from_slice(b",\"versioned_object.namespace\":");
     write_json_str(out, info.namespace);
     out.extend_from_slice(b",\"versioned_object.version\":");
-    write_json_str(out, &version.to_string());
+    write_version(out, version);
     out.push(b'}');
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does() {
+        let mut samples: Vec<String> = vec![String::new(), "plain".into(), "é and 漢字".into(), "x".repeat(40)];
+        for byte in 0u8..=0x7f {
+            for at in [0, 3, 7, 8, 9, 15, 16, 20] {
+                let mut text = "abcdefghijklmnopqrstuvwxyz".to_string();
+                text.insert(at, byte as char);
+                samples.push(text);
+            }
+        }
+        for text in samples {
+            let mut ours = Vec::new();
+            write_json_str(&mut ours, &text);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&text).unwrap(), "{text:?}");
+        }
+    }
 }
