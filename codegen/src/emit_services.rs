@@ -407,24 +407,22 @@ pub fn emit_backlevel(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> Token
         return quote! {};
     }
     quote! {
-        /// Converts every param holding the object named in an UnsupportedVersion
-        /// error's data down to the version the server supports; false when
-        /// nothing could be converted (then retrying is pointless).
+        /// Converts every object named in an UnsupportedVersion error's data, in any param
+        /// and at any depth, down to the version the server supports; false when nothing
+        /// could be converted (then retrying is pointless).
         fn backlevel_params(params: &mut serde_json::Map<String, serde_json::Value>, error: &#rpc::RpcError) -> bool {
             let data = error.data.as_ref();
             let object = data.and_then(|d| d.get("object")).and_then(serde_json::Value::as_str);
             let version = data.and_then(|d| d.get("max_version")).and_then(serde_json::Value::as_str).and_then(|v| v.parse::<#wire::Version>().ok());
             let (Some(object), Some(version)) = (object, version) else { return false };
-            let mut converted = false;
+            let mut converted = 0;
             for (name, value) in params.iter_mut() {
-                if value.get(#wire::keys::NAME).and_then(serde_json::Value::as_str) == Some(object) {
-                    let path = #wire::WirePath::root().field(name);
-                    if #wire::backport_envelope(&REGISTRY, value, version, None, &path).is_ok() {
-                        converted = true;
-                    }
+                match #wire::backport_named(&REGISTRY, value, object, version, &#wire::WirePath::root().field(name)) {
+                    Ok(count) => converted += count,
+                    Err(_) => return false,
                 }
             }
-            converted
+            converted > 0
         }
     }
 }

@@ -9830,9 +9830,9 @@ impl<T: crate::rpc::ClientTransport> NetworkClient<T> {
             .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
     }
 }
-/// Converts every param holding the object named in an UnsupportedVersion
-/// error's data down to the version the server supports; false when
-/// nothing could be converted (then retrying is pointless).
+/// Converts every object named in an UnsupportedVersion error's data, in any param
+/// and at any depth, down to the version the server supports; false when nothing
+/// could be converted (then retrying is pointless).
 fn backlevel_params(
     params: &mut serde_json::Map<String, serde_json::Value>,
     error: &crate::rpc::RpcError,
@@ -9844,18 +9844,18 @@ fn backlevel_params(
         .and_then(serde_json::Value::as_str)
         .and_then(|v| v.parse::<crate::wire::Version>().ok());
     let (Some(object), Some(version)) = (object, version) else { return false };
-    let mut converted = false;
+    let mut converted = 0;
     for (name, value) in params.iter_mut() {
-        if value.get(crate::wire::keys::NAME).and_then(serde_json::Value::as_str)
-            == Some(object)
-        {
-            let path = crate::wire::WirePath::root().field(name);
-            if crate::wire::backport_envelope(&REGISTRY, value, version, None, &path)
-                .is_ok()
-            {
-                converted = true;
-            }
+        match crate::wire::backport_named(
+            &REGISTRY,
+            value,
+            object,
+            version,
+            &crate::wire::WirePath::root().field(name),
+        ) {
+            Ok(count) => converted += count,
+            Err(_) => return false,
         }
     }
-    converted
+    converted > 0
 }

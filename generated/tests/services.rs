@@ -184,3 +184,70 @@ fn rest_bindings_come_from_the_schema() {
     assert!(bindings.contains(&("POST", "/discovery", "driver.start_discovery")), "{bindings:?}");
     assert!(bindings.contains(&("GET", "/hardware", "conductor.list_hardware")), "{bindings:?}");
 }
+
+/// A network host that reads HostVIFInfo only up to 1.0: it answers a HostInfo carrying a
+/// nested HostVIFInfo 1.1 with UnsupportedVersion, and records every call it gets.
+struct OldNetworkHost {
+    inner: Direct,
+    calls: std::sync::Mutex<Vec<Value>>,
+}
+
+impl ClientTransport for OldNetworkHost {
+    fn request<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<Value, CallError>> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(params.clone());
+            let text = params.to_string();
+            if text.contains(r#""versioned_object.name":"HostVIFInfo","versioned_object.namespace":"os_vif","versioned_object.version":"1.1""#) {
+                let error = vproto_api::rpc::RpcError::new(1000, "Unsupported object version")
+                    .with_data(json!({"object": "HostVIFInfo", "max_version": "1.0"}));
+                return Err(CallError::Rpc(error));
+            }
+            self.inner.request(method, params).await
+        })
+    }
+    fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>> {
+        Box::pin(async move { self.request(method, params).await.map(drop) })
+    }
+}
+
+#[tokio::test]
+async fn a_nested_object_named_by_unsupported_version_is_backleveled_and_retried_once() {
+    let transport = Arc::new(OldNetworkHost { inner: Direct(Arc::new(router())), calls: Default::default() });
+    let host = HostInfo::from_primitive(&json!({
+        "versioned_object.name": "HostInfo", "versioned_object.namespace": "os_vif", "versioned_object.version": "1.0",
+        "versioned_object.data": {"plugin_info": [{
+            "versioned_object.name": "HostPluginInfo", "versioned_object.namespace": "os_vif",
+            "versioned_object.version": "1.0",
+            "versioned_object.data": {"plugin_name": "ovs", "vif_info": [{
+                "versioned_object.name": "HostVIFInfo", "versioned_object.namespace": "os_vif",
+                "versioned_object.version": "1.1",
+                "versioned_object.data": {"vif_object_name": "VIFOpenVSwitch", "min_version": "1.0",
+                    "max_version": "1.0", "supported_port_profiles": []}
+            }]}
+        }]}
+    }))
+    .unwrap();
+    let client = NetworkClient::new(SharedTransport(transport.clone()));
+    let instance = InstanceInfo::from_primitive(&instance()).unwrap();
+    let port = Uuid::new("e65867e0-9340-4a7f-a256-09af6eb7a3aa").unwrap();
+    let vif = client.create_port(&host, &instance, &Uuid::new(KNOWN_NETWORK).unwrap(), &port).await.unwrap();
+    assert_eq!(vif.object_name(), "VIFOpenVSwitch");
+    let calls = transport.calls.lock().unwrap();
+    assert_eq!(calls.len(), 2, "one refusal, one retry");
+    let retried =
+        &calls[1]["host_info"]["versioned_object.data"]["plugin_info"][0]["versioned_object.data"]["vif_info"][0];
+    assert_eq!(retried["versioned_object.version"], "1.0");
+    assert!(retried["versioned_object.data"].get("supported_port_profiles").is_none(), "{retried}");
+}
+
+/// Lets a test keep a handle on the transport it gives a client.
+struct SharedTransport<T>(Arc<T>);
+
+impl<T: ClientTransport> ClientTransport for SharedTransport<T> {
+    fn request<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<Value, CallError>> {
+        self.0.request(method, params)
+    }
+    fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>> {
+        self.0.notify(method, params)
+    }
+}

@@ -26,23 +26,37 @@ pub(crate) fn lineage(
     registry: &Registry,
     info: &'static ObjectInfo,
     version: Version,
-    path: &WirePath,
+    path: &dyn Fn() -> WirePath,
 ) -> Result<Vec<(&'static ObjectInfo, Version)>, WireError> {
     let mut chain = vec![(info, version)];
     let (mut current, mut at) = (info, version);
     while let Some(base) = current.base {
         let base_info = registry.get(base.object).ok_or_else(|| WireError::Conversion {
-            path: path.clone(),
+            path: path(),
             why: format!("{} extends {}, which is not registered", current.name, base.object),
         })?;
         at = mapped_version(base.versions, at).ok_or_else(|| WireError::Conversion {
-            path: path.clone(),
+            path: path(),
             why: format!("{} {at} carries no version of {}", current.name, base.object),
         })?;
         chain.push((base_info, at));
         current = base_info;
     }
     Ok(chain)
+}
+
+/// The version of base `base` that `info` at `version` carries, walking up its bases
+/// (as [`lineage`] does, without building the chain); `None` if `base` is not among them.
+fn base_version_at(registry: &Registry, info: &'static ObjectInfo, version: Version, base: &str) -> Option<Version> {
+    let (mut current, mut at) = (info, version);
+    loop {
+        if current.name == base {
+            return Some(at);
+        }
+        let extends = current.base?;
+        at = mapped_version(extends.versions, at)?;
+        current = registry.get(extends.object)?;
+    }
 }
 
 fn parse_default(field: &FieldInfo, owner: &ObjectInfo, path: &WirePath) -> Result<Value, WireError> {
@@ -62,7 +76,7 @@ pub fn fill_defaults(
     version: Version,
     path: &WirePath,
 ) -> Result<(), WireError> {
-    for (object, _) in lineage(registry, info, version, path)? {
+    for (object, _) in lineage(registry, info, version, &|| path.clone())? {
         for field in object.fields {
             if field.removed.is_none() && field.default.is_some() && !data.contains_key(field.name) {
                 data.insert(field.name.into(), parse_default(field, object, path)?);
@@ -82,7 +96,7 @@ pub(crate) fn backport_data(
     manifest: Option<&Manifest>,
     path: &WirePath,
 ) -> Result<(), WireError> {
-    for (object, version) in lineage(registry, info, target, path)? {
+    for (object, version) in lineage(registry, info, target, &|| path.clone())? {
         for field in object.fields {
             if !field.exists_at(version) {
                 data.remove(field.name);
@@ -119,7 +133,7 @@ fn convert_children(
         }),
         Value::Object(_) => {
             let concrete = value.get(keys::NAME).and_then(Value::as_str).unwrap_or_default().to_string();
-            let Some(to) = child_target(registry, child, &concrete, owner_version, manifest, path)? else {
+            let Some(to) = child_target(registry, child, &concrete, owner_version, manifest, &|| path.clone())? else {
                 return Ok(());
             };
             backport_envelope(registry, value, to, manifest, path)
@@ -139,7 +153,7 @@ pub(crate) fn child_target(
     concrete: &str,
     owner_version: Version,
     manifest: Option<&Manifest>,
-    path: &WirePath,
+    path: &dyn Fn() -> WirePath,
 ) -> Result<Option<Version>, WireError> {
     if let Some(manifest) = manifest {
         // oslo looks up the declared object name; a manifest that names the
@@ -155,22 +169,50 @@ pub(crate) fn child_target(
     // A subclass in a polymorphic field: its newest version whose base
     // version is not newer than the pinned base version.
     let info = registry.get(concrete).ok_or_else(|| WireError::UnknownObject {
-        path: path.clone(),
+        path: path(),
         name: concrete.into(),
         expected: format!(" (expected {} or a subclass)", child.object),
     })?;
     for &version in info.versions.iter().rev() {
-        let chain = lineage(registry, info, version, path)?;
-        if let Some((_, base_version)) = chain.iter().find(|(object, _)| object.name == child.object) {
-            if *base_version <= pinned {
-                return Ok(Some(version));
-            }
+        if base_version_at(registry, info, version, child.object).is_some_and(|base| base <= pinned) {
+            return Ok(Some(version));
         }
     }
     Err(WireError::Conversion {
-        path: path.clone(),
+        path: path(),
         why: format!("no version of {concrete} carries {} {pinned} or older", child.object),
     })
+}
+
+/// Converts every envelope of object `name` inside `value` (`value` itself, or nested at any
+/// depth in objects and arrays) to version `to`, as a client does after an UnsupportedVersion
+/// error naming that object. Returns how many were converted; the first failure stops it.
+pub fn backport_named(
+    registry: &Registry,
+    value: &mut Value,
+    name: &str,
+    to: Version,
+    path: &WirePath,
+) -> Result<usize, WireError> {
+    if value.get(keys::NAME).and_then(Value::as_str) == Some(name) {
+        backport_envelope(registry, value, to, None, path)?;
+        return Ok(1);
+    }
+    let mut converted = 0;
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                converted += backport_named(registry, item, name, to, &path.field(key))?;
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                converted += backport_named(registry, item, name, to, &path.index(index))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(converted)
 }
 
 /// Converts one envelope in place to version `to` (down, or up by filling defaults).

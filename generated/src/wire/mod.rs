@@ -13,7 +13,7 @@ mod formats;
 mod stream;
 mod value;
 
-pub use convert::{backport_envelope, fill_defaults, Manifest};
+pub use convert::{backport_envelope, backport_named, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
 pub use formats::{check_constraints, format_is_valid, Constraints, FieldChecks, FORMATS};
 pub use stream::{write_envelope, write_json_str, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
@@ -224,7 +224,7 @@ pub fn to_json_string<T: VersionedObject + StreamValue>(
         let value = object.to_primitive(target, manifest)?;
         return Ok(serde_json::to_string(&value).expect("a JSON value always serializes"));
     }
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(4096);
     object.write_json(&mut out, target, &StreamContext { registry, manifest })?;
     Ok(String::from_utf8(out).expect("only UTF-8 is written"))
 }
