@@ -4,13 +4,11 @@
 //! connection's [`InFlight`] budget with [`Engine::admit`], and writes the [`Reply`] that
 //! [`Engine::run`] produces (if any). [`Engine::handle`] does all three.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{collections::BTreeSet, panic::AssertUnwindSafe, sync::Arc};
 
+use futures_util::{future::join_all, FutureExt};
 use serde_json::{json, Value};
-use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore},
-    task::{JoinError, JoinHandle},
-};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vproto_api::rpc::{codes, Handler, Params, RpcError};
 
 use super::{
@@ -120,17 +118,6 @@ impl Reply {
     }
 }
 
-/// Aborts spawned calls when dropped, so an abandoned frame does not leave calls running.
-struct AbortOnDrop(Vec<JoinHandle<Result<Value, RpcError>>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
-}
-
 /// Answers JSON-RPC frames by dispatching to a handler, within [`Limits`].
 pub struct Engine {
     handler: Arc<dyn Handler>,
@@ -204,12 +191,15 @@ impl Engine {
     }
 
     /// Runs the admitted calls (a batch's concurrently) and builds the reply.
+    ///
+    /// Calls run inside the caller's task, not spawned: one task hand-off less per request.
+    /// Dropping the future (the connection went away) cancels them.
     pub async fn run(&self, admitted: Admitted) -> Reply {
         enum Pending {
             Done(Option<Response>),
-            Task(Option<Id>, usize),
+            Call(Option<Id>),
         }
-        let mut tasks = AbortOnDrop(Vec::new());
+        let mut calls = Vec::new();
         let mut permits = Vec::new();
         let mut pending = Vec::with_capacity(admitted.slots.len());
         for slot in admitted.slots {
@@ -220,19 +210,22 @@ impl Engine {
                     match self.reserved_check(&call.method) {
                         Err(error) => pending.push(Pending::Done(call.id.map(|id| Response::error(id, error)))),
                         Ok(()) => {
-                            tasks.0.push(self.spawn(call.method, call.params));
-                            pending.push(Pending::Task(call.id, tasks.0.len() - 1));
+                            calls.push(self.dispatch(call.method, call.params));
+                            pending.push(Pending::Call(call.id));
                         }
                     }
                 }
             }
         }
+        let mut outcomes =
+            if calls.len() == 1 { vec![calls.pop().expect("one call").await] } else { join_all(calls).await }
+                .into_iter();
         let mut responses = Vec::with_capacity(pending.len());
         for item in pending {
             match item {
                 Pending::Done(response) => responses.extend(response),
-                Pending::Task(id, index) => {
-                    let outcome = joined((&mut tasks.0[index]).await);
+                Pending::Call(id) => {
+                    let outcome = outcomes.next().expect("one outcome per call");
                     responses.extend(id.map(|id| Response { id, outcome }));
                 }
             }
@@ -258,8 +251,7 @@ impl Engine {
     /// that panics yields `-32603` instead of tearing down the connection.
     pub async fn call(&self, method: &str, params: Params) -> Result<Value, RpcError> {
         self.reserved_check(method)?;
-        let mut task = AbortOnDrop(vec![self.spawn(method.to_string(), params)]);
-        joined((&mut task.0[0]).await)
+        self.dispatch(method.to_string(), params).await
     }
 
     /// `rpc.*` names are reserved: only those the handler registers are served.
@@ -270,17 +262,15 @@ impl Engine {
         Ok(())
     }
 
-    fn spawn(&self, method: String, params: Params) -> JoinHandle<Result<Value, RpcError>> {
-        let handler = self.handler.clone();
-        tokio::spawn(async move { handler.handle(&method, params).await })
+    /// The handler's answer to one call; a panic in the handler becomes `-32603`.
+    async fn dispatch(&self, method: String, params: Params) -> Result<Value, RpcError> {
+        match AssertUnwindSafe(self.handler.handle(&method, params)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_panic) => {
+                tracing::error!(method, "the handler panicked");
+                Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error")
+                    .with_data(Value::String("the handler panicked".to_string())))
+            }
+        }
     }
-}
-
-/// A finished call's outcome; a panic or cancellation becomes `-32603`.
-fn joined(result: Result<Result<Value, RpcError>, JoinError>) -> Result<Value, RpcError> {
-    result.unwrap_or_else(|error| {
-        let detail = if error.is_panic() { "the handler panicked" } else { "the call was cancelled" };
-        tracing::error!(%error, "JSON-RPC call failed");
-        Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error").with_data(Value::String(detail.to_string())))
-    })
 }
