@@ -12,8 +12,11 @@
 //! - [`auth`]: bearer tokens for TCP and HTTP listeners ([`load_token`]).
 //! - [`transport`]: listen addresses ([`ListenAddr`]), line framing, the listeners and the
 //!   [`Server`] that binds them, with graceful shutdown through a [`ShutdownHandle`].
+//! - [`netlink`]: the network-interface collector (rtnetlink dump + events → `GuestNic`).
 //! - [`client`]: a [`Client`] implementing `vproto_api::rpc::ClientTransport` over the same
 //!   addresses plus `exec:COMMAND`.
+//! - [`xenstore`]: Xen's Xenstore protocol: an async client ([`xenstore::Xenstore`]) over dom0's
+//!   socket or a guest's xenbus device, and the embedded server behind `vproto xenstored`.
 //!
 //! The runtime never reads the schema; it only knows the `Handler` it dispatches to.
 
@@ -23,7 +26,9 @@ pub mod auth;
 pub mod client;
 pub mod jsonrpc;
 pub mod limits;
+pub mod netlink;
 pub mod transport;
+pub mod xenstore;
 
 pub use auth::{load_token, Token, TokenError};
 pub use client::{Client, ClientOptions};

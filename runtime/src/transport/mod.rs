@@ -15,8 +15,8 @@ mod lines;
 mod server;
 mod stdio;
 mod tcp;
-mod unix;
+pub(crate) mod unix;
 
-pub use addr::{AddrError, ConnectAddr, ListenAddr};
+pub use addr::{spawn_exec, AddrError, ConnectAddr, ListenAddr};
 pub use http::RestRoute;
 pub use server::{RunningServer, ServeError, Server, ShutdownHandle};
