@@ -154,7 +154,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_logging(flag: Option<&str>) -> Result<(), String> {
+pub(crate) fn init_logging(flag: Option<&str>) -> Result<(), String> {
     let filter = match flag.map(str::to_string).or_else(|| std::env::var("VPROTO_LOG").ok()) {
         Some(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| format!("--log `{text}`: {e}"))?,
         None => tracing_subscriber::EnvFilter::new("info"),
@@ -373,7 +373,7 @@ fn build(
 }
 
 /// Resolves on SIGINT or SIGTERM, naming it.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(stream) => stream,

@@ -7,6 +7,8 @@
 //!   fans discovery and hardware listing out to its alive drivers.
 //! - [`conductor`]: agents register with it; it aggregates hardware across its alive agents
 //!   and reports the agents that stopped answering.
+//! - [`guest_agent`]: the Xen guest agent (`vproto agent`, not the Cyborg agent): publishes
+//!   OS identification and NIC state in the guest's Xenstore data tree, one transaction per change.
 //! - [`network`]: an os-vif network host: `network.create_port` negotiates a VIF class and
 //!   version with the service host's `HostInfo` (seed 000).
 //!
@@ -28,6 +30,7 @@ pub mod agent;
 pub mod conductor;
 pub mod config;
 pub mod driver;
+pub mod guest_agent;
 pub mod network;
 pub mod peer;
 pub mod roster;

@@ -1,0 +1,68 @@
+//! `vproto agent`: the Xen guest agent (not the Cyborg agent, which is `vproto serve agent`).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use vproto_api::tree::GuestLayout;
+use vproto_runtime::xenstore::XenstoreAddr;
+use vproto_services::guest_agent::{self, AgentConfig};
+
+use crate::serve::{init_logging, shutdown_signal};
+
+/// Options of `vproto agent`.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// Where Xenstore is: `xenbus` (/dev/xen/xenbus, inside a Xen guest), `xenbus:DEVICE`, or
+    /// `unix:PATH` (a xenstored socket, such as `vproto xenstored --socket PATH`).
+    #[arg(long, default_value = "xenbus", value_parser = parse_addr)]
+    xenstore: XenstoreAddr,
+    /// The data tree layout: `v1` (data/vproto, versioned) or `legacy` (xe-guest-utilities'
+    /// data/os_* and attr/vif/* keys, read by existing Xen toolstacks).
+    #[arg(long, default_value = "v1", value_parser = parse_layout)]
+    layout: GuestLayout,
+    /// The domain's home path, such as /local/domain/7. Default: paths relative to the
+    /// connection's own home, which is what a guest on xenbus wants.
+    #[arg(long, value_name = "PATH")]
+    domain_path: Option<String>,
+    /// Log filter (tracing EnvFilter syntax, such as `debug`); default `$VPROTO_LOG`, else `info`.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+fn parse_addr(text: &str) -> Result<XenstoreAddr, String> {
+    text.parse().map_err(|error| format!("{error}"))
+}
+
+fn parse_layout(text: &str) -> Result<GuestLayout, String> {
+    text.parse()
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run(args: AgentArgs) -> ExitCode {
+    if let Err(message) = init_logging(args.log.as_deref()) {
+        eprintln!("vproto agent: {message}");
+        return ExitCode::from(2);
+    }
+    // One thread: the agent waits on two sockets and does little work per event, and a
+    // single-threaded runtime keeps its memory small (see docs/benchmarks.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vproto agent: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = AgentConfig::new(args.xenstore, args.layout, args.domain_path);
+    let result = runtime.block_on(guest_agent::run(config, async {
+        let signal = shutdown_signal().await;
+        tracing::info!(%signal, "shutting down");
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "cannot run");
+            eprintln!("vproto agent: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

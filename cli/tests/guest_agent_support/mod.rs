@@ -1,0 +1,136 @@
+//! Shared by the guest agent's kernel tests and its benchmark: a network namespace and child
+//! processes cleaned up on drop, and `vproto xenstored` started inside a namespace.
+
+#![allow(dead_code)] // each user takes what it needs
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The `vproto` binary under test.
+pub const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
+/// How long a condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Why this test cannot run here, if it cannot.
+pub fn skip_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
+    if euid != Some("0") {
+        return Some("needs root (network namespaces); run as root to include it".into());
+    }
+    for (tool, arg) in [("ip", "-V"), ("xenstore-ls", "-h"), ("xenstore-read", "-h")] {
+        if Command::new(tool).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            return Some(format!("`{tool}` is missing (packages iproute2, xenstore-utils)"));
+        }
+    }
+    None
+}
+
+/// Returns from the test with a message when [`skip_reason`] says it cannot run.
+#[macro_export]
+macro_rules! skip_unless_able {
+    () => {
+        if let Some(reason) = $crate::guest_agent_support::skip_reason() {
+            eprintln!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+
+/// Runs `command`, which must succeed.
+pub fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// A network namespace, deleted on drop (also when the test fails).
+pub struct Netns {
+    /// The namespace name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a uniquely named namespace with `lo` up.
+    pub fn create() -> Netns {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!("vproto-ga-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let netns = Netns { name };
+        netns.ip(&["link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// `ip -n NS ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args));
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A child process, killed on drop; its stderr goes to a file shown when the test fails.
+pub struct Process {
+    /// The child.
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with its stderr in `log`.
+    pub fn spawn(mut command: Command, log: PathBuf) -> Process {
+        let file = File::create(&log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        Process { child, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills it and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `vproto xenstored --socket SOCKET` inside `netns` and waits until it accepts.
+pub fn start_xenstored(netns: &Netns, socket: &Path, log: PathBuf) -> Process {
+    let _ = std::fs::remove_file(socket);
+    let mut command = netns.command(VPROTO);
+    command.arg("xenstored").arg("--socket").arg(socket);
+    let process = Process::spawn(command, log);
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(start.elapsed() < DEADLINE, "xenstored did not listen on {}: {}", socket.display(), process.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    process
+}

@@ -1,0 +1,240 @@
+//! The guest agent (`vproto agent`): publishes the guest's [`GuestInfo`] in its Xenstore data
+//! tree and keeps it current.
+//!
+//! ```text
+//!   /etc/os-release, kernel release ──(once)──┐
+//!   NetlinkCollector (dump + events) ─────────┴─► GuestInfo ─► GuestLayout::encode ─► Publisher
+//!                                                                (v1 | legacy)        one transaction
+//! ```
+//!
+//! - OS data is read once at start ([`os`]); NIC state comes from the runtime's
+//!   [`NetlinkCollector`], which sleeps until the kernel reports a change.
+//! - A burst of netlink events becomes one update ([`Coalesce`]: 2 ms of quiet, at most
+//!   10 ms), and an update that leaves the encoded tree as it was writes nothing.
+//! - Each update is one Xenstore transaction, retried on `EAGAIN` ([`publish`]): it removes
+//!   what went away and writes what changed, so a reader sees the old tree or the new one,
+//!   never a mix. Every path is checked to be under the layout's owned roots first.
+//! - When the Xenstore connection drops (noticed by a watch on the tree that ends, or by a
+//!   failed update), the agent reconnects with exponential backoff (50 ms to 5 s) and
+//!   republishes everything, reading back and correcting whatever the store holds.
+//!   If the netlink socket fails, it is reopened the same way.
+
+pub mod os;
+pub mod publish;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use vproto_api::tree::GuestLayout;
+use vproto_api::{GuestInfo, GuestProtocol, OsInfo};
+use vproto_runtime::netlink::{Coalesce, NetlinkCollector};
+use vproto_runtime::xenstore::{Watch, Xenstore, XenstoreAddr, XsError};
+
+pub use os::{collect_os_info, OsSources};
+pub use publish::{PublishError, Publisher};
+
+/// The protocol name the v1 tree carries at `protocol/name`.
+pub const PROTOCOL_NAME: &str = "vproto-guest-data";
+
+/// The watch token the agent uses to notice a dropped connection.
+const WATCH_TOKEN: &str = "vproto-guest-agent";
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Where the Xenstore is.
+    pub xenstore: XenstoreAddr,
+    /// Which layout to publish.
+    pub layout: GuestLayout,
+    /// The domain's home path (such as `/local/domain/7`); `None` writes paths relative to the
+    /// connection's own home (what a guest on xenbus wants).
+    pub domain_path: Option<String>,
+    /// How bursts of netlink events are gathered.
+    pub coalesce: Coalesce,
+    /// Where OS identification is read from.
+    pub os_sources: OsSources,
+    /// First reconnection delay; doubled on each failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest reconnection delay.
+    pub max_backoff: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults for everything but where to publish.
+    pub fn new(xenstore: XenstoreAddr, layout: GuestLayout, domain_path: Option<String>) -> Self {
+        AgentConfig {
+            xenstore,
+            layout,
+            domain_path,
+            coalesce: Coalesce::default(),
+            os_sources: OsSources::default(),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the agent could not start. Once running it never stops on an error: it logs, backs off
+/// and tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration cannot work (a bad domain path).
+    #[error("{0}")]
+    Config(#[from] PublishError),
+}
+
+/// The [`GuestInfo`] the layout publishes.
+pub fn guest_info(layout: GuestLayout, os: &OsInfo, nics: Vec<vproto_api::GuestNic>) -> GuestInfo {
+    GuestInfo {
+        protocol: GuestProtocol {
+            name: PROTOCOL_NAME.to_string(),
+            layout_version: layout.layout_version().to_string(),
+        },
+        os: os.clone(),
+        nics,
+    }
+}
+
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Backoff { min, max, next: min }
+    }
+
+    fn take(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+struct Connection {
+    xs: Xenstore,
+    /// Ends (`None`) when the connection closes; its events (our own writes) are ignored.
+    watch: Watch,
+}
+
+async fn connect(config: &AgentConfig, publisher: &Publisher) -> Result<Connection, XsError> {
+    let xs = Xenstore::connect(&config.xenstore).await?;
+    let watched = publisher.roots().first().cloned().unwrap_or_else(|| "data".into());
+    let watch = xs.watch(&watched, WATCH_TOKEN).await?;
+    Ok(Connection { xs, watch })
+}
+
+/// Runs the agent until `shutdown` completes. Returns an error only for a configuration that
+/// cannot work; Xenstore and netlink failures are retried forever with backoff.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let mut publisher = Publisher::new(config.domain_path.as_deref(), config.layout.owned_roots())?;
+    let os = collect_os_info(&config.os_sources);
+    tracing::info!(
+        os = %os.name,
+        version = os.version.as_deref().unwrap_or("-"),
+        kernel = os.kernel_version.as_deref().unwrap_or("-"),
+        layout = %config.layout,
+        xenstore = %config.xenstore,
+        "guest agent starting"
+    );
+    tokio::pin!(shutdown);
+    let mut collector: Option<NetlinkCollector> = None;
+    let mut connection: Option<Connection> = None;
+    let mut netlink_backoff = Backoff::new(config.min_backoff, config.max_backoff);
+    let mut xenstore_backoff = Backoff::new(config.min_backoff, config.max_backoff);
+    // The encoded tree last committed on this connection, to skip updates that change nothing.
+    let mut last: Option<BTreeMap<String, String>> = None;
+    loop {
+        let Some(nl) = collector.as_mut() else {
+            match NetlinkCollector::open().await {
+                Ok(opened) => {
+                    tracing::info!(links = opened.state().links().len(), "netlink collector ready");
+                    collector = Some(opened);
+                    netlink_backoff.reset();
+                }
+                Err(error) => {
+                    let delay = netlink_backoff.take();
+                    tracing::warn!(%error, ?delay, "netlink unavailable; retrying");
+                    if pause(delay, &mut shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+            continue;
+        };
+        let Some(conn) = connection.as_mut() else {
+            match connect(&config, &publisher).await {
+                Ok(opened) => {
+                    tracing::info!(xenstore = %config.xenstore, "connected to Xenstore");
+                    publisher.reset();
+                    last = None;
+                    connection = Some(opened);
+                }
+                Err(error) => {
+                    let delay = xenstore_backoff.take();
+                    tracing::warn!(%error, ?delay, "cannot connect to Xenstore; retrying");
+                    if pause(delay, &mut shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+            continue;
+        };
+
+        let desired = config.layout.encode(&guest_info(config.layout, &os, nl.nics()));
+        if last.as_ref() != Some(&desired) {
+            match publisher.publish(&conn.xs, &desired).await {
+                Ok((removed, written)) => {
+                    tracing::debug!(removed, written, "published");
+                    xenstore_backoff.reset();
+                    last = Some(desired);
+                }
+                Err(error @ PublishError::Refused { .. }) => {
+                    // A layout bug: nothing was written. Try again on the next change.
+                    tracing::error!(%error, "update refused");
+                    last = Some(desired);
+                }
+                Err(error) => {
+                    let delay = xenstore_backoff.take();
+                    tracing::warn!(%error, ?delay, "publishing failed; reconnecting");
+                    connection = None;
+                    if pause(delay, &mut shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+        }
+
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            changed = nl.next_change(config.coalesce) => {
+                if let Err(error) = changed {
+                    tracing::warn!(%error, "netlink collector stopped; reopening");
+                    collector = None;
+                }
+            }
+            event = conn.watch.next() => {
+                if event.is_none() {
+                    tracing::warn!("Xenstore connection closed; reconnecting");
+                    connection = None;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `delay` unless `shutdown` completes first; returns whether it did.
+async fn pause(delay: Duration, shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        () = shutdown.as_mut() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
