@@ -2,7 +2,6 @@
 
 use std::{
     collections::HashMap,
-    process::Stdio,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
     net::{TcpStream, UnixStream},
-    process::{Child, Command},
+    process::Child,
     sync::{mpsc, oneshot},
     task::JoinHandle,
     time::timeout,
@@ -23,7 +22,7 @@ use vproto_api::rpc::{CallError, RpcError};
 use super::{describe, request_text, ClientOptions, ConnectAddr};
 use crate::transport::{
     framing::{Line, LineReader},
-    ListenAddr,
+    spawn_exec, ListenAddr,
 };
 
 type Answer = Result<Value, CallError>;
@@ -150,18 +149,7 @@ impl LineClient {
                 LineClient::start(tokio::io::stdin(), tokio::io::stdout(), None, options).await
             }
             ConnectAddr::Exec(command) => {
-                let mut child = Command::new("sh")
-                    .arg("-c")
-                    .arg(command)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| failed(e.to_string()))?;
-                let (Some(write), Some(read)) = (child.stdin.take(), child.stdout.take()) else {
-                    return Err(failed("the child's pipes are missing".to_string()));
-                };
+                let (child, read, write) = spawn_exec(command).map_err(|e| failed(e.to_string()))?;
                 LineClient::start(read, write, Some(child), options).await
             }
             ConnectAddr::Listen(ListenAddr::Http { .. }) => Err(failed("not a line transport".to_string())),

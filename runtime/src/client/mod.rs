@@ -70,7 +70,7 @@ fn request_text(method: &str, params: &Value, id: Option<u64>) -> String {
 }
 
 /// An error and its sources, on one line.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -161,3 +161,22 @@ impl From<ListenAddr> for ConnectAddr {
         ConnectAddr::Listen(addr)
     }
 }
+
+/// Starts `command` with `sh -c` for an `exec:` address: a server speaking on its stdin and
+/// stdout, its stderr passed through, killed when the returned child is dropped.
+pub fn spawn_exec(
+    command: &str,
+) -> std::io::Result<(tokio::process::Child, tokio::process::ChildStdout, tokio::process::ChildStdin)> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    match (child.stdout.take(), child.stdin.take()) {
+        (Some(read), Some(write)) => Ok((child, read, write)),
+        _ => Err(std::io::Error::other("the child's pipes are missing")),
+    }
+}

@@ -1,0 +1,331 @@
+//! `vproto conform`: the conformance suite (vproto-conformance) against a server
+//! (`--target ADDR`), against the reference services started in-process (`--reference`), or as
+//! a mock server validating a client (`--serve ADDR`). The case IDs, flags and exit codes are
+//! documented in the vproto-conformance crate and docs/conformance.md.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use vproto_api::{
+    rpc::{ClientTransport, Discover, Router},
+    AgentServer, ConductorServer, DriverServer, Endpoint, OPENRPC,
+};
+use vproto_conformance::{
+    mock::{serve_mock, MockOptions},
+    report::{render, Counts, Format},
+    run::{apply_known_failures, load_known_failures, run_suite, Outcome, Patterns, Selection, Target},
+    Description,
+};
+use vproto_runtime::{load_token, Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
+use vproto_services::{
+    agent::{Agent, AgentOptions},
+    conductor::{Conductor, ConductorOptions},
+    driver::{Driver, DriverConfig},
+    network::{NetworkHandler, NetworkHost, NetworkHostConfig},
+};
+
+use crate::serve::parse_duration;
+
+/// Arguments of `vproto conform`.
+#[derive(clap::Args)]
+pub struct ConformArgs {
+    /// The server to test: unix:PATH, tcp:HOST:PORT, http://HOST:PORT or exec:COMMAND.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["reference", "serve"])]
+    target: Option<String>,
+    /// Start the reference services (driver, agent, conductor, network) in-process on
+    /// temporary Unix sockets and run the suite against each.
+    #[arg(long, conflicts_with = "serve")]
+    reference: bool,
+    /// Act as a mock server on ADDR (unix:PATH, tcp:HOST:PORT, http://HOST:PORT, stdio) and
+    /// validate the client that talks to it.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+    /// The services to test, comma-separated [default: those the target serves].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    services: Vec<String>,
+    /// Run only the cases whose ID matches this glob or lies under this prefix (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    only: Vec<String>,
+    /// Cases known to fail: one ID or glob per line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    known_failures: Option<PathBuf>,
+    /// A file (mode 0600) holding the token the target requires (tcp:, http://).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The report format: text, json or junit.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    report: String,
+    /// Where to write the report [default: stdout].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The OpenRPC description to derive the suite from [default: the one vproto publishes].
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// Seed of generated values.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Generated valid calls per method.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    generated: usize,
+    /// Runner: longest wait for one answer [default: 5s]. Serve mode: the longest session [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Serve mode: end after this many client connections have closed (line transports).
+    #[arg(long, value_name = "N")]
+    sessions: Option<usize>,
+    /// Serve mode: end after this long without a request, once one arrived [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    idle: Option<String>,
+}
+
+/// A failure before or outside the cases: the message and exit code 2.
+struct Usage(String);
+
+/// Runs `vproto conform`.
+pub fn run(args: ConformArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vproto conform: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(conform(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(Usage(message)) => {
+            eprintln!("vproto conform: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn duration(flag: &str, text: Option<&str>, default: Duration) -> Result<Duration, Usage> {
+    text.map(parse_duration).transpose().map_err(|e| Usage(format!("{flag}: {e}"))).map(|d| d.unwrap_or(default))
+}
+
+async fn conform(args: ConformArgs) -> Result<bool, Usage> {
+    let format: Format = args.report.parse().map_err(|e| Usage(format!("--report: {e}")))?;
+    let description = Arc::new(match &args.schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Usage(format!("--schema {}: {e}", path.display())))?;
+            Description::from_openrpc_text(&text).map_err(|e| Usage(format!("--schema {}: {e}", path.display())))?
+        }
+        None => Description::published().map_err(|e| Usage(e.to_string()))?,
+    });
+    for service in &args.services {
+        if !description.services().contains(service) {
+            let known = description.services().join(", ");
+            return Err(Usage(format!("--services: `{service}` is not a service of the description ({known})")));
+        }
+    }
+    let mut only = Patterns::default();
+    for pattern in &args.only {
+        only.add(pattern).map_err(|e| Usage(format!("--only: {e}")))?;
+    }
+    let known = match &args.known_failures {
+        Some(path) => load_known_failures(path).map_err(|e| Usage(format!("--known-failures: {e}")))?,
+        None => Patterns::default(),
+    };
+    let started = Instant::now();
+    let selection = Selection {
+        description: &description,
+        services: args.services.clone(),
+        only: &only,
+        seed: args.seed,
+        generated: args.generated,
+    };
+    let mut outcomes: Vec<Outcome> = if let Some(listen) = &args.serve {
+        let listen: ListenAddr = listen.parse().map_err(|e| Usage(format!("--serve: {e}")))?;
+        if args.sessions == Some(0) {
+            return Err(Usage("--sessions: give at least 1".into()));
+        }
+        if args.sessions.is_some() && !matches!(listen, ListenAddr::Unix(_) | ListenAddr::Tcp { .. }) {
+            return Err(Usage("--sessions applies to --serve unix:PATH and tcp:HOST:PORT only".into()));
+        }
+        if listen == ListenAddr::Stdio && args.out.is_none() {
+            return Err(Usage("--serve stdio: give --out FILE for the report (stdout carries the protocol)".into()));
+        }
+        let options = MockOptions {
+            sessions: args.sessions,
+            idle: duration("--idle", args.idle.as_deref(), Duration::from_secs(2))?,
+            timeout: duration("--timeout", args.timeout.as_deref(), Duration::from_secs(60))?,
+            seed: args.seed,
+        };
+        let mut outcomes = serve_mock(description.clone(), &listen, options).await.map_err(Usage)?;
+        outcomes.retain(|outcome| only.is_empty() || only.matches(&outcome.id));
+        outcomes
+    } else {
+        if args.sessions.is_some() || args.idle.is_some() {
+            return Err(Usage("--sessions and --idle apply to --serve only".into()));
+        }
+        let wait = duration("--timeout", args.timeout.as_deref(), Duration::from_secs(5))?;
+        if args.reference {
+            if args.token_file.is_some() {
+                return Err(Usage("--token-file does not apply to --reference (Unix sockets need no token)".into()));
+            }
+            reference(&selection, wait).await?
+        } else {
+            let text = args
+                .target
+                .as_deref()
+                .ok_or_else(|| Usage("give --target ADDR, --reference or --serve ADDR".into()))?;
+            let addr: ConnectAddr = text.parse().map_err(|e| Usage(format!("--target: {e}")))?;
+            let token = args
+                .token_file
+                .as_deref()
+                .map(|path| load_token(path).map_err(|e| Usage(format!("--token-file: {e}"))))
+                .transpose()?;
+            let target = Target { addr, label: text.to_string(), token, wait };
+            run_suite(&selection, &target).await.map_err(Usage)?
+        }
+    };
+    if outcomes.is_empty() {
+        return Err(Usage("no case ran: --only matches none of the cases".into()));
+    }
+    apply_known_failures(&mut outcomes, &known);
+    let mut notes = Vec::new();
+    let ids: Vec<&str> = outcomes.iter().map(|o| o.id.as_str()).collect();
+    for unused in known.unused(&ids) {
+        notes.push(format!("the known failure `{unused}` matches no case that ran"));
+    }
+    let counts = Counts::of(&outcomes);
+    let report = render(format, &outcomes, started.elapsed(), &notes);
+    write_report(args.out.as_deref(), &report)?;
+    if format != Format::Text || args.out.is_some() {
+        eprintln!("vproto conform: {}", counts.summary(started.elapsed()));
+    }
+    Ok(counts.success())
+}
+
+fn write_report(out: Option<&Path>, report: &str) -> Result<(), Usage> {
+    match out {
+        Some(path) => std::fs::write(path, report).map_err(|e| Usage(format!("--out {}: {e}", path.display()))),
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| Usage(format!("stdout: {e}")))
+        }
+    }
+}
+
+/// The reference driver's hardware: the schema's driver example (examples/driver.json).
+fn reference_driver_config() -> serde_json::Value {
+    json!({
+        "device_type": "CRYPTO",
+        "hardware": [{
+            "uuid": "8e45a2ea-5364-4b0d-a252-bf8becaa606e",
+            "acc_specs": {"remote": false, "num": 1, "device_type": "CRYPTO", "acc_capability": {
+                "num": 2, "features": {"ipsec": {"features": {"aes": {"num": 1, "features": {"3des": {"num": 50}}}}}}}},
+            "acc_status": {"setup_required": true, "reboot_required": false},
+        }],
+        "discovery": {"duration_ms": 200, "outcome": "DONE"},
+    })
+}
+
+/// The reference network host's config: the network of the schema's `network.create_port` example.
+fn reference_network_config() -> serde_json::Value {
+    json!({"networks": [{
+        "id": "7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50", "label": "private", "bridge": "br-int", "mtu": 1450,
+        "subnets": [{"cidr": "10.0.0.0/26", "gateway": "10.0.0.1", "dns": ["10.0.0.2"]}],
+    }]})
+}
+
+async fn bind(router: Router, addr: &ListenAddr) -> Result<RunningServer, Usage> {
+    let discover = Discover::new(OPENRPC).map_err(|e| Usage(format!("the OpenRPC document: {e}")))?;
+    Server::new(router.with(discover)).bind(addr).await.map_err(|e| Usage(format!("reference services: {e}")))
+}
+
+/// Says hello once, in-process, as a registering component would.
+async fn hello(at: &ListenAddr, method: &str, registration: serde_json::Value) -> Result<(), Usage> {
+    let client = Client::connect(&ConnectAddr::Listen(at.clone()), ClientOptions::default())
+        .await
+        .map_err(|e| Usage(format!("reference services: {e}")))?;
+    client
+        .request(method, json!({ "registration": registration }))
+        .await
+        .map(drop)
+        .map_err(|e| Usage(format!("reference services: {method}: {e}")))
+}
+
+/// Starts the reference services on temporary Unix sockets (the driver and the agent also on
+/// loopback TCP, where the agent and the conductor reach them), registers the driver with the
+/// agent and the agent with the conductor, and runs the suite against each service.
+async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<Vec<Outcome>, Usage> {
+    let dir = tempfile::tempdir().map_err(|e| Usage(format!("a temporary directory: {e}")))?;
+    let unix = |name: &str| ListenAddr::Unix(dir.path().join(format!("{name}.sock")));
+    let loopback = ListenAddr::Tcp { host: "127.0.0.1".into(), port: 0 };
+    // Peers the suite registers (generated endpoints) are unreachable: do not wait long on them.
+    // The conductor waits longer than the agent, which may itself wait on such a driver.
+    let agent_timeout = Duration::from_millis(200);
+    let conductor_timeout = Duration::from_secs(1);
+
+    let driver_config = DriverConfig::from_json(&reference_driver_config()).map_err(|e| Usage(e.to_string()))?;
+    let driver = Arc::new(Driver::new(driver_config));
+    let driver_router = Router::new().with(DriverServer(driver.clone()));
+    let agent = Arc::new(Agent::new(AgentOptions { call_timeout: agent_timeout, ..AgentOptions::default() }));
+    let agent_router = Router::new().with(AgentServer(agent));
+    let conductor =
+        Arc::new(Conductor::new(ConductorOptions { call_timeout: conductor_timeout, ..ConductorOptions::default() }));
+    let conductor_router = Router::new().with(ConductorServer(conductor));
+    let network_config = NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| Usage(e.to_string()))?;
+    let network_router = Router::new().with(NetworkHandler::new(Arc::new(NetworkHost::new(network_config))));
+
+    let mut servers = Vec::new();
+    let mut targets = Vec::new();
+    for (name, router, tcp) in [
+        ("driver", driver_router, true),
+        ("agent", agent_router, true),
+        ("conductor", conductor_router, false),
+        ("network", network_router, false),
+    ] {
+        let on_unix = bind(router.clone(), &unix(name)).await?;
+        let tcp_addr = if tcp {
+            let on_tcp = bind(router, &loopback).await?;
+            let addr = on_tcp.local_addr().clone();
+            servers.push(on_tcp);
+            Some(addr)
+        } else {
+            None
+        };
+        targets.push((name, on_unix.local_addr().clone(), tcp_addr));
+        servers.push(on_unix);
+    }
+    let endpoint = |addr: &Option<ListenAddr>| match addr {
+        Some(ListenAddr::Tcp { host, port }) => format!("{host}:{port}"),
+        _ => unreachable!("bound on tcp above"),
+    };
+    driver.set_endpoint(Endpoint::new(endpoint(&targets[0].2)).map_err(|e| Usage(format!("driver endpoint: {e}")))?);
+    hello(
+        &targets[1].1,
+        "agent.hello",
+        json!({"endpoint": endpoint(&targets[0].2), "status": "READY", "type": "CRYPTO"}),
+    )
+    .await?;
+    hello(&targets[2].1, "conductor.hello", json!({"endpoint": endpoint(&targets[1].2), "status": "READY"})).await?;
+
+    let mut outcomes = Vec::new();
+    for (name, addr, _) in &targets {
+        if !selection.services.is_empty() && !selection.services.iter().any(|s| s == name) {
+            continue;
+        }
+        let target = Target { addr: ConnectAddr::Listen(addr.clone()), label: name.to_string(), token: None, wait };
+        let service = Selection {
+            description: selection.description,
+            services: vec![name.to_string()],
+            only: selection.only,
+            seed: selection.seed,
+            generated: selection.generated,
+        };
+        outcomes.extend(run_suite(&service, &target).await.map_err(Usage)?);
+    }
+    for server in servers {
+        server.shutdown().await;
+    }
+    Ok(outcomes)
+}

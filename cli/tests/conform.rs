@@ -1,0 +1,348 @@
+//! `vproto conform` as a user runs it: the reference services pass over every transport, the
+//! reports parse, known failures behave as documented, and serve mode judges real clients.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::{fs::PermissionsExt, net::UnixStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Map, Value};
+use vproto_api::wire::Manifest;
+use vproto_conformance::Description;
+
+const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
+
+fn conform(args: &[&str]) -> Output {
+    Command::new(VPROTO).arg("conform").args(args).stdin(Stdio::null()).output().expect("vproto starts")
+}
+
+/// The network host's config: the network of the schema's `network.create_port` example.
+fn network_config(dir: &Path) -> PathBuf {
+    let path = dir.join("network.json");
+    let config = json!({"networks": [{
+        "id": "7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50", "label": "private", "bridge": "br-int", "mtu": 1450,
+        "subnets": [{"cidr": "10.0.0.0/26", "gateway": "10.0.0.1", "dns": ["10.0.0.2"]}],
+    }]});
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn driver_config() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/driver.json").to_string()
+}
+
+/// A `vproto serve` process, killed on drop.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Served {
+    let mut child = Command::new(VPROTO)
+        .arg("serve")
+        .args(args)
+        .args(["--log", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("vproto serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(!line.trim().is_empty(), "vproto serve {args:?} printed no address");
+    Served { child, addr: line.trim().to_string() }
+}
+
+/// Runs the suite with a JSON report and returns (exit code, report).
+fn run_json(args: &[&str], dir: &Path) -> (Option<i32>, Value) {
+    let out = dir.join("report.json");
+    let output = conform(&[args, &["--report", "json", "--out", out.to_str().unwrap()]].concat());
+    let text = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("no report ({e}); stderr: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), serde_json::from_str(&text).unwrap())
+}
+
+fn assert_all_pass(code: Option<i32>, report: &Value, at_least: usize) {
+    let cases = report["cases"].as_array().unwrap();
+    let failed: Vec<&Value> = cases.iter().filter(|c| c["status"] != "pass").collect();
+    assert!(failed.is_empty(), "failed cases: {failed:#?}");
+    assert_eq!(code, Some(0));
+    assert!(cases.len() >= at_least, "only {} cases ran", cases.len());
+    assert_eq!(report["summary"]["total"], cases.len());
+}
+
+#[test]
+fn reference_services_pass_over_every_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "conformance-secret\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let network = network_config(dir.path());
+    let unix = format!("unix:{}", dir.path().join("driver.sock").display());
+    let driver = serve(&["driver", "--listen", &unix, "--config", &driver_config()]);
+    let (code, report) = run_json(&["--target", &driver.addr], dir.path());
+    assert_all_pass(code, &report, 30);
+
+    let conductor = serve(&["conductor", "--listen", "tcp:127.0.0.1:0", "--token-file", token.to_str().unwrap()]);
+    let (code, report) = run_json(&["--target", &conductor.addr, "--token-file", token.to_str().unwrap()], dir.path());
+    assert_all_pass(code, &report, 40);
+    // Without the token the target cannot be tested at all: exit 2, not a pass.
+    assert_eq!(conform(&["--target", &conductor.addr]).status.code(), Some(2));
+
+    let token_file = token.to_str().unwrap();
+    let http = serve(&[
+        "network",
+        "--listen",
+        "http://127.0.0.1:0",
+        "--config",
+        network.to_str().unwrap(),
+        "--token-file",
+        token_file,
+    ]);
+    let (code, report) = run_json(&["--target", &http.addr, "--token-file", token_file], dir.path());
+    assert_all_pass(code, &report, 100);
+    let rest = report["cases"].as_array().unwrap().iter().filter(|c| c["id"].as_str().unwrap().starts_with("rest/"));
+    assert_eq!(rest.count(), 1, "the REST route of network.create_port is tested over HTTP");
+    let refused = conform(&["--target", &http.addr]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--token-file"));
+
+    let exec = format!("exec:{VPROTO} serve network --listen stdio --log error --config {}", network.display());
+    let (code, report) = run_json(&["--target", &exec], dir.path());
+    assert_all_pass(code, &report, 100);
+    let ids: Vec<&str> = report["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    for wanted in [
+        "protocol/notification-no-reply",
+        "protocol/batch/all-notifications",
+        "method/network.create_port/valid/example-1/by-position",
+        "method/network.create_port/invalid/constraint/network_id/format",
+        "negotiation/network.create_port/host_info/newer",
+        "negotiation/network.create_port/host_info/nested/HostVIFInfo/older/1.0",
+    ] {
+        assert!(ids.contains(&wanted), "{wanted} did not run");
+    }
+}
+
+#[test]
+fn reference_mode_passes_and_every_report_format_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = run_json(&["--reference"], dir.path());
+    assert_all_pass(code, &report, 250);
+    let targets: std::collections::BTreeSet<&str> =
+        report["cases"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
+    assert_eq!(targets.into_iter().collect::<Vec<_>>(), ["agent", "conductor", "driver", "network"]);
+    let total = report["summary"]["total"].as_u64().unwrap();
+
+    let junit = dir.path().join("report.xml");
+    let output = conform(&["--reference", "--report", "junit", "--out", junit.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut testcases, mut failures, mut suites) = (0u64, 0u64, 0u64);
+    loop {
+        match reader.read_event().expect("the JUnit report is well-formed XML") {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => match e.name().as_ref() {
+                b"testcase" => testcases += 1,
+                b"failure" => failures += 1,
+                b"testsuite" => suites += 1,
+                b"testsuites" => {
+                    let tests = e.try_get_attribute("tests").unwrap().unwrap();
+                    assert_eq!(tests.unescape_value().unwrap(), total.to_string());
+                }
+                _ => {}
+            },
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!((testcases, failures, suites), (total, 0, 4));
+
+    let output = conform(&["--reference", "--only", "protocol/id"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(text.contains("PASS: 28 cases, 28 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn known_failures_are_expected_and_stale_entries_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("known-failures.txt");
+    std::fs::write(&list, "# this server is fine\nprotocol/id/large   # listed, but passes\nprotocol/batch/*\n")
+        .unwrap();
+    let args =
+        ["--reference", "--services", "driver", "--only", "protocol", "--known-failures", list.to_str().unwrap()];
+    let (code, report) = run_json(&args, dir.path());
+    assert_eq!(code, Some(1), "a listed case that passes fails the run");
+    let status =
+        |id: &str| report["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status("protocol/id/large"), "now-passing");
+    assert_eq!(status("protocol/batch/mixed"), "now-passing");
+    assert_eq!(status("protocol/id/null"), "pass");
+
+    std::fs::write(&list, "protocol/id/large extra words\n").unwrap();
+    let output = conform(&args);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("known-failures.txt:1"));
+}
+
+#[test]
+fn the_suite_derives_from_any_description_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/vproto.openrpc.json");
+    let (code, report) = run_json(&["--reference", "--schema", published], dir.path());
+    assert_all_pass(code, &report, 250);
+    // A description without the network's examples still yields generated calls for it.
+    let mut document: Value = serde_json::from_str(&std::fs::read_to_string(published).unwrap()).unwrap();
+    for method in document["methods"].as_array_mut().unwrap() {
+        if method["name"] == "network.create_port" {
+            method["examples"] = json!([]);
+        }
+    }
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, document.to_string()).unwrap();
+    let (code, report) =
+        run_json(&["--reference", "--services", "network", "--schema", edited.to_str().unwrap()], dir.path());
+    assert_all_pass(code, &report, 40);
+    let ids: Vec<&str> = report["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(!ids.contains(&"method/network.create_port/valid/example-1"));
+    assert!(ids.contains(&"method/network.create_port/valid/generated-1"));
+
+    std::fs::write(&edited, r#"{"methods": [{"params": []}]}"#).unwrap();
+    let output = conform(&["--reference", "--schema", edited.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/methods/0/name"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for (args, words) in [
+        (vec!["--target", "ftp://x"], "--target"),
+        (vec!["--reference", "--report", "xml"], "--report"),
+        (vec!["--reference", "--only", "["], "--only"),
+        (vec!["--reference", "--services", "nosuch"], "nosuch"),
+        (vec!["--reference", "--only", "no/such/case"], "no case ran"),
+        (vec!["--serve", "http://127.0.0.1:0", "--sessions", "1"], "--sessions"),
+        (vec!["--serve", "stdio"], "--out"),
+        (vec![], "--target"),
+    ] {
+        let output = conform(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains(words), "{args:?}");
+    }
+}
+
+/// A line client of the mock: sends `request`, returns the answer.
+fn call(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, id: u64, method: &str, params: &Value) -> Value {
+    let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// Starts `vproto conform --serve` on a Unix socket for one session.
+fn mock(dir: &Path) -> (Child, PathBuf, PathBuf) {
+    let socket = dir.join("mock.sock");
+    let report = dir.join("serve.json");
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new(VPROTO)
+        .args(["conform", "--serve", &format!("unix:{}", socket.display()), "--sessions", "1"])
+        .args(["--timeout", "30s", "--report", "json", "--out", report.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, socket, report)
+}
+
+/// Connects to the mock, waiting for it to listen (the socket file appears just before).
+fn connect(socket: &Path) -> UnixStream {
+    let started = Instant::now();
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(error) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "the mock did not listen: {error}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn example_params(method: &str) -> Value {
+    let description = Description::published().unwrap();
+    let example = &description.method_named(method).unwrap().examples[0];
+    Value::Object(example.params.iter().cloned().collect::<Map<String, Value>>())
+}
+
+/// Relabels every `name` object in `value` as `version`, keeping its fields: a fake backlevel.
+fn relabel(value: &mut Value, name: &str, version: &str) {
+    match value {
+        Value::Object(map) => {
+            if map.get("versioned_object.name") == Some(&json!(name)) {
+                map.insert("versioned_object.version".into(), json!(version));
+            }
+            map.values_mut().for_each(|v| relabel(v, name, version));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| relabel(v, name, version)),
+        _ => {}
+    }
+}
+
+/// Serve mode: a client that backlevels passes; one that resends the same object, or only
+/// relabels it, fails.
+#[test]
+fn serve_mode_checks_that_clients_backlevel() {
+    for client in ["backlevels", "resends", "relabels"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, socket, report) = mock(dir.path());
+        let mut stream = connect(&socket);
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let listed = call(&mut stream, &mut reader, 1, "driver.list_hardware", &json!({}));
+        assert!(listed["result"]["hardware"].is_array(), "{listed}");
+        let mut params = example_params("network.create_port");
+        let answer = call(&mut stream, &mut reader, 2, "network.create_port", &params);
+        assert_eq!(answer["error"]["code"], 1000, "the mock negotiates first: {answer}");
+        let object = answer["error"]["data"]["object"].as_str().unwrap().to_string();
+        let version = answer["error"]["data"]["max_version"].as_str().unwrap().to_string();
+        match client {
+            "backlevels" => {
+                let manifest: Manifest = [(object, version.parse().unwrap())].into_iter().collect();
+                params["host_info"] =
+                    vproto_api::convert_primitive(&params["host_info"], None, Some(&manifest)).unwrap();
+            }
+            "relabels" => relabel(&mut params, &object, &version),
+            _ => {}
+        }
+        let retried = call(&mut stream, &mut reader, 3, "network.create_port", &params);
+        assert!(retried.get("result").is_some(), "{retried}");
+        drop((stream, reader));
+        let status = child.wait().unwrap();
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let case = |id: &str| report["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).cloned();
+        assert_eq!(case("serve/driver.list_hardware/request-valid").unwrap()["status"], "pass");
+        assert_eq!(case("serve/network.create_port/request-valid").unwrap()["status"], "pass");
+        let retry = case("serve/network.create_port/backlevel-retry").expect("the retry is judged");
+        match client {
+            "backlevels" => {
+                assert_eq!(retry["status"], "pass", "{report:#}");
+                assert_eq!(status.code(), Some(0));
+            }
+            _ => {
+                assert_eq!(retry["status"], "fail", "{client}: {report:#}");
+                assert_eq!(status.code(), Some(1));
+            }
+        }
+        if client == "relabels" {
+            assert!(retry["why"].as_str().unwrap().contains("supported_port_profiles"), "{retry}");
+        }
+    }
+}

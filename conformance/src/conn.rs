@@ -1,0 +1,181 @@
+//! Raw connections to a target: exact bytes out, exact bytes back, so the suite can send what
+//! no well-behaved client would (broken JSON, odd ids, batches) and see precisely what comes
+//! back. Line transports (`unix:`, `tcp:`, `exec:`) send one frame per line; `http://` posts
+//! each frame to `/jsonrpc`, or sends it to a REST route.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client as HttpClient},
+    rt::TokioExecutor,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    net::{TcpStream, UnixStream},
+    process::Child,
+    time::timeout,
+};
+use vproto_runtime::{
+    client::describe,
+    transport::{
+        addr::spawn_exec,
+        framing::{Line, LineReader},
+    },
+    ConnectAddr, ListenAddr, Token,
+};
+
+/// The largest answer read, in bytes.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+type Reader = LineReader<BufReader<Box<dyn AsyncRead + Unpin + Send>>>;
+
+enum Kind {
+    Line { reader: Reader, writer: Box<dyn AsyncWrite + Unpin + Send>, _child: Option<Child> },
+    Http { client: HttpClient<HttpConnector, Full<Bytes>>, base: String, token: Option<String> },
+}
+
+/// One raw connection to a target.
+pub struct Conn {
+    kind: Kind,
+    wait: Duration,
+}
+
+/// What came back for one HTTP post.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Conn {
+    /// Connects to `addr` (spawning it for `exec:`), authenticating with `token` on `tcp:` and
+    /// `http://`; `wait` bounds the connection and every later read.
+    pub async fn open(addr: &ConnectAddr, token: Option<&Token>, wait: Duration) -> Result<Conn, String> {
+        let failed = |why: String| format!("cannot connect to {addr}: {why}");
+        let line = |read: Box<dyn AsyncRead + Unpin + Send>, write: Box<dyn AsyncWrite + Unpin + Send>, child| {
+            Kind::Line { reader: LineReader::new(BufReader::new(read), MAX_ANSWER), writer: write, _child: child }
+        };
+        let kind = match addr {
+            ConnectAddr::Listen(ListenAddr::Unix(path)) => {
+                let stream = timeout(wait, UnixStream::connect(path))
+                    .await
+                    .map_err(|_| failed(format!("no connection within {wait:?}")))?
+                    .map_err(|e| failed(e.to_string()))?;
+                let (read, write) = stream.into_split();
+                line(Box::new(read), Box::new(write), None)
+            }
+            ConnectAddr::Listen(ListenAddr::Tcp { host, port }) => {
+                let stream = timeout(wait, TcpStream::connect((host.as_str(), *port)))
+                    .await
+                    .map_err(|_| failed(format!("no connection within {wait:?}")))?
+                    .map_err(|e| failed(e.to_string()))?;
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                line(Box::new(read), Box::new(write), None)
+            }
+            ConnectAddr::Exec(command) => {
+                let (child, read, write) = spawn_exec(command).map_err(|e| failed(e.to_string()))?;
+                line(Box::new(read), Box::new(write), Some(child))
+            }
+            ConnectAddr::Listen(ListenAddr::Http { host, port }) => {
+                let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                Kind::Http {
+                    client: HttpClient::builder(TokioExecutor::new()).build_http(),
+                    base: format!("http://{host}:{port}"),
+                    token: token.map(|t| t.secret().to_string()),
+                }
+            }
+            ConnectAddr::Listen(ListenAddr::Stdio) => {
+                return Err(failed("stdio is where a server listens; use exec:COMMAND to spawn one".into()))
+            }
+        };
+        let mut conn = Conn { kind, wait };
+        if let (Some(token), ConnectAddr::Listen(ListenAddr::Tcp { .. })) = (token, addr) {
+            let auth = serde_json::json!({
+                "jsonrpc": "2.0", "method": "rpc.auth", "params": {"token": token.secret()}, "id": "conformance-auth",
+            });
+            conn.send_line(&auth.to_string()).await.map_err(failed)?;
+            let answer = conn.read_line().await.map_err(failed)?;
+            let value: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+            if value.get("error").is_some() || value.get("result").is_none() {
+                return Err(failed(format!("rpc.auth was refused: {answer}")));
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Whether this is an HTTP connection (one post per frame) rather than a line connection.
+    pub fn is_http(&self) -> bool {
+        matches!(self.kind, Kind::Http { .. })
+    }
+
+    /// Sends one frame followed by a newline (line transports).
+    pub async fn send_line(&mut self, frame: &str) -> Result<(), String> {
+        let Kind::Line { writer, .. } = &mut self.kind else { return Err("not a line connection".into()) };
+        let mut bytes = Vec::with_capacity(frame.len() + 1);
+        bytes.extend_from_slice(frame.as_bytes());
+        bytes.push(b'\n');
+        let write = async {
+            writer.write_all(&bytes).await?;
+            writer.flush().await
+        };
+        timeout(self.wait, write)
+            .await
+            .map_err(|_| format!("could not send within {:?}", self.wait))?
+            .map_err(|e| format!("sending failed: {e}"))
+    }
+
+    /// The next line that comes back (line transports), within the wait.
+    pub async fn read_line(&mut self) -> Result<String, String> {
+        let wait = self.wait;
+        let Kind::Line { reader, .. } = &mut self.kind else { return Err("not a line connection".into()) };
+        match timeout(wait, reader.next()).await {
+            Err(_) => Err(format!("no answer within {wait:?}")),
+            Ok(Err(error)) => Err(format!("reading failed: {error}")),
+            Ok(Ok(None)) => Err("the connection was closed".into()),
+            Ok(Ok(Some(Line::TooLarge))) => Err(format!("an answer longer than {MAX_ANSWER} bytes")),
+            Ok(Ok(Some(Line::Frame(bytes)))) => {
+                String::from_utf8(bytes).map_err(|_| "an answer that is not UTF-8".to_string())
+            }
+        }
+    }
+
+    /// Posts one frame to `/jsonrpc` (HTTP) and returns the status and body.
+    pub async fn post(&mut self, frame: &str) -> Result<HttpAnswer, String> {
+        self.http("POST", "/jsonrpc", frame).await
+    }
+
+    /// Sends one HTTP request (`verb` on `path`, `body` unless empty) and returns the status
+    /// and body.
+    pub async fn http(&mut self, verb: &str, path: &str, body: &str) -> Result<HttpAnswer, String> {
+        let wait = self.wait;
+        let Kind::Http { client, base, token } = &self.kind else { return Err("not an HTTP connection".into()) };
+        let verb = hyper::Method::from_bytes(verb.as_bytes()).map_err(|_| format!("`{verb}` is not an HTTP method"))?;
+        let mut request = hyper::Request::builder().method(verb).uri(format!("{base}{path}"));
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request =
+            request.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| format!("building the request: {e}"))?;
+        let exchange = async {
+            let response =
+                client.request(request).await.map_err(|e| format!("the request failed: {}", describe(&e)))?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the body failed: {e}"))?
+                .to_bytes();
+            let body = String::from_utf8(body.to_vec()).map_err(|_| "a body that is not UTF-8".to_string())?;
+            Ok(HttpAnswer { status, body })
+        };
+        timeout(wait, exchange).await.map_err(|_| format!("no answer within {wait:?}"))?
+    }
+}

@@ -1,0 +1,440 @@
+//! Serve mode: a mock server that validates a foreign client.
+//!
+//! Every request is checked against the description (method known, params valid); `rpc.discover`
+//! answers the description itself. Answers are
+//! schema-valid results: the method's first example result for the first answer, generated
+//! values after that. Per method, the mock also injects:
+//!
+//! 1. **negotiation**: the first request carrying a versioned object of which the schema knows
+//!    an older version than the one sent is answered with the declared `UnsupportedVersion`
+//!    error naming that object and the version just below the one sent; the client must retry
+//!    with the object backleveled to that version: labelled at most that version, and without
+//!    the fields that version does not have by the description's `x-since`/`x-removed` (case
+//!    `serve/<m>/backlevel-retry`);
+//! 2. **declared errors**: after the first successful answer, the next requests each get one of
+//!    the method's other declared errors (in declaration order, once each, with generated
+//!    `data`), then results again.
+//!
+//! A session ends when stdin closes (`stdio`), when `sessions` connections have closed (`unix:`,
+//! `tcp:`), after `idle` without a request once one arrived, or at `timeout`.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Map, Value};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UnixListener},
+};
+use vproto_api::{
+    rpc::{codes, invalid_params, BoxFuture, Handler, Params, RpcError},
+    wire::{keys, Version},
+};
+use vproto_runtime::{ListenAddr, Server};
+
+use crate::{
+    description::{envelope_versions, Description, Method},
+    generate::{effective, Generator},
+    run::{Outcome, Status},
+};
+
+/// How a serve-mode session runs and ends.
+#[derive(Clone, Debug)]
+pub struct MockOptions {
+    /// End after this many connections have closed (line transports other than stdio).
+    pub sessions: Option<usize>,
+    /// End after this long without a request, once one arrived.
+    pub idle: Duration,
+    /// End at the latest after this long.
+    pub timeout: Duration,
+    /// Seed of generated results.
+    pub seed: u64,
+}
+
+/// What the mock observed of one method.
+#[derive(Default)]
+struct MethodLog {
+    requests: usize,
+    first_invalid: Option<(String, String)>,
+    /// (object, version named, the request answered with UnsupportedVersion)
+    pending: Option<(String, Version, String)>,
+    negotiated: bool,
+    retry: Option<Result<String, (String, String)>>,
+    answered: usize,
+    injected: Vec<String>,
+}
+
+struct State {
+    methods: BTreeMap<String, MethodLog>,
+    unknown: Vec<String>,
+    last_request: Option<Instant>,
+    counter: u64,
+}
+
+struct Mock {
+    description: Arc<Description>,
+    state: Mutex<State>,
+    names: Vec<&'static str>,
+    seed: u64,
+}
+
+/// The versions the schema knows of the versioned object `name`, oldest first.
+fn versions_of(description: &Description, name: &str) -> Vec<Version> {
+    envelope_versions(&effective(description, &json!({"$ref": format!("#/$defs/{name}")})))
+}
+
+/// One versioned object found in a request.
+struct Found {
+    name: String,
+    version: Version,
+    /// The members of its `versioned_object.data`.
+    fields: Vec<String>,
+}
+
+/// Every versioned object in `value`.
+fn envelopes(value: &Value, out: &mut Vec<Found>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(name), Some(version)) = (
+                map.get(keys::NAME).and_then(Value::as_str),
+                map.get(keys::VERSION).and_then(Value::as_str).and_then(|v| v.parse::<Version>().ok()),
+            ) {
+                let fields = map.get(keys::DATA).and_then(Value::as_object).map(|d| d.keys().cloned().collect());
+                out.push(Found { name: name.to_string(), version, fields: fields.unwrap_or_default() });
+            }
+            map.values().for_each(|v| envelopes(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| envelopes(v, out)),
+        _ => {}
+    }
+}
+
+/// The fields of `found` that its version does not have, by the description's `x-since` and
+/// `x-removed` (`"<Object> <version>"`; fields inherited from a base are not judged).
+fn fields_outside_version(description: &Description, found: &Found) -> Vec<String> {
+    let schema = effective(description, &json!({"$ref": format!("#/$defs/{}", found.name)}));
+    let Some(properties) = schema.get("properties").and_then(|p| p.pointer(&format!("/{}/properties", keys::DATA)))
+    else {
+        return Vec::new();
+    };
+    let own_version = |property: &Value, key: &str| {
+        let (owner, version) = property.get(key)?.as_str()?.rsplit_once(' ')?;
+        (owner == found.name).then(|| version.parse::<Version>().ok()).flatten()
+    };
+    found
+        .fields
+        .iter()
+        .filter(|field| {
+            properties.get(field.as_str()).is_some_and(|property| {
+                own_version(property, "x-since").is_some_and(|since| since > found.version)
+                    || own_version(property, "x-removed").is_some_and(|removed| removed <= found.version)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+impl Mock {
+    fn answer(&self, method: &Method, named: &Map<String, Value>, request: String) -> Result<Value, RpcError> {
+        let description = &*self.description;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.counter += 1;
+        let counter = state.counter;
+        let log = state.methods.entry(method.name.clone()).or_default();
+        log.requests += 1;
+        let mut found = Vec::new();
+        envelopes(&Value::Object(named.clone()), &mut found);
+        if let Some((object, version, first)) = log.pending.take() {
+            let sent: Vec<&Found> = found.iter().filter(|f| f.name == object).collect();
+            let relabelled = sent.iter().find_map(|f| {
+                let extra = fields_outside_version(description, f);
+                (!extra.is_empty()).then_some((f.version, extra))
+            });
+            log.retry = Some(if sent.is_empty() {
+                Err((request.clone(), format!("the retry carries no {object}; the first request was {first}")))
+            } else if let Some(too_new) = sent.iter().find(|f| f.version > version) {
+                Err((
+                    request.clone(),
+                    format!("the retry sends {object} {}, not backleveled to {version}", too_new.version),
+                ))
+            } else if let Some((at, extra)) = relabelled {
+                let extra = extra.join(", ");
+                Err((
+                    request.clone(),
+                    format!("the retry labels {object} {at} but sends fields {at} does not have: {extra}"),
+                ))
+            } else {
+                Ok(request.clone())
+            });
+        }
+        let violations = description.violation_pairs(&method.params_schema(), &Value::Object(named.clone()));
+        if !violations.is_empty() {
+            if log.first_invalid.is_none() {
+                let why: Vec<String> =
+                    violations.iter().map(|(pointer, message)| format!("{pointer}: {message}")).collect();
+                log.first_invalid = Some((request, why.join("; ")));
+            }
+            return Err(invalid_params(violations));
+        }
+        if !log.negotiated {
+            if let Some(unsupported) = method.declared_named("UnsupportedVersion") {
+                let older = found.iter().find_map(|f| {
+                    let known = versions_of(description, &f.name);
+                    known.iter().rev().find(|v| **v < f.version).map(|v| (f.name.clone(), *v))
+                });
+                if let Some((object, older)) = older {
+                    log.negotiated = true;
+                    log.pending = Some((object.clone(), older, request));
+                    return Err(RpcError::new(unsupported.code, unsupported.message.clone())
+                        .with_data(json!({"object": object, "max_version": older.to_string()})));
+                }
+            }
+        }
+        let mut generator = Generator::new(description, self.seed.wrapping_add(counter));
+        if log.answered >= 1 {
+            let next = method
+                .errors
+                .iter()
+                .filter(|e| e.name != "UnsupportedVersion")
+                .find(|e| !log.injected.contains(&e.name));
+            if let Some(error) = next {
+                log.injected.push(error.name.clone());
+                let mut injected = RpcError::new(error.code, error.message.clone());
+                if let Some(schema) = &error.data {
+                    let data = generator.valid(schema).map_err(|why| internal(&why))?;
+                    injected = injected.with_data(data);
+                }
+                return Err(injected);
+            }
+        }
+        log.answered += 1;
+        let example = method.examples.iter().find_map(|e| e.result.clone());
+        match example {
+            Some(result) if log.answered == 1 && description.is_valid(&method.result, &result) => Ok(result),
+            _ => generator.valid(&method.result).map_err(|why| internal(&why)),
+        }
+    }
+}
+
+fn internal(why: &str) -> RpcError {
+    RpcError::new(codes::INTERNAL_ERROR, "Internal error").with_data(Value::String(why.to_string()))
+}
+
+impl Handler for Mock {
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        Box::pin(async move {
+            let request = json!({"method": method, "params": match &params {
+                Params::None => Value::Null,
+                Params::ByName(map) => Value::Object(map.clone()),
+                Params::ByPosition(items) => Value::Array(items.clone()),
+            }})
+            .to_string();
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).last_request = Some(Instant::now());
+            if method == "rpc.discover" {
+                return Ok(self.description.document.clone());
+            }
+            let Some(described) = self.description.method_named(method) else {
+                self.state.lock().unwrap_or_else(|p| p.into_inner()).unknown.push(request);
+                return Err(RpcError::new(codes::METHOD_NOT_FOUND, "Method not found"));
+            };
+            let names: Vec<&str> = described.params.iter().map(|p| p.name.as_str()).collect();
+            let named = match params.into_named(&names) {
+                Ok(named) => named,
+                Err(error) => {
+                    let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let log = state.methods.entry(method.to_string()).or_default();
+                    log.requests += 1;
+                    log.first_invalid.get_or_insert((request, error.to_string()));
+                    return Err(error);
+                }
+            };
+            self.answer(described, &named, request)
+        })
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        self.names.clone()
+    }
+}
+
+/// Serves the mock on `listen` until the session ends; returns the serve-mode cases.
+pub async fn serve_mock(
+    description: Arc<Description>,
+    listen: &ListenAddr,
+    options: MockOptions,
+) -> Result<Vec<Outcome>, String> {
+    // The handler trait names methods as 'static: the few names of one description are leaked once.
+    let mut names: Vec<&'static str> =
+        description.methods.iter().map(|m| &*Box::leak(m.name.clone().into_boxed_str())).collect();
+    names.push("rpc.discover");
+    let mock = Arc::new(Mock {
+        description: description.clone(),
+        state: Mutex::new(State { methods: BTreeMap::new(), unknown: Vec::new(), last_request: None, counter: 0 }),
+        names,
+        seed: options.seed,
+    });
+    let handler: Arc<dyn Handler> = mock.clone();
+    let started = Instant::now();
+    let ended = {
+        let mock = mock.clone();
+        let options = options.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let last = mock.state.lock().unwrap_or_else(|p| p.into_inner()).last_request;
+                if started.elapsed() >= options.timeout || last.is_some_and(|at| at.elapsed() >= options.idle) {
+                    return;
+                }
+            }
+        }
+    };
+    match (listen, options.sessions) {
+        (ListenAddr::Stdio, _) => {
+            let serve = Server::from_arc(handler).serve_io(tokio::io::stdin(), tokio::io::stdout());
+            tokio::select! { () = serve => {}, () = ended => {} }
+        }
+        (ListenAddr::Unix(_) | ListenAddr::Tcp { .. }, Some(sessions)) => {
+            let result =
+                tokio::select! { result = accept_sessions(handler, listen, sessions) => result, () = ended => Ok(()) };
+            if let ListenAddr::Unix(path) = listen {
+                let _ = std::fs::remove_file(path);
+            }
+            result?;
+        }
+        _ => {
+            let running = Server::from_arc(handler).bind(listen).await.map_err(|e| e.to_string())?;
+            eprintln!("vproto conform: serving on {}", running.local_addr());
+            ended.await;
+            running.shutdown().await;
+        }
+    }
+    Ok(outcomes(&mock, started.elapsed()))
+}
+
+/// Accepts connections on a Unix or TCP listener until `sessions` of them have closed.
+async fn accept_sessions(handler: Arc<dyn Handler>, listen: &ListenAddr, sessions: usize) -> Result<(), String> {
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let serve = |read: BoxRead, write: BoxWrite| {
+        let server = Server::from_arc(handler.clone());
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            server.serve_io(read, write).await;
+            let _ = done.send(());
+        });
+    };
+    let listener = match listen {
+        ListenAddr::Unix(path) => {
+            let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot restrict {listen} to its owner: {e}"))?;
+            eprintln!("vproto conform: serving on {listen}");
+            Listener::Unix(listener)
+        }
+        ListenAddr::Tcp { host, port } => {
+            let listener = TcpListener::bind((host.as_str(), *port))
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            eprintln!("vproto conform: serving on tcp:{local}");
+            Listener::Tcp(listener)
+        }
+        _ => unreachable!("only called for unix: and tcp:"),
+    };
+    let mut closed = 0;
+    loop {
+        tokio::select! {
+            accepted = accept(&listener) => match accepted {
+                Ok((read, write)) => serve(read, write),
+                Err(error) => eprintln!("vproto conform: accepting a connection failed: {error}"),
+            },
+            Some(()) = done_rx.recv() => {
+                closed += 1;
+                if closed >= sessions {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// The next connection, as a pair of byte streams.
+async fn accept(listener: &Listener) -> std::io::Result<(BoxRead, BoxWrite)> {
+    Ok(match listener {
+        Listener::Unix(listener) => {
+            let (read, write) = listener.accept().await?.0.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Listener::Tcp(listener) => {
+            let (read, write) = listener.accept().await?.0.into_split();
+            (Box::new(read), Box::new(write))
+        }
+    })
+}
+
+fn outcomes(mock: &Mock, elapsed: Duration) -> Vec<Outcome> {
+    let state = mock.state.lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = |id: String, what: &str, failure: Option<(String, String)>, expected: &str| Outcome {
+        id,
+        target: "client".into(),
+        what: what.into(),
+        status: if failure.is_some() { Status::Fail } else { Status::Pass },
+        request: failure.as_ref().map(|(request, _)| request.clone()).unwrap_or_default(),
+        response: String::new(),
+        expected: expected.into(),
+        why: failure.map(|(_, why)| why).unwrap_or_default(),
+        duration: Duration::ZERO,
+    };
+    let mut out = Vec::new();
+    let total: usize = state.methods.values().map(|log| log.requests).sum();
+    out.push(outcome(
+        "serve/session".into(),
+        "the client sent at least one request",
+        (total == 0 && state.unknown.is_empty())
+            .then(|| (String::new(), format!("no request arrived in {:.1} s", elapsed.as_secs_f64()))),
+        "at least one request",
+    ));
+    for request in state.unknown.iter().take(1) {
+        out.push(outcome(
+            "serve/method-known".into(),
+            "every method the client calls is in the description",
+            Some((request.clone(), format!("{} call(s) of methods not in the description", state.unknown.len()))),
+            "methods of the description",
+        ));
+    }
+    for (method, log) in &state.methods {
+        out.push(outcome(
+            format!("serve/{method}/request-valid"),
+            &format!("every one of the {} request(s) for {method} has valid params", log.requests),
+            log.first_invalid.clone(),
+            "params valid against the method's params schema",
+        ));
+        if let Some((object, version, first)) = &log.pending {
+            out.push(outcome(
+                format!("serve/{method}/backlevel-retry"),
+                &format!("after UnsupportedVersion naming {object} {version}, the client retries with it backleveled"),
+                Some((first.clone(), "the client never retried".into())),
+                "a retry with the object at the version named",
+            ));
+        } else if let Some(retry) = &log.retry {
+            out.push(outcome(
+                format!("serve/{method}/backlevel-retry"),
+                "after UnsupportedVersion, the client retries with the object backleveled",
+                retry.clone().err(),
+                "a retry with the object at the version named",
+            ));
+        }
+    }
+    out
+}
