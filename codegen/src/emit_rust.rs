@@ -572,11 +572,17 @@ fn emit_object(ir: &SchemaIr, object: &ObjectIr, wire: &syn::Path, checks: &Chec
     let streams: Vec<TokenStream> = sorted
         .iter()
         .map(|(field, ident)| {
-            let name = field.name;
+            // The field's descriptor, by its owner (this object or a base) and position there.
+            let owner = info_ident(field.owner);
+            let index = ir.schema.objects[field.owner]
+                .fields
+                .get_index_of(field.name)
+                .expect("a flattened field is declared by its owner");
+            let index = Literal::usize_unsuffixed(index);
             if field.field.required {
-                quote! { sink.field(#name, &self.#ident)?; }
+                quote! { sink.field(&#owner, #index, &self.#ident)?; }
             } else {
-                quote! { sink.optional_field(#name, self.#ident.as_ref())?; }
+                quote! { sink.optional_field(&#owner, #index, self.#ident.as_ref())?; }
             }
         })
         .collect();

@@ -764,8 +764,8 @@ impl crate::wire::StreamValue for AccCapability {
             out,
             ctx,
             |sink| {
-                sink.optional_field("features", self.features.as_ref())?;
-                sink.optional_field("num", self.num.as_ref())?;
+                sink.optional_field(&ACC_CAPABILITY_INFO, 0, self.features.as_ref())?;
+                sink.optional_field(&ACC_CAPABILITY_INFO, 1, self.num.as_ref())?;
                 Ok(())
             },
         )
@@ -886,10 +886,10 @@ impl crate::wire::StreamValue for AccSpecs {
             out,
             ctx,
             |sink| {
-                sink.field("acc_capability", &self.acc_capability)?;
-                sink.field("device_type", &self.device_type)?;
-                sink.field("num", &self.num)?;
-                sink.field("remote", &self.remote)?;
+                sink.field(&ACC_SPECS_INFO, 0, &self.acc_capability)?;
+                sink.field(&ACC_SPECS_INFO, 1, &self.device_type)?;
+                sink.field(&ACC_SPECS_INFO, 2, &self.num)?;
+                sink.field(&ACC_SPECS_INFO, 3, &self.remote)?;
                 Ok(())
             },
         )
@@ -993,8 +993,8 @@ impl crate::wire::StreamValue for AccStatus {
             out,
             ctx,
             |sink| {
-                sink.field("reboot_required", &self.reboot_required)?;
-                sink.field("setup_required", &self.setup_required)?;
+                sink.field(&ACC_STATUS_INFO, 0, &self.reboot_required)?;
+                sink.field(&ACC_STATUS_INFO, 1, &self.setup_required)?;
                 Ok(())
             },
         )
@@ -1076,7 +1076,7 @@ impl crate::wire::StreamValue for AgentList {
             out,
             ctx,
             |sink| {
-                sink.field("agents", &self.agents)?;
+                sink.field(&AGENT_LIST_INFO, 0, &self.agents)?;
                 Ok(())
             },
         )
@@ -1174,8 +1174,8 @@ impl crate::wire::StreamValue for AgentRegistration {
             out,
             ctx,
             |sink| {
-                sink.field("endpoint", &self.endpoint)?;
-                sink.field("status", &self.status)?;
+                sink.field(&AGENT_REGISTRATION_INFO, 0, &self.endpoint)?;
+                sink.field(&AGENT_REGISTRATION_INFO, 1, &self.status)?;
                 Ok(())
             },
         )
@@ -1282,10 +1282,10 @@ impl crate::wire::StreamValue for AgentState {
             out,
             ctx,
             |sink| {
-                sink.field("alive", &self.alive)?;
-                sink.field("endpoint", &self.endpoint)?;
-                sink.field("last_seen", &self.last_seen)?;
-                sink.field("status", &self.status)?;
+                sink.field(&AGENT_STATE_INFO, 0, &self.alive)?;
+                sink.field(&AGENT_STATE_INFO, 1, &self.endpoint)?;
+                sink.field(&AGENT_STATE_INFO, 2, &self.last_seen)?;
+                sink.field(&AGENT_STATE_INFO, 3, &self.status)?;
                 Ok(())
             },
         )
@@ -1479,10 +1479,15 @@ impl crate::wire::StreamValue for DatapathOffloadRepresentor {
             ctx,
             |sink| {
                 sink.optional_field(
-                    "representor_address",
+                    &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
+                    0,
                     self.representor_address.as_ref(),
                 )?;
-                sink.optional_field("representor_name", self.representor_name.as_ref())?;
+                sink.optional_field(
+                    &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
+                    1,
+                    self.representor_name.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -1583,8 +1588,8 @@ impl crate::wire::StreamValue for DiscoveryFailedData {
             out,
             ctx,
             |sink| {
-                sink.field("endpoint", &self.endpoint)?;
-                sink.field("reason", &self.reason)?;
+                sink.field(&DISCOVERY_FAILED_DATA_INFO, 0, &self.endpoint)?;
+                sink.field(&DISCOVERY_FAILED_DATA_INFO, 1, &self.reason)?;
                 Ok(())
             },
         )
@@ -1659,7 +1664,7 @@ impl crate::wire::StreamValue for DiscoveryStatus {
             out,
             ctx,
             |sink| {
-                sink.field("status", &self.status)?;
+                sink.field(&DISCOVERY_STATUS_INFO, 0, &self.status)?;
                 Ok(())
             },
         )
@@ -1766,9 +1771,9 @@ impl crate::wire::StreamValue for DriverRegistration {
             out,
             ctx,
             |sink| {
-                sink.field("endpoint", &self.endpoint)?;
-                sink.field("status", &self.status)?;
-                sink.field("type", &self.r#type)?;
+                sink.field(&DRIVER_REGISTRATION_INFO, 0, &self.endpoint)?;
+                sink.field(&DRIVER_REGISTRATION_INFO, 1, &self.status)?;
+                sink.field(&DRIVER_REGISTRATION_INFO, 2, &self.r#type)?;
                 Ok(())
             },
         )
@@ -1871,8 +1876,8 @@ impl crate::wire::StreamValue for FixedIP {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("address", &self.address)?;
-                sink.optional_field("floating_ips", self.floating_ips.as_ref())?;
+                sink.field(&FIXED_IP_INFO, 0, &self.address)?;
+                sink.optional_field(&FIXED_IP_INFO, 1, self.floating_ips.as_ref())?;
                 Ok(())
             },
         )
@@ -1970,7 +1975,7 @@ impl crate::wire::StreamValue for FixedIPList {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("objects", &self.objects)?;
+                sink.field(&FIXED_IP_LIST_INFO, 0, &self.objects)?;
                 Ok(())
             },
         )
@@ -2062,8 +2067,8 @@ impl crate::wire::StreamValue for GuestAddress {
             out,
             ctx,
             |sink| {
-                sink.field("address", &self.address)?;
-                sink.field("prefix_length", &self.prefix_length)?;
+                sink.field(&GUEST_ADDRESS_INFO, 0, &self.address)?;
+                sink.field(&GUEST_ADDRESS_INFO, 1, &self.prefix_length)?;
                 Ok(())
             },
         )
@@ -2178,9 +2183,9 @@ impl crate::wire::StreamValue for GuestInfo {
             out,
             ctx,
             |sink| {
-                sink.field("nics", &self.nics)?;
-                sink.field("os", &self.os)?;
-                sink.field("protocol", &self.protocol)?;
+                sink.field(&GUEST_INFO_INFO, 0, &self.nics)?;
+                sink.field(&GUEST_INFO_INFO, 1, &self.os)?;
+                sink.field(&GUEST_INFO_INFO, 2, &self.protocol)?;
                 Ok(())
             },
         )
@@ -2298,10 +2303,10 @@ impl crate::wire::StreamValue for GuestNic {
             out,
             ctx,
             |sink| {
-                sink.field("addresses", &self.addresses)?;
-                sink.field("link", &self.link)?;
-                sink.field("mac", &self.mac)?;
-                sink.field("name", &self.name)?;
+                sink.field(&GUEST_NIC_INFO, 0, &self.addresses)?;
+                sink.field(&GUEST_NIC_INFO, 1, &self.link)?;
+                sink.field(&GUEST_NIC_INFO, 2, &self.mac)?;
+                sink.field(&GUEST_NIC_INFO, 3, &self.name)?;
                 Ok(())
             },
         )
@@ -2390,8 +2395,8 @@ impl crate::wire::StreamValue for GuestProtocol {
             out,
             ctx,
             |sink| {
-                sink.field("layout_version", &self.layout_version)?;
-                sink.field("name", &self.name)?;
+                sink.field(&GUEST_PROTOCOL_INFO, 0, &self.layout_version)?;
+                sink.field(&GUEST_PROTOCOL_INFO, 1, &self.name)?;
                 Ok(())
             },
         )
@@ -2502,9 +2507,9 @@ impl crate::wire::StreamValue for Hardware {
             out,
             ctx,
             |sink| {
-                sink.field("acc_specs", &self.acc_specs)?;
-                sink.field("acc_status", &self.acc_status)?;
-                sink.field("uuid", &self.uuid)?;
+                sink.field(&HARDWARE_INFO, 0, &self.acc_specs)?;
+                sink.field(&HARDWARE_INFO, 1, &self.acc_status)?;
+                sink.field(&HARDWARE_INFO, 2, &self.uuid)?;
                 Ok(())
             },
         )
@@ -2586,7 +2591,7 @@ impl crate::wire::StreamValue for HardwareList {
             out,
             ctx,
             |sink| {
-                sink.field("hardware", &self.hardware)?;
+                sink.field(&HARDWARE_LIST_INFO, 0, &self.hardware)?;
                 Ok(())
             },
         )
@@ -2681,8 +2686,8 @@ impl crate::wire::StreamValue for HelloAck {
             out,
             ctx,
             |sink| {
-                sink.field("heartbeat_interval", &self.heartbeat_interval)?;
-                sink.field("protocol_version", &self.protocol_version)?;
+                sink.field(&HELLO_ACK_INFO, 0, &self.heartbeat_interval)?;
+                sink.field(&HELLO_ACK_INFO, 1, &self.protocol_version)?;
                 Ok(())
             },
         )
@@ -2780,7 +2785,7 @@ impl crate::wire::StreamValue for HostInfo {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("plugin_info", &self.plugin_info)?;
+                sink.field(&HOST_INFO_INFO, 0, &self.plugin_info)?;
                 Ok(())
             },
         )
@@ -2902,8 +2907,8 @@ impl crate::wire::StreamValue for HostPluginInfo {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("plugin_name", &self.plugin_name)?;
-                sink.field("vif_info", &self.vif_info)?;
+                sink.field(&HOST_PLUGIN_INFO_INFO, 0, &self.plugin_name)?;
+                sink.field(&HOST_PLUGIN_INFO_INFO, 1, &self.vif_info)?;
                 Ok(())
             },
         )
@@ -3044,9 +3049,9 @@ impl crate::wire::StreamValue for HostPortProfileInfo {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("max_version", &self.max_version)?;
-                sink.field("min_version", &self.min_version)?;
-                sink.field("profile_object_name", &self.profile_object_name)?;
+                sink.field(&HOST_PORT_PROFILE_INFO_INFO, 0, &self.max_version)?;
+                sink.field(&HOST_PORT_PROFILE_INFO_INFO, 1, &self.min_version)?;
+                sink.field(&HOST_PORT_PROFILE_INFO_INFO, 2, &self.profile_object_name)?;
                 Ok(())
             },
         )
@@ -3206,13 +3211,14 @@ impl crate::wire::StreamValue for HostVIFInfo {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("max_version", &self.max_version)?;
-                sink.field("min_version", &self.min_version)?;
+                sink.field(&HOST_VIF_INFO_INFO, 0, &self.max_version)?;
+                sink.field(&HOST_VIF_INFO_INFO, 1, &self.min_version)?;
                 sink.optional_field(
-                    "supported_port_profiles",
+                    &HOST_VIF_INFO_INFO,
+                    2,
                     self.supported_port_profiles.as_ref(),
                 )?;
-                sink.field("vif_object_name", &self.vif_object_name)?;
+                sink.field(&HOST_VIF_INFO_INFO, 3, &self.vif_object_name)?;
                 Ok(())
             },
         )
@@ -3323,9 +3329,9 @@ impl crate::wire::StreamValue for InstanceInfo {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("name", &self.name)?;
-                sink.optional_field("project_id", self.project_id.as_ref())?;
-                sink.field("uuid", &self.uuid)?;
+                sink.field(&INSTANCE_INFO_INFO, 0, &self.name)?;
+                sink.optional_field(&INSTANCE_INFO_INFO, 1, self.project_id.as_ref())?;
+                sink.field(&INSTANCE_INFO_INFO, 2, &self.uuid)?;
                 Ok(())
             },
         )
@@ -3414,8 +3420,8 @@ impl crate::wire::StreamValue for LinkState {
             out,
             ctx,
             |sink| {
-                sink.field("admin_up", &self.admin_up)?;
-                sink.field("carrier", &self.carrier)?;
+                sink.field(&LINK_STATE_INFO, 0, &self.admin_up)?;
+                sink.field(&LINK_STATE_INFO, 1, &self.carrier)?;
                 Ok(())
             },
         )
@@ -3630,16 +3636,16 @@ impl crate::wire::StreamValue for Network {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.optional_field("bridge", self.bridge.as_ref())?;
-                sink.optional_field("bridge_interface", self.bridge_interface.as_ref())?;
-                sink.field("id", &self.id)?;
-                sink.optional_field("label", self.label.as_ref())?;
-                sink.field("mtu", &self.mtu)?;
-                sink.field("multi_host", &self.multi_host)?;
-                sink.field("should_provide_bridge", &self.should_provide_bridge)?;
-                sink.field("should_provide_vlan", &self.should_provide_vlan)?;
-                sink.field("subnets", &self.subnets)?;
-                sink.optional_field("vlan", self.vlan.as_ref())?;
+                sink.optional_field(&NETWORK_INFO, 0, self.bridge.as_ref())?;
+                sink.optional_field(&NETWORK_INFO, 1, self.bridge_interface.as_ref())?;
+                sink.field(&NETWORK_INFO, 2, &self.id)?;
+                sink.optional_field(&NETWORK_INFO, 3, self.label.as_ref())?;
+                sink.field(&NETWORK_INFO, 4, &self.mtu)?;
+                sink.field(&NETWORK_INFO, 5, &self.multi_host)?;
+                sink.field(&NETWORK_INFO, 6, &self.should_provide_bridge)?;
+                sink.field(&NETWORK_INFO, 7, &self.should_provide_vlan)?;
+                sink.field(&NETWORK_INFO, 8, &self.subnets)?;
+                sink.optional_field(&NETWORK_INFO, 9, self.vlan.as_ref())?;
                 Ok(())
             },
         )
@@ -3728,7 +3734,7 @@ impl crate::wire::StreamValue for NetworkNotFoundData {
             out,
             ctx,
             |sink| {
-                sink.field("network_id", &self.network_id)?;
+                sink.field(&NETWORK_NOT_FOUND_DATA_INFO, 0, &self.network_id)?;
                 Ok(())
             },
         )
@@ -3823,8 +3829,8 @@ impl crate::wire::StreamValue for NoCompatibleVifData {
             out,
             ctx,
             |sink| {
-                sink.field("plugins", &self.plugins)?;
-                sink.field("vif_classes", &self.vif_classes)?;
+                sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 0, &self.plugins)?;
+                sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 1, &self.vif_classes)?;
                 Ok(())
             },
         )
@@ -3933,10 +3939,10 @@ impl crate::wire::StreamValue for OsInfo {
             out,
             ctx,
             |sink| {
-                sink.optional_field("distro", self.distro.as_ref())?;
-                sink.optional_field("kernel_version", self.kernel_version.as_ref())?;
-                sink.field("name", &self.name)?;
-                sink.optional_field("version", self.version.as_ref())?;
+                sink.optional_field(&OS_INFO_INFO, 0, self.distro.as_ref())?;
+                sink.optional_field(&OS_INFO_INFO, 1, self.kernel_version.as_ref())?;
+                sink.field(&OS_INFO_INFO, 2, &self.name)?;
+                sink.optional_field(&OS_INFO_INFO, 3, self.version.as_ref())?;
                 Ok(())
             },
         )
@@ -4040,9 +4046,13 @@ impl crate::wire::StreamValue for PeerUnavailableData {
             out,
             ctx,
             |sink| {
-                sink.field("endpoint", &self.endpoint)?;
-                sink.field("last_seen", &self.last_seen)?;
-                sink.optional_field("reason", self.reason.as_ref())?;
+                sink.field(&PEER_UNAVAILABLE_DATA_INFO, 0, &self.endpoint)?;
+                sink.field(&PEER_UNAVAILABLE_DATA_INFO, 1, &self.last_seen)?;
+                sink.optional_field(
+                    &PEER_UNAVAILABLE_DATA_INFO,
+                    2,
+                    self.reason.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -4155,9 +4165,9 @@ impl crate::wire::StreamValue for PortInUseData {
             out,
             ctx,
             |sink| {
-                sink.field("instance_uuid", &self.instance_uuid)?;
-                sink.field("network_id", &self.network_id)?;
-                sink.field("port_id", &self.port_id)?;
+                sink.field(&PORT_IN_USE_DATA_INFO, 0, &self.instance_uuid)?;
+                sink.field(&PORT_IN_USE_DATA_INFO, 1, &self.network_id)?;
+                sink.field(&PORT_IN_USE_DATA_INFO, 2, &self.port_id)?;
                 Ok(())
             },
         )
@@ -4265,9 +4275,9 @@ impl crate::wire::StreamValue for Route {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("cidr", &self.cidr)?;
-                sink.optional_field("gateway", self.gateway.as_ref())?;
-                sink.optional_field("interface", self.interface.as_ref())?;
+                sink.field(&ROUTE_INFO, 0, &self.cidr)?;
+                sink.optional_field(&ROUTE_INFO, 1, self.gateway.as_ref())?;
+                sink.optional_field(&ROUTE_INFO, 2, self.interface.as_ref())?;
                 Ok(())
             },
         )
@@ -4365,7 +4375,7 @@ impl crate::wire::StreamValue for RouteList {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("objects", &self.objects)?;
+                sink.field(&ROUTE_LIST_INFO, 0, &self.objects)?;
                 Ok(())
             },
         )
@@ -4517,12 +4527,12 @@ impl crate::wire::StreamValue for Subnet {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("cidr", &self.cidr)?;
-                sink.optional_field("dhcp_server", self.dhcp_server.as_ref())?;
-                sink.field("dns", &self.dns)?;
-                sink.optional_field("gateway", self.gateway.as_ref())?;
-                sink.field("ips", &self.ips)?;
-                sink.field("routes", &self.routes)?;
+                sink.field(&SUBNET_INFO, 0, &self.cidr)?;
+                sink.optional_field(&SUBNET_INFO, 1, self.dhcp_server.as_ref())?;
+                sink.field(&SUBNET_INFO, 2, &self.dns)?;
+                sink.optional_field(&SUBNET_INFO, 3, self.gateway.as_ref())?;
+                sink.field(&SUBNET_INFO, 4, &self.ips)?;
+                sink.field(&SUBNET_INFO, 5, &self.routes)?;
                 Ok(())
             },
         )
@@ -4620,7 +4630,7 @@ impl crate::wire::StreamValue for SubnetList {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("objects", &self.objects)?;
+                sink.field(&SUBNET_LIST_INFO, 0, &self.objects)?;
                 Ok(())
             },
         )
@@ -4712,8 +4722,8 @@ impl crate::wire::StreamValue for UnsupportedVersionData {
             out,
             ctx,
             |sink| {
-                sink.field("max_version", &self.max_version)?;
-                sink.field("object", &self.object)?;
+                sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 0, &self.max_version)?;
+                sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 1, &self.object)?;
                 Ok(())
             },
         )
@@ -4903,14 +4913,14 @@ impl crate::wire::StreamValue for VIFBase {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("network", &self.network)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
                 Ok(())
             },
         )
@@ -5104,16 +5114,16 @@ impl crate::wire::StreamValue for VIFBridge {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("bridge_name", &self.bridge_name)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("network", &self.network)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
-                sink.field("vif_name", &self.vif_name)?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_BRIDGE_INFO, 0, &self.bridge_name)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+                sink.field(&VIF_BRIDGE_INFO, 1, &self.vif_name)?;
                 Ok(())
             },
         )
@@ -5325,18 +5335,18 @@ impl crate::wire::StreamValue for VIFDirect {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("dev_address", &self.dev_address)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("mode", &self.mode)?;
-                sink.field("network", &self.network)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
-                sink.field("vif_name", &self.vif_name)?;
-                sink.optional_field("vlan_name", self.vlan_name.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_DIRECT_INFO, 0, &self.dev_address)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_DIRECT_INFO, 1, &self.mode)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+                sink.field(&VIF_DIRECT_INFO, 2, &self.vif_name)?;
+                sink.optional_field(&VIF_DIRECT_INFO, 3, self.vlan_name.as_ref())?;
                 Ok(())
             },
         )
@@ -5516,15 +5526,15 @@ impl crate::wire::StreamValue for VIFGeneric {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("network", &self.network)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
-                sink.field("vif_name", &self.vif_name)?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+                sink.field(&VIF_GENERIC_INFO, 0, &self.vif_name)?;
                 Ok(())
             },
         )
@@ -5724,16 +5734,16 @@ impl crate::wire::StreamValue for VIFHostDevice {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("dev_address", &self.dev_address)?;
-                sink.field("dev_type", &self.dev_type)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("network", &self.network)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_HOST_DEVICE_INFO, 0, &self.dev_address)?;
+                sink.field(&VIF_HOST_DEVICE_INFO, 1, &self.dev_type)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
                 Ok(())
             },
         )
@@ -5942,16 +5952,16 @@ impl crate::wire::StreamValue for VIFNestedDPDK {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("dev_driver", &self.dev_driver)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("network", &self.network)?;
-                sink.field("pci_address", &self.pci_address)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_NESTED_DPDK_INFO, 0, &self.dev_driver)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_NESTED_DPDK_INFO, 1, &self.pci_address)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
                 Ok(())
             },
         )
@@ -6157,16 +6167,16 @@ impl crate::wire::StreamValue for VIFOpenVSwitch {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("bridge_name", &self.bridge_name)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("network", &self.network)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
-                sink.field("vif_name", &self.vif_name)?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_OPEN_V_SWITCH_INFO, 0, &self.bridge_name)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+                sink.field(&VIF_OPEN_V_SWITCH_INFO, 1, &self.vif_name)?;
                 Ok(())
             },
         )
@@ -6338,11 +6348,15 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbg {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.field("instance_id", &self.instance_id)?;
-                sink.field("manager_id", &self.manager_id)?;
-                sink.field("type_id", &self.type_id)?;
-                sink.field("type_id_version", &self.type_id_version)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 0, &self.instance_id)?;
+                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 1, &self.manager_id)?;
+                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 2, &self.type_id)?;
+                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 3, &self.type_id_version)?;
                 Ok(())
             },
         )
@@ -6463,8 +6477,12 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbh {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.field("profile_id", &self.profile_id)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.field(&VIF_PORT_PROFILE8021_QBH_INFO, 0, &self.profile_id)?;
                 Ok(())
             },
         )
@@ -6567,7 +6585,11 @@ impl crate::wire::StreamValue for VIFPortProfileBase {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -6688,8 +6710,12 @@ impl crate::wire::StreamValue for VIFPortProfileFPBridge {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("bridge_name", &self.bridge_name)?;
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
+                sink.field(&VIF_PORT_PROFILE_FP_BRIDGE_INFO, 0, &self.bridge_name)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -6929,15 +6955,35 @@ impl crate::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("bridge_name", &self.bridge_name)?;
-                sink.field("create_port", &self.create_port)?;
-                sink.field("create_tap", &self.create_tap)?;
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.optional_field("datapath_type", self.datapath_type.as_ref())?;
-                sink.field("hybrid_plug", &self.hybrid_plug)?;
-                sink.field("interface_id", &self.interface_id)?;
-                sink.field("multiqueue", &self.multiqueue)?;
-                sink.optional_field("profile_id", self.profile_id.as_ref())?;
+                sink.field(
+                    &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
+                    0,
+                    &self.bridge_name,
+                )?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+                    2,
+                    self.datapath_type.as_ref(),
+                )?;
+                sink.field(
+                    &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
+                    1,
+                    &self.hybrid_plug,
+                )?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+                    5,
+                    self.profile_id.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -7053,8 +7099,16 @@ impl crate::wire::StreamValue for VIFPortProfileFPTap {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.optional_field("mac_address", self.mac_address.as_ref())?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_FP_TAP_INFO,
+                    0,
+                    self.mac_address.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -7205,10 +7259,14 @@ impl crate::wire::StreamValue for VIFPortProfileK8sDPDK {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.field("l3_setup", &self.l3_setup)?;
-                sink.field("resourceversion", &self.resourceversion)?;
-                sink.field("selflink", &self.selflink)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 0, &self.l3_setup)?;
+                sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 1, &self.resourceversion)?;
+                sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 2, &self.selflink)?;
                 Ok(())
             },
         )
@@ -7442,18 +7500,35 @@ impl crate::wire::StreamValue for VIFPortProfileOVSRepresentor {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("create_port", &self.create_port)?;
-                sink.field("create_tap", &self.create_tap)?;
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.optional_field("datapath_type", self.datapath_type.as_ref())?;
-                sink.field("interface_id", &self.interface_id)?;
-                sink.field("multiqueue", &self.multiqueue)?;
-                sink.optional_field("profile_id", self.profile_id.as_ref())?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
                 sink.optional_field(
-                    "representor_address",
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+                    2,
+                    self.datapath_type.as_ref(),
+                )?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+                    5,
+                    self.profile_id.as_ref(),
+                )?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
+                    0,
                     self.representor_address.as_ref(),
                 )?;
-                sink.optional_field("representor_name", self.representor_name.as_ref())?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
+                    1,
+                    self.representor_name.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -7662,13 +7737,25 @@ impl crate::wire::StreamValue for VIFPortProfileOpenVSwitch {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("create_port", &self.create_port)?;
-                sink.field("create_tap", &self.create_tap)?;
-                sink.optional_field("datapath_offload", self.datapath_offload.as_ref())?;
-                sink.optional_field("datapath_type", self.datapath_type.as_ref())?;
-                sink.field("interface_id", &self.interface_id)?;
-                sink.field("multiqueue", &self.multiqueue)?;
-                sink.optional_field("profile_id", self.profile_id.as_ref())?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_BASE_INFO,
+                    0,
+                    self.datapath_offload.as_ref(),
+                )?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+                    2,
+                    self.datapath_type.as_ref(),
+                )?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
+                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
+                sink.optional_field(
+                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+                    5,
+                    self.profile_id.as_ref(),
+                )?;
                 Ok(())
             },
         )
@@ -7869,17 +7956,17 @@ impl crate::wire::StreamValue for VIFVHostUser {
             self.obj_changes.as_deref(),
             ctx,
             |sink| {
-                sink.field("active", &self.active)?;
-                sink.field("address", &self.address)?;
-                sink.field("has_traffic_filtering", &self.has_traffic_filtering)?;
-                sink.field("id", &self.id)?;
-                sink.field("mode", &self.mode)?;
-                sink.field("network", &self.network)?;
-                sink.field("path", &self.path)?;
-                sink.field("plugin", &self.plugin)?;
-                sink.optional_field("port_profile", self.port_profile.as_ref())?;
-                sink.field("preserve_on_delete", &self.preserve_on_delete)?;
-                sink.optional_field("vif_name", self.vif_name.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+                sink.field(&VIFV_HOST_USER_INFO, 0, &self.mode)?;
+                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+                sink.field(&VIFV_HOST_USER_INFO, 1, &self.path)?;
+                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+                sink.optional_field(&VIFV_HOST_USER_INFO, 2, self.vif_name.as_ref())?;
                 Ok(())
             },
         )

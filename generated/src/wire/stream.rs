@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::{
     convert::{child_target, lineage, Manifest},
-    ObjectInfo, Registry, Version, WireError, WirePath,
+    FieldInfo, ObjectInfo, Registry, Version, WireError, WirePath,
 };
 
 /// A value that can write itself as wire JSON.
@@ -196,23 +196,32 @@ struct Step {
 }
 
 impl<'a, 'c> FieldSink<'a, 'c> {
-    /// Writes `name: value` when the field is set (see [`FieldSink::field`]).
+    /// Writes the field when it is set (see [`FieldSink::field`]).
     pub fn optional_field<T: StreamValueDyn>(
         &mut self,
-        name: &'static str,
+        owner: &'static ObjectInfo,
+        index: usize,
         value: Option<&T>,
     ) -> Result<(), WireError> {
         match value {
-            Some(value) => self.field(name, value),
+            Some(value) => self.field(owner, index, value),
             None => Ok(()),
         }
     }
 
-    /// Writes `name: value` unless the field does not exist at the target version.
-    pub fn field(&mut self, name: &'static str, value: &dyn StreamValueDyn) -> Result<(), WireError> {
+    /// Writes `name: value` for field `owner.fields[index]` (`owner` being the object or the
+    /// base that declares it) unless the field does not exist at the target version.
+    pub fn field(
+        &mut self,
+        owner: &'static ObjectInfo,
+        index: usize,
+        value: &dyn StreamValueDyn,
+    ) -> Result<(), WireError> {
+        let field = &owner.fields[index];
+        let name = field.name;
         match &mut self.mode {
             Mode::Probe(steps) => {
-                let step = decide(self.lineage, self.convert, self.ctx, name, value)?;
+                let step = decide(self.lineage, self.convert, self.ctx, owner, field, value)?;
                 steps.push(step);
             }
             Mode::Write { out, steps, written } => {
@@ -237,27 +246,22 @@ impl<'a, 'c> FieldSink<'a, 'c> {
     }
 }
 
-/// Whether field `name` exists at the target, and the version its object value is written at.
+/// Whether `field` of `owner` exists at the target, and the version its object value is written at.
 fn decide(
     lineage: &[(&'static ObjectInfo, Version)],
     convert: bool,
     ctx: &StreamContext<'_>,
-    name: &'static str,
+    owner: &'static ObjectInfo,
+    field: &'static FieldInfo,
     value: &dyn StreamValueDyn,
 ) -> Result<Step, WireError> {
+    let name = field.name;
     let skip = Step { name, write: false, child_version: None };
     if !convert {
         return Ok(Step { write: true, ..skip });
     }
-    // Generated code passes the same literals the descriptors hold, which the compiler
-    // usually merges: try the pointers before comparing text.
-    let find = |same: &dyn Fn(&str) -> bool| {
-        lineage
-            .iter()
-            .find_map(|(owner, version)| owner.fields.iter().find(|f| same(f.name)).map(|f| (*owner, *version, f)))
-    };
-    let found = find(&|other| std::ptr::eq(other, name)).or_else(|| find(&|other| other == name));
-    let Some((owner, version, field)) = found else {
+    // The owner's version in this conversion; an owner outside the lineage is not carried.
+    let Some(&(_, version)) = lineage.iter().find(|(object, _)| std::ptr::eq(*object, owner)) else {
         return Ok(skip);
     };
     if !field.exists_at(version) {
