@@ -144,6 +144,18 @@ impl Conn {
         }
     }
 
+    /// A line that arrives within `grace`, if any (`None`: silence). The reader is cancel-safe,
+    /// so a line cut by the deadline is read whole next time.
+    pub async fn line_within(&mut self, grace: Duration) -> Result<Option<String>, String> {
+        let saved = std::mem::replace(&mut self.wait, grace);
+        let line = self.read_line().await;
+        self.wait = saved;
+        match line {
+            Err(why) if why.starts_with("no answer within") => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
     /// Posts one frame to `/jsonrpc` (HTTP) and returns the status and body.
     pub async fn post(&mut self, frame: &str) -> Result<HttpAnswer, String> {
         self.http("POST", "/jsonrpc", frame).await

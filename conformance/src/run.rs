@@ -182,6 +182,9 @@ struct Session<'t> {
     probe: String,
 }
 
+/// How long to listen, after the probe's answer, for a late answer to a frame that must get none.
+const NOTIFICATION_GRACE: Duration = Duration::from_millis(20);
+
 /// The ID of the request sent after a frame that must get no answer.
 const PROBE_ID: &str = "\"conformance-probe\"";
 
@@ -217,6 +220,14 @@ impl Session<'_> {
                             Err(why) => break Err(format!("{why} (waiting for the answer to a request sent after)")),
                             Ok(line) => {
                                 if answers_probe(&line) {
+                                    // A server that answers out of order may answer the frame
+                                    // after the probe: give it a moment, so the mistake is
+                                    // blamed on this case and not on the next one.
+                                    match conn.line_within(NOTIFICATION_GRACE).await {
+                                        Ok(Some(late)) => seen.push(late),
+                                        Ok(None) => {}
+                                        Err(why) => break Err(why),
+                                    }
                                     break Ok(seen.first().cloned());
                                 }
                                 seen.push(line);
