@@ -86,19 +86,40 @@ fn ensure_file_contents(path: &Path, contents: &str, check: bool) -> Result<bool
     Ok(true)
 }
 
+/// The files `cargo xtask codegen` writes, relative to the workspace root.
+const GENERATED_FILES: [&str; 5] = [
+    "generated/src/objects.rs",
+    "generated/src/tree/layouts.rs",
+    "schema/meta.schema.json",
+    "schema/vproto.schema.json",
+    "schema/vproto.openrpc.json",
+];
+
 fn codegen(check: bool) -> Result<(), String> {
-    let generated = generator().generate().map_err(|d| d.to_string())?;
     let root = root();
-    let files = [
-        (root.join("generated/src/objects.rs"), generated.rust_objects),
-        (root.join("generated/src/tree/layouts.rs"), generated.rust_data_trees),
-        (root.join("schema/meta.schema.json"), generated.meta_schema),
-        (root.join("schema/vproto.schema.json"), generated.json_schema),
-        (root.join("schema/vproto.openrpc.json"), generated.openrpc),
+    let stamp = root.join("target/xtask-codegen.fingerprint");
+    // Nothing changed since the last run (inputs, outputs, the generator itself): the same
+    // bytes would be written, so skip. `--check` always generates and compares.
+    if !check && codegen_fingerprint(&root).is_some_and(|f| std::fs::read_to_string(&stamp).is_ok_and(|s| s == f)) {
+        return Ok(());
+    }
+    let generated = generator().generate().map_err(|d| d.to_string())?;
+    let contents = [
+        generated.rust_objects,
+        generated.rust_data_trees,
+        generated.meta_schema,
+        generated.json_schema,
+        generated.openrpc,
     ];
     let mut stale = 0;
-    for (path, contents) in &files {
-        stale += usize::from(ensure_file_contents(path, contents, check)?);
+    for (path, contents) in GENERATED_FILES.iter().zip(&contents) {
+        stale += usize::from(ensure_file_contents(&root.join(path), contents, check)?);
+    }
+    if !check && generated.unpublished.is_empty() {
+        if let Some(fingerprint) = codegen_fingerprint(&root) {
+            // Only a cache: failing to write it costs the next run its shortcut, nothing else.
+            let _ = std::fs::create_dir_all(root.join("target")).and_then(|()| std::fs::write(&stamp, fingerprint));
+        }
     }
     if !generated.unpublished.is_empty() {
         eprintln!(
@@ -119,6 +140,23 @@ fn codegen(check: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A hash of everything a codegen run depends on and writes: the schema, the lock, the
+/// generated files, and the generator (this binary, by size and modification time: changing
+/// the generator rebuilds it). `None` when something cannot be read.
+fn codegen_fingerprint(root: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
+    hasher.update(format!("{:?} {}", exe.modified().ok()?, exe.len()));
+    for path in ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES) {
+        let bytes = std::fs::read(root.join(path)).ok()?;
+        hasher.update(path.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Some(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 fn lock() -> Result<(), String> {
