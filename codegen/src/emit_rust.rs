@@ -261,21 +261,27 @@ pub(crate) fn constraints_tokens(expr: &TypeExpr, wire: &syn::Path) -> TokenStre
 /// `FIELD_CHECKS_<n>` static (numbered in order of first use), so a field's read is one call.
 /// Built before emitting, so emitting threads only look entries up.
 struct ChecksTable {
-    /// The `FieldChecks` literal as text → its number.
-    numbers: HashMap<String, usize>,
+    /// The number of each constrained field's checks, by (declaring object, field name).
+    by_field: HashMap<(String, String), usize>,
     /// The literals in order of first use.
     literals: Vec<String>,
 }
 
 impl ChecksTable {
     fn new(ir: &SchemaIr, wire: &syn::Path) -> Self {
-        let mut table = ChecksTable { numbers: HashMap::new(), literals: Vec::new() };
+        let mut numbers: HashMap<String, usize> = HashMap::new();
+        let mut table = ChecksTable { by_field: HashMap::new(), literals: Vec::new() };
         for field in ir.objects.values().flat_map(|object| &object.fields) {
+            let key = (field.owner.to_string(), field.name.to_string());
+            if table.by_field.contains_key(&key) {
+                continue; // an inherited field, seen at its owner
+            }
             if let Some(literal) = field_checks(field, wire) {
-                if !table.numbers.contains_key(&literal) {
-                    table.numbers.insert(literal.clone(), table.literals.len());
+                let number = *numbers.entry(literal.clone()).or_insert_with(|| {
                     table.literals.push(literal);
-                }
+                    table.literals.len() - 1
+                });
+                table.by_field.insert(key, number);
             }
         }
         table
@@ -283,9 +289,9 @@ impl ChecksTable {
 
     /// The expression `&FIELD_CHECKS_<n>` for `field`, or `&FieldChecks::NONE` when it has none.
     fn reference(&self, field: &FieldIr, wire: &syn::Path) -> TokenStream {
-        match field_checks(field, wire) {
-            Some(literal) => {
-                let ident = format_ident!("FIELD_CHECKS_{}", self.numbers[&literal]);
+        match self.by_field.get(&(field.owner.to_string(), field.name.to_string())) {
+            Some(number) => {
+                let ident = format_ident!("FIELD_CHECKS_{number}");
                 quote! { &#ident }
             }
             None => quote! { &#wire::FieldChecks::NONE },

@@ -132,27 +132,21 @@ impl Conn {
     /// The next line that comes back (line transports), within the wait.
     pub async fn read_line(&mut self) -> Result<String, String> {
         let wait = self.wait;
-        let Kind::Line { reader, .. } = &mut self.kind else { return Err("not a line connection".into()) };
-        match timeout(wait, reader.next()).await {
-            Err(_) => Err(format!("no answer within {wait:?}")),
-            Ok(Err(error)) => Err(format!("reading failed: {error}")),
-            Ok(Ok(None)) => Err("the connection was closed".into()),
-            Ok(Ok(Some(Line::TooLarge))) => Err(format!("an answer longer than {MAX_ANSWER} bytes")),
-            Ok(Ok(Some(Line::Frame(bytes)))) => {
-                String::from_utf8(bytes).map_err(|_| "an answer that is not UTF-8".to_string())
-            }
-        }
+        self.line_within(wait).await?.ok_or_else(|| format!("no answer within {wait:?}"))
     }
 
     /// A line that arrives within `grace`, if any (`None`: silence). The reader is cancel-safe,
     /// so a line cut by the deadline is read whole next time.
     pub async fn line_within(&mut self, grace: Duration) -> Result<Option<String>, String> {
-        let saved = std::mem::replace(&mut self.wait, grace);
-        let line = self.read_line().await;
-        self.wait = saved;
-        match line {
-            Err(why) if why.starts_with("no answer within") => Ok(None),
-            other => other.map(Some),
+        let Kind::Line { reader, .. } = &mut self.kind else { return Err("not a line connection".into()) };
+        match timeout(grace, reader.next()).await {
+            Err(_) => Ok(None),
+            Ok(Err(error)) => Err(format!("reading failed: {error}")),
+            Ok(Ok(None)) => Err("the connection was closed".into()),
+            Ok(Ok(Some(Line::TooLarge))) => Err(format!("an answer longer than {MAX_ANSWER} bytes")),
+            Ok(Ok(Some(Line::Frame(bytes)))) => {
+                String::from_utf8(bytes).map(Some).map_err(|_| "an answer that is not UTF-8".to_string())
+            }
         }
     }
 
