@@ -255,6 +255,52 @@ async fn requests_on_one_connection_run_concurrently_and_answer_out_of_order() {
 }
 
 #[tokio::test]
+async fn pipelined_requests_are_answered_even_when_a_partial_line_follows() {
+    // Two whole requests and the start of a third in one write: both answers must arrive
+    // although the rest of the third never comes until they have been read.
+    let server = start("tcp").await;
+    let mut raw = Raw::connect(&server.addr).await;
+    raw.send(
+        concat!(
+            r#"{"jsonrpc":"2.0","method":"test.add","params":[1,2],"id":1}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","method":"test.add","params":[3,4],"id":2}"#,
+            "\n",
+            r#"{"jsonrpc":"2.0","method":"test.add","#
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(guard(raw.recv()).await, json!({"jsonrpc": "2.0", "result": 3, "id": 1}));
+    assert_eq!(guard(raw.recv()).await, json!({"jsonrpc": "2.0", "result": 7, "id": 2}));
+    raw.line(r#""params":[5,6],"id":3}"#).await;
+    assert_eq!(guard(raw.recv()).await, json!({"jsonrpc": "2.0", "result": 11, "id": 3}));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_waiting_call_is_answered_while_quick_calls_keep_coming() {
+    let server = start("unix").await;
+    let mut raw = Raw::connect(&server.addr).await;
+    raw.line(r#"{"jsonrpc":"2.0","method":"test.block","id":"blocked"}"#).await;
+    server.probe.gate.add_permits(1);
+    let mut answered_blocked = false;
+    for id in 0..200 {
+        raw.line(&format!(r#"{{"jsonrpc":"2.0","method":"test.add","params":[{id},1],"id":{id}}}"#)).await;
+        let answer = guard(raw.recv()).await;
+        if answer["id"] == "blocked" {
+            assert_eq!(answer["result"], "released");
+            answered_blocked = true;
+            assert_eq!(guard(raw.recv()).await["id"], id);
+        } else {
+            assert_eq!(answer["id"], id);
+        }
+    }
+    assert!(answered_blocked, "the released call was answered among the quick ones");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn unknown_members_are_ignored_and_whitespace_is_allowed() {
     let server = start("unix").await;
     let answer = ask(

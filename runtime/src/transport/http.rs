@@ -153,7 +153,7 @@ struct Connection {
 }
 
 /// Serves one HTTP/1.1 connection until the peer closes it, it idles out, or shutdown.
-pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream, mut signal: Signal) {
+pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream, signal: Signal) {
     let limits = shared.engine.limits().clone();
     let connection = Arc::new(Connection {
         shared,

@@ -1,18 +1,21 @@
-//! One line-framed connection (unix, tcp, stdio): a reader that frames, authenticates and
-//! admits calls, frame tasks that run them, and a writer that sends one response per line.
+//! One line-framed connection (unix, tcp, stdio), served by one task: it frames,
+//! authenticates and admits calls, runs them, and writes one response per line.
 //!
-//! Backpressure: replies go through a bounded channel, so a peer that stops reading stops
-//! being read; a reply that cannot be written within the idle timeout ends the connection.
-//! Each reply holds its calls' in-flight slots until it is written.
+//! Backpressure: replies are written by the task that reads, so a peer that stops reading
+//! stops being read; a reply that cannot be written within the idle timeout ends the
+//! connection. Each reply holds its calls' in-flight slots until it is written.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc, time::Duration};
 
+use futures_util::{
+    future::BoxFuture,
+    stream::{FuturesUnordered, StreamExt},
+    FutureExt,
+};
 use serde_json::Value;
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
-    sync::{mpsc, watch},
-    task::JoinSet,
-    time::timeout,
+    time::{sleep_until, timeout, Instant, Sleep},
 };
 use vproto_api::rpc::Params;
 
@@ -83,45 +86,65 @@ fn auth_step(engine: &Engine, incoming: &Incoming, token: Option<&Token>, authed
 }
 
 /// Serves one line-framed connection until the peer closes it, it idles out, it breaks the
-/// auth rule, or the server shuts down; then waits for its running calls and their replies.
+/// auth rule, or the server shuts down; then lets its running calls finish and writes their
+/// replies.
+///
+/// One task does everything: a call whose handler completes at once (most do) is answered
+/// from here without a task hand-off, like an echo server; a call that has to wait joins
+/// `running` and is answered when it completes. Replies are flushed when no further input is
+/// buffered, so pipelined requests share one write.
 pub(crate) async fn serve<R, W>(engine: Arc<Engine>, read: R, write: W, token: Option<Arc<Token>>, shutdown: Signal)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let limits = engine.limits().clone();
-    let (tx, rx) = mpsc::channel::<Reply>(32);
-    let (dead_tx, dead_rx) = watch::channel(false);
-    let reading = read_loop(engine, read, tx, token, shutdown, dead_rx);
-    let writing = write_loop(write, rx, limits.idle_timeout, dead_tx);
-    tokio::join!(reading, writing);
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(
-    engine: Arc<Engine>,
-    read: R,
-    tx: mpsc::Sender<Reply>,
-    token: Option<Arc<Token>>,
-    mut shutdown: Signal,
-    mut dead: watch::Receiver<bool>,
-) {
-    let limits = engine.limits().clone();
     let mut reader = LineReader::new(BufReader::with_capacity(BUFFER, read), limits.max_message_size);
+    let mut out = Output::new(write, limits.idle_timeout);
+    let mut idle = IdleTimer::new(limits.idle_timeout);
+    let mut stopping = std::pin::pin!(shutdown.wait_owned());
     let in_flight = InFlight::new(limits.max_in_flight);
-    let mut frames = JoinSet::new();
+    let mut running: FuturesUnordered<BoxFuture<'_, Reply>> = FuturesUnordered::new();
     let mut authed = token.is_none();
     let mut refused = false;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.wait() => break,
-            _ = dead.wait_for(|dead| *dead) => break,
-            next = timeout(limits.idle_timeout, reader.next()) => next,
+    'serve: loop {
+        // Collect the calls that finished meanwhile (also while input keeps coming).
+        while let Some(Some(reply)) = running.next().now_or_never() {
+            if !out.send(reply).await {
+                break 'serve;
+            }
+        }
+        if shutdown.fired() {
+            break;
+        }
+        // A line already buffered is read without flushing; otherwise the replies so far are
+        // sent before waiting (`LineReader::next` is cancel-safe, so trying costs nothing).
+        let next = match reader.next().now_or_never() {
+            Some(next) => Ok(next),
+            None => {
+                if !out.flush().await {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut stopping => break,
+                    Some(reply) = running.next(), if !running.is_empty() => {
+                        if !out.send(reply).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ = idle.elapsed() => Err(Idle),
+                    next = reader.next() => Ok(next),
+                }
+            }
         };
-        while frames.try_join_next().is_some() {}
         let line = match next {
-            Err(_idle) if in_flight.running() > 0 => continue,
-            Err(_idle) => {
+            Err(Idle) if !running.is_empty() => {
+                idle.touch();
+                continue;
+            }
+            Err(Idle) => {
                 tracing::debug!("closing an idle connection");
                 break;
             }
@@ -132,11 +155,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(line))) => line,
         };
+        idle.touch();
         let frame = match line {
             Line::Frame(frame) => frame,
             Line::TooLarge => {
                 let text = Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json();
-                if tx.send(Reply::immediate(Some(text))).await.is_err() {
+                if !out.send(Reply::immediate(Some(text))).await {
                     break;
                 }
                 continue;
@@ -147,38 +171,31 @@ async fn read_loop<R: AsyncRead + Unpin>(
         match auth_step(&engine, &incoming, token.as_deref(), &mut authed) {
             AuthStep::Dispatch => {}
             AuthStep::Answer(text) => {
-                if text.is_some() && tx.send(Reply::immediate(text)).await.is_err() {
+                if !out.send(Reply::immediate(text)).await {
                     break;
                 }
                 continue;
             }
             AuthStep::Refuse(text) => {
-                let _ = tx.send(Reply::immediate(Some(text))).await;
-                refused = true;
+                refused = out.send(Reply::immediate(Some(text))).await && out.flush().await;
                 break;
             }
         }
-        let admitted = engine.admit(incoming, &in_flight);
-        if admitted.needs_handler() {
-            let (engine, tx) = (engine.clone(), tx.clone());
-            frames.spawn(async move {
-                let reply = engine.run(admitted).await;
-                if reply.text.is_some() {
-                    let _ = tx.send(reply).await;
+        let mut call = engine.run(engine.admit(incoming, &in_flight)).boxed();
+        match call.as_mut().now_or_never() {
+            Some(reply) => {
+                if !out.send(reply).await {
+                    break;
                 }
-            });
-        } else {
-            let reply = engine.run(admitted).await;
-            if reply.text.is_some() && tx.send(reply).await.is_err() {
-                break;
             }
+            // `FuturesUnordered` polls a pushed future again with its own waker.
+            None => running.push(call),
         }
     }
-    drop(tx);
     if refused {
         // Read what the peer already sent for a moment, so closing does not reset the
         // connection before it has read the refusal.
-        let _ = timeout(std::time::Duration::from_secs(1), async {
+        let _ = timeout(Duration::from_secs(1), async {
             for _ in 0..64 {
                 if !matches!(reader.next().await, Ok(Some(_))) {
                     break;
@@ -188,41 +205,94 @@ async fn read_loop<R: AsyncRead + Unpin>(
         .await;
     }
     // Running calls finish and their replies are written (or dropped if the peer is gone).
-    while frames.join_next().await.is_some() {}
+    while let Some(reply) = running.next().await {
+        out.send(reply).await;
+    }
+    out.close().await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    write: W,
-    mut rx: mpsc::Receiver<Reply>,
-    idle: std::time::Duration,
-    dead: watch::Sender<bool>,
-) {
-    let mut out = BufWriter::with_capacity(BUFFER, write);
-    let mut alive = true;
-    while let Some(reply) = rx.recv().await {
-        let Some(text) = reply.text.as_deref().filter(|_| alive) else { continue };
-        let more = !rx.is_empty();
-        let written = timeout(idle, async {
-            out.write_all(text.as_bytes()).await?;
-            out.write_all(b"\n").await?;
-            if !more {
-                out.flush().await?;
-            }
-            std::io::Result::Ok(())
-        })
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            tracing::debug!("peer stopped reading; dropping its answers");
-            alive = false;
-            let _ = dead.send(true);
-        }
-        // Dropping the reply frees its in-flight slots.
+/// The connection went idle.
+struct Idle;
+
+/// The idle timeout, armed once rather than for every read: activity only records its time,
+/// and the timer, when it fires early, is moved to the idle period after the last activity.
+struct IdleTimer {
+    period: Duration,
+    last_activity: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(period: Duration) -> Self {
+        let now = Instant::now();
+        IdleTimer { period, last_activity: now, sleep: Box::pin(sleep_until(now + period)) }
     }
-    if alive {
-        let _ = timeout(idle, async {
-            out.flush().await?;
-            out.shutdown().await
-        })
-        .await;
+
+    /// Records activity now.
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// Completes once a whole period has passed since the last activity. Cancel-safe.
+    async fn elapsed(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let deadline = self.last_activity + self.period;
+            if deadline <= Instant::now() {
+                return;
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// The writing side of a connection: buffered, each write bounded by the idle timeout. Once a
+/// write fails or times out the peer counts as gone and later replies are dropped.
+struct Output<W> {
+    writer: BufWriter<W>,
+    idle: Duration,
+    alive: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    fn new(write: W, idle: Duration) -> Self {
+        Output { writer: BufWriter::with_capacity(BUFFER, write), idle, alive: true }
+    }
+
+    /// Buffers one reply's text and a newline (writing out a full buffer), then frees the
+    /// reply's in-flight slots. False once the peer is gone.
+    async fn send(&mut self, reply: Reply) -> bool {
+        if let Some(text) = reply.text.as_deref().filter(|_| self.alive) {
+            let written = timeout(self.idle, async {
+                self.writer.write_all(text.as_bytes()).await?;
+                self.writer.write_all(b"\n").await
+            })
+            .await;
+            self.settle(written);
+        }
+        self.alive
+    }
+
+    /// Sends what is buffered. False once the peer is gone.
+    async fn flush(&mut self) -> bool {
+        if self.alive && !self.writer.buffer().is_empty() {
+            let flushed = timeout(self.idle, self.writer.flush()).await;
+            self.settle(flushed);
+        }
+        self.alive
+    }
+
+    /// Flushes and shuts the writing side down, if the peer is still there.
+    async fn close(&mut self) {
+        if self.flush().await {
+            let _ = timeout(self.idle, self.writer.shutdown()).await;
+        }
+    }
+
+    fn settle(&mut self, outcome: Result<std::io::Result<()>, tokio::time::error::Elapsed>) {
+        if !matches!(outcome, Ok(Ok(()))) {
+            tracing::debug!("peer stopped reading; dropping its answers");
+            self.alive = false;
+        }
     }
 }

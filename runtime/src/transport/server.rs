@@ -5,10 +5,11 @@ use std::{io, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream, UnixListener, UnixStream},
-    sync::{watch, Semaphore},
+    sync::Semaphore,
     task::{JoinHandle, JoinSet},
     time::timeout,
 };
+use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 use vproto_api::rpc::Handler;
 
 use super::{
@@ -47,13 +48,37 @@ pub enum ServeError {
 
 /// A signal every connection watches; it fires on shutdown, or when every
 /// [`ShutdownHandle`] is gone.
+///
+/// A tree of cancellation tokens: each connection waits on a child of its own, so waiting does
+/// not take a lock shared with every other connection.
 #[derive(Clone, Debug)]
-pub(crate) struct Signal(watch::Receiver<bool>);
+pub(crate) struct Signal(CancellationToken);
 
 impl Signal {
+    /// A signal and the handle that fires it.
+    pub(crate) fn new() -> (Signal, ShutdownHandle) {
+        let token = CancellationToken::new();
+        (Signal(token.clone()), ShutdownHandle(Arc::new(token.drop_guard())))
+    }
+
+    /// A signal of its own for one connection, fired with this one.
+    pub(crate) fn child(&self) -> Signal {
+        Signal(self.0.child_token())
+    }
+
     /// Waits for shutdown.
-    pub(crate) async fn wait(&mut self) {
-        let _ = self.0.wait_for(|stop| *stop).await;
+    pub(crate) async fn wait(&self) {
+        self.0.cancelled().await;
+    }
+
+    /// Waits for shutdown, owning what it waits on (to be pinned once and polled many times).
+    pub(crate) fn wait_owned(&self) -> WaitForCancellationFutureOwned {
+        self.0.clone().cancelled_owned()
+    }
+
+    /// Whether shutdown has started (or every handle is gone).
+    pub(crate) fn fired(&self) -> bool {
+        self.0.is_cancelled()
     }
 }
 
@@ -61,12 +86,12 @@ impl Signal {
 /// calls finish (within [`Limits::shutdown_grace`]) and write their answers, remove the Unix
 /// socket file. Cloneable; dropping the [`RunningServer`] and every handle shuts down too.
 #[derive(Clone, Debug)]
-pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+pub struct ShutdownHandle(Arc<DropGuard>);
 
 impl ShutdownHandle {
     /// Starts the shutdown; returns at once (await [`RunningServer::wait`] for the end).
     pub fn shutdown(&self) {
-        self.0.send_replace(true);
+        self.0.token().cancel();
     }
 }
 
@@ -162,8 +187,7 @@ impl Server {
         if !self.routes.is_empty() && !matches!(addr, ListenAddr::Http { .. }) {
             return Err(ServeError::Config(format!("REST routes are served on http:// addresses only, not on {addr}")));
         }
-        let (sender, receiver) = watch::channel(false);
-        let signal = Signal(receiver);
+        let (signal, handle) = Signal::new();
         let engine = self.engine();
         let bind_error = |source| ServeError::Bind { addr: addr.to_string(), source };
         let (local_addr, task) = match addr {
@@ -189,7 +213,7 @@ impl Server {
             }
         };
         tracing::info!(address = %local_addr, "serving JSON-RPC");
-        Ok(RunningServer { local_addr, handle: ShutdownHandle(Arc::new(sender)), task })
+        Ok(RunningServer { local_addr, handle, task })
     }
 
     /// Serves one line-framed connection over any pair of byte streams (no token), returning
@@ -199,8 +223,8 @@ impl Server {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (_sender, receiver) = watch::channel(false);
-        lines::serve(self.engine(), read, write, None, Signal(receiver)).await;
+        let (signal, _handle) = Signal::new();
+        lines::serve(self.engine(), read, write, None, signal).await;
     }
 }
 
@@ -290,7 +314,7 @@ async fn accept_loop(
     listener: Listener,
     engine: Arc<Engine>,
     protocol: Protocol,
-    mut signal: Signal,
+    signal: Signal,
     socket_file: Option<SocketFile>,
 ) {
     let limits = engine.limits().clone();
@@ -322,7 +346,7 @@ async fn accept_loop(
             refuse(stream, message.into_bytes(), &lingering);
             continue;
         };
-        let (engine, signal) = (engine.clone(), signal.clone());
+        let (engine, signal) = (engine.clone(), signal.child());
         match (&protocol, stream) {
             (Protocol::Lines(_), Stream::Unix(stream)) => {
                 let (read, write) = stream.into_split();
