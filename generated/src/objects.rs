@@ -716,13 +716,7 @@ pub static ACC_CAPABILITY_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInf
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("features", crate::wire::Version::new(1, 0))
-            .default("{}")
-            .child(
-                "AccCapability",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("features", crate::wire::Version::new(1, 0)).default("{}").child("AccCapability", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
         crate::wire::FieldInfo::new("num", crate::wire::Version::new(1, 0)),
     ],
     base: None,
@@ -746,9 +740,7 @@ impl crate::wire::PlainObject for AccCapability {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            features: crate::wire::read_optional::<
-                std::collections::BTreeMap<String, AccCapability>,
-            >(data, "features", &crate::wire::FieldChecks::NONE, path)?,
+            features: crate::wire::read_optional::<std::collections::BTreeMap<String, AccCapability>>(data, "features", &crate::wire::FieldChecks::NONE, path)?,
             num: crate::wire::read_optional::<i64>(data, "num", &FIELD_CHECKS_0, path)?,
         })
     }
@@ -760,15 +752,11 @@ impl crate::wire::StreamValue for AccCapability {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.optional_field(&ACC_CAPABILITY_INFO, 0, self.features.as_ref())?;
-                sink.optional_field(&ACC_CAPABILITY_INFO, 1, self.num.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.optional_field(&ACC_CAPABILITY_INFO, 0, self.features.as_ref())?;
+            sink.optional_field(&ACC_CAPABILITY_INFO, 1, self.num.as_ref())?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for AccCapability {
@@ -815,12 +803,7 @@ pub static ACC_SPECS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("acc_capability", crate::wire::Version::new(1, 0))
-            .child(
-                "AccCapability",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("acc_capability", crate::wire::Version::new(1, 0)).child("AccCapability", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
         crate::wire::FieldInfo::new("device_type", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("num", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("remote", crate::wire::Version::new(1, 0)),
@@ -837,14 +820,8 @@ impl crate::wire::PlainObject for AccSpecs {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "acc_capability".into(),
-            crate::wire::WireValue::to_wire(&self.acc_capability),
-        );
-        data.insert(
-            "device_type".into(),
-            crate::wire::WireValue::to_wire(&self.device_type),
-        );
+        data.insert("acc_capability".into(), crate::wire::WireValue::to_wire(&self.acc_capability));
+        data.insert("device_type".into(), crate::wire::WireValue::to_wire(&self.device_type));
         data.insert("num".into(), crate::wire::WireValue::to_wire(&self.num));
         data.insert("remote".into(), crate::wire::WireValue::to_wire(&self.remote));
         data
@@ -854,24 +831,10 @@ impl crate::wire::PlainObject for AccSpecs {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            acc_capability: crate::wire::read_required::<
-                AccCapability,
-            >(
-                data,
-                "AccSpecs",
-                "acc_capability",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            device_type: crate::wire::read_required::<
-                DeviceType,
-            >(data, "AccSpecs", "device_type", &crate::wire::FieldChecks::NONE, path)?,
-            num: crate::wire::read_required::<
-                i64,
-            >(data, "AccSpecs", "num", &FIELD_CHECKS_0, path)?,
-            remote: crate::wire::read_required::<
-                bool,
-            >(data, "AccSpecs", "remote", &crate::wire::FieldChecks::NONE, path)?,
+            acc_capability: crate::wire::read_required::<AccCapability>(data, "AccSpecs", "acc_capability", &crate::wire::FieldChecks::NONE, path)?,
+            device_type: crate::wire::read_required::<DeviceType>(data, "AccSpecs", "device_type", &crate::wire::FieldChecks::NONE, path)?,
+            num: crate::wire::read_required::<i64>(data, "AccSpecs", "num", &FIELD_CHECKS_0, path)?,
+            remote: crate::wire::read_required::<bool>(data, "AccSpecs", "remote", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -882,17 +845,13 @@ impl crate::wire::StreamValue for AccSpecs {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&ACC_SPECS_INFO, 0, &self.acc_capability)?;
-                sink.field(&ACC_SPECS_INFO, 1, &self.device_type)?;
-                sink.field(&ACC_SPECS_INFO, 2, &self.num)?;
-                sink.field(&ACC_SPECS_INFO, 3, &self.remote)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&ACC_SPECS_INFO, 0, &self.acc_capability)?;
+            sink.field(&ACC_SPECS_INFO, 1, &self.device_type)?;
+            sink.field(&ACC_SPECS_INFO, 2, &self.num)?;
+            sink.field(&ACC_SPECS_INFO, 3, &self.remote)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for AccSpecs {
@@ -946,14 +905,8 @@ impl crate::wire::PlainObject for AccStatus {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "reboot_required".into(),
-            crate::wire::WireValue::to_wire(&self.reboot_required),
-        );
-        data.insert(
-            "setup_required".into(),
-            crate::wire::WireValue::to_wire(&self.setup_required),
-        );
+        data.insert("reboot_required".into(), crate::wire::WireValue::to_wire(&self.reboot_required));
+        data.insert("setup_required".into(), crate::wire::WireValue::to_wire(&self.setup_required));
         data
     }
     fn from_data(
@@ -961,24 +914,8 @@ impl crate::wire::PlainObject for AccStatus {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            reboot_required: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "AccStatus",
-                "reboot_required",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            setup_required: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "AccStatus",
-                "setup_required",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            reboot_required: crate::wire::read_required::<bool>(data, "AccStatus", "reboot_required", &crate::wire::FieldChecks::NONE, path)?,
+            setup_required: crate::wire::read_required::<bool>(data, "AccStatus", "setup_required", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -989,15 +926,11 @@ impl crate::wire::StreamValue for AccStatus {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&ACC_STATUS_INFO, 0, &self.reboot_required)?;
-                sink.field(&ACC_STATUS_INFO, 1, &self.setup_required)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&ACC_STATUS_INFO, 0, &self.reboot_required)?;
+            sink.field(&ACC_STATUS_INFO, 1, &self.setup_required)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for AccStatus {
@@ -1032,12 +965,7 @@ pub static AGENT_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("agents", crate::wire::Version::new(1, 0))
-            .child(
-                "AgentState",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("agents", crate::wire::Version::new(1, 0)).child("AgentState", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -1059,9 +987,7 @@ impl crate::wire::PlainObject for AgentList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            agents: crate::wire::read_required::<
-                Vec<AgentState>,
-            >(data, "AgentList", "agents", &crate::wire::FieldChecks::NONE, path)?,
+            agents: crate::wire::read_required::<Vec<AgentState>>(data, "AgentList", "agents", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1072,14 +998,10 @@ impl crate::wire::StreamValue for AgentList {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&AGENT_LIST_INFO, 0, &self.agents)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&AGENT_LIST_INFO, 0, &self.agents)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for AgentList {
@@ -1142,24 +1064,8 @@ impl crate::wire::PlainObject for AgentRegistration {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<
-                Endpoint,
-            >(
-                data,
-                "AgentRegistration",
-                "endpoint",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            status: crate::wire::read_required::<
-                ComponentStatus,
-            >(
-                data,
-                "AgentRegistration",
-                "status",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            endpoint: crate::wire::read_required::<Endpoint>(data, "AgentRegistration", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
+            status: crate::wire::read_required::<ComponentStatus>(data, "AgentRegistration", "status", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1170,15 +1076,11 @@ impl crate::wire::StreamValue for AgentRegistration {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&AGENT_REGISTRATION_INFO, 0, &self.endpoint)?;
-                sink.field(&AGENT_REGISTRATION_INFO, 1, &self.status)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&AGENT_REGISTRATION_INFO, 0, &self.endpoint)?;
+            sink.field(&AGENT_REGISTRATION_INFO, 1, &self.status)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for AgentRegistration {
@@ -1244,10 +1146,7 @@ impl crate::wire::PlainObject for AgentState {
         let mut data = serde_json::Map::new();
         data.insert("alive".into(), crate::wire::WireValue::to_wire(&self.alive));
         data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert(
-            "last_seen".into(),
-            crate::wire::WireValue::to_wire(&self.last_seen),
-        );
+        data.insert("last_seen".into(), crate::wire::WireValue::to_wire(&self.last_seen));
         data.insert("status".into(), crate::wire::WireValue::to_wire(&self.status));
         data
     }
@@ -1256,18 +1155,10 @@ impl crate::wire::PlainObject for AgentState {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            alive: crate::wire::read_required::<
-                bool,
-            >(data, "AgentState", "alive", &crate::wire::FieldChecks::NONE, path)?,
-            endpoint: crate::wire::read_required::<
-                Endpoint,
-            >(data, "AgentState", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
-            last_seen: crate::wire::read_required::<
-                String,
-            >(data, "AgentState", "last_seen", &FIELD_CHECKS_1, path)?,
-            status: crate::wire::read_required::<
-                ComponentStatus,
-            >(data, "AgentState", "status", &crate::wire::FieldChecks::NONE, path)?,
+            alive: crate::wire::read_required::<bool>(data, "AgentState", "alive", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: crate::wire::read_required::<Endpoint>(data, "AgentState", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
+            last_seen: crate::wire::read_required::<String>(data, "AgentState", "last_seen", &FIELD_CHECKS_1, path)?,
+            status: crate::wire::read_required::<ComponentStatus>(data, "AgentState", "status", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1278,17 +1169,13 @@ impl crate::wire::StreamValue for AgentState {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&AGENT_STATE_INFO, 0, &self.alive)?;
-                sink.field(&AGENT_STATE_INFO, 1, &self.endpoint)?;
-                sink.field(&AGENT_STATE_INFO, 2, &self.last_seen)?;
-                sink.field(&AGENT_STATE_INFO, 3, &self.status)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&AGENT_STATE_INFO, 0, &self.alive)?;
+            sink.field(&AGENT_STATE_INFO, 1, &self.endpoint)?;
+            sink.field(&AGENT_STATE_INFO, 2, &self.last_seen)?;
+            sink.field(&AGENT_STATE_INFO, 3, &self.status)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for AgentState {
@@ -1341,7 +1228,9 @@ impl crate::wire::VersionedObject for DatapathOffloadBase {
         data: &serde_json::Map<String, serde_json::Value>,
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
-        Ok(Self { obj_changes: None })
+        Ok(Self {
+            obj_changes: None,
+        })
     }
     fn changes(&self) -> Option<&[String]> {
         self.obj_changes.as_deref()
@@ -1358,14 +1247,9 @@ impl crate::wire::StreamValue for DatapathOffloadBase {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &DATAPATH_OFFLOAD_BASE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| { Ok(()) },
-        )
+        crate::wire::write_envelope(out, &DATAPATH_OFFLOAD_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("DatapathOffloadBase")
@@ -1410,16 +1294,10 @@ pub static DATAPATH_OFFLOAD_REPRESENTOR_INFO: crate::wire::ObjectInfo = crate::w
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new(
-            "representor_address",
-            crate::wire::Version::new(1, 0),
-        ),
+        crate::wire::FieldInfo::new("representor_address", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("representor_name", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "DatapathOffloadBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "DatapathOffloadBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
@@ -1431,16 +1309,8 @@ impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "representor_address",
-            self.representor_address.as_ref(),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "representor_name",
-            self.representor_name.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "representor_address", self.representor_address.as_ref());
+        crate::wire::insert_optional(&mut data, "representor_name", self.representor_name.as_ref());
         data
     }
     fn from_data(
@@ -1448,12 +1318,8 @@ impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            representor_address: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
-            representor_name: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
+            representor_address: crate::wire::read_optional::<Option<String>>(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
+            representor_name: crate::wire::read_optional::<Option<String>>(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1471,26 +1337,11 @@ impl crate::wire::StreamValue for DatapathOffloadRepresentor {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(
-                    &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
-                    0,
-                    self.representor_address.as_ref(),
-                )?;
-                sink.optional_field(
-                    &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
-                    1,
-                    self.representor_name.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &DATAPATH_OFFLOAD_REPRESENTOR_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&DATAPATH_OFFLOAD_REPRESENTOR_INFO, 0, self.representor_address.as_ref())?;
+            sink.optional_field(&DATAPATH_OFFLOAD_REPRESENTOR_INFO, 1, self.representor_name.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("DatapathOffloadRepresentor")
@@ -1556,24 +1407,8 @@ impl crate::wire::PlainObject for DiscoveryFailedData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<
-                Endpoint,
-            >(
-                data,
-                "DiscoveryFailedData",
-                "endpoint",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            reason: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "DiscoveryFailedData",
-                "reason",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            endpoint: crate::wire::read_required::<Endpoint>(data, "DiscoveryFailedData", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
+            reason: crate::wire::read_required::<String>(data, "DiscoveryFailedData", "reason", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1584,15 +1419,11 @@ impl crate::wire::StreamValue for DiscoveryFailedData {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&DISCOVERY_FAILED_DATA_INFO, 0, &self.endpoint)?;
-                sink.field(&DISCOVERY_FAILED_DATA_INFO, 1, &self.reason)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&DISCOVERY_FAILED_DATA_INFO, 0, &self.endpoint)?;
+            sink.field(&DISCOVERY_FAILED_DATA_INFO, 1, &self.reason)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for DiscoveryFailedData {
@@ -1626,7 +1457,9 @@ pub static DISCOVERY_STATUS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectI
     wire: crate::wire::WireForm::Plain,
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
-    fields: &[crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0))],
+    fields: &[
+        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
+    ],
     base: None,
     tolerate_unknown_fields: true,
 };
@@ -1647,9 +1480,7 @@ impl crate::wire::PlainObject for DiscoveryStatus {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            status: crate::wire::read_required::<
-                DiscoveryState,
-            >(data, "DiscoveryStatus", "status", &crate::wire::FieldChecks::NONE, path)?,
+            status: crate::wire::read_required::<DiscoveryState>(data, "DiscoveryStatus", "status", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1660,14 +1491,10 @@ impl crate::wire::StreamValue for DiscoveryStatus {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&DISCOVERY_STATUS_INFO, 0, &self.status)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&DISCOVERY_STATUS_INFO, 0, &self.status)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for DiscoveryStatus {
@@ -1736,27 +1563,9 @@ impl crate::wire::PlainObject for DriverRegistration {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<
-                Endpoint,
-            >(
-                data,
-                "DriverRegistration",
-                "endpoint",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            status: crate::wire::read_required::<
-                ComponentStatus,
-            >(
-                data,
-                "DriverRegistration",
-                "status",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            r#type: crate::wire::read_required::<
-                DeviceType,
-            >(data, "DriverRegistration", "type", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: crate::wire::read_required::<Endpoint>(data, "DriverRegistration", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
+            status: crate::wire::read_required::<ComponentStatus>(data, "DriverRegistration", "status", &crate::wire::FieldChecks::NONE, path)?,
+            r#type: crate::wire::read_required::<DeviceType>(data, "DriverRegistration", "type", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -1767,16 +1576,12 @@ impl crate::wire::StreamValue for DriverRegistration {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&DRIVER_REGISTRATION_INFO, 0, &self.endpoint)?;
-                sink.field(&DRIVER_REGISTRATION_INFO, 1, &self.status)?;
-                sink.field(&DRIVER_REGISTRATION_INFO, 2, &self.r#type)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&DRIVER_REGISTRATION_INFO, 0, &self.endpoint)?;
+            sink.field(&DRIVER_REGISTRATION_INFO, 1, &self.status)?;
+            sink.field(&DRIVER_REGISTRATION_INFO, 2, &self.r#type)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for DriverRegistration {
@@ -1834,11 +1639,7 @@ impl crate::wire::VersionedObject for FixedIP {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        crate::wire::insert_optional(
-            &mut data,
-            "floating_ips",
-            self.floating_ips.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "floating_ips", self.floating_ips.as_ref());
         data
     }
     fn from_data(
@@ -1846,12 +1647,8 @@ impl crate::wire::VersionedObject for FixedIP {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            address: crate::wire::read_required::<
-                IPAddress,
-            >(data, "FixedIP", "address", &crate::wire::FieldChecks::NONE, path)?,
-            floating_ips: crate::wire::read_optional::<
-                Vec<IPAddress>,
-            >(data, "floating_ips", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<IPAddress>(data, "FixedIP", "address", &crate::wire::FieldChecks::NONE, path)?,
+            floating_ips: crate::wire::read_optional::<Vec<IPAddress>>(data, "floating_ips", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1869,18 +1666,11 @@ impl crate::wire::StreamValue for FixedIP {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &FIXED_IP_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&FIXED_IP_INFO, 0, &self.address)?;
-                sink.optional_field(&FIXED_IP_INFO, 1, self.floating_ips.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &FIXED_IP_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&FIXED_IP_INFO, 0, &self.address)?;
+            sink.optional_field(&FIXED_IP_INFO, 1, self.floating_ips.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("FixedIP")
@@ -1921,12 +1711,7 @@ pub static FIXED_IP_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0))
-            .child(
-                "FixedIP",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0)).child("FixedIP", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -1948,9 +1733,7 @@ impl crate::wire::VersionedObject for FixedIPList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            objects: crate::wire::read_required::<
-                Vec<FixedIP>,
-            >(data, "FixedIPList", "objects", &crate::wire::FieldChecks::NONE, path)?,
+            objects: crate::wire::read_required::<Vec<FixedIP>>(data, "FixedIPList", "objects", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1968,17 +1751,10 @@ impl crate::wire::StreamValue for FixedIPList {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &FIXED_IP_LIST_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&FIXED_IP_LIST_INFO, 0, &self.objects)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &FIXED_IP_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&FIXED_IP_LIST_INFO, 0, &self.objects)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("FixedIPList")
@@ -2036,10 +1812,7 @@ impl crate::wire::PlainObject for GuestAddress {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "prefix_length".into(),
-            crate::wire::WireValue::to_wire(&self.prefix_length),
-        );
+        data.insert("prefix_length".into(), crate::wire::WireValue::to_wire(&self.prefix_length));
         data
     }
     fn from_data(
@@ -2047,12 +1820,8 @@ impl crate::wire::PlainObject for GuestAddress {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            address: crate::wire::read_required::<
-                IPAddress,
-            >(data, "GuestAddress", "address", &crate::wire::FieldChecks::NONE, path)?,
-            prefix_length: crate::wire::read_required::<
-                i64,
-            >(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_2, path)?,
+            address: crate::wire::read_required::<IPAddress>(data, "GuestAddress", "address", &crate::wire::FieldChecks::NONE, path)?,
+            prefix_length: crate::wire::read_required::<i64>(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_2, path)?,
         })
     }
 }
@@ -2063,15 +1832,11 @@ impl crate::wire::StreamValue for GuestAddress {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&GUEST_ADDRESS_INFO, 0, &self.address)?;
-                sink.field(&GUEST_ADDRESS_INFO, 1, &self.prefix_length)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&GUEST_ADDRESS_INFO, 0, &self.address)?;
+            sink.field(&GUEST_ADDRESS_INFO, 1, &self.prefix_length)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for GuestAddress {
@@ -2115,28 +1880,9 @@ pub static GUEST_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 1),
     versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("nics", crate::wire::Version::new(1, 0))
-            .default("[]")
-            .child(
-                "GuestNic",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
-        crate::wire::FieldInfo::new("os", crate::wire::Version::new(1, 0))
-            .child(
-                "OsInfo",
-                false,
-                &[
-                    (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-                    (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-                ],
-            ),
-        crate::wire::FieldInfo::new("protocol", crate::wire::Version::new(1, 0))
-            .child(
-                "GuestProtocol",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("nics", crate::wire::Version::new(1, 0)).default("[]").child("GuestNic", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        crate::wire::FieldInfo::new("os", crate::wire::Version::new(1, 0)).child("OsInfo", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))]),
+        crate::wire::FieldInfo::new("protocol", crate::wire::Version::new(1, 0)).child("GuestProtocol", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2160,15 +1906,9 @@ impl crate::wire::PlainObject for GuestInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            nics: crate::wire::read_required::<
-                Vec<GuestNic>,
-            >(data, "GuestInfo", "nics", &crate::wire::FieldChecks::NONE, path)?,
-            os: crate::wire::read_required::<
-                OsInfo,
-            >(data, "GuestInfo", "os", &crate::wire::FieldChecks::NONE, path)?,
-            protocol: crate::wire::read_required::<
-                GuestProtocol,
-            >(data, "GuestInfo", "protocol", &crate::wire::FieldChecks::NONE, path)?,
+            nics: crate::wire::read_required::<Vec<GuestNic>>(data, "GuestInfo", "nics", &crate::wire::FieldChecks::NONE, path)?,
+            os: crate::wire::read_required::<OsInfo>(data, "GuestInfo", "os", &crate::wire::FieldChecks::NONE, path)?,
+            protocol: crate::wire::read_required::<GuestProtocol>(data, "GuestInfo", "protocol", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2179,16 +1919,12 @@ impl crate::wire::StreamValue for GuestInfo {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&GUEST_INFO_INFO, 0, &self.nics)?;
-                sink.field(&GUEST_INFO_INFO, 1, &self.os)?;
-                sink.field(&GUEST_INFO_INFO, 2, &self.protocol)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&GUEST_INFO_INFO, 0, &self.nics)?;
+            sink.field(&GUEST_INFO_INFO, 1, &self.os)?;
+            sink.field(&GUEST_INFO_INFO, 2, &self.protocol)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for GuestInfo {
@@ -2235,19 +1971,8 @@ pub static GUEST_NIC_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("addresses", crate::wire::Version::new(1, 0))
-            .default("[]")
-            .child(
-                "GuestAddress",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
-        crate::wire::FieldInfo::new("link", crate::wire::Version::new(1, 0))
-            .child(
-                "LinkState",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("addresses", crate::wire::Version::new(1, 0)).default("[]").child("GuestAddress", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        crate::wire::FieldInfo::new("link", crate::wire::Version::new(1, 0)).child("LinkState", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
         crate::wire::FieldInfo::new("mac", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
     ],
@@ -2263,10 +1988,7 @@ impl crate::wire::PlainObject for GuestNic {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "addresses".into(),
-            crate::wire::WireValue::to_wire(&self.addresses),
-        );
+        data.insert("addresses".into(), crate::wire::WireValue::to_wire(&self.addresses));
         data.insert("link".into(), crate::wire::WireValue::to_wire(&self.link));
         data.insert("mac".into(), crate::wire::WireValue::to_wire(&self.mac));
         data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
@@ -2277,18 +1999,10 @@ impl crate::wire::PlainObject for GuestNic {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            addresses: crate::wire::read_required::<
-                Vec<GuestAddress>,
-            >(data, "GuestNic", "addresses", &crate::wire::FieldChecks::NONE, path)?,
-            link: crate::wire::read_required::<
-                LinkState,
-            >(data, "GuestNic", "link", &crate::wire::FieldChecks::NONE, path)?,
-            mac: crate::wire::read_required::<
-                MACAddress,
-            >(data, "GuestNic", "mac", &crate::wire::FieldChecks::NONE, path)?,
-            name: crate::wire::read_required::<
-                String,
-            >(data, "GuestNic", "name", &crate::wire::FieldChecks::NONE, path)?,
+            addresses: crate::wire::read_required::<Vec<GuestAddress>>(data, "GuestNic", "addresses", &crate::wire::FieldChecks::NONE, path)?,
+            link: crate::wire::read_required::<LinkState>(data, "GuestNic", "link", &crate::wire::FieldChecks::NONE, path)?,
+            mac: crate::wire::read_required::<MACAddress>(data, "GuestNic", "mac", &crate::wire::FieldChecks::NONE, path)?,
+            name: crate::wire::read_required::<String>(data, "GuestNic", "name", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2299,17 +2013,13 @@ impl crate::wire::StreamValue for GuestNic {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&GUEST_NIC_INFO, 0, &self.addresses)?;
-                sink.field(&GUEST_NIC_INFO, 1, &self.link)?;
-                sink.field(&GUEST_NIC_INFO, 2, &self.mac)?;
-                sink.field(&GUEST_NIC_INFO, 3, &self.name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&GUEST_NIC_INFO, 0, &self.addresses)?;
+            sink.field(&GUEST_NIC_INFO, 1, &self.link)?;
+            sink.field(&GUEST_NIC_INFO, 2, &self.mac)?;
+            sink.field(&GUEST_NIC_INFO, 3, &self.name)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for GuestNic {
@@ -2363,10 +2073,7 @@ impl crate::wire::PlainObject for GuestProtocol {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "layout_version".into(),
-            crate::wire::WireValue::to_wire(&self.layout_version),
-        );
+        data.insert("layout_version".into(), crate::wire::WireValue::to_wire(&self.layout_version));
         data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
         data
     }
@@ -2375,12 +2082,8 @@ impl crate::wire::PlainObject for GuestProtocol {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            layout_version: crate::wire::read_required::<
-                String,
-            >(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_3, path)?,
-            name: crate::wire::read_required::<
-                String,
-            >(data, "GuestProtocol", "name", &FIELD_CHECKS_4, path)?,
+            layout_version: crate::wire::read_required::<String>(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_3, path)?,
+            name: crate::wire::read_required::<String>(data, "GuestProtocol", "name", &FIELD_CHECKS_4, path)?,
         })
     }
 }
@@ -2391,15 +2094,11 @@ impl crate::wire::StreamValue for GuestProtocol {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&GUEST_PROTOCOL_INFO, 0, &self.layout_version)?;
-                sink.field(&GUEST_PROTOCOL_INFO, 1, &self.name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&GUEST_PROTOCOL_INFO, 0, &self.layout_version)?;
+            sink.field(&GUEST_PROTOCOL_INFO, 1, &self.name)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for GuestProtocol {
@@ -2442,18 +2141,8 @@ pub static HARDWARE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("acc_specs", crate::wire::Version::new(1, 0))
-            .child(
-                "AccSpecs",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
-        crate::wire::FieldInfo::new("acc_status", crate::wire::Version::new(1, 0))
-            .child(
-                "AccStatus",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("acc_specs", crate::wire::Version::new(1, 0)).child("AccSpecs", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        crate::wire::FieldInfo::new("acc_status", crate::wire::Version::new(1, 0)).child("AccStatus", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
         crate::wire::FieldInfo::new("uuid", crate::wire::Version::new(1, 0)),
     ],
     base: None,
@@ -2468,14 +2157,8 @@ impl crate::wire::PlainObject for Hardware {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "acc_specs".into(),
-            crate::wire::WireValue::to_wire(&self.acc_specs),
-        );
-        data.insert(
-            "acc_status".into(),
-            crate::wire::WireValue::to_wire(&self.acc_status),
-        );
+        data.insert("acc_specs".into(), crate::wire::WireValue::to_wire(&self.acc_specs));
+        data.insert("acc_status".into(), crate::wire::WireValue::to_wire(&self.acc_status));
         data.insert("uuid".into(), crate::wire::WireValue::to_wire(&self.uuid));
         data
     }
@@ -2484,15 +2167,9 @@ impl crate::wire::PlainObject for Hardware {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            acc_specs: crate::wire::read_required::<
-                AccSpecs,
-            >(data, "Hardware", "acc_specs", &crate::wire::FieldChecks::NONE, path)?,
-            acc_status: crate::wire::read_required::<
-                AccStatus,
-            >(data, "Hardware", "acc_status", &crate::wire::FieldChecks::NONE, path)?,
-            uuid: crate::wire::read_required::<
-                Uuid,
-            >(data, "Hardware", "uuid", &crate::wire::FieldChecks::NONE, path)?,
+            acc_specs: crate::wire::read_required::<AccSpecs>(data, "Hardware", "acc_specs", &crate::wire::FieldChecks::NONE, path)?,
+            acc_status: crate::wire::read_required::<AccStatus>(data, "Hardware", "acc_status", &crate::wire::FieldChecks::NONE, path)?,
+            uuid: crate::wire::read_required::<Uuid>(data, "Hardware", "uuid", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2503,16 +2180,12 @@ impl crate::wire::StreamValue for Hardware {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&HARDWARE_INFO, 0, &self.acc_specs)?;
-                sink.field(&HARDWARE_INFO, 1, &self.acc_status)?;
-                sink.field(&HARDWARE_INFO, 2, &self.uuid)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&HARDWARE_INFO, 0, &self.acc_specs)?;
+            sink.field(&HARDWARE_INFO, 1, &self.acc_status)?;
+            sink.field(&HARDWARE_INFO, 2, &self.uuid)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for Hardware {
@@ -2547,12 +2220,7 @@ pub static HARDWARE_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("hardware", crate::wire::Version::new(1, 0))
-            .child(
-                "Hardware",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("hardware", crate::wire::Version::new(1, 0)).child("Hardware", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: true,
@@ -2574,9 +2242,7 @@ impl crate::wire::PlainObject for HardwareList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            hardware: crate::wire::read_required::<
-                Vec<Hardware>,
-            >(data, "HardwareList", "hardware", &crate::wire::FieldChecks::NONE, path)?,
+            hardware: crate::wire::read_required::<Vec<Hardware>>(data, "HardwareList", "hardware", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -2587,14 +2253,10 @@ impl crate::wire::StreamValue for HardwareList {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&HARDWARE_LIST_INFO, 0, &self.hardware)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&HARDWARE_LIST_INFO, 0, &self.hardware)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for HardwareList {
@@ -2633,10 +2295,7 @@ pub static HELLO_ACK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new(
-            "heartbeat_interval",
-            crate::wire::Version::new(1, 0),
-        ),
+        crate::wire::FieldInfo::new("heartbeat_interval", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("protocol_version", crate::wire::Version::new(1, 0)),
     ],
     base: None,
@@ -2651,14 +2310,8 @@ impl crate::wire::PlainObject for HelloAck {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "heartbeat_interval".into(),
-            crate::wire::WireValue::to_wire(&self.heartbeat_interval),
-        );
-        data.insert(
-            "protocol_version".into(),
-            crate::wire::WireValue::to_wire(&self.protocol_version),
-        );
+        data.insert("heartbeat_interval".into(), crate::wire::WireValue::to_wire(&self.heartbeat_interval));
+        data.insert("protocol_version".into(), crate::wire::WireValue::to_wire(&self.protocol_version));
         data
     }
     fn from_data(
@@ -2666,12 +2319,8 @@ impl crate::wire::PlainObject for HelloAck {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            heartbeat_interval: crate::wire::read_required::<
-                i64,
-            >(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_5, path)?,
-            protocol_version: crate::wire::read_required::<
-                String,
-            >(data, "HelloAck", "protocol_version", &FIELD_CHECKS_6, path)?,
+            heartbeat_interval: crate::wire::read_required::<i64>(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_5, path)?,
+            protocol_version: crate::wire::read_required::<String>(data, "HelloAck", "protocol_version", &FIELD_CHECKS_6, path)?,
         })
     }
 }
@@ -2682,15 +2331,11 @@ impl crate::wire::StreamValue for HelloAck {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&HELLO_ACK_INFO, 0, &self.heartbeat_interval)?;
-                sink.field(&HELLO_ACK_INFO, 1, &self.protocol_version)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&HELLO_ACK_INFO, 0, &self.heartbeat_interval)?;
+            sink.field(&HELLO_ACK_INFO, 1, &self.protocol_version)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for HelloAck {
@@ -2728,12 +2373,7 @@ pub static HOST_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("plugin_info", crate::wire::Version::new(1, 0))
-            .child(
-                "HostPluginInfo",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("plugin_info", crate::wire::Version::new(1, 0)).child("HostPluginInfo", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -2747,10 +2387,7 @@ impl crate::wire::VersionedObject for HostInfo {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "plugin_info".into(),
-            crate::wire::WireValue::to_wire(&self.plugin_info),
-        );
+        data.insert("plugin_info".into(), crate::wire::WireValue::to_wire(&self.plugin_info));
         data
     }
     fn from_data(
@@ -2758,9 +2395,7 @@ impl crate::wire::VersionedObject for HostInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            plugin_info: crate::wire::read_required::<
-                Vec<HostPluginInfo>,
-            >(data, "HostInfo", "plugin_info", &crate::wire::FieldChecks::NONE, path)?,
+            plugin_info: crate::wire::read_required::<Vec<HostPluginInfo>>(data, "HostInfo", "plugin_info", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2778,17 +2413,10 @@ impl crate::wire::StreamValue for HostInfo {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &HOST_INFO_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&HOST_INFO_INFO, 0, &self.plugin_info)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &HOST_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&HOST_INFO_INFO, 0, &self.plugin_info)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("HostInfo")
@@ -2834,12 +2462,7 @@ pub static HOST_PLUGIN_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectI
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
         crate::wire::FieldInfo::new("plugin_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_info", crate::wire::Version::new(1, 0))
-            .child(
-                "HostVIFInfo",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))],
-            ),
+        crate::wire::FieldInfo::new("vif_info", crate::wire::Version::new(1, 0)).child("HostVIFInfo", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -2853,10 +2476,7 @@ impl crate::wire::VersionedObject for HostPluginInfo {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "plugin_name".into(),
-            crate::wire::WireValue::to_wire(&self.plugin_name),
-        );
+        data.insert("plugin_name".into(), crate::wire::WireValue::to_wire(&self.plugin_name));
         data.insert("vif_info".into(), crate::wire::WireValue::to_wire(&self.vif_info));
         data
     }
@@ -2865,24 +2485,8 @@ impl crate::wire::VersionedObject for HostPluginInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            plugin_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostPluginInfo",
-                "plugin_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            vif_info: crate::wire::read_required::<
-                Vec<HostVIFInfo>,
-            >(
-                data,
-                "HostPluginInfo",
-                "vif_info",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            plugin_name: crate::wire::read_required::<String>(data, "HostPluginInfo", "plugin_name", &crate::wire::FieldChecks::NONE, path)?,
+            vif_info: crate::wire::read_required::<Vec<HostVIFInfo>>(data, "HostPluginInfo", "vif_info", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2900,18 +2504,11 @@ impl crate::wire::StreamValue for HostPluginInfo {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &HOST_PLUGIN_INFO_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&HOST_PLUGIN_INFO_INFO, 0, &self.plugin_name)?;
-                sink.field(&HOST_PLUGIN_INFO_INFO, 1, &self.vif_info)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &HOST_PLUGIN_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&HOST_PLUGIN_INFO_INFO, 0, &self.plugin_name)?;
+            sink.field(&HOST_PLUGIN_INFO_INFO, 1, &self.vif_info)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("HostPluginInfo")
@@ -2962,10 +2559,7 @@ pub static HOST_PORT_PROFILE_INFO_INFO: crate::wire::ObjectInfo = crate::wire::O
     fields: &[
         crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("min_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new(
-            "profile_object_name",
-            crate::wire::Version::new(1, 0),
-        ),
+        crate::wire::FieldInfo::new("profile_object_name", crate::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -2979,18 +2573,9 @@ impl crate::wire::VersionedObject for HostPortProfileInfo {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "max_version".into(),
-            crate::wire::WireValue::to_wire(&self.max_version),
-        );
-        data.insert(
-            "min_version".into(),
-            crate::wire::WireValue::to_wire(&self.min_version),
-        );
-        data.insert(
-            "profile_object_name".into(),
-            crate::wire::WireValue::to_wire(&self.profile_object_name),
-        );
+        data.insert("max_version".into(), crate::wire::WireValue::to_wire(&self.max_version));
+        data.insert("min_version".into(), crate::wire::WireValue::to_wire(&self.min_version));
+        data.insert("profile_object_name".into(), crate::wire::WireValue::to_wire(&self.profile_object_name));
         data
     }
     fn from_data(
@@ -2998,33 +2583,9 @@ impl crate::wire::VersionedObject for HostPortProfileInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            max_version: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostPortProfileInfo",
-                "max_version",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            min_version: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostPortProfileInfo",
-                "min_version",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            profile_object_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostPortProfileInfo",
-                "profile_object_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            max_version: crate::wire::read_required::<String>(data, "HostPortProfileInfo", "max_version", &crate::wire::FieldChecks::NONE, path)?,
+            min_version: crate::wire::read_required::<String>(data, "HostPortProfileInfo", "min_version", &crate::wire::FieldChecks::NONE, path)?,
+            profile_object_name: crate::wire::read_required::<String>(data, "HostPortProfileInfo", "profile_object_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3042,19 +2603,12 @@ impl crate::wire::StreamValue for HostPortProfileInfo {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &HOST_PORT_PROFILE_INFO_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&HOST_PORT_PROFILE_INFO_INFO, 0, &self.max_version)?;
-                sink.field(&HOST_PORT_PROFILE_INFO_INFO, 1, &self.min_version)?;
-                sink.field(&HOST_PORT_PROFILE_INFO_INFO, 2, &self.profile_object_name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &HOST_PORT_PROFILE_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&HOST_PORT_PROFILE_INFO_INFO, 0, &self.max_version)?;
+            sink.field(&HOST_PORT_PROFILE_INFO_INFO, 1, &self.min_version)?;
+            sink.field(&HOST_PORT_PROFILE_INFO_INFO, 2, &self.profile_object_name)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("HostPortProfileInfo")
@@ -3110,15 +2664,7 @@ pub static HOST_VIF_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo
     fields: &[
         crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("min_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new(
-                "supported_port_profiles",
-                crate::wire::Version::new(1, 1),
-            )
-            .child(
-                "HostPortProfileInfo",
-                false,
-                &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("supported_port_profiles", crate::wire::Version::new(1, 1)).child("HostPortProfileInfo", false, &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))]),
         crate::wire::FieldInfo::new("vif_object_name", crate::wire::Version::new(1, 0)),
     ],
     base: None,
@@ -3133,23 +2679,10 @@ impl crate::wire::VersionedObject for HostVIFInfo {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "max_version".into(),
-            crate::wire::WireValue::to_wire(&self.max_version),
-        );
-        data.insert(
-            "min_version".into(),
-            crate::wire::WireValue::to_wire(&self.min_version),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "supported_port_profiles",
-            self.supported_port_profiles.as_ref(),
-        );
-        data.insert(
-            "vif_object_name".into(),
-            crate::wire::WireValue::to_wire(&self.vif_object_name),
-        );
+        data.insert("max_version".into(), crate::wire::WireValue::to_wire(&self.max_version));
+        data.insert("min_version".into(), crate::wire::WireValue::to_wire(&self.min_version));
+        crate::wire::insert_optional(&mut data, "supported_port_profiles", self.supported_port_profiles.as_ref());
+        data.insert("vif_object_name".into(), crate::wire::WireValue::to_wire(&self.vif_object_name));
         data
     }
     fn from_data(
@@ -3157,36 +2690,10 @@ impl crate::wire::VersionedObject for HostVIFInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            max_version: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostVIFInfo",
-                "max_version",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            min_version: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostVIFInfo",
-                "min_version",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            supported_port_profiles: crate::wire::read_optional::<
-                Vec<HostPortProfileInfo>,
-            >(data, "supported_port_profiles", &crate::wire::FieldChecks::NONE, path)?,
-            vif_object_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "HostVIFInfo",
-                "vif_object_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            max_version: crate::wire::read_required::<String>(data, "HostVIFInfo", "max_version", &crate::wire::FieldChecks::NONE, path)?,
+            min_version: crate::wire::read_required::<String>(data, "HostVIFInfo", "min_version", &crate::wire::FieldChecks::NONE, path)?,
+            supported_port_profiles: crate::wire::read_optional::<Vec<HostPortProfileInfo>>(data, "supported_port_profiles", &crate::wire::FieldChecks::NONE, path)?,
+            vif_object_name: crate::wire::read_required::<String>(data, "HostVIFInfo", "vif_object_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3204,24 +2711,13 @@ impl crate::wire::StreamValue for HostVIFInfo {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &HOST_VIF_INFO_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&HOST_VIF_INFO_INFO, 0, &self.max_version)?;
-                sink.field(&HOST_VIF_INFO_INFO, 1, &self.min_version)?;
-                sink.optional_field(
-                    &HOST_VIF_INFO_INFO,
-                    2,
-                    self.supported_port_profiles.as_ref(),
-                )?;
-                sink.field(&HOST_VIF_INFO_INFO, 3, &self.vif_object_name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &HOST_VIF_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&HOST_VIF_INFO_INFO, 0, &self.max_version)?;
+            sink.field(&HOST_VIF_INFO_INFO, 1, &self.min_version)?;
+            sink.optional_field(&HOST_VIF_INFO_INFO, 2, self.supported_port_profiles.as_ref())?;
+            sink.field(&HOST_VIF_INFO_INFO, 3, &self.vif_object_name)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("HostVIFInfo")
@@ -3296,15 +2792,9 @@ impl crate::wire::VersionedObject for InstanceInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            name: crate::wire::read_required::<
-                String,
-            >(data, "InstanceInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
-            project_id: crate::wire::read_optional::<
-                String,
-            >(data, "project_id", &crate::wire::FieldChecks::NONE, path)?,
-            uuid: crate::wire::read_required::<
-                Uuid,
-            >(data, "InstanceInfo", "uuid", &crate::wire::FieldChecks::NONE, path)?,
+            name: crate::wire::read_required::<String>(data, "InstanceInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
+            project_id: crate::wire::read_optional::<String>(data, "project_id", &crate::wire::FieldChecks::NONE, path)?,
+            uuid: crate::wire::read_required::<Uuid>(data, "InstanceInfo", "uuid", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3322,19 +2812,12 @@ impl crate::wire::StreamValue for InstanceInfo {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &INSTANCE_INFO_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&INSTANCE_INFO_INFO, 0, &self.name)?;
-                sink.optional_field(&INSTANCE_INFO_INFO, 1, self.project_id.as_ref())?;
-                sink.field(&INSTANCE_INFO_INFO, 2, &self.uuid)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &INSTANCE_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&INSTANCE_INFO_INFO, 0, &self.name)?;
+            sink.optional_field(&INSTANCE_INFO_INFO, 1, self.project_id.as_ref())?;
+            sink.field(&INSTANCE_INFO_INFO, 2, &self.uuid)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("InstanceInfo")
@@ -3400,12 +2883,8 @@ impl crate::wire::PlainObject for LinkState {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            admin_up: crate::wire::read_required::<
-                bool,
-            >(data, "LinkState", "admin_up", &crate::wire::FieldChecks::NONE, path)?,
-            carrier: crate::wire::read_required::<
-                bool,
-            >(data, "LinkState", "carrier", &crate::wire::FieldChecks::NONE, path)?,
+            admin_up: crate::wire::read_required::<bool>(data, "LinkState", "admin_up", &crate::wire::FieldChecks::NONE, path)?,
+            carrier: crate::wire::read_required::<bool>(data, "LinkState", "carrier", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -3416,15 +2895,11 @@ impl crate::wire::StreamValue for LinkState {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&LINK_STATE_INFO, 0, &self.admin_up)?;
-                sink.field(&LINK_STATE_INFO, 1, &self.carrier)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&LINK_STATE_INFO, 0, &self.admin_up)?;
+            sink.field(&LINK_STATE_INFO, 1, &self.carrier)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for LinkState {
@@ -3503,29 +2978,11 @@ pub static NETWORK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
         crate::wire::FieldInfo::new("bridge_interface", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("id", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("label", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("mtu", crate::wire::Version::new(1, 1))
-            .default("null"),
-        crate::wire::FieldInfo::new("multi_host", crate::wire::Version::new(1, 0))
-            .default("false"),
-        crate::wire::FieldInfo::new(
-                "should_provide_bridge",
-                crate::wire::Version::new(1, 0),
-            )
-            .default("false"),
-        crate::wire::FieldInfo::new(
-                "should_provide_vlan",
-                crate::wire::Version::new(1, 0),
-            )
-            .default("false"),
-        crate::wire::FieldInfo::new("subnets", crate::wire::Version::new(1, 0))
-            .default(
-                "{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}",
-            )
-            .child(
-                "SubnetList",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("mtu", crate::wire::Version::new(1, 1)).default("null"),
+        crate::wire::FieldInfo::new("multi_host", crate::wire::Version::new(1, 0)).default("false"),
+        crate::wire::FieldInfo::new("should_provide_bridge", crate::wire::Version::new(1, 0)).default("false"),
+        crate::wire::FieldInfo::new("should_provide_vlan", crate::wire::Version::new(1, 0)).default("false"),
+        crate::wire::FieldInfo::new("subnets", crate::wire::Version::new(1, 0)).default("{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}").child("SubnetList", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
         crate::wire::FieldInfo::new("vlan", crate::wire::Version::new(1, 0)),
     ],
     base: None,
@@ -3541,26 +2998,13 @@ impl crate::wire::VersionedObject for Network {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         crate::wire::insert_optional(&mut data, "bridge", self.bridge.as_ref());
-        crate::wire::insert_optional(
-            &mut data,
-            "bridge_interface",
-            self.bridge_interface.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "bridge_interface", self.bridge_interface.as_ref());
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         crate::wire::insert_optional(&mut data, "label", self.label.as_ref());
         data.insert("mtu".into(), crate::wire::WireValue::to_wire(&self.mtu));
-        data.insert(
-            "multi_host".into(),
-            crate::wire::WireValue::to_wire(&self.multi_host),
-        );
-        data.insert(
-            "should_provide_bridge".into(),
-            crate::wire::WireValue::to_wire(&self.should_provide_bridge),
-        );
-        data.insert(
-            "should_provide_vlan".into(),
-            crate::wire::WireValue::to_wire(&self.should_provide_vlan),
-        );
+        data.insert("multi_host".into(), crate::wire::WireValue::to_wire(&self.multi_host));
+        data.insert("should_provide_bridge".into(), crate::wire::WireValue::to_wire(&self.should_provide_bridge));
+        data.insert("should_provide_vlan".into(), crate::wire::WireValue::to_wire(&self.should_provide_vlan));
         data.insert("subnets".into(), crate::wire::WireValue::to_wire(&self.subnets));
         crate::wire::insert_optional(&mut data, "vlan", self.vlan.as_ref());
         data
@@ -3570,48 +3014,16 @@ impl crate::wire::VersionedObject for Network {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            bridge: crate::wire::read_optional::<
-                String,
-            >(data, "bridge", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_interface: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "bridge_interface", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "Network", "id", &crate::wire::FieldChecks::NONE, path)?,
-            label: crate::wire::read_optional::<
-                String,
-            >(data, "label", &crate::wire::FieldChecks::NONE, path)?,
-            mtu: crate::wire::read_required::<
-                Option<i64>,
-            >(data, "Network", "mtu", &crate::wire::FieldChecks::NONE, path)?,
-            multi_host: crate::wire::read_required::<
-                bool,
-            >(data, "Network", "multi_host", &crate::wire::FieldChecks::NONE, path)?,
-            should_provide_bridge: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "Network",
-                "should_provide_bridge",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            should_provide_vlan: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "Network",
-                "should_provide_vlan",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            subnets: crate::wire::read_required::<
-                SubnetList,
-            >(data, "Network", "subnets", &crate::wire::FieldChecks::NONE, path)?,
-            vlan: crate::wire::read_optional::<
-                Option<i64>,
-            >(data, "vlan", &crate::wire::FieldChecks::NONE, path)?,
+            bridge: crate::wire::read_optional::<String>(data, "bridge", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_interface: crate::wire::read_optional::<Option<String>>(data, "bridge_interface", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "Network", "id", &crate::wire::FieldChecks::NONE, path)?,
+            label: crate::wire::read_optional::<String>(data, "label", &crate::wire::FieldChecks::NONE, path)?,
+            mtu: crate::wire::read_required::<Option<i64>>(data, "Network", "mtu", &crate::wire::FieldChecks::NONE, path)?,
+            multi_host: crate::wire::read_required::<bool>(data, "Network", "multi_host", &crate::wire::FieldChecks::NONE, path)?,
+            should_provide_bridge: crate::wire::read_required::<bool>(data, "Network", "should_provide_bridge", &crate::wire::FieldChecks::NONE, path)?,
+            should_provide_vlan: crate::wire::read_required::<bool>(data, "Network", "should_provide_vlan", &crate::wire::FieldChecks::NONE, path)?,
+            subnets: crate::wire::read_required::<SubnetList>(data, "Network", "subnets", &crate::wire::FieldChecks::NONE, path)?,
+            vlan: crate::wire::read_optional::<Option<i64>>(data, "vlan", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3629,26 +3041,19 @@ impl crate::wire::StreamValue for Network {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &NETWORK_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(&NETWORK_INFO, 0, self.bridge.as_ref())?;
-                sink.optional_field(&NETWORK_INFO, 1, self.bridge_interface.as_ref())?;
-                sink.field(&NETWORK_INFO, 2, &self.id)?;
-                sink.optional_field(&NETWORK_INFO, 3, self.label.as_ref())?;
-                sink.field(&NETWORK_INFO, 4, &self.mtu)?;
-                sink.field(&NETWORK_INFO, 5, &self.multi_host)?;
-                sink.field(&NETWORK_INFO, 6, &self.should_provide_bridge)?;
-                sink.field(&NETWORK_INFO, 7, &self.should_provide_vlan)?;
-                sink.field(&NETWORK_INFO, 8, &self.subnets)?;
-                sink.optional_field(&NETWORK_INFO, 9, self.vlan.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &NETWORK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&NETWORK_INFO, 0, self.bridge.as_ref())?;
+            sink.optional_field(&NETWORK_INFO, 1, self.bridge_interface.as_ref())?;
+            sink.field(&NETWORK_INFO, 2, &self.id)?;
+            sink.optional_field(&NETWORK_INFO, 3, self.label.as_ref())?;
+            sink.field(&NETWORK_INFO, 4, &self.mtu)?;
+            sink.field(&NETWORK_INFO, 5, &self.multi_host)?;
+            sink.field(&NETWORK_INFO, 6, &self.should_provide_bridge)?;
+            sink.field(&NETWORK_INFO, 7, &self.should_provide_vlan)?;
+            sink.field(&NETWORK_INFO, 8, &self.subnets)?;
+            sink.optional_field(&NETWORK_INFO, 9, self.vlan.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("Network")
@@ -3700,10 +3105,7 @@ impl crate::wire::PlainObject for NetworkNotFoundData {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "network_id".into(),
-            crate::wire::WireValue::to_wire(&self.network_id),
-        );
+        data.insert("network_id".into(), crate::wire::WireValue::to_wire(&self.network_id));
         data
     }
     fn from_data(
@@ -3711,15 +3113,7 @@ impl crate::wire::PlainObject for NetworkNotFoundData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            network_id: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "NetworkNotFoundData",
-                "network_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            network_id: crate::wire::read_required::<Uuid>(data, "NetworkNotFoundData", "network_id", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -3730,14 +3124,10 @@ impl crate::wire::StreamValue for NetworkNotFoundData {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&NETWORK_NOT_FOUND_DATA_INFO, 0, &self.network_id)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&NETWORK_NOT_FOUND_DATA_INFO, 0, &self.network_id)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for NetworkNotFoundData {
@@ -3792,10 +3182,7 @@ impl crate::wire::PlainObject for NoCompatibleVifData {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("plugins".into(), crate::wire::WireValue::to_wire(&self.plugins));
-        data.insert(
-            "vif_classes".into(),
-            crate::wire::WireValue::to_wire(&self.vif_classes),
-        );
+        data.insert("vif_classes".into(), crate::wire::WireValue::to_wire(&self.vif_classes));
         data
     }
     fn from_data(
@@ -3803,18 +3190,8 @@ impl crate::wire::PlainObject for NoCompatibleVifData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            plugins: crate::wire::read_required::<
-                Vec<String>,
-            >(
-                data,
-                "NoCompatibleVifData",
-                "plugins",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            vif_classes: crate::wire::read_required::<
-                Vec<String>,
-            >(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_7, path)?,
+            plugins: crate::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "plugins", &crate::wire::FieldChecks::NONE, path)?,
+            vif_classes: crate::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_7, path)?,
         })
     }
 }
@@ -3825,15 +3202,11 @@ impl crate::wire::StreamValue for NoCompatibleVifData {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 0, &self.plugins)?;
-                sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 1, &self.vif_classes)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 0, &self.plugins)?;
+            sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 1, &self.vif_classes)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for NoCompatibleVifData {
@@ -3899,11 +3272,7 @@ impl crate::wire::PlainObject for OsInfo {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         crate::wire::insert_optional(&mut data, "distro", self.distro.as_ref());
-        crate::wire::insert_optional(
-            &mut data,
-            "kernel_version",
-            self.kernel_version.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "kernel_version", self.kernel_version.as_ref());
         data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
         crate::wire::insert_optional(&mut data, "version", self.version.as_ref());
         data
@@ -3913,18 +3282,10 @@ impl crate::wire::PlainObject for OsInfo {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            distro: crate::wire::read_optional::<
-                String,
-            >(data, "distro", &FIELD_CHECKS_8, path)?,
-            kernel_version: crate::wire::read_optional::<
-                String,
-            >(data, "kernel_version", &crate::wire::FieldChecks::NONE, path)?,
-            name: crate::wire::read_required::<
-                String,
-            >(data, "OsInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
-            version: crate::wire::read_optional::<
-                String,
-            >(data, "version", &crate::wire::FieldChecks::NONE, path)?,
+            distro: crate::wire::read_optional::<String>(data, "distro", &FIELD_CHECKS_8, path)?,
+            kernel_version: crate::wire::read_optional::<String>(data, "kernel_version", &crate::wire::FieldChecks::NONE, path)?,
+            name: crate::wire::read_required::<String>(data, "OsInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
+            version: crate::wire::read_optional::<String>(data, "version", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -3935,17 +3296,13 @@ impl crate::wire::StreamValue for OsInfo {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.optional_field(&OS_INFO_INFO, 0, self.distro.as_ref())?;
-                sink.optional_field(&OS_INFO_INFO, 1, self.kernel_version.as_ref())?;
-                sink.field(&OS_INFO_INFO, 2, &self.name)?;
-                sink.optional_field(&OS_INFO_INFO, 3, self.version.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.optional_field(&OS_INFO_INFO, 0, self.distro.as_ref())?;
+            sink.optional_field(&OS_INFO_INFO, 1, self.kernel_version.as_ref())?;
+            sink.field(&OS_INFO_INFO, 2, &self.name)?;
+            sink.optional_field(&OS_INFO_INFO, 3, self.version.as_ref())?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for OsInfo {
@@ -4005,10 +3362,7 @@ impl crate::wire::PlainObject for PeerUnavailableData {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert(
-            "last_seen".into(),
-            crate::wire::WireValue::to_wire(&self.last_seen),
-        );
+        data.insert("last_seen".into(), crate::wire::WireValue::to_wire(&self.last_seen));
         crate::wire::insert_optional(&mut data, "reason", self.reason.as_ref());
         data
     }
@@ -4017,21 +3371,9 @@ impl crate::wire::PlainObject for PeerUnavailableData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<
-                Endpoint,
-            >(
-                data,
-                "PeerUnavailableData",
-                "endpoint",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            last_seen: crate::wire::read_required::<
-                String,
-            >(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_1, path)?,
-            reason: crate::wire::read_optional::<
-                String,
-            >(data, "reason", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: crate::wire::read_required::<Endpoint>(data, "PeerUnavailableData", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
+            last_seen: crate::wire::read_required::<String>(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_1, path)?,
+            reason: crate::wire::read_optional::<String>(data, "reason", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -4042,20 +3384,12 @@ impl crate::wire::StreamValue for PeerUnavailableData {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&PEER_UNAVAILABLE_DATA_INFO, 0, &self.endpoint)?;
-                sink.field(&PEER_UNAVAILABLE_DATA_INFO, 1, &self.last_seen)?;
-                sink.optional_field(
-                    &PEER_UNAVAILABLE_DATA_INFO,
-                    2,
-                    self.reason.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&PEER_UNAVAILABLE_DATA_INFO, 0, &self.endpoint)?;
+            sink.field(&PEER_UNAVAILABLE_DATA_INFO, 1, &self.last_seen)?;
+            sink.optional_field(&PEER_UNAVAILABLE_DATA_INFO, 2, self.reason.as_ref())?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for PeerUnavailableData {
@@ -4114,14 +3448,8 @@ impl crate::wire::PlainObject for PortInUseData {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "instance_uuid".into(),
-            crate::wire::WireValue::to_wire(&self.instance_uuid),
-        );
-        data.insert(
-            "network_id".into(),
-            crate::wire::WireValue::to_wire(&self.network_id),
-        );
+        data.insert("instance_uuid".into(), crate::wire::WireValue::to_wire(&self.instance_uuid));
+        data.insert("network_id".into(), crate::wire::WireValue::to_wire(&self.network_id));
         data.insert("port_id".into(), crate::wire::WireValue::to_wire(&self.port_id));
         data
     }
@@ -4130,27 +3458,9 @@ impl crate::wire::PlainObject for PortInUseData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            instance_uuid: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "PortInUseData",
-                "instance_uuid",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            network_id: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "PortInUseData",
-                "network_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            port_id: crate::wire::read_required::<
-                Uuid,
-            >(data, "PortInUseData", "port_id", &crate::wire::FieldChecks::NONE, path)?,
+            instance_uuid: crate::wire::read_required::<Uuid>(data, "PortInUseData", "instance_uuid", &crate::wire::FieldChecks::NONE, path)?,
+            network_id: crate::wire::read_required::<Uuid>(data, "PortInUseData", "network_id", &crate::wire::FieldChecks::NONE, path)?,
+            port_id: crate::wire::read_required::<Uuid>(data, "PortInUseData", "port_id", &crate::wire::FieldChecks::NONE, path)?,
         })
     }
 }
@@ -4161,16 +3471,12 @@ impl crate::wire::StreamValue for PortInUseData {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&PORT_IN_USE_DATA_INFO, 0, &self.instance_uuid)?;
-                sink.field(&PORT_IN_USE_DATA_INFO, 1, &self.network_id)?;
-                sink.field(&PORT_IN_USE_DATA_INFO, 2, &self.port_id)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&PORT_IN_USE_DATA_INFO, 0, &self.instance_uuid)?;
+            sink.field(&PORT_IN_USE_DATA_INFO, 1, &self.network_id)?;
+            sink.field(&PORT_IN_USE_DATA_INFO, 2, &self.port_id)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for PortInUseData {
@@ -4242,15 +3548,9 @@ impl crate::wire::VersionedObject for Route {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            cidr: crate::wire::read_required::<
-                IPNetwork,
-            >(data, "Route", "cidr", &crate::wire::FieldChecks::NONE, path)?,
-            gateway: crate::wire::read_optional::<
-                IPAddress,
-            >(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
-            interface: crate::wire::read_optional::<
-                String,
-            >(data, "interface", &crate::wire::FieldChecks::NONE, path)?,
+            cidr: crate::wire::read_required::<IPNetwork>(data, "Route", "cidr", &crate::wire::FieldChecks::NONE, path)?,
+            gateway: crate::wire::read_optional::<IPAddress>(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
+            interface: crate::wire::read_optional::<String>(data, "interface", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4268,19 +3568,12 @@ impl crate::wire::StreamValue for Route {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &ROUTE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&ROUTE_INFO, 0, &self.cidr)?;
-                sink.optional_field(&ROUTE_INFO, 1, self.gateway.as_ref())?;
-                sink.optional_field(&ROUTE_INFO, 2, self.interface.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &ROUTE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&ROUTE_INFO, 0, &self.cidr)?;
+            sink.optional_field(&ROUTE_INFO, 1, self.gateway.as_ref())?;
+            sink.optional_field(&ROUTE_INFO, 2, self.interface.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("Route")
@@ -4321,12 +3614,7 @@ pub static ROUTE_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0))
-            .child(
-                "Route",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0)).child("Route", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -4348,9 +3636,7 @@ impl crate::wire::VersionedObject for RouteList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            objects: crate::wire::read_required::<
-                Vec<Route>,
-            >(data, "RouteList", "objects", &crate::wire::FieldChecks::NONE, path)?,
+            objects: crate::wire::read_required::<Vec<Route>>(data, "RouteList", "objects", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4368,17 +3654,10 @@ impl crate::wire::StreamValue for RouteList {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &ROUTE_LIST_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&ROUTE_LIST_INFO, 0, &self.objects)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &ROUTE_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&ROUTE_LIST_INFO, 0, &self.objects)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("RouteList")
@@ -4443,18 +3722,8 @@ pub static SUBNET_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
         crate::wire::FieldInfo::new("dhcp_server", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("dns", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("gateway", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("ips", crate::wire::Version::new(1, 0))
-            .child(
-                "FixedIPList",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
-        crate::wire::FieldInfo::new("routes", crate::wire::Version::new(1, 0))
-            .child(
-                "RouteList",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("ips", crate::wire::Version::new(1, 0)).child("FixedIPList", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        crate::wire::FieldInfo::new("routes", crate::wire::Version::new(1, 0)).child("RouteList", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -4469,11 +3738,7 @@ impl crate::wire::VersionedObject for Subnet {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("cidr".into(), crate::wire::WireValue::to_wire(&self.cidr));
-        crate::wire::insert_optional(
-            &mut data,
-            "dhcp_server",
-            self.dhcp_server.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "dhcp_server", self.dhcp_server.as_ref());
         data.insert("dns".into(), crate::wire::WireValue::to_wire(&self.dns));
         crate::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
         data.insert("ips".into(), crate::wire::WireValue::to_wire(&self.ips));
@@ -4485,24 +3750,12 @@ impl crate::wire::VersionedObject for Subnet {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            cidr: crate::wire::read_required::<
-                IPNetwork,
-            >(data, "Subnet", "cidr", &crate::wire::FieldChecks::NONE, path)?,
-            dhcp_server: crate::wire::read_optional::<
-                IPAddress,
-            >(data, "dhcp_server", &crate::wire::FieldChecks::NONE, path)?,
-            dns: crate::wire::read_required::<
-                Vec<IPAddress>,
-            >(data, "Subnet", "dns", &crate::wire::FieldChecks::NONE, path)?,
-            gateway: crate::wire::read_optional::<
-                IPAddress,
-            >(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
-            ips: crate::wire::read_required::<
-                FixedIPList,
-            >(data, "Subnet", "ips", &crate::wire::FieldChecks::NONE, path)?,
-            routes: crate::wire::read_required::<
-                RouteList,
-            >(data, "Subnet", "routes", &crate::wire::FieldChecks::NONE, path)?,
+            cidr: crate::wire::read_required::<IPNetwork>(data, "Subnet", "cidr", &crate::wire::FieldChecks::NONE, path)?,
+            dhcp_server: crate::wire::read_optional::<IPAddress>(data, "dhcp_server", &crate::wire::FieldChecks::NONE, path)?,
+            dns: crate::wire::read_required::<Vec<IPAddress>>(data, "Subnet", "dns", &crate::wire::FieldChecks::NONE, path)?,
+            gateway: crate::wire::read_optional::<IPAddress>(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
+            ips: crate::wire::read_required::<FixedIPList>(data, "Subnet", "ips", &crate::wire::FieldChecks::NONE, path)?,
+            routes: crate::wire::read_required::<RouteList>(data, "Subnet", "routes", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4520,22 +3773,15 @@ impl crate::wire::StreamValue for Subnet {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &SUBNET_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&SUBNET_INFO, 0, &self.cidr)?;
-                sink.optional_field(&SUBNET_INFO, 1, self.dhcp_server.as_ref())?;
-                sink.field(&SUBNET_INFO, 2, &self.dns)?;
-                sink.optional_field(&SUBNET_INFO, 3, self.gateway.as_ref())?;
-                sink.field(&SUBNET_INFO, 4, &self.ips)?;
-                sink.field(&SUBNET_INFO, 5, &self.routes)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &SUBNET_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&SUBNET_INFO, 0, &self.cidr)?;
+            sink.optional_field(&SUBNET_INFO, 1, self.dhcp_server.as_ref())?;
+            sink.field(&SUBNET_INFO, 2, &self.dns)?;
+            sink.optional_field(&SUBNET_INFO, 3, self.gateway.as_ref())?;
+            sink.field(&SUBNET_INFO, 4, &self.ips)?;
+            sink.field(&SUBNET_INFO, 5, &self.routes)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("Subnet")
@@ -4576,12 +3822,7 @@ pub static SUBNET_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0))
-            .child(
-                "Subnet",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0)).child("Subnet", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -4603,9 +3844,7 @@ impl crate::wire::VersionedObject for SubnetList {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            objects: crate::wire::read_required::<
-                Vec<Subnet>,
-            >(data, "SubnetList", "objects", &crate::wire::FieldChecks::NONE, path)?,
+            objects: crate::wire::read_required::<Vec<Subnet>>(data, "SubnetList", "objects", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4623,17 +3862,10 @@ impl crate::wire::StreamValue for SubnetList {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &SUBNET_LIST_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&SUBNET_LIST_INFO, 0, &self.objects)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &SUBNET_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&SUBNET_LIST_INFO, 0, &self.objects)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("SubnetList")
@@ -4690,10 +3922,7 @@ impl crate::wire::PlainObject for UnsupportedVersionData {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert(
-            "max_version".into(),
-            crate::wire::WireValue::to_wire(&self.max_version),
-        );
+        data.insert("max_version".into(), crate::wire::WireValue::to_wire(&self.max_version));
         data.insert("object".into(), crate::wire::WireValue::to_wire(&self.object));
         data
     }
@@ -4702,12 +3931,8 @@ impl crate::wire::PlainObject for UnsupportedVersionData {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            max_version: crate::wire::read_required::<
-                String,
-            >(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
-            object: crate::wire::read_required::<
-                String,
-            >(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_9, path)?,
+            max_version: crate::wire::read_required::<String>(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
+            object: crate::wire::read_required::<String>(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_9, path)?,
         })
     }
 }
@@ -4718,15 +3943,11 @@ impl crate::wire::StreamValue for UnsupportedVersionData {
         _target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(
-            out,
-            ctx,
-            |sink| {
-                sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 0, &self.max_version)?;
-                sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 1, &self.object)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_plain(out, ctx, |sink| {
+            sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 0, &self.max_version)?;
+            sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 1, &self.object)?;
+            Ok(())
+        })
     }
 }
 impl crate::wire::WireValue for UnsupportedVersionData {
@@ -4792,29 +4013,14 @@ pub static VIF_BASE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("active", crate::wire::Version::new(1, 0))
-            .default("true"),
+        crate::wire::FieldInfo::new("active", crate::wire::Version::new(1, 0)).default("true"),
         crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new(
-                "has_traffic_filtering",
-                crate::wire::Version::new(1, 0),
-            )
-            .default("false"),
+        crate::wire::FieldInfo::new("has_traffic_filtering", crate::wire::Version::new(1, 0)).default("false"),
         crate::wire::FieldInfo::new("id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("network", crate::wire::Version::new(1, 0))
-            .child(
-                "Network",
-                false,
-                &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))],
-            ),
+        crate::wire::FieldInfo::new("network", crate::wire::Version::new(1, 0)).child("Network", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))]),
         crate::wire::FieldInfo::new("plugin", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("port_profile", crate::wire::Version::new(1, 0))
-            .child("VIFPortProfileBase", true, &[]),
-        crate::wire::FieldInfo::new(
-                "preserve_on_delete",
-                crate::wire::Version::new(1, 0),
-            )
-            .default("false"),
+        crate::wire::FieldInfo::new("port_profile", crate::wire::Version::new(1, 0)).child("VIFPortProfileBase", true, &[]),
+        crate::wire::FieldInfo::new("preserve_on_delete", crate::wire::Version::new(1, 0)).default("false"),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -4830,22 +4036,12 @@ impl crate::wire::VersionedObject for VIFBase {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
         data
     }
     fn from_data(
@@ -4853,42 +4049,14 @@ impl crate::wire::VersionedObject for VIFBase {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFBase", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFBase", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFBase",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFBase", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFBase", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFBase", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFBase",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            active: crate::wire::read_required::<bool>(data, "VIFBase", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFBase", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFBase", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFBase", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFBase", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFBase", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFBase", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4906,24 +4074,17 @@ impl crate::wire::StreamValue for VIFBase {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_BASE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFBase")
@@ -5003,10 +4164,7 @@ pub static VIF_BRIDGE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
         crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFBridge {
@@ -5020,26 +4178,13 @@ impl crate::wire::VersionedObject for VIFBridge {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
-        data.insert(
-            "bridge_name".into(),
-            crate::wire::WireValue::to_wire(&self.bridge_name),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
         data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
         data
     }
@@ -5048,48 +4193,16 @@ impl crate::wire::VersionedObject for VIFBridge {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFBridge", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFBridge", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFBridge",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFBridge", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFBridge", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFBridge", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFBridge",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            bridge_name: crate::wire::read_required::<
-                String,
-            >(data, "VIFBridge", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_required::<
-                String,
-            >(data, "VIFBridge", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: crate::wire::read_required::<bool>(data, "VIFBridge", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFBridge", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFBridge", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFBridge", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFBridge", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFBridge", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFBridge", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_name: crate::wire::read_required::<String>(data, "VIFBridge", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_required::<String>(data, "VIFBridge", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5107,26 +4220,19 @@ impl crate::wire::StreamValue for VIFBridge {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_BRIDGE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_BRIDGE_INFO, 0, &self.bridge_name)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                sink.field(&VIF_BRIDGE_INFO, 1, &self.vif_name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_BRIDGE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_BRIDGE_INFO, 0, &self.bridge_name)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            sink.field(&VIF_BRIDGE_INFO, 1, &self.vif_name)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFBridge")
@@ -5216,10 +4322,7 @@ pub static VIF_DIRECT_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
         crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("vlan_name", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFDirect {
@@ -5233,26 +4336,13 @@ impl crate::wire::VersionedObject for VIFDirect {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
-        data.insert(
-            "dev_address".into(),
-            crate::wire::WireValue::to_wire(&self.dev_address),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("dev_address".into(), crate::wire::WireValue::to_wire(&self.dev_address));
         data.insert("mode".into(), crate::wire::WireValue::to_wire(&self.mode));
         data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
         crate::wire::insert_optional(&mut data, "vlan_name", self.vlan_name.as_ref());
@@ -5263,54 +4353,18 @@ impl crate::wire::VersionedObject for VIFDirect {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFDirect", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFDirect", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFDirect",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFDirect", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFDirect", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFDirect", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFDirect",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            dev_address: crate::wire::read_required::<
-                PCIAddress,
-            >(data, "VIFDirect", "dev_address", &crate::wire::FieldChecks::NONE, path)?,
-            mode: crate::wire::read_required::<
-                VIFDirectMode,
-            >(data, "VIFDirect", "mode", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_required::<
-                String,
-            >(data, "VIFDirect", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
-            vlan_name: crate::wire::read_optional::<
-                String,
-            >(data, "vlan_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: crate::wire::read_required::<bool>(data, "VIFDirect", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFDirect", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFDirect", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFDirect", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFDirect", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFDirect", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFDirect", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            dev_address: crate::wire::read_required::<PCIAddress>(data, "VIFDirect", "dev_address", &crate::wire::FieldChecks::NONE, path)?,
+            mode: crate::wire::read_required::<VIFDirectMode>(data, "VIFDirect", "mode", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_required::<String>(data, "VIFDirect", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            vlan_name: crate::wire::read_optional::<String>(data, "vlan_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5328,28 +4382,21 @@ impl crate::wire::StreamValue for VIFDirect {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_DIRECT_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_DIRECT_INFO, 0, &self.dev_address)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_DIRECT_INFO, 1, &self.mode)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                sink.field(&VIF_DIRECT_INFO, 2, &self.vif_name)?;
-                sink.optional_field(&VIF_DIRECT_INFO, 3, self.vlan_name.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_DIRECT_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_DIRECT_INFO, 0, &self.dev_address)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_DIRECT_INFO, 1, &self.mode)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            sink.field(&VIF_DIRECT_INFO, 2, &self.vif_name)?;
+            sink.optional_field(&VIF_DIRECT_INFO, 3, self.vlan_name.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFDirect")
@@ -5421,11 +4468,10 @@ pub static VIF_GENERIC_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
     wire: crate::wire::WireForm::VersionedObject,
     version: crate::wire::Version::new(1, 0),
     versions: &[crate::wire::Version::new(1, 0)],
-    fields: &[crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0))],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    fields: &[
+        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
+    ],
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFGeneric {
@@ -5439,22 +4485,12 @@ impl crate::wire::VersionedObject for VIFGeneric {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
         data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
         data
     }
@@ -5463,45 +4499,15 @@ impl crate::wire::VersionedObject for VIFGeneric {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFGeneric", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFGeneric", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFGeneric",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFGeneric", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFGeneric", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFGeneric", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFGeneric",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            vif_name: crate::wire::read_required::<
-                String,
-            >(data, "VIFGeneric", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: crate::wire::read_required::<bool>(data, "VIFGeneric", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFGeneric", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFGeneric", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFGeneric", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFGeneric", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFGeneric", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFGeneric", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_required::<String>(data, "VIFGeneric", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5519,25 +4525,18 @@ impl crate::wire::StreamValue for VIFGeneric {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_GENERIC_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                sink.field(&VIF_GENERIC_INFO, 0, &self.vif_name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_GENERIC_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            sink.field(&VIF_GENERIC_INFO, 0, &self.vif_name)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFGeneric")
@@ -5617,10 +4616,7 @@ pub static VIF_HOST_DEVICE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectIn
         crate::wire::FieldInfo::new("dev_address", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("dev_type", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFHostDevice {
@@ -5634,26 +4630,13 @@ impl crate::wire::VersionedObject for VIFHostDevice {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
-        data.insert(
-            "dev_address".into(),
-            crate::wire::WireValue::to_wire(&self.dev_address),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("dev_address".into(), crate::wire::WireValue::to_wire(&self.dev_address));
         data.insert("dev_type".into(), crate::wire::WireValue::to_wire(&self.dev_type));
         data
     }
@@ -5662,54 +4645,16 @@ impl crate::wire::VersionedObject for VIFHostDevice {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFHostDevice", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFHostDevice", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFHostDevice",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFHostDevice", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFHostDevice", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFHostDevice", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFHostDevice",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            dev_address: crate::wire::read_required::<
-                PCIAddress,
-            >(
-                data,
-                "VIFHostDevice",
-                "dev_address",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            dev_type: crate::wire::read_required::<
-                VIFHostDeviceDevType,
-            >(data, "VIFHostDevice", "dev_type", &crate::wire::FieldChecks::NONE, path)?,
+            active: crate::wire::read_required::<bool>(data, "VIFHostDevice", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFHostDevice", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFHostDevice", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFHostDevice", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFHostDevice", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFHostDevice", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFHostDevice", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            dev_address: crate::wire::read_required::<PCIAddress>(data, "VIFHostDevice", "dev_address", &crate::wire::FieldChecks::NONE, path)?,
+            dev_type: crate::wire::read_required::<VIFHostDeviceDevType>(data, "VIFHostDevice", "dev_type", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5727,26 +4672,19 @@ impl crate::wire::StreamValue for VIFHostDevice {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_HOST_DEVICE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_HOST_DEVICE_INFO, 0, &self.dev_address)?;
-                sink.field(&VIF_HOST_DEVICE_INFO, 1, &self.dev_type)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_HOST_DEVICE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_HOST_DEVICE_INFO, 0, &self.dev_address)?;
+            sink.field(&VIF_HOST_DEVICE_INFO, 1, &self.dev_type)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFHostDevice")
@@ -5826,10 +4764,7 @@ pub static VIF_NESTED_DPDK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectIn
         crate::wire::FieldInfo::new("dev_driver", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("pci_address", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFNestedDPDK {
@@ -5843,30 +4778,14 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
-        data.insert(
-            "dev_driver".into(),
-            crate::wire::WireValue::to_wire(&self.dev_driver),
-        );
-        data.insert(
-            "pci_address".into(),
-            crate::wire::WireValue::to_wire(&self.pci_address),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("dev_driver".into(), crate::wire::WireValue::to_wire(&self.dev_driver));
+        data.insert("pci_address".into(), crate::wire::WireValue::to_wire(&self.pci_address));
         data
     }
     fn from_data(
@@ -5874,60 +4793,16 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFNestedDPDK", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFNestedDPDK", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFNestedDPDK",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFNestedDPDK", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFNestedDPDK", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFNestedDPDK", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFNestedDPDK",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            dev_driver: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFNestedDPDK",
-                "dev_driver",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            pci_address: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFNestedDPDK",
-                "pci_address",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            active: crate::wire::read_required::<bool>(data, "VIFNestedDPDK", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFNestedDPDK", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFNestedDPDK", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFNestedDPDK", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFNestedDPDK", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFNestedDPDK", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFNestedDPDK", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            dev_driver: crate::wire::read_required::<String>(data, "VIFNestedDPDK", "dev_driver", &crate::wire::FieldChecks::NONE, path)?,
+            pci_address: crate::wire::read_required::<String>(data, "VIFNestedDPDK", "pci_address", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5945,26 +4820,19 @@ impl crate::wire::StreamValue for VIFNestedDPDK {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_NESTED_DPDK_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_NESTED_DPDK_INFO, 0, &self.dev_driver)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_NESTED_DPDK_INFO, 1, &self.pci_address)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_NESTED_DPDK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_NESTED_DPDK_INFO, 0, &self.dev_driver)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_NESTED_DPDK_INFO, 1, &self.pci_address)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFNestedDPDK")
@@ -6044,10 +4912,7 @@ pub static VIF_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate::wire::Object
         crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFOpenVSwitch {
@@ -6061,26 +4926,13 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
-        data.insert(
-            "bridge_name".into(),
-            crate::wire::WireValue::to_wire(&self.bridge_name),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
         data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
         data
     }
@@ -6089,60 +4941,16 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFOpenVSwitch", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFOpenVSwitch", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFOpenVSwitch",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFOpenVSwitch", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFOpenVSwitch", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFOpenVSwitch", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFOpenVSwitch",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            bridge_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFOpenVSwitch",
-                "bridge_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            vif_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFOpenVSwitch",
-                "vif_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            active: crate::wire::read_required::<bool>(data, "VIFOpenVSwitch", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFOpenVSwitch", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFOpenVSwitch", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFOpenVSwitch", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFOpenVSwitch", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFOpenVSwitch", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFOpenVSwitch", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_name: crate::wire::read_required::<String>(data, "VIFOpenVSwitch", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_required::<String>(data, "VIFOpenVSwitch", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6160,26 +4968,19 @@ impl crate::wire::StreamValue for VIFOpenVSwitch {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_OPEN_V_SWITCH_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_OPEN_V_SWITCH_INFO, 0, &self.bridge_name)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                sink.field(&VIF_OPEN_V_SWITCH_INFO, 1, &self.vif_name)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_OPEN_V_SWITCH_INFO, 0, &self.bridge_name)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            sink.field(&VIF_OPEN_V_SWITCH_INFO, 1, &self.vif_name)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFOpenVSwitch")
@@ -6242,13 +5043,7 @@ pub static VIF_PORT_PROFILE8021_QBG_INFO: crate::wire::ObjectInfo = crate::wire:
         crate::wire::FieldInfo::new("type_id", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("type_id_version", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileBase",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
@@ -6260,24 +5055,11 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        data.insert(
-            "instance_id".into(),
-            crate::wire::WireValue::to_wire(&self.instance_id),
-        );
-        data.insert(
-            "manager_id".into(),
-            crate::wire::WireValue::to_wire(&self.manager_id),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("instance_id".into(), crate::wire::WireValue::to_wire(&self.instance_id));
+        data.insert("manager_id".into(), crate::wire::WireValue::to_wire(&self.manager_id));
         data.insert("type_id".into(), crate::wire::WireValue::to_wire(&self.type_id));
-        data.insert(
-            "type_id_version".into(),
-            crate::wire::WireValue::to_wire(&self.type_id_version),
-        );
+        data.insert("type_id_version".into(), crate::wire::WireValue::to_wire(&self.type_id_version));
         data
     }
     fn from_data(
@@ -6285,45 +5067,11 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            instance_id: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "VIFPortProfile8021Qbg",
-                "instance_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            manager_id: crate::wire::read_required::<
-                i64,
-            >(
-                data,
-                "VIFPortProfile8021Qbg",
-                "manager_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            type_id: crate::wire::read_required::<
-                i64,
-            >(
-                data,
-                "VIFPortProfile8021Qbg",
-                "type_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            type_id_version: crate::wire::read_required::<
-                i64,
-            >(
-                data,
-                "VIFPortProfile8021Qbg",
-                "type_id_version",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            instance_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfile8021Qbg", "instance_id", &crate::wire::FieldChecks::NONE, path)?,
+            manager_id: crate::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "manager_id", &crate::wire::FieldChecks::NONE, path)?,
+            type_id: crate::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "type_id", &crate::wire::FieldChecks::NONE, path)?,
+            type_id_version: crate::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "type_id_version", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6341,25 +5089,14 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbg {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE8021_QBG_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 0, &self.instance_id)?;
-                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 1, &self.manager_id)?;
-                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 2, &self.type_id)?;
-                sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 3, &self.type_id_version)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE8021_QBG_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 0, &self.instance_id)?;
+            sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 1, &self.manager_id)?;
+            sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 2, &self.type_id)?;
+            sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 3, &self.type_id_version)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfile8021Qbg")
@@ -6407,13 +5144,7 @@ pub static VIF_PORT_PROFILE8021_QBH_INFO: crate::wire::ObjectInfo = crate::wire:
     fields: &[
         crate::wire::FieldInfo::new("profile_id", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileBase",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
@@ -6425,15 +5156,8 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        data.insert(
-            "profile_id".into(),
-            crate::wire::WireValue::to_wire(&self.profile_id),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("profile_id".into(), crate::wire::WireValue::to_wire(&self.profile_id));
         data
     }
     fn from_data(
@@ -6441,18 +5165,8 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            profile_id: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFPortProfile8021Qbh",
-                "profile_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            profile_id: crate::wire::read_required::<String>(data, "VIFPortProfile8021Qbh", "profile_id", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6470,22 +5184,11 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbh {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE8021_QBH_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.field(&VIF_PORT_PROFILE8021_QBH_INFO, 0, &self.profile_id)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE8021_QBH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.field(&VIF_PORT_PROFILE8021_QBH_INFO, 0, &self.profile_id)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfile8021Qbh")
@@ -6527,12 +5230,7 @@ pub static VIF_PORT_PROFILE_BASE_INFO: crate::wire::ObjectInfo = crate::wire::Ob
     version: crate::wire::Version::new(1, 1),
     versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("datapath_offload", crate::wire::Version::new(1, 1))
-            .child(
-                "DatapathOffloadBase",
-                true,
-                &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))],
-            ),
+        crate::wire::FieldInfo::new("datapath_offload", crate::wire::Version::new(1, 1)).child("DatapathOffloadBase", true, &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
@@ -6546,11 +5244,7 @@ impl crate::wire::VersionedObject for VIFPortProfileBase {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
         data
     }
     fn from_data(
@@ -6558,9 +5252,7 @@ impl crate::wire::VersionedObject for VIFPortProfileBase {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6578,21 +5270,10 @@ impl crate::wire::StreamValue for VIFPortProfileBase {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_BASE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileBase")
@@ -6640,13 +5321,7 @@ pub static VIF_PORT_PROFILE_FP_BRIDGE_INFO: crate::wire::ObjectInfo = crate::wir
     fields: &[
         crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileBase",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
@@ -6658,15 +5333,8 @@ impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        data.insert(
-            "bridge_name".into(),
-            crate::wire::WireValue::to_wire(&self.bridge_name),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
         data
     }
     fn from_data(
@@ -6674,18 +5342,8 @@ impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFPortProfileFPBridge",
-                "bridge_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_name: crate::wire::read_required::<String>(data, "VIFPortProfileFPBridge", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6703,22 +5361,11 @@ impl crate::wire::StreamValue for VIFPortProfileFPBridge {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_FP_BRIDGE_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_PORT_PROFILE_FP_BRIDGE_INFO, 0, &self.bridge_name)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_BRIDGE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_PORT_PROFILE_FP_BRIDGE_INFO, 0, &self.bridge_name)?;
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileFPBridge")
@@ -6793,28 +5440,12 @@ pub static VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = cra
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
     version: crate::wire::Version::new(1, 4),
-    versions: &[
-        crate::wire::Version::new(1, 0),
-        crate::wire::Version::new(1, 1),
-        crate::wire::Version::new(1, 2),
-        crate::wire::Version::new(1, 3),
-        crate::wire::Version::new(1, 4),
-    ],
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 4)],
     fields: &[
         crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("hybrid_plug", crate::wire::Version::new(1, 0))
-            .default("false"),
+        crate::wire::FieldInfo::new("hybrid_plug", crate::wire::Version::new(1, 0)).default("false"),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileOpenVSwitch",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-            (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)),
-            (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)),
-            (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileOpenVSwitch", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)), (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)), (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)), (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
@@ -6826,41 +5457,15 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        data.insert(
-            "create_port".into(),
-            crate::wire::WireValue::to_wire(&self.create_port),
-        );
-        data.insert(
-            "create_tap".into(),
-            crate::wire::WireValue::to_wire(&self.create_tap),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_type",
-            self.datapath_type.as_ref(),
-        );
-        data.insert(
-            "interface_id".into(),
-            crate::wire::WireValue::to_wire(&self.interface_id),
-        );
-        data.insert(
-            "multiqueue".into(),
-            crate::wire::WireValue::to_wire(&self.multiqueue),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("create_port".into(), crate::wire::WireValue::to_wire(&self.create_port));
+        data.insert("create_tap".into(), crate::wire::WireValue::to_wire(&self.create_tap));
+        crate::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
+        data.insert("interface_id".into(), crate::wire::WireValue::to_wire(&self.interface_id));
+        data.insert("multiqueue".into(), crate::wire::WireValue::to_wire(&self.multiqueue));
         crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
-        data.insert(
-            "bridge_name".into(),
-            crate::wire::WireValue::to_wire(&self.bridge_name),
-        );
-        data.insert(
-            "hybrid_plug".into(),
-            crate::wire::WireValue::to_wire(&self.hybrid_plug),
-        );
+        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
+        data.insert("hybrid_plug".into(), crate::wire::WireValue::to_wire(&self.hybrid_plug));
         data
     }
     fn from_data(
@@ -6868,69 +5473,15 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            create_port: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileFPOpenVSwitch",
-                "create_port",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            create_tap: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileFPOpenVSwitch",
-                "create_tap",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            datapath_type: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
-            interface_id: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "VIFPortProfileFPOpenVSwitch",
-                "interface_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            multiqueue: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileFPOpenVSwitch",
-                "multiqueue",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            profile_id: crate::wire::read_optional::<
-                String,
-            >(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_name: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFPortProfileFPOpenVSwitch",
-                "bridge_name",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            hybrid_plug: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileFPOpenVSwitch",
-                "hybrid_plug",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            create_port: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "create_port", &crate::wire::FieldChecks::NONE, path)?,
+            create_tap: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "create_tap", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_type: crate::wire::read_optional::<Option<String>>(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
+            interface_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfileFPOpenVSwitch", "interface_id", &crate::wire::FieldChecks::NONE, path)?,
+            multiqueue: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "multiqueue", &crate::wire::FieldChecks::NONE, path)?,
+            profile_id: crate::wire::read_optional::<String>(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            bridge_name: crate::wire::read_required::<String>(data, "VIFPortProfileFPOpenVSwitch", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
+            hybrid_plug: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "hybrid_plug", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6948,45 +5499,18 @@ impl crate::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(
-                    &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
-                    0,
-                    &self.bridge_name,
-                )?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-                    2,
-                    self.datapath_type.as_ref(),
-                )?;
-                sink.field(
-                    &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
-                    1,
-                    &self.hybrid_plug,
-                )?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-                    5,
-                    self.profile_id.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO, 0, &self.bridge_name)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.optional_field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 2, self.datapath_type.as_ref())?;
+            sink.field(&VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO, 1, &self.hybrid_plug)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
+            sink.optional_field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 5, self.profile_id.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileFPOpenVSwitch")
@@ -7034,13 +5558,7 @@ pub static VIF_PORT_PROFILE_FP_TAP_INFO: crate::wire::ObjectInfo = crate::wire::
     fields: &[
         crate::wire::FieldInfo::new("mac_address", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileBase",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfileFPTap {
@@ -7052,16 +5570,8 @@ impl crate::wire::VersionedObject for VIFPortProfileFPTap {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "mac_address",
-            self.mac_address.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        crate::wire::insert_optional(&mut data, "mac_address", self.mac_address.as_ref());
         data
     }
     fn from_data(
@@ -7069,12 +5579,8 @@ impl crate::wire::VersionedObject for VIFPortProfileFPTap {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            mac_address: crate::wire::read_optional::<
-                Option<MACAddress>,
-            >(data, "mac_address", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            mac_address: crate::wire::read_optional::<Option<MACAddress>>(data, "mac_address", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -7092,26 +5598,11 @@ impl crate::wire::StreamValue for VIFPortProfileFPTap {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_FP_TAP_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_FP_TAP_INFO,
-                    0,
-                    self.mac_address.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_TAP_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.optional_field(&VIF_PORT_PROFILE_FP_TAP_INFO, 0, self.mac_address.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileFPTap")
@@ -7169,13 +5660,7 @@ pub static VIF_PORT_PROFILE_K8S_DPDK_INFO: crate::wire::ObjectInfo = crate::wire
         crate::wire::FieldInfo::new("resourceversion", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("selflink", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileBase",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
@@ -7187,16 +5672,9 @@ impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
         data.insert("l3_setup".into(), crate::wire::WireValue::to_wire(&self.l3_setup));
-        data.insert(
-            "resourceversion".into(),
-            crate::wire::WireValue::to_wire(&self.resourceversion),
-        );
+        data.insert("resourceversion".into(), crate::wire::WireValue::to_wire(&self.resourceversion));
         data.insert("selflink".into(), crate::wire::WireValue::to_wire(&self.selflink));
         data
     }
@@ -7205,36 +5683,10 @@ impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            l3_setup: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileK8sDPDK",
-                "l3_setup",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            resourceversion: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFPortProfileK8sDPDK",
-                "resourceversion",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            selflink: crate::wire::read_required::<
-                String,
-            >(
-                data,
-                "VIFPortProfileK8sDPDK",
-                "selflink",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            l3_setup: crate::wire::read_required::<bool>(data, "VIFPortProfileK8sDPDK", "l3_setup", &crate::wire::FieldChecks::NONE, path)?,
+            resourceversion: crate::wire::read_required::<String>(data, "VIFPortProfileK8sDPDK", "resourceversion", &crate::wire::FieldChecks::NONE, path)?,
+            selflink: crate::wire::read_required::<String>(data, "VIFPortProfileK8sDPDK", "selflink", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -7252,24 +5704,13 @@ impl crate::wire::StreamValue for VIFPortProfileK8sDPDK {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_K8S_DPDK_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 0, &self.l3_setup)?;
-                sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 1, &self.resourceversion)?;
-                sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 2, &self.selflink)?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_K8S_DPDK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 0, &self.l3_setup)?;
+            sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 1, &self.resourceversion)?;
+            sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 2, &self.selflink)?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileK8sDPDK")
@@ -7346,30 +5787,12 @@ pub static VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO: crate::wire::ObjectInfo = crat
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
     version: crate::wire::Version::new(1, 4),
-    versions: &[
-        crate::wire::Version::new(1, 0),
-        crate::wire::Version::new(1, 1),
-        crate::wire::Version::new(1, 2),
-        crate::wire::Version::new(1, 3),
-        crate::wire::Version::new(1, 4),
-    ],
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 4)],
     fields: &[
-        crate::wire::FieldInfo::new(
-            "representor_address",
-            crate::wire::Version::new(1, 0),
-        ),
+        crate::wire::FieldInfo::new("representor_address", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("representor_name", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileOpenVSwitch",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)),
-            (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)),
-            (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)),
-            (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileOpenVSwitch", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)), (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)), (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)), (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
@@ -7381,43 +5804,15 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        data.insert(
-            "create_port".into(),
-            crate::wire::WireValue::to_wire(&self.create_port),
-        );
-        data.insert(
-            "create_tap".into(),
-            crate::wire::WireValue::to_wire(&self.create_tap),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_type",
-            self.datapath_type.as_ref(),
-        );
-        data.insert(
-            "interface_id".into(),
-            crate::wire::WireValue::to_wire(&self.interface_id),
-        );
-        data.insert(
-            "multiqueue".into(),
-            crate::wire::WireValue::to_wire(&self.multiqueue),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("create_port".into(), crate::wire::WireValue::to_wire(&self.create_port));
+        data.insert("create_tap".into(), crate::wire::WireValue::to_wire(&self.create_tap));
+        crate::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
+        data.insert("interface_id".into(), crate::wire::WireValue::to_wire(&self.interface_id));
+        data.insert("multiqueue".into(), crate::wire::WireValue::to_wire(&self.multiqueue));
         crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
-        crate::wire::insert_optional(
-            &mut data,
-            "representor_address",
-            self.representor_address.as_ref(),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "representor_name",
-            self.representor_name.as_ref(),
-        );
+        crate::wire::insert_optional(&mut data, "representor_address", self.representor_address.as_ref());
+        crate::wire::insert_optional(&mut data, "representor_name", self.representor_name.as_ref());
         data
     }
     fn from_data(
@@ -7425,57 +5820,15 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            create_port: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileOVSRepresentor",
-                "create_port",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            create_tap: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileOVSRepresentor",
-                "create_tap",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            datapath_type: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
-            interface_id: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "VIFPortProfileOVSRepresentor",
-                "interface_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            multiqueue: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileOVSRepresentor",
-                "multiqueue",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            profile_id: crate::wire::read_optional::<
-                String,
-            >(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
-            representor_address: crate::wire::read_optional::<
-                Option<PCIAddress>,
-            >(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
-            representor_name: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            create_port: crate::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "create_port", &crate::wire::FieldChecks::NONE, path)?,
+            create_tap: crate::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "create_tap", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_type: crate::wire::read_optional::<Option<String>>(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
+            interface_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfileOVSRepresentor", "interface_id", &crate::wire::FieldChecks::NONE, path)?,
+            multiqueue: crate::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "multiqueue", &crate::wire::FieldChecks::NONE, path)?,
+            profile_id: crate::wire::read_optional::<String>(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            representor_address: crate::wire::read_optional::<Option<PCIAddress>>(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
+            representor_name: crate::wire::read_optional::<Option<String>>(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -7493,45 +5846,18 @@ impl crate::wire::StreamValue for VIFPortProfileOVSRepresentor {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-                    2,
-                    self.datapath_type.as_ref(),
-                )?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-                    5,
-                    self.profile_id.as_ref(),
-                )?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
-                    0,
-                    self.representor_address.as_ref(),
-                )?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
-                    1,
-                    self.representor_name.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.optional_field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 2, self.datapath_type.as_ref())?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
+            sink.optional_field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 5, self.profile_id.as_ref())?;
+            sink.optional_field(&VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO, 0, self.representor_address.as_ref())?;
+            sink.optional_field(&VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO, 1, self.representor_name.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileOVSRepresentor")
@@ -7598,31 +5924,16 @@ pub static VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate:
     namespace: "os_vif",
     wire: crate::wire::WireForm::VersionedObject,
     version: crate::wire::Version::new(1, 4),
-    versions: &[
-        crate::wire::Version::new(1, 0),
-        crate::wire::Version::new(1, 1),
-        crate::wire::Version::new(1, 2),
-        crate::wire::Version::new(1, 3),
-        crate::wire::Version::new(1, 4),
-    ],
+    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 4)],
     fields: &[
-        crate::wire::FieldInfo::new("create_port", crate::wire::Version::new(1, 3))
-            .default("false"),
-        crate::wire::FieldInfo::new("create_tap", crate::wire::Version::new(1, 4))
-            .default("false"),
+        crate::wire::FieldInfo::new("create_port", crate::wire::Version::new(1, 3)).default("false"),
+        crate::wire::FieldInfo::new("create_tap", crate::wire::Version::new(1, 4)).default("false"),
         crate::wire::FieldInfo::new("datapath_type", crate::wire::Version::new(1, 1)),
         crate::wire::FieldInfo::new("interface_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("multiqueue", crate::wire::Version::new(1, 4))
-            .default("false"),
+        crate::wire::FieldInfo::new("multiqueue", crate::wire::Version::new(1, 4)).default("false"),
         crate::wire::FieldInfo::new("profile_id", crate::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFPortProfileBase",
-        versions: &[
-            (crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)),
-            (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 1)),
-        ],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
@@ -7634,32 +5945,12 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_offload",
-            self.datapath_offload.as_ref(),
-        );
-        data.insert(
-            "create_port".into(),
-            crate::wire::WireValue::to_wire(&self.create_port),
-        );
-        data.insert(
-            "create_tap".into(),
-            crate::wire::WireValue::to_wire(&self.create_tap),
-        );
-        crate::wire::insert_optional(
-            &mut data,
-            "datapath_type",
-            self.datapath_type.as_ref(),
-        );
-        data.insert(
-            "interface_id".into(),
-            crate::wire::WireValue::to_wire(&self.interface_id),
-        );
-        data.insert(
-            "multiqueue".into(),
-            crate::wire::WireValue::to_wire(&self.multiqueue),
-        );
+        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("create_port".into(), crate::wire::WireValue::to_wire(&self.create_port));
+        data.insert("create_tap".into(), crate::wire::WireValue::to_wire(&self.create_tap));
+        crate::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
+        data.insert("interface_id".into(), crate::wire::WireValue::to_wire(&self.interface_id));
+        data.insert("multiqueue".into(), crate::wire::WireValue::to_wire(&self.multiqueue));
         crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
         data
     }
@@ -7668,51 +5959,13 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<
-                Option<AnyDatapathOffloadBase>,
-            >(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            create_port: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileOpenVSwitch",
-                "create_port",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            create_tap: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileOpenVSwitch",
-                "create_tap",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            datapath_type: crate::wire::read_optional::<
-                Option<String>,
-            >(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
-            interface_id: crate::wire::read_required::<
-                Uuid,
-            >(
-                data,
-                "VIFPortProfileOpenVSwitch",
-                "interface_id",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            multiqueue: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFPortProfileOpenVSwitch",
-                "multiqueue",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            profile_id: crate::wire::read_optional::<
-                String,
-            >(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            create_port: crate::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "create_port", &crate::wire::FieldChecks::NONE, path)?,
+            create_tap: crate::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "create_tap", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_type: crate::wire::read_optional::<Option<String>>(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
+            interface_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfileOpenVSwitch", "interface_id", &crate::wire::FieldChecks::NONE, path)?,
+            multiqueue: crate::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "multiqueue", &crate::wire::FieldChecks::NONE, path)?,
+            profile_id: crate::wire::read_optional::<String>(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -7730,35 +5983,16 @@ impl crate::wire::StreamValue for VIFPortProfileOpenVSwitch {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_BASE_INFO,
-                    0,
-                    self.datapath_offload.as_ref(),
-                )?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-                    2,
-                    self.datapath_type.as_ref(),
-                )?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
-                sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
-                sink.optional_field(
-                    &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-                    5,
-                    self.profile_id.as_ref(),
-                )?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
+            sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
+            sink.optional_field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 2, self.datapath_type.as_ref())?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 3, &self.interface_id)?;
+            sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 4, &self.multiqueue)?;
+            sink.optional_field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 5, self.profile_id.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFPortProfileOpenVSwitch")
@@ -7844,10 +6078,7 @@ pub static VIFV_HOST_USER_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInf
         crate::wire::FieldInfo::new("path", crate::wire::Version::new(1, 0)),
         crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 1)),
     ],
-    base: Some(crate::wire::BaseInfo {
-        object: "VIFBase",
-        versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))],
-    }),
+    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
 impl crate::wire::VersionedObject for VIFVHostUser {
@@ -7861,22 +6092,12 @@ impl crate::wire::VersionedObject for VIFVHostUser {
         let mut data = serde_json::Map::new();
         data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
         data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert(
-            "has_traffic_filtering".into(),
-            crate::wire::WireValue::to_wire(&self.has_traffic_filtering),
-        );
+        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
         data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
         data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
         data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(
-            &mut data,
-            "port_profile",
-            self.port_profile.as_ref(),
-        );
-        data.insert(
-            "preserve_on_delete".into(),
-            crate::wire::WireValue::to_wire(&self.preserve_on_delete),
-        );
+        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
         data.insert("mode".into(), crate::wire::WireValue::to_wire(&self.mode));
         data.insert("path".into(), crate::wire::WireValue::to_wire(&self.path));
         crate::wire::insert_optional(&mut data, "vif_name", self.vif_name.as_ref());
@@ -7887,51 +6108,17 @@ impl crate::wire::VersionedObject for VIFVHostUser {
         path: &crate::wire::WirePath,
     ) -> Result<Self, crate::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<
-                bool,
-            >(data, "VIFVHostUser", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<
-                Option<MACAddress>,
-            >(data, "VIFVHostUser", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFVHostUser",
-                "has_traffic_filtering",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            id: crate::wire::read_required::<
-                Uuid,
-            >(data, "VIFVHostUser", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<
-                Option<Network>,
-            >(data, "VIFVHostUser", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<
-                String,
-            >(data, "VIFVHostUser", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<
-                AnyVIFPortProfileBase,
-            >(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<
-                bool,
-            >(
-                data,
-                "VIFVHostUser",
-                "preserve_on_delete",
-                &crate::wire::FieldChecks::NONE,
-                path,
-            )?,
-            mode: crate::wire::read_required::<
-                VIFVHostUserMode,
-            >(data, "VIFVHostUser", "mode", &crate::wire::FieldChecks::NONE, path)?,
-            path: crate::wire::read_required::<
-                String,
-            >(data, "VIFVHostUser", "path", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_optional::<
-                String,
-            >(data, "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: crate::wire::read_required::<bool>(data, "VIFVHostUser", "active", &crate::wire::FieldChecks::NONE, path)?,
+            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFVHostUser", "address", &crate::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFVHostUser", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
+            id: crate::wire::read_required::<Uuid>(data, "VIFVHostUser", "id", &crate::wire::FieldChecks::NONE, path)?,
+            network: crate::wire::read_required::<Option<Network>>(data, "VIFVHostUser", "network", &crate::wire::FieldChecks::NONE, path)?,
+            plugin: crate::wire::read_required::<String>(data, "VIFVHostUser", "plugin", &crate::wire::FieldChecks::NONE, path)?,
+            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFVHostUser", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            mode: crate::wire::read_required::<VIFVHostUserMode>(data, "VIFVHostUser", "mode", &crate::wire::FieldChecks::NONE, path)?,
+            path: crate::wire::read_required::<String>(data, "VIFVHostUser", "path", &crate::wire::FieldChecks::NONE, path)?,
+            vif_name: crate::wire::read_optional::<String>(data, "vif_name", &crate::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -7949,27 +6136,20 @@ impl crate::wire::StreamValue for VIFVHostUser {
         target: Option<crate::wire::Version>,
         ctx: &crate::wire::StreamContext<'_>,
     ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(
-            out,
-            &VIFV_HOST_USER_INFO,
-            target,
-            self.obj_changes.as_deref(),
-            ctx,
-            |sink| {
-                sink.field(&VIF_BASE_INFO, 0, &self.active)?;
-                sink.field(&VIF_BASE_INFO, 1, &self.address)?;
-                sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
-                sink.field(&VIF_BASE_INFO, 3, &self.id)?;
-                sink.field(&VIFV_HOST_USER_INFO, 0, &self.mode)?;
-                sink.field(&VIF_BASE_INFO, 4, &self.network)?;
-                sink.field(&VIFV_HOST_USER_INFO, 1, &self.path)?;
-                sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
-                sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
-                sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
-                sink.optional_field(&VIFV_HOST_USER_INFO, 2, self.vif_name.as_ref())?;
-                Ok(())
-            },
-        )
+        crate::wire::write_envelope(out, &VIFV_HOST_USER_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+            sink.field(&VIF_BASE_INFO, 0, &self.active)?;
+            sink.field(&VIF_BASE_INFO, 1, &self.address)?;
+            sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
+            sink.field(&VIF_BASE_INFO, 3, &self.id)?;
+            sink.field(&VIFV_HOST_USER_INFO, 0, &self.mode)?;
+            sink.field(&VIF_BASE_INFO, 4, &self.network)?;
+            sink.field(&VIFV_HOST_USER_INFO, 1, &self.path)?;
+            sink.field(&VIF_BASE_INFO, 5, &self.plugin)?;
+            sink.optional_field(&VIF_BASE_INFO, 6, self.port_profile.as_ref())?;
+            sink.field(&VIF_BASE_INFO, 7, &self.preserve_on_delete)?;
+            sink.optional_field(&VIFV_HOST_USER_INFO, 2, self.vif_name.as_ref())?;
+            Ok(())
+        })
     }
     fn object_name(&self) -> Option<&'static str> {
         Some("VIFVHostUser")

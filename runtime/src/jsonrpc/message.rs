@@ -129,11 +129,22 @@ impl Response {
 
     /// The response as one line of JSON text (no newline), the id echoed byte for byte.
     pub fn to_json(&self) -> String {
-        let (member, value) = match &self.outcome {
-            Ok(result) => ("result", result.to_string()),
-            Err(error) => ("error", error.to_json().to_string()),
+        let mut out = Vec::with_capacity(128);
+        let written = match &self.outcome {
+            Ok(result) => {
+                out.extend_from_slice(br#"{"jsonrpc":"2.0","result":"#);
+                serde_json::to_writer(&mut out, result)
+            }
+            Err(error) => {
+                out.extend_from_slice(br#"{"jsonrpc":"2.0","error":"#);
+                serde_json::to_writer(&mut out, &error.to_json())
+            }
         };
-        format!(r#"{{"jsonrpc":"2.0","{member}":{value},"id":{}}}"#, self.id.as_json())
+        written.expect("a JSON value always serializes");
+        out.extend_from_slice(br#","id":"#);
+        out.extend_from_slice(self.id.as_json().as_bytes());
+        out.push(b'}');
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 }
 

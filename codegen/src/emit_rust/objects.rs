@@ -1,0 +1,293 @@
+//! The Rust text of each object: its struct, its `ObjectInfo` descriptor and its wire
+//! impls, written straight into a `String` in rustfmt's layout.
+//!
+//! Objects are the bulk of a large schema, and every object has the same shape, so they are
+//! written as text rather than built as token streams and printed with `prettyplease` (the
+//! rest of the module is): at 2,000 objects, tokens → `syn` → `prettyplease` took seconds,
+//! this takes milliseconds. The text is still checked: the generated crate is compiled and
+//! tested, and `cargo xtask codegen --check` compares it byte for byte.
+
+use std::fmt::Write;
+
+use super::{field_ident, info_ident, ChecksTable};
+use crate::{
+    ir::{FieldIr, ObjectIr, RustType, SchemaIr},
+    model::{Version, WireForm},
+};
+
+/// Writes Rust text for objects, with the path of the wire support module (`crate::wire`).
+pub(super) struct ObjectWriter<'a> {
+    pub(super) ir: &'a SchemaIr<'a>,
+    pub(super) wire: &'a str,
+    pub(super) checks: &'a ChecksTable,
+}
+
+/// Appends formatted text; writing to a `String` cannot fail.
+macro_rules! put {
+    ($out:expr, $($arg:tt)*) => {
+        $out.write_fmt(format_args!($($arg)*)).expect("writing to a String")
+    };
+}
+
+impl ObjectWriter<'_> {
+    /// Appends everything generated for `object`.
+    pub(super) fn write(&self, out: &mut String, object: &ObjectIr) {
+        self.write_struct(out, object);
+        self.write_info(out, object);
+        self.write_impls(out, object);
+    }
+
+    fn write_struct(&self, out: &mut String, object: &ObjectIr) {
+        write_doc(out, "", &object_doc(object));
+        put!(out, "#[derive(Clone, Debug, PartialEq)]\npub struct {} {{\n", object.name);
+        for field in &object.fields {
+            write_doc(out, "    ", &field_doc(field));
+            put!(out, "    pub {}: {},\n", field_ident(field.name), type_text(&field.rust_type));
+        }
+        if object.object.wire == WireForm::VersionedObject {
+            out.push_str(concat!(
+                "    /// The fields the sender marked as changed (`versioned_object.changes`);\n",
+                "    /// `None` counts every set field, as for a newly built object.\n",
+                "    pub obj_changes: Option<Vec<String>>,\n",
+            ));
+        }
+        out.push_str("}\n");
+    }
+
+    fn version(&self, version: Version) -> String {
+        format!("{}::Version::new({}, {})", self.wire, version.major, version.minor)
+    }
+
+    fn version_pairs(&self, pairs: &indexmap::IndexMap<Version, Version>) -> String {
+        let pairs: Vec<String> =
+            pairs.iter().map(|(from, to)| format!("({}, {})", self.version(*from), self.version(*to))).collect();
+        format!("&[{}]", pairs.join(", "))
+    }
+
+    fn write_info(&self, out: &mut String, object: &ObjectIr) {
+        let (wire, definition, name) = (self.wire, object.object, object.name);
+        let wire_form = match definition.wire {
+            WireForm::VersionedObject => "VersionedObject",
+            WireForm::Plain => "Plain",
+        };
+        let versions: Vec<String> = definition.history.iter().map(|entry| self.version(entry.version)).collect();
+        put!(out, "/// How {name} converts between versions.\n");
+        put!(out, "pub static {}: {wire}::ObjectInfo = {wire}::ObjectInfo {{\n", info_ident(name));
+        put!(out, "    name: {name:?},\n");
+        put!(out, "    namespace: {:?},\n", definition.namespace.as_deref().unwrap_or_default());
+        put!(out, "    wire: {wire}::WireForm::{wire_form},\n");
+        put!(out, "    version: {},\n", self.version(definition.version));
+        put!(out, "    versions: &[{}],\n", versions.join(", "));
+        if definition.fields.is_empty() {
+            out.push_str("    fields: &[],\n");
+        } else {
+            out.push_str("    fields: &[\n");
+            for (field_name, field) in &definition.fields {
+                put!(out, "        {wire}::FieldInfo::new({field_name:?}, {})", self.version(field.since));
+                if let Some(removed) = field.removed {
+                    put!(out, ".removed({})", self.version(removed));
+                }
+                if let Some(default) = &field.default {
+                    put!(out, ".default({:?})", default.to_string());
+                }
+                if let Some((child, polymorphic)) = crate::check::object_target(&self.ir.schema.types, &field.schema) {
+                    let pins = self.version_pairs(&field.child_versions);
+                    put!(out, ".child({child:?}, {polymorphic}, {pins})");
+                }
+                out.push_str(",\n");
+            }
+            out.push_str("    ],\n");
+        }
+        match &definition.extends {
+            Some(extends) => put!(
+                out,
+                "    base: Some({wire}::BaseInfo {{ object: {:?}, versions: {} }}),\n",
+                extends.object,
+                self.version_pairs(&extends.versions)
+            ),
+            None => out.push_str("    base: None,\n"),
+        }
+        put!(out, "    tolerate_unknown_fields: {},\n}};\n", definition.tolerate_unknown_fields);
+    }
+
+    fn write_impls(&self, out: &mut String, object: &ObjectIr) {
+        let (wire, name) = (self.wire, object.name);
+        let info = info_ident(name);
+        let versioned = object.object.wire == WireForm::VersionedObject;
+        let allow_empty = if object.fields.is_empty() {
+            "#[allow(unused_mut, unused_variables, clippy::let_and_return)]\n"
+        } else {
+            ""
+        };
+        let (trait_name, target, build_end) = if versioned {
+            ("VersionedObject", "target", "            obj_changes: None,\n")
+        } else {
+            ("PlainObject", "_target", "")
+        };
+        put!(out, "{allow_empty}impl {wire}::{trait_name} for {name} {{\n");
+        put!(out, "    fn registry() -> &'static {wire}::Registry {{\n        &REGISTRY\n    }}\n");
+        put!(out, "    fn info() -> &'static {wire}::ObjectInfo {{\n        &{info}\n    }}\n");
+        out.push_str("    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {\n");
+        out.push_str("        let mut data = serde_json::Map::new();\n");
+        for field in &object.fields {
+            let ident = field_ident(field.name);
+            if field.field.required {
+                put!(out, "        data.insert({:?}.into(), {wire}::WireValue::to_wire(&self.{ident}));\n", field.name);
+            } else {
+                put!(out, "        {wire}::insert_optional(&mut data, {:?}, self.{ident}.as_ref());\n", field.name);
+            }
+        }
+        out.push_str("        data\n    }\n");
+        put!(out, "    fn from_data(\n        data: &serde_json::Map<String, serde_json::Value>,\n");
+        put!(out, "        path: &{wire}::WirePath,\n    ) -> Result<Self, {wire}::WireError> {{\n");
+        out.push_str("        Ok(Self {\n");
+        for field in &object.fields {
+            put!(out, "            {}: {},\n", field_ident(field.name), self.read_field(object, field));
+        }
+        put!(out, "{build_end}        }})\n    }}\n");
+        if versioned {
+            out.push_str(concat!(
+                "    fn changes(&self) -> Option<&[String]> {\n        self.obj_changes.as_deref()\n    }\n",
+                "    fn set_changes(&mut self, changes: Option<Vec<String>>) {\n",
+                "        self.obj_changes = changes;\n    }\n",
+            ));
+        }
+        out.push_str("}\n");
+
+        put!(out, "impl {wire}::StreamValue for {name} {{\n");
+        if !allow_empty.is_empty() {
+            put!(out, "    {allow_empty}");
+        }
+        put!(out, "    fn write_json(\n        &self,\n        out: &mut Vec<u8>,\n");
+        put!(out, "        {target}: Option<{wire}::Version>,\n        ctx: &{wire}::StreamContext<'_>,\n");
+        put!(out, "    ) -> Result<(), {wire}::WireError> {{\n");
+        if versioned {
+            put!(
+                out,
+                "        {wire}::write_envelope(out, &{info}, target, self.obj_changes.as_deref(), ctx, |sink| {{\n"
+            );
+        } else {
+            put!(out, "        {wire}::write_plain(out, ctx, |sink| {{\n");
+        }
+        let mut sorted: Vec<&FieldIr> = object.fields.iter().collect();
+        sorted.sort_by_key(|field| field.name);
+        for field in sorted {
+            // The field's descriptor, by its owner (this object or a base) and position there.
+            let owner = info_ident(field.owner);
+            let index = self.ir.schema.objects[field.owner]
+                .fields
+                .get_index_of(field.name)
+                .expect("a flattened field is declared by its owner");
+            let ident = field_ident(field.name);
+            if field.field.required {
+                put!(out, "            sink.field(&{owner}, {index}, &self.{ident})?;\n");
+            } else {
+                put!(out, "            sink.optional_field(&{owner}, {index}, self.{ident}.as_ref())?;\n");
+            }
+        }
+        out.push_str("            Ok(())\n        })\n    }\n");
+        if versioned {
+            put!(out, "    fn object_name(&self) -> Option<&'static str> {{\n        Some({name:?})\n    }}\n");
+        }
+        out.push_str("}\n");
+
+        let (from_wire, to_wire) = if versioned {
+            (
+                format!("<Self as {wire}::VersionedObject>::from_primitive_at(value, path)"),
+                format!("{wire}::VersionedObject::to_current_primitive(self)"),
+            )
+        } else {
+            (
+                format!("<Self as {wire}::PlainObject>::from_json(value, path)"),
+                format!("serde_json::Value::Object({wire}::PlainObject::to_data(self))"),
+            )
+        };
+        put!(out, "impl {wire}::WireValue for {name} {{\n");
+        put!(out, "    fn from_wire(\n        value: &serde_json::Value,\n        path: &{wire}::WirePath,\n");
+        put!(out, "    ) -> Result<Self, {wire}::WireError> {{\n        {from_wire}\n    }}\n");
+        put!(out, "    fn to_wire(&self) -> serde_json::Value {{\n        {to_wire}\n    }}\n}}\n");
+    }
+
+    /// The reading expression of one field in `from_data`.
+    fn read_field(&self, object: &ObjectIr, field: &FieldIr) -> String {
+        let wire = self.wire;
+        let ty = if field.field.nullable {
+            RustType::Optional(Box::new(field.value_type.clone()))
+        } else {
+            field.value_type.clone()
+        };
+        let ty = type_text(&ty);
+        let checks = self.checks.reference_text(field, wire);
+        let name = field.name;
+        if field.field.required {
+            format!("{wire}::read_required::<{ty}>(data, {:?}, {name:?}, {checks}, path)?", object.name)
+        } else {
+            format!("{wire}::read_optional::<{ty}>(data, {name:?}, {checks}, path)?")
+        }
+    }
+}
+
+/// Writes `text` as `///` lines at `indent`.
+fn write_doc(out: &mut String, indent: &str, text: &str) {
+    for line in text.lines() {
+        if line.is_empty() {
+            put!(out, "{indent}///\n");
+        } else {
+            put!(out, "{indent}/// {line}\n");
+        }
+    }
+}
+
+/// The Rust type of an IR type, as text.
+pub(super) fn type_text(ty: &RustType) -> String {
+    match ty {
+        RustType::String => "String".into(),
+        RustType::Integer => "i64".into(),
+        RustType::Number => "f64".into(),
+        RustType::Boolean => "bool".into(),
+        RustType::Named(name) => name.to_string(),
+        RustType::AnyOf(base) => format!("Any{base}"),
+        RustType::List(inner) => format!("Vec<{}>", type_text(inner)),
+        RustType::Map(inner) => format!("std::collections::BTreeMap<String, {}>", type_text(inner)),
+        RustType::Optional(inner) => format!("Option<{}>", type_text(inner)),
+    }
+}
+
+fn object_doc(object: &ObjectIr) -> String {
+    let definition = object.object;
+    let mut text = definition.description.clone();
+    let wire_form = match definition.wire {
+        WireForm::VersionedObject => "`versioned_object` envelope",
+        WireForm::Plain => "plain JSON object",
+    };
+    put!(text, "\n\nWire form: {wire_form}. Current version: {}.", definition.version);
+    if let Some(extends) = &definition.extends {
+        put!(text, " Extends {}.", extends.object);
+    }
+    if let Some(deprecation) = &definition.deprecated {
+        put!(text, "\n\nDeprecated since {}: {}", deprecation.since, deprecation.note);
+    }
+    text.push_str("\n\nVersion history:");
+    for entry in &definition.history {
+        put!(text, "\n- {}: {}", entry.version, entry.note);
+    }
+    text
+}
+
+fn field_doc(field: &FieldIr) -> String {
+    let definition = field.field;
+    let mut text = format!("{}\n\nSince {} {}.", definition.description, field.owner, definition.since);
+    if let Some(deprecated) = definition.deprecated {
+        put!(text, " Deprecated since {} {deprecated}.", field.owner);
+    }
+    if definition.nullable {
+        text.push_str(" May be null.");
+    }
+    if !definition.required {
+        text.push_str(" May be left unset.");
+    }
+    if let Some(default) = &definition.default {
+        put!(text, " Default: `{default}`.");
+    }
+    text
+}
