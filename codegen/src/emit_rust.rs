@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::{Ident, Literal, Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
@@ -68,7 +68,7 @@ pub fn emit_objects(ir: &SchemaIr, options: &RustOptions, documents: &PublishedD
 fn emit_objects_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments, threads: usize) -> String {
     let wire_path = || -> syn::Path { syn::parse_str(&options.wire_path).expect("the wire path is a Rust path") };
     let wire = wire_path();
-    let checks = ChecksTable::new(ir, &wire);
+    let checks = ChecksTable::new(ir, &options.wire_path);
     let objects: Vec<&ObjectIr> = ir.objects.values().collect();
     let chunk_len = objects.len().div_ceil(threads.max(1)).max(1);
     let writer = objects::ObjectWriter { ir, wire: &options.wire_path, checks: &checks };
@@ -88,8 +88,9 @@ fn emit_objects_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDo
             .collect();
         let head = format_items(emit_prelude(ir, &wire));
         let tail = format_items(emit_tail(ir, options, documents, &wire, &checks));
-        let objects_text: String =
+        let mut objects_text: String =
             workers.into_iter().map(|worker| worker.join().expect("an emitting thread panicked")).collect();
+        writer.write_registry(&mut objects_text);
         (head, objects_text, tail)
     });
     format!("{GENERATED_HEADER}\n{head}{objects_text}{tail}")
@@ -128,7 +129,6 @@ fn emit_tail(
 ) -> Vec<TokenStream> {
     let mut items = vec![checks.emit(wire)];
     items.extend(ir.polymorphic.iter().map(|(base, members)| emit_polymorphic(base, members, wire)));
-    items.push(emit_registry(ir, wire));
     let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
     let (json_schema, openrpc) = match &options.documents {
         DocumentEmbedding::Inline => {
@@ -195,15 +195,22 @@ pub fn type_tokens(ty: &RustType) -> TokenStream {
 
 /// A `Constraints` literal for a type expression: the keywords it sets, then `..NONE`.
 pub(crate) fn constraints_tokens(expr: &TypeExpr, wire: &syn::Path) -> TokenStream {
+    let wire = quote! { #wire }.to_string().replace(' ', "");
+    constraints_text(expr, &wire).parse().expect("a literal the emitter wrote parses")
+}
+
+/// [`constraints_tokens`] as text, with the wire module's path as text.
+fn constraints_text(expr: &TypeExpr, wire: &str) -> String {
     let mut set = Vec::new();
     if let Some(format) = &expr.format {
-        set.push(quote! { format: Some(#format) });
+        set.push(format!("format: Some({format:?})"));
     }
     if let Some(pattern) = &expr.pattern {
-        set.push(quote! { pattern: Some(#pattern) });
+        set.push(format!("pattern: Some({pattern:?})"));
     }
     if let Some(values) = &expr.enum_values {
-        set.push(quote! { one_of: Some(&[#(#values),*]) });
+        let values: Vec<String> = values.iter().map(|value| format!("{value:?}")).collect();
+        set.push(format!("one_of: Some(&[{}])", values.join(", ")));
     }
     let counts = [
         ("min_length", expr.min_length),
@@ -213,23 +220,16 @@ pub(crate) fn constraints_tokens(expr: &TypeExpr, wire: &syn::Path) -> TokenStre
     ];
     for (keyword, value) in counts {
         if let Some(value) = value {
-            let (keyword, value) = (format_ident!("{keyword}"), Literal::u64_unsuffixed(value));
-            set.push(quote! { #keyword: Some(#value) });
+            set.push(format!("{keyword}: Some({value})"));
         }
     }
     for (keyword, value) in [("minimum", expr.minimum), ("maximum", expr.maximum)] {
         if let Some(value) = value {
-            let keyword = format_ident!("{keyword}");
-            let magnitude = Literal::u64_unsuffixed(value.unsigned_abs());
-            let value = if value < 0 {
-                quote! { -#magnitude }
-            } else {
-                quote! { #magnitude }
-            };
-            set.push(quote! { #keyword: Some(#value) });
+            set.push(format!("{keyword}: Some({value})"));
         }
     }
-    quote! { #wire::Constraints { #(#set,)* ..#wire::Constraints::NONE } }
+    set.push(format!("..{wire}::Constraints::NONE"));
+    format!("{wire}::Constraints {{ {} }}", set.join(", "))
 }
 
 /// The distinct `FieldChecks` the objects' fields need, each emitted once as a
@@ -243,7 +243,7 @@ struct ChecksTable {
 }
 
 impl ChecksTable {
-    fn new(ir: &SchemaIr, wire: &syn::Path) -> Self {
+    fn new(ir: &SchemaIr, wire: &str) -> Self {
         let mut numbers: HashMap<String, usize> = HashMap::new();
         let mut table = ChecksTable { by_field: HashMap::new(), literals: Vec::new() };
         for field in ir.objects.values().flat_map(|object| &object.fields) {
@@ -284,23 +284,22 @@ impl ChecksTable {
 }
 
 /// The `FieldChecks` literal of a field whose schema constrains the value or its items, as text.
-fn field_checks(field: &FieldIr, wire: &syn::Path) -> Option<String> {
+fn field_checks(field: &FieldIr, wire: &str) -> Option<String> {
     let expr = &field.field.schema;
-    let value = (expr.reference.is_none() && has_constraints(expr)).then(|| constraints_tokens(expr, wire));
+    let value = (expr.reference.is_none() && has_constraints(expr)).then(|| constraints_text(expr, wire));
     let items = expr
         .items
         .as_deref()
         .filter(|items| items.reference.is_none() && has_constraints(items))
-        .map(|items| constraints_tokens(items, wire));
+        .map(|items| constraints_text(items, wire));
     if value.is_none() && items.is_none() {
         return None;
     }
-    let some = |constraints: Option<TokenStream>| match constraints {
-        Some(constraints) => quote! { Some(&#constraints) },
-        None => quote! { None },
+    let some = |constraints: Option<String>| match constraints {
+        Some(constraints) => format!("Some(&{constraints})"),
+        None => "None".to_string(),
     };
-    let (value, items) = (some(value), some(items));
-    Some(quote! { #wire::FieldChecks { value: #value, items: #items } }.to_string())
+    Some(format!("{wire}::FieldChecks {{ value: {}, items: {} }}", some(value), some(items)))
 }
 
 fn emit_named_type(name: &str, named: &NamedType, wire: &syn::Path) -> TokenStream {
@@ -535,42 +534,6 @@ fn emit_polymorphic(base: &str, members: &[&str], wire: &syn::Path) -> TokenStre
                 match self {
                     #(Self::#variants(object) => #wire::WireValue::to_wire(object.as_ref()),)*
                 }
-            }
-        }
-    }
-}
-
-fn emit_registry(ir: &SchemaIr, wire: &syn::Path) -> TokenStream {
-    let infos = ir.objects.keys().map(|name| info_ident(name));
-    let has_removed = ir.schema.objects.values().any(|o| o.fields.values().any(|f| f.removed.is_some()));
-    let versioned: Vec<&ObjectIr> = ir.versioned_objects().collect();
-    let names = versioned.iter().map(|o| o.name);
-    let idents = versioned.iter().map(|o| format_ident!("{}", o.name));
-    quote! {
-        /// Every object of the schema, sorted by name.
-        pub static REGISTRY: #wire::Registry = #wire::Registry { objects: &[#(&#infos),*], has_removed_fields: #has_removed };
-
-        /// Reads a `versioned_object` primitive of any object at any known
-        /// version, validates it, and writes it at `target` (default: the
-        /// object's current version), converting children by their pins or
-        /// by `manifest`.
-        pub fn convert_primitive(
-            value: &serde_json::Value,
-            target: Option<#wire::Version>,
-            manifest: Option<&#wire::Manifest>,
-        ) -> Result<serde_json::Value, #wire::WireError> {
-            use #wire::VersionedObject;
-            let (envelope, _) = #wire::Envelope::parse(value, &REGISTRY, &#wire::WirePath::root())?;
-            match envelope.name {
-                #(#names => {
-                    let text = #wire::to_json_string(&#idents::from_primitive(value)?, target, manifest)?;
-                    Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-                })*
-                other => Err(#wire::WireError::UnknownObject {
-                    path: #wire::WirePath::root(),
-                    name: other.to_string(),
-                    expected: String::new(),
-                }),
             }
         }
     }

@@ -6166,6 +6166,209 @@ impl crate::wire::WireValue for VIFVHostUser {
         crate::wire::VersionedObject::to_current_primitive(self)
     }
 }
+/// Every object of the schema, sorted by name.
+pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
+    objects: &[
+        &ACC_CAPABILITY_INFO,
+        &ACC_SPECS_INFO,
+        &ACC_STATUS_INFO,
+        &AGENT_LIST_INFO,
+        &AGENT_REGISTRATION_INFO,
+        &AGENT_STATE_INFO,
+        &DATAPATH_OFFLOAD_BASE_INFO,
+        &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
+        &DISCOVERY_FAILED_DATA_INFO,
+        &DISCOVERY_STATUS_INFO,
+        &DRIVER_REGISTRATION_INFO,
+        &FIXED_IP_INFO,
+        &FIXED_IP_LIST_INFO,
+        &GUEST_ADDRESS_INFO,
+        &GUEST_INFO_INFO,
+        &GUEST_NIC_INFO,
+        &GUEST_PROTOCOL_INFO,
+        &HARDWARE_INFO,
+        &HARDWARE_LIST_INFO,
+        &HELLO_ACK_INFO,
+        &HOST_INFO_INFO,
+        &HOST_PLUGIN_INFO_INFO,
+        &HOST_PORT_PROFILE_INFO_INFO,
+        &HOST_VIF_INFO_INFO,
+        &INSTANCE_INFO_INFO,
+        &LINK_STATE_INFO,
+        &NETWORK_INFO,
+        &NETWORK_NOT_FOUND_DATA_INFO,
+        &NO_COMPATIBLE_VIF_DATA_INFO,
+        &OS_INFO_INFO,
+        &PEER_UNAVAILABLE_DATA_INFO,
+        &PORT_IN_USE_DATA_INFO,
+        &ROUTE_INFO,
+        &ROUTE_LIST_INFO,
+        &SUBNET_INFO,
+        &SUBNET_LIST_INFO,
+        &UNSUPPORTED_VERSION_DATA_INFO,
+        &VIF_BASE_INFO,
+        &VIF_BRIDGE_INFO,
+        &VIF_DIRECT_INFO,
+        &VIF_GENERIC_INFO,
+        &VIF_HOST_DEVICE_INFO,
+        &VIF_NESTED_DPDK_INFO,
+        &VIF_OPEN_V_SWITCH_INFO,
+        &VIF_PORT_PROFILE8021_QBG_INFO,
+        &VIF_PORT_PROFILE8021_QBH_INFO,
+        &VIF_PORT_PROFILE_BASE_INFO,
+        &VIF_PORT_PROFILE_FP_BRIDGE_INFO,
+        &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
+        &VIF_PORT_PROFILE_FP_TAP_INFO,
+        &VIF_PORT_PROFILE_K8S_DPDK_INFO,
+        &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
+        &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
+        &VIFV_HOST_USER_INFO,
+    ],
+    has_removed_fields: false,
+};
+/// Reads a `versioned_object` primitive of any object at any known
+/// version, validates it, and writes it at `target` (default: the
+/// object's current version), converting children by their pins or
+/// by `manifest`.
+pub fn convert_primitive(
+    value: &serde_json::Value,
+    target: Option<crate::wire::Version>,
+    manifest: Option<&crate::wire::Manifest>,
+) -> Result<serde_json::Value, crate::wire::WireError> {
+    use crate::wire::VersionedObject;
+    let (envelope, _) = crate::wire::Envelope::parse(value, &REGISTRY, &crate::wire::WirePath::root())?;
+    match envelope.name {
+        "DatapathOffloadBase" => {
+            let text = crate::wire::to_json_string(&DatapathOffloadBase::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "DatapathOffloadRepresentor" => {
+            let text = crate::wire::to_json_string(&DatapathOffloadRepresentor::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "FixedIP" => {
+            let text = crate::wire::to_json_string(&FixedIP::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "FixedIPList" => {
+            let text = crate::wire::to_json_string(&FixedIPList::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "HostInfo" => {
+            let text = crate::wire::to_json_string(&HostInfo::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "HostPluginInfo" => {
+            let text = crate::wire::to_json_string(&HostPluginInfo::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "HostPortProfileInfo" => {
+            let text = crate::wire::to_json_string(&HostPortProfileInfo::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "HostVIFInfo" => {
+            let text = crate::wire::to_json_string(&HostVIFInfo::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "InstanceInfo" => {
+            let text = crate::wire::to_json_string(&InstanceInfo::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "Network" => {
+            let text = crate::wire::to_json_string(&Network::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "Route" => {
+            let text = crate::wire::to_json_string(&Route::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "RouteList" => {
+            let text = crate::wire::to_json_string(&RouteList::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "Subnet" => {
+            let text = crate::wire::to_json_string(&Subnet::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "SubnetList" => {
+            let text = crate::wire::to_json_string(&SubnetList::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFBase" => {
+            let text = crate::wire::to_json_string(&VIFBase::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFBridge" => {
+            let text = crate::wire::to_json_string(&VIFBridge::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFDirect" => {
+            let text = crate::wire::to_json_string(&VIFDirect::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFGeneric" => {
+            let text = crate::wire::to_json_string(&VIFGeneric::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFHostDevice" => {
+            let text = crate::wire::to_json_string(&VIFHostDevice::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFNestedDPDK" => {
+            let text = crate::wire::to_json_string(&VIFNestedDPDK::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFOpenVSwitch" => {
+            let text = crate::wire::to_json_string(&VIFOpenVSwitch::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfile8021Qbg" => {
+            let text = crate::wire::to_json_string(&VIFPortProfile8021Qbg::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfile8021Qbh" => {
+            let text = crate::wire::to_json_string(&VIFPortProfile8021Qbh::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileBase" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileBase::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileFPBridge" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileFPBridge::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileFPOpenVSwitch" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileFPOpenVSwitch::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileFPTap" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileFPTap::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileK8sDPDK" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileK8sDPDK::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileOVSRepresentor" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileOVSRepresentor::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFPortProfileOpenVSwitch" => {
+            let text = crate::wire::to_json_string(&VIFPortProfileOpenVSwitch::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        "VIFVHostUser" => {
+            let text = crate::wire::to_json_string(&VIFVHostUser::from_primitive(value)?, target, manifest)?;
+            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
+        }
+        other => Err(crate::wire::WireError::UnknownObject {
+            path: crate::wire::WirePath::root(),
+            name: other.to_string(),
+            expected: String::new(),
+        }),
+    }
+}
 /// Constraints shared by object fields (see `FieldChecks`).
 static FIELD_CHECKS_0: crate::wire::FieldChecks = crate::wire::FieldChecks {
     value: Some(
@@ -6711,339 +6914,6 @@ impl crate::wire::WireValue for AnyVIFPortProfileBase {
             Self::VIFPortProfileOpenVSwitch(object) => {
                 crate::wire::WireValue::to_wire(object.as_ref())
             }
-        }
-    }
-}
-/// Every object of the schema, sorted by name.
-pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
-    objects: &[
-        &ACC_CAPABILITY_INFO,
-        &ACC_SPECS_INFO,
-        &ACC_STATUS_INFO,
-        &AGENT_LIST_INFO,
-        &AGENT_REGISTRATION_INFO,
-        &AGENT_STATE_INFO,
-        &DATAPATH_OFFLOAD_BASE_INFO,
-        &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
-        &DISCOVERY_FAILED_DATA_INFO,
-        &DISCOVERY_STATUS_INFO,
-        &DRIVER_REGISTRATION_INFO,
-        &FIXED_IP_INFO,
-        &FIXED_IP_LIST_INFO,
-        &GUEST_ADDRESS_INFO,
-        &GUEST_INFO_INFO,
-        &GUEST_NIC_INFO,
-        &GUEST_PROTOCOL_INFO,
-        &HARDWARE_INFO,
-        &HARDWARE_LIST_INFO,
-        &HELLO_ACK_INFO,
-        &HOST_INFO_INFO,
-        &HOST_PLUGIN_INFO_INFO,
-        &HOST_PORT_PROFILE_INFO_INFO,
-        &HOST_VIF_INFO_INFO,
-        &INSTANCE_INFO_INFO,
-        &LINK_STATE_INFO,
-        &NETWORK_INFO,
-        &NETWORK_NOT_FOUND_DATA_INFO,
-        &NO_COMPATIBLE_VIF_DATA_INFO,
-        &OS_INFO_INFO,
-        &PEER_UNAVAILABLE_DATA_INFO,
-        &PORT_IN_USE_DATA_INFO,
-        &ROUTE_INFO,
-        &ROUTE_LIST_INFO,
-        &SUBNET_INFO,
-        &SUBNET_LIST_INFO,
-        &UNSUPPORTED_VERSION_DATA_INFO,
-        &VIF_BASE_INFO,
-        &VIF_BRIDGE_INFO,
-        &VIF_DIRECT_INFO,
-        &VIF_GENERIC_INFO,
-        &VIF_HOST_DEVICE_INFO,
-        &VIF_NESTED_DPDK_INFO,
-        &VIF_OPEN_V_SWITCH_INFO,
-        &VIF_PORT_PROFILE8021_QBG_INFO,
-        &VIF_PORT_PROFILE8021_QBH_INFO,
-        &VIF_PORT_PROFILE_BASE_INFO,
-        &VIF_PORT_PROFILE_FP_BRIDGE_INFO,
-        &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO,
-        &VIF_PORT_PROFILE_FP_TAP_INFO,
-        &VIF_PORT_PROFILE_K8S_DPDK_INFO,
-        &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO,
-        &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO,
-        &VIFV_HOST_USER_INFO,
-    ],
-    has_removed_fields: false,
-};
-/// Reads a `versioned_object` primitive of any object at any known
-/// version, validates it, and writes it at `target` (default: the
-/// object's current version), converting children by their pins or
-/// by `manifest`.
-pub fn convert_primitive(
-    value: &serde_json::Value,
-    target: Option<crate::wire::Version>,
-    manifest: Option<&crate::wire::Manifest>,
-) -> Result<serde_json::Value, crate::wire::WireError> {
-    use crate::wire::VersionedObject;
-    let (envelope, _) = crate::wire::Envelope::parse(
-        value,
-        &REGISTRY,
-        &crate::wire::WirePath::root(),
-    )?;
-    match envelope.name {
-        "DatapathOffloadBase" => {
-            let text = crate::wire::to_json_string(
-                &DatapathOffloadBase::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "DatapathOffloadRepresentor" => {
-            let text = crate::wire::to_json_string(
-                &DatapathOffloadRepresentor::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "FixedIP" => {
-            let text = crate::wire::to_json_string(
-                &FixedIP::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "FixedIPList" => {
-            let text = crate::wire::to_json_string(
-                &FixedIPList::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "HostInfo" => {
-            let text = crate::wire::to_json_string(
-                &HostInfo::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "HostPluginInfo" => {
-            let text = crate::wire::to_json_string(
-                &HostPluginInfo::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "HostPortProfileInfo" => {
-            let text = crate::wire::to_json_string(
-                &HostPortProfileInfo::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "HostVIFInfo" => {
-            let text = crate::wire::to_json_string(
-                &HostVIFInfo::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "InstanceInfo" => {
-            let text = crate::wire::to_json_string(
-                &InstanceInfo::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "Network" => {
-            let text = crate::wire::to_json_string(
-                &Network::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "Route" => {
-            let text = crate::wire::to_json_string(
-                &Route::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "RouteList" => {
-            let text = crate::wire::to_json_string(
-                &RouteList::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "Subnet" => {
-            let text = crate::wire::to_json_string(
-                &Subnet::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "SubnetList" => {
-            let text = crate::wire::to_json_string(
-                &SubnetList::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFBase" => {
-            let text = crate::wire::to_json_string(
-                &VIFBase::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFBridge" => {
-            let text = crate::wire::to_json_string(
-                &VIFBridge::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFDirect" => {
-            let text = crate::wire::to_json_string(
-                &VIFDirect::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFGeneric" => {
-            let text = crate::wire::to_json_string(
-                &VIFGeneric::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFHostDevice" => {
-            let text = crate::wire::to_json_string(
-                &VIFHostDevice::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFNestedDPDK" => {
-            let text = crate::wire::to_json_string(
-                &VIFNestedDPDK::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFOpenVSwitch" => {
-            let text = crate::wire::to_json_string(
-                &VIFOpenVSwitch::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfile8021Qbg" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfile8021Qbg::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfile8021Qbh" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfile8021Qbh::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileBase" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileBase::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileFPBridge" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileFPBridge::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileFPOpenVSwitch" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileFPOpenVSwitch::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileFPTap" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileFPTap::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileK8sDPDK" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileK8sDPDK::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileOVSRepresentor" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileOVSRepresentor::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFPortProfileOpenVSwitch" => {
-            let text = crate::wire::to_json_string(
-                &VIFPortProfileOpenVSwitch::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        "VIFVHostUser" => {
-            let text = crate::wire::to_json_string(
-                &VIFVHostUser::from_primitive(value)?,
-                target,
-                manifest,
-            )?;
-            Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
-        }
-        other => {
-            Err(crate::wire::WireError::UnknownObject {
-                path: crate::wire::WirePath::root(),
-                name: other.to_string(),
-                expected: String::new(),
-            })
         }
     }
 }

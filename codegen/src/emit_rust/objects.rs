@@ -208,6 +208,58 @@ impl ObjectWriter<'_> {
         put!(out, "    fn to_wire(&self) -> serde_json::Value {{\n        {to_wire}\n    }}\n}}\n");
     }
 
+    /// Appends `REGISTRY`, every object's descriptor, and `convert_primitive`, which converts
+    /// a primitive of any versioned object.
+    pub(super) fn write_registry(&self, out: &mut String) {
+        let wire = self.wire;
+        let has_removed =
+            self.ir.schema.objects.values().any(|object| object.fields.values().any(|f| f.removed.is_some()));
+        out.push_str("/// Every object of the schema, sorted by name.\n");
+        put!(out, "pub static REGISTRY: {wire}::Registry = {wire}::Registry {{\n    objects: &[\n");
+        for name in self.ir.objects.keys() {
+            put!(out, "        &{},\n", info_ident(name));
+        }
+        put!(out, "    ],\n    has_removed_fields: {has_removed},\n}};\n");
+        put!(
+            out,
+            r#"/// Reads a `versioned_object` primitive of any object at any known
+/// version, validates it, and writes it at `target` (default: the
+/// object's current version), converting children by their pins or
+/// by `manifest`.
+pub fn convert_primitive(
+    value: &serde_json::Value,
+    target: Option<{wire}::Version>,
+    manifest: Option<&{wire}::Manifest>,
+) -> Result<serde_json::Value, {wire}::WireError> {{
+    use {wire}::VersionedObject;
+    let (envelope, _) = {wire}::Envelope::parse(value, &REGISTRY, &{wire}::WirePath::root())?;
+    match envelope.name {{
+"#
+        );
+        for object in self.ir.versioned_objects() {
+            let name = object.name;
+            put!(out, "        {name:?} => {{\n");
+            put!(
+                out,
+                "            let text = {wire}::to_json_string(&{name}::from_primitive(value)?, target, manifest)?;\n"
+            );
+            out.push_str(
+                "            Ok(serde_json::from_str(&text).expect(\"the writer writes valid JSON\"))\n        }\n",
+            );
+        }
+        put!(
+            out,
+            r#"        other => Err({wire}::WireError::UnknownObject {{
+            path: {wire}::WirePath::root(),
+            name: other.to_string(),
+            expected: String::new(),
+        }}),
+    }}
+}}
+"#
+        );
+    }
+
     /// The reading expression of one field in `from_data`.
     fn read_field(&self, object: &ObjectIr, field: &FieldIr) -> String {
         let wire = self.wire;
