@@ -198,9 +198,23 @@ fn streaming_and_tree_paths_write_the_same_bytes() {
         ),
         Some([("DatapathOffloadBase".to_string(), Version::new(1, 0))].into()),
     ];
+    let names = |names: &[&str]| Some(names.iter().map(|name| name.to_string()).collect::<Vec<_>>());
+    let change_lists = [
+        vif.obj_changes.clone(),
+        None,
+        names(&[]),
+        names(&["address", "network", "vif_name"]),
+        // Unsorted, repeated, and naming fields that are unset or do not exist.
+        names(&["vif_name", "address", "no_such_field", "network", "address", "aaa", "zzz"]),
+    ];
     for manifest in &manifests {
-        let tree = serde_json::to_string(&vif.to_primitive(None, manifest.as_ref()).unwrap()).unwrap();
-        assert_eq!(to_json_string(&vif, None, manifest.as_ref()).unwrap(), tree, "VIF with {manifest:?}");
+        for changes in &change_lists {
+            let mut vif = vif.clone();
+            vif.obj_changes = changes.clone();
+            let tree = serde_json::to_string(&vif.to_primitive(None, manifest.as_ref()).unwrap()).unwrap();
+            let streamed = to_json_string(&vif, None, manifest.as_ref()).unwrap();
+            assert_eq!(streamed, tree, "VIF with {manifest:?} and changes {changes:?}");
+        }
         for minor in 0..=4 {
             let target = Some(Version::new(1, minor));
             let tree = serde_json::to_string(&profile.to_primitive(target, manifest.as_ref()).unwrap()).unwrap();

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use super::{
     convert::{child_target, lineage, Manifest},
     FieldInfo, ObjectInfo, Registry, Version, WireError, WirePath,
@@ -63,6 +65,16 @@ fn needs_escape(bytes: &[u8]) -> bool {
         }
     }
     chunks.remainder().iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+}
+
+/// Appends `"name":` for a field name. Field names need no escaping: the schema checker
+/// admits only lower_snake_case ASCII (`check.rs`, `is_field_name`).
+fn write_key(out: &mut Vec<u8>, name: &str) {
+    debug_assert!(!needs_escape(name.as_bytes()), "field names never need escaping");
+    out.reserve(name.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 /// Appends a version as a JSON string, `"MAJOR.MINOR"`.
@@ -180,10 +192,13 @@ pub struct FieldSink<'a, 'c> {
 
 enum Mode<'a> {
     /// Deciding, field by field, in call order.
-    Probe(Vec<Step>),
+    Probe(Steps),
     /// Writing by the probe's decisions (`steps`, in the same call order).
     Write { out: &'a mut Vec<u8>, steps: std::slice::Iter<'a, Step>, written: usize },
 }
+
+/// The probe's decisions for one object: on the stack for objects of up to 24 set fields.
+type Steps = SmallVec<[Step; 24]>;
 
 /// What the probe decided for one call of [`FieldSink::field`].
 #[derive(Clone, Copy)]
@@ -235,8 +250,7 @@ impl<'a, 'c> FieldSink<'a, 'c> {
                     if *written > 0 {
                         out.push(b',');
                     }
-                    write_json_str(out, name);
-                    out.push(b':');
+                    write_key(out, name);
                     value.dyn_write_json(out, step.child_version, self.ctx)?;
                     *written += 1;
                 }
@@ -316,6 +330,45 @@ pub fn write_plain(
     Ok(())
 }
 
+/// Writes `"versioned_object.changes":[...],` (nothing when empty): the fields written, in name
+/// order and once each, that `changes` lists (all fields written when it is `None`). Steps come
+/// in name order, as generated code calls the fields.
+fn write_changes(out: &mut Vec<u8>, steps: &[Step], changes: Option<&[String]>) {
+    let mut written = 0;
+    let mut write = |name: &str| {
+        out.extend_from_slice(if written == 0 { b"\"versioned_object.changes\":[" } else { b"," });
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+        written += 1;
+    };
+    let written_steps = steps.iter().filter(|step| step.write);
+    match changes {
+        None => written_steps.for_each(|step| write(step.name)),
+        // Sorted (as this crate writes them): one merge of the two lists.
+        Some(changes) if changes.is_sorted() => {
+            let mut listed = changes.iter().map(String::as_str).peekable();
+            for step in written_steps {
+                while listed.next_if(|name| *name < step.name).is_some() {}
+                if listed.peek() == Some(&step.name) {
+                    write(step.name);
+                }
+            }
+        }
+        Some(changes) => {
+            let is_written =
+                |name: &str| steps.binary_search_by(|step| step.name.cmp(name)).is_ok_and(|at| steps[at].write);
+            let mut changed: Vec<&str> = changes.iter().map(String::as_str).filter(|name| is_written(name)).collect();
+            changed.sort_unstable();
+            changed.dedup();
+            changed.into_iter().for_each(write);
+        }
+    }
+    if written > 0 {
+        out.extend_from_slice(b"],");
+    }
+}
+
 /// Writes an object's envelope at `target` (its current version when `None`):
 /// `changes`, `data`, `name`, `namespace`, `version`, in that (sorted) order.
 pub fn write_envelope(
@@ -334,28 +387,11 @@ pub fn write_envelope(
     // oslo converts whenever the version differs or a manifest is given.
     let convert = version != info.version || ctx.manifest.is_some();
     let lineage = if convert { lineage(ctx.registry, info, version, &path)? } else { Vec::new() };
-    let mut probe = FieldSink { mode: Mode::Probe(Vec::with_capacity(16)), lineage: &lineage, convert, ctx };
+    let mut probe = FieldSink { mode: Mode::Probe(Steps::new()), lineage: &lineage, convert, ctx };
     fields(&mut probe)?;
     let Mode::Probe(steps) = probe.mode else { unreachable!("built as a probe") };
-    // Steps come in name order (generated code calls fields so), hence the binary search.
-    let is_written = |name: &str| steps.binary_search_by(|step| step.name.cmp(name)).is_ok_and(|at| steps[at].write);
-    let mut changed: Vec<&str> = match changes {
-        Some(changes) => changes.iter().map(String::as_str).filter(|name| is_written(name)).collect(),
-        None => steps.iter().filter(|step| step.write).map(|step| step.name).collect(),
-    };
-    changed.sort_unstable();
-    changed.dedup();
     out.push(b'{');
-    if !changed.is_empty() {
-        out.extend_from_slice(b"\"versioned_object.changes\":[");
-        for (index, name) in changed.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_json_str(out, name);
-        }
-        out.extend_from_slice(b"],");
-    }
+    write_changes(out, &steps, changes);
     out.extend_from_slice(b"\"versioned_object.data\":{");
     let mode = Mode::Write { out: &mut *out, steps: steps.iter(), written: 0 };
     fields(&mut FieldSink { mode, lineage: &lineage, convert, ctx })?;
