@@ -127,7 +127,7 @@ impl Checker<'_> {
             );
         }
         if let Some(deprecation) = &object.deprecated {
-            self.object_version(&format!("{at}/deprecated/since"), name, &versions, deprecation.since);
+            self.object_version(&at, "/deprecated/since", name, &versions, deprecation.since);
         }
         if let Some(extends) = &object.extends {
             let ext_at = format!("{at}/extends");
@@ -200,9 +200,9 @@ impl Checker<'_> {
                 "use lower_snake_case ASCII letters, digits and underscores, starting with a letter",
             );
         }
-        self.object_version(&format!("{at}/since"), object_name, versions, field.since);
+        self.object_version(&at, "/since", object_name, versions, field.since);
         if let Some(deprecated) = field.deprecated {
-            self.object_version(&format!("{at}/deprecated"), object_name, versions, deprecated);
+            self.object_version(&at, "/deprecated", object_name, versions, deprecated);
             if deprecated < field.since {
                 self.out.push(
                     format!("{at}/deprecated"),
@@ -212,7 +212,7 @@ impl Checker<'_> {
             }
         }
         if let Some(removed) = field.removed {
-            self.object_version(&format!("{at}/removed"), object_name, versions, removed);
+            self.object_version(&at, "/removed", object_name, versions, removed);
             if removed <= field.since {
                 self.out.push(
                     format!("{at}/removed"),
@@ -248,14 +248,16 @@ impl Checker<'_> {
                 );
             }
         }
-        self.child_versions(object_name, versions, name, field);
+        self.child_versions(&at, object_name, versions, name, field);
     }
 
-    fn child_versions(&mut self, object_name: &str, versions: &[Version], name: &str, field: &Field) {
-        let at = pointer(&["objects", object_name, "fields", name, "child_versions"]);
+    /// `field_at` is the field's pointer.
+    fn child_versions(&mut self, field_at: &str, object_name: &str, versions: &[Version], name: &str, field: &Field) {
+        // Built only when needed: most fields are fine.
+        let at = || format!("{field_at}/child_versions");
         let Some((child, polymorphic)) = object_target(&self.schema.types, &field.schema) else {
             if !field.child_versions.is_empty() {
-                self.out.push(at, "`child_versions` only applies to fields that hold objects", "remove it");
+                self.out.push(at(), "`child_versions` only applies to fields that hold objects", "remove it");
             }
             return;
         };
@@ -263,7 +265,7 @@ impl Checker<'_> {
         if field.child_versions.is_empty() {
             if !polymorphic {
                 self.out.push(
-                    at,
+                    at(),
                     format!("`{name}` holds {child} objects but does not pin which {child} version each {object_name} version carries"),
                     format!(
                         "add `\"child_versions\": {{\"{}\": \"{}\"}}` (this object's version: {child}'s version)",
@@ -275,7 +277,7 @@ impl Checker<'_> {
         }
         let child_versions: Vec<Version> = child_object.history.iter().map(|e| e.version).collect();
         self.version_map(
-            &at,
+            &at(),
             &field.child_versions,
             (object_name, versions),
             (child, &child_versions),
@@ -293,8 +295,7 @@ impl Checker<'_> {
         target: (&str, &[Version]),
         first: Option<Version>,
     ) {
-        let keys: Vec<Version> = map.keys().copied().collect();
-        if keys.first().copied() != first {
+        if map.keys().next().copied() != first {
             self.out.push(
                 at,
                 format!(
@@ -307,17 +308,17 @@ impl Checker<'_> {
         }
         let mut previous: Option<(Version, Version)> = None;
         for (key, value) in map {
-            let entry = format!("{at}/{key}");
+            let entry = || format!("{at}/{key}");
             if !owner.1.contains(key) {
                 self.out.push(
-                    &entry,
+                    entry(),
                     format!("{key} is not a version of {}", owner.0),
                     format!("use one of: {}", versions_list(owner.1.iter().copied())),
                 );
             }
             if !target.1.contains(value) {
                 self.out.push(
-                    &entry,
+                    entry(),
                     format!("{value} is not a version of {}", target.0),
                     format!("use one of: {}", versions_list(target.1.iter().copied())),
                 );
@@ -325,14 +326,14 @@ impl Checker<'_> {
             if let Some((previous_key, previous_value)) = previous {
                 if *key <= previous_key {
                     self.out.push(
-                        &entry,
+                        entry(),
                         format!("{key} does not come after {previous_key}"),
                         "list versions oldest first",
                     );
                 }
                 if *value < previous_value {
                     self.out.push(
-                        &entry,
+                        entry(),
                         format!("{} version goes down from {previous_value} to {value}", target.0),
                         "a newer version never carries an older one",
                     );
@@ -342,10 +343,11 @@ impl Checker<'_> {
         }
     }
 
-    fn object_version(&mut self, at: &str, object: &str, versions: &[Version], version: Version) {
+    /// Checks that `version` is one of `object`'s; the pointer is `at` then `suffix`.
+    fn object_version(&mut self, at: &str, suffix: &str, object: &str, versions: &[Version], version: Version) {
         if !versions.contains(&version) {
             self.out.push(
-                at,
+                format!("{at}{suffix}"),
                 format!("{version} is not a version of {object}"),
                 format!(
                     "use one of {object}'s versions ({}) or add {version} to its history",

@@ -79,5 +79,19 @@ pub fn escape_segment(segment: &str) -> String {
 
 /// Builds a JSON pointer from segments.
 pub fn pointer(segments: &[&str]) -> String {
-    segments.iter().map(|s| format!("/{}", escape_segment(s))).collect()
+    let mut out = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+    for segment in segments {
+        push_segment(&mut out, segment);
+    }
+    out
+}
+
+/// Appends `/` and the escaped `segment` to a JSON pointer.
+pub(crate) fn push_segment(pointer: &mut String, segment: &str) {
+    pointer.push('/');
+    if segment.bytes().any(|b| b == b'~' || b == b'/') {
+        pointer.push_str(&escape_segment(segment));
+    } else {
+        pointer.push_str(segment);
+    }
 }

@@ -2,7 +2,7 @@
 //! every object in its wire form, and the params of every method, so third
 //! parties can validate messages without reading our Rust.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::{
     ir::{lineage, SchemaIr},
@@ -30,32 +30,114 @@ pub fn error_data_def(error: &str) -> String {
 /// Builds the JSON Schema document.
 pub fn json_schema(ir: &SchemaIr) -> Value {
     let schema = ir.schema;
+    object([
+        ("$schema", "https://json-schema.org/draft/2020-12/schema".into()),
+        ("$id", SCHEMA_ID.into()),
+        ("title", Value::String(format!("{} {}", schema.protocol.name, schema.protocol.version))),
+        ("description", Value::String(schema.protocol.description.clone())),
+        ("$defs", Value::Object(definitions(ir, Refs::Defs))),
+    ])
+}
+
+/// Where the references of a document point, and so how its strings are written.
+///
+/// OpenRPC's `components.schemas` are the JSON Schema's `$defs` with every string value that
+/// starts with `#/$defs/` (the references, and any text of the schema that happens to) starting
+/// with `#/components/schemas/` instead. Building them directly that way, rather than copying and
+/// rewriting the `$defs`, saves a pass over the biggest part of both documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refs {
+    /// The JSON Schema's own `#/$defs/`.
+    Defs,
+    /// OpenRPC's `#/components/schemas/`.
+    Components,
+}
+
+/// The prefix of a reference to a definition in the JSON Schema.
+pub(crate) const DEFS: &str = "#/$defs/";
+/// The prefix of a reference to a schema in the OpenRPC document.
+pub(crate) const COMPONENTS: &str = "#/components/schemas/";
+
+impl Refs {
+    /// `{"$ref": ...}` to the definition `name`.
+    fn reference(self, name: &str) -> Value {
+        let prefix = match self {
+            Refs::Defs => DEFS,
+            Refs::Components => COMPONENTS,
+        };
+        object([("$ref", Value::String(format!("{prefix}{name}")))])
+    }
+
+    /// A string value of the document.
+    fn text(self, text: String) -> Value {
+        match self {
+            Refs::Components if text.starts_with(DEFS) => {
+                Value::String(format!("{COMPONENTS}{}", &text[DEFS.len()..]))
+            }
+            _ => Value::String(text),
+        }
+    }
+
+    /// A copy of a JSON value of the schema (a default) as the document holds it.
+    fn value(self, value: &Value) -> Value {
+        let mut value = value.clone();
+        if self == Refs::Components {
+            to_components(&mut value);
+        }
+        value
+    }
+}
+
+/// Rewrites references to the JSON Schema's `$defs` into OpenRPC's `#/components/schemas/`, in
+/// place: every string value (never a key) that starts with `#/$defs/`.
+pub(crate) fn to_components(value: &mut Value) {
+    match value {
+        Value::String(text) if text.starts_with(DEFS) => text.replace_range(..DEFS.len(), COMPONENTS),
+        Value::Array(items) => items.iter_mut().for_each(to_components),
+        Value::Object(map) => map.values_mut().for_each(to_components),
+        _ => {}
+    }
+}
+
+/// The definitions of the JSON Schema document (its `$defs`), or with `Refs::Components` the
+/// OpenRPC document's `components.schemas`.
+///
+/// Every value is built in place and moved into its parent: `json!` with an interpolated
+/// `Value` copies it through `Serialize`, which for a schema of thousands of objects cost
+/// most of the time.
+pub(crate) fn definitions(ir: &SchemaIr, refs: Refs) -> Map<String, Value> {
+    let schema = ir.schema;
     let mut defs = Map::new();
     for (name, named) in &schema.types {
-        let mut def = type_schema(&named.schema);
-        annotate(&mut def, &named.description);
-        def["x-since"] = json!(named.since.to_string());
-        if named.open {
-            // Readers keep unknown values: the enum documents the known ones.
-            let known = def.as_object_mut().and_then(|d| d.remove("enum")).unwrap_or(Value::Null);
-            def["x-known-values"] = known;
+        let mut def = type_schema_in(&named.schema, refs);
+        annotate(&mut def, &named.description, refs);
+        if let Value::Object(map) = &mut def {
+            map.insert("x-since".into(), refs.text(named.since.to_string()));
+            if named.open {
+                // Readers keep unknown values: the enum documents the known ones.
+                let known = map.remove("enum").unwrap_or(Value::Null);
+                map.insert("x-known-values".into(), known);
+            }
         }
         defs.insert(name.clone(), def);
     }
     for (name, object) in &schema.objects {
-        defs.insert(name.clone(), object_schema(ir, name, object));
+        defs.insert(name.clone(), object_schema(ir, name, object, refs));
     }
     for (name, members) in &ir.polymorphic {
-        let any_of: Vec<Value> = members.iter().map(|m| json!({"$ref": format!("#/$defs/{m}")})).collect();
+        let any_of: Vec<Value> = members.iter().map(|m| refs.reference(m)).collect();
         defs.insert(
             format!("Any{name}"),
-            json!({"description": format!("A {name} or any of its subclasses."), "anyOf": any_of}),
+            object([
+                ("description", refs.text(format!("A {name} or any of its subclasses."))),
+                ("anyOf", Value::Array(any_of)),
+            ]),
         );
     }
     for (error_name, error) in &schema.errors {
         if let Some(data) = &error.data {
-            let mut def = type_schema(data);
-            annotate(&mut def, &format!("The data of the {error_name} error ({}).", error.code));
+            let mut def = type_schema_in(data, refs);
+            annotate(&mut def, &format!("The data of the {error_name} error ({}).", error.code), refs);
             defs.insert(error_data_def(error_name), def);
         }
     }
@@ -64,53 +146,60 @@ pub fn json_schema(ir: &SchemaIr) -> Value {
             let mut properties = Map::new();
             let mut required = Vec::new();
             for (param_name, param) in &method.params {
-                let mut def = type_schema(&param.schema);
-                annotate(&mut def, &param.description);
+                let mut def = type_schema_in(&param.schema, refs);
+                annotate(&mut def, &param.description, refs);
                 properties.insert(param_name.clone(), def);
                 if param.required {
-                    required.push(Value::String(param_name.clone()));
+                    required.push(refs.text(param_name.clone()));
                 }
             }
             defs.insert(
                 params_def(service_name, method_name),
-                json!({
-                    "description": format!("The params of {service_name}.{method_name}, by name."),
-                    "type": "object",
-                    "properties": properties,
-                    "required": required,
-                    "additionalProperties": false,
-                }),
+                object([
+                    ("description", refs.text(format!("The params of {service_name}.{method_name}, by name."))),
+                    ("type", "object".into()),
+                    ("properties", Value::Object(properties)),
+                    ("required", Value::Array(required)),
+                    ("additionalProperties", false.into()),
+                ]),
             );
             if let Some(result) = &method.result {
-                defs.insert(result_def(service_name, method_name), type_schema(result));
+                defs.insert(result_def(service_name, method_name), type_schema_in(result, refs));
             }
         }
     }
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": format!("{} {}", schema.protocol.name, schema.protocol.version),
-        "description": schema.protocol.description,
-        "$defs": defs,
-    })
+    defs
 }
 
-fn annotate(def: &mut Value, description: &str) {
+/// A JSON object of these members.
+pub(crate) fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    let mut map = Map::new();
+    for (key, value) in members {
+        map.insert(key.into(), value);
+    }
+    Value::Object(map)
+}
+
+fn annotate(def: &mut Value, description: &str, refs: Refs) {
     if let Some(object) = def.as_object_mut() {
         if !object.contains_key("$ref") && !description.is_empty() {
-            object.insert("description".into(), Value::String(description.into()));
+            object.insert("description".into(), refs.text(description.into()));
         }
     }
 }
 
 /// The JSON Schema of a type expression.
 pub fn type_schema(expr: &TypeExpr) -> Value {
+    type_schema_in(expr, Refs::Defs)
+}
+
+/// [`type_schema`] as a document with these references holds it.
+pub(crate) fn type_schema_in(expr: &TypeExpr, refs: Refs) -> Value {
     if let Some(name) = expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")) {
-        return json!({"$ref": format!("#/$defs/{name}")});
+        return refs.reference(name);
     }
     if let Some(object) = &expr.object {
-        let target = if expr.subclasses { format!("Any{object}") } else { object.clone() };
-        return json!({"$ref": format!("#/$defs/{target}")});
+        return if expr.subclasses { refs.reference(&format!("Any{object}")) } else { refs.reference(object) };
     }
     let mut out = Map::new();
     if let Some(json_type) = expr.json_type {
@@ -124,10 +213,16 @@ pub fn type_schema(expr: &TypeExpr) -> Value {
         };
         out.insert("type".into(), name.into());
     }
-    let keywords: [(&str, Option<Value>); 9] = [
-        ("format", expr.format.clone().map(Value::from)),
-        ("pattern", expr.pattern.as_ref().map(|p| Value::from(format!("^(?:{p})$")))),
-        ("enum", expr.enum_values.clone().map(Value::from)),
+    if let Some(format) = &expr.format {
+        out.insert("format".into(), refs.text(format.clone()));
+    }
+    if let Some(pattern) = &expr.pattern {
+        out.insert("pattern".into(), refs.text(format!("^(?:{pattern})$")));
+    }
+    if let Some(values) = &expr.enum_values {
+        out.insert("enum".into(), values.iter().map(|value| refs.text(value.clone())).collect());
+    }
+    let numbers = [
         ("minLength", expr.min_length.map(Value::from)),
         ("maxLength", expr.max_length.map(Value::from)),
         ("minimum", expr.minimum.map(Value::from)),
@@ -135,81 +230,93 @@ pub fn type_schema(expr: &TypeExpr) -> Value {
         ("minItems", expr.min_items.map(Value::from)),
         ("maxItems", expr.max_items.map(Value::from)),
     ];
-    for (keyword, value) in keywords {
+    for (keyword, value) in numbers {
         if let Some(value) = value {
             out.insert(keyword.into(), value);
         }
     }
     if let Some(items) = &expr.items {
-        out.insert("items".into(), type_schema(items));
+        out.insert("items".into(), type_schema_in(items, refs));
     }
     if let Some(values) = &expr.additional_properties {
-        out.insert("additionalProperties".into(), type_schema(values));
+        out.insert("additionalProperties".into(), type_schema_in(values, refs));
     }
     Value::Object(out)
 }
 
 /// The JSON Schema of an object in its wire form, fields of every version included.
-fn object_schema(ir: &SchemaIr, name: &str, object: &Object) -> Value {
+fn object_schema(ir: &SchemaIr, name: &str, object_def: &Object, refs: Refs) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for (owner, owner_object) in lineage(ir.schema, name).into_iter().rev() {
         let owner_first = owner_object.history.first().map(|e| e.version);
         for (field_name, field) in &owner_object.fields {
-            let mut def = type_schema(&field.schema);
+            let mut def = type_schema_in(&field.schema, refs);
             if field.nullable {
-                def = json!({"anyOf": [def, {"type": "null"}]});
+                def = object([("anyOf", Value::Array(vec![def, object([("type", "null".into())])]))]);
             }
             let mut annotated = Map::new();
-            annotated.insert("description".into(), Value::String(field.description.clone()));
-            annotated.insert("x-since".into(), json!(format!("{owner} {}", field.since)));
+            annotated.insert("description".into(), refs.text(field.description.clone()));
+            annotated.insert("x-since".into(), refs.text(format!("{owner} {}", field.since)));
             if let Some(removed) = field.removed {
-                annotated.insert("x-removed".into(), json!(format!("{owner} {removed}")));
+                annotated.insert("x-removed".into(), refs.text(format!("{owner} {removed}")));
             }
             if let Some(default) = &field.default {
-                annotated.insert("default".into(), default.clone());
+                annotated.insert("default".into(), refs.value(default));
             }
-            annotated.insert("allOf".into(), json!([def]));
+            annotated.insert("allOf".into(), Value::Array(vec![def]));
             properties.insert(field_name.clone(), Value::Object(annotated));
             // Required on the wire only when every version carries it and nothing fills it in.
             let always = Some(field.since) == owner_first && field.removed.is_none();
             if field.required && field.default.is_none() && always {
-                required.push(Value::String(field_name.clone()));
+                required.push(refs.text(field_name.clone()));
             }
         }
     }
-    let history: Vec<Value> =
-        object.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
+    let history: Vec<Value> = object_def
+        .history
+        .iter()
+        .map(|e| object([("version", refs.text(e.version.to_string())), ("note", refs.text(e.note.clone()))]))
+        .collect();
 
-    match object.wire {
-        WireForm::Plain => json!({
-            "description": object.description,
-            "x-history": history,
-            "type": "object",
-            "properties": properties,
-            "required": required,
-            "additionalProperties": object.tolerate_unknown_fields,
-        }),
+    match object_def.wire {
+        WireForm::Plain => object([
+            ("description", refs.text(object_def.description.clone())),
+            ("x-history", Value::Array(history)),
+            ("type", "object".into()),
+            ("properties", Value::Object(properties)),
+            ("required", Value::Array(required)),
+            ("additionalProperties", object_def.tolerate_unknown_fields.into()),
+        ]),
         WireForm::VersionedObject => {
-            let versions: Vec<Value> = object.history.iter().map(|e| Value::String(e.version.to_string())).collect();
-            json!({
-                "description": object.description,
-                "x-history": history,
-                "type": "object",
-                "properties": {
-                    "versioned_object.name": {"const": name},
-                    "versioned_object.namespace": {"const": object.namespace.clone().unwrap_or_default()},
-                    "versioned_object.version": {"enum": versions},
-                    "versioned_object.data": {
-                        "type": "object",
-                        "properties": properties,
-                        "required": required,
-                    },
-                    "versioned_object.changes": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["versioned_object.name", "versioned_object.namespace", "versioned_object.version", "versioned_object.data"],
-                "additionalProperties": false,
-            })
+            let versions: Vec<Value> = object_def.history.iter().map(|e| refs.text(e.version.to_string())).collect();
+            let data = object([
+                ("type", "object".into()),
+                ("properties", Value::Object(properties)),
+                ("required", Value::Array(required)),
+            ]);
+            let changes = object([("type", "array".into()), ("items", object([("type", "string".into())]))]);
+            let required = ["versioned_object.name", "versioned_object.namespace", "versioned_object.version", "versioned_object.data"];
+            object([
+                ("description", refs.text(object_def.description.clone())),
+                ("x-history", Value::Array(history)),
+                ("type", "object".into()),
+                (
+                    "properties",
+                    object([
+                        ("versioned_object.name", object([("const", refs.text(name.into()))])),
+                        (
+                            "versioned_object.namespace",
+                            object([("const", refs.text(object_def.namespace.clone().unwrap_or_default()))]),
+                        ),
+                        ("versioned_object.version", object([("enum", Value::Array(versions))])),
+                        ("versioned_object.data", data),
+                        ("versioned_object.changes", changes),
+                    ]),
+                ),
+                ("required", required.into_iter().map(Value::from).collect()),
+                ("additionalProperties", false.into()),
+            ])
         }
     }
 }

@@ -5,30 +5,35 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    emit_json_schema::{error_data_def, type_schema},
+    emit_json_schema::{definitions, error_data_def, object, to_components, type_schema_in, Refs},
     ir::SchemaIr,
 };
 
 /// The OpenRPC version the document follows.
 pub const OPENRPC_VERSION: &str = "1.3.2";
 
-/// Rewrites the JSON Schema's `#/$defs/` references to OpenRPC's `#/components/schemas/`.
-fn to_components(value: Value) -> Value {
-    match value {
-        Value::String(text) if text.starts_with("#/$defs/") => {
-            Value::String(text.replacen("#/$defs/", "#/components/schemas/", 1))
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(to_components).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, to_components(v))).collect()),
-        other => other,
-    }
+/// [`crate::emit_json_schema::type_schema`] with OpenRPC's references.
+fn component_schema(expr: &crate::model::TypeExpr) -> Value {
+    type_schema_in(expr, Refs::Components)
 }
 
 /// Builds the OpenRPC document; `document` is the JSON Schema of [`crate::emit_json_schema::json_schema`], whose
 /// definitions become the components.
 pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
+    let mut components = document["$defs"].clone();
+    to_components(&mut components);
+    openrpc_with_components(ir, components)
+}
+
+/// [`openrpc`] without the JSON Schema document: the components are built from the IR, as
+/// [`openrpc`] would copy them from the document (building them is cheaper than copying).
+pub fn openrpc_from_ir(ir: &SchemaIr) -> Value {
+    openrpc_with_components(ir, Value::Object(definitions(ir, Refs::Components)))
+}
+
+/// The OpenRPC document with these `components.schemas`.
+fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value {
     let schema = ir.schema;
-    let components = to_components(document["$defs"].clone());
     let mut methods = Vec::new();
     for (service_name, service) in &schema.services {
         for (method_name, method) in &service.methods {
@@ -40,7 +45,7 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
                         "name": name,
                         "description": param.description,
                         "required": param.required,
-                        "schema": to_components(type_schema(&param.schema)),
+                        "schema": component_schema(&param.schema),
                     });
                     if let Some(since) = param.since {
                         entry["x-since"] = json!(since.to_string());
@@ -67,7 +72,7 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
             entry.insert("paramStructure".into(), json!("either"));
             entry.insert("params".into(), Value::Array(params));
             if let Some(result) = &method.result {
-                entry.insert("result".into(), json!({"name": "result", "schema": to_components(type_schema(result))}));
+                entry.insert("result".into(), json!({"name": "result", "schema": component_schema(result)}));
             }
             entry.insert("errors".into(), Value::Array(errors));
             entry.insert("deprecated".into(), json!(method.deprecated.is_some()));
@@ -102,15 +107,17 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
     }
     let history: Vec<Value> =
         schema.protocol.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
-    json!({
-        "openrpc": OPENRPC_VERSION,
-        "info": {
-            "title": schema.protocol.name,
-            "version": schema.protocol.version.to_string(),
-            "description": schema.protocol.description,
-            "x-history": history,
-        },
-        "methods": methods,
-        "components": {"schemas": components},
-    })
+    // Built by moving the parts in: `json!` would copy `components`, the whole JSON Schema.
+    let info = object([
+        ("title", Value::String(schema.protocol.name.clone())),
+        ("version", Value::String(schema.protocol.version.to_string())),
+        ("description", Value::String(schema.protocol.description.clone())),
+        ("x-history", Value::Array(history)),
+    ]);
+    object([
+        ("openrpc", OPENRPC_VERSION.into()),
+        ("info", info),
+        ("methods", Value::Array(methods)),
+        ("components", object([("schemas", components)])),
+    ])
 }

@@ -57,10 +57,23 @@ pub struct PublishedDocuments {
 
 impl PublishedDocuments {
     /// Builds both documents from the IR.
+    ///
+    /// The OpenRPC components are the JSON Schema's definitions with OpenRPC's references; they
+    /// are built from the IR rather than copied from the JSON Schema (building costs less than
+    /// copying), and with more than one CPU on a second thread, at the same time as the JSON Schema.
     pub fn new(ir: &ir::SchemaIr) -> Self {
-        let json_schema = emit_json_schema::json_schema(ir);
-        let openrpc = emit_openrpc::openrpc(ir, &json_schema);
-        PublishedDocuments { json_schema, openrpc }
+        let parallel = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1);
+        if !parallel {
+            let json_schema = emit_json_schema::json_schema(ir);
+            let openrpc = emit_openrpc::openrpc_from_ir(ir);
+            return PublishedDocuments { json_schema, openrpc };
+        }
+        std::thread::scope(|scope| {
+            let openrpc = scope.spawn(|| emit_openrpc::openrpc_from_ir(ir));
+            let json_schema = emit_json_schema::json_schema(ir);
+            let openrpc = openrpc.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            PublishedDocuments { json_schema, openrpc }
+        })
     }
 }
 

@@ -192,7 +192,7 @@ pub struct FieldSink<'a, 'c> {
 
 enum Mode<'a> {
     /// Deciding, field by field, in call order.
-    Probe(Steps),
+    Probe(&'a mut Steps),
     /// Writing by the probe's decisions (`steps`, in the same call order).
     Write { out: &'a mut Vec<u8>, steps: std::slice::Iter<'a, Step>, written: usize },
 }
@@ -387,9 +387,8 @@ pub fn write_envelope(
     // oslo converts whenever the version differs or a manifest is given.
     let convert = version != info.version || ctx.manifest.is_some();
     let lineage = if convert { lineage(ctx.registry, info, version, &path)? } else { Vec::new() };
-    let mut probe = FieldSink { mode: Mode::Probe(Steps::new()), lineage: &lineage, convert, ctx };
-    fields(&mut probe)?;
-    let Mode::Probe(steps) = probe.mode else { unreachable!("built as a probe") };
+    let mut steps = Steps::new();
+    fields(&mut FieldSink { mode: Mode::Probe(&mut steps), lineage: &lineage, convert, ctx })?;
     out.push(b'{');
     write_changes(out, &steps, changes);
     out.extend_from_slice(b"\"versioned_object.data\":{");
