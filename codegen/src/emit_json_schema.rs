@@ -2,6 +2,8 @@
 //! every object in its wire form, and the params of every method, so third
 //! parties can validate messages without reading our Rust.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Map, Value};
 
 use crate::{
@@ -29,13 +31,18 @@ pub fn error_data_def(error: &str) -> String {
 
 /// Builds the JSON Schema document.
 pub fn json_schema(ir: &SchemaIr) -> Value {
+    json_schema_with(ir, definitions(ir, Refs::Defs))
+}
+
+/// The JSON Schema document around its definitions (`definitions(ir, Refs::Defs)`).
+pub(crate) fn json_schema_with(ir: &SchemaIr, defs: Map<String, Value>) -> Value {
     let schema = ir.schema;
     object([
         ("$schema", "https://json-schema.org/draft/2020-12/schema".into()),
         ("$id", SCHEMA_ID.into()),
         ("title", Value::String(format!("{} {}", schema.protocol.name, schema.protocol.version))),
         ("description", Value::String(schema.protocol.description.clone())),
-        ("$defs", Value::Object(definitions(ir, Refs::Defs))),
+        ("$defs", Value::Object(defs)),
     ])
 }
 
@@ -68,12 +75,11 @@ impl Refs {
         object([("$ref", Value::String(format!("{prefix}{name}")))])
     }
 
-    /// A string value of the document.
+    /// A string value of the document (with `Refs::Components`, one that starts with `#/$defs/`
+    /// starts with `#/components/schemas/` instead).
     fn text(self, text: String) -> Value {
         match self {
-            Refs::Components if text.starts_with(DEFS) => {
-                Value::String(format!("{COMPONENTS}{}", &text[DEFS.len()..]))
-            }
+            Refs::Components if text.starts_with(DEFS) => Value::String(format!("{COMPONENTS}{}", &text[DEFS.len()..])),
             _ => Value::String(text),
         }
     }
@@ -106,6 +112,54 @@ pub(crate) fn to_components(value: &mut Value) {
 /// `Value` copies it through `Serialize`, which for a schema of thousands of objects cost
 /// most of the time.
 pub(crate) fn definitions(ir: &SchemaIr, refs: Refs) -> Map<String, Value> {
+    let objects = ir.schema.objects.iter().map(|(name, object)| (name.clone(), object_schema(ir, name, object, refs)));
+    definitions_around(ir, refs, objects)
+}
+
+/// [`definitions`] for each of `refs`, on up to `threads` threads. The objects' definitions, most
+/// of the work, are built in chunks that the threads take in turn, so a thread that allocates
+/// more slowly (a new thread's allocator arena grows as it goes) does less of them.
+pub(crate) fn definitions_on(ir: &SchemaIr, refs: &[Refs], threads: usize) -> Vec<Map<String, Value>> {
+    /// Objects per chunk: small enough to share the work out evenly, big enough that taking a
+    /// chunk costs nothing next to building it.
+    const CHUNK: usize = 16;
+    let objects: Vec<(&String, &Object)> = ir.schema.objects.iter().collect();
+    let chunks = objects.len().div_ceil(CHUNK);
+    let tasks = refs.len() * chunks;
+    let next = AtomicUsize::new(0);
+    // Task `t` is chunk `t % chunks` for `refs[t / chunks]`.
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let task = next.fetch_add(1, Ordering::Relaxed);
+            if task >= tasks {
+                return done;
+            }
+            let (refs, chunk) = (refs[task / chunks], task % chunks);
+            let built: Vec<(String, Value)> = objects[chunk * CHUNK..objects.len().min((chunk + 1) * CHUNK)]
+                .iter()
+                .map(|(name, object)| ((*name).clone(), object_schema(ir, name, object, refs)))
+                .collect();
+            done.push((task, built));
+        }
+    };
+    let mut built: Vec<Vec<(String, Value)>> = (0..tasks).map(|_| Vec::new()).collect();
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.min(tasks)).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for helper in helpers {
+            done.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        for (task, objects) in done {
+            built[task] = objects;
+        }
+    });
+    let mut built = built.into_iter();
+    refs.iter().map(|&refs| definitions_around(ir, refs, built.by_ref().take(chunks).flatten())).collect()
+}
+
+/// The definitions with `objects`, the objects' own in the schema's order, in their place.
+fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (String, Value)>) -> Map<String, Value> {
     let schema = ir.schema;
     let mut defs = Map::new();
     for (name, named) in &schema.types {
@@ -121,8 +175,8 @@ pub(crate) fn definitions(ir: &SchemaIr, refs: Refs) -> Map<String, Value> {
         }
         defs.insert(name.clone(), def);
     }
-    for (name, object) in &schema.objects {
-        defs.insert(name.clone(), object_schema(ir, name, object, refs));
+    for (name, def) in objects {
+        defs.insert(name, def);
     }
     for (name, members) in &ir.polymorphic {
         let any_of: Vec<Value> = members.iter().map(|m| refs.reference(m)).collect();
@@ -296,7 +350,12 @@ fn object_schema(ir: &SchemaIr, name: &str, object_def: &Object, refs: Refs) -> 
                 ("required", Value::Array(required)),
             ]);
             let changes = object([("type", "array".into()), ("items", object([("type", "string".into())]))]);
-            let required = ["versioned_object.name", "versioned_object.namespace", "versioned_object.version", "versioned_object.data"];
+            let required = [
+                "versioned_object.name",
+                "versioned_object.namespace",
+                "versioned_object.version",
+                "versioned_object.data",
+            ];
             object([
                 ("description", refs.text(object_def.description.clone())),
                 ("x-history", Value::Array(history)),
@@ -317,6 +376,27 @@ fn object_schema(ir: &SchemaIr, name: &str, object_def: &Object, refs: Refs) -> 
                 ("required", required.into_iter().map(Value::from).collect()),
                 ("additionalProperties", false.into()),
             ])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_do_not_depend_on_the_number_of_threads_and_components_are_the_rewritten_defs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/vproto.json");
+        let schema = crate::load_schema(&path).unwrap_or_else(|d| panic!("the project's schema: {d}"));
+        let ir = SchemaIr::new(&schema);
+        let defs = definitions(&ir, Refs::Defs);
+        let mut rewritten = Value::Object(defs.clone());
+        to_components(&mut rewritten);
+        assert_eq!(Value::Object(definitions(&ir, Refs::Components)), rewritten);
+        for threads in [1, 2, 3, 7, 1000] {
+            let built = definitions_on(&ir, &[Refs::Defs, Refs::Components, Refs::Defs], threads);
+            assert!(built[0] == defs && built[2] == defs, "{threads} threads differ");
+            assert!(Value::Object(built[1].clone()) == rewritten, "{threads} threads differ");
         }
     }
 }

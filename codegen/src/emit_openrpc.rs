@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    emit_json_schema::{definitions, error_data_def, object, to_components, type_schema_in, Refs},
+    emit_json_schema::{error_data_def, object, to_components, type_schema_in, Refs},
     ir::SchemaIr,
 };
 
@@ -25,14 +25,9 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
     openrpc_with_components(ir, components)
 }
 
-/// [`openrpc`] without the JSON Schema document: the components are built from the IR, as
-/// [`openrpc`] would copy them from the document (building them is cheaper than copying).
-pub fn openrpc_from_ir(ir: &SchemaIr) -> Value {
-    openrpc_with_components(ir, Value::Object(definitions(ir, Refs::Components)))
-}
-
-/// The OpenRPC document with these `components.schemas`.
-fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value {
+/// The OpenRPC document with these `components.schemas`
+/// (`emit_json_schema::definitions(ir, Refs::Components)`, or [`openrpc`]'s copy).
+pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value {
     let schema = ir.schema;
     let mut methods = Vec::new();
     for (service_name, service) in &schema.services {

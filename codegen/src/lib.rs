@@ -44,7 +44,6 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{load_schema, parse_schema};
 pub use model::Schema;
 
-/// Configures and runs code generation for one schema.
 /// The documents published for third parties, built once per run: the JSON Schema
 /// (2020-12) of every type, and the OpenRPC description of the services.
 #[derive(Clone, Debug)]
@@ -60,23 +59,21 @@ impl PublishedDocuments {
     ///
     /// The OpenRPC components are the JSON Schema's definitions with OpenRPC's references; they
     /// are built from the IR rather than copied from the JSON Schema (building costs less than
-    /// copying), and with more than one CPU on a second thread, at the same time as the JSON Schema.
+    /// copying), and the objects' definitions of both documents are built on every CPU.
     pub fn new(ir: &ir::SchemaIr) -> Self {
-        let parallel = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1);
-        if !parallel {
-            let json_schema = emit_json_schema::json_schema(ir);
-            let openrpc = emit_openrpc::openrpc_from_ir(ir);
-            return PublishedDocuments { json_schema, openrpc };
+        use emit_json_schema::Refs;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut definitions = emit_json_schema::definitions_on(ir, &[Refs::Defs, Refs::Components], threads);
+        let components = definitions.pop().expect("one map per document");
+        let defs = definitions.pop().expect("one map per document");
+        PublishedDocuments {
+            json_schema: emit_json_schema::json_schema_with(ir, defs),
+            openrpc: emit_openrpc::openrpc_with_components(ir, serde_json::Value::Object(components)),
         }
-        std::thread::scope(|scope| {
-            let openrpc = scope.spawn(|| emit_openrpc::openrpc_from_ir(ir));
-            let json_schema = emit_json_schema::json_schema(ir);
-            let openrpc = openrpc.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            PublishedDocuments { json_schema, openrpc }
-        })
     }
 }
 
+/// Configures and runs code generation for one schema.
 #[derive(Clone, Debug)]
 pub struct Generator {
     schema_path: PathBuf,
@@ -161,13 +158,20 @@ impl Generator {
         }
         let ir = ir::SchemaIr::new(&schema);
         let documents = PublishedDocuments::new(&ir);
-        let mut json_schema = serde_json::to_string_pretty(&documents.json_schema).expect("JSON always serializes");
-        json_schema.push('\n');
-        let mut openrpc = serde_json::to_string_pretty(&documents.openrpc).expect("JSON always serializes");
-        openrpc.push('\n');
+        let pretty = |document: &serde_json::Value| {
+            let mut text = serde_json::to_string_pretty(document).expect("JSON always serializes");
+            text.push('\n');
+            text
+        };
+        // The documents' text is written on a thread of its own while the Rust is emitted.
+        let ((json_schema, openrpc), rust_objects) = std::thread::scope(|scope| {
+            let texts = scope.spawn(|| (pretty(&documents.json_schema), pretty(&documents.openrpc)));
+            let rust_objects = emit_rust::emit_objects(&ir, &self.rust, &documents);
+            (texts.join().expect("the document writer panicked"), rust_objects)
+        });
         Ok(Generated {
             openrpc,
-            rust_objects: emit_rust::emit_objects(&ir, &self.rust, &documents),
+            rust_objects,
             rust_data_trees: emit_data_tree::emit_data_trees(&ir, &self.trees),
             meta_schema: meta::meta_schema_text(),
             json_schema,
