@@ -2,8 +2,9 @@
 //!
 //! Every struct here is both the serde model the loader parses into and the
 //! source of `schema/meta.schema.json` (through schemars), so the meta-schema
-//! can never drift from what the loader accepts. Maps are [`IndexMap`]s so
-//! the generated code follows the order of the schema file.
+//! can never drift from what the loader accepts. Maps are [`IndexMap`]s holding
+//! their keys in sorted order (the loader reads through a `serde_json::Value`, whose objects
+//! are sorted), so the generated code does not depend on how the schema file orders them.
 
 use std::{fmt, str::FromStr};
 
