@@ -125,7 +125,7 @@ fn emit_tail(
     options: &RustOptions,
     documents: &PublishedDocuments,
     wire: &syn::Path,
-    checks: &ChecksTable,
+    checks: &ChecksTable<'_>,
 ) -> Vec<TokenStream> {
     let mut items = vec![checks.emit(wire)];
     items.extend(ir.polymorphic.iter().map(|(base, members)| emit_polymorphic(base, members, wire)));
@@ -235,19 +235,19 @@ fn constraints_text(expr: &TypeExpr, wire: &str) -> String {
 /// The distinct `FieldChecks` the objects' fields need, each emitted once as a
 /// `FIELD_CHECKS_<n>` static (numbered in order of first use), so a field's read is one call.
 /// Built before emitting, so emitting threads only look entries up.
-struct ChecksTable {
+struct ChecksTable<'a> {
     /// The number of each constrained field's checks, by (declaring object, field name).
-    by_field: HashMap<(String, String), usize>,
+    by_field: HashMap<(&'a str, &'a str), usize>,
     /// The literals in order of first use.
     literals: Vec<String>,
 }
 
-impl ChecksTable {
-    fn new(ir: &SchemaIr, wire: &str) -> Self {
+impl<'a> ChecksTable<'a> {
+    fn new(ir: &SchemaIr<'a>, wire: &str) -> Self {
         let mut numbers: HashMap<String, usize> = HashMap::new();
         let mut table = ChecksTable { by_field: HashMap::new(), literals: Vec::new() };
         for field in ir.objects.values().flat_map(|object| &object.fields) {
-            let key = (field.owner.to_string(), field.name.to_string());
+            let key = (field.owner, field.name);
             if table.by_field.contains_key(&key) {
                 continue; // an inherited field, seen at its owner
             }
@@ -264,7 +264,7 @@ impl ChecksTable {
 
     /// The expression `&FIELD_CHECKS_<n>` for `field`, or `&FieldChecks::NONE` when it has none.
     fn reference_text(&self, field: &FieldIr, wire: &str) -> String {
-        match self.by_field.get(&(field.owner.to_string(), field.name.to_string())) {
+        match self.by_field.get(&(field.owner, field.name)) {
             Some(number) => format!("&FIELD_CHECKS_{number}"),
             None => format!("&{wire}::FieldChecks::NONE"),
         }

@@ -19,7 +19,7 @@ use crate::{
 pub(super) struct ObjectWriter<'a> {
     pub(super) ir: &'a SchemaIr<'a>,
     pub(super) wire: &'a str,
-    pub(super) checks: &'a ChecksTable,
+    pub(super) checks: &'a ChecksTable<'a>,
 }
 
 /// Appends formatted text; writing to a `String` cannot fail.

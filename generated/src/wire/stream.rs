@@ -67,14 +67,14 @@ fn needs_escape(bytes: &[u8]) -> bool {
     chunks.remainder().iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
-/// Appends `"name":` for a field name. Field names need no escaping: the schema checker
+/// Appends a field name as a JSON string. Field names need no escaping: the schema checker
 /// admits only lower_snake_case ASCII (`check.rs`, `is_field_name`).
-fn write_key(out: &mut Vec<u8>, name: &str) {
+fn write_field_name(out: &mut Vec<u8>, name: &str) {
     debug_assert!(!needs_escape(name.as_bytes()), "field names never need escaping");
     out.reserve(name.len() + 3);
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+    out.push(b'"');
 }
 
 /// Appends a version as a JSON string, `"MAJOR.MINOR"`.
@@ -250,7 +250,8 @@ impl<'a, 'c> FieldSink<'a, 'c> {
                     if *written > 0 {
                         out.push(b',');
                     }
-                    write_key(out, name);
+                    write_field_name(out, name);
+                    out.push(b':');
                     value.dyn_write_json(out, step.child_version, self.ctx)?;
                     *written += 1;
                 }
@@ -337,9 +338,7 @@ fn write_changes(out: &mut Vec<u8>, steps: &[Step], changes: Option<&[String]>) 
     let mut written = 0;
     let mut write = |name: &str| {
         out.extend_from_slice(if written == 0 { b"\"versioned_object.changes\":[" } else { b"," });
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'"');
+        write_field_name(out, name);
         written += 1;
     };
     let written_steps = steps.iter().filter(|step| step.write);

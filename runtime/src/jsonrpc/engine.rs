@@ -70,11 +70,6 @@ impl InFlight {
         self.slots.clone().try_acquire_owned().ok()
     }
 
-    /// How many calls hold a slot now.
-    pub fn running(&self) -> usize {
-        self.max.min(Semaphore::MAX_PERMITS) - self.slots.available_permits()
-    }
-
     /// The size of the budget.
     pub fn max(&self) -> usize {
         self.max
@@ -93,13 +88,6 @@ pub struct Admitted {
 enum Slot {
     Done(Option<Response>),
     Run(Call, OwnedSemaphorePermit),
-}
-
-impl Admitted {
-    /// Whether running it calls the handler (otherwise [`Engine::run`] completes at once).
-    pub fn needs_handler(&self) -> bool {
-        self.slots.iter().any(|slot| matches!(slot, Slot::Run(..)))
-    }
 }
 
 /// The answer to one frame: the text to send (none for notifications and all-notification
