@@ -144,9 +144,9 @@ impl Conn {
             Ok(Err(error)) => Err(format!("reading failed: {error}")),
             Ok(Ok(None)) => Err("the connection was closed".into()),
             Ok(Ok(Some(Line::TooLarge))) => Err(format!("an answer longer than {MAX_ANSWER} bytes")),
-            Ok(Ok(Some(Line::Frame(bytes)))) => {
-                String::from_utf8(bytes).map(Some).map_err(|_| "an answer that is not UTF-8".to_string())
-            }
+            Ok(Ok(Some(Line::Frame(bytes)))) => std::str::from_utf8(bytes)
+                .map(|text| Some(text.to_string()))
+                .map_err(|_| "an answer that is not UTF-8".to_string()),
         }
     }
 

@@ -36,7 +36,7 @@
 //! `VPROTO_BENCH_CONNECTIONS` (default `1,16,64`), `VPROTO_BENCH_PAYLOAD` (bytes of the echoed
 //! string, default 64), `VPROTO_BENCH_THREADS` (worker threads of each runtime, default the
 //! number of CPUs), `VPROTO_BENCH_ROUNDS` (rounds, default 3),
-//! `VPROTO_BENCH_FILTER` (only the targets whose name contains it). Command-line arguments
+//! `VPROTO_BENCH_FILTER` (comma-separated name parts; `=NAME` for one exact name). Command-line arguments
 //! (criterion's, from `cargo xtask bench -- ...`) are ignored.
 
 use std::{
@@ -643,6 +643,15 @@ impl Target {
     }
 }
 
+/// Whether `VPROTO_BENCH_FILTER` selects the target `name`: a comma-separated list of name
+/// parts, each matching names that contain it, or exactly the name when it starts with `=`.
+fn selects(filter: &str, name: &str) -> bool {
+    filter.split(',').map(str::trim).any(|part| match part.strip_prefix('=') {
+        Some(exact) => name == exact,
+        None => name.contains(part),
+    })
+}
+
 /// One measurement.
 #[derive(Clone, Debug)]
 struct Stats {
@@ -915,7 +924,7 @@ fn main() {
     ];
     let targets: Vec<Target> = targets
         .into_iter()
-        .filter(|target| settings.filter.as_deref().is_none_or(|filter| target.name.contains(filter)))
+        .filter(|target| settings.filter.as_deref().is_none_or(|filter| selects(filter, target.name)))
         .collect();
 
     println!("JSON-RPC throughput and latency (closed loop, one request in flight per connection)");

@@ -493,7 +493,7 @@ pub async fn serve(options: Options) -> Result<(), String> {
     while let Some(line) = reader.next().await.map_err(|e| format!("reading stdin: {e}"))? {
         let text = match line {
             Line::TooLarge => Some(Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json()),
-            Line::Frame(frame) => server.answer(frame).await,
+            Line::Frame(frame) => server.answer(frame.to_vec()).await,
         };
         if let Some(mut text) = text {
             text.push('\n');

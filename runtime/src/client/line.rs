@@ -225,7 +225,7 @@ impl LineClient {
 async fn read_answers<R: AsyncRead + Unpin>(mut reader: LineReader<BufReader<R>>, shared: Arc<Shared>) {
     let reason = loop {
         match reader.next().await {
-            Ok(Some(Line::Frame(bytes))) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Some(Line::Frame(bytes))) => match serde_json::from_slice::<Value>(bytes) {
                 Ok(Value::Array(responses)) => responses.iter().for_each(|response| shared.deliver(response)),
                 Ok(response) => shared.deliver(&response),
                 Err(error) => tracing::warn!(%error, "the server sent a line that is not JSON"),

@@ -2,12 +2,17 @@
 //!
 //! A transport hands each frame to [`Engine::parse`], admits the calls against the
 //! connection's [`InFlight`] budget with [`Engine::admit`], and writes the [`Reply`] that
-//! [`Engine::run`] produces (if any). [`Engine::handle`] does all three.
+//! [`Engine::start`] gives at once or once its handlers finish (if any). [`Engine::handle`]
+//! does all three.
 
 use std::{collections::BTreeSet, panic::AssertUnwindSafe, sync::Arc};
 
-use futures_util::{future::join_all, FutureExt};
+use futures_util::{
+    future::{join_all, BoxFuture},
+    FutureExt,
+};
 use serde_json::{json, Value};
+use smallvec::{smallvec, SmallVec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vproto_api::rpc::{codes, Handler, Params, RpcError};
 
@@ -96,14 +101,22 @@ enum Slot {
 pub struct Reply {
     /// One JSON text (a response or an array of them), without a newline.
     pub text: Option<String>,
-    _slots: Vec<OwnedSemaphorePermit>,
+    _slots: SmallVec<[OwnedSemaphorePermit; 1]>,
 }
 
 impl Reply {
     /// A reply holding no slot.
     pub fn immediate(text: Option<String>) -> Self {
-        Reply { text, _slots: Vec::new() }
+        Reply { text, _slots: SmallVec::new() }
     }
+}
+
+/// A frame being answered: its reply is ready, or waits for handlers that have yet to finish.
+pub enum Answer<'a> {
+    /// Every call finished without waiting.
+    Ready(Reply),
+    /// Some call waits (on I/O, a timer, another service); the future finishes the reply.
+    Waiting(BoxFuture<'a, Reply>),
 }
 
 /// Answers JSON-RPC frames by dispatching to a handler, within [`Limits`].
@@ -178,6 +191,39 @@ impl Engine {
         Admitted { batch, slots }
     }
 
+    /// Starts answering an admitted frame, running its calls as far as they go without
+    /// waiting. A lone request to a registered method (the common case) takes a path that
+    /// allocates nothing beyond what its handler does.
+    pub fn start(&self, mut admitted: Admitted) -> Answer<'_> {
+        let lone = !admitted.batch && matches!(admitted.slots.as_slice(), [Slot::Run(..)]);
+        if lone {
+            if let Some(Slot::Run(call, permit)) = admitted.slots.pop() {
+                match self.methods.get(call.method.as_str()) {
+                    Some(&method) => return self.start_call(method, call, permit),
+                    None => admitted.slots.push(Slot::Run(call, permit)),
+                }
+            }
+        }
+        let mut run = self.run(admitted).boxed();
+        match run.as_mut().now_or_never() {
+            Some(reply) => Answer::Ready(reply),
+            None => Answer::Waiting(run),
+        }
+    }
+
+    /// One call to a registered method: its handler is polled once here, and only a call that
+    /// has to wait is put in a future of its own.
+    fn start_call(&self, method: &'static str, call: Call, permit: OwnedSemaphorePermit) -> Answer<'_> {
+        let id = call.id;
+        let reply =
+            move |outcome| Reply { text: id.map(|id| Response { id, outcome }.to_json()), _slots: smallvec![permit] };
+        let mut outcome = AssertUnwindSafe(self.handler.handle(method, call.params)).catch_unwind();
+        match (&mut outcome).now_or_never() {
+            Some(caught) => Answer::Ready(reply(settle(method, caught))),
+            None => Answer::Waiting(Box::pin(async move { reply(settle(method, outcome.await)) })),
+        }
+    }
+
     /// Runs the admitted calls (a batch's concurrently) and builds the reply.
     ///
     /// Calls run inside the caller's task, not spawned: one task hand-off less per request.
@@ -226,13 +272,15 @@ impl Engine {
         } else {
             responses.first().map(Response::to_json)
         };
-        Reply { text, _slots: permits }
+        Reply { text, _slots: permits.into() }
     }
 
     /// Parses, admits and runs one frame.
     pub async fn handle(&self, frame: &[u8], in_flight: &InFlight) -> Reply {
-        let admitted = self.admit(self.parse(frame), in_flight);
-        self.run(admitted).await
+        match self.start(self.admit(self.parse(frame), in_flight)) {
+            Answer::Ready(reply) => reply,
+            Answer::Waiting(reply) => reply.await,
+        }
     }
 
     /// Calls one method directly (REST routes): reserved names are checked, and a handler
@@ -252,13 +300,16 @@ impl Engine {
 
     /// The handler's answer to one call; a panic in the handler becomes `-32603`.
     async fn dispatch(&self, method: String, params: Params) -> Result<Value, RpcError> {
-        match AssertUnwindSafe(self.handler.handle(&method, params)).catch_unwind().await {
-            Ok(outcome) => outcome,
-            Err(_panic) => {
-                tracing::error!(method, "the handler panicked");
-                Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error")
-                    .with_data(Value::String("the handler panicked".to_string())))
-            }
-        }
+        let caught = AssertUnwindSafe(self.handler.handle(&method, params)).catch_unwind().await;
+        settle(&method, caught)
     }
+}
+
+/// A handler's outcome, caught: a panic is logged and becomes `-32603`, without details.
+fn settle(method: &str, caught: std::thread::Result<Result<Value, RpcError>>) -> Result<Value, RpcError> {
+    caught.unwrap_or_else(|_panic| {
+        tracing::error!(method, "the handler panicked");
+        Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error")
+            .with_data(Value::String("the handler panicked".to_string())))
+    })
 }

@@ -200,31 +200,39 @@ fn entry(raw: &RawValue) -> Entry {
             None => return invalid(Id::null(), "`id` must be a string, a number or null"),
         },
     };
-    let reply_id = id.clone().unwrap_or_else(Id::null);
-    match members.jsonrpc.map(|raw| serde_json::from_str::<String>(raw.get())) {
-        Some(Ok(version)) if version == "2.0" => {}
-        None => return invalid(reply_id, "`jsonrpc` is missing: it must be \"2.0\""),
-        Some(_) => return invalid(reply_id, "`jsonrpc` must be \"2.0\""),
+    // The id an invalid request is answered with (built only when needed).
+    let reply_id = || id.clone().unwrap_or_else(Id::null);
+    match members.jsonrpc {
+        Some(raw) if is_version_2(raw) => {}
+        None => return invalid(reply_id(), "`jsonrpc` is missing: it must be \"2.0\""),
+        Some(_) => return invalid(reply_id(), "`jsonrpc` must be \"2.0\""),
     }
     let method = match members.method {
-        None => return invalid(reply_id, "`method` is missing"),
-        Some(raw) if !raw.get().starts_with('"') => return invalid(reply_id, "`method` must be a string"),
+        None => return invalid(reply_id(), "`method` is missing"),
+        Some(raw) if !raw.get().starts_with('"') => return invalid(reply_id(), "`method` must be a string"),
         Some(raw) => match serde_json::from_str::<String>(raw.get()) {
             Ok(method) => method,
-            Err(error) => return invalid(reply_id, &format!("`method` is not a valid string: {error}")),
+            Err(error) => return invalid(reply_id(), &format!("`method` is not a valid string: {error}")),
         },
     };
     let params = match members.params {
         None => Params::None,
         Some(raw) if !raw.get().starts_with(['{', '[']) => {
-            return invalid(reply_id, "`params` must be an object or an array")
+            return invalid(reply_id(), "`params` must be an object or an array")
         }
         Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
-            Ok(value) => Params::from_json(Some(&value)).unwrap_or(Params::None),
-            Err(error) => return invalid(reply_id, &format!("`params` cannot be read: {error}")),
+            Ok(Value::Object(map)) => Params::ByName(map),
+            Ok(Value::Array(items)) => Params::ByPosition(items),
+            Ok(_) => Params::None,
+            Err(error) => return invalid(reply_id(), &format!("`params` cannot be read: {error}")),
         },
     };
     Entry::Call(Call { method, params, id })
+}
+
+/// Whether a `jsonrpc` member is the string `"2.0"` (written plainly, or with escapes).
+fn is_version_2(raw: &RawValue) -> bool {
+    raw.get() == r#""2.0""# || serde_json::from_str::<String>(raw.get()).is_ok_and(|version| version == "2.0")
 }
 
 /// The members of a request object that JSON-RPC defines, as raw text. Unknown members are
@@ -254,23 +262,58 @@ impl<'de> Visitor<'de> for MembersVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
         let mut members = Members::default();
-        while let Some(key) = map.next_key::<String>()? {
-            let slot = match key.as_str() {
-                "jsonrpc" => &mut members.jsonrpc,
-                "method" => &mut members.method,
-                "params" => &mut members.params,
-                "id" => &mut members.id,
-                _ => {
+        while let Some(member) = map.next_key::<Member>()? {
+            let (slot, name) = match member {
+                Member::Jsonrpc => (&mut members.jsonrpc, "jsonrpc"),
+                Member::Method => (&mut members.method, "method"),
+                Member::Params => (&mut members.params, "params"),
+                Member::Id => (&mut members.id, "id"),
+                Member::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
             if slot.is_some() {
-                return Err(de::Error::custom(format!("the member `{key}` appears twice")));
+                return Err(de::Error::custom(format!("the member `{name}` appears twice")));
             }
             *slot = Some(map.next_value::<&'de RawValue>()?);
         }
         Ok(members)
+    }
+}
+
+/// A member name of a request object, read without allocating.
+enum Member {
+    Jsonrpc,
+    Method,
+    Params,
+    Id,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(MemberVisitor)
+    }
+}
+
+struct MemberVisitor;
+
+impl Visitor<'_> for MemberVisitor {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+        Ok(match name {
+            "jsonrpc" => Member::Jsonrpc,
+            "method" => Member::Method,
+            "params" => Member::Params,
+            "id" => Member::Id,
+            _ => Member::Other,
+        })
     }
 }
 
@@ -307,6 +350,14 @@ mod tests {
         assert!(!call.is_notification());
         let Entry::Call(call) = single(r#"{"jsonrpc":"2.0","method":"m"}"#) else { panic!() };
         assert!(call.is_notification());
+    }
+
+    #[test]
+    fn escaped_member_names_and_version_are_read() {
+        let Entry::Call(call) = single(r#"{"jsonrpc":"2\u002e0","m\u0065thod":"m","params":[1],"x":{},"id":7}"#) else {
+            panic!("escapes are valid JSON")
+        };
+        assert_eq!((call.method.as_str(), call.params), ("m", Params::ByPosition(vec![Value::from(1)])));
     }
 
     #[test]

@@ -10,18 +10,33 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// One unit read from a line stream.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub enum Line<'a> {
     /// A frame: the bytes of one line, newline excluded (a trailing `\r` is kept; JSON treats
-    /// it as whitespace).
-    Frame(Vec<u8>),
+    /// it as whitespace). Borrowed until the next read.
+    Frame(&'a [u8]),
     /// A line longer than the limit; its bytes were discarded.
     TooLarge,
 }
 
+/// Where the frame being returned lies.
+enum Found {
+    /// Whole in the underlying reader's buffer, the first `len` bytes (not yet consumed).
+    InReader(usize),
+    /// Assembled in `LineReader::buf` from several reads (or a final line without newline).
+    Assembled,
+    /// A line over the limit.
+    TooLarge,
+    /// End of input.
+    End,
+}
+
 /// Reads [`Line`]s of at most `max` bytes from a buffered reader.
 ///
-/// [`LineReader::next`] is cancel-safe: a partial line stays buffered in the reader when the
-/// future is dropped (for example by a timeout), and the next call goes on from there.
+/// A line that arrived whole is lent straight out of the reader's buffer (no copy); one that
+/// arrived in pieces is assembled in a buffer of its own, reused from line to line.
+///
+/// [`LineReader::next`] is cancel-safe: a partial line stays buffered when the future is
+/// dropped (for example by a timeout), and the next call goes on from there.
 #[derive(Debug)]
 pub struct LineReader<R> {
     inner: R,
@@ -29,29 +44,55 @@ pub struct LineReader<R> {
     max: usize,
     discarding: bool,
     eof: bool,
+    /// Bytes of `inner`'s buffer lent out as the last frame, consumed on the next read.
+    lent: usize,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// Frames `inner`, allowing lines of up to `max` bytes.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner, buf: Vec::new(), max, discarding: false, eof: false }
+        LineReader { inner, buf: Vec::new(), max, discarding: false, eof: false, lent: 0 }
     }
 
     /// The next line; blank lines are skipped. At end of input a final line without a newline
     /// is returned as a frame (it may be a half-sent message), then `None`.
-    pub async fn next(&mut self) -> io::Result<Option<Line>> {
+    pub async fn next(&mut self) -> io::Result<Option<Line<'_>>> {
+        // The previous frame is finished with: release what it occupied.
+        if self.lent > 0 {
+            self.inner.consume(std::mem::take(&mut self.lent));
+        }
+        if !self.discarding && self.buf.last() == Some(&b'\n') {
+            self.buf.clear();
+        }
+        let found = self.find().await?;
+        Ok(match found {
+            Found::End => None,
+            Found::TooLarge => Some(Line::TooLarge),
+            Found::Assembled => {
+                let frame = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+                Some(Line::Frame(frame))
+            }
+            Found::InReader(len) => {
+                // The buffer still holds the line (nothing was consumed), so this does no I/O.
+                let available = self.inner.fill_buf().await?;
+                Some(Line::Frame(&available[..len]))
+            }
+        })
+    }
+
+    /// Reads until a whole line is buffered, and says where it is.
+    async fn find(&mut self) -> io::Result<Found> {
         loop {
             if self.eof {
-                return Ok(None);
+                return Ok(Found::End);
             }
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
                 self.eof = true;
-                let rest = std::mem::take(&mut self.buf);
-                if self.discarding || rest.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
+                if self.discarding || self.buf.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Found::End);
                 }
-                return Ok(Some(Line::Frame(rest)));
+                return Ok(Found::Assembled);
             }
             let newline = available.iter().position(|&byte| byte == b'\n');
             let taken = newline.unwrap_or(available.len());
@@ -65,16 +106,25 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 self.inner.consume(consumed);
                 self.buf = Vec::new();
                 self.discarding = newline.is_none();
-                return Ok(Some(Line::TooLarge));
+                return Ok(Found::TooLarge);
             }
-            self.buf.extend_from_slice(&available[..taken]);
-            self.inner.consume(consumed);
-            if newline.is_some() {
-                let frame = std::mem::take(&mut self.buf);
-                if frame.iter().all(u8::is_ascii_whitespace) {
+            let blank = available[..taken].iter().all(u8::is_ascii_whitespace);
+            if self.buf.is_empty() && newline.is_some() {
+                if blank {
+                    self.inner.consume(consumed);
                     continue;
                 }
-                return Ok(Some(Line::Frame(frame)));
+                self.lent = consumed;
+                return Ok(Found::InReader(taken));
+            }
+            self.buf.extend_from_slice(&available[..consumed]);
+            self.inner.consume(consumed);
+            if newline.is_some() {
+                if self.buf.iter().all(u8::is_ascii_whitespace) {
+                    self.buf.clear();
+                    continue;
+                }
+                return Ok(Found::Assembled);
             }
         }
     }
@@ -85,23 +135,36 @@ mod tests {
     use super::*;
     use tokio::io::BufReader;
 
-    async fn lines(input: &[u8], max: usize, capacity: usize) -> Vec<Line> {
+    /// What a line reads as, owned: the frame's bytes, or `None` for a line over the limit.
+    async fn lines(input: &[u8], max: usize, capacity: usize) -> Vec<Option<Vec<u8>>> {
         let mut reader = LineReader::new(BufReader::with_capacity(capacity, input), max);
         let mut out = Vec::new();
         while let Some(line) = reader.next().await.unwrap() {
-            out.push(line);
+            out.push(match line {
+                Line::Frame(frame) => Some(frame.to_vec()),
+                Line::TooLarge => None,
+            });
         }
         out
+    }
+
+    fn frame(bytes: &[u8]) -> Option<Vec<u8>> {
+        Some(bytes.to_vec())
     }
 
     #[tokio::test]
     async fn frames_skip_blank_lines_and_keep_a_final_partial_line() {
         for capacity in [1, 3, 64] {
             let out = lines(b"ab\n\n  \ncd\r\nef", 10, capacity).await;
-            assert_eq!(
-                out,
-                vec![Line::Frame(b"ab".to_vec()), Line::Frame(b"cd\r".to_vec()), Line::Frame(b"ef".to_vec())]
-            );
+            assert_eq!(out, vec![frame(b"ab"), frame(b"cd\r"), frame(b"ef")]);
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_reads_and_whole_lines_alternate() {
+        for capacity in [1, 2, 5, 7, 64] {
+            let out = lines(b"abc\n\nd\nefghij\n \nk", 6, capacity).await;
+            assert_eq!(out, vec![frame(b"abc"), frame(b"d"), frame(b"efghij"), frame(b"k")], "capacity {capacity}");
         }
     }
 
@@ -109,10 +172,7 @@ mod tests {
     async fn oversized_lines_are_reported_once_and_skipped() {
         for capacity in [1, 4, 64] {
             let out = lines(b"12345\n123456789\nok\n1234567890123", 5, capacity).await;
-            assert_eq!(
-                out,
-                vec![Line::Frame(b"12345".to_vec()), Line::TooLarge, Line::Frame(b"ok".to_vec()), Line::TooLarge]
-            );
+            assert_eq!(out, vec![frame(b"12345"), None, frame(b"ok"), None]);
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::{
     auth::Token,
     jsonrpc::{
         engine::{message_too_large, unauthorized},
-        Engine, Entry, Id, InFlight, Incoming, Reply, Response,
+        Answer, Engine, Entry, Id, InFlight, Incoming, Reply, Response,
     },
 };
 
@@ -109,17 +109,17 @@ where
     let mut refused = false;
     'serve: loop {
         // Collect the calls that finished meanwhile (also while input keeps coming).
-        while let Some(Some(reply)) = running.next().now_or_never() {
+        while !running.is_empty() {
+            let Some(Some(reply)) = running.next().now_or_never() else { break };
             if !out.send(reply).await {
                 break 'serve;
             }
         }
-        if shutdown.fired() {
-            break;
-        }
-        // A line already buffered is read without flushing; otherwise the replies so far are
-        // sent before waiting (`LineReader::next` is cancel-safe, so trying costs nothing).
+        // A line already buffered is read without flushing (checking first that the server is
+        // not stopping, which waiting would notice); otherwise the replies so far are sent
+        // before waiting (`LineReader::next` is cancel-safe, so trying costs nothing).
         let next = match reader.next().now_or_never() {
+            Some(_) if shutdown.fired() => break,
             Some(next) => Ok(next),
             None => {
                 if !out.flush().await {
@@ -166,8 +166,7 @@ where
                 continue;
             }
         };
-        let incoming = engine.parse(&frame);
-        drop(frame);
+        let incoming = engine.parse(frame);
         match auth_step(&engine, &incoming, token.as_deref(), &mut authed) {
             AuthStep::Dispatch => {}
             AuthStep::Answer(text) => {
@@ -181,15 +180,14 @@ where
                 break;
             }
         }
-        let mut call = engine.run(engine.admit(incoming, &in_flight)).boxed();
-        match call.as_mut().now_or_never() {
-            Some(reply) => {
+        match engine.start(engine.admit(incoming, &in_flight)) {
+            Answer::Ready(reply) => {
                 if !out.send(reply).await {
                     break;
                 }
             }
             // `FuturesUnordered` polls a pushed future again with its own waker.
-            None => running.push(call),
+            Answer::Waiting(call) => running.push(call),
         }
     }
     if refused {
@@ -246,6 +244,19 @@ impl IdleTimer {
     }
 }
 
+/// `write` bounded by `limit`; the timer is set only when the write cannot finish at once (most
+/// fit in the buffer or the socket), so a reply costs no timer.
+async fn bounded(
+    limit: Duration,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<std::io::Result<()>, tokio::time::error::Elapsed> {
+    let mut write = std::pin::pin!(write);
+    match write.as_mut().now_or_never() {
+        Some(done) => Ok(done),
+        None => timeout(limit, write).await,
+    }
+}
+
 /// The writing side of a connection: buffered, each write bounded by the idle timeout. Once a
 /// write fails or times out the peer counts as gone and later replies are dropped.
 struct Output<W> {
@@ -263,9 +274,10 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     /// reply's in-flight slots. False once the peer is gone.
     async fn send(&mut self, reply: Reply) -> bool {
         if let Some(text) = reply.text.as_deref().filter(|_| self.alive) {
-            let written = timeout(self.idle, async {
-                self.writer.write_all(text.as_bytes()).await?;
-                self.writer.write_all(b"\n").await
+            let writer = &mut self.writer;
+            let written = bounded(self.idle, async {
+                writer.write_all(text.as_bytes()).await?;
+                writer.write_all(b"\n").await
             })
             .await;
             self.settle(written);
@@ -276,7 +288,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     /// Sends what is buffered. False once the peer is gone.
     async fn flush(&mut self) -> bool {
         if self.alive && !self.writer.buffer().is_empty() {
-            let flushed = timeout(self.idle, self.writer.flush()).await;
+            let flushed = bounded(self.idle, self.writer.flush()).await;
             self.settle(flushed);
         }
         self.alive
