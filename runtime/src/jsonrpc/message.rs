@@ -160,6 +160,17 @@ pub fn invalid_request(detail: impl Into<String>) -> RpcError {
 
 /// Parses one frame of JSON text (already checked for size, UTF-8 and depth) into calls.
 pub fn parse(text: &str) -> Incoming {
+    // A lone request object, the common case, is read in one pass; what fails is read again to
+    // tell a syntax error from an invalid request.
+    if text.trim_start_matches(is_json_whitespace).starts_with('{') {
+        return Incoming::Single(match serde_json::from_str::<Members<'_>>(text) {
+            Ok(members) => members.into_entry(),
+            Err(error) => match serde_json::from_str::<&RawValue>(text) {
+                Ok(_) => invalid(Id::null(), &error.to_string()),
+                Err(error) => Entry::Invalid(Response::error(Id::null(), parse_error(error.to_string()))),
+            },
+        });
+    }
     let raw: &RawValue = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(error) => {
@@ -183,51 +194,25 @@ pub fn parse(text: &str) -> Incoming {
     }
 }
 
-/// Validates one request object.
+/// The whitespace JSON allows between tokens.
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// The error entry of an invalid request.
+fn invalid(id: Id, detail: &str) -> Entry {
+    Entry::Invalid(Response::error(id, invalid_request(detail)))
+}
+
+/// Validates one member of a batch.
 fn entry(raw: &RawValue) -> Entry {
-    let invalid = |id: Id, detail: &str| Entry::Invalid(Response::error(id, invalid_request(detail)));
     if !raw.get().starts_with('{') {
         return invalid(Id::null(), "a request must be a JSON object");
     }
-    let members: Members<'_> = match serde_json::from_str(raw.get()) {
-        Ok(members) => members,
-        Err(error) => return invalid(Id::null(), &error.to_string()),
-    };
-    let id = match members.id {
-        None => None,
-        Some(raw) => match Id::from_raw(raw) {
-            Some(id) => Some(id),
-            None => return invalid(Id::null(), "`id` must be a string, a number or null"),
-        },
-    };
-    // The id an invalid request is answered with (built only when needed).
-    let reply_id = || id.clone().unwrap_or_else(Id::null);
-    match members.jsonrpc {
-        Some(raw) if is_version_2(raw) => {}
-        None => return invalid(reply_id(), "`jsonrpc` is missing: it must be \"2.0\""),
-        Some(_) => return invalid(reply_id(), "`jsonrpc` must be \"2.0\""),
+    match serde_json::from_str::<Members<'_>>(raw.get()) {
+        Ok(members) => members.into_entry(),
+        Err(error) => invalid(Id::null(), &error.to_string()),
     }
-    let method = match members.method {
-        None => return invalid(reply_id(), "`method` is missing"),
-        Some(raw) if !raw.get().starts_with('"') => return invalid(reply_id(), "`method` must be a string"),
-        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(method) => method,
-            Err(error) => return invalid(reply_id(), &format!("`method` is not a valid string: {error}")),
-        },
-    };
-    let params = match members.params {
-        None => Params::None,
-        Some(raw) if !raw.get().starts_with(['{', '[']) => {
-            return invalid(reply_id(), "`params` must be an object or an array")
-        }
-        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Object(map)) => Params::ByName(map),
-            Ok(Value::Array(items)) => Params::ByPosition(items),
-            Ok(_) => Params::None,
-            Err(error) => return invalid(reply_id(), &format!("`params` cannot be read: {error}")),
-        },
-    };
-    Entry::Call(Call { method, params, id })
 }
 
 /// Whether a `jsonrpc` member is the string `"2.0"` (written plainly, or with escapes).
@@ -235,14 +220,50 @@ fn is_version_2(raw: &RawValue) -> bool {
     raw.get() == r#""2.0""# || serde_json::from_str::<String>(raw.get()).is_ok_and(|version| version == "2.0")
 }
 
-/// The members of a request object that JSON-RPC defines, as raw text. Unknown members are
-/// skipped; a repeated member makes the request invalid (serde_json would keep the last).
+/// The members of a request object that JSON-RPC defines: `params` read as a value, the others
+/// kept as raw text. Unknown members are skipped; a repeated member makes the request invalid
+/// (serde_json would keep the last).
 #[derive(Default)]
 struct Members<'a> {
     jsonrpc: Option<&'a RawValue>,
     method: Option<&'a RawValue>,
-    params: Option<&'a RawValue>,
+    params: Option<Value>,
     id: Option<&'a RawValue>,
+}
+
+impl Members<'_> {
+    /// Checks the members and makes the call, or the error entry that answers it.
+    fn into_entry(self) -> Entry {
+        let id = match self.id {
+            None => None,
+            Some(raw) => match Id::from_raw(raw) {
+                Some(id) => Some(id),
+                None => return invalid(Id::null(), "`id` must be a string, a number or null"),
+            },
+        };
+        // The id an invalid request is answered with (built only when needed).
+        let reply_id = || id.clone().unwrap_or_else(Id::null);
+        match self.jsonrpc {
+            Some(raw) if is_version_2(raw) => {}
+            None => return invalid(reply_id(), "`jsonrpc` is missing: it must be \"2.0\""),
+            Some(_) => return invalid(reply_id(), "`jsonrpc` must be \"2.0\""),
+        }
+        let method = match self.method {
+            None => return invalid(reply_id(), "`method` is missing"),
+            Some(raw) if !raw.get().starts_with('"') => return invalid(reply_id(), "`method` must be a string"),
+            Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+                Ok(method) => method,
+                Err(error) => return invalid(reply_id(), &format!("`method` is not a valid string: {error}")),
+            },
+        };
+        let params = match self.params {
+            None => Params::None,
+            Some(Value::Object(map)) => Params::ByName(map),
+            Some(Value::Array(items)) => Params::ByPosition(items),
+            Some(_) => return invalid(reply_id(), "`params` must be an object or an array"),
+        };
+        Entry::Call(Call { method, params, id })
+    }
 }
 
 impl<'de> Deserialize<'de> for Members<'de> {
@@ -262,33 +283,51 @@ impl<'de> Visitor<'de> for MembersVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
         let mut members = Members::default();
+        let twice = |name: &str| de::Error::custom(format!("the member `{name}` appears twice"));
         while let Some(member) = map.next_key::<Member>()? {
-            let (slot, name) = match member {
-                Member::Jsonrpc => (&mut members.jsonrpc, "jsonrpc"),
-                Member::Method => (&mut members.method, "method"),
-                Member::Params => (&mut members.params, "params"),
-                Member::Id => (&mut members.id, "id"),
+            let raw = match member {
+                Member::Jsonrpc => &mut members.jsonrpc,
+                Member::Method => &mut members.method,
+                Member::Id => &mut members.id,
+                Member::Params if members.params.is_some() => return Err(twice("params")),
+                Member::Params => {
+                    members.params = Some(map.next_value::<Value>()?);
+                    continue;
+                }
                 Member::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
-            if slot.is_some() {
-                return Err(de::Error::custom(format!("the member `{name}` appears twice")));
+            if raw.is_some() {
+                return Err(twice(member.name()));
             }
-            *slot = Some(map.next_value::<&'de RawValue>()?);
+            *raw = Some(map.next_value::<&'de RawValue>()?);
         }
         Ok(members)
     }
 }
 
 /// A member name of a request object, read without allocating.
+#[derive(Clone, Copy)]
 enum Member {
     Jsonrpc,
     Method,
     Params,
     Id,
     Other,
+}
+
+impl Member {
+    fn name(self) -> &'static str {
+        match self {
+            Member::Jsonrpc => "jsonrpc",
+            Member::Method => "method",
+            Member::Params => "params",
+            Member::Id => "id",
+            Member::Other => "(other)",
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Member {
