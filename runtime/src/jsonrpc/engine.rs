@@ -5,7 +5,14 @@
 //! [`Engine::start`] gives at once or once its handlers finish (if any). [`Engine::handle`]
 //! does all three.
 
-use std::{collections::BTreeSet, panic::AssertUnwindSafe, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use futures_util::{
     future::{join_all, BoxFuture},
@@ -13,7 +20,6 @@ use futures_util::{
 };
 use serde_json::{json, Value};
 use smallvec::{smallvec, SmallVec};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vproto_api::rpc::{codes, Handler, Params, RpcError};
 
 use super::{
@@ -58,21 +64,37 @@ pub fn method_not_found(method: &str) -> RpcError {
 
 /// The calls a connection may run at once (see [`Limits::max_in_flight`]). Cloning shares the
 /// budget.
+///
+/// Slots are only ever taken with [`InFlight::try_acquire`], never waited for, so an atomic
+/// count does what a semaphore would without its lock on every release.
 #[derive(Clone, Debug)]
 pub struct InFlight {
-    slots: Arc<Semaphore>,
+    running: Arc<AtomicUsize>,
     max: usize,
+}
+
+/// One taken slot of an [`InFlight`] budget, freed when dropped.
+#[derive(Debug)]
+pub struct InFlightSlot(Arc<AtomicUsize>);
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl InFlight {
     /// A budget of `max` calls.
     pub fn new(max: usize) -> Self {
-        InFlight { slots: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))), max }
+        InFlight { running: Arc::new(AtomicUsize::new(0)), max }
     }
 
-    /// Takes one slot, if one is free; the slot is freed when the permit is dropped.
-    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+    /// Takes one slot, if one is free; the slot is freed when it is dropped.
+    pub fn try_acquire(&self) -> Option<InFlightSlot> {
+        self.running
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |running| (running < self.max).then_some(running + 1))
+            .ok()
+            .map(|_| InFlightSlot(self.running.clone()))
     }
 
     /// The size of the budget.
@@ -92,7 +114,7 @@ pub struct Admitted {
 #[derive(Debug)]
 enum Slot {
     Done(Option<Response>),
-    Run(Call, OwnedSemaphorePermit),
+    Run(Call, InFlightSlot),
 }
 
 /// The answer to one frame: the text to send (none for notifications and all-notification
@@ -101,7 +123,7 @@ enum Slot {
 pub struct Reply {
     /// One JSON text (a response or an array of them), without a newline.
     pub text: Option<String>,
-    _slots: SmallVec<[OwnedSemaphorePermit; 1]>,
+    _slots: SmallVec<[InFlightSlot; 1]>,
 }
 
 impl Reply {
@@ -213,7 +235,7 @@ impl Engine {
 
     /// One call to a registered method: its handler is polled once here, and only a call that
     /// has to wait is put in a future of its own.
-    fn start_call(&self, method: &'static str, call: Call, permit: OwnedSemaphorePermit) -> Answer<'_> {
+    fn start_call(&self, method: &'static str, call: Call, permit: InFlightSlot) -> Answer<'_> {
         let id = call.id;
         let reply =
             move |outcome| Reply { text: id.map(|id| Response { id, outcome }.to_json()), _slots: smallvec![permit] };
@@ -312,4 +334,21 @@ fn settle(method: &str, caught: std::thread::Result<Result<Value, RpcError>>) ->
         Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error")
             .with_data(Value::String("the handler panicked".to_string())))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    #[test]
+    fn in_flight_slots_are_counted_shared_and_freed() {
+        let budget = InFlight::new(2);
+        let shared = budget.clone();
+        let first = budget.try_acquire().expect("a free slot");
+        let _second = shared.try_acquire().expect("a free slot");
+        assert!(budget.try_acquire().is_none(), "both slots are taken");
+        drop(first);
+        assert!(shared.try_acquire().is_some(), "a dropped slot is free again");
+        assert!(InFlight::new(0).try_acquire().is_none());
+    }
 }

@@ -10,5 +10,5 @@ pub mod depth;
 pub mod engine;
 pub mod message;
 
-pub use engine::{Admitted, Answer, Engine, InFlight, Reply};
+pub use engine::{Admitted, Answer, Engine, InFlight, InFlightSlot, Reply};
 pub use message::{Call, Entry, Id, Incoming, Response};
