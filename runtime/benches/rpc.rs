@@ -1070,7 +1070,8 @@ fn main() {
         name: "agent.hello not validated",
         kind: Kind::Line { sock: Sock::Unix(unix_path(&servers.unchecked_unix)), request: hello_line, expect: ack },
     };
-    if settings.filter.as_deref().is_none_or(|filter| "agent.hello".contains(filter)) {
+    if settings.filter.as_deref().is_none_or(|filter| selects(filter, checked.name) || selects(filter, unchecked.name))
+    {
         println!(
             "schema validation: agent.hello over a Unix socket, {} rounds (validated and not, alternating)",
             settings.rounds
