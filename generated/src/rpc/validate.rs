@@ -2,6 +2,7 @@
 //! violation with its JSON pointer, as JSON-RPC's -32602 `data`.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
 };
@@ -14,8 +15,30 @@ use crate::wire::{self, WireError, WireValue};
 /// Compiled validators by (schema document address, definition name).
 type ValidatorCache = Mutex<HashMap<(usize, &'static str), Arc<jsonschema::Validator>>>;
 
+/// A thread's validators by the addresses of (schema document, definition name).
+type ValidatorsUsed = Vec<((usize, usize), Arc<jsonschema::Validator>)>;
+
 /// A compiled validator for `#/$defs/{def}` of the JSON Schema document `document`.
+///
+/// Each thread keeps the validators it has used in a short list keyed by the two strings'
+/// addresses, so a call takes neither the shared cache's lock nor a string hash; the shared
+/// cache compiles each validator once.
 fn validator(document: &'static str, def: &'static str) -> Result<Arc<jsonschema::Validator>, RpcError> {
+    thread_local! {
+        static USED: RefCell<ValidatorsUsed> = const { RefCell::new(Vec::new()) };
+    }
+    let address = (document.as_ptr() as usize, def.as_ptr() as usize);
+    let used = USED.with_borrow(|used| used.iter().find(|(key, _)| *key == address).map(|(_, found)| found.clone()));
+    if let Some(found) = used {
+        return Ok(found);
+    }
+    let compiled = compiled_validator(document, def)?;
+    USED.with_borrow_mut(|used| used.push((address, compiled.clone())));
+    Ok(compiled)
+}
+
+/// The shared cache behind [`validator`]: compiles a validator the first time it is asked for.
+fn compiled_validator(document: &'static str, def: &'static str) -> Result<Arc<jsonschema::Validator>, RpcError> {
     static CACHE: OnceLock<ValidatorCache> = OnceLock::new();
     let key = (document.as_ptr() as usize, def);
     let cache = CACHE.get_or_init(Default::default);
