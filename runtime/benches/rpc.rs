@@ -316,8 +316,10 @@ enum Expect {
     Result(Value),
 }
 
+/// Whether `needle` occurs in `haystack` (memchr's vectorized search: the load generator's own
+/// work per answer should stay small next to the servers').
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Checks an answer: in full the first time, then only that it is no error.
@@ -979,16 +981,19 @@ fn main() {
     }
     println!();
 
-    // Ratios against the goals: the median of each round's ratio.
-    let ratios: [(&str, &str, f64); 8] = [
-        ("vproto unix", "jsonrpsee ws", 2.0),
-        ("vproto tcp", "jsonrpsee ws", 2.0),
-        ("vproto http", "jsonrpsee http", 2.0),
-        ("vproto unix, vproto Client", "jsonrpsee ws, WsClient", 2.0),
-        ("vproto tcp, vproto Client", "jsonrpsee ws, WsClient", 2.0),
-        ("vproto http, vproto Client", "jsonrpsee http, HttpClient", 2.0),
-        ("vproto unix", "echo unix", 0.6),
-        ("vproto tcp", "echo tcp", 0.6),
+    // Ratios against the goals: the median of each round's ratio. The echo rows have no goal:
+    // they are the most any server could reach on that framing, so they bound the others.
+    let ratios: [(&str, &str, Option<f64>); 10] = [
+        ("vproto unix", "jsonrpsee ws", Some(2.0)),
+        ("vproto tcp", "jsonrpsee ws", Some(2.0)),
+        ("vproto http", "jsonrpsee http", Some(2.0)),
+        ("vproto unix, vproto Client", "jsonrpsee ws, WsClient", Some(2.0)),
+        ("vproto tcp, vproto Client", "jsonrpsee ws, WsClient", Some(2.0)),
+        ("vproto http, vproto Client", "jsonrpsee http, HttpClient", Some(2.0)),
+        ("vproto unix", "echo unix", Some(0.6)),
+        ("vproto tcp", "echo tcp", Some(0.6)),
+        ("echo unix", "jsonrpsee ws", None),
+        ("echo tcp", "jsonrpsee ws", None),
     ];
     println!(
         "| ratio of requests/s (median of rounds) | goal | {} |",
@@ -1005,9 +1010,13 @@ fn main() {
                 return "-".to_string();
             }
             let ratio = median(each);
-            format!("{ratio:.2} {}", if ratio >= goal { "met" } else { "NOT met" })
+            match goal {
+                Some(goal) => format!("{ratio:.2} {}", if ratio >= goal { "met" } else { "NOT met" }),
+                None => format!("{ratio:.2}"),
+            }
         });
-        println!("| {mine} / {theirs} | ≥ {goal} | {cells} |");
+        let goal = goal.map_or("(bound)".to_string(), |goal| format!("≥ {goal}"));
+        println!("| {mine} / {theirs} | {goal} | {cells} |");
     }
     println!();
 
