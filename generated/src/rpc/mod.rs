@@ -111,9 +111,18 @@ impl Params {
     pub fn from_json(value: Option<&Value>) -> Option<Self> {
         match value {
             None => Some(Params::None),
-            Some(Value::Object(map)) => Some(Params::ByName(map.clone())),
-            Some(Value::Array(items)) => Some(Params::ByPosition(items.clone())),
+            Some(value @ (Value::Object(_) | Value::Array(_))) => Self::from_value(value.clone()),
             Some(_) => None,
+        }
+    }
+
+    /// Takes a present `params` value without copying it: an object by name, an array by
+    /// position; `None` for anything else.
+    pub fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Object(map) => Some(Params::ByName(map)),
+            Value::Array(items) => Some(Params::ByPosition(items)),
+            _ => None,
         }
     }
 

@@ -256,11 +256,10 @@ impl Members<'_> {
                 Err(error) => return invalid(reply_id(), &format!("`method` is not a valid string: {error}")),
             },
         };
-        let params = match self.params {
+        let params = match self.params.map(Params::from_value) {
             None => Params::None,
-            Some(Value::Object(map)) => Params::ByName(map),
-            Some(Value::Array(items)) => Params::ByPosition(items),
-            Some(_) => return invalid(reply_id(), "`params` must be an object or an array"),
+            Some(Some(params)) => params,
+            Some(None) => return invalid(reply_id(), "`params` must be an object or an array"),
         };
         Entry::Call(Call { method, params, id })
     }

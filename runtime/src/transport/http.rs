@@ -329,7 +329,7 @@ impl Connection {
                     Ok(value) => value,
                     Err(rpc_error) => return error(status_for(rpc_error.code), rpc_error),
                 };
-                match Params::from_json(Some(&value)) {
+                match Params::from_value(value) {
                     Some(params) => params,
                     None => {
                         let invalid = RpcError::new(codes::INVALID_PARAMS, "Invalid params")
