@@ -217,14 +217,13 @@ impl Engine {
     /// waiting. A lone request to a registered method (the common case) takes a path that
     /// allocates nothing beyond what its handler does.
     pub fn start(&self, mut admitted: Admitted) -> Answer<'_> {
-        let lone = !admitted.batch && matches!(admitted.slots.as_slice(), [Slot::Run(..)]);
-        if lone {
-            if let Some(Slot::Run(call, permit)) = admitted.slots.pop() {
-                match self.methods.get(call.method.as_str()) {
-                    Some(&method) => return self.start_call(method, call, permit),
-                    None => admitted.slots.push(Slot::Run(call, permit)),
-                }
-            }
+        let registered = match admitted.slots.as_slice() {
+            [Slot::Run(call, _)] if !admitted.batch => self.methods.get(call.method.as_str()).copied(),
+            _ => None,
+        };
+        if let Some(method) = registered {
+            let Some(Slot::Run(call, slot)) = admitted.slots.pop() else { unreachable!("one call, matched above") };
+            return self.start_call(method, call, slot);
         }
         let mut run = self.run(admitted).boxed();
         match run.as_mut().now_or_never() {
@@ -235,10 +234,10 @@ impl Engine {
 
     /// One call to a registered method: its handler is polled once here, and only a call that
     /// has to wait is put in a future of its own.
-    fn start_call(&self, method: &'static str, call: Call, permit: InFlightSlot) -> Answer<'_> {
+    fn start_call(&self, method: &'static str, call: Call, slot: InFlightSlot) -> Answer<'_> {
         let id = call.id;
         let reply =
-            move |outcome| Reply { text: id.map(|id| Response { id, outcome }.to_json()), _slots: smallvec![permit] };
+            move |outcome| Reply { text: id.map(|id| Response { id, outcome }.to_json()), _slots: smallvec![slot] };
         let mut outcome = AssertUnwindSafe(self.handler.handle(method, call.params)).catch_unwind();
         match (&mut outcome).now_or_never() {
             Some(caught) => Answer::Ready(reply(settle(method, caught))),
