@@ -11,6 +11,7 @@
 #[rustfmt::skip]
 pub mod objects;
 pub mod rpc;
+mod thread_cache;
 pub mod tree;
 pub mod wire;
 

@@ -10,31 +10,22 @@ use std::{
 use serde_json::{json, Map, Value};
 
 use super::{codes, RpcError};
-use crate::wire::{self, WireError, WireValue};
+use crate::{
+    thread_cache::{with_cached, PerThread},
+    wire::{self, WireError, WireValue},
+};
 
 /// Compiled validators by (schema document address, definition name).
 type ValidatorCache = Mutex<HashMap<(usize, &'static str), Arc<jsonschema::Validator>>>;
 
-/// A thread's validators by the addresses of (schema document, definition name).
-type ValidatorsUsed = Vec<((usize, usize), Arc<jsonschema::Validator>)>;
-
-/// A compiled validator for `#/$defs/{def}` of the JSON Schema document `document`.
-///
-/// Each thread keeps the validators it has used in a short list keyed by the two strings'
-/// addresses, so a call takes neither the shared cache's lock nor a string hash; the shared
-/// cache compiles each validator once.
+/// A compiled validator for `#/$defs/{def}` of the JSON Schema document `document`: found in
+/// this thread's cache by the two strings' addresses, compiled once for all threads.
 fn validator(document: &'static str, def: &'static str) -> Result<Arc<jsonschema::Validator>, RpcError> {
     thread_local! {
-        static USED: RefCell<ValidatorsUsed> = const { RefCell::new(Vec::new()) };
+        static USED: PerThread<(usize, usize), Arc<jsonschema::Validator>> = const { RefCell::new(Vec::new()) };
     }
     let address = (document.as_ptr() as usize, def.as_ptr() as usize);
-    let used = USED.with_borrow(|used| used.iter().find(|(key, _)| *key == address).map(|(_, found)| found.clone()));
-    if let Some(found) = used {
-        return Ok(found);
-    }
-    let compiled = compiled_validator(document, def)?;
-    USED.with_borrow_mut(|used| used.push((address, compiled.clone())));
-    Ok(compiled)
+    with_cached(&USED, address, || compiled_validator(document, def), Arc::clone)
 }
 
 /// The shared cache behind [`validator`]: compiles a validator the first time it is asked for.

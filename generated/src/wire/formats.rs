@@ -3,6 +3,7 @@
 use std::{
     cell::RefCell,
     collections::HashMap,
+    convert::Infallible,
     net::IpAddr,
     sync::{Mutex, OnceLock},
 };
@@ -10,6 +11,7 @@ use std::{
 use serde_json::Value;
 
 use super::{WireError, WirePath};
+use crate::thread_cache::{with_cached, PerThread};
 
 /// The constraints a schema type puts on a value, as generated code states them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -141,19 +143,11 @@ pub fn check_constraints(value: &Value, constraints: &Constraints, path: &WirePa
 /// warm search cache (a `Regex` clone shares the program but has a cache pool of its own).
 fn matches_pattern(pattern: &'static str, text: &str) -> bool {
     thread_local! {
-        static USED: RefCell<Vec<(usize, regex::Regex)>> = const { RefCell::new(Vec::new()) };
+        static USED: PerThread<usize, regex::Regex> = const { RefCell::new(Vec::new()) };
     }
-    let address = pattern.as_ptr() as usize;
-    USED.with_borrow_mut(|used| {
-        let at = match used.iter().position(|(key, _)| *key == address) {
-            Some(at) => at,
-            None => {
-                used.push((address, compiled_pattern(pattern)));
-                used.len() - 1
-            }
-        };
-        used[at].1.is_match(text)
-    })
+    let compile = || Ok::<_, Infallible>(compiled_pattern(pattern));
+    let Ok(matched) = with_cached(&USED, pattern.as_ptr() as usize, compile, |regex| regex.is_match(text));
+    matched
 }
 
 /// The compiled, anchored form of `pattern` (one that does not compile matches nothing; the
