@@ -46,12 +46,14 @@ pub struct LineReader<R> {
     eof: bool,
     /// Bytes of `inner`'s buffer lent out as the last frame, consumed on the next read.
     lent: usize,
+    /// Whether `buf` holds the last frame returned (cleared on the next read).
+    assembled: bool,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// Frames `inner`, allowing lines of up to `max` bytes.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner, buf: Vec::new(), max, discarding: false, eof: false, lent: 0 }
+        LineReader { inner, buf: Vec::new(), max, discarding: false, eof: false, lent: 0, assembled: false }
     }
 
     /// The next line; blank lines are skipped. At end of input a final line without a newline
@@ -61,7 +63,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         if self.lent > 0 {
             self.inner.consume(std::mem::take(&mut self.lent));
         }
-        if !self.discarding && self.buf.last() == Some(&b'\n') {
+        if std::mem::take(&mut self.assembled) {
             self.buf.clear();
         }
         let found = self.find().await?;
@@ -69,8 +71,8 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             Found::End => None,
             Found::TooLarge => Some(Line::TooLarge),
             Found::Assembled => {
-                let frame = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-                Some(Line::Frame(frame))
+                self.assembled = true;
+                Some(Line::Frame(&self.buf))
             }
             Found::InReader(len) => {
                 // The buffer still holds the line (nothing was consumed), so this does no I/O.
@@ -108,16 +110,15 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 self.discarding = newline.is_none();
                 return Ok(Found::TooLarge);
             }
-            let blank = available[..taken].iter().all(u8::is_ascii_whitespace);
             if self.buf.is_empty() && newline.is_some() {
-                if blank {
+                if available[..taken].iter().all(u8::is_ascii_whitespace) {
                     self.inner.consume(consumed);
                     continue;
                 }
                 self.lent = consumed;
                 return Ok(Found::InReader(taken));
             }
-            self.buf.extend_from_slice(&available[..consumed]);
+            self.buf.extend_from_slice(&available[..taken]);
             self.inner.consume(consumed);
             if newline.is_some() {
                 if self.buf.iter().all(u8::is_ascii_whitespace) {
