@@ -16,10 +16,11 @@ use vproto_api::{
     AgentServer, ConductorServer, DriverServer, Endpoint, OPENRPC,
 };
 use vproto_conformance::{
+    coverage::MethodCoverage,
     mock::{serve_mock, MockOptions},
-    report::{render, Counts, Format},
-    run::{apply_known_failures, load_known_failures, run_suite, Outcome, Patterns, Selection, Target},
-    Description,
+    report::{Format, Report},
+    run::{apply_known_failures, load_known_failures, run_suite, Patterns, Selection, SuiteRun, Target},
+    Description, Fixtures,
 };
 use vproto_runtime::{load_token, Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
 use vproto_services::{
@@ -54,6 +55,13 @@ pub struct ConformArgs {
     /// Cases known to fail: one ID or glob per line, `#` comments.
     #[arg(long, value_name = "FILE")]
     known_failures: Option<PathBuf>,
+    /// Param values for valid calls, a JSON object keyed by method name:
+    /// {"service.method": {"param": value}}; use data the implementation really has.
+    #[arg(long, value_name = "FILE", conflicts_with = "serve")]
+    fixtures: Option<PathBuf>,
+    /// Report methods no successful result was checked for, without failing the run.
+    #[arg(long, conflicts_with = "serve")]
+    allow_uncovered: bool,
     /// A file (mode 0600) holding the token the target requires (tcp:, http://).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
@@ -132,6 +140,12 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
         Some(path) => load_known_failures(path).map_err(|e| Usage(format!("--known-failures: {e}")))?,
         None => Patterns::default(),
     };
+    let fixtures = match &args.fixtures {
+        Some(path) => {
+            Fixtures::load(path, &description).map_err(|e| Usage(format!("--fixtures {}: {e}", path.display())))?
+        }
+        None => Fixtures::none(),
+    };
     let started = Instant::now();
     let selection = Selection {
         description: &description,
@@ -139,8 +153,9 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
         only: &only,
         seed: args.seed,
         generated: args.generated,
+        fixtures: &fixtures,
     };
-    let mut outcomes: Vec<Outcome> = if let Some(listen) = &args.serve {
+    let SuiteRun { mut outcomes, coverage } = if let Some(listen) = &args.serve {
         let listen: ListenAddr = listen.parse().map_err(|e| Usage(format!("--serve: {e}")))?;
         if args.sessions == Some(0) {
             return Err(Usage("--sessions: give at least 1".into()));
@@ -159,7 +174,8 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
         };
         let mut outcomes = serve_mock(description.clone(), &listen, options).await.map_err(Usage)?;
         outcomes.retain(|outcome| only.is_empty() || only.matches(&outcome.id));
-        outcomes
+        // The mock calls no method: there is no result to cover.
+        SuiteRun { outcomes, coverage: Vec::new() }
     } else {
         if args.sessions.is_some() || args.idle.is_some() {
             return Err(Usage("--sessions and --idle apply to --serve only".into()));
@@ -194,13 +210,18 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
     for unused in known.unused(&ids) {
         notes.push(format!("the known failure `{unused}` matches no case that ran"));
     }
-    let counts = Counts::of(&outcomes);
-    let report = render(format, &outcomes, started.elapsed(), &notes);
-    write_report(args.out.as_deref(), &report)?;
+    let report = Report {
+        outcomes: &outcomes,
+        coverage: &coverage,
+        allow_uncovered: args.allow_uncovered,
+        elapsed: started.elapsed(),
+        notes: &notes,
+    };
+    write_report(args.out.as_deref(), &report.render(format))?;
     if format != Format::Text || args.out.is_some() {
-        eprintln!("vproto conform: {}", counts.summary(started.elapsed()));
+        eprintln!("vproto conform: {}", report.summary());
     }
-    Ok(counts.success())
+    Ok(report.success())
 }
 
 fn write_report(out: Option<&Path>, report: &str) -> Result<(), Usage> {
@@ -242,12 +263,12 @@ async fn bind(router: Router, addr: &ListenAddr) -> Result<RunningServer, Usage>
 }
 
 /// Says hello once, in-process, as a registering component would.
-async fn hello(at: &ListenAddr, method: &str, registration: serde_json::Value) -> Result<(), Usage> {
+async fn hello(at: &ListenAddr, method: &str, params: &serde_json::Value) -> Result<(), Usage> {
     let client = Client::connect(&ConnectAddr::Listen(at.clone()), ClientOptions::default())
         .await
         .map_err(|e| Usage(format!("reference services: {e}")))?;
     client
-        .request(method, json!({ "registration": registration }))
+        .request(method, params.clone())
         .await
         .map(drop)
         .map_err(|e| Usage(format!("reference services: {method}: {e}")))
@@ -256,7 +277,12 @@ async fn hello(at: &ListenAddr, method: &str, registration: serde_json::Value) -
 /// Starts the reference services on temporary Unix sockets (the driver and the agent also on
 /// loopback TCP, where the agent and the conductor reach them), registers the driver with the
 /// agent and the agent with the conductor, and runs the suite against each service.
-async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<Vec<Outcome>, Usage> {
+///
+/// The same registrations are the fixtures of the suite's own hello calls (under the user's
+/// `--fixtures`): a peer registered at a generated endpoint is unreachable, so the methods that
+/// fan out to the registered peers would get only their declared "unavailable" errors and no
+/// successful result would ever be checked.
+async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun, Usage> {
     let dir = tempfile::tempdir().map_err(|e| Usage(format!("a temporary directory: {e}")))?;
     let unix = |name: &str| ListenAddr::Unix(dir.path().join(format!("{name}.sock")));
     let loopback = ListenAddr::Tcp { host: "127.0.0.1".into(), port: 0 };
@@ -301,15 +327,29 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<Vec<Outc
         _ => unreachable!("bound on tcp above"),
     };
     driver.set_endpoint(Endpoint::new(endpoint(&targets[0].2)).map_err(|e| Usage(format!("driver endpoint: {e}")))?);
-    hello(
-        &targets[1].1,
-        "agent.hello",
-        json!({"endpoint": endpoint(&targets[0].2), "status": "READY", "type": "CRYPTO"}),
-    )
-    .await?;
-    hello(&targets[2].1, "conductor.hello", json!({"endpoint": endpoint(&targets[1].2), "status": "READY"})).await?;
+    let hellos = [
+        (
+            &targets[1].1,
+            "agent.hello",
+            json!({"registration": {"endpoint": endpoint(&targets[0].2), "status": "READY", "type": "CRYPTO"}}),
+        ),
+        (
+            &targets[2].1,
+            "conductor.hello",
+            json!({"registration": {"endpoint": endpoint(&targets[1].2), "status": "READY"}}),
+        ),
+    ];
+    for (at, method, params) in &hellos {
+        hello(at, method, params).await?;
+    }
+    let known = hellos.iter().filter(|(_, method, _)| selection.description.method_named(method).is_some());
+    let builtin = known.map(|(_, method, params)| (method.to_string(), params.clone())).collect();
+    let mut fixtures = Fixtures::from_value(serde_json::Value::Object(builtin), selection.description)
+        .map_err(|e| Usage(format!("the reference services' fixtures: {e}")))?;
+    fixtures.extend(selection.fixtures);
 
     let mut outcomes = Vec::new();
+    let mut coverage: Vec<MethodCoverage> = Vec::new();
     for (name, addr, _) in &targets {
         if !selection.services.is_empty() && !selection.services.iter().any(|s| s == name) {
             continue;
@@ -321,11 +361,14 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<Vec<Outc
             only: selection.only,
             seed: selection.seed,
             generated: selection.generated,
+            fixtures: &fixtures,
         };
-        outcomes.extend(run_suite(&service, &target).await.map_err(Usage)?);
+        let run = run_suite(&service, &target).await.map_err(Usage)?;
+        outcomes.extend(run.outcomes);
+        coverage.extend(run.coverage);
     }
     for server in servers {
         server.shutdown().await;
     }
-    Ok(outcomes)
+    Ok(SuiteRun { outcomes, coverage })
 }

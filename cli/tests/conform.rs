@@ -1,5 +1,9 @@
 //! `vproto conform` as a user runs it: the reference services pass over every transport, the
-//! reports parse, known failures behave as documented, and serve mode judges real clients.
+//! reports parse, known failures behave as documented, a method no successful result was
+//! checked for fails the run until fixtures give data the target has, and serve mode judges
+//! real clients.
+
+mod conform_support;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -9,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use conform_support::{write_own_network_config, write_own_network_fixtures, OWN_NETWORK};
 use serde_json::{json, Map, Value};
 use vproto_api::wire::Manifest;
 use vproto_conformance::Description;
@@ -75,6 +80,7 @@ fn assert_all_pass(code: Option<i32>, report: &Value, at_least: usize) {
     let cases = report["cases"].as_array().unwrap();
     let failed: Vec<&Value> = cases.iter().filter(|c| c["status"] != "pass").collect();
     assert!(failed.is_empty(), "failed cases: {failed:#?}");
+    assert_eq!(report["summary"]["uncovered"], json!([]), "uncovered methods: {:#}", report["coverage"]);
     assert_eq!(code, Some(0));
     assert!(cases.len() >= at_least, "only {} cases ran", cases.len());
     assert_eq!(report["summary"]["total"], cases.len());
@@ -92,13 +98,21 @@ fn reference_services_pass_over_every_transport() {
     let (code, report) = run_json(&["--target", &driver.addr], dir.path());
     assert_all_pass(code, &report, 30);
 
-    let conductor = serve(&["conductor", "--listen", "tcp:127.0.0.1:0", "--token-file", token.to_str().unwrap()]);
-    let (code, report) = run_json(&["--target", &conductor.addr, "--token-file", token.to_str().unwrap()], dir.path());
+    // The conductor fans conductor.list_hardware out to its agents: the agents the suite
+    // registers must be reachable for a result to come back, so the fixtures register a real one.
+    let token_file = token.to_str().unwrap();
+    let agent = serve(&["agent", "--listen", "tcp:127.0.0.1:0", "--token-file", token_file]);
+    let agent_endpoint = agent.addr.strip_prefix("tcp:").expect("a tcp: address");
+    let fixtures = dir.path().join("fixtures.json");
+    let registration = json!({"endpoint": agent_endpoint, "status": "READY"});
+    std::fs::write(&fixtures, json!({"conductor.hello": {"registration": registration}}).to_string()).unwrap();
+    let conductor = serve(&["conductor", "--listen", "tcp:127.0.0.1:0", "--token-file", token_file]);
+    let with_token = ["--target", conductor.addr.as_str(), "--token-file", token_file];
+    let (code, report) = run_json(&[&with_token[..], &["--fixtures", fixtures.to_str().unwrap()]].concat(), dir.path());
     assert_all_pass(code, &report, 40);
     // Without the token the target cannot be tested at all: exit 2, not a pass.
     assert_eq!(conform(&["--target", &conductor.addr]).status.code(), Some(2));
 
-    let token_file = token.to_str().unwrap();
     let http = serve(&[
         "network",
         "--listen",
@@ -141,6 +155,14 @@ fn reference_mode_passes_and_every_report_format_parses() {
         report["cases"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
     assert_eq!(targets.into_iter().collect::<Vec<_>>(), ["agent", "conductor", "driver", "network"]);
     let total = report["summary"]["total"].as_u64().unwrap();
+    // Every method of the four services got a successful result checked.
+    let coverage = report["coverage"].as_array().unwrap();
+    let services = ["agent", "conductor", "driver", "network"];
+    let tested =
+        Description::published().unwrap().methods.iter().filter(|m| services.contains(&m.service.as_str())).count();
+    assert_eq!(coverage.len(), tested, "{coverage:#?}");
+    assert!(coverage.iter().all(|c| c["covered"] == true && c["valid_results"].as_u64() > Some(0)), "{coverage:#?}");
+    let methods = coverage.len() as u64;
 
     let junit = dir.path().join("report.xml");
     let output = conform(&["--reference", "--report", "junit", "--out", junit.to_str().unwrap()]);
@@ -156,7 +178,7 @@ fn reference_mode_passes_and_every_report_format_parses() {
                 b"testsuite" => suites += 1,
                 b"testsuites" => {
                     let tests = e.try_get_attribute("tests").unwrap().unwrap();
-                    assert_eq!(tests.unescape_value().unwrap(), total.to_string());
+                    assert_eq!(tests.unescape_value().unwrap(), (total + methods).to_string());
                 }
                 _ => {}
             },
@@ -164,7 +186,9 @@ fn reference_mode_passes_and_every_report_format_parses() {
             _ => {}
         }
     }
-    assert_eq!((testcases, failures, suites), (total, 0, 4));
+    // One testcase per case, and one `coverage/<method>` per method.
+    assert_eq!((testcases, failures, suites), (total + methods, 0, 4));
+    assert!(xml.contains(r#"<testcase name="coverage/network.create_port" classname="network""#), "{xml}");
 
     let output = conform(&["--reference", "--only", "protocol/id"]);
     let text = String::from_utf8(output.stdout).unwrap();
@@ -209,17 +233,131 @@ fn the_suite_derives_from_any_description_file() {
     }
     let edited = dir.path().join("edited.json");
     std::fs::write(&edited, document.to_string()).unwrap();
-    let (code, report) =
-        run_json(&["--reference", "--services", "network", "--schema", edited.to_str().unwrap()], dir.path());
-    assert_all_pass(code, &report, 40);
+    let args = ["--reference", "--services", "network", "--schema", edited.to_str().unwrap()];
+    // Generated values name no network the host has: every case passes, yet no result was
+    // checked, so the run fails naming the method.
+    let (code, report) = run_json(&args, dir.path());
+    assert_eq!(code, Some(1));
+    assert!(report["cases"].as_array().unwrap().iter().all(|c| c["status"] == "pass"));
+    assert_eq!(report["summary"]["uncovered"], json!(["network.create_port"]));
     let ids: Vec<&str> = report["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert!(!ids.contains(&"method/network.create_port/valid/example-1"));
     assert!(ids.contains(&"method/network.create_port/valid/generated-1"));
+    // Fixtures with the host's network and a HostInfo it can serve make the generated calls succeed.
+    let example = example_params("network.create_port");
+    let fixtures = dir.path().join("fixtures.json");
+    let given =
+        json!({"network.create_port": {"network_id": example["network_id"], "host_info": example["host_info"]}});
+    std::fs::write(&fixtures, given.to_string()).unwrap();
+    let (code, report) = run_json(&[&args[..], &["--fixtures", fixtures.to_str().unwrap()]].concat(), dir.path());
+    assert_all_pass(code, &report, 40);
 
     std::fs::write(&edited, r#"{"methods": [{"params": []}]}"#).unwrap();
     let output = conform(&["--reference", "--schema", edited.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/methods/0/name"));
+}
+
+/// Issue #11: a network host configured with its own networks answers every call the suite
+/// can make on its own with NetworkNotFound. Every case passes, but no result is ever checked:
+/// the run fails naming the method in every report format, until `--allow-uncovered` or, better,
+/// fixtures naming a network the host has.
+#[test]
+fn a_host_with_its_own_data_is_uncovered_until_fixtures_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_own_network_config(dir.path());
+    let socket = format!("unix:{}", dir.path().join("network.sock").display());
+    let network = serve(&["network", "--listen", &socket, "--config", config.to_str().unwrap()]);
+    let target = ["--target", network.addr.as_str()];
+
+    let (code, report) = run_json(&target, dir.path());
+    assert_eq!(code, Some(1), "an uncovered method fails the run");
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.iter().all(|c| c["status"] == "pass"), "no case can see anything wrong");
+    assert_eq!(report["summary"]["success"], false);
+    assert_eq!(report["summary"]["uncovered"], json!(["network.create_port"]));
+    let coverage = &report["coverage"][0];
+    assert_eq!(
+        (coverage["method"].as_str(), coverage["covered"].as_bool()),
+        (Some("network.create_port"), Some(false))
+    );
+    assert_eq!(coverage["results"], 0);
+    assert!(coverage["declared_errors"]["NetworkNotFound"].as_u64() > Some(0), "{coverage:#}");
+    assert!(coverage["why"].as_str().unwrap().contains("--fixtures"), "{coverage:#}");
+
+    let text = conform(&target);
+    assert_eq!(text.status.code(), Some(1));
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(stdout.contains(&format!("UNCOVERED [{}] network.create_port: ", network.addr)), "{stdout}");
+    assert!(stdout.contains("FAIL: ") && stdout.contains("1 of 1 method uncovered (network.create_port)"), "{stdout}");
+    let stderr = String::from_utf8(text.stderr).unwrap();
+    assert!(stderr.contains("uncovered (no successful result checked): network.create_port"), "{stderr}");
+
+    let junit = dir.path().join("report.xml");
+    let output = conform(&[&target[..], &["--report", "junit", "--out", junit.to_str().unwrap()]].concat());
+    assert_eq!(output.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let testcase = xml.split("<testcase ").find(|t| t.starts_with(r#"name="coverage/network.create_port""#));
+    assert!(testcase.expect("a coverage testcase").contains("<failure message=\"uncovered: "), "{xml}");
+
+    // Allowed: still named, no longer failing.
+    let (code, report) = run_json(&[&target[..], &["--allow-uncovered"]].concat(), dir.path());
+    assert_eq!(code, Some(0));
+    assert_eq!(report["summary"]["uncovered"], json!(["network.create_port"]));
+    assert_eq!(report["summary"]["allow_uncovered"], true);
+
+    // Fixtures naming the host's own network: the valid calls succeed and their results are checked.
+    let fixtures = write_own_network_fixtures(dir.path());
+    let (code, report) = run_json(&[&target[..], &["--fixtures", fixtures.to_str().unwrap()]].concat(), dir.path());
+    assert_all_pass(code, &report, 100);
+    let coverage = &report["coverage"][0];
+    assert_eq!(coverage["covered"], true, "{coverage:#}");
+    assert!(coverage["valid_results"].as_u64() > Some(0), "{coverage:#}");
+    let example =
+        report["cases"].as_array().unwrap().iter().find(|c| c["id"] == "method/network.create_port/valid/example-1");
+    let example = example.expect("the example still runs, with the fixture");
+    assert!(example["request"].as_str().unwrap().contains(OWN_NETWORK), "{example:#}");
+    assert!(example["response"].as_str().unwrap().contains("\"result\""), "{example:#}");
+}
+
+/// A fixtures file that cannot be used is refused before any case runs, naming the method,
+/// the param and why, with the exit code of the command's other usage errors.
+#[test]
+fn bad_fixtures_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fixtures.json");
+    let path = file.to_str().unwrap();
+    let cases: [(&str, &[&str]); 7] = [
+        ("{", &["not JSON"]),
+        ("[]", &["a JSON object keyed by method name", "got an array"]),
+        (r#"{"network.no_such_method": {}}"#, &["`network.no_such_method` is not a method", "network.create_port"]),
+        (r#"{"network.create_port": "x"}"#, &["`network.create_port`", "object of param values", "got a string"]),
+        (r#"{"network.create_port": {"network": "x"}}"#, &["`network` is not one of its params", "network_id"]),
+        (
+            r#"{"network.create_port": {"network_id": "not-a-uuid"}}"#,
+            &["`network.create_port` param `network_id`", "\"not-a-uuid\"", "uuid"],
+        ),
+        (r#"{"network.create_port": {"port_id": 7}}"#, &["param `port_id`", "7 does not fit", "string"]),
+    ];
+    for (text, words) in cases {
+        std::fs::write(&file, text).unwrap();
+        let output = conform(&["--reference", "--fixtures", path]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(&format!("--fixtures {path}: ")), "{text}: {stderr}");
+        for word in words {
+            assert!(stderr.contains(word), "{text}: `{word}` missing from {stderr}");
+        }
+        assert!(output.stdout.is_empty(), "{text}: no case ran");
+    }
+    let missing = conform(&["--reference", "--fixtures", dir.path().join("absent.json").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("absent.json: cannot read it"));
+    // Serve mode calls no method: fixtures and --allow-uncovered do not apply.
+    for flag in [&["--fixtures", path][..], &["--allow-uncovered"]] {
+        let output = conform(&[&["--serve", "stdio", "--out", "x.json"][..], flag].concat());
+        assert_eq!(output.status.code(), Some(2), "{flag:?}");
+    }
 }
 
 #[test]

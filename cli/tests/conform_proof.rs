@@ -6,9 +6,11 @@
 //! suite drives it as `exec:`. Run without `serve-broken`, it is a test harness
 //! (libtest-mimic, so `cargo test` filters and flags work) with one trial per mistake:
 //!
-//! - `reference_passes`: the unbroken build (`none`) passes every case;
+//! - `reference_passes`: the unbroken build (`none`) passes every case and covers every method;
 //! - `<kind>_is_caught`: with that mistake, `vproto conform` exits 1 and the JSON report lists
-//!   the case(s) meant for it among the failures.
+//!   the case(s) meant for it among the failures. A mistake served with the host's own data
+//!   ([`Data::Own`]) is first run without fixtures, where no case can see it and the run must
+//!   fail on coverage alone, then with fixtures naming that data, where its cases must fail.
 
 #[path = "conform_proof/broken.rs"]
 mod broken;
@@ -17,7 +19,10 @@ mod conform_support;
 use std::{collections::BTreeSet, process::ExitCode, time::Duration};
 
 use broken::Break;
-use conform_support::{conform, driver_config, shell_quote, shorten, write_network_config, Run};
+use conform_support::{
+    conform, driver_config, shell_quote, shorten, write_network_config, write_own_network_config,
+    write_own_network_fixtures, Run,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// The cases each mistake is meant to be caught by: every one must fail.
@@ -50,13 +55,44 @@ fn meant_for(kind: Break) -> &'static [&'static str] {
         Break::InvalidParamsAsInternal => {
             &["method/network.create_port/invalid/missing/port_id", "protocol/params/too-many-positions"]
         }
+        Break::WrapsResultsInList => {
+            &["method/network.create_port/valid/example-1", "method/network.create_port/valid/example-1/by-position"]
+        }
     }
 }
 
-/// Runs `vproto conform` against the broken server `kind`, in its own temporary directory.
-fn run_against(kind: Break) -> Result<Run, String> {
+/// The data a broken server is configured with, and so what the suite can call on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Data {
+    /// The network the schema's `network.create_port` example names, and the example driver:
+    /// the suite's own calls succeed. Tested: `driver,network`.
+    Examples,
+    /// A network of its own ([`conform_support::OWN_NETWORK`]), which no example or generated
+    /// call names: every call the suite can make on its own gets NetworkNotFound, and only
+    /// fixtures make a successful call possible. Tested: `network`.
+    Own,
+}
+
+/// The data `kind` is served with.
+fn data_of(kind: Break) -> Data {
+    match kind {
+        Break::WrapsResultsInList => Data::Own,
+        _ => Data::Examples,
+    }
+}
+
+/// The only method the [`Data::Own`] host cannot get a result of without fixtures.
+const OWN_DATA_UNCOVERED: &str = "network.create_port";
+
+/// Runs `vproto conform` against the broken server `kind`, in its own temporary directory;
+/// with `fixtures`, naming the data of a [`Data::Own`] host.
+fn run_against(kind: Break, fixtures: bool) -> Result<Run, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let network = write_network_config(dir.path());
+    let data = data_of(kind);
+    let network = match data {
+        Data::Examples => write_network_config(dir.path()),
+        Data::Own => write_own_network_config(dir.path()),
+    };
     let me = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let command = [
         shell_quote(&me.display().to_string()),
@@ -68,17 +104,25 @@ fn run_against(kind: Break) -> Result<Run, String> {
         shell_quote(&network.display().to_string()),
     ]
     .join(" ");
-    conform(dir.path(), &["--target", &format!("exec:{command}"), "--services", "driver,network"])
+    let target = format!("exec:{command}");
+    let services = if data == Data::Own { "network" } else { "driver,network" };
+    let mut args = vec!["--target", &target, "--services", services];
+    let fixtures = fixtures.then(|| write_own_network_fixtures(dir.path()).display().to_string());
+    if let Some(path) = &fixtures {
+        args.extend(["--fixtures", path]);
+    }
+    conform(dir.path(), &args)
 }
 
 /// The unbroken build passes every case.
 fn reference_passes() -> Result<(), Failed> {
-    let run = run_against(Break::None)?;
+    let run = run_against(Break::None, false)?;
     let failed = run.failed();
-    if run.exit != Some(0) || !failed.is_empty() {
+    if run.exit != Some(0) || !failed.is_empty() || !run.uncovered.is_empty() {
         return Err(format!(
-            "the unbroken services should pass: exit {:?}, failed {failed:?}\n{}",
+            "the unbroken services should pass: exit {:?}, failed {failed:?}, uncovered {:?}\n{}",
             run.exit,
+            run.uncovered,
             shorten(&run.stderr)
         )
         .into());
@@ -89,9 +133,25 @@ fn reference_passes() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The suite fails on `kind`, and the cases meant for it are among the failures.
+/// The suite fails on `kind`, and the cases meant for it are among the failures (for a host
+/// with its own data: only once fixtures name it; before, on coverage alone).
 fn is_caught(kind: Break) -> Result<(), Failed> {
-    let run = run_against(kind)?;
+    if data_of(kind) == Data::Own {
+        let run = run_against(kind, false)?;
+        let failed = run.failed();
+        if run.exit != Some(1) || !failed.is_empty() || run.uncovered != [OWN_DATA_UNCOVERED] {
+            return Err(format!(
+                "`{}` without fixtures: every case should pass and the run fail only because {OWN_DATA_UNCOVERED} \
+                 is uncovered; exit {:?}, failed {failed:?}, uncovered {:?}\n{}",
+                kind.name(),
+                run.exit,
+                run.uncovered,
+                shorten(&run.stderr)
+            )
+            .into());
+        }
+    }
+    let run = run_against(kind, data_of(kind) == Data::Own)?;
     let failed = run.failed();
     if run.exit != Some(1) {
         return Err(format!(

@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 use vproto_api::wire::{keys, Manifest, Version};
 
 use crate::{
-    description::{envelope_versions, Description, Method},
+    description::{envelope_versions, Description, Example, Method},
+    fixtures::Fixtures,
     generate::{effective, types_of, Generator},
 };
 
@@ -73,6 +74,20 @@ pub enum Expect {
     },
 }
 
+impl Expect {
+    /// The methods this expectation lets answer with a result (or a declared error): the
+    /// calls that could succeed, so that coverage can tell a method none of them ran for.
+    pub fn calls(&self) -> Vec<&str> {
+        match self {
+            Expect::Answer { method, accept: Accept::ResultOrDeclared { .. }, .. } | Expect::Rest { method } => {
+                vec![method.as_str()]
+            }
+            Expect::Batch(items) => items.iter().flat_map(Expect::calls).collect(),
+            Expect::Answer { .. } | Expect::Error { .. } | Expect::Nothing => Vec::new(),
+        }
+    }
+}
+
 /// One case: a frame to send and what must come back.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -100,6 +115,9 @@ pub struct Plan<'d> {
     pub generated: usize,
     /// Whether the target speaks HTTP, so the schema's REST routes are tested too.
     pub rest: bool,
+    /// Param values to use in each method's valid calls, in place of the examples' and
+    /// generated ones.
+    pub fixtures: &'d Fixtures,
 }
 
 /// A request frame with a raw JSON id (`None`: a notification); `params` left out when `None`.
@@ -367,12 +385,24 @@ impl Plan<'_> {
         Ok(builder.cases)
     }
 
-    /// A valid params object of `method`: its first example's, else generated.
+    /// A valid params object of `method`: its first example's, else generated; with the
+    /// fixtures' values.
     fn sample(&self, method: &Method, generator: &mut Generator) -> Result<Value, String> {
         match method.examples.first() {
-            Some(example) => Ok(Value::Object(example.params.iter().cloned().collect())),
-            None => generator.valid(&method.params_schema()).map_err(|why| format!("{}: {why}", method.name)),
+            Some(example) => Ok(self.example_params(method, example)),
+            None => self.generated_params(method, generator),
         }
+    }
+
+    /// The params of one of `method`'s examples, by name, with the fixtures' values.
+    fn example_params(&self, method: &Method, example: &Example) -> Value {
+        self.fixtures.apply(&method.name, Value::Object(example.params.iter().cloned().collect()))
+    }
+
+    /// Params of `method` generated from its params' schemas, with the fixtures' values.
+    fn generated_params(&self, method: &Method, generator: &mut Generator) -> Result<Value, String> {
+        let params = generator.valid(&method.params_schema()).map_err(|why| format!("{}: {why}", method.name))?;
+        Ok(self.fixtures.apply(&method.name, params))
     }
 
     fn protocol(&self, b: &mut Builder, methods: &[&Method], generator: &mut Generator) -> Result<(), String> {
@@ -582,17 +612,12 @@ impl Plan<'_> {
     fn method_cases(&self, b: &mut Builder, method: &Method, generator: &mut Generator) -> Result<(), String> {
         let m = &method.name;
         let schema = method.params_schema();
+        let note = self.fixtures.note(m);
         for (index, example) in method.examples.iter().enumerate() {
-            let named: Map<String, Value> = example.params.iter().cloned().collect();
-            let what = format!("the schema's example \"{}\"", example.name);
-            b.call(
-                format!("method/{m}/valid/example-{}", index + 1),
-                &what,
-                method,
-                &Value::Object(named.clone()),
-                ANY,
-            );
-            if let Some(positions) = method.positional(&named) {
+            let params = self.example_params(method, example);
+            let what = format!("the schema's example \"{}\"{note}", example.name);
+            b.call(format!("method/{m}/valid/example-{}", index + 1), &what, method, &params, ANY);
+            if let Some(positions) = params.as_object().and_then(|named| method.positional(named)) {
                 let raw = b.id();
                 b.push(
                     format!("method/{m}/valid/example-{}/by-position", index + 1),
@@ -603,10 +628,10 @@ impl Plan<'_> {
             }
         }
         for index in 0..self.generated {
-            let params = generator.valid(&schema).map_err(|why| format!("{m}: {why}"))?;
+            let params = self.generated_params(method, generator)?;
             b.call(
                 format!("method/{m}/valid/generated-{}", index + 1),
-                "params generated from the schema",
+                format!("params generated from the schema{note}"),
                 method,
                 &params,
                 ANY,
@@ -618,14 +643,10 @@ impl Plan<'_> {
                 if !takes_body && !example.params.is_empty() {
                     continue;
                 }
-                let body = if takes_body {
-                    Value::Object(example.params.iter().cloned().collect()).to_string()
-                } else {
-                    String::new()
-                };
+                let body = if takes_body { self.example_params(method, example).to_string() } else { String::new() };
                 b.add(Case {
                     id: format!("rest/{m}/example-{}", index + 1),
-                    what: format!("the schema's example \"{}\" on the REST route {verb} {path}", example.name),
+                    what: format!("the schema's example \"{}\"{note} on the REST route {verb} {path}", example.name),
                     frame: body,
                     expect: Expect::Rest { method: m.clone() },
                     route: Some((verb.clone(), path.clone())),
@@ -805,7 +826,7 @@ mod tests {
 
     fn plan(description: &Description, services: &[&str]) -> Vec<Case> {
         let services = services.iter().map(|s| s.to_string()).collect();
-        Plan { description, services, seed: 0, generated: 2, rest: true }.cases().unwrap()
+        Plan { description, services, seed: 0, generated: 2, rest: true, fixtures: &Fixtures::none() }.cases().unwrap()
     }
 
     #[test]
@@ -839,5 +860,31 @@ mod tests {
         let ids: Vec<String> = plan(&description, &["agent"]).into_iter().map(|c| c.id).collect();
         assert!(ids.contains(&"tolerance/agent.hello/unknown-field/registration".to_string()), "{ids:#?}");
         assert!(ids.contains(&"tolerance/agent.hello/unknown-value/registration/type".to_string()), "{ids:#?}");
+    }
+
+    #[test]
+    fn fixtures_replace_param_values_in_every_call_that_starts_from_a_valid_one() {
+        let description = Description::published().unwrap();
+        let own = "0f3d2c1b-9a8e-4d7c-8b6a-5e4f3a2b1c0d";
+        let fixtures = Fixtures::from_value(json!({"network.create_port": {"network_id": own}}), &description).unwrap();
+        let services = vec!["network".to_string()];
+        let plan = Plan { description: &description, services, seed: 0, generated: 2, rest: true, fixtures: &fixtures };
+        let cases = plan.cases().unwrap();
+        let calls: Vec<&Case> = cases.iter().filter(|c| c.expect.calls().contains(&"network.create_port")).collect();
+        assert!(calls.len() > 5, "{cases:#?}");
+        for case in &calls {
+            assert!(case.frame.contains(own), "{} does not use the fixture: {}", case.id, case.frame);
+        }
+        for id in ["method/network.create_port/valid/generated-1", "negotiation/network.create_port/host_info/newer"] {
+            let case = cases.iter().find(|c| c.id == id).unwrap();
+            assert!(case.frame.contains(own), "{id}: {}", case.frame);
+        }
+        let example = cases.iter().find(|c| c.id == "method/network.create_port/valid/example-1").unwrap();
+        assert!(example.what.contains("network_id from --fixtures"), "{}", example.what);
+        // The same IDs as without fixtures: the values change, not the cases.
+        let plain = Plan { fixtures: &Fixtures::none(), ..plan }.cases().unwrap();
+        let ids = |cases: &[Case]| cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&cases), ids(&plain));
+        assert!(plain.iter().all(|c| !c.frame.contains(own)));
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{value::RawValue, Value};
 
 use crate::{
     cases::{Accept, Expect, IdRule},
-    description::Description,
+    description::{DeclaredError, Description, Method},
 };
 
 /// What an expectation asks for, in words (for reports).
@@ -44,16 +44,65 @@ pub fn describe(expect: &Expect) -> String {
     }
 }
 
+/// What an answer showed of the method called, beyond the verdict; the suite's coverage
+/// ([`crate::coverage`]) is tallied from these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// A successful result, checked against the method's result schema.
+    Result {
+        /// `service.method`.
+        method: String,
+        /// Whether it fits the result schema.
+        valid: bool,
+    },
+    /// An error the method declares, answered to a call that could have succeeded.
+    Declared {
+        /// `service.method`.
+        method: String,
+        /// The error's name, such as `NetworkNotFound`.
+        error: String,
+    },
+}
+
+/// The verdict on one answer, and what it showed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    /// `Ok` when the answer is what the case expects; else why not.
+    pub verdict: Result<(), String>,
+    /// What the answer showed of the methods called (of a batch: each matched answer's).
+    pub observed: Vec<Observed>,
+}
+
+impl Judgement {
+    /// A verdict that observed nothing (no answer, or none to judge).
+    pub fn only(verdict: Result<(), String>) -> Self {
+        Judgement { verdict, observed: Vec::new() }
+    }
+
+    /// Runs `judge`, which pushes what it observes, into a judgement.
+    fn collect(judge: impl FnOnce(&mut Vec<Observed>) -> Result<(), String>) -> Self {
+        let mut observed = Vec::new();
+        let verdict = judge(&mut observed);
+        Judgement { verdict, observed }
+    }
+}
+
 /// Checks the answer of a REST route bound to `method`.
-pub fn check_rest(description: &Description, method: &str, status: u16, body: &str) -> Result<(), String> {
+pub fn check_rest(description: &Description, method: &str, status: u16, body: &str) -> Judgement {
+    Judgement::collect(|seen| rest(description, method, status, body, seen))
+}
+
+fn rest(
+    description: &Description,
+    method: &str,
+    status: u16,
+    body: &str,
+    seen: &mut Vec<Observed>,
+) -> Result<(), String> {
     let method = description.method_named(method).ok_or_else(|| format!("{method} is not in the description"))?;
     let value: Value = serde_json::from_str(body).map_err(|_| format!("HTTP {status} with a body that is not JSON"))?;
     if (200..300).contains(&status) {
-        let violations = description.violations(&method.result, &value);
-        if !violations.is_empty() {
-            return Err(format!("the result does not fit {}'s result schema: {}", method.name, violations.join("; ")));
-        }
-        return Ok(());
+        return result_fits(description, method, &value, seen);
     }
     let code = value
         .get("code")
@@ -65,24 +114,52 @@ pub fn check_rest(description: &Description, method: &str, status: u16, body: &s
     let declared = method
         .declared(code)
         .ok_or_else(|| format!("HTTP {status} with error {code}, which {} does not declare", method.name))?;
-    if let Some(schema) = &declared.data {
-        let violations = value.get("data").map(|data| description.violations(schema, data));
-        match violations {
-            None => return Err(format!("error {code} ({}) has no `data`", declared.name)),
-            Some(v) if !v.is_empty() => {
-                return Err(format!("the data of error {code} ({}) is invalid: {}", declared.name, v.join("; ")))
-            }
-            Some(_) => {}
-        }
+    seen.push(Observed::Declared { method: method.name.clone(), error: declared.name.clone() });
+    data_fits(description, declared, &value).map(drop)
+}
+
+/// Checks `result` against `method`'s result schema, noting that a result was checked.
+fn result_fits(
+    description: &Description,
+    method: &Method,
+    result: &Value,
+    seen: &mut Vec<Observed>,
+) -> Result<(), String> {
+    let violations = description.violations(&method.result, result);
+    seen.push(Observed::Result { method: method.name.clone(), valid: violations.is_empty() });
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the result does not fit {}'s result schema: {}", method.name, violations.join("; ")))
     }
-    Ok(())
+}
+
+/// Checks the `data` of `error`, an error object of the declared error `declared`; returns the
+/// data when the declared error has some.
+fn data_fits<'e>(
+    description: &Description,
+    declared: &DeclaredError,
+    error: &'e Value,
+) -> Result<Option<&'e Value>, String> {
+    let Some(schema) = &declared.data else { return Ok(None) };
+    let code = declared.code;
+    let data = error.get("data").ok_or_else(|| format!("error {code} ({}) has no `data`", declared.name))?;
+    let violations = description.violations(schema, data);
+    if !violations.is_empty() {
+        return Err(format!("the data of error {code} ({}) is invalid: {}", declared.name, violations.join("; ")));
+    }
+    Ok(Some(data))
 }
 
 /// Checks one answer text (a line, or an HTTP body) against `expect` (not `Nothing`).
-pub fn check(description: &Description, expect: &Expect, text: &str) -> Result<(), String> {
+pub fn check(description: &Description, expect: &Expect, text: &str) -> Judgement {
+    Judgement::collect(|seen| answer(description, expect, text, seen))
+}
+
+fn answer(description: &Description, expect: &Expect, text: &str, seen: &mut Vec<Observed>) -> Result<(), String> {
     match expect {
         Expect::Nothing => Err("expected no answer, got one".into()),
-        Expect::Rest { method } => check_rest(description, method, 200, text),
+        Expect::Rest { method } => rest(description, method, 200, text, seen),
         Expect::Batch(items) => {
             let answers: Vec<Box<RawValue>> = serde_json::from_str(text).map_err(|_| {
                 if text.trim_start().starts_with('{') {
@@ -96,23 +173,27 @@ pub fn check(description: &Description, expect: &Expect, text: &str) -> Result<(
             }
             let mut used = vec![false; answers.len()];
             for item in items {
-                let found = answers
-                    .iter()
-                    .enumerate()
-                    .find(|(index, answer)| !used[*index] && single(description, item, answer.get()).is_ok());
+                let found =
+                    answers.iter().enumerate().filter(|(index, _)| !used[*index]).find_map(|(index, answer)| {
+                        let mut matched = Vec::new();
+                        single(description, item, answer.get(), &mut matched).is_ok().then_some((index, matched))
+                    });
                 match found {
-                    Some((index, _)) => used[index] = true,
+                    Some((index, matched)) => {
+                        used[index] = true;
+                        seen.extend(matched);
+                    }
                     None => return Err(format!("no answer in the array is {}", describe(item))),
                 }
             }
             Ok(())
         }
-        _ => single(description, expect, text),
+        _ => single(description, expect, text, seen),
     }
 }
 
 /// Checks one response object.
-fn single(description: &Description, expect: &Expect, text: &str) -> Result<(), String> {
+fn single(description: &Description, expect: &Expect, text: &str, seen: &mut Vec<Observed>) -> Result<(), String> {
     let members: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text).map_err(|_| {
         if text.trim_start().starts_with('[') {
             "expected a single answer, got an array".to_string()
@@ -153,7 +234,7 @@ fn single(description: &Description, expect: &Expect, text: &str) -> Result<(), 
     let error = match (result, error) {
         (Some(_), Some(_)) => return Err("the answer has both `result` and `error`".into()),
         (None, None) => return Err("the answer has neither `result` nor `error`".into()),
-        (Some(result), None) => return result_ok(description, expect, &result),
+        (Some(result), None) => return result_ok(description, expect, &result, seen),
         (None, Some(error)) => error.unwrap_or(Value::Null),
     };
     let code = error.get("code").and_then(Value::as_i64).ok_or("the error has no integer `code`")?;
@@ -178,33 +259,25 @@ fn single(description: &Description, expect: &Expect, text: &str) -> Result<(), 
                 Accept::ResultOrDeclared { forbid: Some(forbidden) } if *forbidden == code => {
                     return Err(format!("error {code} ({}) is wrong here", declared.name))
                 }
+                Accept::ResultOrDeclared { .. } => {
+                    seen.push(Observed::Declared { method: method.name.clone(), error: declared.name.clone() });
+                }
                 Accept::UnsupportedVersion { code: wanted, .. } if *wanted != code => {
                     return Err(format!("expected error {wanted} (UnsupportedVersion), got {code} ({})", declared.name))
                 }
-                _ => {}
+                Accept::UnsupportedVersion { .. } => {}
             }
-            if let Some(schema) = &declared.data {
-                let data =
-                    error.get("data").ok_or_else(|| format!("error {code} ({}) has no `data`", declared.name))?;
-                let violations = description.violations(schema, data);
-                if !violations.is_empty() {
-                    return Err(format!(
-                        "the data of error {code} ({}) is invalid: {}",
-                        declared.name,
-                        violations.join("; ")
-                    ));
+            let data = data_fits(description, declared, &error)?;
+            if let (Accept::UnsupportedVersion { object, max_version, .. }, Some(data)) = (accept, data) {
+                let strings: Vec<&str> =
+                    data.as_object().into_iter().flatten().filter_map(|(_, v)| v.as_str()).collect();
+                if !strings.contains(&object.as_str()) {
+                    return Err(format!("the UnsupportedVersion data {data} does not name the object {object}"));
                 }
-                if let Accept::UnsupportedVersion { object, max_version, .. } = accept {
-                    let strings: Vec<&str> =
-                        data.as_object().into_iter().flatten().filter_map(|(_, v)| v.as_str()).collect();
-                    if !strings.contains(&object.as_str()) {
-                        return Err(format!("the UnsupportedVersion data {data} does not name the object {object}"));
-                    }
-                    if !strings.contains(&max_version.as_str()) {
-                        return Err(format!(
-                            "the UnsupportedVersion data {data} does not name {max_version}, the newest version of {object}"
-                        ));
-                    }
+                if !strings.contains(&max_version.as_str()) {
+                    return Err(format!(
+                        "the UnsupportedVersion data {data} does not name {max_version}, the newest version of {object}"
+                    ));
                 }
             }
             Ok(())
@@ -213,7 +286,12 @@ fn single(description: &Description, expect: &Expect, text: &str) -> Result<(), 
     }
 }
 
-fn result_ok(description: &Description, expect: &Expect, result: &Value) -> Result<(), String> {
+fn result_ok(
+    description: &Description,
+    expect: &Expect,
+    result: &Value,
+    seen: &mut Vec<Observed>,
+) -> Result<(), String> {
     match expect {
         Expect::Error { code, .. } => Err(format!("expected error {code}, got a result")),
         Expect::Answer { accept: Accept::UnsupportedVersion { code, .. }, .. } => {
@@ -222,12 +300,7 @@ fn result_ok(description: &Description, expect: &Expect, result: &Value) -> Resu
         Expect::Answer { method, .. } => {
             let method =
                 description.method_named(method).ok_or_else(|| format!("{method} is not in the description"))?;
-            let violations = description.violations(&method.result, result);
-            if violations.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("the result does not fit {}'s result schema: {}", method.name, violations.join("; ")))
-            }
+            result_fits(description, method, result, seen)
         }
         _ => unreachable!("only errors and answers are checked here"),
     }
@@ -246,9 +319,10 @@ mod tests {
         let description = Description::published().unwrap();
         let expect = Expect::Error { code: -32601, id: IdRule::Echo("1.50".into()) };
         assert!(check(&description, &expect, r#"{"jsonrpc":"2.0","id":1.50,"error":{"code":-32601,"message":"m"}}"#)
+            .verdict
             .is_ok());
         let wrong = check(&description, &expect, r#"{"jsonrpc":"2.0","id":1.5,"error":{"code":-32601,"message":"m"}}"#);
-        assert!(wrong.unwrap_err().contains("id is 1.5"));
+        assert!(wrong.verdict.unwrap_err().contains("id is 1.5"));
     }
 
     #[test]
@@ -256,19 +330,19 @@ mod tests {
         let description = Description::published().unwrap();
         let any = Accept::ResultOrDeclared { forbid: None };
         let expect = answer("driver.start_discovery", "3", any.clone());
-        assert!(check(&description, &expect, r#"{"jsonrpc":"2.0","id":3,"result":{"status":"DONE"}}"#).is_ok());
-        assert!(check(&description, &expect, r#"{"jsonrpc":"2.0","id":3,"result":{}}"#).is_err());
+        assert!(check(&description, &expect, r#"{"jsonrpc":"2.0","id":3,"result":{"status":"DONE"}}"#).verdict.is_ok());
+        assert!(check(&description, &expect, r#"{"jsonrpc":"2.0","id":3,"result":{}}"#).verdict.is_err());
         let declared =
             r#"{"jsonrpc":"2.0","id":3,"error":{"code":1100,"message":"m","data":{"endpoint":"a:1","reason":"r"}}}"#;
-        assert!(check(&description, &expect, declared).is_ok());
+        assert!(check(&description, &expect, declared).verdict.is_ok());
         let undeclared = r#"{"jsonrpc":"2.0","id":3,"error":{"code":1003,"message":"m"}}"#;
-        assert!(check(&description, &expect, undeclared).unwrap_err().contains("not one"));
+        assert!(check(&description, &expect, undeclared).verdict.unwrap_err().contains("not one"));
         let version = Accept::UnsupportedVersion { code: 1000, object: "HostInfo".into(), max_version: "1.0".into() };
         let expect = answer("network.create_port", "4", version);
         let good = r#"{"jsonrpc":"2.0","id":4,"error":{"code":1000,"message":"m","data":{"object":"HostInfo","max_version":"1.0"}}}"#;
-        assert!(check(&description, &expect, good).is_ok());
+        assert!(check(&description, &expect, good).verdict.is_ok());
         let bad = r#"{"jsonrpc":"2.0","id":4,"error":{"code":1000,"message":"m","data":{"object":"HostInfo","max_version":"1.1"}}}"#;
-        assert!(check(&description, &expect, bad).is_err());
+        assert!(check(&description, &expect, bad).verdict.is_err());
     }
 
     #[test]
@@ -279,8 +353,37 @@ mod tests {
             Expect::Error { code: -32601, id: IdRule::Echo("\"b\"".into()) },
         ]);
         let text = r#"[{"jsonrpc":"2.0","id":"b","error":{"code":-32601,"message":"m"}},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"m"}}]"#;
-        assert!(check(&description, &expect, text).is_ok());
+        assert!(check(&description, &expect, text).verdict.is_ok());
         let short = r#"[{"jsonrpc":"2.0","id":"b","error":{"code":-32601,"message":"m"}}]"#;
-        assert!(check(&description, &expect, short).is_err());
+        assert!(check(&description, &expect, short).verdict.is_err());
+    }
+
+    #[test]
+    fn results_and_declared_errors_are_observed_for_coverage() {
+        let description = Description::published().unwrap();
+        let method = "driver.start_discovery";
+        let expect = answer(method, "3", Accept::ResultOrDeclared { forbid: None });
+        let valid = check(&description, &expect, r#"{"jsonrpc":"2.0","id":3,"result":{"status":"DONE"}}"#);
+        assert_eq!(valid.observed, [Observed::Result { method: method.into(), valid: true }]);
+        let listed = check(&description, &expect, r#"{"jsonrpc":"2.0","id":3,"result":[{"status":"DONE"}]}"#);
+        assert!(listed.verdict.is_err());
+        assert_eq!(listed.observed, [Observed::Result { method: method.into(), valid: false }]);
+        let declared =
+            r#"{"jsonrpc":"2.0","id":3,"error":{"code":1100,"message":"m","data":{"endpoint":"a:1","reason":"r"}}}"#;
+        let name = description.method_named(method).unwrap().declared(1100).unwrap().name.clone();
+        assert_eq!(
+            check(&description, &expect, declared).observed,
+            [Observed::Declared { method: method.into(), error: name }]
+        );
+        // A result whose envelope is wrong is not checked, so it covers nothing.
+        let wrong_id = check(&description, &expect, r#"{"jsonrpc":"2.0","id":4,"result":{"status":"DONE"}}"#);
+        assert!(wrong_id.observed.is_empty());
+        // Nor does a result where an error was expected.
+        let error = Expect::Error { code: -32602, id: IdRule::Echo("3".into()) };
+        assert!(check(&description, &error, r#"{"jsonrpc":"2.0","id":3,"result":{"status":"DONE"}}"#)
+            .observed
+            .is_empty());
+        let rest = check_rest(&description, method, 200, r#"{"status":"DONE"}"#);
+        assert_eq!(rest.observed, [Observed::Result { method: method.into(), valid: true }]);
     }
 }

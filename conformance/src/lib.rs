@@ -63,6 +63,7 @@
 //!
 //! ```text
 //! vproto conform --target ADDR [--services a,b] [--only PATTERN]... [--known-failures FILE]
+//!                [--fixtures FILE] [--allow-uncovered]
 //!                [--token-file FILE] [--report text|json|junit] [--out FILE]
 //!                [--schema OPENRPC-FILE] [--seed N] [--generated N] [--timeout DURATION]
 //! vproto conform --reference [same options but --target/--token-file]
@@ -80,6 +81,12 @@
 //! - `--known-failures FILE`: one case ID or glob per line, `#` starts a comment. A listed case
 //!   that fails is reported as an expected failure; a listed case that passes is reported as
 //!   "now passing, remove it from the list" and fails the run.
+//! - `--fixtures FILE`: a JSON object keyed by method name whose values are objects of param
+//!   values by param name (`{"service.method": {"param": value}}`), used in that method's valid
+//!   calls (examples, generated calls, and the cases derived from a valid call: invalid calls,
+//!   negotiation, tolerance, protocol cases) in place of the examples' and generated values.
+//!   Every method and param must exist and every value fit its param's schema ([`fixtures`]).
+//! - `--allow-uncovered`: report uncovered methods without failing the run (see Coverage).
 //! - `--report text|json|junit` (default text) written to `--out FILE` (default stdout);
 //!   progress goes to stderr while the suite runs, and a summary naming every failed case with
 //!   the request sent, the response received and what was expected ends the text report.
@@ -90,18 +97,34 @@
 //!   when stdin closes (`stdio`), after `--idle` without a request once one arrived (default 2s),
 //!   or at `--timeout` (default 60s).
 //!
-//! Exit status: 0 when every case passed (expected failures allowed), 1 when a case failed or a
-//! known failure now passes, 2 for bad usage or when the target cannot be reached at all.
+//! Exit status: 0 when every case passed (expected failures allowed) and every method is
+//! covered, 1 when a case failed, a known failure now passes or a method is uncovered (without
+//! `--allow-uncovered`), 2 for bad usage (a bad fixtures file included) or when the target
+//! cannot be reached at all.
+//!
+//! # Coverage
+//!
+//! A case can pass without proving anything about a method's results: a valid call answered
+//! with an error the method declares passes. So for each method tested the runner records
+//! whether a successful result was observed and checked against the result schema
+//! ([`coverage`]); a method with none is *uncovered*. Uncovered methods are named in the
+//! summary line and in every report format (text: an `UNCOVERED` line per method; JSON:
+//! `summary.uncovered` and `coverage`; JUnit: a failed `coverage/<m>` testcase) and fail the
+//! run unless `--allow-uncovered` is given. Every method of the services tested is judged; with
+//! `--only`, the methods the selected cases call in a way that could succeed.
 
 #![warn(missing_docs)]
 
 pub mod cases;
 pub mod check;
 pub mod conn;
+pub mod coverage;
 pub mod description;
+pub mod fixtures;
 pub mod generate;
 pub mod mock;
 pub mod report;
 pub mod run;
 
 pub use description::{Description, DescriptionError, Method};
+pub use fixtures::{FixtureError, Fixtures};

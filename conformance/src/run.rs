@@ -1,5 +1,5 @@
 //! Running cases against a target: service detection, one raw connection reopened when it dies,
-//! `--only` filters, known failures, progress on stderr.
+//! `--only` filters, fixtures, coverage, known failures, progress on stderr.
 
 use std::{
     collections::BTreeMap,
@@ -15,9 +15,11 @@ use vproto_runtime::{ConnectAddr, Token};
 
 use crate::{
     cases::{frame, Case, Expect, Plan},
-    check::{check, check_rest, describe},
+    check::{check, check_rest, describe, Judgement},
     conn::Conn,
+    coverage::{MethodCoverage, Tally},
     description::Description,
+    fixtures::Fixtures,
 };
 
 /// How a case ended.
@@ -172,6 +174,18 @@ pub struct Selection<'a> {
     pub seed: u64,
     /// Generated valid calls per method.
     pub generated: usize,
+    /// Param values to use in valid calls (`--fixtures`).
+    pub fixtures: &'a Fixtures,
+}
+
+/// What a suite run against one target gave.
+#[derive(Clone, Debug)]
+pub struct SuiteRun {
+    /// The outcome of each case, in the order they ran.
+    pub outcomes: Vec<Outcome>,
+    /// The coverage of each method: every method of the services tested, or with `--only`
+    /// every method a selected case called in a way that could succeed.
+    pub coverage: Vec<MethodCoverage>,
 }
 
 /// A connection that is reopened when it breaks.
@@ -253,8 +267,10 @@ impl Session<'_> {
         case: &Case,
         verb: &str,
         path: &str,
-    ) -> (Vec<String>, Result<(), String>) {
-        let Expect::Rest { method } = &case.expect else { return (Vec::new(), Err("not a REST case".into())) };
+    ) -> (Vec<String>, Judgement) {
+        let Expect::Rest { method } = &case.expect else {
+            return (Vec::new(), Judgement::only(Err("not a REST case".into())));
+        };
         let answer = match self.conn().await {
             Ok(conn) => conn.http(verb, path, &case.frame).await,
             Err(why) => Err(why),
@@ -266,7 +282,7 @@ impl Session<'_> {
             }
             Err(why) => {
                 self.conn = None;
-                (Vec::new(), Err(why))
+                (Vec::new(), Judgement::only(Err(why)))
             }
         }
     }
@@ -281,12 +297,12 @@ fn answers_probe(line: &str) -> bool {
 }
 
 /// Judges what came back for `case`.
-fn judge(description: &Description, case: &Case, got: Result<Option<String>, String>) -> Result<(), String> {
+fn judge(description: &Description, case: &Case, got: Result<Option<String>, String>) -> Judgement {
     match (&case.expect, got) {
-        (_, Err(why)) => Err(why),
-        (Expect::Nothing, Ok(None)) => Ok(()),
-        (Expect::Nothing, Ok(Some(_))) => Err("expected no answer, but one came back".into()),
-        (_, Ok(None)) => Err("no answer came back".into()),
+        (_, Err(why)) => Judgement::only(Err(why)),
+        (Expect::Nothing, Ok(None)) => Judgement::only(Ok(())),
+        (Expect::Nothing, Ok(Some(_))) => Judgement::only(Err("expected no answer, but one came back".into())),
+        (_, Ok(None)) => Judgement::only(Err("no answer came back".into())),
         (expect, Ok(Some(text))) => check(description, expect, &text),
     }
 }
@@ -327,8 +343,9 @@ pub async fn detect_services(description: &Description, target: &Target) -> Resu
     Ok(served)
 }
 
-/// Runs the selected cases against `target`, printing progress on stderr.
-pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Vec<Outcome>, String> {
+/// Runs the selected cases against `target`, printing progress on stderr, and tallies the
+/// coverage of the methods tested.
+pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<SuiteRun, String> {
     let services = if selection.services.is_empty() {
         detect_services(selection.description, target).await?
     } else {
@@ -348,6 +365,7 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Vec
         seed: selection.seed,
         generated: selection.generated,
         rest: matches!(target.addr, ConnectAddr::Listen(vproto_runtime::ListenAddr::Http { .. })),
+        fixtures: selection.fixtures,
     };
     let cases: Vec<Case> = plan
         .cases()?
@@ -361,6 +379,9 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Vec
         .map(|m| m.name.clone())
         .unwrap_or_else(|| "rpc.discover".into());
     let mut session = Session { target, conn: None, probe };
+    // Without --only every method tested must be covered; with it, those the cases selected call.
+    let required = if selection.only.is_empty() { plan.methods() } else { Vec::new() };
+    let mut tally = Tally::new(&target.label, required.iter().map(|m| m.name.as_str()));
     let mut stderr = std::io::stderr();
     let _ = writeln!(
         stderr,
@@ -374,13 +395,15 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Vec
     let mut failed = 0;
     for (index, case) in cases.iter().enumerate() {
         let started = Instant::now();
-        let (seen, verdict) = match &case.route {
+        let (seen, judgement) = match &case.route {
             Some((verb, path)) => session.rest(selection.description, case, verb, path).await,
             None => {
                 let (seen, got) = session.exchange(&case.frame, case.expect == Expect::Nothing).await;
                 (seen, judge(selection.description, case, got))
             }
         };
+        tally.record(&case.expect, &judgement.observed);
+        let verdict = judgement.verdict;
         if verdict.is_err() {
             failed += 1;
             let _ = writeln!(stderr, "conform: {}: FAIL {}", target.label, case.id);
@@ -405,7 +428,17 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Vec
         });
     }
     let _ = writeln!(stderr, "conform: {}: {} cases run, {failed} failed", target.label, cases.len());
-    Ok(outcomes)
+    let coverage = tally.finish();
+    let uncovered: Vec<&str> = coverage.iter().filter(|c| !c.covered()).map(|c| c.method.as_str()).collect();
+    if !uncovered.is_empty() {
+        let _ = writeln!(
+            stderr,
+            "conform: {}: uncovered (no successful result checked): {}",
+            target.label,
+            uncovered.join(", ")
+        );
+    }
+    Ok(SuiteRun { outcomes, coverage })
 }
 
 /// Applies the known failures: listed failures become expected, listed passes "now passing".

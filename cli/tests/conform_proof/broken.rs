@@ -82,11 +82,15 @@ pub enum Break {
     /// Invalid params surface as `-32603 Internal error` (a decoding failure taken for a bug)
     /// instead of `-32602`.
     InvalidParamsAsInternal,
+    /// Every result is wrapped in a list (`{...}` comes back as `[{...}]`). Declared errors are
+    /// untouched, so on a host whose data no call of the suite names it shows only when
+    /// fixtures make a successful call possible.
+    WrapsResultsInList,
 }
 
 impl Break {
     /// Every kind, [`Break::None`] first.
-    pub const ALL: [Break; 19] = [
+    pub const ALL: [Break; 20] = [
         Break::None,
         Break::WrongErrorCode,
         Break::MissingResultField,
@@ -106,6 +110,7 @@ impl Break {
         Break::InvalidRequestCode,
         Break::NoPositionalParams,
         Break::InvalidParamsAsInternal,
+        Break::WrapsResultsInList,
     ];
 
     /// The kind's name on the command line.
@@ -130,6 +135,7 @@ impl Break {
             Break::InvalidRequestCode => "invalid-request-code",
             Break::NoPositionalParams => "no-positional-params",
             Break::InvalidParamsAsInternal => "invalid-params-as-internal",
+            Break::WrapsResultsInList => "wraps-results-in-list",
         }
     }
 }
@@ -309,6 +315,7 @@ impl Handler for Mutated {
                         *active = Value::String(active.to_string());
                     }
                 }
+                (Break::WrapsResultsInList, Ok(result)) => *result = Value::Array(vec![result.take()]),
                 _ => {}
             }
             outcome

@@ -46,6 +46,9 @@ pub struct Run {
     pub exit: Option<i32>,
     /// Every case ID in the report, with whether it failed.
     pub cases: Vec<(String, bool)>,
+    /// The methods the report names as uncovered (`summary.uncovered`): no successful result
+    /// was checked for them.
+    pub uncovered: Vec<String>,
     /// What `vproto conform` wrote on stderr (progress, errors).
     pub stderr: String,
 }
@@ -128,7 +131,14 @@ pub fn finish_conform(dir: &Path, mut child: Child) -> Result<Run, String> {
         format!("no report at {} ({e}); vproto conform exited {status} and said:\n{}", path.display(), shorten(&stderr))
     })?;
     let report: Value = serde_json::from_str(&text).map_err(|e| format!("the report is not JSON: {e}"))?;
-    Ok(Run { exit: status.code(), cases: outcomes(&report)?, stderr })
+    let uncovered = report
+        .pointer("/summary/uncovered")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("the report has no `summary.uncovered`: {}", shorten(&text)))?
+        .iter()
+        .filter_map(|method| method.as_str().map(str::to_string))
+        .collect();
+    Ok(Run { exit: status.code(), cases: outcomes(&report)?, uncovered, stderr })
 }
 
 /// Runs `vproto conform ARGS` to the end.
@@ -149,6 +159,28 @@ pub fn network_config() -> Value {
 pub fn write_network_config(dir: &Path) -> PathBuf {
     let path = dir.join("network.json");
     std::fs::write(&path, network_config().to_string()).expect("write the network config");
+    path
+}
+
+/// A network of a host's own, which neither the schema's examples nor generated calls name.
+pub const OWN_NETWORK: &str = "3b0f8d2e-6c41-4a7b-9e25-d8c1f0a94b67";
+
+/// Writes a network host config serving [`OWN_NETWORK`] only into `dir`; returns its path.
+pub fn write_own_network_config(dir: &Path) -> PathBuf {
+    let path = dir.join("own-network.json");
+    let config = serde_json::json!({"networks": [{
+        "id": OWN_NETWORK, "label": "tenant-a", "bridge": "br-tenant", "mtu": 1500,
+        "subnets": [{"cidr": "192.168.40.0/24", "gateway": "192.168.40.1"}],
+    }]});
+    std::fs::write(&path, config.to_string()).expect("write the network config");
+    path
+}
+
+/// Writes a fixtures file giving `network.create_port` the network [`OWN_NETWORK`]; returns its path.
+pub fn write_own_network_fixtures(dir: &Path) -> PathBuf {
+    let path = dir.join("fixtures.json");
+    let fixtures = serde_json::json!({"network.create_port": {"network_id": OWN_NETWORK}});
+    std::fs::write(&path, fixtures.to_string()).expect("write the fixtures");
     path
 }
 
