@@ -8,7 +8,8 @@
 //!   request (`retry-as-is`), fails `--serve` on the backlevel-retry case.
 //!
 //! They need the test venv (`$VPROTO_VENV`, else `.venv`, made by `cargo xtask test` from
-//! tests/requirements.txt, which pins `jsonschema`); without it they skip with a message.
+//! tests/requirements.txt, which pins `jsonschema`); without it they skip with a message, or
+//! fail under `CI`.
 
 mod conform_support;
 
@@ -48,12 +49,12 @@ fn python() -> Result<PathBuf, String> {
     }
 }
 
-/// The venv's Python, or `None` after saying why the test is skipped.
+/// The venv's Python, or `None` after saying why the test is skipped (failing it under `CI`).
 fn python_or_skip(test: &str) -> Option<PathBuf> {
     match python() {
         Ok(python) => Some(python),
         Err(why) => {
-            eprintln!("skipping {test}: {why}");
+            vproto_test_support::missing_peer(&format!("{test}: {why}"));
             None
         }
     }

@@ -1,6 +1,7 @@
 //! The netlink collector against the real kernel, in a network namespace of its own: the test
 //! re-runs itself inside `ip netns exec` (a socket belongs to the namespace of the process that
-//! opens it). Needs root and iproute2; skips with a message otherwise.
+//! opens it). Needs root and iproute2; skips with a message otherwise, or fails under `CI`
+//! (`vproto_test_support::missing_peer`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,13 +15,11 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const BURST: usize = 300;
 
 fn skip_reason() -> Option<&'static str> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
-    if euid != Some("0") {
-        return Some("needs root (network namespaces)");
+    if !vproto_test_support::is_root() {
+        return Some("the netlink tests need root (network namespaces)");
     }
-    if Command::new("ip").arg("-V").stdout(Stdio::null()).status().is_err() {
-        return Some("`ip` (iproute2) is missing");
+    if vproto_test_support::first_missing(&["ip"]).is_some() {
+        return Some("`ip` is missing (apt-get install iproute2)");
     }
     None
 }
@@ -39,8 +38,7 @@ fn in_netns(name: &str, test: fn()) {
         return test();
     }
     if let Some(reason) = skip_reason() {
-        eprintln!("SKIPPED: {reason}");
-        return;
+        return vproto_test_support::missing_peer(reason);
     }
     let netns = Netns(format!("vproto-nl-{}-{name}", std::process::id()));
     assert!(Command::new("ip").args(["netns", "add", &netns.0]).status().unwrap().success());

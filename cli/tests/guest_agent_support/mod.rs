@@ -16,26 +16,20 @@ pub const DEADLINE: Duration = Duration::from_secs(15);
 
 /// Why this test cannot run here, if it cannot.
 pub fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
-    if euid != Some("0") {
+    if !vproto_test_support::is_root() {
         return Some("needs root (network namespaces); run as root to include it".into());
     }
-    for (tool, arg) in [("ip", "-V"), ("xenstore-ls", "-h"), ("xenstore-read", "-h")] {
-        if Command::new(tool).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-            return Some(format!("`{tool}` is missing (packages iproute2, xenstore-utils)"));
-        }
-    }
-    None
+    vproto_test_support::first_missing(&["ip", "xenstore-ls", "xenstore-read"])
+        .map(|tool| format!("`{tool}` is missing (packages iproute2, xenstore-utils)"))
 }
 
-/// Returns from the test with a message when [`skip_reason`] says it cannot run.
+/// Returns from the test when [`skip_reason`] says it cannot run: with a message, or failing
+/// under `CI` ([`vproto_test_support::missing_peer`]).
 #[macro_export]
 macro_rules! skip_unless_able {
     () => {
         if let Some(reason) = $crate::guest_agent_support::skip_reason() {
-            eprintln!("SKIPPED: {reason}");
-            return;
+            return vproto_test_support::missing_peer(&reason);
         }
     };
 }

@@ -1,0 +1,84 @@
+//! Shared by the workspace's tests (a dev-dependency only): the one decision every test makes
+//! when a real peer it needs is missing (root for network namespaces, iproute2, Debian's
+//! xenstore-utils and python3-pyxs, the Python venv).
+//!
+//! On a developer's machine such a test skips with a message; in CI (`CI` set, as CI services
+//! and `.ci/run`'s runner do) it fails, so a missing package can never pass as green.
+//! `cargo xtask test` installs the packages when it runs as root, so neither happens there.
+//!
+//! ```no_run
+//! fn skip_reason() -> Option<String> {
+//!     (!std::path::Path::new("/usr/bin/xenstore-ls").exists()).then(|| "xenstore-utils is missing".into())
+//! }
+//!
+//! #[test]
+//! fn against_xenstore_utils() {
+//!     if let Some(why) = skip_reason() {
+//!         return vproto_test_support::missing_peer(&why);
+//!     }
+//!     // ...
+//! }
+//! ```
+
+use std::path::Path;
+
+/// Whether this run is CI's: `CI` is set to anything but empty, `0` or `false`.
+pub fn in_ci() -> bool {
+    ci_value(std::env::var("CI").ok().as_deref())
+}
+
+fn ci_value(value: Option<&str>) -> bool {
+    value.is_some_and(|value| !matches!(value.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no"))
+}
+
+/// A test cannot meet a peer it needs (`why` says which and how to install it): outside CI it
+/// prints `SKIPPED: <why>` and the caller returns; in CI it fails the test.
+#[track_caller]
+pub fn missing_peer(why: &str) {
+    if in_ci() {
+        panic!(
+            "CI is set, so a missing peer fails instead of skipping: {why} (`cargo xtask test` installs them as root)"
+        );
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Whether this process runs as root (network namespaces, `ip netns exec`).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
+    euid == Some("0")
+}
+
+/// The first of `programs` (absolute paths, or names looked up in `PATH`) that is not there.
+pub fn first_missing<'a>(programs: &[&'a str]) -> Option<&'a str> {
+    programs.iter().copied().find(|program| !found(program))
+}
+
+fn found(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_values() {
+        for set in ["true", "1", "yes", "TRUE"] {
+            assert!(ci_value(Some(set)), "{set}");
+        }
+        for unset in [None, Some(""), Some("0"), Some("false"), Some("False"), Some("no")] {
+            assert!(!ci_value(unset), "{unset:?}");
+        }
+    }
+
+    #[test]
+    fn programs() {
+        assert_eq!(first_missing(&["sh", "/bin/sh"]), None);
+        assert_eq!(first_missing(&["sh", "vproto-no-such-program", "/no/such/file"]), Some("vproto-no-such-program"));
+    }
+}
