@@ -25,16 +25,32 @@
 //! dials `http://host:port`. So a driver or agent that registers must listen on `tcp:` or
 //! `http://` at the `host:port` it announces (or behind something that forwards there), and
 //! every component of a deployment contacted by the same peer speaks the same scheme.
+//!
+//! # Features
+//!
+//! `reference-services` (the Cyborg and os-vif services) and `guest-agent` (the Xen guest
+//! agent); both are default. The guest binary (`vproto-guest-agent`) takes only `guest-agent`.
 
+#[cfg(feature = "reference-services")]
 pub mod agent;
+#[cfg(feature = "reference-services")]
 pub mod conductor;
+#[cfg(feature = "reference-services")]
 pub mod config;
+#[cfg(feature = "reference-services")]
 pub mod driver;
+#[cfg(feature = "guest-agent")]
 pub mod guest_agent;
+#[cfg(feature = "reference-services")]
 pub mod network;
+#[cfg(feature = "reference-services")]
 pub mod peer;
+#[cfg(feature = "reference-services")]
 pub mod roster;
+#[cfg(feature = "reference-services")]
 mod time;
 
+#[cfg(feature = "reference-services")]
 pub use peer::{PeerScheme, Peers};
+#[cfg(feature = "reference-services")]
 pub use time::rfc3339;
