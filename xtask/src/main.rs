@@ -4,8 +4,10 @@
 //!   list the stale ones and fail.
 //! - `lock`: publish new object versions into `schema/vproto.lock`.
 //! - `test`: everything CI runs (format, lints, codegen freshness, Rust tests,
-//!   os-vif interop).
+//!   os-vif interop), after setting up what the tests need: Debian's packages (apt, as
+//!   root, only when dpkg lacks one), rustfmt and clippy, the Python venv.
 //! - `bench`: the criterion benchmarks, side by side with their peers.
+//! - `guest-agent`: build the guest agent binary shipped to guests.
 
 use std::{
     path::{Path, PathBuf},
@@ -39,6 +41,8 @@ enum Task {
         /// Arguments passed to `cargo bench` after `--`.
         args: Vec<String>,
     },
+    /// Build the guest agent shipped to guests: target/guest-agent/vproto-guest-agent.
+    GuestAgent,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Task::Lock => lock(),
         Task::Test => test(),
         Task::Bench { args } => bench(&args),
+        Task::GuestAgent => guest_agent().map(|path| println!("{}", path.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,13 +196,23 @@ fn cargo() -> Command {
 }
 
 fn test() -> Result<(), String> {
+    // Everything the tests meet as real peers is set up first, so that a fresh machine runs
+    // every test; under `CI` a test whose peer is still missing fails rather than skips.
+    ensure_system_packages()?;
+    ensure_rust_components()?;
+    let python = python_venv()?;
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
     codegen(true)?;
     eprintln!("==> codegen is fresh");
     run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run("cargo test", cargo().args(["test", "--workspace"]))?;
+    run("cargo test", cargo().args(["test", "--workspace"]).env("VPROTO_VENV", venv_dir()))?;
     run("cargo build (vproto binary)", cargo().args(["build", "-p", "vproto-cli"]))?;
-    let python = python_venv()?;
+    // The guest agent's tests again, against the binary as shipped (LTO, panic = abort, static).
+    let shipped = guest_agent()?;
+    run(
+        "guest agent tests (shipped binary)",
+        cargo().args(["test", "-p", "vproto-guest-agent", "--test", "agent"]).env("VPROTO_GUEST_AGENT_BIN", &shipped),
+    )?;
     run(
         "os-vif interop (pytest)",
         Command::new(&python)
@@ -216,10 +231,17 @@ fn python_venv() -> Result<PathBuf, String> {
     let installed = std::fs::read_to_string(&stamp).ok();
     let wanted =
         std::fs::read_to_string(&requirements).map_err(|e| format!("cannot read tests/requirements.txt: {e}"))?;
-    if !python.exists() {
+    // A venv whose Python or pip does not run (half made, or its Python upgraded away) is
+    // made again.
+    let works = Command::new(&python).args(["-m", "pip", "--version"]).output().is_ok_and(|out| out.status.success());
+    if !works {
+        if venv.exists() {
+            std::fs::remove_dir_all(&venv)
+                .map_err(|e| format!("cannot remove the broken venv {}: {e}", venv.display()))?;
+        }
         run("create the Python venv", Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    if installed.as_deref() != Some(wanted.as_str()) {
+    if !works || installed.as_deref() != Some(wanted.as_str()) {
         run(
             "pip install -r tests/requirements.txt",
             Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(&requirements),
@@ -234,7 +256,125 @@ fn venv_dir() -> PathBuf {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
+    ensure_system_packages()?;
+    // Measured by cli/benches/guest_agent.rs beside `vproto agent`.
+    guest_agent()?;
     let venv = venv_dir();
     python_venv()?;
     run("cargo bench", cargo().args(["bench", "--workspace"]).arg("--").args(args).env("VPROTO_VENV", venv))
+}
+
+/// The Debian packages the tests and benchmarks use as real peers: `ip` (network namespaces and
+/// veth pairs) for the netlink and guest agent tests, Xen's own xenstore-utils and python3-pyxs
+/// as foreign Xenstore clients, and python3-venv (ensurepip) for the test venv.
+const SYSTEM_PACKAGES: [&str; 4] = ["iproute2", "xenstore-utils", "python3-pyxs", "python3-venv"];
+
+/// Installs the missing [`SYSTEM_PACKAGES`] with apt when running as root; otherwise says which
+/// are missing and how to install them (an error under `CI`, where the tests needing them would
+/// fail). Asks dpkg first and runs nothing more when all are installed.
+fn ensure_system_packages() -> Result<(), String> {
+    let missing = match missing_packages(&SYSTEM_PACKAGES) {
+        Ok(missing) if missing.is_empty() => return Ok(()),
+        Ok(missing) => missing,
+        Err(why) => {
+            let message = format!(
+                "cannot check the Debian packages the tests need ({why}): install the equivalents of {} yourself",
+                SYSTEM_PACKAGES.join(" ")
+            );
+            return if vproto_test_support::in_ci() { Err(message) } else { warn(&message) };
+        }
+    };
+    let list = missing.join(" ");
+    if !vproto_test_support::is_root() {
+        let message = format!(
+            "the tests need Debian packages that are missing: {list}; install them with `sudo apt-get install {list}` (`cargo xtask test` as root does it itself)"
+        );
+        return if vproto_test_support::in_ci() {
+            Err(message)
+        } else {
+            warn(&format!("{message}; the tests that need them skip"))
+        };
+    }
+    eprintln!("==> installing the missing Debian packages through apt: {list}");
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        // -qq: nothing but errors and warnings; dpkg's progress goes to stdout, dropped.
+        command.arg("-qq").args(args).env("DEBIAN_FRONTEND", "noninteractive").stdout(std::process::Stdio::null());
+        command
+    };
+    run("apt-get update", &mut apt(&["update"]))?;
+    // debconf's notice that apt-utils is missing (on every minimal image) is not worth a line;
+    // everything else apt says on stderr is shown.
+    let output = apt(&["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("apt-get install: cannot start: {e}"))?;
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        if !line.starts_with("debconf: delaying package configuration") {
+            eprintln!("{line}");
+        }
+    }
+    if !output.status.success() {
+        return Err(format!("apt-get install {list} failed ({})", output.status));
+    }
+    let still = missing_packages(&SYSTEM_PACKAGES)?;
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("apt-get did not install {}", still.join(" ")))
+    }
+}
+
+/// The `packages` dpkg does not have installed.
+fn missing_packages<'a>(packages: &[&'a str]) -> Result<Vec<&'a str>, String> {
+    // Unknown packages are reported on stderr and make dpkg-query exit 1; stdout still lists the rest.
+    let output = Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Package} ${db:Status-Status}\\n"])
+        .args(packages)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run dpkg-query: {e}"))?;
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let installed: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| line.strip_suffix(" installed"))
+        .map(|name| name.split(':').next().unwrap_or(name))
+        .collect();
+    Ok(packages.iter().copied().filter(|package| !installed.contains(package)).collect())
+}
+
+/// rustfmt and clippy, which a minimal rustup profile lacks, added through rustup.
+fn ensure_rust_components() -> Result<(), String> {
+    for (component, subcommand) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
+        if cargo().args([subcommand, "--version"]).output().is_ok_and(|out| out.status.success()) {
+            continue;
+        }
+        run(&format!("rustup component add {component}"), Command::new("rustup").args(["component", "add", component]))
+            .map_err(|e| format!("{e}: `cargo {subcommand}` is needed (install the {component} component)"))?;
+    }
+    Ok(())
+}
+
+fn warn(message: &str) -> Result<(), String> {
+    eprintln!("warning: {message}");
+    Ok(())
+}
+
+/// Builds the guest agent as shipped to guests and returns its path: the `guest-agent` profile
+/// (fat LTO, `panic = "abort"`, stripped; workspace Cargo.toml), linked statically (`crt-static`,
+/// a static PIE: no shared libc pages to count in its memory, and it runs on any distribution's
+/// C library). The flag goes to the binary's own crate only, where rustc links; the dependencies
+/// and the output directory are the profile's own.
+fn guest_agent() -> Result<PathBuf, String> {
+    run(
+        "cargo rustc --profile guest-agent -p vproto-guest-agent (static)",
+        cargo()
+            .args(["rustc", "--profile", "guest-agent", "-p", "vproto-guest-agent", "--bin", "vproto-guest-agent"])
+            .args(["--", "-C", "target-feature=+crt-static"]),
+    )?;
+    let path = root().join("target/guest-agent/vproto-guest-agent");
+    let size = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    eprintln!("==> {} ({:.1} MB)", path.display(), size as f64 / 1e6);
+    Ok(path)
 }
