@@ -373,7 +373,8 @@ fn guest_agent() -> Result<PathBuf, String> {
             .args(["rustc", "--profile", "guest-agent", "-p", "vproto-guest-agent", "--bin", "vproto-guest-agent"])
             .args(["--", "-C", "target-feature=+crt-static"]),
     )?;
-    let path = root().join("target/guest-agent/vproto-guest-agent");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), |dir| root().join(dir));
+    let path = target.join("guest-agent/vproto-guest-agent");
     let size = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?.len();
     eprintln!("==> {} ({:.1} MB)", path.display(), size as f64 / 1e6);
     Ok(path)
