@@ -13,7 +13,7 @@ use std::{
 use serde_json::json;
 use vproto_api::{
     rpc::{ClientTransport, Discover, Router},
-    AgentServer, ConductorServer, DriverServer, Endpoint, OPENRPC,
+    service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint,
 };
 use vproto_conformance::{
     coverage::MethodCoverage,
@@ -258,7 +258,8 @@ fn reference_network_config() -> serde_json::Value {
 }
 
 async fn bind(router: Router, addr: &ListenAddr) -> Result<RunningServer, Usage> {
-    let discover = Discover::new(OPENRPC).map_err(|e| Usage(format!("the OpenRPC document: {e}")))?;
+    let discover =
+        Discover::hosting(&router, service_openrpc).map_err(|e| Usage(format!("the OpenRPC document: {e}")))?;
     Server::new(router.with(discover)).bind(addr).await.map_err(|e| Usage(format!("reference services: {e}")))
 }
 

@@ -25,8 +25,8 @@ use std::{
 use tokio::task::JoinHandle;
 use vproto_api::{
     rpc::{Discover, Router},
-    AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration, DriverServer, Endpoint,
-    HTTP_BINDINGS, OPENRPC,
+    service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
+    DriverServer, Endpoint, HTTP_BINDINGS,
 };
 use vproto_runtime::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
 use vproto_services::{
@@ -239,17 +239,15 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         _ => None,
     };
 
-    let discover = Discover::new(OPENRPC).map_err(|e| Failure(format!("the OpenRPC document: {e}"), 1))?;
     let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout)?;
+    let discover = Discover::hosting(&built.router, service_openrpc)
+        .map_err(|e| Failure(format!("the OpenRPC document: {e}"), 1))?;
     let mut server = Server::new(built.router.with(discover));
     if let Some(token) = &token {
         server = server.with_token(token.clone());
     }
     if matches!(listen, ListenAddr::Http { .. }) {
-        let routes = HTTP_BINDINGS
-            .iter()
-            .filter(|binding| binding.service == service.name())
-            .map(|binding| RestRoute::new(binding.http_method, binding.path, binding.method));
+        let routes = HTTP_BINDINGS.iter().filter(|binding| binding.service == service.name()).map(RestRoute::from);
         server = server.with_rest_routes(routes);
     }
     let running = server.bind(&listen).await.map_err(|e| Failure(e.to_string(), 1))?;

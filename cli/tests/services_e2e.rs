@@ -355,6 +355,121 @@ fn the_rest_bindings_are_served_on_http() {
     assert!(document["methods"].as_array().is_some_and(|m| !m.is_empty()), "{document}");
 }
 
+/// One HTTP/1.1 request with a JSON body to `host_port`; the status and the body of the answer.
+fn http(host_port: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut stream = std::net::TcpStream::connect(host_port).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.get(9..12).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{answer}"));
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{answer}"));
+    (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}")))
+}
+
+#[test]
+fn the_seeds_flat_hello_body_registers_a_driver_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Service::start(
+        dir.path(),
+        "driver",
+        &["driver", "--listen", "tcp:127.0.0.1:0", "--config", &driver_config(dir.path())],
+    );
+    let agent = Service::start(dir.path(), "agent", &["agent", "--listen", "http://127.0.0.1:0"]);
+    let agent_at = agent.addr.trim_start_matches("http://").to_string();
+    let endpoint = driver.addr.trim_start_matches("tcp:");
+
+    // Cyborg's seed: `POST /hello` with the registration object itself.
+    let seed_body = json!({"status": "READY", "endpoint": endpoint, "type": "CRYPTO"}).to_string();
+    let (status, ack) = http(&agent_at, "POST", "/hello", &seed_body);
+    assert_eq!(status, 200, "{ack}");
+    assert!(ack["heartbeat_interval"].is_u64(), "{ack}");
+    // The wrapped form of earlier releases still works.
+    let (status, ack) = http(&agent_at, "POST", "/hello", &format!(r#"{{"registration": {seed_body}}}"#));
+    assert_eq!(status, 200, "{ack}");
+    // A flat body that does not fit is refused, naming the field inside the param.
+    let (status, error) =
+        http(&agent_at, "POST", "/hello", r#"{"status": "SLEEPY", "endpoint": "x:1", "type": "CRYPTO"}"#);
+    assert_eq!((status, &error["code"]), (400, &json!(-32602)), "{error}");
+    assert!(error.to_string().contains("/registration/status"), "{error}");
+
+    // The driver is registered: discovery through the agent reaches it, and its hardware shows.
+    let (status, started) = http(&agent_at, "POST", "/discovery", "");
+    assert_eq!(status, 200, "{started}");
+    let logs = [agent.log_file(), driver.log_file()];
+    poll("the driver's hardware at the agent", 20, &logs, || {
+        let (status, listed) = http(&agent_at, "GET", "/hardware", "");
+        (status == 200 && listed.to_string().contains(CRYPTO)).then_some(())
+    });
+}
+
+/// One JSON-RPC request over a Unix socket, its whole answer.
+fn raw_call(socket: &str, method: &str, params: Value) -> Value {
+    use std::os::unix::net::UnixStream;
+    let mut stream = UnixStream::connect(socket.trim_start_matches("unix:")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    writeln!(stream, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn each_service_discovers_exactly_its_own_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole: Value = serde_json::from_str(vproto_api::OPENRPC).unwrap();
+    for service in ["driver", "agent", "conductor", "network"] {
+        let socket = format!("unix:{}", dir.path().join(format!("{service}.sock")).display());
+        let mut args = vec![service, "--listen", &socket];
+        let config = match service {
+            "driver" => Some(driver_config(dir.path())),
+            "network" => Some(network_config(dir.path())),
+            _ => None,
+        };
+        if let Some(config) = &config {
+            args.extend(["--config", config]);
+        }
+        let server = Service::start(dir.path(), service, &args);
+        let document = call_ok(&["--connect", &server.addr, "rpc.discover"]);
+        let advertised: Vec<&str> =
+            document["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        let own: Vec<&str> = whole["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .filter(|name| name.split_once('.').is_some_and(|(s, _)| s == service))
+            .collect();
+        assert_eq!(advertised, own, "{service} advertises exactly its own methods");
+        assert_eq!(document, serde_json::from_str::<Value>(vproto_api::service_openrpc(service).unwrap()).unwrap());
+        // Every advertised schema reference resolves inside the document.
+        let text = document.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &reference[..reference.find('"').unwrap()];
+            assert!(document["components"]["schemas"].get(name).is_some(), "{service}: dangling {name}");
+        }
+        // A probe of every advertised method with its params missing: each exists (never
+        // -32601) and each with a required param says which is missing (-32602).
+        for method in document["methods"].as_array().unwrap() {
+            let name = method["name"].as_str().unwrap();
+            let answer = raw_call(&server.addr, name, json!({}));
+            let requires = method["params"].as_array().unwrap().iter().any(|p| p["required"] == true);
+            let code = &answer["error"]["code"];
+            assert_ne!(code, &json!(-32601), "{name}: {answer}");
+            if requires {
+                assert_eq!(code, &json!(-32602), "{name}: {answer}");
+            }
+        }
+    }
+}
+
 #[test]
 fn sigterm_stops_a_server_gracefully_and_removes_its_socket() {
     let dir = tempfile::tempdir().unwrap();

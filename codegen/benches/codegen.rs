@@ -126,11 +126,12 @@ fn main() {
     file.write_all(serde_json::to_string_pretty(&schema()).expect("JSON").as_bytes()).expect("written");
     let path = file.path().to_path_buf();
     // As `cargo xtask codegen` runs it: the published documents are files, not literals.
-    let generator = Generator::new(&path).include_documents("schema.json", "openrpc.json");
+    let generator = Generator::new(&path).include_documents("schema.json", "openrpc.json", "openrpc");
     let options = emit_rust::RustOptions {
         documents: emit_rust::DocumentEmbedding::Include {
             json_schema: "schema.json".into(),
             openrpc: "openrpc.json".into(),
+            service_openrpc_dir: "openrpc".into(),
         },
         ..emit_rust::RustOptions::default()
     };

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 
 use crate::{
     diagnostic::{pointer, Diagnostics},
-    model::{Field, HistoryEntry, JsonType, Object, Schema, TreePath, TypeExpr, Version, WireForm},
+    model::{Field, HistoryEntry, HttpMethod, JsonType, Method, Object, Schema, TreePath, TypeExpr, Version, WireForm},
 };
 
 /// The formats a string type may name.
@@ -661,7 +661,7 @@ impl Checker<'_> {
                             "write an absolute path",
                         );
                     }
-                    let route = (format!("{:?}", http.method), http.path.clone());
+                    let route = (http.method.as_str().to_string(), http.path.clone());
                     let full_name = format!("{service_name}.{method_name}");
                     if let Some(other) = routes.get(&route) {
                         // Different services may share a route: each is served on its own listener.
@@ -674,8 +674,58 @@ impl Checker<'_> {
                         }
                     }
                     routes.insert(route, full_name);
+                    if let Some(body) = &http.body {
+                        self.http_body(&format!("{at}/http/body"), method, http.method, body);
+                    }
                 }
             }
+        }
+    }
+
+    /// A route's `body` names a param that can stand for the whole request body: one of the
+    /// method's, on a verb that has a body, with every other param optional (the route carries
+    /// only this one), and of a type whose value can never look like the wrapped form
+    /// `{"<param>": value}` that the route also accepts.
+    fn http_body(&mut self, at: &str, method: &Method, verb: HttpMethod, body: &str) {
+        let Some(param) = method.params.get(body) else {
+            let names: Vec<&str> = method.params.keys().map(String::as_str).collect();
+            self.out.push(
+                at,
+                format!("`{body}` is not a param of the method"),
+                format!(
+                    "name one of its params ({})",
+                    if names.is_empty() { "it has none".into() } else { names.join(", ") }
+                ),
+            );
+            return;
+        };
+        if !matches!(verb, HttpMethod::Post | HttpMethod::Put) {
+            self.out.push(
+                at,
+                format!("a {} request has no body to carry `{body}`", verb.as_str()),
+                "bind the method to POST or PUT, or remove `body`",
+            );
+        }
+        for (other, other_param) in &method.params {
+            if other != body && other_param.required {
+                self.out.push(
+                    at,
+                    format!("the required param `{other}` cannot be given on a route whose body is `{body}`"),
+                    format!("make `{other}` optional, or remove `body`"),
+                );
+            }
+        }
+        let holds_member = match (&param.schema.object, param.schema.json_type) {
+            (Some(object), _) => self.find_inherited_field(object, body).is_some(),
+            (None, Some(JsonType::Object)) => true,
+            _ => false,
+        };
+        if holds_member {
+            self.out.push(
+                at,
+                format!("a `{body}` value may hold a member named `{body}`, so a body could not be told from the wrapped form `{{\"{body}\": ...}}`"),
+                "give the param another name, or remove `body`",
+            );
         }
     }
 

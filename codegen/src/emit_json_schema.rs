@@ -225,6 +225,36 @@ fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (
     defs
 }
 
+/// Of `components` (`components.schemas` of an OpenRPC or OpenAPI document), the schemas that
+/// `roots` reach through `$ref`s, directly or through other schemas, in the map's order.
+pub(crate) fn reachable_components(roots: &[Value], components: &Map<String, Value>) -> Map<String, Value> {
+    fn references<'v>(value: &'v Value, found: &mut Vec<&'v str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, member) in map {
+                    match (key.as_str(), member) {
+                        ("$ref", Value::String(target)) => found.extend(target.strip_prefix(COMPONENTS)),
+                        _ => references(member, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    roots.iter().for_each(|root| references(root, &mut pending));
+    let mut reached = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if reached.insert(name) {
+            if let Some(schema) = components.get(name) {
+                references(schema, &mut pending);
+            }
+        }
+    }
+    components.iter().filter(|(name, _)| reached.contains(name.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// A JSON object of these members.
 pub(crate) fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
     let mut map = Map::new();

@@ -5,8 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    emit_json_schema::{error_data_def, object, to_components, type_schema_in, Refs},
+    emit_json_schema::{error_data_def, object, reachable_components, to_components, type_schema_in, Refs, COMPONENTS},
     ir::SchemaIr,
+    model::Method,
 };
 
 /// The OpenRPC version the document follows.
@@ -28,78 +29,32 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
 /// The OpenRPC document with these `components.schemas`
 /// (`emit_json_schema::definitions(ir, Refs::Components)`, or [`openrpc`]'s copy).
 pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value {
+    let methods = ir
+        .schema
+        .services
+        .iter()
+        .flat_map(|(service_name, service)| {
+            service.methods.iter().map(move |(name, method)| (service_name, name, method))
+        })
+        .map(|(service_name, method_name, method)| method_entry(ir, service_name, method_name, method))
+        .collect();
+    document(ir, methods, components)
+}
+
+/// The OpenRPC document of one service, as a server hosting only that service answers
+/// `rpc.discover`: its methods, and of `components` (the whole protocol's
+/// `components.schemas`) only the schemas they reach.
+pub(crate) fn service_openrpc(ir: &SchemaIr, service_name: &str, components: &Map<String, Value>) -> Value {
+    let service = &ir.schema.services[service_name];
+    let methods: Vec<Value> =
+        service.methods.iter().map(|(name, method)| method_entry(ir, service_name, name, method)).collect();
+    let components = reachable_components(&methods, components);
+    document(ir, methods, Value::Object(components))
+}
+
+/// The document around its methods and components.
+fn document(ir: &SchemaIr, methods: Vec<Value>, components: Value) -> Value {
     let schema = ir.schema;
-    let mut methods = Vec::new();
-    for (service_name, service) in &schema.services {
-        for (method_name, method) in &service.methods {
-            let params: Vec<Value> = method
-                .params
-                .iter()
-                .map(|(name, param)| {
-                    let mut entry = json!({
-                        "name": name,
-                        "description": param.description,
-                        "required": param.required,
-                        "schema": component_schema(&param.schema),
-                    });
-                    if let Some(since) = param.since {
-                        entry["x-since"] = json!(since.to_string());
-                    }
-                    entry
-                })
-                .collect();
-            let errors: Vec<Value> = method
-                .errors
-                .iter()
-                .filter_map(|name| schema.errors.get(name).map(|error| (name, error)))
-                .map(|(name, error)| {
-                    let mut entry = json!({"code": error.code, "message": error.message, "x-name": name});
-                    if error.data.is_some() {
-                        entry["data"] = json!({"$ref": format!("#/components/schemas/{}", error_data_def(name))});
-                    }
-                    entry
-                })
-                .collect();
-            let mut entry = Map::new();
-            entry.insert("name".into(), json!(format!("{service_name}.{method_name}")));
-            entry.insert("description".into(), json!(method.description));
-            entry.insert("tags".into(), json!([{"name": service_name}]));
-            entry.insert("paramStructure".into(), json!("either"));
-            entry.insert("params".into(), Value::Array(params));
-            if let Some(result) = &method.result {
-                entry.insert("result".into(), json!({"name": "result", "schema": component_schema(result)}));
-            }
-            entry.insert("errors".into(), Value::Array(errors));
-            entry.insert("deprecated".into(), json!(method.deprecated.is_some()));
-            entry.insert("x-since".into(), json!(method.since.to_string()));
-            if let Some(deprecated) = method.deprecated {
-                entry.insert("x-deprecated-since".into(), json!(deprecated.to_string()));
-            }
-            if method.notification {
-                entry.insert("x-notification".into(), json!(true));
-            }
-            if let Some(http) = &method.http {
-                entry.insert("x-http".into(), json!({"method": http.method, "path": http.path}));
-            }
-            let examples: Vec<Value> = method
-                .examples
-                .iter()
-                .map(|example| {
-                    let params: Vec<Value> =
-                        example.params.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
-                    let mut pairing = json!({"name": example.name, "params": params});
-                    if let Some(result) = &example.result {
-                        pairing["result"] = json!({"name": "result", "value": result});
-                    }
-                    pairing
-                })
-                .collect();
-            if !examples.is_empty() {
-                entry.insert("examples".into(), Value::Array(examples));
-            }
-            methods.push(Value::Object(entry));
-        }
-    }
     let history: Vec<Value> =
         schema.protocol.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
     // Built by moving the parts in: `json!` would copy `components`, the whole JSON Schema.
@@ -115,4 +70,79 @@ pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value
         ("methods", Value::Array(methods)),
         ("components", object([("schemas", components)])),
     ])
+}
+
+/// One method's entry: params, result, declared errors, history, HTTP binding and examples.
+fn method_entry(ir: &SchemaIr, service_name: &str, method_name: &str, method: &Method) -> Value {
+    let schema = ir.schema;
+    let params: Vec<Value> = method
+        .params
+        .iter()
+        .map(|(name, param)| {
+            let mut entry = json!({
+                "name": name,
+                "description": param.description,
+                "required": param.required,
+                "schema": component_schema(&param.schema),
+            });
+            if let Some(since) = param.since {
+                entry["x-since"] = json!(since.to_string());
+            }
+            entry
+        })
+        .collect();
+    let errors: Vec<Value> = method
+        .errors
+        .iter()
+        .filter_map(|name| schema.errors.get(name).map(|error| (name, error)))
+        .map(|(name, error)| {
+            let mut entry = json!({"code": error.code, "message": error.message, "x-name": name});
+            if error.data.is_some() {
+                entry["data"] = json!({"$ref": format!("{COMPONENTS}{}", error_data_def(name))});
+            }
+            entry
+        })
+        .collect();
+    let mut entry = Map::new();
+    entry.insert("name".into(), json!(format!("{service_name}.{method_name}")));
+    entry.insert("description".into(), json!(method.description));
+    entry.insert("tags".into(), json!([{"name": service_name}]));
+    entry.insert("paramStructure".into(), json!("either"));
+    entry.insert("params".into(), Value::Array(params));
+    if let Some(result) = &method.result {
+        entry.insert("result".into(), json!({"name": "result", "schema": component_schema(result)}));
+    }
+    entry.insert("errors".into(), Value::Array(errors));
+    entry.insert("deprecated".into(), json!(method.deprecated.is_some()));
+    entry.insert("x-since".into(), json!(method.since.to_string()));
+    if let Some(deprecated) = method.deprecated {
+        entry.insert("x-deprecated-since".into(), json!(deprecated.to_string()));
+    }
+    if method.notification {
+        entry.insert("x-notification".into(), json!(true));
+    }
+    if let Some(http) = &method.http {
+        let mut binding = json!({"method": http.method, "path": http.path});
+        if let Some(body) = &http.body {
+            binding["body"] = json!(body);
+        }
+        entry.insert("x-http".into(), binding);
+    }
+    let examples: Vec<Value> = method
+        .examples
+        .iter()
+        .map(|example| {
+            let params: Vec<Value> =
+                example.params.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+            let mut pairing = json!({"name": example.name, "params": params});
+            if let Some(result) = &example.result {
+                pairing["result"] = json!({"name": "result", "value": result});
+            }
+            pairing
+        })
+        .collect();
+    if !examples.is_empty() {
+        entry.insert("examples".into(), Value::Array(examples));
+    }
+    Value::Object(entry)
 }

@@ -51,6 +51,8 @@ pub enum DocumentEmbedding {
         json_schema: String,
         /// The path of the OpenRPC file.
         openrpc: String,
+        /// The folder of the per-service OpenRPC files, `<folder>/<service>.json`.
+        service_openrpc_dir: String,
     },
 }
 
@@ -130,21 +132,43 @@ fn emit_tail(
     let mut items = vec![checks.emit(wire)];
     items.extend(ir.polymorphic.iter().map(|(base, members)| emit_polymorphic(base, members, wire)));
     let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
+    let text = |document| serde_json::to_string(document).expect("JSON always serializes");
     let (json_schema, openrpc) = match &options.documents {
         DocumentEmbedding::Inline => {
-            let text = |document| serde_json::to_string(document).expect("JSON always serializes");
             let (json_schema, openrpc) = (text(&documents.json_schema), text(&documents.openrpc));
             (quote! { #json_schema }, quote! { #openrpc })
         }
-        DocumentEmbedding::Include { json_schema, openrpc } => {
+        DocumentEmbedding::Include { json_schema, openrpc, .. } => {
             (quote! { include_str!(#json_schema) }, quote! { include_str!(#openrpc) })
         }
     };
+    let service_documents = documents.service_openrpc.iter().map(|(service, document)| {
+        let document = match &options.documents {
+            DocumentEmbedding::Inline => {
+                let literal = text(document);
+                quote! { #literal }
+            }
+            DocumentEmbedding::Include { service_openrpc_dir, .. } => {
+                let path = format!("{service_openrpc_dir}/{service}.json");
+                quote! { include_str!(#path) }
+            }
+        };
+        quote! { #service => Some(#document), }
+    });
     items.push(quote! {
         /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
         pub const JSON_SCHEMA: &str = #json_schema;
-        /// The published OpenRPC document of the protocol, served by `rpc.discover`.
+        /// The published OpenRPC document of the whole protocol, every service's methods.
         pub const OPENRPC: &str = #openrpc;
+        /// The published OpenRPC document of one service: its methods and the schemas they
+        /// use, what a server hosting it answers to `rpc.discover` (several hosted services:
+        /// `Discover::merged`). `None` for a name that is not a service of the schema.
+        pub fn service_openrpc(service: &str) -> Option<&'static str> {
+            match service {
+                #(#service_documents)*
+                _ => None,
+            }
+        }
     });
     items.push(crate::emit_services::emit_services(ir, wire, &rpc));
     items.push(crate::emit_services::emit_backlevel(ir, wire, &rpc));

@@ -187,7 +187,11 @@ fn method_doc(service: &str, name: &str, method: &Method) -> String {
         text.push_str(&format!(" Deprecated since {deprecated}."));
     }
     if let Some(http) = &method.http {
-        text.push_str(&format!(" Bound to HTTP `{} {}`.", format!("{:?}", http.method).to_uppercase(), http.path));
+        text.push_str(&format!(" Bound to HTTP `{} {}`", http.method.as_str(), http.path));
+        match &http.body {
+            Some(body) => text.push_str(&format!(" (the body is `{body}`).")),
+            None => text.push('.'),
+        }
     }
     if !method.errors.is_empty() {
         text.push_str(&format!(" Errors: {}.", method.errors.join(", ")));
@@ -431,11 +435,21 @@ fn emit_http_bindings(ir: &SchemaIr, rpc: &syn::Path) -> TokenStream {
     let bindings = ir.schema.services.iter().flat_map(|(service_name, service)| {
         service.methods.iter().filter_map(move |(method_name, method)| {
             let http = method.http.as_ref()?;
-            let verb = format!("{:?}", http.method).to_uppercase();
+            let verb = http.method.as_str();
             let path = &http.path;
             let wire_name = format!("{service_name}.{method_name}");
+            let body = match &http.body {
+                Some(param) => quote! { Some(#param) },
+                None => quote! { None },
+            };
             Some(quote! {
-                #rpc::HttpBinding { service: #service_name, http_method: #verb, path: #path, method: #wire_name }
+                #rpc::HttpBinding {
+                    service: #service_name,
+                    http_method: #verb,
+                    path: #path,
+                    method: #wire_name,
+                    body: #body,
+                }
             })
         })
     });

@@ -28,6 +28,7 @@ pub mod check;
 pub mod diagnostic;
 pub mod emit_data_tree;
 pub mod emit_json_schema;
+pub mod emit_openapi;
 pub mod emit_openrpc;
 pub mod emit_rust;
 pub mod emit_services;
@@ -38,20 +39,29 @@ pub mod lock;
 pub mod meta;
 pub mod model;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{load_schema, parse_schema};
 pub use model::Schema;
 
 /// The documents published for third parties, built once per run: the JSON Schema
-/// (2020-12) of every type, and the OpenRPC description of the services.
+/// (2020-12) of every type, the OpenRPC description of the whole protocol and of each service,
+/// and the OpenAPI description of each service's REST routes.
 #[derive(Clone, Debug)]
 pub struct PublishedDocuments {
     /// `schema/vproto.schema.json`.
     pub json_schema: serde_json::Value,
-    /// `schema/vproto.openrpc.json`, served by `rpc.discover`.
+    /// `schema/vproto.openrpc.json`: every service's methods.
     pub openrpc: serde_json::Value,
+    /// `schema/openrpc/<service>.json` by service: what a server hosting that service
+    /// answers to `rpc.discover`.
+    pub service_openrpc: BTreeMap<String, serde_json::Value>,
+    /// `schema/openapi/<service>.json` by service, for services that bind REST routes.
+    pub service_openapi: BTreeMap<String, serde_json::Value>,
 }
 
 impl PublishedDocuments {
@@ -66,9 +76,17 @@ impl PublishedDocuments {
         let mut definitions = emit_json_schema::definitions_on(ir, &[Refs::Defs, Refs::Components], threads);
         let components = definitions.pop().expect("one map per document");
         let defs = definitions.pop().expect("one map per document");
+        let services = ir.schema.services.keys();
+        let service_openrpc =
+            services.clone().map(|name| (name.clone(), emit_openrpc::service_openrpc(ir, name, &components))).collect();
+        let service_openapi = services
+            .filter_map(|name| Some((name.clone(), emit_openapi::service_openapi(ir, name, &components)?)))
+            .collect();
         PublishedDocuments {
             json_schema: emit_json_schema::json_schema_with(ir, defs),
             openrpc: emit_openrpc::openrpc_with_components(ir, serde_json::Value::Object(components)),
+            service_openrpc,
+            service_openapi,
         }
     }
 }
@@ -95,6 +113,10 @@ pub struct Generated {
     pub json_schema: String,
     /// The published OpenRPC document of the protocol.
     pub openrpc: String,
+    /// The published OpenRPC document of each service, by service name.
+    pub service_openrpc: BTreeMap<String, String>,
+    /// The published OpenAPI document of each service that binds REST routes, by service name.
+    pub service_openapi: BTreeMap<String, String>,
     /// Object versions the lock does not list yet, as `Object version`.
     pub unpublished: Vec<String>,
 }
@@ -128,10 +150,14 @@ impl Generator {
 
     /// Makes the generated module read the published documents with `include_str!` of these
     /// paths (relative to the generated file) instead of embedding them as literals; the caller
-    /// writes [`Generated::json_schema`] and [`Generated::openrpc`] there.
-    pub fn include_documents(mut self, json_schema: &str, openrpc: &str) -> Self {
-        self.rust.documents =
-            emit_rust::DocumentEmbedding::Include { json_schema: json_schema.into(), openrpc: openrpc.into() };
+    /// writes [`Generated::json_schema`] and [`Generated::openrpc`] there, and each of
+    /// [`Generated::service_openrpc`] as `<service_openrpc_dir>/<service>.json`.
+    pub fn include_documents(mut self, json_schema: &str, openrpc: &str, service_openrpc_dir: &str) -> Self {
+        self.rust.documents = emit_rust::DocumentEmbedding::Include {
+            json_schema: json_schema.into(),
+            openrpc: openrpc.into(),
+            service_openrpc_dir: service_openrpc_dir.into(),
+        };
         self
     }
 
@@ -163,14 +189,26 @@ impl Generator {
             text.push('\n');
             text
         };
+        let pretty_each = |documents: &BTreeMap<String, serde_json::Value>| -> BTreeMap<String, String> {
+            documents.iter().map(|(name, document)| (name.clone(), pretty(document))).collect()
+        };
         // The documents' text is written on a thread of its own while the Rust is emitted.
-        let ((json_schema, openrpc), rust_objects) = std::thread::scope(|scope| {
-            let texts = scope.spawn(|| (pretty(&documents.json_schema), pretty(&documents.openrpc)));
+        let ((json_schema, openrpc, service_openrpc, service_openapi), rust_objects) = std::thread::scope(|scope| {
+            let texts = scope.spawn(|| {
+                (
+                    pretty(&documents.json_schema),
+                    pretty(&documents.openrpc),
+                    pretty_each(&documents.service_openrpc),
+                    pretty_each(&documents.service_openapi),
+                )
+            });
             let rust_objects = emit_rust::emit_objects(&ir, &self.rust, &documents);
             (texts.join().expect("the document writer panicked"), rust_objects)
         });
         Ok(Generated {
             openrpc,
+            service_openrpc,
+            service_openapi,
             rust_objects,
             rust_data_trees: emit_data_tree::emit_data_trees(&ir, &self.trees),
             meta_schema: meta::meta_schema_text(),

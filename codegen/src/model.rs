@@ -445,6 +445,18 @@ pub enum HttpMethod {
     Delete,
 }
 
+impl HttpMethod {
+    /// The verb as HTTP writes it (`GET`, `POST`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
 /// A REST binding of a method.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +465,13 @@ pub struct HttpBinding {
     pub method: HttpMethod,
     /// The path, starting with `/`.
     pub path: String,
+    /// Which param the request body is, as google.api.http's `body: "registration"`: the body
+    /// is that param's value (`POST /hello` with the registration object itself). Absent, the
+    /// body is the params object (by name) or array (by position). Either way a body that is an
+    /// object whose only member is named like the param is read as params by name, so the
+    /// wrapped form keeps working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// An example call of a method.

@@ -150,3 +150,43 @@ fn examples_must_fit_the_method() {
     assert_error(&schema, "/services/things/methods/get/examples/0/result", "does not fit");
     assert_error(&schema, "/services/things/methods/get/examples/0/params", "extra");
 }
+
+/// A service whose `put` method binds `POST /things` with `http`.
+fn with_route(http: Value, params: Value) -> Value {
+    let mut schema = base();
+    schema["services"] = json!({"things": {"description": "d", "since": "1.0", "methods": {"put": {
+        "description": "d", "since": "1.0", "params": params, "result": {"type": "boolean"}, "http": http
+    }}}});
+    schema
+}
+
+#[test]
+fn a_route_body_names_a_param_that_can_stand_for_the_body() {
+    let child = json!({"child": {"description": "c", "schema": {"object": "Child"}}});
+    let body = "/services/things/methods/put/http/body";
+    let valid = with_route(json!({"method": "POST", "path": "/things", "body": "child"}), child.clone());
+    parse_schema(&valid.to_string(), "test.json").unwrap_or_else(|d| panic!("{d}"));
+
+    let unknown = with_route(json!({"method": "POST", "path": "/things", "body": "ghost"}), child.clone());
+    assert_error(&unknown, body, "`ghost` is not a param");
+    let no_body = with_route(json!({"method": "GET", "path": "/things", "body": "child"}), child.clone());
+    assert_error(&no_body, body, "a GET request has no body");
+    let mut two = child.clone();
+    two["other"] = json!({"description": "o", "schema": {"type": "integer"}});
+    let required_other = with_route(json!({"method": "PUT", "path": "/things", "body": "child"}), two.clone());
+    assert_error(&required_other, body, "the required param `other`");
+    two["other"]["required"] = json!(false);
+    let optional_other = with_route(json!({"method": "PUT", "path": "/things", "body": "child"}), two);
+    parse_schema(&optional_other.to_string(), "test.json").unwrap_or_else(|d| panic!("{d}"));
+    // `Child` has a field `id`: a body `{"id": ...}` could be the wrapped form or a Child.
+    let ambiguous = with_route(
+        json!({"method": "POST", "path": "/things", "body": "id"}),
+        json!({"id": {"description": "c", "schema": {"object": "Child"}}}),
+    );
+    assert_error(&ambiguous, body, "may hold a member named `id`");
+    let map = with_route(
+        json!({"method": "POST", "path": "/things", "body": "tags"}),
+        json!({"tags": {"description": "t", "schema": {"type": "object", "additionalProperties": {"type": "string"}}}}),
+    );
+    assert_error(&map, body, "may hold a member named `tags`");
+}

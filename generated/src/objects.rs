@@ -6919,8 +6919,20 @@ impl crate::wire::WireValue for AnyVIFPortProfileBase {
 }
 /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
 pub const JSON_SCHEMA: &str = include_str!("../../schema/vproto.schema.json");
-/// The published OpenRPC document of the protocol, served by `rpc.discover`.
+/// The published OpenRPC document of the whole protocol, every service's methods.
 pub const OPENRPC: &str = include_str!("../../schema/vproto.openrpc.json");
+/// The published OpenRPC document of one service: its methods and the schemas they
+/// use, what a server hosting it answers to `rpc.discover` (several hosted services:
+/// `Discover::merged`). `None` for a name that is not a service of the schema.
+pub fn service_openrpc(service: &str) -> Option<&'static str> {
+    match service {
+        "agent" => Some(include_str!("../../schema/openrpc/agent.json")),
+        "conductor" => Some(include_str!("../../schema/openrpc/conductor.json")),
+        "driver" => Some(include_str!("../../schema/openrpc/driver.json")),
+        "network" => Some(include_str!("../../schema/openrpc/network.json")),
+        _ => None,
+    }
+}
 /// The errors the schema declares, with their typed data.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProtocolError {
@@ -7162,54 +7174,63 @@ pub const HTTP_BINDINGS: &[crate::rpc::HttpBinding] = &[
         http_method: "POST",
         path: "/hello",
         method: "agent.hello",
+        body: Some("registration"),
     },
     crate::rpc::HttpBinding {
         service: "agent",
         http_method: "GET",
         path: "/hardware",
         method: "agent.list_hardware",
+        body: None,
     },
     crate::rpc::HttpBinding {
         service: "agent",
         http_method: "POST",
         path: "/discovery",
         method: "agent.start_discovery",
+        body: None,
     },
     crate::rpc::HttpBinding {
         service: "conductor",
         http_method: "POST",
         path: "/hello",
         method: "conductor.hello",
+        body: Some("registration"),
     },
     crate::rpc::HttpBinding {
         service: "conductor",
         http_method: "GET",
         path: "/agents",
         method: "conductor.list_agents",
+        body: None,
     },
     crate::rpc::HttpBinding {
         service: "conductor",
         http_method: "GET",
         path: "/hardware",
         method: "conductor.list_hardware",
+        body: None,
     },
     crate::rpc::HttpBinding {
         service: "driver",
         http_method: "GET",
         path: "/hardware",
         method: "driver.list_hardware",
+        body: None,
     },
     crate::rpc::HttpBinding {
         service: "driver",
         http_method: "POST",
         path: "/discovery",
         method: "driver.start_discovery",
+        body: None,
     },
     crate::rpc::HttpBinding {
         service: "network",
         http_method: "POST",
         path: "/ports",
         method: "network.create_port",
+        body: None,
     },
 ];
 /** The Cyborg agent of a node: drivers register with it, and it fans discovery and hardware listing out to its alive drivers, so its callers see one answer per node. Its callers are the node's drivers (hello) and the conductor.
@@ -7218,7 +7239,7 @@ pub const HTTP_BINDINGS: &[crate::rpc::HttpBinding] = &[
 pub trait AgentService: Send + Sync + 'static {
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
     fn hello(
         &self,
         registration: DriverRegistration,
@@ -7340,7 +7361,7 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
     }
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
     pub async fn hello(
         &self,
         registration: &DriverRegistration,
@@ -7431,7 +7452,7 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
 pub trait ConductorService: Send + Sync + 'static {
     /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
     fn hello(
         &self,
         registration: AgentRegistration,
@@ -7553,7 +7574,7 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
     }
     /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello`.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
     pub async fn hello(
         &self,
         registration: &AgentRegistration,

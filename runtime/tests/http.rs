@@ -12,9 +12,16 @@ use vproto_runtime::{Client, ClientOptions, Limits, RestRoute, ServeError, Serve
 fn routes() -> Vec<RestRoute> {
     // Schema bindings (as generated into HTTP_BINDINGS) convert into routes.
     let schema = [
-        HttpBinding { service: "test", http_method: "GET", path: "/hardware", method: "test.echo" },
-        HttpBinding { service: "test", http_method: "POST", path: "/discovery", method: "test.add" },
-        HttpBinding { service: "other", http_method: "POST", path: "/discovery", method: "other.add" },
+        HttpBinding { service: "test", http_method: "GET", path: "/hardware", method: "test.echo", body: None },
+        HttpBinding { service: "test", http_method: "POST", path: "/discovery", method: "test.add", body: None },
+        HttpBinding { service: "other", http_method: "POST", path: "/discovery", method: "other.add", body: None },
+        HttpBinding {
+            service: "test",
+            http_method: "POST",
+            path: "/hello",
+            method: "test.echo",
+            body: Some("registration"),
+        },
     ];
     let mut routes: Vec<RestRoute> = schema.iter().filter(|b| b.service == "test").map(RestRoute::from).collect();
     routes.extend([
@@ -87,6 +94,30 @@ async fn rest_routes_call_their_methods() {
     assert_eq!((status, json_body(&body)), (200, json!({"deep": {"x": [1, 2]}})));
     let (status, _, body) = http_raw(&addr, "POST", "/echo", &[], b"").await;
     assert_eq!((status, json_body(&body)), (200, json!({})), "an empty body is {{}}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_route_with_a_body_param_takes_the_body_as_that_param() {
+    let server = rest_server(None, Limits::default()).await;
+    let addr = server.socket_addr();
+    let registration = json!({"status": "READY", "endpoint": "localhost:1337", "type": "CRYPTO"});
+    let wrapped = json!({"registration": registration});
+
+    let (status, _, body) = http_raw(&addr, "POST", "/hello", &[], registration.to_string().as_bytes()).await;
+    assert_eq!((status, json_body(&body)), (200, wrapped.clone()), "the body is the param's value");
+    let (status, _, body) = http_raw(&addr, "POST", "/hello", &[], wrapped.to_string().as_bytes()).await;
+    assert_eq!((status, json_body(&body)), (200, wrapped), "the wrapped form keeps working");
+    let (status, _, body) = http_raw(&addr, "POST", "/hello", &[], b"[1, 2]").await;
+    assert_eq!((status, json_body(&body)), (200, json!({"registration": [1, 2]})), "any JSON value is the param");
+    let (status, _, body) = http_raw(&addr, "POST", "/hello", &[], b"{\"registration\": 1, \"x\": 2}").await;
+    assert_eq!(
+        (status, json_body(&body)),
+        (200, json!({"registration": {"registration": 1, "x": 2}})),
+        "only an object whose sole member is the param is the wrapped form"
+    );
+    let (status, _, body) = http_raw(&addr, "POST", "/hello", &[], b"{\"status\":").await;
+    assert_eq!((status, json_body(&body)["code"].clone()), (400, json!(-32700)), "bad JSON is still refused");
     server.shutdown().await;
 }
 
@@ -283,6 +314,7 @@ async fn bad_routes_are_refused_at_startup() {
         (RestRoute::new("GET", "x", "m"), "start with `/`"),
         (RestRoute::new("GET", "/x?y", "m"), "no query"),
         (RestRoute::new("POST", "/jsonrpc", "m"), "reserved"),
+        (RestRoute::new("GET", "/x", "m").with_body_param("p"), "have a body"),
     ] {
         let server = Server::new(TestHandler::default()).with_rest_routes([route]);
         let error = server.bind(&"http://127.0.0.1:0".parse().unwrap()).await.unwrap_err();

@@ -70,9 +70,11 @@ fn root() -> PathBuf {
 fn generator() -> Generator {
     let root = root();
     // generated/src/objects.rs reads the published documents that codegen writes to schema/.
-    Generator::new(root.join("schema/vproto.json"))
-        .lock_file(root.join("schema/vproto.lock"))
-        .include_documents("../../schema/vproto.schema.json", "../../schema/vproto.openrpc.json")
+    Generator::new(root.join("schema/vproto.json")).lock_file(root.join("schema/vproto.lock")).include_documents(
+        "../../schema/vproto.schema.json",
+        "../../schema/vproto.openrpc.json",
+        "../../schema/openrpc",
+    )
 }
 
 /// Writes `contents` to `path` unless it already holds them; in check mode
@@ -91,7 +93,7 @@ fn ensure_file_contents(path: &Path, contents: &str, check: bool) -> Result<bool
     Ok(true)
 }
 
-/// The files `cargo xtask codegen` writes, relative to the workspace root.
+/// The files `cargo xtask codegen` always writes, relative to the workspace root.
 const GENERATED_FILES: [&str; 5] = [
     "generated/src/objects.rs",
     "generated/src/tree/layouts.rs",
@@ -99,6 +101,41 @@ const GENERATED_FILES: [&str; 5] = [
     "schema/vproto.schema.json",
     "schema/vproto.openrpc.json",
 ];
+
+/// The folders of per-service documents (`<folder>/<service>.json`), which codegen owns
+/// whole: a file there that no service of the schema produces is stale.
+const GENERATED_FOLDERS: [&str; 2] = ["schema/openrpc", "schema/openapi"];
+
+/// Every file codegen writes, with its contents, relative to the workspace root.
+fn generated_files(generated: vproto_codegen::Generated) -> Vec<(PathBuf, String)> {
+    let fixed = [
+        generated.rust_objects,
+        generated.rust_data_trees,
+        generated.meta_schema,
+        generated.json_schema,
+        generated.openrpc,
+    ];
+    let mut files: Vec<(PathBuf, String)> = GENERATED_FILES.iter().map(PathBuf::from).zip(fixed).collect();
+    for (folder, documents) in GENERATED_FOLDERS.iter().zip([generated.service_openrpc, generated.service_openapi]) {
+        files.extend(
+            documents.into_iter().map(|(service, text)| (Path::new(folder).join(format!("{service}.json")), text)),
+        );
+    }
+    files
+}
+
+/// The files in the per-service folders, relative to the workspace root, sorted.
+fn files_in_generated_folders(root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = GENERATED_FOLDERS
+        .iter()
+        .filter_map(|folder| std::fs::read_dir(root.join(folder)).ok().map(|entries| (folder, entries)))
+        .flat_map(|(folder, entries)| {
+            entries.filter_map(Result::ok).map(move |entry| Path::new(folder).join(entry.file_name()))
+        })
+        .collect();
+    found.sort();
+    found
+}
 
 fn codegen(check: bool) -> Result<(), String> {
     let root = root();
@@ -109,35 +146,43 @@ fn codegen(check: bool) -> Result<(), String> {
         return Ok(());
     }
     let generated = generator().generate().map_err(|d| d.to_string())?;
-    let contents = [
-        generated.rust_objects,
-        generated.rust_data_trees,
-        generated.meta_schema,
-        generated.json_schema,
-        generated.openrpc,
-    ];
+    let unpublished = generated.unpublished.clone();
+    let files = generated_files(generated);
     let mut stale = 0;
-    for (path, contents) in GENERATED_FILES.iter().zip(&contents) {
+    for (path, contents) in &files {
+        if let Some(folder) = path.parent().filter(|folder| GENERATED_FOLDERS.iter().any(|f| Path::new(f) == *folder)) {
+            std::fs::create_dir_all(root.join(folder))
+                .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+        }
         stale += usize::from(ensure_file_contents(&root.join(path), contents, check)?);
     }
-    if !check && generated.unpublished.is_empty() {
+    for leftover in
+        files_in_generated_folders(&root).into_iter().filter(|found| !files.iter().any(|(path, _)| path == found))
+    {
+        stale += 1;
+        if check {
+            eprintln!("stale: {} (no service of the schema produces it)", leftover.display());
+        } else {
+            std::fs::remove_file(root.join(&leftover))
+                .map_err(|e| format!("cannot remove {}: {e}", leftover.display()))?;
+            eprintln!("removed: {}", leftover.display());
+        }
+    }
+    if !check && unpublished.is_empty() {
         if let Some(fingerprint) = codegen_fingerprint(&root) {
             // Only a cache: failing to write it costs the next run its shortcut, nothing else.
             let _ = std::fs::create_dir_all(root.join("target")).and_then(|()| std::fs::write(&stamp, fingerprint));
         }
     }
-    if !generated.unpublished.is_empty() {
-        eprintln!(
-            "not yet published (run `cargo xtask lock` once the shape is final): {}",
-            generated.unpublished.join(", ")
-        );
+    if !unpublished.is_empty() {
+        eprintln!("not yet published (run `cargo xtask lock` once the shape is final): {}", unpublished.join(", "));
     }
     if check {
         let mut problems = Vec::new();
         if stale > 0 {
             problems.push(format!("{stale} generated file(s) are stale: run `cargo xtask codegen`"));
         }
-        if !generated.unpublished.is_empty() {
+        if !unpublished.is_empty() {
             problems.push("the lock is missing object versions: run `cargo xtask lock`".to_string());
         }
         if !problems.is_empty() {
@@ -155,9 +200,10 @@ fn codegen_fingerprint(root: &Path) -> Option<String> {
     let mut hasher = Sha256::new();
     let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
     hasher.update(format!("{:?} {}", exe.modified().ok()?, exe.len()));
-    for path in ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES) {
-        let bytes = std::fs::read(root.join(path)).ok()?;
-        hasher.update(path.as_bytes());
+    let fixed = ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES).map(PathBuf::from);
+    for path in fixed.chain(files_in_generated_folders(root)) {
+        let bytes = std::fs::read(root.join(&path)).ok()?;
+        hasher.update(path.as_os_str().as_encoded_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }
@@ -216,7 +262,7 @@ fn test() -> Result<(), String> {
     run(
         "os-vif interop (pytest)",
         Command::new(&python)
-            .args(["-m", "pytest", "tests/osvif", "-q"])
+            .args(["-m", "pytest", "tests/osvif", "tests/documents", "-q"])
             .env("VPROTO_BIN", root().join("target/debug/vproto")),
     )
 }

@@ -17,8 +17,9 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
 use vproto_api::{
     rpc::{codes, BoxFuture, Discover, Handler, Params, RpcError},
+    service_openrpc,
     wire::keys,
-    DriverServer, OPENRPC, REGISTRY,
+    DriverServer, REGISTRY,
 };
 use vproto_runtime::{
     jsonrpc::{
@@ -484,8 +485,9 @@ pub async fn serve(options: Options) -> Result<(), String> {
     let networks = network.networks.iter().map(|n| n.id.as_str().to_ascii_lowercase()).collect();
     let router = vproto_api::rpc::Router::new()
         .with(DriverServer(Arc::new(Driver::new(driver))))
-        .with(NetworkHandler::new(Arc::new(NetworkHost::new(network))))
-        .with(Discover::new(OPENRPC).map_err(|e| format!("the OpenRPC document: {e}"))?);
+        .with(NetworkHandler::new(Arc::new(NetworkHost::new(network))));
+    let discover = Discover::hosting(&router, service_openrpc).map_err(|e| format!("the OpenRPC document: {e}"))?;
+    let router = router.with(discover);
     let handler = Mutated { inner: Arc::new(router), kind: options.kind, networks };
     let limits = Limits::default();
     let server = Server {

@@ -205,18 +205,70 @@ pub struct HttpBinding {
     pub path: &'static str,
     /// The method called, as `service.method`.
     pub method: &'static str,
+    /// The param the request body stands for (the schema's `http.body`); `None` when the
+    /// body is the whole params object or array.
+    pub body: Option<&'static str>,
 }
 
-/// Serves `rpc.discover`: the published OpenRPC document of the protocol.
+/// Serves `rpc.discover`: the OpenRPC document of the services a server hosts.
 #[derive(Clone)]
 pub struct Discover {
     document: Arc<Value>,
 }
 
 impl Discover {
-    /// Serves the OpenRPC document `text` (the generated `OPENRPC` constant).
+    /// Serves the OpenRPC document `text`, such as the generated `service_openrpc("driver")`.
     pub fn new(text: &str) -> Result<Self, serde_json::Error> {
         Ok(Discover { document: Arc::new(serde_json::from_str(text)?) })
+    }
+
+    /// Serves the document of exactly the services `handler` hosts: the services its methods
+    /// belong to (`service.method`; `rpc.*` and unknown services left out), each described by
+    /// `document_of` (the generated `service_openrpc`), merged as [`Discover::merged`] does.
+    pub fn hosting(
+        handler: &dyn Handler,
+        document_of: impl Fn(&str) -> Option<&'static str>,
+    ) -> Result<Self, serde_json::Error> {
+        let mut services: Vec<&str> = handler
+            .methods()
+            .into_iter()
+            .filter_map(|method| method.split_once('.'))
+            .map(|(service, _)| service)
+            .collect();
+        services.sort_unstable();
+        services.dedup();
+        Self::merged(services.into_iter().filter(|service| *service != "rpc").filter_map(document_of))
+    }
+
+    /// Serves one document describing several hosted services: the first document's `info`,
+    /// every document's methods in order, and the union of their `components.schemas` (the
+    /// generated per-service documents of one protocol agree on every schema they share).
+    pub fn merged<'t>(texts: impl IntoIterator<Item = &'t str>) -> Result<Self, serde_json::Error> {
+        let mut merged: Option<Value> = None;
+        for text in texts {
+            let document: Value = serde_json::from_str(text)?;
+            let Some(into) = merged.as_mut() else {
+                merged = Some(document);
+                continue;
+            };
+            let Value::Object(mut document) = document else { continue };
+            if let (Some(Value::Array(methods)), Some(Value::Array(more))) =
+                (into.get_mut("methods"), document.remove("methods"))
+            {
+                methods.extend(more);
+            }
+            let schemas = document.get_mut("components").and_then(|c| c.get_mut("schemas")).map(Value::take);
+            if let (Some(Value::Object(into)), Some(Value::Object(more))) =
+                (into.pointer_mut("/components/schemas"), schemas)
+            {
+                for (name, schema) in more {
+                    into.entry(name).or_insert(schema);
+                }
+            }
+        }
+        Ok(Discover {
+            document: Arc::new(merged.unwrap_or_else(|| serde_json::json!({"openrpc": "1.3.2", "methods": []}))),
+        })
     }
 }
 

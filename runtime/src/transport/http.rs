@@ -10,7 +10,11 @@
 //! | a call over the in-flight limit (REST) | 429 |
 //!
 //! POST, PUT and PATCH routes take the JSON body as params (an empty body is `{}`); other
-//! methods get `{}`.
+//! methods get `{}`. A route with a body param (the schema's `http.body`, as google.api.http's
+//! `body: "registration"`) takes the body as that param's value: `POST /hello` with the
+//! registration object itself calls the method with `{"registration": <body>}`. A body that is
+//! an object whose only member is named like the param is taken as params by name, so the
+//! wrapped form keeps working.
 
 use std::{
     collections::BTreeMap,
@@ -54,12 +58,20 @@ pub struct RestRoute {
     pub path: String,
     /// The JSON-RPC method called, as `service.method`.
     pub rpc_method: String,
+    /// The param the body stands for; `None` when the body is the whole params.
+    pub body: Option<String>,
 }
 
 impl RestRoute {
     /// A route from its three parts.
     pub fn new(http_method: impl Into<String>, path: impl Into<String>, rpc_method: impl Into<String>) -> Self {
-        RestRoute { http_method: http_method.into(), path: path.into(), rpc_method: rpc_method.into() }
+        RestRoute { http_method: http_method.into(), path: path.into(), rpc_method: rpc_method.into(), body: None }
+    }
+
+    /// The same route with its body standing for the param `param`.
+    pub fn with_body_param(mut self, param: impl Into<String>) -> Self {
+        self.body = Some(param.into());
+        self
     }
 }
 
@@ -68,24 +80,35 @@ impl RestRoute {
 /// `HTTP_BINDINGS.iter().filter(|b| b.service == "agent").map(RestRoute::from)`.
 impl From<&HttpBinding> for RestRoute {
     fn from(binding: &HttpBinding) -> Self {
-        RestRoute::new(binding.http_method, binding.path, binding.method)
+        let route = RestRoute::new(binding.http_method, binding.path, binding.method);
+        match binding.body {
+            Some(param) => route.with_body_param(param),
+            None => route,
+        }
     }
 }
 
 type Body200 = HttpResponse<Full<Bytes>>;
 
+/// A route as the listener looks it up by path.
+struct BoundRoute {
+    http_method: Method,
+    rpc_method: String,
+    body: Option<String>,
+}
+
 /// What every HTTP connection of a listener shares.
 pub(crate) struct HttpShared {
     engine: Arc<Engine>,
     token: Option<Token>,
-    /// path → [(method, rpc method)]
-    routes: BTreeMap<String, Vec<(Method, String)>>,
+    /// path → the routes bound on it, one per HTTP method
+    routes: BTreeMap<String, Vec<BoundRoute>>,
 }
 
 impl HttpShared {
     /// Checks and indexes the routes.
     pub(crate) fn new(engine: Arc<Engine>, token: Option<Token>, routes: &[RestRoute]) -> Result<Self, ServeError> {
-        let mut table: BTreeMap<String, Vec<(Method, String)>> = BTreeMap::new();
+        let mut table: BTreeMap<String, Vec<BoundRoute>> = BTreeMap::new();
         for route in routes {
             let bad = |why: &str| ServeError::Config(format!("REST route {} {}: {why}", route.http_method, route.path));
             let upper = !route.http_method.is_empty() && route.http_method.bytes().all(|b| b.is_ascii_uppercase());
@@ -99,11 +122,18 @@ impl HttpShared {
             if route.path == "/jsonrpc" {
                 return Err(bad("/jsonrpc is reserved for JSON-RPC"));
             }
+            if route.body.is_some() && !matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                return Err(bad("only POST, PUT and PATCH requests have a body to stand for a param"));
+            }
             let entry = table.entry(route.path.clone()).or_default();
-            if entry.iter().any(|(existing, _)| *existing == method) {
+            if entry.iter().any(|bound| bound.http_method == method) {
                 return Err(bad("bound twice"));
             }
-            entry.push((method, route.rpc_method.clone()));
+            entry.push(BoundRoute {
+                http_method: method,
+                rpc_method: route.rpc_method.clone(),
+                body: route.body.clone(),
+            });
         }
         Ok(HttpShared { engine, token, routes: table })
     }
@@ -304,8 +334,8 @@ impl Connection {
                 RpcError::new(codes::METHOD_NOT_FOUND, "Method not found").with_data(Value::String(detail)),
             );
         };
-        let Some((_, rpc_method)) = bindings.iter().find(|(method, _)| method == request.method()) else {
-            let allowed: Vec<&str> = bindings.iter().map(|(method, _)| method.as_str()).collect();
+        let Some(route) = bindings.iter().find(|bound| bound.http_method == request.method()) else {
+            let allowed: Vec<&str> = bindings.iter().map(|bound| bound.http_method.as_str()).collect();
             let detail = format!("{} {path} is not served; allowed: {}", request.method(), allowed.join(", "));
             let mut response = error(StatusCode::METHOD_NOT_ALLOWED, invalid_request(detail));
             if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
@@ -329,6 +359,10 @@ impl Connection {
                     Ok(value) => value,
                     Err(rpc_error) => return error(status_for(rpc_error.code), rpc_error),
                 };
+                let value = match &route.body {
+                    Some(param) => body_as_param(param, value),
+                    None => value,
+                };
                 match Params::from_value(value) {
                     Some(params) => params,
                     None => {
@@ -344,9 +378,22 @@ impl Connection {
         let Some(_slot) = self.in_flight.try_acquire() else {
             return error(StatusCode::TOO_MANY_REQUESTS, too_many_in_flight(self.in_flight.max()));
         };
-        match self.shared.engine.call(rpc_method, params).await {
+        match self.shared.engine.call(&route.rpc_method, params).await {
             Ok(result) => json(StatusCode::OK, result.to_string()),
             Err(rpc_error) => error(status_for(rpc_error.code), rpc_error),
         }
     }
+}
+
+/// The params of a route whose body stands for `param`: `{param: body}`, unless the body is
+/// already that (an object whose only member is `param`, the wrapped form).
+fn body_as_param(param: &str, body: Value) -> Value {
+    if let Value::Object(members) = &body {
+        if members.len() == 1 && members.contains_key(param) {
+            return body;
+        }
+    }
+    let mut params = Map::new();
+    params.insert(param.to_string(), body);
+    Value::Object(params)
 }
