@@ -637,20 +637,37 @@ impl Plan<'_> {
                 ANY,
             );
         }
-        if let (true, Some((verb, path))) = (self.rest, &method.http) {
+        if let (true, Some(route)) = (self.rest, &method.http) {
+            let (verb, path) = (&route.verb, &route.path);
             let takes_body = matches!(verb.as_str(), "POST" | "PUT" | "PATCH");
             for (index, example) in method.examples.iter().enumerate() {
                 if !takes_body && !example.params.is_empty() {
                     continue;
                 }
-                let body = if takes_body { self.example_params(method, example).to_string() } else { String::new() };
-                b.add(Case {
-                    id: format!("rest/{m}/example-{}", index + 1),
-                    what: format!("the schema's example \"{}\"{note} on the REST route {verb} {path}", example.name),
-                    frame: body,
-                    expect: Expect::Rest { method: m.clone() },
-                    route: Some((verb.clone(), path.clone())),
-                });
+                let params = if takes_body { Some(self.example_params(method, example)) } else { None };
+                let whole = params.as_ref().map_or(String::new(), Value::to_string);
+                // A route whose body is one param takes that param's value itself, and the
+                // params object (the wrapped form) too: a case for each.
+                let flat = route.body.as_ref().and_then(|param| Some((param, params.as_ref()?.get(param)?)));
+                let bodies = match flat {
+                    Some((param, value)) => vec![
+                        ("", value.to_string(), format!(" (the body is `{param}` itself)")),
+                        ("/wrapped", whole, format!(" (the params object, wrapping `{param}`)")),
+                    ],
+                    None => vec![("", whole, String::new())],
+                };
+                for (suffix, body, form) in bodies {
+                    b.add(Case {
+                        id: format!("rest/{m}/example-{}{suffix}", index + 1),
+                        what: format!(
+                            "the schema's example \"{}\"{note} on the REST route {verb} {path}{form}",
+                            example.name
+                        ),
+                        frame: body,
+                        expect: Expect::Rest { method: m.clone() },
+                        route: Some((verb.clone(), path.clone())),
+                    });
+                }
             }
         }
         let sample = self.sample(method, generator)?;
@@ -852,6 +869,19 @@ mod tests {
         }
         let unique: HashSet<&str> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn a_route_with_a_body_param_is_tried_flat_and_wrapped() {
+        let description = Description::published().unwrap();
+        let cases = plan(&description, &["agent"]);
+        let body = |id: &str| -> Value {
+            let case = cases.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no case {id}"));
+            serde_json::from_str(&case.frame).unwrap()
+        };
+        let flat = body("rest/agent.hello/example-1");
+        assert!(flat.get("registration").is_none() && flat.get("endpoint").is_some(), "{flat}");
+        assert_eq!(body("rest/agent.hello/example-1/wrapped"), json!({ "registration": flat }));
     }
 
     #[test]

@@ -74,8 +74,20 @@ pub struct Method {
     pub errors: Vec<DeclaredError>,
     /// Its examples.
     pub examples: Vec<Example>,
-    /// The REST route bound to it (`x-http`): HTTP verb and path.
-    pub http: Option<(String, String)>,
+    /// The REST route bound to it (`x-http`).
+    pub http: Option<HttpRoute>,
+}
+
+/// A method's REST route, as `x-http` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// The HTTP verb, upper case.
+    pub verb: String,
+    /// The exact path.
+    pub path: String,
+    /// The param the request body stands for (`x-http.body`); `None` when the body is the
+    /// params object.
+    pub body: Option<String>,
 }
 
 impl Method {
@@ -253,7 +265,15 @@ impl Description {
             None => None,
             Some(binding) => {
                 let at = format!("{at}/x-http");
-                Some((string(binding, "method", &at)?.to_uppercase(), string(binding, "path", &at)?.to_string()))
+                let body = match binding.get("body") {
+                    None => None,
+                    Some(_) => Some(string(binding, "body", &at)?.to_string()),
+                };
+                Some(HttpRoute {
+                    verb: string(binding, "method", &at)?.to_uppercase(),
+                    path: string(binding, "path", &at)?.to_string(),
+                    body,
+                })
             }
         };
         Ok(Method { name, service, params, result, errors, examples, http })
