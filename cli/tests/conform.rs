@@ -484,3 +484,25 @@ fn serve_mode_checks_that_clients_backlevel() {
         }
     }
 }
+
+#[test]
+fn an_agent_over_http_takes_the_seeds_flat_hello_body_and_the_wrapped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = serve(&["agent", "--listen", "http://127.0.0.1:0"]);
+    // The suite's hellos announce drivers that do not exist, so the agent's fan-out methods
+    // have no result to check here: coverage is not what this test is about.
+    let (code, report) = run_json(&["--target", &agent.addr, "--allow-uncovered"], dir.path());
+    let failed: Vec<&Value> = report["cases"].as_array().unwrap().iter().filter(|c| c["status"] != "pass").collect();
+    assert!(failed.is_empty(), "failed cases: {failed:#?}");
+    assert_eq!(code, Some(0));
+    let passed: Vec<&str> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "pass")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for wanted in ["rest/agent.hello/example-1", "rest/agent.hello/example-1/wrapped"] {
+        assert!(passed.contains(&wanted), "{wanted} not among {passed:#?}");
+    }
+}
