@@ -7,7 +7,7 @@ use vproto_api::tree::GuestLayout;
 use vproto_runtime::xenstore::XenstoreAddr;
 use vproto_services::guest_agent::{self, AgentConfig};
 
-use crate::serve::{init_logging, shutdown_signal};
+use crate::serve::init_logging;
 
 /// Options of `vproto agent`.
 #[derive(Args)]
@@ -43,26 +43,12 @@ pub fn run(args: AgentArgs) -> ExitCode {
         eprintln!("vproto agent: {message}");
         return ExitCode::from(2);
     }
-    // One thread: the agent waits on two sockets and does little work per event, and a
-    // single-threaded runtime keeps its memory small (see docs/benchmarks.md).
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("vproto agent: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let config = AgentConfig::new(args.xenstore, args.layout, args.domain_path);
-    let result = runtime.block_on(guest_agent::run(config, async {
-        let signal = shutdown_signal().await;
-        tracing::info!(%signal, "shutting down");
-    }));
-    match result {
+    match guest_agent::run_until_signalled(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "cannot run");
             eprintln!("vproto agent: {error}");
-            ExitCode::from(2)
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -106,21 +106,6 @@ fn init_logging(flag: Option<&str>) -> Result<(), String> {
         .map_err(|error| format!("cannot set up logging: {error}"))
 }
 
-/// Completes on SIGINT or SIGTERM and says which.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        },
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "cannot watch SIGINT and SIGTERM; only a kill stops the agent");
-            std::future::pending().await
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
         Ok(Request::Run(options)) => options,
@@ -141,25 +126,12 @@ fn main() -> ExitCode {
         eprintln!("{NAME}: {message}");
         return ExitCode::from(2);
     }
-    // One thread, as `vproto agent`: two sockets to wait on and little work per event.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{NAME}: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let config = AgentConfig::new(options.xenstore, options.layout, options.domain_path);
-    let result = runtime.block_on(guest_agent::run(config, async {
-        let signal = shutdown_signal().await;
-        tracing::info!(%signal, "shutting down");
-    }));
-    match result {
+    match guest_agent::run_until_signalled(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "cannot run");
             eprintln!("{NAME}: {error}");
-            ExitCode::from(2)
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use vproto_api::tree::GuestLayout;
@@ -21,6 +21,7 @@ use vproto_runtime::netlink::NetlinkCollector;
 use vproto_runtime::xenstore::server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig};
 use vproto_runtime::xenstore::{Xenstore, XenstoreAddr};
 use vproto_services::guest_agent::{collect_os_info, guest_info, OsSources};
+use vproto_test_support::Process;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -36,47 +37,17 @@ fn agent_binary() -> PathBuf {
     path
 }
 
-/// The agent process, killed on drop; its stderr goes to a file shown when a test fails.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn spawn(mut command: Command, log: PathBuf) -> Agent {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits for the exit.
-    async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < DEADLINE, "the agent ignored SIGTERM: {}", self.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Sends SIGTERM to the agent and waits for its exit.
+async fn terminate(agent: &mut Process) -> ExitStatus {
+    let pid = agent.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            return status;
         }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(start.elapsed() < DEADLINE, "the agent ignored SIGTERM: {}", agent.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -98,7 +69,7 @@ async fn leaves(xs: &Xenstore, home: &str, root: &str) -> BTreeMap<String, Strin
 }
 
 /// Polls `check` until it passes, failing at the deadline with its last complaint and the log.
-async fn wait_for<F, Fut>(what: &str, agent: &Agent, mut check: F)
+async fn wait_for<F, Fut>(what: &str, agent: &Process, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -137,7 +108,7 @@ async fn publishes_this_machines_tree_as_a_guest_and_stops_on_sigterm() {
 
     let mut command = Command::new(agent_binary());
     command.arg("--xenstore").arg(format!("unix:{}", guest_socket.display())).args(["--log", "debug"]);
-    let mut agent = Agent::spawn(command, dir.path().join("agent.log"));
+    let mut agent = Process::spawn(command, dir.path().join("agent.log"));
 
     let dom0 = Xenstore::connect(&XenstoreAddr::Unix(store.socket().to_path_buf())).await.unwrap();
     let os = collect_os_info(&OsSources::default());
@@ -161,7 +132,7 @@ async fn publishes_this_machines_tree_as_a_guest_and_stops_on_sigterm() {
     let name = String::from_utf8(dom0.read(&format!("{root}/protocol/name")).await.unwrap()).unwrap();
     assert_eq!(name, "vproto-guest-data");
 
-    let status = agent.terminate().await;
+    let status = terminate(&mut agent).await;
     assert!(status.success(), "exit on SIGTERM: {status}\n{}", agent.log());
     assert!(agent.log().contains("shutting down"), "{}", agent.log());
     store.shutdown().await;
@@ -215,7 +186,7 @@ async fn follows_links_in_a_network_namespace() {
     command.args(["netns", "exec", &netns.0]).arg(agent_binary());
     command.arg("--xenstore").arg(format!("unix:{}", store.socket().display()));
     command.args(["--domain-path", HOME, "--log", "debug"]);
-    let mut agent = Agent::spawn(command, dir.path().join("agent.log"));
+    let mut agent = Process::spawn(command, dir.path().join("agent.log"));
 
     let xs = Xenstore::connect(&XenstoreAddr::Unix(store.socket().to_path_buf())).await.unwrap();
     let nic = |field: &str| format!("{HOME}/data/vproto/nics/02-00-00-00-00-e0/{field}");
@@ -242,7 +213,7 @@ async fn follows_links_in_a_network_namespace() {
     netns.ip(&["link", "del", "ve0"]);
     wait_for("ve0 removed with its subtree", &agent, || expect(nic("name"), None)).await;
 
-    let status = agent.terminate().await;
+    let status = terminate(&mut agent).await;
     assert!(status.success(), "exit on SIGTERM: {status}\n{}", agent.log());
     store.shutdown().await;
 }

@@ -20,7 +20,50 @@
 //! }
 //! ```
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+/// A child process of a test, killed and reaped on drop; its stderr goes to a file the test
+/// shows when it fails.
+pub struct Process {
+    /// The child.
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with no stdin or stdout and its stderr in `log`.
+    pub fn spawn(mut command: Command, log: PathBuf) -> Process {
+        let file =
+            std::fs::File::create(&log).unwrap_or_else(|error| panic!("cannot create {}: {error}", log.display()));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        Process { child, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills it and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
 
 /// Whether this run is CI's: `CI` is set to anything but empty, `0` or `false`.
 pub fn in_ci() -> bool {

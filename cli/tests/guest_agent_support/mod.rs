@@ -3,11 +3,12 @@
 
 #![allow(dead_code)] // each user takes what it needs
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+pub use vproto_test_support::Process;
 
 /// The `vproto` binary under test.
 pub const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
@@ -74,44 +75,6 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-/// A child process, killed on drop; its stderr goes to a file shown when the test fails.
-pub struct Process {
-    /// The child.
-    pub child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    /// Starts `command` with its stderr in `log`.
-    pub fn spawn(mut command: Command, log: PathBuf) -> Process {
-        let file = File::create(&log).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
-        Process { child, log }
-    }
-
-    /// What it logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kills it and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

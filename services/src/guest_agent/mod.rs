@@ -82,6 +82,50 @@ pub enum AgentError {
     /// The configuration cannot work (a bad domain path).
     #[error("{0}")]
     Config(#[from] PublishError),
+    /// The async runtime of [`run_until_signalled`] could not be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl AgentError {
+    /// The exit code of a front end that stops on this error: 1 when the process could not
+    /// run at all, 2 for a configuration that cannot work.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AgentError::Runtime(_) => 1,
+            AgentError::Config(_) => 2,
+        }
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM on a runtime of one thread (the agent waits on two
+/// sockets and does little work per event; one thread keeps its memory small, see
+/// docs/benchmarks.md). What both front ends, `vproto agent` and `vproto-guest-agent`, run.
+pub fn run_until_signalled(config: AgentConfig) -> Result<(), AgentError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AgentError::Runtime)?;
+    let result = runtime.block_on(run(config, async {
+        let signal = shutdown_signal().await;
+        tracing::info!(%signal, "shutting down");
+    }));
+    if let Err(error) = &result {
+        tracing::error!(%error, "cannot run");
+    }
+    result
+}
+
+/// Completes on SIGINT or SIGTERM and says which.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "cannot watch SIGINT and SIGTERM; only a kill stops the agent");
+            std::future::pending().await
+        }
+    }
 }
 
 /// The [`GuestInfo`] the layout publishes.
