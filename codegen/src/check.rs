@@ -715,17 +715,27 @@ impl Checker<'_> {
                 );
             }
         }
-        let holds_member = match (&param.schema.object, param.schema.json_type) {
-            (Some(object), _) => self.find_inherited_field(object, body).is_some(),
-            (None, Some(JsonType::Object)) => true,
-            _ => false,
-        };
-        if holds_member {
+        if self.may_hold_member(&param.schema, body, 0) {
             self.out.push(
                 at,
                 format!("a `{body}` value may hold a member named `{body}`, so a body could not be told from the wrapped form `{{\"{body}\": ...}}`"),
                 "give the param another name, or remove `body`",
             );
+        }
+    }
+
+    /// Whether a value of `expr` may be a JSON object with a member named `member`: an object
+    /// with such a field (its own or inherited) or a map, through named types.
+    fn may_hold_member(&self, expr: &TypeExpr, member: &str, depth: usize) -> bool {
+        if let Some(object) = &expr.object {
+            return self.find_inherited_field(object, member).is_some();
+        }
+        let named =
+            expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")).and_then(|n| self.schema.types.get(n));
+        match named {
+            // A cycle of references is reported elsewhere; the depth bound only ends the walk.
+            Some(named) => depth <= self.schema.types.len() && self.may_hold_member(&named.schema, member, depth + 1),
+            None => expr.json_type == Some(JsonType::Object),
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::{
     emit_json_schema::{object, params_def, reachable_components, result_def, type_schema_in, Refs, COMPONENTS},
     ir::SchemaIr,
-    model::{HttpMethod, Method},
+    model::{HttpBinding, HttpMethod, Method},
 };
 
 /// The OpenAPI version the documents follow.
@@ -27,7 +27,7 @@ pub(crate) fn service_openapi(ir: &SchemaIr, service_name: &str, components: &Ma
     let mut paths: Map<String, Value> = Map::new();
     for (method_name, method) in &service.methods {
         let Some(http) = &method.http else { continue };
-        let operation = operation(service_name, method_name, method);
+        let operation = operation(service_name, method_name, method, http);
         let verb = http.method.as_str().to_ascii_lowercase();
         let item = paths.entry(http.path.clone()).or_insert_with(|| Value::Object(Map::new()));
         item.as_object_mut().expect("path items are objects").insert(verb, operation);
@@ -66,9 +66,8 @@ pub(crate) fn service_openapi(ir: &SchemaIr, service_name: &str, components: &Ma
     ]))
 }
 
-/// The operation of one bound method.
-fn operation(service_name: &str, method_name: &str, method: &Method) -> Value {
-    let http = method.http.as_ref().expect("only bound methods have operations");
+/// The operation of one method bound to `http`.
+fn operation(service_name: &str, method_name: &str, method: &Method, http: &HttpBinding) -> Value {
     let wire_name = format!("{service_name}.{method_name}");
     let mut operation = Map::new();
     operation.insert("operationId".into(), json!(wire_name));
@@ -80,7 +79,7 @@ fn operation(service_name: &str, method_name: &str, method: &Method) -> Value {
     }
     operation.insert("x-since".into(), json!(method.since.to_string()));
     if matches!(http.method, HttpMethod::Post | HttpMethod::Put) {
-        operation.insert("requestBody".into(), request_body(service_name, method_name, method));
+        operation.insert("requestBody".into(), request_body(service_name, method_name, method, http));
     }
     let result = match &method.result {
         Some(_) => json!({"$ref": format!("{COMPONENTS}{}", result_def(service_name, method_name))}),
@@ -109,9 +108,8 @@ fn operation(service_name: &str, method_name: &str, method: &Method) -> Value {
     Value::Object(operation)
 }
 
-/// The request body: the `body` param's value, or the params object.
-fn request_body(service_name: &str, method_name: &str, method: &Method) -> Value {
-    let http = method.http.as_ref().expect("only bound methods have bodies");
+/// The request body of a route: the `body` param's value, or the params object.
+fn request_body(service_name: &str, method_name: &str, method: &Method, http: &HttpBinding) -> Value {
     let params_ref = json!({"$ref": format!("{COMPONENTS}{}", params_def(service_name, method_name))});
     match http.body.as_deref().and_then(|name| method.params.get(name).map(|param| (name, param))) {
         Some((name, param)) => json!({

@@ -189,4 +189,11 @@ fn a_route_body_names_a_param_that_can_stand_for_the_body() {
         json!({"tags": {"description": "t", "schema": {"type": "object", "additionalProperties": {"type": "string"}}}}),
     );
     assert_error(&map, body, "may hold a member named `tags`");
+    let mut named_map = with_route(
+        json!({"method": "POST", "path": "/things", "body": "tags"}),
+        json!({"tags": {"description": "t", "schema": {"$ref": "#/types/Tags"}}}),
+    );
+    named_map["types"]["Tags"] = json!({"description": "tags", "since": "1.0",
+                                        "schema": {"type": "object", "additionalProperties": {"type": "string"}}});
+    assert_error(&named_map, body, "may hold a member named `tags`");
 }

@@ -148,12 +148,13 @@ fn codegen(check: bool) -> Result<(), String> {
     let generated = generator().generate().map_err(|d| d.to_string())?;
     let unpublished = generated.unpublished.clone();
     let files = generated_files(generated);
+    if !check {
+        for folder in GENERATED_FOLDERS {
+            std::fs::create_dir_all(root.join(folder)).map_err(|e| format!("cannot create {folder}: {e}"))?;
+        }
+    }
     let mut stale = 0;
     for (path, contents) in &files {
-        if let Some(folder) = path.parent().filter(|folder| GENERATED_FOLDERS.iter().any(|f| Path::new(f) == *folder)) {
-            std::fs::create_dir_all(root.join(folder))
-                .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-        }
         stale += usize::from(ensure_file_contents(&root.join(path), contents, check)?);
     }
     for leftover in
