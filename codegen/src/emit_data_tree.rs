@@ -13,10 +13,10 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
-    check::{parse_semver, tree_value_kind, TreeValueKind},
     emit_rust::{constraints_tokens, to_screaming_snake, GENERATED_HEADER},
-    ir::{lineage, SchemaIr},
-    model::{DataTree, Field, JsonType, TreePath},
+    ir::SchemaIr,
+    model::{DataTree, Field, JsonType, SemVer, TreePath},
+    resolve::{lineage, tree_value_kind, TreeValueKind},
 };
 
 /// Options for the data-tree emitter.
@@ -57,8 +57,8 @@ pub fn emit_data_trees(ir: &SchemaIr, options: &TreeOptions) -> String {
     format!("{GENERATED_HEADER}\n{}", prettyplease::unparse(&file))
 }
 
-fn semver_tokens(text: &str, tree: &syn::Path) -> TokenStream {
-    let (major, minor, patch) = parse_semver(text).expect("the checks accepted the layout version");
+fn semver_tokens(version: &SemVer, tree: &syn::Path) -> TokenStream {
+    let (major, minor, patch) = version.parts().expect("the checks accepted the layout version");
     let (major, minor, patch) =
         (Literal::u64_unsuffixed(major), Literal::u64_unsuffixed(minor), Literal::u64_unsuffixed(patch));
     quote! { #tree::LayoutVersion::new(#major, #minor, #patch) }
@@ -81,11 +81,11 @@ fn emit_tree(
     }
     let doc = text.lines().map(|line| format!(" {line}")).collect::<Vec<_>>();
     let history = data_tree.history.iter().map(|entry| {
-        let version = semver_tokens(&entry.version.0, tree);
+        let version = semver_tokens(&entry.version, tree);
         let note = &entry.note;
         quote! { #tree::LayoutChange { version: #version, note: #note } }
     });
-    let layout_version = semver_tokens(&data_tree.layout_version.0, tree);
+    let layout_version = semver_tokens(&data_tree.layout_version, tree);
     let node = node_tokens(ir, &data_tree.object, &data_tree.paths, tree, wire);
     let (description, object, root, version_key) =
         (&data_tree.description, &data_tree.object, &data_tree.root, &data_tree.version_key);

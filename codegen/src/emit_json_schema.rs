@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Map, Value};
 
 use crate::{
-    ir::{lineage, SchemaIr},
+    ir::SchemaIr,
     model::{JsonType, Object, TypeExpr, WireForm},
+    resolve::lineage,
 };
 
 /// Where the document is published; `$ref`s inside it are relative to this.

@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Field, JsonType, NamedType, Object, Schema, TypeExpr, WireForm};
+use crate::{
+    model::{Field, JsonType, NamedType, Object, Schema, TypeExpr, WireForm},
+    resolve::lineage,
+};
 
 /// The Rust shape of a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,23 +143,6 @@ impl<'s> SchemaIr<'s> {
     pub fn versioned_objects(&self) -> impl Iterator<Item = &ObjectIr<'s>> {
         self.objects.values().filter(|o| o.object.wire == WireForm::VersionedObject)
     }
-}
-
-/// The object and its bases, the object first.
-pub fn lineage<'s>(schema: &'s Schema, name: &'s str) -> Vec<(&'s str, &'s Object)> {
-    let mut chain = Vec::new();
-    let mut current = name;
-    while let Some(object) = schema.objects.get(current) {
-        if chain.iter().any(|(seen, _)| *seen == current) {
-            break;
-        }
-        chain.push((current, object));
-        match &object.extends {
-            Some(extends) => current = &extends.object,
-            None => break,
-        }
-    }
-    chain
 }
 
 fn collect_polymorphic<'s>(expr: &'s TypeExpr, out: &mut Vec<&'s str>) {

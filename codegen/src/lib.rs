@@ -38,6 +38,7 @@ pub mod load;
 pub mod lock;
 pub mod meta;
 pub mod model;
+pub mod resolve;
 
 use std::{
     collections::BTreeMap,

@@ -79,6 +79,16 @@ impl JsonSchema for Version {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SemVer(pub String);
 
+impl SemVer {
+    /// `MAJOR.MINOR.PATCH` as numbers; `None` when the text is not of that shape (the
+    /// meta-schema refuses it before).
+    pub fn parts(&self) -> Option<(u64, u64, u64)> {
+        let mut parts = self.0.split('.').map(|part| part.parse::<u64>().ok());
+        let version = (parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(version)
+    }
+}
+
 impl JsonSchema for SemVer {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "SemVer".into()

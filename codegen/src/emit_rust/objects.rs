@@ -13,6 +13,7 @@ use super::{field_ident, info_ident, ChecksTable};
 use crate::{
     ir::{FieldIr, ObjectIr, RustType, SchemaIr},
     model::{Version, WireForm},
+    resolve::object_target,
 };
 
 /// Writes Rust text for objects, with the path of the wire support module (`crate::wire`).
@@ -90,7 +91,7 @@ impl ObjectWriter<'_> {
                 if let Some(default) = &field.default {
                     put!(out, ".default({:?})", default.to_string());
                 }
-                if let Some((child, polymorphic)) = crate::check::object_target(&self.ir.schema.types, &field.schema) {
+                if let Some((child, polymorphic)) = object_target(&self.ir.schema.types, &field.schema) {
                     let pins = self.version_pairs(&field.child_versions);
                     put!(out, ".child({child:?}, {polymorphic}, {pins})");
                 }

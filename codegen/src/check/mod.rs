@@ -1,0 +1,42 @@
+//! Checks of meaning that the meta-schema cannot express: references that
+//! resolve, histories in order, versions that exist, inheritance without
+//! cycles, child-version pins, names that make valid Rust identifiers.
+//!
+//! One [`Checker`] walks the schema; each topic adds its methods to it from a module of its
+//! own, and every problem becomes a diagnostic (all are reported at once).
+
+use crate::{diagnostic::Diagnostics, model::Schema};
+
+mod data_trees;
+mod errors;
+mod inheritance;
+mod names;
+mod objects;
+mod services;
+mod types;
+mod versions;
+
+/// The formats a string type may name.
+pub const KNOWN_FORMATS: &[&str] =
+    &["uuid", "mac-address", "ipv4", "ipv6", "ip-address", "ip-network", "pci-address", "hostname", "uri", "date-time"];
+
+/// Runs every check on `schema`, adding what it finds to `out`.
+pub fn check(schema: &Schema, out: &mut Diagnostics) {
+    let mut checker = Checker { schema, out };
+    checker.history(&["protocol"], &schema.protocol.history, schema.protocol.version);
+    checker.names();
+    checker.named_types();
+    for (name, object) in &schema.objects {
+        checker.object(name, object);
+    }
+    checker.inheritance_cycles();
+    checker.errors();
+    checker.services();
+    checker.data_trees();
+}
+
+/// The schema being checked and where its problems go.
+struct Checker<'a> {
+    schema: &'a Schema,
+    out: &'a mut Diagnostics,
+}
