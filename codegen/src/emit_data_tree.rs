@@ -10,13 +10,14 @@
 
 use indexmap::IndexMap;
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote};
+use quote::quote;
 
 use crate::{
-    emit_rust::{constraints_tokens, to_screaming_snake, GENERATED_HEADER},
     ir::SchemaIr,
     model::{DataTree, Field, JsonType, SemVer, TreePath},
+    naming::tree_ident,
     resolve::{lineage, tree_value_kind, TreeValueKind},
+    rust_syntax::{constraints_tokens, format_file, GENERATED_HEADER},
 };
 
 /// Options for the data-tree emitter.
@@ -41,7 +42,7 @@ pub fn emit_data_trees(ir: &SchemaIr, options: &TreeOptions) -> String {
     let mut items = Vec::new();
     let mut idents = Vec::new();
     for (name, data_tree) in &ir.schema.data_trees {
-        let ident = format_ident!("{}", to_screaming_snake(name));
+        let ident = tree_ident(name);
         items.push(emit_tree(ir, name, data_tree, &ident, &tree, &wire));
         idents.push(ident);
     }
@@ -53,8 +54,7 @@ pub fn emit_data_trees(ir: &SchemaIr, options: &TreeOptions) -> String {
         /// Every data tree of the schema, in schema order.
         pub static DATA_TREES: &[&#tree::DataTree] = &[#(&#idents),*];
     };
-    let file: syn::File = syn::parse2(file).expect("generated tokens parse as a file");
-    format!("{GENERATED_HEADER}\n{}", prettyplease::unparse(&file))
+    format!("{GENERATED_HEADER}\n{}", format_file(file))
 }
 
 fn semver_tokens(version: &SemVer, tree: &syn::Path) -> TokenStream {

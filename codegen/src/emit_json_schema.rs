@@ -6,29 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Map, Value};
 
+// emit_services.rs takes `params_def` from here until it reads the IR's services.
+pub(crate) use crate::naming::params_def;
 use crate::{
     ir::SchemaIr,
     model::{JsonType, Object, TypeExpr, WireForm},
+    naming::{error_data_def, polymorphic_name, result_def},
     resolve::lineage,
 };
 
 /// Where the document is published; `$ref`s inside it are relative to this.
 pub const SCHEMA_ID: &str = "https://vproto.dev/schema/vproto.schema.json";
-
-/// The `$defs` key of a method's params object.
-pub fn params_def(service: &str, method: &str) -> String {
-    format!("{service}.{method}.params")
-}
-
-/// The `$defs` key of a method's result.
-pub fn result_def(service: &str, method: &str) -> String {
-    format!("{service}.{method}.result")
-}
-
-/// The `$defs` key of an error's data.
-pub fn error_data_def(error: &str) -> String {
-    format!("{error}.data")
-}
 
 /// Builds the JSON Schema document.
 pub fn json_schema(ir: &SchemaIr) -> Value {
@@ -182,7 +170,7 @@ fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (
     for (name, members) in &ir.polymorphic {
         let any_of: Vec<Value> = members.iter().map(|m| refs.reference(m)).collect();
         defs.insert(
-            format!("Any{name}"),
+            polymorphic_name(name),
             object([
                 ("description", refs.text(format!("A {name} or any of its subclasses."))),
                 ("anyOf", Value::Array(any_of)),
@@ -284,7 +272,7 @@ pub(crate) fn type_schema_in(expr: &TypeExpr, refs: Refs) -> Value {
         return refs.reference(name);
     }
     if let Some(object) = &expr.object {
-        return if expr.subclasses { refs.reference(&format!("Any{object}")) } else { refs.reference(object) };
+        return if expr.subclasses { refs.reference(&polymorphic_name(object)) } else { refs.reference(object) };
     }
     let mut out = Map::new();
     if let Some(json_type) = expr.json_type {

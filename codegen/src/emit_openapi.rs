@@ -9,9 +9,10 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    emit_json_schema::{object, params_def, reachable_components, result_def, type_schema_in, Refs, COMPONENTS},
+    emit_json_schema::{object, reachable_components, type_schema_in, Refs, COMPONENTS},
     ir::SchemaIr,
     model::{HttpBinding, HttpMethod, Method},
+    naming::{params_def, result_def},
 };
 
 /// The OpenAPI version the documents follow.

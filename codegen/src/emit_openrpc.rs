@@ -5,9 +5,10 @@
 use serde_json::{json, Map, Value};
 
 use crate::{
-    emit_json_schema::{error_data_def, object, reachable_components, to_components, type_schema_in, Refs, COMPONENTS},
+    emit_json_schema::{object, reachable_components, to_components, type_schema_in, Refs, COMPONENTS},
     ir::SchemaIr,
     model::Method,
+    naming::error_data_def,
 };
 
 /// The OpenRPC version the document follows.

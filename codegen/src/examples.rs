@@ -6,9 +6,10 @@ use serde_json::{Map, Value};
 
 use crate::{
     diagnostic::{pointer, Diagnostics},
-    emit_json_schema::{json_schema, params_def, result_def},
+    emit_json_schema::json_schema,
     ir::SchemaIr,
     model::Schema,
+    naming::{params_def, result_def},
 };
 
 /// Checks every example of every method; a schema that failed [`crate::check`] is skipped.

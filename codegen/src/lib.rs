@@ -38,7 +38,9 @@ pub mod load;
 pub mod lock;
 pub mod meta;
 pub mod model;
+pub mod naming;
 pub mod resolve;
+pub mod rust_syntax;
 
 use std::{
     collections::BTreeMap,

@@ -9,11 +9,13 @@
 
 use std::fmt::Write;
 
-use super::{field_ident, info_ident, ChecksTable};
+use super::ChecksTable;
 use crate::{
     ir::{FieldIr, ObjectIr, RustType, SchemaIr},
     model::{Version, WireForm},
+    naming::{field_ident, info_ident},
     resolve::object_target,
+    rust_syntax::type_text,
 };
 
 /// Writes Rust text for objects, with the path of the wire support module (`crate::wire`).
@@ -288,21 +290,6 @@ fn write_doc(out: &mut String, indent: &str, text: &str) {
         } else {
             put!(out, "{indent}/// {line}\n");
         }
-    }
-}
-
-/// The Rust type of an IR type, as text.
-pub(super) fn type_text(ty: &RustType) -> String {
-    match ty {
-        RustType::String => "String".into(),
-        RustType::Integer => "i64".into(),
-        RustType::Number => "f64".into(),
-        RustType::Boolean => "bool".into(),
-        RustType::Named(name) => name.to_string(),
-        RustType::AnyOf(base) => format!("Any{base}"),
-        RustType::List(inner) => format!("Vec<{}>", type_text(inner)),
-        RustType::Map(inner) => format!("std::collections::BTreeMap<String, {}>", type_text(inner)),
-        RustType::Optional(inner) => format!("Option<{}>", type_text(inner)),
     }
 }
 
