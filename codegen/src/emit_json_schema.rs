@@ -9,10 +9,8 @@ use serde_json::{Map, Value};
 // emit_services.rs takes `params_def` from here until it reads the IR's services.
 pub(crate) use crate::naming::params_def;
 use crate::{
-    ir::SchemaIr,
-    model::{JsonType, Object, TypeExpr, WireForm},
+    ir::{JsonType, ObjectIr, SchemaIr, TypeExpr, WireForm},
     naming::{error_data_def, polymorphic_name, result_def},
-    resolve::lineage,
 };
 
 /// Where the document is published; `$ref`s inside it are relative to this.
@@ -25,12 +23,12 @@ pub fn json_schema(ir: &SchemaIr) -> Value {
 
 /// The JSON Schema document around its definitions (`definitions(ir, Refs::Defs)`).
 pub(crate) fn json_schema_with(ir: &SchemaIr, defs: Map<String, Value>) -> Value {
-    let schema = ir.schema;
+    let protocol = &ir.protocol;
     object([
         ("$schema", "https://json-schema.org/draft/2020-12/schema".into()),
         ("$id", SCHEMA_ID.into()),
-        ("title", Value::String(format!("{} {}", schema.protocol.name, schema.protocol.version))),
-        ("description", Value::String(schema.protocol.description.clone())),
+        ("title", Value::String(format!("{} {}", protocol.name, protocol.version))),
+        ("description", Value::String(protocol.description.into())),
         ("$defs", Value::Object(defs)),
     ])
 }
@@ -101,7 +99,7 @@ pub(crate) fn to_components(value: &mut Value) {
 /// `Value` copies it through `Serialize`, which for a schema of thousands of objects cost
 /// most of the time.
 pub(crate) fn definitions(ir: &SchemaIr, refs: Refs) -> Map<String, Value> {
-    let objects = ir.schema.objects.iter().map(|(name, object)| (name.clone(), object_schema(ir, name, object, refs)));
+    let objects = ir.objects.values().map(|object| (object.name.to_string(), object_schema(object, refs)));
     definitions_around(ir, refs, objects)
 }
 
@@ -112,7 +110,7 @@ pub(crate) fn definitions_on(ir: &SchemaIr, refs: &[Refs], threads: usize) -> Ve
     /// Objects per chunk: small enough to share the work out evenly, big enough that taking a
     /// chunk costs nothing next to building it.
     const CHUNK: usize = 16;
-    let objects: Vec<(&String, &Object)> = ir.schema.objects.iter().collect();
+    let objects: Vec<&ObjectIr> = ir.objects.values().collect();
     let chunks = objects.len().div_ceil(CHUNK);
     let tasks = refs.len() * chunks;
     let next = AtomicUsize::new(0);
@@ -127,7 +125,7 @@ pub(crate) fn definitions_on(ir: &SchemaIr, refs: &[Refs], threads: usize) -> Ve
             let (refs, chunk) = (refs[task / chunks], task % chunks);
             let built: Vec<(String, Value)> = objects[chunk * CHUNK..objects.len().min((chunk + 1) * CHUNK)]
                 .iter()
-                .map(|(name, object)| ((*name).clone(), object_schema(ir, name, object, refs)))
+                .map(|object| (object.name.to_string(), object_schema(object, refs)))
                 .collect();
             done.push((task, built));
         }
@@ -149,11 +147,10 @@ pub(crate) fn definitions_on(ir: &SchemaIr, refs: &[Refs], threads: usize) -> Ve
 
 /// The definitions with `objects`, the objects' own in the schema's order, in their place.
 fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (String, Value)>) -> Map<String, Value> {
-    let schema = ir.schema;
     let mut defs = Map::new();
-    for (name, named) in &schema.types {
-        let mut def = type_schema_in(&named.schema, refs);
-        annotate(&mut def, &named.description, refs);
+    for named in ir.types.values() {
+        let mut def = type_schema_in(named.schema, refs);
+        annotate(&mut def, named.description, refs);
         if let Value::Object(map) = &mut def {
             map.insert("x-since".into(), refs.text(named.since.to_string()));
             if named.open {
@@ -162,7 +159,7 @@ fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (
                 map.insert("x-known-values".into(), known);
             }
         }
-        defs.insert(name.clone(), def);
+        defs.insert(named.name.into(), def);
     }
     for (name, def) in objects {
         defs.insert(name, def);
@@ -177,38 +174,36 @@ fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (
             ]),
         );
     }
-    for (error_name, error) in &schema.errors {
+    for error in &ir.errors {
         if let Some(data) = &error.data {
-            let mut def = type_schema_in(data, refs);
-            annotate(&mut def, &format!("The data of the {error_name} error ({}).", error.code), refs);
-            defs.insert(error_data_def(error_name), def);
+            let mut def = type_schema_in(data.schema, refs);
+            annotate(&mut def, &format!("The data of the {} error ({}).", error.name, error.code), refs);
+            defs.insert(error_data_def(error.name), def);
         }
     }
-    for (service_name, service) in &schema.services {
-        for (method_name, method) in &service.methods {
-            let mut properties = Map::new();
-            let mut required = Vec::new();
-            for (param_name, param) in &method.params {
-                let mut def = type_schema_in(&param.schema, refs);
-                annotate(&mut def, &param.description, refs);
-                properties.insert(param_name.clone(), def);
-                if param.required {
-                    required.push(refs.text(param_name.clone()));
-                }
+    for method in ir.services.iter().flat_map(|service| &service.methods) {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for param in &method.params {
+            let mut def = type_schema_in(param.schema, refs);
+            annotate(&mut def, param.description, refs);
+            properties.insert(param.name.into(), def);
+            if param.required {
+                required.push(refs.text(param.name.into()));
             }
-            defs.insert(
-                params_def(service_name, method_name),
-                object([
-                    ("description", refs.text(format!("The params of {service_name}.{method_name}, by name."))),
-                    ("type", "object".into()),
-                    ("properties", Value::Object(properties)),
-                    ("required", Value::Array(required)),
-                    ("additionalProperties", false.into()),
-                ]),
-            );
-            if let Some(result) = &method.result {
-                defs.insert(result_def(service_name, method_name), type_schema_in(result, refs));
-            }
+        }
+        defs.insert(
+            params_def(method.service, method.name),
+            object([
+                ("description", refs.text(format!("The params of {}, by name.", method.wire_name))),
+                ("type", "object".into()),
+                ("properties", Value::Object(properties)),
+                ("required", Value::Array(required)),
+                ("additionalProperties", false.into()),
+            ]),
+        );
+        if let Some(result) = &method.result {
+            defs.insert(result_def(method.service, method.name), type_schema_in(result.schema, refs));
         }
     }
     defs
@@ -318,32 +313,28 @@ pub(crate) fn type_schema_in(expr: &TypeExpr, refs: Refs) -> Value {
 }
 
 /// The JSON Schema of an object in its wire form, fields of every version included.
-fn object_schema(ir: &SchemaIr, name: &str, object_def: &Object, refs: Refs) -> Value {
+fn object_schema(object_def: &ObjectIr, refs: Refs) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
-    for (owner, owner_object) in lineage(ir.schema, name).into_iter().rev() {
-        let owner_first = owner_object.history.first().map(|e| e.version);
-        for (field_name, field) in &owner_object.fields {
-            let mut def = type_schema_in(&field.schema, refs);
-            if field.nullable {
-                def = object([("anyOf", Value::Array(vec![def, object([("type", "null".into())])]))]);
-            }
-            let mut annotated = Map::new();
-            annotated.insert("description".into(), refs.text(field.description.clone()));
-            annotated.insert("x-since".into(), refs.text(format!("{owner} {}", field.since)));
-            if let Some(removed) = field.removed {
-                annotated.insert("x-removed".into(), refs.text(format!("{owner} {removed}")));
-            }
-            if let Some(default) = &field.default {
-                annotated.insert("default".into(), refs.value(default));
-            }
-            annotated.insert("allOf".into(), Value::Array(vec![def]));
-            properties.insert(field_name.clone(), Value::Object(annotated));
-            // Required on the wire only when every version carries it and nothing fills it in.
-            let always = Some(field.since) == owner_first && field.removed.is_none();
-            if field.required && field.default.is_none() && always {
-                required.push(refs.text(field_name.clone()));
-            }
+    for field in &object_def.fields {
+        let mut def = type_schema_in(field.schema, refs);
+        if field.nullable {
+            def = object([("anyOf", Value::Array(vec![def, object([("type", "null".into())])]))]);
+        }
+        let mut annotated = Map::new();
+        annotated.insert("description".into(), refs.text(field.description.into()));
+        annotated.insert("x-since".into(), refs.text(format!("{} {}", field.owner, field.since)));
+        if let Some(removed) = field.removed {
+            annotated.insert("x-removed".into(), refs.text(format!("{} {removed}", field.owner)));
+        }
+        if let Some(default) = field.default {
+            annotated.insert("default".into(), refs.value(default));
+        }
+        annotated.insert("allOf".into(), Value::Array(vec![def]));
+        properties.insert(field.name.into(), Value::Object(annotated));
+        // Required on the wire only when every version carries it and nothing fills it in.
+        if field.required && field.default.is_none() && field.in_every_version {
+            required.push(refs.text(field.name.into()));
         }
     }
     let history: Vec<Value> = object_def
@@ -354,7 +345,7 @@ fn object_schema(ir: &SchemaIr, name: &str, object_def: &Object, refs: Refs) -> 
 
     match object_def.wire {
         WireForm::Plain => object([
-            ("description", refs.text(object_def.description.clone())),
+            ("description", refs.text(object_def.description.into())),
             ("x-history", Value::Array(history)),
             ("type", "object".into()),
             ("properties", Value::Object(properties)),
@@ -376,17 +367,14 @@ fn object_schema(ir: &SchemaIr, name: &str, object_def: &Object, refs: Refs) -> 
                 "versioned_object.data",
             ];
             object([
-                ("description", refs.text(object_def.description.clone())),
+                ("description", refs.text(object_def.description.into())),
                 ("x-history", Value::Array(history)),
                 ("type", "object".into()),
                 (
                     "properties",
                     object([
-                        ("versioned_object.name", object([("const", refs.text(name.into()))])),
-                        (
-                            "versioned_object.namespace",
-                            object([("const", refs.text(object_def.namespace.clone().unwrap_or_default()))]),
-                        ),
+                        ("versioned_object.name", object([("const", refs.text(object_def.name.into()))])),
+                        ("versioned_object.namespace", object([("const", refs.text(object_def.namespace.into()))])),
                         ("versioned_object.version", object([("enum", Value::Array(versions))])),
                         ("versioned_object.data", data),
                         ("versioned_object.changes", changes),

@@ -10,8 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     emit_json_schema::{object, reachable_components, type_schema_in, Refs, COMPONENTS},
-    ir::SchemaIr,
-    model::{HttpBinding, HttpMethod, Method},
+    ir::{HttpIr, HttpMethod, MethodIr, SchemaIr},
     naming::{params_def, result_def},
 };
 
@@ -24,13 +23,13 @@ const ERROR_SCHEMA: &str = "JsonRpcError";
 /// The OpenAPI document of `service_name`'s REST routes, with the schemas they reach out of
 /// `components` (the protocol's `components.schemas`); `None` when the service binds no route.
 pub(crate) fn service_openapi(ir: &SchemaIr, service_name: &str, components: &Map<String, Value>) -> Option<Value> {
-    let service = &ir.schema.services[service_name];
+    let service = ir.service(service_name).expect("a service of the schema");
     let mut paths: Map<String, Value> = Map::new();
-    for (method_name, method) in &service.methods {
+    for method in &service.methods {
         let Some(http) = &method.http else { continue };
-        let operation = operation(service_name, method_name, method, http);
+        let operation = operation(method, http);
         let verb = http.method.as_str().to_ascii_lowercase();
-        let item = paths.entry(http.path.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let item = paths.entry(http.path).or_insert_with(|| Value::Object(Map::new()));
         item.as_object_mut().expect("path items are objects").insert(verb, operation);
     }
     if paths.is_empty() {
@@ -39,7 +38,7 @@ pub(crate) fn service_openapi(ir: &SchemaIr, service_name: &str, components: &Ma
     let paths = Value::Object(paths);
     let mut schemas = reachable_components(std::slice::from_ref(&paths), components);
     schemas.insert(ERROR_SCHEMA.into(), error_schema());
-    let protocol = &ir.schema.protocol;
+    let protocol = &ir.protocol;
     Some(object([
         ("openapi", OPENAPI_VERSION.into()),
         (
@@ -68,22 +67,21 @@ pub(crate) fn service_openapi(ir: &SchemaIr, service_name: &str, components: &Ma
 }
 
 /// The operation of one method bound to `http`.
-fn operation(service_name: &str, method_name: &str, method: &Method, http: &HttpBinding) -> Value {
-    let wire_name = format!("{service_name}.{method_name}");
+fn operation(method: &MethodIr, http: &HttpIr) -> Value {
     let mut operation = Map::new();
-    operation.insert("operationId".into(), json!(wire_name));
-    operation.insert("summary".into(), json!(wire_name));
+    operation.insert("operationId".into(), json!(method.wire_name));
+    operation.insert("summary".into(), json!(method.wire_name));
     operation.insert("description".into(), json!(method.description));
-    operation.insert("tags".into(), json!([service_name]));
+    operation.insert("tags".into(), json!([method.service]));
     if method.deprecated.is_some() {
         operation.insert("deprecated".into(), json!(true));
     }
     operation.insert("x-since".into(), json!(method.since.to_string()));
     if matches!(http.method, HttpMethod::Post | HttpMethod::Put) {
-        operation.insert("requestBody".into(), request_body(service_name, method_name, method, http));
+        operation.insert("requestBody".into(), request_body(method));
     }
     let result = match &method.result {
-        Some(_) => json!({"$ref": format!("{COMPONENTS}{}", result_def(service_name, method_name))}),
+        Some(_) => json!({"$ref": format!("{COMPONENTS}{}", result_def(method.service, method.name))}),
         None => json!({"type": "null"}),
     };
     let error = |description: String| {
@@ -100,7 +98,8 @@ fn operation(service_name: &str, method_name: &str, method: &Method, http: &Http
     responses.insert("400".into(), error("The body is not JSON (-32700) or the params are invalid (-32602).".into()));
     responses.insert("401".into(), error("A token is required and was not given or is wrong.".into()));
     if !method.errors.is_empty() {
-        responses.insert("409".into(), error(format!("A declared error of the method: {}.", method.errors.join(", "))));
+        let names: Vec<&str> = method.errors.iter().map(|error| error.name).collect();
+        responses.insert("409".into(), error(format!("A declared error of the method: {}.", names.join(", "))));
     }
     responses.insert("413".into(), error("The body is over the server's size limit.".into()));
     responses.insert("429".into(), error("Too many calls in flight.".into()));
@@ -110,21 +109,22 @@ fn operation(service_name: &str, method_name: &str, method: &Method, http: &Http
 }
 
 /// The request body of a route: the `body` param's value, or the params object.
-fn request_body(service_name: &str, method_name: &str, method: &Method, http: &HttpBinding) -> Value {
-    let params_ref = json!({"$ref": format!("{COMPONENTS}{}", params_def(service_name, method_name))});
-    match http.body.as_deref().and_then(|name| method.params.get(name).map(|param| (name, param))) {
-        Some((name, param)) => json!({
+fn request_body(method: &MethodIr) -> Value {
+    let params_ref = json!({"$ref": format!("{COMPONENTS}{}", params_def(method.service, method.name))});
+    match method.body_param() {
+        Some(param) => json!({
             "description": format!(
                 "The `{name}` param itself. {} The wrapped form `{{\"{name}\": ...}}` (the params object) is \
                  accepted too.",
-                param.description
+                param.description,
+                name = param.name
             ),
             "required": param.required,
-            "content": {"application/json": {"schema": type_schema_in(&param.schema, Refs::Components)}},
+            "content": {"application/json": {"schema": type_schema_in(param.schema, Refs::Components)}},
         }),
         None => json!({
             "description": "The params, by name (an empty body is no params).",
-            "required": method.params.values().any(|param| param.required),
+            "required": method.params.iter().any(|param| param.required),
             "content": {"application/json": {"schema": params_ref}},
         }),
     }

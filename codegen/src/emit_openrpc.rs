@@ -6,8 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     emit_json_schema::{object, reachable_components, to_components, type_schema_in, Refs, COMPONENTS},
-    ir::SchemaIr,
-    model::Method,
+    ir::{MethodIr, SchemaIr, TypeExpr},
     naming::error_data_def,
 };
 
@@ -15,7 +14,7 @@ use crate::{
 pub const OPENRPC_VERSION: &str = "1.3.2";
 
 /// [`crate::emit_json_schema::type_schema`] with OpenRPC's references.
-fn component_schema(expr: &crate::model::TypeExpr) -> Value {
+fn component_schema(expr: &TypeExpr) -> Value {
     type_schema_in(expr, Refs::Components)
 }
 
@@ -30,15 +29,7 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
 /// The OpenRPC document with these `components.schemas`
 /// (`emit_json_schema::definitions(ir, Refs::Components)`, or [`openrpc`]'s copy).
 pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value {
-    let methods = ir
-        .schema
-        .services
-        .iter()
-        .flat_map(|(service_name, service)| {
-            service.methods.iter().map(move |(name, method)| (service_name, name, method))
-        })
-        .map(|(service_name, method_name, method)| method_entry(ir, service_name, method_name, method))
-        .collect();
+    let methods = ir.services.iter().flat_map(|service| &service.methods).map(method_entry).collect();
     document(ir, methods, components)
 }
 
@@ -46,23 +37,22 @@ pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value
 /// `rpc.discover`: its methods, and of `components` (the whole protocol's
 /// `components.schemas`) only the schemas they reach.
 pub(crate) fn service_openrpc(ir: &SchemaIr, service_name: &str, components: &Map<String, Value>) -> Value {
-    let service = &ir.schema.services[service_name];
-    let methods: Vec<Value> =
-        service.methods.iter().map(|(name, method)| method_entry(ir, service_name, name, method)).collect();
+    let service = ir.service(service_name).expect("a service of the schema");
+    let methods: Vec<Value> = service.methods.iter().map(method_entry).collect();
     let components = reachable_components(&methods, components);
     document(ir, methods, Value::Object(components))
 }
 
 /// The document around its methods and components.
 fn document(ir: &SchemaIr, methods: Vec<Value>, components: Value) -> Value {
-    let schema = ir.schema;
+    let protocol = &ir.protocol;
     let history: Vec<Value> =
-        schema.protocol.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
+        protocol.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
     // Built by moving the parts in: `json!` would copy `components`, the whole JSON Schema.
     let info = object([
-        ("title", Value::String(schema.protocol.name.clone())),
-        ("version", Value::String(schema.protocol.version.to_string())),
-        ("description", Value::String(schema.protocol.description.clone())),
+        ("title", Value::String(protocol.name.into())),
+        ("version", Value::String(protocol.version.to_string())),
+        ("description", Value::String(protocol.description.into())),
         ("x-history", Value::Array(history)),
     ]);
     object([
@@ -74,17 +64,16 @@ fn document(ir: &SchemaIr, methods: Vec<Value>, components: Value) -> Value {
 }
 
 /// One method's entry: params, result, declared errors, history, HTTP binding and examples.
-fn method_entry(ir: &SchemaIr, service_name: &str, method_name: &str, method: &Method) -> Value {
-    let schema = ir.schema;
+fn method_entry(method: &MethodIr) -> Value {
     let params: Vec<Value> = method
         .params
         .iter()
-        .map(|(name, param)| {
+        .map(|param| {
             let mut entry = json!({
-                "name": name,
+                "name": param.name,
                 "description": param.description,
                 "required": param.required,
-                "schema": component_schema(&param.schema),
+                "schema": component_schema(param.schema),
             });
             if let Some(since) = param.since {
                 entry["x-since"] = json!(since.to_string());
@@ -95,23 +84,22 @@ fn method_entry(ir: &SchemaIr, service_name: &str, method_name: &str, method: &M
     let errors: Vec<Value> = method
         .errors
         .iter()
-        .filter_map(|name| schema.errors.get(name).map(|error| (name, error)))
-        .map(|(name, error)| {
-            let mut entry = json!({"code": error.code, "message": error.message, "x-name": name});
+        .map(|error| {
+            let mut entry = json!({"code": error.code, "message": error.message, "x-name": error.name});
             if error.data.is_some() {
-                entry["data"] = json!({"$ref": format!("{COMPONENTS}{}", error_data_def(name))});
+                entry["data"] = json!({"$ref": format!("{COMPONENTS}{}", error_data_def(error.name))});
             }
             entry
         })
         .collect();
     let mut entry = Map::new();
-    entry.insert("name".into(), json!(format!("{service_name}.{method_name}")));
+    entry.insert("name".into(), json!(method.wire_name));
     entry.insert("description".into(), json!(method.description));
-    entry.insert("tags".into(), json!([{"name": service_name}]));
+    entry.insert("tags".into(), json!([{"name": method.service}]));
     entry.insert("paramStructure".into(), json!("either"));
     entry.insert("params".into(), Value::Array(params));
     if let Some(result) = &method.result {
-        entry.insert("result".into(), json!({"name": "result", "schema": component_schema(result)}));
+        entry.insert("result".into(), json!({"name": "result", "schema": component_schema(result.schema)}));
     }
     entry.insert("errors".into(), Value::Array(errors));
     entry.insert("deprecated".into(), json!(method.deprecated.is_some()));
@@ -124,7 +112,7 @@ fn method_entry(ir: &SchemaIr, service_name: &str, method_name: &str, method: &M
     }
     if let Some(http) = &method.http {
         let mut binding = json!({"method": http.method, "path": http.path});
-        if let Some(body) = &http.body {
+        if let Some(body) = http.body {
             binding["body"] = json!(body);
         }
         entry.insert("x-http".into(), binding);

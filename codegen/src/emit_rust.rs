@@ -7,8 +7,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
-    ir::{has_constraints, rust_type, FieldIr, ObjectIr, SchemaIr},
-    model::{JsonType, NamedType},
+    ir::{has_constraints, FieldIr, JsonType, NamedTypeIr, ObjectIr, SchemaIr},
     naming::polymorphic_name,
     rust_syntax::{constraints_text, constraints_tokens, doc, format_file, GENERATED_HEADER},
     PublishedDocuments,
@@ -111,8 +110,8 @@ fn format_items(items: impl IntoIterator<Item = TokenStream>) -> String {
 
 /// What comes before the objects: protocol constants and named types.
 fn emit_prelude(ir: &SchemaIr, wire: &syn::Path) -> Vec<TokenStream> {
-    let protocol = &ir.schema.protocol;
-    let protocol_name = &protocol.name;
+    let protocol = &ir.protocol;
+    let protocol_name = protocol.name;
     let protocol_version = protocol.version.to_string();
     let mut items = vec![quote! {
         /// The protocol's name.
@@ -120,7 +119,7 @@ fn emit_prelude(ir: &SchemaIr, wire: &syn::Path) -> Vec<TokenStream> {
         /// The protocol's current version.
         pub const PROTOCOL_VERSION: &str = #protocol_version;
     }];
-    items.extend(ir.types.iter().map(|(name, named)| emit_named_type(name, named, wire)));
+    items.extend(ir.types.values().map(|named| emit_named_type(named, wire)));
     items
 }
 
@@ -193,7 +192,7 @@ impl<'a> ChecksTable<'a> {
     fn new(ir: &SchemaIr<'a>, wire: &str) -> Self {
         let mut numbers: HashMap<String, usize> = HashMap::new();
         let mut table = ChecksTable { by_field: HashMap::new(), literals: Vec::new() };
-        for field in ir.objects.values().flat_map(|object| &object.fields) {
+        for field in ir.objects.values().flat_map(|object| object.current_fields()) {
             let key = (field.owner, field.name);
             if table.by_field.contains_key(&key) {
                 continue; // an inherited field, seen at its owner
@@ -232,7 +231,7 @@ impl<'a> ChecksTable<'a> {
 
 /// The `FieldChecks` literal of a field whose schema constrains the value or its items, as text.
 fn field_checks(field: &FieldIr, wire: &str) -> Option<String> {
-    let expr = &field.field.schema;
+    let expr = field.schema;
     let value = (expr.reference.is_none() && has_constraints(expr)).then(|| constraints_text(expr, wire));
     let items = expr
         .items
@@ -249,14 +248,14 @@ fn field_checks(field: &FieldIr, wire: &str) -> Option<String> {
     Some(format!("{wire}::FieldChecks {{ value: {}, items: {} }}", some(value), some(items)))
 }
 
-fn emit_named_type(name: &str, named: &NamedType, wire: &syn::Path) -> TokenStream {
-    let ident = format_ident!("{}", name);
+fn emit_named_type(named: &NamedTypeIr, wire: &syn::Path) -> TokenStream {
+    let ident = format_ident!("{}", named.name);
     let mut text = format!("{}\n\nSince protocol version {}.", named.description, named.since);
     if let Some(deprecated) = named.deprecated {
         text.push_str(&format!(" Deprecated since protocol version {deprecated}."));
     }
     let docs = doc(&text);
-    let expr = &named.schema;
+    let expr = named.schema;
     if let (Some(values), Some(JsonType::String)) = (&expr.enum_values, expr.json_type) {
         return emit_enum(&ident, &docs, values, named.open, wire);
     }
@@ -267,7 +266,7 @@ fn emit_named_type(name: &str, named: &NamedType, wire: &syn::Path) -> TokenStre
         _ => None,
     };
     let Some(scalar) = scalar else {
-        let target = type_tokens(&rust_type(expr));
+        let target = type_tokens(&named.rust_type);
         return quote! { #docs pub type #ident = #target; };
     };
     let constraints = constraints_tokens(expr, wire);

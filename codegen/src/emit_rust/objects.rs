@@ -11,10 +11,8 @@ use std::fmt::Write;
 
 use super::ChecksTable;
 use crate::{
-    ir::{FieldIr, ObjectIr, RustType, SchemaIr},
-    model::{Version, WireForm},
+    ir::{FieldIr, ObjectIr, RustType, SchemaIr, Version, WireForm},
     naming::{field_ident, info_ident},
-    resolve::object_target,
     rust_syntax::type_text,
 };
 
@@ -43,11 +41,11 @@ impl ObjectWriter<'_> {
     fn write_struct(&self, out: &mut String, object: &ObjectIr) {
         write_doc(out, "", &object_doc(object));
         put!(out, "#[derive(Clone, Debug, PartialEq)]\npub struct {} {{\n", object.name);
-        for field in &object.fields {
+        for field in object.current_fields() {
             write_doc(out, "    ", &field_doc(field));
             put!(out, "    pub {}: {},\n", field_ident(field.name), type_text(&field.rust_type));
         }
-        if object.object.wire == WireForm::VersionedObject {
+        if object.wire == WireForm::VersionedObject {
             out.push_str(concat!(
                 "    /// The fields the sender marked as changed (`versioned_object.changes`);\n",
                 "    /// `None` counts every set field, as for a newly built object.\n",
@@ -68,40 +66,40 @@ impl ObjectWriter<'_> {
     }
 
     fn write_info(&self, out: &mut String, object: &ObjectIr) {
-        let (wire, definition, name) = (self.wire, object.object, object.name);
-        let wire_form = match definition.wire {
+        let (wire, name) = (self.wire, object.name);
+        let wire_form = match object.wire {
             WireForm::VersionedObject => "VersionedObject",
             WireForm::Plain => "Plain",
         };
-        let versions: Vec<String> = definition.history.iter().map(|entry| self.version(entry.version)).collect();
+        let versions: Vec<String> = object.history.iter().map(|entry| self.version(entry.version)).collect();
         put!(out, "/// How {name} converts between versions.\n");
         put!(out, "pub static {}: {wire}::ObjectInfo = {wire}::ObjectInfo {{\n", info_ident(name));
         put!(out, "    name: {name:?},\n");
-        put!(out, "    namespace: {:?},\n", definition.namespace.as_deref().unwrap_or_default());
+        put!(out, "    namespace: {:?},\n", object.namespace);
         put!(out, "    wire: {wire}::WireForm::{wire_form},\n");
-        put!(out, "    version: {},\n", self.version(definition.version));
+        put!(out, "    version: {},\n", self.version(object.version));
         put!(out, "    versions: &[{}],\n", versions.join(", "));
-        if definition.fields.is_empty() {
+        if object.declared_fields().next().is_none() {
             out.push_str("    fields: &[],\n");
         } else {
             out.push_str("    fields: &[\n");
-            for (field_name, field) in &definition.fields {
-                put!(out, "        {wire}::FieldInfo::new({field_name:?}, {})", self.version(field.since));
+            for field in object.declared_fields() {
+                put!(out, "        {wire}::FieldInfo::new({:?}, {})", field.name, self.version(field.since));
                 if let Some(removed) = field.removed {
                     put!(out, ".removed({})", self.version(removed));
                 }
-                if let Some(default) = &field.default {
+                if let Some(default) = field.default {
                     put!(out, ".default({:?})", default.to_string());
                 }
-                if let Some((child, polymorphic)) = object_target(&self.ir.schema.types, &field.schema) {
-                    let pins = self.version_pairs(&field.child_versions);
-                    put!(out, ".child({child:?}, {polymorphic}, {pins})");
+                if let Some(child) = &field.child {
+                    let pins = self.version_pairs(child.versions);
+                    put!(out, ".child({:?}, {}, {pins})", child.object, child.polymorphic);
                 }
                 out.push_str(",\n");
             }
             out.push_str("    ],\n");
         }
-        match &definition.extends {
+        match object.extends {
             Some(extends) => put!(
                 out,
                 "    base: Some({wire}::BaseInfo {{ object: {:?}, versions: {} }}),\n",
@@ -110,14 +108,14 @@ impl ObjectWriter<'_> {
             ),
             None => out.push_str("    base: None,\n"),
         }
-        put!(out, "    tolerate_unknown_fields: {},\n}};\n", definition.tolerate_unknown_fields);
+        put!(out, "    tolerate_unknown_fields: {},\n}};\n", object.tolerate_unknown_fields);
     }
 
     fn write_impls(&self, out: &mut String, object: &ObjectIr) {
         let (wire, name) = (self.wire, object.name);
         let info = info_ident(name);
-        let versioned = object.object.wire == WireForm::VersionedObject;
-        let allow_empty = if object.fields.is_empty() {
+        let versioned = object.wire == WireForm::VersionedObject;
+        let allow_empty = if object.current_fields().next().is_none() {
             "#[allow(unused_mut, unused_variables, clippy::let_and_return)]\n"
         } else {
             ""
@@ -132,9 +130,9 @@ impl ObjectWriter<'_> {
         put!(out, "    fn info() -> &'static {wire}::ObjectInfo {{\n        &{info}\n    }}\n");
         out.push_str("    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {\n");
         out.push_str("        let mut data = serde_json::Map::new();\n");
-        for field in &object.fields {
+        for field in object.current_fields() {
             let ident = field_ident(field.name);
-            if field.field.required {
+            if field.required {
                 put!(out, "        data.insert({:?}.into(), {wire}::WireValue::to_wire(&self.{ident}));\n", field.name);
             } else {
                 put!(out, "        {wire}::insert_optional(&mut data, {:?}, self.{ident}.as_ref());\n", field.name);
@@ -144,7 +142,7 @@ impl ObjectWriter<'_> {
         put!(out, "    fn from_data(\n        data: &serde_json::Map<String, serde_json::Value>,\n");
         put!(out, "        path: &{wire}::WirePath,\n    ) -> Result<Self, {wire}::WireError> {{\n");
         out.push_str("        Ok(Self {\n");
-        for field in &object.fields {
+        for field in object.current_fields() {
             put!(out, "            {}: {},\n", field_ident(field.name), self.read_field(object, field));
         }
         put!(out, "{build_end}        }})\n    }}\n");
@@ -172,17 +170,13 @@ impl ObjectWriter<'_> {
         } else {
             put!(out, "        {wire}::write_plain(out, ctx, |sink| {{\n");
         }
-        let mut sorted: Vec<&FieldIr> = object.fields.iter().collect();
+        let mut sorted: Vec<&FieldIr> = object.current_fields().collect();
         sorted.sort_by_key(|field| field.name);
         for field in sorted {
             // The field's descriptor, by its owner (this object or a base) and position there.
-            let owner = info_ident(field.owner);
-            let index = self.ir.schema.objects[field.owner]
-                .fields
-                .get_index_of(field.name)
-                .expect("a flattened field is declared by its owner");
+            let (owner, index) = (info_ident(field.owner), field.index);
             let ident = field_ident(field.name);
-            if field.field.required {
+            if field.required {
                 put!(out, "            sink.field(&{owner}, {index}, &self.{ident})?;\n");
             } else {
                 put!(out, "            sink.optional_field(&{owner}, {index}, self.{ident}.as_ref())?;\n");
@@ -215,8 +209,7 @@ impl ObjectWriter<'_> {
     /// a primitive of any versioned object.
     pub(super) fn write_registry(&self, out: &mut String) {
         let wire = self.wire;
-        let has_removed =
-            self.ir.schema.objects.values().any(|object| object.fields.values().any(|f| f.removed.is_some()));
+        let has_removed = self.ir.objects.values().any(|object| object.declared_fields().any(|f| f.removed.is_some()));
         out.push_str("/// Every object of the schema, sorted by name.\n");
         put!(out, "pub static REGISTRY: {wire}::Registry = {wire}::Registry {{\n    objects: &[\n");
         for name in self.ir.objects.keys() {
@@ -266,7 +259,7 @@ pub fn convert_primitive(
     /// The reading expression of one field in `from_data`.
     fn read_field(&self, object: &ObjectIr, field: &FieldIr) -> String {
         let wire = self.wire;
-        let ty = if field.field.nullable {
+        let ty = if field.nullable {
             RustType::Optional(Box::new(field.value_type.clone()))
         } else {
             field.value_type.clone()
@@ -274,7 +267,7 @@ pub fn convert_primitive(
         let ty = type_text(&ty);
         let checks = self.checks.reference_text(field, wire);
         let name = field.name;
-        if field.field.required {
+        if field.required {
             format!("{wire}::read_required::<{ty}>(data, {:?}, {name:?}, {checks}, path)?", object.name)
         } else {
             format!("{wire}::read_optional::<{ty}>(data, {name:?}, {checks}, path)?")
@@ -294,39 +287,37 @@ fn write_doc(out: &mut String, indent: &str, text: &str) {
 }
 
 fn object_doc(object: &ObjectIr) -> String {
-    let definition = object.object;
-    let mut text = definition.description.clone();
-    let wire_form = match definition.wire {
+    let mut text = object.description.to_string();
+    let wire_form = match object.wire {
         WireForm::VersionedObject => "`versioned_object` envelope",
         WireForm::Plain => "plain JSON object",
     };
-    put!(text, "\n\nWire form: {wire_form}. Current version: {}.", definition.version);
-    if let Some(extends) = &definition.extends {
+    put!(text, "\n\nWire form: {wire_form}. Current version: {}.", object.version);
+    if let Some(extends) = object.extends {
         put!(text, " Extends {}.", extends.object);
     }
-    if let Some(deprecation) = &definition.deprecated {
+    if let Some(deprecation) = object.deprecated {
         put!(text, "\n\nDeprecated since {}: {}", deprecation.since, deprecation.note);
     }
     text.push_str("\n\nVersion history:");
-    for entry in &definition.history {
+    for entry in object.history {
         put!(text, "\n- {}: {}", entry.version, entry.note);
     }
     text
 }
 
 fn field_doc(field: &FieldIr) -> String {
-    let definition = field.field;
-    let mut text = format!("{}\n\nSince {} {}.", definition.description, field.owner, definition.since);
-    if let Some(deprecated) = definition.deprecated {
+    let mut text = format!("{}\n\nSince {} {}.", field.description, field.owner, field.since);
+    if let Some(deprecated) = field.deprecated {
         put!(text, " Deprecated since {} {deprecated}.", field.owner);
     }
-    if definition.nullable {
+    if field.nullable {
         text.push_str(" May be null.");
     }
-    if !definition.required {
+    if !field.required {
         text.push_str(" May be left unset.");
     }
-    if let Some(default) = &definition.default {
+    if let Some(default) = field.default {
         put!(text, " Default: `{default}`.");
     }
     text
