@@ -10,71 +10,71 @@
 /// Layout history:
 /// - 1.0.0: Initial layout: protocol identification, OS identification, NICs with addresses and link status
 /// - 1.1.0: Add os/distro (OsInfo 1.1); 1.0 readers ignore it
-pub static GUEST_V1: crate::tree::DataTree = crate::tree::DataTree {
+pub static GUEST_V1: vproto_support::tree::DataTree = vproto_support::tree::DataTree {
     name: "guest_v1",
     description: "The guest tools data tree: GuestInfo published by the guest in Xenstore under its domain's home path, read by the host (which may be older or newer than the guest). Every path is predictable: list entries are named by a value (a NIC by its MAC address, an address by itself), never by an index. Such names are mangled to Xenstore-safe path segments: lower-case, every character outside [a-z0-9] written as '-', after IPv6 addresses are put in canonical RFC 5952 form (so NIC fa:16:3e:11:22:33 lives at nics/fa-16-3e-11-22-33 and address 2001:db8::1 at addresses/2001-db8--1). OS-specific data lives under a path naming the OS family (os/unix/...).",
     object: "GuestInfo",
     root: "data/vproto",
     version_key: "protocol/layout_version",
-    layout_version: crate::tree::LayoutVersion::new(1, 1, 0),
+    layout_version: vproto_support::tree::LayoutVersion::new(1, 1, 0),
     history: &[
-        crate::tree::LayoutChange {
-            version: crate::tree::LayoutVersion::new(1, 0, 0),
+        vproto_support::tree::LayoutChange {
+            version: vproto_support::tree::LayoutVersion::new(1, 0, 0),
             note: "Initial layout: protocol identification, OS identification, NICs with addresses and link status",
         },
-        crate::tree::LayoutChange {
-            version: crate::tree::LayoutVersion::new(1, 1, 0),
+        vproto_support::tree::LayoutChange {
+            version: vproto_support::tree::LayoutVersion::new(1, 1, 0),
             note: "Add os/distro (OsInfo 1.1); 1.0 readers ignore it",
         },
     ],
-    node: crate::tree::Node {
+    node: vproto_support::tree::Node {
         object: "GuestInfo",
         tolerate_unknown_keys: true,
         fields: &[
-            crate::tree::TreeField {
+            vproto_support::tree::TreeField {
                 name: "nics",
                 path: &["nics"],
                 required: false,
-                kind: crate::tree::FieldKind::List(crate::tree::List {
+                kind: vproto_support::tree::FieldKind::List(vproto_support::tree::List {
                     key: "mac",
                     key_format: Some("mac-address"),
-                    node: &crate::tree::Node {
+                    node: &vproto_support::tree::Node {
                         object: "GuestNic",
                         tolerate_unknown_keys: true,
                         fields: &[
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "addresses",
                                 path: &["addresses"],
                                 required: false,
-                                kind: crate::tree::FieldKind::List(crate::tree::List {
+                                kind: vproto_support::tree::FieldKind::List(vproto_support::tree::List {
                                     key: "address",
                                     key_format: Some("ip-address"),
-                                    node: &crate::tree::Node {
+                                    node: &vproto_support::tree::Node {
                                         object: "GuestAddress",
                                         tolerate_unknown_keys: true,
                                         fields: &[
-                                            crate::tree::TreeField {
+                                            vproto_support::tree::TreeField {
                                                 name: "address",
                                                 path: &["address"],
                                                 required: true,
-                                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                                    scalar: crate::tree::Scalar::String,
-                                                    constraints: crate::wire::Constraints {
+                                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                                    scalar: vproto_support::tree::Scalar::String,
+                                                    constraints: vproto_support::wire::Constraints {
                                                         format: Some("ip-address"),
-                                                        ..crate::wire::Constraints::NONE
+                                                        ..vproto_support::wire::Constraints::NONE
                                                     },
                                                 }),
                                             },
-                                            crate::tree::TreeField {
+                                            vproto_support::tree::TreeField {
                                                 name: "prefix_length",
                                                 path: &["prefix_length"],
                                                 required: true,
-                                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                                    scalar: crate::tree::Scalar::Integer,
-                                                    constraints: crate::wire::Constraints {
+                                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                                    scalar: vproto_support::tree::Scalar::Integer,
+                                                    constraints: vproto_support::wire::Constraints {
                                                         minimum: Some(0),
                                                         maximum: Some(128),
-                                                        ..crate::wire::Constraints::NONE
+                                                        ..vproto_support::wire::Constraints::NONE
                                                     },
                                                 }),
                                             },
@@ -82,34 +82,34 @@ pub static GUEST_V1: crate::tree::DataTree = crate::tree::DataTree {
                                     },
                                 }),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "link",
                                 path: &["link"],
                                 required: true,
-                                kind: crate::tree::FieldKind::Object(
-                                    &crate::tree::Node {
+                                kind: vproto_support::tree::FieldKind::Object(
+                                    &vproto_support::tree::Node {
                                         object: "LinkState",
                                         tolerate_unknown_keys: true,
                                         fields: &[
-                                            crate::tree::TreeField {
+                                            vproto_support::tree::TreeField {
                                                 name: "admin_up",
                                                 path: &["admin_up"],
                                                 required: true,
-                                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                                    scalar: crate::tree::Scalar::Boolean,
-                                                    constraints: crate::wire::Constraints {
-                                                        ..crate::wire::Constraints::NONE
+                                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                                    scalar: vproto_support::tree::Scalar::Boolean,
+                                                    constraints: vproto_support::wire::Constraints {
+                                                        ..vproto_support::wire::Constraints::NONE
                                                     },
                                                 }),
                                             },
-                                            crate::tree::TreeField {
+                                            vproto_support::tree::TreeField {
                                                 name: "carrier",
                                                 path: &["carrier"],
                                                 required: true,
-                                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                                    scalar: crate::tree::Scalar::Boolean,
-                                                    constraints: crate::wire::Constraints {
-                                                        ..crate::wire::Constraints::NONE
+                                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                                    scalar: vproto_support::tree::Scalar::Boolean,
+                                                    constraints: vproto_support::wire::Constraints {
+                                                        ..vproto_support::wire::Constraints::NONE
                                                     },
                                                 }),
                                             },
@@ -117,26 +117,26 @@ pub static GUEST_V1: crate::tree::DataTree = crate::tree::DataTree {
                                     },
                                 ),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "mac",
                                 path: &["mac"],
                                 required: true,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
                                         format: Some("mac-address"),
-                                        ..crate::wire::Constraints::NONE
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "name",
                                 path: &["name"],
                                 required: true,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
-                                        ..crate::wire::Constraints::NONE
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
@@ -144,58 +144,58 @@ pub static GUEST_V1: crate::tree::DataTree = crate::tree::DataTree {
                     },
                 }),
             },
-            crate::tree::TreeField {
+            vproto_support::tree::TreeField {
                 name: "os",
                 path: &["os"],
                 required: true,
-                kind: crate::tree::FieldKind::Object(
-                    &crate::tree::Node {
+                kind: vproto_support::tree::FieldKind::Object(
+                    &vproto_support::tree::Node {
                         object: "OsInfo",
                         tolerate_unknown_keys: true,
                         fields: &[
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "distro",
                                 path: &["distro"],
                                 required: false,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
                                         pattern: Some("^[a-z0-9][a-z0-9._-]*$"),
                                         max_length: Some(64),
-                                        ..crate::wire::Constraints::NONE
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "kernel_version",
                                 path: &["unix", "kernel_version"],
                                 required: false,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
-                                        ..crate::wire::Constraints::NONE
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "name",
                                 path: &["name"],
                                 required: true,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
-                                        ..crate::wire::Constraints::NONE
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "version",
                                 path: &["version"],
                                 required: false,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
-                                        ..crate::wire::Constraints::NONE
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
@@ -203,38 +203,38 @@ pub static GUEST_V1: crate::tree::DataTree = crate::tree::DataTree {
                     },
                 ),
             },
-            crate::tree::TreeField {
+            vproto_support::tree::TreeField {
                 name: "protocol",
                 path: &["protocol"],
                 required: true,
-                kind: crate::tree::FieldKind::Object(
-                    &crate::tree::Node {
+                kind: vproto_support::tree::FieldKind::Object(
+                    &vproto_support::tree::Node {
                         object: "GuestProtocol",
                         tolerate_unknown_keys: true,
                         fields: &[
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "layout_version",
                                 path: &["layout_version"],
                                 required: true,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
                                         pattern: Some(
                                             "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$",
                                         ),
-                                        ..crate::wire::Constraints::NONE
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
-                            crate::tree::TreeField {
+                            vproto_support::tree::TreeField {
                                 name: "name",
                                 path: &["name"],
                                 required: true,
-                                kind: crate::tree::FieldKind::Leaf(crate::tree::Leaf {
-                                    scalar: crate::tree::Scalar::String,
-                                    constraints: crate::wire::Constraints {
+                                kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf {
+                                    scalar: vproto_support::tree::Scalar::String,
+                                    constraints: vproto_support::wire::Constraints {
                                         one_of: Some(&["vproto-guest-data"]),
-                                        ..crate::wire::Constraints::NONE
+                                        ..vproto_support::wire::Constraints::NONE
                                     },
                                 }),
                             },
@@ -246,4 +246,4 @@ pub static GUEST_V1: crate::tree::DataTree = crate::tree::DataTree {
     },
 };
 /// Every data tree of the schema, in schema order.
-pub static DATA_TREES: &[&crate::tree::DataTree] = &[&GUEST_V1];
+pub static DATA_TREES: &[&vproto_support::tree::DataTree] = &[&GUEST_V1];

@@ -59,12 +59,11 @@ use tokio::{
     runtime::Runtime,
 };
 use vproto_api::{
-    rpc::{codes, invalid_params, read_param, BoxFuture, ClientTransport, Handler, Params, RpcError},
-    wire::WireValue,
+    rpc::{codes, invalid_params, read_param, Answer, BoxFuture, ClientTransport, Handler, Params, RpcError},
     AgentServer, AgentService, DiscoveryState, DiscoveryStatus, DriverRegistration, HardwareList, HelloAck,
-    ServiceError,
+    ServiceError, REGISTRY,
 };
-use vproto_runtime::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
+use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
 
 /// What the environment asks for.
 struct Settings {
@@ -125,17 +124,17 @@ impl Handler for Echo {
 struct BenchAgent;
 
 impl AgentService for BenchAgent {
-    async fn hello(&self, registration: DriverRegistration) -> Result<HelloAck, ServiceError> {
+    async fn hello(&self, registration: DriverRegistration) -> Result<Answer<HelloAck>, ServiceError> {
         black_box(&registration);
-        Ok(HelloAck { heartbeat_interval: 30, protocol_version: "1.0".to_string() })
+        Ok(HelloAck { heartbeat_interval: 30, protocol_version: "1.0".to_string() }.into())
     }
 
-    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
-        Ok(HardwareList { hardware: Vec::new() })
+    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
+        Ok(HardwareList { hardware: Vec::new() }.into())
     }
 
-    async fn start_discovery(&self) -> Result<DiscoveryStatus, ServiceError> {
-        Ok(DiscoveryStatus { status: DiscoveryState::Done })
+    async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        Ok(DiscoveryStatus { status: DiscoveryState::Done }.into())
     }
 }
 
@@ -148,7 +147,7 @@ impl Handler for Unvalidated {
     fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
         Box::pin(async move {
             if method != "agent.hello" {
-                return Err(RpcError::new(codes::METHOD_NOT_FOUND, "Method not found"));
+                return Err(RpcError::method_not_found(method));
             }
             let params = params.into_named(&["registration"])?;
             let registration: DriverRegistration = read_param(&params, "registration")?
@@ -158,7 +157,7 @@ impl Handler for Unvalidated {
                 .hello(registration)
                 .await
                 .map_err(|error| RpcError::new(codes::INTERNAL_ERROR, format!("{error:?}")))?;
-            Ok(ack.to_wire())
+            ack.into_result(&REGISTRY, "agent.hello")
         })
     }
 
@@ -1024,8 +1023,8 @@ fn main() {
     // generators' runtime as in a server: the engine alone (parse, admit, the call in its own
     // task, the response text), and plain serde_json doing the same JSON work (parse the
     // request, write the response).
-    let engine = Arc::new(vproto_runtime::Engine::new(Arc::new(Echo), vproto_runtime::Limits::default()));
-    let in_flight = vproto_runtime::jsonrpc::InFlight::new(64);
+    let engine = Arc::new(vproto_jsonrpc::Engine::new(Arc::new(Echo), vproto_jsonrpc::Limits::default()));
+    let in_flight = vproto_jsonrpc::InFlight::new(64);
     let slice = (settings.measure / 4).max(Duration::from_millis(100));
     let (rounds_n, frame) = (settings.rounds, request.clone());
     let (engine_ns, serde_ns) = clients_runtime.block_on(async move {

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Resource bounds of a server; start from [`Limits::default`] and change what you need:
 ///
 /// ```
-/// # use vproto_runtime::Limits;
+/// # use vproto_jsonrpc::Limits;
 /// let limits = Limits { max_in_flight: 8, ..Limits::default() };
 /// assert_eq!(limits.max_depth, 64);
 /// ```

@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use vproto_api::rpc::{CallError, ClientTransport, HttpBinding};
-use vproto_runtime::{Client, ClientOptions, Limits, RestRoute, ServeError, Server};
+use vproto_jsonrpc::{Client, ClientOptions, Limits, RestRoute, ServeError, Server};
 
 fn routes() -> Vec<RestRoute> {
     // Schema bindings (as generated into HTTP_BINDINGS) convert into routes.
@@ -318,7 +318,7 @@ async fn bad_routes_are_refused_at_startup() {
     ] {
         let server = Server::new(TestHandler::default()).with_rest_routes([route]);
         let error = server.bind(&"http://127.0.0.1:0".parse().unwrap()).await.unwrap_err();
-        assert!(matches!(error, ServeError::Config(_)) && error.to_string().contains(why), "{error}");
+        assert!(matches!(error, ServeError::BadRestRoute { .. }) && error.to_string().contains(why), "{error}");
     }
     let twice = [RestRoute::new("GET", "/x", "a"), RestRoute::new("GET", "/x", "b")];
     let error = Server::new(TestHandler::default())

@@ -8,7 +8,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 use common::*;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use vproto_runtime::Limits;
+use vproto_jsonrpc::Limits;
 
 fn small(limits: impl FnOnce(&mut Limits)) -> Limits {
     let mut value = Limits::default();

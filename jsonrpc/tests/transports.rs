@@ -7,8 +7,9 @@ use std::{os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
 use common::*;
 use serde_json::{json, Value};
 use vproto_api::rpc::{CallError, ClientTransport};
-use vproto_runtime::{
-    load_token, Client, ClientOptions, ConnectAddr, ListenAddr, RestRoute, ServeError, Server, Token, TokenError,
+use vproto_jsonrpc::{
+    load_token, BindError, Client, ClientOptions, ConnectAddr, ListenAddr, RestRoute, ServeError, Server, Token,
+    TokenError,
 };
 
 #[tokio::test]
@@ -36,14 +37,14 @@ async fn a_stale_socket_file_is_replaced_but_a_live_one_or_a_plain_file_is_refus
     assert_healthy(&addr).await;
 
     let error = Server::new(TestHandler::default()).bind(&addr).await.expect_err("a live socket is not stolen");
-    assert!(matches!(error, ServeError::InUse(_)), "{error}");
+    assert!(matches!(error, ServeError::Bind(BindError::InUse(_))), "{error}");
     assert!(error.to_string().contains("another server is listening"), "{error}");
     assert_healthy(&addr).await;
 
     let plain = dir.path().join("plain");
     std::fs::write(&plain, "data").unwrap();
     let error = Server::new(TestHandler::default()).bind(&ListenAddr::Unix(plain.clone())).await.unwrap_err();
-    assert!(matches!(error, ServeError::NotASocket(_)), "{error}");
+    assert!(matches!(error, ServeError::Bind(BindError::NotASocket(_))), "{error}");
     assert_eq!(std::fs::read_to_string(&plain).unwrap(), "data", "the file is untouched");
     guard(running.shutdown()).await;
 }
@@ -181,7 +182,7 @@ fn addresses_parse_and_print() {
 async fn rest_routes_need_an_http_address() {
     let server = Server::new(TestHandler::default()).with_rest_routes([RestRoute::new("GET", "/x", "test.echo")]);
     let error = server.bind(&"tcp:127.0.0.1:0".parse().unwrap()).await.unwrap_err();
-    assert!(matches!(error, ServeError::Config(_)) && error.to_string().contains("http://"), "{error}");
+    assert!(matches!(error, ServeError::RestRoutesNeedHttp(_)) && error.to_string().contains("http://"), "{error}");
 }
 
 #[tokio::test]
@@ -281,7 +282,7 @@ async fn connect_failures_and_closed_connections_are_transport_errors() {
 #[tokio::test]
 async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
     for kind in ["unix", "tcp", "http"] {
-        let limits = vproto_runtime::Limits { shutdown_grace: Duration::from_millis(50), ..Default::default() };
+        let limits = vproto_jsonrpc::Limits { shutdown_grace: Duration::from_millis(50), ..Default::default() };
         let server = start_limited(kind, limits).await;
         let client = Client::connect(&server.addr.clone().into(), ClientOptions::default()).await.unwrap();
         let stuck = tokio::spawn(async move { client.request("test.block", Value::Null).await });

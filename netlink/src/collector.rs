@@ -10,9 +10,8 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{new_multicast_connection, Handle, MulticastGroup};
 use tokio::time::Instant;
-use vproto_api::GuestNic;
 
-use super::state::{Applied, NetState};
+use crate::state::{Applied, Interface, NetState};
 
 /// Receive buffer asked for the event socket. The kernel caps it at `net.core.rmem_max`; a
 /// burst larger than the buffer is an overrun, recovered by a re-dump.
@@ -111,8 +110,8 @@ impl NetlinkCollector {
         &self.state
     }
 
-    /// The current NICs as the schema's objects (see [`NetState::nics`]).
-    pub fn nics(&self) -> Vec<GuestNic> {
+    /// The current NICs (see [`NetState::nics`]).
+    pub fn nics(&self) -> Vec<Interface> {
         self.state.nics()
     }
 

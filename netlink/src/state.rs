@@ -1,5 +1,5 @@
 //! The interface table built from rtnetlink link and address messages, and its view as the
-//! schema's [`GuestNic`] objects.
+//! guest's NICs ([`Interface`]).
 //!
 //! Every message is validated before it touches the table: a message the kernel should never
 //! send (interface index 0, no or an impossible name, a prefix longer than the address, an
@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use vproto_api::{GuestAddress, GuestNic, IPAddress, LinkState, MACAddress};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ` - 1 bytes).
 const MAX_IFNAME_LEN: usize = 15;
@@ -61,6 +60,21 @@ impl Link {
 
 /// An address as the kernel keys it on an interface: the address and its prefix length.
 pub type AddressKey = (IpAddr, u8);
+
+/// A NIC as [`NetState::nics`] reports it: one per MAC, with its addresses and link state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// The interface name.
+    pub name: String,
+    /// The hardware address, which identifies the NIC.
+    pub mac: Mac,
+    /// The addresses with their prefix lengths: IPv4 first, then IPv6, each in numeric order.
+    pub addresses: Vec<AddressKey>,
+    /// `IFF_UP`: administratively enabled.
+    pub admin_up: bool,
+    /// `IFF_LOWER_UP`: the device is running and has carrier.
+    pub carrier: bool,
+}
 
 /// How a message changed the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,13 +187,13 @@ impl NetState {
         }
     }
 
-    /// The NICs (see [`Link::is_nic`]) as the schema's objects, ordered by name (then index);
-    /// each NIC's addresses IPv4 first, then IPv6, each in numeric order.
+    /// The NICs (see [`Link::is_nic`]), ordered by name (then index); each NIC's addresses
+    /// IPv4 first, then IPv6, each in numeric order.
     ///
     /// The MAC identifies a NIC, so one MAC is reported once: when several links share it (a
     /// VLAN and its parent, a bond and its members, a bridge and the port it took its MAC
     /// from), the one with addresses wins, then the lowest interface index.
-    pub fn nics(&self) -> Vec<GuestNic> {
+    pub fn nics(&self) -> Vec<Interface> {
         let mut by_mac: BTreeMap<Mac, &Link> = BTreeMap::new();
         for link in self.links.values().filter(|link| link.is_nic()) {
             let Some(mac) = link.mac else { continue };
@@ -193,36 +207,18 @@ impl NetState {
                 })
                 .or_insert(link);
         }
-        let mut links: Vec<&Link> = by_mac.into_values().collect();
-        links.sort_by(|a, b| (&a.name, a.index).cmp(&(&b.name, b.index)));
-        links.into_iter().filter_map(|link| self.guest_nic(link)).collect()
-    }
-
-    fn guest_nic(&self, link: &Link) -> Option<GuestNic> {
-        let mac = link.mac?;
-        let mac = match MACAddress::new(mac.to_string()) {
-            Ok(mac) => mac,
-            Err(error) => {
-                tracing::warn!(interface = %link.name, %error, "netlink: MAC not representable, NIC skipped");
-                return None;
-            }
-        };
-        let addresses = self
-            .addresses(link.index)
-            .filter_map(|(address, prefix)| match IPAddress::new(address.to_string()) {
-                Ok(ip) => Some(GuestAddress { address: ip, prefix_length: i64::from(*prefix) }),
-                Err(error) => {
-                    tracing::warn!(interface = %link.name, %address, %error, "netlink: address not representable, skipped");
-                    None
-                }
+        let mut links: Vec<(Mac, &Link)> = by_mac.into_iter().collect();
+        links.sort_by(|(_, a), (_, b)| (&a.name, a.index).cmp(&(&b.name, b.index)));
+        links
+            .into_iter()
+            .map(|(mac, link)| Interface {
+                name: link.name.clone(),
+                mac,
+                addresses: self.addresses(link.index).copied().collect(),
+                admin_up: link.admin_up,
+                carrier: link.carrier,
             })
-            .collect();
-        Some(GuestNic {
-            name: link.name.clone(),
-            mac,
-            addresses,
-            link: LinkState { admin_up: link.admin_up, carrier: link.carrier },
-        })
+            .collect()
     }
 }
 
@@ -399,15 +395,15 @@ mod tests {
         let nics = state.nics();
         assert_eq!(nics.len(), 1);
         assert_eq!(nics[0].name, "eth0");
-        assert_eq!(nics[0].mac.as_str(), "02:00:00:00:00:0a");
-        assert_eq!(nics[0].link, LinkState { admin_up: true, carrier: true });
+        assert_eq!(nics[0].mac.to_string(), "02:00:00:00:00:0a");
+        assert_eq!((nics[0].admin_up, nics[0].carrier), (true, true));
         let shown: Vec<String> =
-            nics[0].addresses.iter().map(|a| format!("{}/{}", a.address, a.prefix_length)).collect();
+            nics[0].addresses.iter().map(|(address, prefix)| format!("{address}/{prefix}")).collect();
         assert_eq!(shown, ["192.0.2.7/24", "2001:db8::1/64"]);
 
         let down = link(3, "eth0", Some(MAC.into()), LinkFlags::empty());
         assert_eq!(state.apply(&RouteNetlinkMessage::NewLink(down)), Applied::Changed);
-        assert_eq!(state.nics()[0].link, LinkState { admin_up: false, carrier: false });
+        assert_eq!((state.nics()[0].admin_up, state.nics()[0].carrier), (false, false));
         assert_eq!(state.apply(&RouteNetlinkMessage::DelAddress(address(3, "192.0.2.7", 24))), Applied::Changed);
         assert_eq!(state.nics()[0].addresses.len(), 1);
         assert_eq!(

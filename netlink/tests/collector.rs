@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vproto_runtime::netlink::{Coalesce, NetlinkCollector};
+use vproto_netlink::{Coalesce, NetlinkCollector};
 
 const CHILD_ENV: &str = "VPROTO_NETLINK_TEST_CHILD";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -97,11 +97,11 @@ fn collector_dumps_then_follows_events() {
             ip("link add after0 address 02:00:00:00:01:02 type veth peer name after1 address 02:00:00:00:01:12");
             until(&mut collector, "link added", |c| names(c) == ["after0", "after1", "before0", "before1"]).await;
             ip("link set after0 up");
-            until(&mut collector, "admin up", |c| c.nics()[0].link.admin_up).await;
+            until(&mut collector, "admin up", |c| c.nics()[0].admin_up).await;
             ip("addr add 192.0.2.1/24 dev after0");
             ip("addr add 2001:db8::1/64 dev after0 nodad");
             let has = |c: &NetlinkCollector, text: &str| {
-                c.nics()[0].addresses.iter().any(|a| format!("{}/{}", a.address, a.prefix_length) == text)
+                c.nics()[0].addresses.iter().any(|(address, prefix)| format!("{address}/{prefix}") == text)
             };
             until(&mut collector, "addresses added", |c| has(c, "192.0.2.1/24") && has(c, "2001:db8::1/64")).await;
             ip("addr del 192.0.2.1/24 dev after0");

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use vproto_api::{
-    tree::{
-        decode, encode, DataTree, FieldKind, GuestLayout, LayoutVersion, Leaf, Node, Scalar, TreeError, TreeField,
-        GUEST_V1,
-    },
+    layouts::GUEST_V1, GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo,
+};
+use vproto_services::guest_tree::GuestLayout;
+use vproto_support::{
+    tree::{decode, encode, DataTree, FieldKind, LayoutVersion, Leaf, Node, Scalar, TreeError, TreeField},
     wire::Constraints,
-    GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo,
 };
 
 fn nic(name: &str, mac: &str, addresses: &[(&str, i64)], up: bool) -> GuestNic {
@@ -379,7 +379,7 @@ fn legacy_paths_follow_xe_guest_utilities() {
 
 #[test]
 fn legacy_versions_split_as_xe_linux_distribution_does() {
-    use vproto_api::tree::legacy::split_version;
+    use vproto_services::guest_tree::legacy::split_version;
     let split = |v: &str| split_version(v);
     assert_eq!(split("12"), ("12".into(), "unknown".into()));
     assert_eq!(split("22.04"), ("22".into(), "04".into()));

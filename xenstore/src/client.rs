@@ -430,7 +430,7 @@ impl Xenstore {
     /// the transaction and is returned; after the last attempt [`XsError::Again`] is returned.
     ///
     /// ```no_run
-    /// # async fn f(xs: vproto_runtime::xenstore::Xenstore) -> Result<(), vproto_runtime::xenstore::XsError> {
+    /// # async fn f(xs: vproto_xenstore::Xenstore) -> Result<(), vproto_xenstore::XsError> {
     /// let n = xs
     ///     .transact(16, |tx| {
     ///         Box::pin(async move {

@@ -9,7 +9,7 @@ use tokio::{
     net::UnixStream,
     time::timeout,
 };
-use vproto_runtime::xenstore::{
+use vproto_xenstore::{
     server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig},
     wire::{self, Header, Message, MsgType},
     Xenstore, XenstoreAddr,

@@ -8,7 +8,7 @@ use tokio::{
     net::UnixStream,
     time::timeout,
 };
-use vproto_runtime::xenstore::{
+use vproto_xenstore::{
     server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig},
     wire::{self, Message, MsgType, PathError, ABS_PATH_MAX, PAYLOAD_MAX, REL_PATH_MAX},
     Access, Permission, WatchEvent, Xenstore, XenstoreAddr, XsError,
@@ -36,12 +36,12 @@ async fn start(quotas: Quotas) -> Fixture {
     Fixture { _dir: dir, server, dom0: XenstoreAddr::Unix(socket), guest: XenstoreAddr::Unix(guest) }
 }
 
-async fn next_event(watch: &mut vproto_runtime::xenstore::Watch) -> WatchEvent {
+async fn next_event(watch: &mut vproto_xenstore::Watch) -> WatchEvent {
     timeout(Duration::from_secs(5), watch.next()).await.expect("no watch event within 5 s").expect("watch ended")
 }
 
 /// No event arrives within a short wait (used after the events that must arrive were seen).
-async fn assert_quiet(watch: &mut vproto_runtime::xenstore::Watch) {
+async fn assert_quiet(watch: &mut vproto_xenstore::Watch) {
     if let Ok(event) = timeout(Duration::from_millis(200), watch.next()).await {
         panic!("unexpected event {event:?}");
     }

@@ -6,7 +6,7 @@
 use std::{path::Path, process::Output, time::Duration};
 
 use tokio::{process::Command, time::timeout};
-use vproto_runtime::xenstore::{
+use vproto_xenstore::{
     server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig},
     Access, Permission, Xenstore, XenstoreAddr,
 };
@@ -140,7 +140,7 @@ async fn xenstore_utils_drive_the_server() {
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stderr).contains("couldn't read path /dom0-only"), "{denied:?}");
     let guest = Xenstore::connect(&XenstoreAddr::Unix(g.clone())).await.unwrap();
-    assert!(matches!(guest.read("/dom0-only").await, Err(vproto_runtime::xenstore::XsError::Access)));
+    assert!(matches!(guest.read("/dom0-only").await, Err(vproto_xenstore::XsError::Access)));
     fx.server.shutdown().await;
 }
 

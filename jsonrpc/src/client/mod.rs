@@ -1,15 +1,26 @@
-//! A [`Client`]: `vproto_api::rpc::ClientTransport` over the runtime's addresses.
+//! Clients: `vproto_api::rpc::ClientTransport` over the transports' addresses, in layers.
 //!
-//! - line transports (`unix:`, `tcp:`, `stdio`, `exec:COMMAND`): one connection, concurrent
-//!   requests multiplexed by id, a reader task matching answers to callers (`line`);
-//! - `http://`: each call is a `POST /jsonrpc` on a pooled keep-alive connection (`http`).
+//! ```text
+//!   Client (one connection) ──► Reconnecting<Dial> (opened on use, reopened after a break) ──► Pool (one per address)
+//! ```
 //!
-//! Connect and request timeouts and the token come from [`ClientOptions`]. A line client does
-//! not reconnect: once its connection is gone every call fails with
-//! [`CallError::Transport`] naming why.
+//! - [`Client`]: line transports (`unix:`, `tcp:`, `stdio`, `exec:COMMAND`) keep one
+//!   connection, concurrent requests multiplexed by id, a reader task matching answers to
+//!   callers (`line`); over `http://` each call is a `POST /jsonrpc` on a pooled keep-alive
+//!   connection (`http`). Connect and request timeouts and the token come from
+//!   [`ClientOptions`]. A line client does not reconnect: once its connection is gone every
+//!   call fails with [`CallError::Transport`] naming why.
+//! - [`Reconnecting`]: opens its connection through a [`Connect`] ([`Dial`] for an address) on
+//!   first use and again after a transport failure, resending the failed request once when
+//!   its [`RetryPolicy`] says so.
+//! - [`Pool`]: one [`Reconnecting`] client per [`ConnectAddr`], shared by its callers.
+//!
+//! Each layer is a `ClientTransport`, so generated typed clients take any of them.
 
 mod http;
 mod line;
+mod pool;
+mod reconnect;
 
 use std::time::Duration;
 
@@ -17,6 +28,10 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use vproto_api::rpc::{BoxFuture, CallError, ClientTransport};
 
+pub use self::{
+    pool::Pool,
+    reconnect::{Connect, Dial, Reconnecting, RetryPolicy},
+};
 pub use crate::transport::ConnectAddr;
 use crate::{auth::Token, transport::ListenAddr};
 

@@ -1,5 +1,6 @@
 //! Listen and connect addresses, as given on a command line:
-//! `unix:PATH`, `tcp:HOST:PORT`, `stdio`, `http://HOST:PORT`, and for clients `exec:COMMAND`.
+//! `unix:PATH`, `tcp:HOST:PORT`, `stdio`, `http://HOST:PORT`, and for clients `exec:COMMAND`;
+//! and the `HOST:PORT` a server announces to its peers, dialled with a [`HostPortScheme`].
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
@@ -56,7 +57,7 @@ fn error(input: &str, reason: impl Into<String>) -> AddrError {
 }
 
 /// Parses `HOST:PORT` (IPv6 hosts in brackets).
-fn host_port(input: &str, rest: &str, form: &str) -> Result<(String, u16), AddrError> {
+fn host_port_of(input: &str, rest: &str, form: &str) -> Result<(String, u16), AddrError> {
     let Some((host, port)) = rest.rsplit_once(':') else {
         return Err(error(input, format!("expected {form} (the port is missing)")));
     };
@@ -96,7 +97,7 @@ impl FromStr for ListenAddr {
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
         if let Some(rest) = input.strip_prefix("tcp:") {
-            let (host, port) = host_port(input, rest, "tcp:HOST:PORT")?;
+            let (host, port) = host_port_of(input, rest, "tcp:HOST:PORT")?;
             return Ok(ListenAddr::Tcp { host, port });
         }
         if let Some(rest) = input.strip_prefix("http://") {
@@ -104,7 +105,7 @@ impl FromStr for ListenAddr {
             if rest.contains('/') {
                 return Err(error(input, "expected http://HOST:PORT without a path (JSON-RPC is served on /jsonrpc)"));
             }
-            let (host, port) = host_port(input, rest, "http://HOST:PORT")?;
+            let (host, port) = host_port_of(input, rest, "http://HOST:PORT")?;
             return Ok(ListenAddr::Http { host, port });
         }
         if input.starts_with("https://") {
@@ -125,6 +126,74 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Stdio => f.write_str("stdio"),
             ListenAddr::Http { host, port } => write!(f, "http://{}:{port}", bracketed(host)),
         }
+    }
+}
+
+impl ListenAddr {
+    /// The `HOST:PORT` a server listening here can announce for peers to dial (with the
+    /// [`HostPortScheme`] of its kind): `None` for `unix:` and `stdio`, which are not reached by
+    /// host and port; an error for a wildcard host (`0.0.0.0`, `::`), which peers cannot dial.
+    pub fn announced_host_port(&self) -> Option<Result<String, WildcardHost>> {
+        let (host, port) = match self {
+            ListenAddr::Tcp { host, port } | ListenAddr::Http { host, port } => (host, *port),
+            ListenAddr::Unix(_) | ListenAddr::Stdio => return None,
+        };
+        if matches!(host.as_str(), "0.0.0.0" | "::" | "[::]") {
+            return Some(Err(WildcardHost(self.clone())));
+        }
+        Some(Ok(format!("{}:{port}", bracketed(host))))
+    }
+}
+
+/// A server listening on every address cannot say where peers reach it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} listens on every address, so it cannot tell peers where to reach it")]
+pub struct WildcardHost(pub ListenAddr);
+
+/// How a peer dials a `HOST:PORT` another component announced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HostPortScheme {
+    /// `tcp:HOST:PORT`: newline-delimited JSON-RPC over TCP.
+    #[default]
+    Tcp,
+    /// `http://HOST:PORT`: JSON-RPC over HTTP (`POST /jsonrpc`).
+    Http,
+}
+
+/// A [`HostPortScheme`] was not `tcp` or `http`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a scheme to dial HOST:PORT with (expected tcp or http)")]
+pub struct UnknownScheme(pub String);
+
+impl HostPortScheme {
+    /// The address `host_port` (`HOST:PORT`, an IPv6 host in brackets) is dialled at.
+    pub fn connect_addr(self, host_port: &str) -> Result<ConnectAddr, AddrError> {
+        let (host, port) = host_port_of(host_port, host_port, "HOST:PORT")?;
+        Ok(ConnectAddr::Listen(match self {
+            HostPortScheme::Tcp => ListenAddr::Tcp { host, port },
+            HostPortScheme::Http => ListenAddr::Http { host, port },
+        }))
+    }
+}
+
+impl FromStr for HostPortScheme {
+    type Err = UnknownScheme;
+
+    fn from_str(text: &str) -> Result<Self, UnknownScheme> {
+        match text {
+            "tcp" => Ok(HostPortScheme::Tcp),
+            "http" => Ok(HostPortScheme::Http),
+            other => Err(UnknownScheme(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for HostPortScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostPortScheme::Tcp => "tcp",
+            HostPortScheme::Http => "http",
+        })
     }
 }
 
@@ -178,5 +247,35 @@ pub fn spawn_exec(
     match (child.stdout.take(), child.stdin.take()) {
         (Some(read), Some(write)) => Ok((child, read, write)),
         _ => Err(std::io::Error::other("the child's pipes are missing")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announced_host_port_is_dialled_back_at_the_same_address() {
+        for (listen, scheme) in [("tcp:127.0.0.1:4000", HostPortScheme::Tcp), ("http://[::1]:80", HostPortScheme::Http)]
+        {
+            let listen: ListenAddr = listen.parse().unwrap();
+            let announced = listen.announced_host_port().unwrap().unwrap();
+            assert_eq!(scheme.connect_addr(&announced).unwrap(), ConnectAddr::Listen(listen));
+        }
+    }
+
+    #[test]
+    fn wildcards_and_sockets_announce_nothing_dialable() {
+        let wildcard: ListenAddr = "tcp:0.0.0.0:4000".parse().unwrap();
+        assert!(wildcard.announced_host_port().unwrap().is_err());
+        assert!(ListenAddr::Stdio.announced_host_port().is_none());
+        assert!("unix:/tmp/x".parse::<ListenAddr>().unwrap().announced_host_port().is_none());
+    }
+
+    #[test]
+    fn schemes_parse_and_print() {
+        assert_eq!("http".parse::<HostPortScheme>().unwrap().to_string(), "http");
+        assert_eq!(HostPortScheme::default(), HostPortScheme::Tcp);
+        assert!("udp".parse::<HostPortScheme>().unwrap_err().to_string().contains("tcp or http"));
     }
 }

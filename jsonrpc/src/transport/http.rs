@@ -39,14 +39,14 @@ use serde_json::{Map, Value};
 use tokio::{net::TcpStream, time::Instant};
 use vproto_api::rpc::{codes, HttpBinding, Params, RpcError};
 
-use super::server::{ServeError, Signal};
+use vproto_listen::ShutdownSignal;
+
+use super::error::ServeError;
 use crate::{
     auth::Token,
-    jsonrpc::{
-        engine::{message_too_large, too_many_in_flight, unauthorized},
-        message::invalid_request,
-        Engine, Id, InFlight, Response,
-    },
+    engine::{message_too_large, too_many_in_flight, unauthorized},
+    message::{invalid_request, parse_error},
+    Engine, Id, InFlight, Response,
 };
 
 /// A REST binding: requests with this HTTP method and exact path call `rpc_method`.
@@ -110,7 +110,11 @@ impl HttpShared {
     pub(crate) fn new(engine: Arc<Engine>, token: Option<Token>, routes: &[RestRoute]) -> Result<Self, ServeError> {
         let mut table: BTreeMap<String, Vec<BoundRoute>> = BTreeMap::new();
         for route in routes {
-            let bad = |why: &str| ServeError::Config(format!("REST route {} {}: {why}", route.http_method, route.path));
+            let bad = |why: &'static str| ServeError::BadRestRoute {
+                http_method: route.http_method.clone(),
+                path: route.path.clone(),
+                why,
+            };
             let upper = !route.http_method.is_empty() && route.http_method.bytes().all(|b| b.is_ascii_uppercase());
             let method = Method::from_bytes(route.http_method.as_bytes())
                 .ok()
@@ -183,7 +187,7 @@ struct Connection {
 }
 
 /// Serves one HTTP/1.1 connection until the peer closes it, it idles out, or shutdown.
-pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream, signal: Signal) {
+pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream, signal: ShutdownSignal) {
     let limits = shared.engine.limits().clone();
     let connection = Arc::new(Connection {
         shared,
@@ -308,9 +312,7 @@ impl Connection {
             }
             return match read_body(request, max).await {
                 Err(BodyError::TooLarge) => json(StatusCode::PAYLOAD_TOO_LARGE, error_body(message_too_large(max))),
-                Err(BodyError::Broken(why)) => {
-                    json(StatusCode::BAD_REQUEST, error_body(crate::jsonrpc::message::parse_error(why)))
-                }
+                Err(BodyError::Broken(why)) => json(StatusCode::BAD_REQUEST, error_body(parse_error(why))),
                 Ok(body) => match self.shared.engine.handle(&body, &self.in_flight).await.text {
                     Some(text) => json(StatusCode::OK, text),
                     None => {
@@ -348,9 +350,7 @@ impl Connection {
             let body = match read_body(request, max).await {
                 Ok(body) => body,
                 Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, message_too_large(max)),
-                Err(BodyError::Broken(why)) => {
-                    return error(StatusCode::BAD_REQUEST, crate::jsonrpc::message::parse_error(why))
-                }
+                Err(BodyError::Broken(why)) => return error(StatusCode::BAD_REQUEST, parse_error(why)),
             };
             if body.iter().all(u8::is_ascii_whitespace) {
                 Params::ByName(Map::new())

@@ -19,16 +19,13 @@ use tokio::{
 };
 use vproto_api::rpc::Params;
 
-use super::{
-    framing::{Line, LineReader},
-    server::Signal,
-};
+use vproto_listen::ShutdownSignal;
+
+use super::framing::{Line, LineReader};
 use crate::{
     auth::Token,
-    jsonrpc::{
-        engine::{message_too_large, unauthorized},
-        Answer, Engine, Entry, Id, InFlight, Incoming, Reply, Response,
-    },
+    engine::{message_too_large, unauthorized},
+    Answer, Engine, Entry, Id, InFlight, Incoming, Reply, Response,
 };
 
 const BUFFER: usize = 64 * 1024;
@@ -93,8 +90,13 @@ fn auth_step(engine: &Engine, incoming: &Incoming, token: Option<&Token>, authed
 /// from here without a task hand-off, like an echo server; a call that has to wait joins
 /// `running` and is answered when it completes. Replies are flushed when no further input is
 /// buffered, so pipelined requests share one write.
-pub(crate) async fn serve<R, W>(engine: Arc<Engine>, read: R, write: W, token: Option<Arc<Token>>, shutdown: Signal)
-where
+pub(crate) async fn serve<R, W>(
+    engine: Arc<Engine>,
+    read: R,
+    write: W,
+    token: Option<Arc<Token>>,
+    shutdown: ShutdownSignal,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {

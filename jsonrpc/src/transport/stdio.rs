@@ -6,11 +6,13 @@
 
 use std::sync::Arc;
 
-use super::{lines, server::Signal};
-use crate::jsonrpc::Engine;
+use vproto_listen::ShutdownSignal;
+
+use super::lines;
+use crate::Engine;
 
 /// Serves stdin/stdout until stdin closes or the server shuts down. No token: whoever started
 /// the process owns its pipes.
-pub(crate) async fn serve(engine: Arc<Engine>, shutdown: Signal) {
+pub(crate) async fn serve(engine: Arc<Engine>, shutdown: ShutdownSignal) {
     lines::serve(engine, tokio::io::stdin(), tokio::io::stdout(), None, shutdown).await;
 }

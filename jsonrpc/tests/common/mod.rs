@@ -17,7 +17,7 @@ use tokio::{
     sync::{Barrier, Semaphore},
 };
 use vproto_api::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
-use vproto_runtime::{Client, ClientOptions, ConnectAddr, Limits, ListenAddr, RestRoute, RunningServer, Server, Token};
+use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, Limits, ListenAddr, RestRoute, RunningServer, Server, Token};
 
 /// Fails a test that would otherwise hang; not a timing assertion.
 pub async fn guard<T>(future: impl std::future::Future<Output = T>) -> T {

@@ -18,15 +18,10 @@ use std::{
 
 use serde_json::{json, Value};
 
-use super::{
-    codec::{children, exists, leaf_value},
-    error::quote_value,
-    layouts::GUEST_V1,
-    TreeError,
-};
-use crate::{
+use vproto_api::{layouts::GUEST_V1, GuestInfo};
+use vproto_support::{
+    tree::{children, exists, leaf_value, quote_value, TreeError},
     wire::{WirePath, WireValue},
-    GuestInfo,
 };
 
 /// What the legacy writer owns: the only places an agent writes or removes.

@@ -1,9 +1,10 @@
 //! The JSON-RPC 2.0 vocabulary that generated servers and clients share
-//! with the runtime's transports: error objects, params, the [`Handler`] a
-//! server dispatches to and the [`ClientTransport`] a client calls through.
+//! with the transports: error objects, params, the [`Handler`] a
+//! server dispatches to and the [`ClientTransport`] a client calls through,
+//! and (in [`service`]) the errors and [`Answer`]s of generated services.
 //!
-//! This module knows no transport and no async runtime; `vproto-runtime`
-//! carries these over sockets, stdio and HTTP.
+//! This module knows no transport and no async runtime; the transport crates
+//! carry these over sockets, stdio and HTTP.
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc};
 
@@ -11,7 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::wire::WireError;
 
+mod service;
 mod validate;
+
+pub use service::{Answer, ClientError, DeclaredError, ServiceError};
 
 pub use validate::{
     decode_error, internal_error, invalid_params, newer_than_supported, read_param, validate_params, violations,
@@ -53,6 +57,12 @@ impl RpcError {
     /// An error with no data.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
         RpcError { code, message: message.into(), data: None }
+    }
+
+    /// `-32601 "Method not found"`, its data naming `method`.
+    pub fn method_not_found(method: &str) -> Self {
+        RpcError::new(codes::METHOD_NOT_FOUND, "Method not found")
+            .with_data(Value::String(format!("no method `{method}`")))
     }
 
     /// Adds data to the error.
@@ -182,8 +192,7 @@ impl Handler for Router {
         match self.routes.get(method) {
             Some(handler) => handler.handle(method, params),
             None => {
-                let error = RpcError::new(codes::METHOD_NOT_FOUND, "Method not found")
-                    .with_data(Value::String(format!("no method `{method}`")));
+                let error = RpcError::method_not_found(method);
                 Box::pin(async move { Err(error) })
             }
         }

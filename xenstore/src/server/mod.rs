@@ -41,16 +41,41 @@ use std::{
 use tokio::{
     io::AsyncWriteExt,
     net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
-    sync::{mpsc, watch, Notify},
+    sync::{mpsc, Notify},
     task::JoinHandle,
 };
+use vproto_listen::{bind_unix, BindError, ShutdownHandle, ShutdownSignal, SocketFile};
 
 use self::store::{can_read, is_child, Caller, Event, Generations, NodeLimits, Store, Tracker};
-use super::{
+use crate::{
     perms::{Access, Permission, DOMID_MAX},
     wire::{self, ErrorCode, FrameError, Message, MsgType, ABS_PATH_MAX, PAYLOAD_MAX},
 };
-use crate::transport::{unix::SocketFile, ServeError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum XenstoredError {
+    /// A socket could not be listened on (in use by a live server, not a socket, ...).
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Two `--domain` sockets name the same domain.
+    #[error("domain {0} is given twice")]
+    DuplicateDomain(u32),
+}
+
+/// Why a `DOMID=PATH` was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DomainSocketError {
+    /// No `=`.
+    #[error("{0:?}: expected DOMID=PATH, e.g. 5=/tmp/dom5.sock")]
+    NoEquals(String),
+    /// The domain is not a number in 1..=65535.
+    #[error("{0:?}: the domid must be 1..=65535 (dom0 is --socket)")]
+    BadDomid(String),
+    /// Nothing after the `=`.
+    #[error("{0:?}: empty socket path")]
+    EmptyPath(String),
+}
 
 /// Limits applied to guests (unprivileged domains), with C xenstored's defaults, plus the
 /// outbound queue bound applied to every connection.
@@ -91,18 +116,17 @@ pub struct DomainSocket {
 }
 
 impl FromStr for DomainSocket {
-    type Err = String;
+    type Err = DomainSocketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (domid, path) =
-            s.split_once('=').ok_or_else(|| format!("{s:?}: expected DOMID=PATH, e.g. 5=/tmp/dom5.sock"))?;
+        let (domid, path) = s.split_once('=').ok_or_else(|| DomainSocketError::NoEquals(s.to_string()))?;
         let domid = domid
             .parse::<u32>()
             .ok()
             .filter(|d| (1..=DOMID_MAX).contains(d))
-            .ok_or_else(|| format!("{s:?}: the domid must be 1..=65535 (dom0 is --socket)"))?;
+            .ok_or_else(|| DomainSocketError::BadDomid(s.to_string()))?;
         if path.is_empty() {
-            return Err(format!("{s:?}: empty socket path"));
+            return Err(DomainSocketError::EmptyPath(s.to_string()));
         }
         Ok(DomainSocket { domid, path: PathBuf::from(path) })
     }
@@ -126,9 +150,10 @@ impl XenstoredConfig {
     }
 }
 
-/// A running server; [`RunningXenstored::shutdown`] stops it and removes its socket files.
+/// A running server; [`RunningXenstored::shutdown`] stops it and removes its socket files
+/// (dropping it stops it too).
 pub struct RunningXenstored {
-    stop: watch::Sender<bool>,
+    stop: ShutdownHandle,
     accept_loops: Vec<JoinHandle<()>>,
     files: Vec<SocketFile>,
     socket: PathBuf,
@@ -155,7 +180,7 @@ impl RunningXenstored {
 
     /// Stops accepting, closes every connection and removes the socket files.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.shutdown();
         for task in self.accept_loops {
             let _ = task.await;
         }
@@ -165,20 +190,20 @@ impl RunningXenstored {
 
 /// Binds every socket of `config` and starts serving. Fails when a socket path is in use by a
 /// live server or is not a socket.
-pub async fn serve(config: XenstoredConfig) -> Result<RunningXenstored, ServeError> {
+pub async fn serve(config: XenstoredConfig) -> Result<RunningXenstored, XenstoredError> {
     let mut listeners = Vec::new();
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
     for domain in &config.domains {
         if !seen.insert(domain.domid) {
-            return Err(ServeError::Config(format!("domain {} is given twice", domain.domid)));
+            return Err(XenstoredError::DuplicateDomain(domain.domid));
         }
     }
-    let (listener, file) = crate::transport::unix::bind(&config.socket).await?;
+    let (listener, file) = bind_unix(&config.socket).await?;
     listeners.push((listener, Caller { domid: 0, privileged: true }));
     files.push(file);
     for domain in &config.domains {
-        let (listener, file) = crate::transport::unix::bind(&domain.path).await?;
+        let (listener, file) = bind_unix(&domain.path).await?;
         listeners.push((listener, Caller { domid: domain.domid, privileged: false }));
         files.push(file);
     }
@@ -188,30 +213,24 @@ pub async fn serve(config: XenstoredConfig) -> Result<RunningXenstored, ServeErr
         state.introduced.insert(domain.domid);
     }
     let state = Arc::new(Mutex::new(state));
-    let (stop, stopped) = watch::channel(false);
+    let (signal, stop) = ShutdownSignal::new();
     let accept_loops = listeners
         .into_iter()
-        .map(|(listener, caller)| tokio::spawn(accept_loop(listener, caller, state.clone(), stopped.clone())))
+        .map(|(listener, caller)| tokio::spawn(accept_loop(listener, caller, state.clone(), signal.child())))
         .collect();
     tracing::info!(socket = %config.socket.display(), domains = config.domains.len(), "xenstored listening");
     Ok(RunningXenstored { stop, accept_loops, files, socket: config.socket, state })
 }
 
-async fn accept_loop(
-    listener: UnixListener,
-    caller: Caller,
-    state: Arc<Mutex<State>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: UnixListener, caller: Caller, state: Arc<Mutex<State>>, stop: ShutdownSignal) {
     let mut connections = Vec::new();
-    let connection_stop = stop.clone();
     loop {
         tokio::select! {
-            _ = stopped(&mut stop) => break,
+            _ = stop.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     connections.retain(|task: &JoinHandle<()>| !task.is_finished());
-                    connections.push(tokio::spawn(serve_connection(stream, caller, state.clone(), connection_stop.clone())));
+                    connections.push(tokio::spawn(serve_connection(stream, caller, state.clone(), stop.child())));
                 }
                 Err(error) => {
                     // Out of descriptors, typically: wait instead of spinning.
@@ -224,11 +243,6 @@ async fn accept_loop(
     for task in connections {
         let _ = task.await;
     }
-}
-
-/// Resolves once shutdown is requested (or the server handle is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// A connection's queue of encoded messages, bounded in bytes.
@@ -269,12 +283,7 @@ async fn write_loop(
     let _ = write.shutdown().await;
 }
 
-async fn serve_connection(
-    stream: UnixStream,
-    caller: Caller,
-    state: Arc<Mutex<State>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve_connection(stream: UnixStream, caller: Caller, state: Arc<Mutex<State>>, stop: ShutdownSignal) {
     let (mut read, write) = stream.into_split();
     let (frames, queue) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
@@ -286,7 +295,7 @@ async fn serve_connection(
     let mut killed = false;
     loop {
         tokio::select! {
-            _ = stopped(&mut stop) => break,
+            _ = stop.wait() => break,
             _ = kill.notified() => {
                 tracing::warn!(id, domid = caller.domid, "xenstored: closing a connection that does not read its replies");
                 killed = true;

@@ -14,7 +14,7 @@ use std::{
     sync::Arc,
 };
 
-use crate::xenstore::{
+use crate::{
     perms::{Access, Permission},
     wire::ErrorCode,
 };
