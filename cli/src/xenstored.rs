@@ -8,7 +8,7 @@
 
 use std::{io::Write, path::PathBuf, process::ExitCode};
 
-use vproto_xenstore::{
+use vproto_runtime::xenstore::{
     server::{self, DomainSocket, Quotas, XenstoredConfig},
     XenstoreAddr,
 };

@@ -10,8 +10,9 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use vproto_api::{GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo};
-use vproto_services::guest_tree::GuestLayout;
+use vproto_api::{
+    tree::GuestLayout, GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo,
+};
 
 const DOMID: u32 = 5;
 

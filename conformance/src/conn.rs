@@ -17,7 +17,7 @@ use tokio::{
     process::Child,
     time::timeout,
 };
-use vproto_jsonrpc::{
+use vproto_runtime::{
     client::describe,
     transport::{
         addr::spawn_exec,

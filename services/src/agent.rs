@@ -13,8 +13,7 @@ use vproto_api::{
     AgentRegistration, AgentService, ComponentStatus, ConductorClient, DiscoveryState, DiscoveryStatus, DriverClient,
     DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
 };
-use vproto_jsonrpc::Token;
-use vproto_support::rpc::Answer;
+use vproto_runtime::Token;
 
 use crate::{
     peer::{fan_out, hello_ack, HelloLoop, PeerFailure, PeerScheme, Peers},
@@ -93,12 +92,12 @@ fn driver_unavailable(target: &Target, failure: &PeerFailure) -> ProtocolError {
 }
 
 impl AgentService for Agent {
-    async fn hello(&self, registration: DriverRegistration) -> Result<Answer<HelloAck>, ServiceError> {
+    async fn hello(&self, registration: DriverRegistration) -> Result<HelloAck, ServiceError> {
         self.drivers.hello(registration.endpoint.clone(), registration);
-        Ok(hello_ack(self.drivers.interval()).into())
+        Ok(hello_ack(self.drivers.interval()))
     }
 
-    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
+    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
         let targets = self.targets();
         let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
         let outcomes =
@@ -125,11 +124,11 @@ impl AgentService for Agent {
         }
         match error {
             Some(error) => Err(error.into()),
-            None => Ok(HardwareList { hardware }.into()),
+            None => Ok(HardwareList { hardware }),
         }
     }
 
-    async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+    async fn start_discovery(&self) -> Result<DiscoveryStatus, ServiceError> {
         let targets = self.targets();
         let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
         let outcomes =
@@ -164,7 +163,7 @@ impl AgentService for Agent {
         } else {
             DiscoveryState::Done
         };
-        Ok(DiscoveryStatus { status }.into())
+        Ok(DiscoveryStatus { status })
     }
 }
 

@@ -15,8 +15,7 @@ use vproto_api::{
     AgentClient, AgentList, AgentRegistration, AgentState, ComponentStatus, ConductorService, Endpoint, HardwareList,
     HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
 };
-use vproto_jsonrpc::Token;
-use vproto_support::rpc::{Answer, DeclaredError};
+use vproto_runtime::Token;
 
 use crate::{
     peer::{fan_out, hello_ack, PeerFailure, PeerScheme, Peers},
@@ -77,12 +76,12 @@ impl Conductor {
 }
 
 impl ConductorService for Conductor {
-    async fn hello(&self, registration: AgentRegistration) -> Result<Answer<HelloAck>, ServiceError> {
+    async fn hello(&self, registration: AgentRegistration) -> Result<HelloAck, ServiceError> {
         self.agents.hello(registration.endpoint.clone(), registration);
-        Ok(hello_ack(self.agents.interval()).into())
+        Ok(hello_ack(self.agents.interval()))
     }
 
-    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
+    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
         let targets: Vec<(Endpoint, String)> = self
             .agents
             .sweep()
@@ -125,11 +124,11 @@ impl ConductorService for Conductor {
         }
         match error {
             Some(error) => Err(error.into()),
-            None => Ok(HardwareList { hardware }.into()),
+            None => Ok(HardwareList { hardware }),
         }
     }
 
-    async fn list_agents(&self) -> Result<Answer<AgentList>, ServiceError> {
+    async fn list_agents(&self) -> Result<AgentList, ServiceError> {
         let agents = self
             .agents
             .sweep()
@@ -141,6 +140,6 @@ impl ConductorService for Conductor {
                 status: view.registration.status,
             })
             .collect();
-        Ok(AgentList { agents }.into())
+        Ok(AgentList { agents })
     }
 }

@@ -19,16 +19,19 @@ use vproto_api::{
     rpc::{codes, BoxFuture, Discover, Handler, Params, RpcError},
     service_openrpc,
     wire::keys,
-    DriverServer, NetworkServer, REGISTRY,
+    DriverServer, REGISTRY,
 };
-use vproto_jsonrpc::{
-    engine::message_too_large,
+use vproto_runtime::{
+    jsonrpc::{
+        engine::{message_too_large, InFlight},
+        Id, Response,
+    },
     transport::framing::{Line, LineReader},
-    Engine, Id, InFlight, Limits, Response,
+    Engine, Limits,
 };
 use vproto_services::{
     driver::{Driver, DriverConfig},
-    network::{NetworkHost, NetworkHostConfig},
+    network::{NetworkHandler, NetworkHost, NetworkHostConfig},
 };
 
 /// One deliberate mistake, or none.
@@ -482,7 +485,7 @@ pub async fn serve(options: Options) -> Result<(), String> {
     let networks = network.networks.iter().map(|n| n.id.as_str().to_ascii_lowercase()).collect();
     let router = vproto_api::rpc::Router::new()
         .with(DriverServer(Arc::new(Driver::new(driver))))
-        .with(NetworkServer(Arc::new(NetworkHost::new(network))));
+        .with(NetworkHandler::new(Arc::new(NetworkHost::new(network))));
     let discover = Discover::hosting(&router, service_openrpc).map_err(|e| format!("the OpenRPC document: {e}"))?;
     let router = router.with(discover);
     let handler = Mutated { inner: Arc::new(router), kind: options.kind, networks };

@@ -12,6 +12,7 @@ use crate::{
 };
 
 impl Checker<'_> {
+    /// Every data tree: its name, object, history, root, version key and paths.
     pub(super) fn data_trees(&mut self) {
         for (name, tree) in &self.schema.data_trees {
             let at = pointer(&["data_trees", name]);
@@ -73,7 +74,7 @@ impl Checker<'_> {
 
     /// Checks the paths of one object's fields in a data tree. `prefix` is the
     /// path of the object from the tree root, unknown below a list entry.
-    pub(super) fn tree_node(
+    fn tree_node(
         &mut self,
         at: &[String],
         object_name: &str,
@@ -189,7 +190,7 @@ impl Checker<'_> {
     }
 
     /// A list field's entries are named by a key field whose values make short, distinct path segments.
-    pub(super) fn tree_list(
+    fn tree_list(
         &mut self,
         at: String,
         object_name: &str,

@@ -6,6 +6,7 @@ use super::Checker;
 use crate::diagnostic::pointer;
 
 impl Checker<'_> {
+    /// Every declared error.
     pub(super) fn errors(&mut self) {
         let mut codes: BTreeMap<i64, &str> = BTreeMap::new();
         for (name, error) in &self.schema.errors {

@@ -9,6 +9,7 @@ use crate::{
 };
 
 impl Checker<'_> {
+    /// One object: its history, namespace, deprecation, base and fields.
     pub(super) fn object(&mut self, name: &str, object: &Object) {
         let at = pointer(&["objects", name]);
         self.history(&["objects", name], &object.history, object.version);
@@ -24,40 +25,7 @@ impl Checker<'_> {
             self.object_version(&at, "/deprecated/since", name, &versions, deprecation.since);
         }
         if let Some(extends) = &object.extends {
-            let ext_at = format!("{at}/extends");
-            match self.schema.objects.get(&extends.object) {
-                None => self.out.push(
-                    format!("{ext_at}/object"),
-                    format!("{name} extends `{}`, which is not an object of the schema", extends.object),
-                    "name an object defined under /objects",
-                ),
-                Some(base) => {
-                    if base.wire != object.wire {
-                        self.out.push(
-                            format!("{ext_at}/object"),
-                            format!("{name} and its base {} use different wire forms", extends.object),
-                            "a subclass travels the same way as its base",
-                        );
-                    }
-                    let base_versions: Vec<Version> = base.history.iter().map(|e| e.version).collect();
-                    self.version_map(
-                        &format!("{ext_at}/versions"),
-                        &extends.versions,
-                        (name, &versions),
-                        (&extends.object, &base_versions),
-                        versions.first().copied(),
-                    );
-                    for field in object.fields.keys() {
-                        if let Some(owner) = self.find_inherited_field(&extends.object, field) {
-                            self.out.push(
-                                pointer(&["objects", name, "fields", field]),
-                                format!("field `{field}` is already declared by the base object {owner}"),
-                                "a subclass inherits base fields; remove this declaration or rename it",
-                            );
-                        }
-                    }
-                }
-            }
+            self.extends(name, object, extends, &versions);
         }
         let first = versions.first().copied();
         for (field_name, field) in &object.fields {
@@ -65,7 +33,7 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn field(
+    fn field(
         &mut self,
         object_name: &str,
         object: &Object,
@@ -134,14 +102,7 @@ impl Checker<'_> {
     }
 
     /// `field_at` is the field's pointer.
-    pub(super) fn child_versions(
-        &mut self,
-        field_at: &str,
-        object_name: &str,
-        versions: &[Version],
-        name: &str,
-        field: &Field,
-    ) {
+    fn child_versions(&mut self, field_at: &str, object_name: &str, versions: &[Version], name: &str, field: &Field) {
         // Built only when needed: most fields are fine.
         let at = || format!("{field_at}/child_versions");
         let Some((child, polymorphic)) = object_target(&self.schema.types, &field.schema) else {

@@ -11,6 +11,7 @@ use crate::{
 };
 
 impl Checker<'_> {
+    /// Every service, its methods and their REST routes.
     pub(super) fn services(&mut self) {
         let mut routes: BTreeMap<(String, String), String> = BTreeMap::new();
         for (service_name, service) in &self.schema.services {
@@ -95,7 +96,7 @@ impl Checker<'_> {
     /// method's, on a verb that has a body, with every other param optional (the route carries
     /// only this one), and of a type whose value can never look like the wrapped form
     /// `{"<param>": value}` that the route also accepts.
-    pub(super) fn http_body(&mut self, at: &str, method: &Method, verb: HttpMethod, body: &str) {
+    fn http_body(&mut self, at: &str, method: &Method, verb: HttpMethod, body: &str) {
         let Some(param) = method.params.get(body) else {
             let names: Vec<&str> = method.params.keys().map(String::as_str).collect();
             self.out.push(
@@ -135,7 +136,7 @@ impl Checker<'_> {
 
     /// Whether a value of `expr` may be a JSON object with a member named `member`: an object
     /// with such a field (its own or inherited) or a map, through named types.
-    pub(super) fn may_hold_member(&self, expr: &TypeExpr, member: &str, depth: usize) -> bool {
+    fn may_hold_member(&self, expr: &TypeExpr, member: &str, depth: usize) -> bool {
         if let Some(object) = &expr.object {
             return self.find_inherited_field(object, member).is_some();
         }

@@ -25,6 +25,7 @@ impl Checker<'_> {
         }
     }
 
+    /// One type expression; `owner` is the object whose field it types, if any.
     pub(super) fn type_expr(&mut self, at: &str, expr: &TypeExpr, owner: Option<&Object>) {
         let kinds = [expr.reference.is_some(), expr.object.is_some(), expr.json_type.is_some()];
         let count = kinds.iter().filter(|k| **k).count();
@@ -143,7 +144,7 @@ impl Checker<'_> {
     }
 
     /// Reports keywords that do not apply to the kind of type given.
-    pub(super) fn only_keywords(&mut self, at: &str, expr: &TypeExpr, allowed: &[&str]) {
+    fn only_keywords(&mut self, at: &str, expr: &TypeExpr, allowed: &[&str]) {
         let present = [
             ("subclasses", expr.subclasses),
             ("format", expr.format.is_some()),
@@ -169,6 +170,7 @@ impl Checker<'_> {
         }
     }
 
+    /// Whether a default is a value of `expr` (`null` only when `nullable`), and why not.
     pub(super) fn default_fits(
         &self,
         value: &serde_json::Value,

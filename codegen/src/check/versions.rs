@@ -11,6 +11,7 @@ use crate::{
 };
 
 impl Checker<'_> {
+    /// A history at `at` lists ascending versions and ends at `current`.
     pub(super) fn history(&mut self, at: &[&str], history: &[HistoryEntry], current: Version) {
         let base = pointer(at);
         if history.is_empty() {
@@ -39,6 +40,7 @@ impl Checker<'_> {
         }
     }
 
+    /// `version` is one of the protocol's.
     pub(super) fn protocol_version(&mut self, at: &str, version: Version) {
         if !self.schema.protocol.history.iter().any(|entry| entry.version == version) {
             self.out.push(
