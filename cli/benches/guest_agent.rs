@@ -27,7 +27,7 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use guest_agent_support::{skip_reason, start_xenstored, Netns, Process, DEADLINE, VPROTO};
-use vproto_runtime::xenstore::{Xenstore, XenstoreAddr};
+use vproto_xenstore::{Xenstore, XenstoreAddr};
 
 const MAC: &str = "02:00:00:00:00:a0";
 const HOME: &str = "/local/domain/9";

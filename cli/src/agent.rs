@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use vproto_api::tree::GuestLayout;
-use vproto_runtime::xenstore::XenstoreAddr;
 use vproto_services::guest_agent::{self, AgentConfig};
+use vproto_services::guest_tree::GuestLayout;
+use vproto_xenstore::XenstoreAddr;
 
 use crate::serve::init_logging;
 

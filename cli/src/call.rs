@@ -14,11 +14,9 @@ use std::{
 };
 
 use serde_json::{Map, Value};
-use vproto_api::{
-    rpc::{codes, validate_params, violations, CallError, ClientTransport, RpcError},
-    ProtocolError, JSON_SCHEMA,
-};
-use vproto_runtime::{load_token, Client, ClientOptions, ConnectAddr};
+use vproto_api::{ProtocolError, JSON_SCHEMA};
+use vproto_jsonrpc::{load_token, Client, ClientOptions, ConnectAddr};
+use vproto_support::rpc::{codes, validate_params, violations, CallError, ClientTransport, DeclaredError, RpcError};
 
 use crate::serve::parse_duration;
 

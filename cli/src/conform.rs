@@ -13,7 +13,7 @@ use std::{
 use serde_json::json;
 use vproto_api::{
     rpc::{ClientTransport, Discover, Router},
-    service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint,
+    service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint, NetworkServer,
 };
 use vproto_conformance::{
     coverage::MethodCoverage,
@@ -22,12 +22,12 @@ use vproto_conformance::{
     run::{apply_known_failures, load_known_failures, run_suite, Patterns, Selection, SuiteRun, Target},
     Description, Fixtures,
 };
-use vproto_runtime::{load_token, Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
+use vproto_jsonrpc::{load_token, Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
 use vproto_services::{
     agent::{Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
     driver::{Driver, DriverConfig},
-    network::{NetworkHandler, NetworkHost, NetworkHostConfig},
+    network::{NetworkHost, NetworkHostConfig},
 };
 
 use crate::serve::parse_duration;
@@ -301,7 +301,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         Arc::new(Conductor::new(ConductorOptions { call_timeout: conductor_timeout, ..ConductorOptions::default() }));
     let conductor_router = Router::new().with(ConductorServer(conductor));
     let network_config = NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| Usage(e.to_string()))?;
-    let network_router = Router::new().with(NetworkHandler::new(Arc::new(NetworkHost::new(network_config))));
+    let network_router = Router::new().with(NetworkServer(Arc::new(NetworkHost::new(network_config))));
 
     let mut servers = Vec::new();
     let mut targets = Vec::new();

@@ -6,11 +6,9 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
-use vproto_api::{
-    tree::{GuestLayout, TreeError},
-    wire::WireValue,
-};
-use vproto_runtime::xenstore::{Transaction, Xenstore, XenstoreAddr, XsError, DEFAULT_TX_ATTEMPTS};
+use vproto_services::guest_tree::GuestLayout;
+use vproto_support::{tree::TreeError, wire::WireValue};
+use vproto_xenstore::{Transaction, Xenstore, XenstoreAddr, XsError, DEFAULT_TX_ATTEMPTS};
 
 /// Arguments of `vproto guest-info`.
 #[derive(Args, Debug)]

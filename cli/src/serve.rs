@@ -26,14 +26,14 @@ use tokio::task::JoinHandle;
 use vproto_api::{
     rpc::{Discover, Router},
     service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
-    DriverServer, Endpoint, HTTP_BINDINGS,
+    DriverServer, Endpoint, NetworkServer, HTTP_BINDINGS,
 };
-use vproto_runtime::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
+use vproto_jsonrpc::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
     driver::{self, Driver, DriverConfig},
-    network::{NetworkHandler, NetworkHost, NetworkHostConfig},
+    network::{NetworkHost, NetworkHostConfig},
     peer::{endpoint_of, HelloLoop},
     PeerScheme,
 };
@@ -364,7 +364,7 @@ fn build(
         Service::Network => {
             let config = NetworkHostConfig::load(config()?).map_err(|e| usage(e.to_string()))?;
             tracing::info!(networks = config.networks.len(), "network host configured");
-            built.router = built.router.with(NetworkHandler::new(Arc::new(NetworkHost::new(config))));
+            built.router = built.router.with(NetworkServer(Arc::new(NetworkHost::new(config))));
         }
     }
     Ok(built)

@@ -8,7 +8,7 @@
 
 use std::{io::Write, path::PathBuf, process::ExitCode};
 
-use vproto_runtime::xenstore::{
+use vproto_xenstore::{
     server::{self, DomainSocket, Quotas, XenstoredConfig},
     XenstoreAddr,
 };

@@ -10,9 +10,8 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use vproto_api::{
-    tree::GuestLayout, GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo,
-};
+use vproto_api::{GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo};
+use vproto_services::guest_tree::GuestLayout;
 
 const DOMID: u32 = 5;
 

@@ -20,15 +20,15 @@ use crate::{
 /// Options for the data-tree emitter.
 #[derive(Clone, Debug)]
 pub struct TreeOptions {
-    /// The path of the tree support module, such as `crate::tree`.
+    /// The path of the tree support module, such as `vproto_support::tree`.
     pub tree_path: String,
-    /// The path of the wire support module (for `Constraints`), such as `crate::wire`.
+    /// The path of the wire support module (for `Constraints`), such as `vproto_support::wire`.
     pub wire_path: String,
 }
 
 impl Default for TreeOptions {
     fn default() -> Self {
-        TreeOptions { tree_path: "crate::tree".into(), wire_path: "crate::wire".into() }
+        TreeOptions { tree_path: "vproto_support::tree".into(), wire_path: "vproto_support::wire".into() }
     }
 }
 

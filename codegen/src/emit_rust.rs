@@ -25,9 +25,9 @@ mod objects;
 #[derive(Clone, Debug)]
 pub struct RustOptions {
     /// The path of the wire support module in the generated crate's scope,
-    /// such as `crate::wire` or `vproto_api::wire`.
+    /// such as `vproto_support::wire`.
     pub wire_path: String,
-    /// The path of the JSON-RPC support module, such as `crate::rpc`.
+    /// The path of the JSON-RPC support module, such as `vproto_support::rpc`.
     pub rpc_path: String,
     /// How the module gets the published documents (`JSON_SCHEMA`, `OPENRPC`).
     pub documents: DocumentEmbedding,
@@ -36,8 +36,8 @@ pub struct RustOptions {
 impl Default for RustOptions {
     fn default() -> Self {
         RustOptions {
-            wire_path: "crate::wire".into(),
-            rpc_path: "crate::rpc".into(),
+            wire_path: "vproto_support::wire".into(),
+            rpc_path: "vproto_support::rpc".into(),
             documents: DocumentEmbedding::Inline,
         }
     }

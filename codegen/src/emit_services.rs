@@ -1,7 +1,9 @@
-//! The service emitter: declared errors, one trait per service with typed
-//! async methods, a dispatcher (`<Service>Server`) that validates params
-//! against the published JSON Schema before calling the trait, and a typed
-//! client (`<Service>Client`) that backlevels objects on UnsupportedVersion.
+//! The service emitter: declared errors (`ProtocolError`, a `DeclaredError` of the support
+//! crate, which owns `ServiceError` and `ClientError` over it), one trait per service with typed
+//! async methods answering an `Answer<T>` (a result with the versions to write it at), a
+//! dispatcher (`<Service>Server`) that validates params against the published JSON Schema
+//! before calling the trait and writes the answer at the chosen versions, and a typed client
+//! (`<Service>Client`) that backlevels objects on UnsupportedVersion.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -75,26 +77,21 @@ fn emit_errors(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream 
             #(#[doc = #docs] #variants #fields,)*
         }
 
-        impl ProtocolError {
-            /// The error's name in the schema.
-            pub fn name(&self) -> &'static str {
+        impl #rpc::DeclaredError for ProtocolError {
+            fn name(&self) -> &'static str {
                 match #subject { #(#patterns => #names,)* }
             }
 
-            /// The error's stable code.
-            pub fn code(&self) -> i64 {
+            fn code(&self) -> i64 {
                 match #subject { #(#patterns => #codes,)* }
             }
 
-            /// The error as a JSON-RPC error object.
-            pub fn to_rpc(&self) -> #rpc::RpcError {
+            fn to_rpc(&self) -> #rpc::RpcError {
                 let (message, data): (&str, Option<serde_json::Value>) = match #subject { #(#to_rpc_arms)* };
                 #rpc::RpcError { code: self.code(), message: message.to_string(), data }
             }
 
-            /// Reads a declared error from a JSON-RPC error object; `None` when
-            /// the code is not a declared one.
-            pub fn from_rpc(error: &#rpc::RpcError) -> Option<Result<Self, #wire::WireError>> {
+            fn from_rpc(error: &#rpc::RpcError) -> Option<Result<Self, #wire::WireError>> {
                 match error.code {
                     #(#from_rpc)*
                     _ => None,
@@ -104,76 +101,17 @@ fn emit_errors(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream 
 
         impl std::fmt::Display for ProtocolError {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                std::fmt::Display::fmt(&self.to_rpc(), f)
+                std::fmt::Display::fmt(&#rpc::DeclaredError::to_rpc(self), f)
             }
         }
 
         impl std::error::Error for ProtocolError {}
 
-        /// Why a service method failed.
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum ServiceError {
-            /// A declared error, answered with its code and data.
-            Protocol(ProtocolError),
-            /// Anything else: logged by the dispatcher and answered as an
-            /// internal error without details.
-            Internal(String),
-        }
+        /// Why a service method failed: a declared error, or an internal one.
+        pub type ServiceError = #rpc::ServiceError<ProtocolError>;
 
-        impl From<ProtocolError> for ServiceError {
-            fn from(error: ProtocolError) -> Self {
-                ServiceError::Protocol(error)
-            }
-        }
-
-        /// Answers a service error: declared errors of `method` keep their
-        /// code; anything else is logged and answered as an internal error.
-        fn answer_error(method: &str, declared: &[&str], error: ServiceError) -> #rpc::RpcError {
-            match error {
-                ServiceError::Protocol(error) if declared.contains(&error.name()) => error.to_rpc(),
-                ServiceError::Protocol(error) => {
-                    tracing::error!(method, error = %error, "handler returned an error the method does not declare");
-                    #rpc::internal_error()
-                }
-                ServiceError::Internal(why) => {
-                    tracing::error!(method, error = %why, "handler failed");
-                    #rpc::internal_error()
-                }
-            }
-        }
-
-        /// Why a client call failed.
-        #[derive(Debug)]
-        pub enum ClientError {
-            /// The server answered with a declared error.
-            Protocol(ProtocolError),
-            /// The call failed otherwise.
-            Call(#rpc::CallError),
-        }
-
-        impl std::fmt::Display for ClientError {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                match self {
-                    ClientError::Protocol(error) => write!(f, "{}: {error}", error.name()),
-                    ClientError::Call(error) => std::fmt::Display::fmt(error, f),
-                }
-            }
-        }
-
-        impl std::error::Error for ClientError {}
-
-        impl From<#rpc::CallError> for ClientError {
-            fn from(error: #rpc::CallError) -> Self {
-                match error {
-                    #rpc::CallError::Rpc(rpc) => match ProtocolError::from_rpc(&rpc) {
-                        Some(Ok(declared)) => ClientError::Protocol(declared),
-                        Some(Err(bad)) => ClientError::Call(#rpc::CallError::Decode(bad)),
-                        None => ClientError::Call(#rpc::CallError::Rpc(rpc)),
-                    },
-                    other => ClientError::Call(other),
-                }
-            }
-        }
+        /// Why a client call failed: a declared error the server answered, or another failure.
+        pub type ClientError = #rpc::ClientError<ProtocolError>;
     }
 }
 
@@ -238,9 +176,14 @@ fn emit_service(
             Some(result) => crate::emit_rust::type_tokens(&rust_type(result)),
             None => quote! { () },
         };
+        // A handler answers a result with the versions to write it at; no result, nothing to choose.
+        let answer_ty = match &method.result {
+            Some(_) => quote! { #rpc::Answer<#result_ty> },
+            None => quote! { () },
+        };
         trait_methods.push(quote! {
             #[doc = #doc]
-            fn #ident(&self, #(#param_idents: #param_types),*) -> impl std::future::Future<Output = Result<#result_ty, ServiceError>> + Send;
+            fn #ident(&self, #(#param_idents: #param_types),*) -> impl std::future::Future<Output = Result<#answer_ty, ServiceError>> + Send;
         });
         let params_def = params_def(service_name, method_name);
         let declared = &method.errors;
@@ -256,7 +199,7 @@ fn emit_service(
             }
         });
         let answer = if method.result.is_some() {
-            quote! { Ok(#wire::WireValue::to_wire(&result)) }
+            quote! { result.into_result(&REGISTRY, #wire_name) }
         } else {
             quote! { let () = result; Ok(serde_json::Value::Null) }
         };
@@ -284,7 +227,7 @@ fn emit_service(
                 #validate
                 #(#reads)*
                 let result = self.0.#ident(#(#param_idents),*).await
-                    .map_err(|error| answer_error(#wire_name, &[#(#declared),*], error))?;
+                    .map_err(|error| error.into_rpc(#wire_name, &[#(#declared),*]))?;
                 #answer
             }
         });
@@ -378,8 +321,7 @@ fn emit_service(
                 Box::pin(async move {
                     match method {
                         #(#arms)*
-                        other => Err(#rpc::RpcError::new(#rpc::codes::METHOD_NOT_FOUND, "Method not found")
-                            .with_data(serde_json::Value::String(format!("no method `{other}`")))),
+                        other => Err(#rpc::RpcError::method_not_found(other)),
                     }
                 })
             }

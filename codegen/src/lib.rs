@@ -12,14 +12,15 @@
 //! fn main() {
 //!     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
 //!     vproto_codegen::Generator::new("schema/my-protocol.json")
-//!         .support_crate("vproto_api")
 //!         .write_rust(&out.join("objects.rs"))
 //!         .unwrap_or_else(|error| panic!("{error}"));
 //!     println!("cargo:rerun-if-changed=schema/my-protocol.json");
 //! }
 //! ```
 //!
-//! and in the crate, which depends on `vproto-api` and `serde_json`:
+//! and in the crate, which depends on `vproto-support` (the schema-independent support
+//! the generated code stands on, as prost-types is for prost-build), `serde_json` and
+//! `tracing`:
 //! `include!(concat!(env!("OUT_DIR"), "/objects.rs"));`
 
 #![allow(clippy::needless_doctest_main)] // the example is a whole build.rs
@@ -141,8 +142,9 @@ impl Generator {
         self
     }
 
-    /// The Rust path of the crate holding the `wire` and `rpc` support
-    /// modules (default `crate`; `vproto_api` from another crate).
+    /// The Rust path of the support crate holding the `wire`, `rpc` and `tree` modules the
+    /// generated code stands on (default `vproto_support`; set it when the crate is renamed
+    /// or re-exported under another path).
     pub fn support_crate(mut self, path: &str) -> Self {
         self.rust.wire_path = format!("{path}::wire");
         self.rust.rpc_path = format!("{path}::rpc");

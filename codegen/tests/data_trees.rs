@@ -174,23 +174,23 @@ fn the_emitter_describes_the_tree() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("schema.json");
     std::fs::write(&path, base().to_string()).expect("write the schema");
-    let generated = Generator::new(&path).support_crate("vproto_api").generate().unwrap_or_else(|d| panic!("{d}"));
+    let generated = Generator::new(&path).generate().unwrap_or_else(|d| panic!("{d}"));
     let text = generated.rust_data_trees;
     assert!(text.starts_with("// @generated"), "{text}");
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for expected in [
-        "pub static HOST_V1: vproto_api::tree::DataTree = vproto_api::tree::DataTree {",
-        "root: \"data/host\", version_key: \"meta/layout\", layout_version: vproto_api::tree::LayoutVersion::new(1, 0, 0)",
-        "name: \"ports\", path: &[\"ports\"], required: true, kind: vproto_api::tree::FieldKind::List(vproto_api::tree::List { key: \"mac\", key_format: Some(\"mac-address\")",
+        "pub static HOST_V1: vproto_support::tree::DataTree = vproto_support::tree::DataTree {",
+        "root: \"data/host\", version_key: \"meta/layout\", layout_version: vproto_support::tree::LayoutVersion::new(1, 0, 0)",
+        "name: \"ports\", path: &[\"ports\"], required: true, kind: vproto_support::tree::FieldKind::List(vproto_support::tree::List { key: \"mac\", key_format: Some(\"mac-address\")",
         "object: \"Port\", tolerate_unknown_keys: false",
-        "name: \"up\", path: &[\"state\", \"up\"], required: true, kind: vproto_api::tree::FieldKind::Leaf(vproto_api::tree::Leaf { scalar: vproto_api::tree::Scalar::Boolean",
+        "name: \"up\", path: &[\"state\", \"up\"], required: true, kind: vproto_support::tree::FieldKind::Leaf(vproto_support::tree::Leaf { scalar: vproto_support::tree::Scalar::Boolean",
         "name: \"mtu\", path: &[\"mtu\"], required: false",
         "minimum: Some(68)",
-        "pub static DATA_TREES: &[&vproto_api::tree::DataTree] = &[&HOST_V1];",
+        "pub static DATA_TREES: &[&vproto_support::tree::DataTree] = &[&HOST_V1];",
     ] {
         assert!(flat.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    // A Rust file; that it compiles against vproto_api::tree is proven by vproto-api, which includes the real one.
+    // A Rust file; that it compiles against vproto_support::tree is proven by vproto-api, which includes the real one.
     syn::parse_file(&text).unwrap_or_else(|e| panic!("the output is not a Rust file: {e}\n{text}"));
 }
 
@@ -203,5 +203,5 @@ fn the_checked_in_layouts_are_fresh() {
         checked_in == generated.rust_data_trees,
         "generated/src/tree/layouts.rs is stale: run `cargo xtask codegen`"
     );
-    assert!(checked_in.contains("pub static GUEST_V1: crate::tree::DataTree"));
+    assert!(checked_in.contains("pub static GUEST_V1: vproto_support::tree::DataTree"));
 }

@@ -17,7 +17,7 @@ use tokio::{
     process::Child,
     time::timeout,
 };
-use vproto_runtime::{
+use vproto_jsonrpc::{
     client::describe,
     transport::{
         addr::spawn_exec,

@@ -33,7 +33,7 @@ use vproto_api::{
     rpc::{codes, invalid_params, BoxFuture, Handler, Params, RpcError},
     wire::{keys, Version},
 };
-use vproto_runtime::{ListenAddr, Server};
+use vproto_jsonrpc::{ListenAddr, Server};
 
 use crate::{
     description::{envelope_versions, Description, Method},

@@ -11,7 +11,7 @@ use std::{
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde_json::{json, value::RawValue, Value};
 use vproto_api::rpc::codes;
-use vproto_runtime::{ConnectAddr, Token};
+use vproto_jsonrpc::{ConnectAddr, Token};
 
 use crate::{
     cases::{frame, Case, Expect, Plan},
@@ -312,7 +312,7 @@ fn judge(description: &Description, case: &Case, got: Result<Option<String>, Str
 pub async fn detect_services(description: &Description, target: &Target) -> Result<Vec<String>, String> {
     let mut conn = Conn::open(&target.addr, target.token.as_ref(), target.wait).await?;
     let hint = |why: String| match &target.addr {
-        ConnectAddr::Listen(vproto_runtime::ListenAddr::Tcp { .. } | vproto_runtime::ListenAddr::Http { .. })
+        ConnectAddr::Listen(vproto_jsonrpc::ListenAddr::Tcp { .. } | vproto_jsonrpc::ListenAddr::Http { .. })
             if target.token.is_none() =>
         {
             format!("{}: {why} (if the server requires a token, give --token-file)", target.addr)
@@ -364,7 +364,7 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Sui
         services: services.clone(),
         seed: selection.seed,
         generated: selection.generated,
-        rest: matches!(target.addr, ConnectAddr::Listen(vproto_runtime::ListenAddr::Http { .. })),
+        rest: matches!(target.addr, ConnectAddr::Listen(vproto_jsonrpc::ListenAddr::Http { .. })),
         fixtures: selection.fixtures,
     };
     let cases: Vec<Case> = plan

@@ -30,7 +30,6 @@ fn main() {
     std::fs::write(&future, serde_json::to_string_pretty(&schema).expect("JSON")).expect("OUT_DIR is writable");
 
     vproto_codegen::Generator::new(&future)
-        .support_crate("vproto_api")
         .write_rust(&out_dir.join("protocol.rs"))
         .unwrap_or_else(|error| panic!("{error}"));
 }

@@ -1,18 +1,17 @@
-//! vproto-api: the Rust side of the vproto schema.
+//! vproto-api: the Rust side of the vproto schema, generated from `schema/vproto.json` by
+//! `cargo xtask codegen` (never edit these files). It stands on `vproto-support`, the
+//! schema-independent layer (envelope, conversions, JSON-RPC vocabulary, data-tree
+//! interpreter).
 //!
-//! [`objects`] is generated from `schema/vproto.json` by `cargo xtask codegen`
-//! (never edit it); [`wire`] is the hand-written layer it stands on: the
-//! `versioned_object.*` envelope, version conversion driven by the generated
-//! descriptors, and validation of every value read from outside. [`rpc`] is
-//! the JSON-RPC vocabulary generated servers and clients share with the
-//! runtime's transports. Projects
-//! that generate their own objects with `vproto-codegen` use [`wire`] too.
+//! The items of every generated module are re-exported at the crate root.
 
 #[rustfmt::skip]
-pub mod objects;
-pub mod rpc;
-mod thread_cache;
-pub mod tree;
-pub mod wire;
+pub mod layouts;
+#[rustfmt::skip]
+mod objects;
 
 pub use objects::*;
+
+// The support crate's modules under their old paths, while dependents move to `vproto_support`.
+#[doc(hidden)]
+pub use vproto_support::{rpc, tree, wire};

@@ -31,30 +31,30 @@ impl std::fmt::Display for ComponentStatus {
         f.write_str(self.as_str())
     }
 }
-impl crate::wire::StreamValue for ComponentStatus {
+impl vproto_support::wire::StreamValue for ComponentStatus {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         let _ = (target, ctx);
-        crate::wire::write_json_str(out, self.as_str());
+        vproto_support::wire::write_json_str(out, self.as_str());
         Ok(())
     }
 }
-impl crate::wire::WireValue for ComponentStatus {
+impl vproto_support::wire::WireValue for ComponentStatus {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let text = <String as crate::wire::WireValue>::from_wire(value, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let text = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
         match text.as_str() {
             "READY" => Ok(Self::Ready),
             "NOT-READY" => Ok(Self::NotReady),
             "ERROR" => Ok(Self::Error),
             other => {
-                Err(crate::wire::WireError::InvalidValue {
+                Err(vproto_support::wire::WireError::InvalidValue {
                     path: path.clone(),
                     why: format!("{other:?} is not {}", "one of READY, NOT-READY, ERROR"),
                 })
@@ -104,24 +104,24 @@ impl std::fmt::Display for DeviceType {
         f.write_str(self.as_str())
     }
 }
-impl crate::wire::StreamValue for DeviceType {
+impl vproto_support::wire::StreamValue for DeviceType {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         let _ = (target, ctx);
-        crate::wire::write_json_str(out, self.as_str());
+        vproto_support::wire::write_json_str(out, self.as_str());
         Ok(())
     }
 }
-impl crate::wire::WireValue for DeviceType {
+impl vproto_support::wire::WireValue for DeviceType {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let text = <String as crate::wire::WireValue>::from_wire(value, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let text = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
         match text.as_str() {
             "CRYPTO" => Ok(Self::Crypto),
             "GPU" => Ok(Self::Gpu),
@@ -163,30 +163,30 @@ impl std::fmt::Display for DiscoveryState {
         f.write_str(self.as_str())
     }
 }
-impl crate::wire::StreamValue for DiscoveryState {
+impl vproto_support::wire::StreamValue for DiscoveryState {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         let _ = (target, ctx);
-        crate::wire::write_json_str(out, self.as_str());
+        vproto_support::wire::write_json_str(out, self.as_str());
         Ok(())
     }
 }
-impl crate::wire::WireValue for DiscoveryState {
+impl vproto_support::wire::WireValue for DiscoveryState {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let text = <String as crate::wire::WireValue>::from_wire(value, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let text = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
         match text.as_str() {
             "IN-PROGRESS" => Ok(Self::InProgress),
             "DONE" => Ok(Self::Done),
             "FAILED" => Ok(Self::Failed),
             other => {
-                Err(crate::wire::WireError::InvalidValue {
+                Err(vproto_support::wire::WireError::InvalidValue {
                     path: path.clone(),
                     why: format!(
                         "{other:?} is not {}", "one of IN-PROGRESS, DONE, FAILED"
@@ -206,19 +206,21 @@ impl crate::wire::WireValue for DiscoveryState {
 pub struct Endpoint(String);
 impl Endpoint {
     /// The constraints every value satisfies.
-    pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
+    pub const CONSTRAINTS: vproto_support::wire::Constraints = vproto_support::wire::Constraints {
         pattern: Some(
             "^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$",
         ),
         max_length: Some(261),
-        ..crate::wire::Constraints::NONE
+        ..vproto_support::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
-    pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
+    pub fn new(
+        value: impl Into<String>,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let value: String = value.into();
-        <Self as crate::wire::WireValue>::from_wire(
-            &crate::wire::WireValue::to_wire(&value),
-            &crate::wire::WirePath::root(),
+        <Self as vproto_support::wire::WireValue>::from_wire(
+            &vproto_support::wire::WireValue::to_wire(&value),
+            &vproto_support::wire::WirePath::root(),
         )
     }
     /// The value as text.
@@ -231,27 +233,27 @@ impl std::fmt::Display for Endpoint {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::StreamValue for Endpoint {
+impl vproto_support::wire::StreamValue for Endpoint {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
-impl crate::wire::WireValue for Endpoint {
+impl vproto_support::wire::WireValue for Endpoint {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let inner = <String as crate::wire::WireValue>::from_wire(value, path)?;
-        crate::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let inner = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
+        vproto_support::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
         Ok(Self(inner))
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::WireValue::to_wire(&self.0)
+        vproto_support::wire::WireValue::to_wire(&self.0)
     }
 }
 /// An IPv4 or IPv6 address without prefix length, such as "192.0.2.10" or "2001:db8::10" (oslo's IPAddressField).
@@ -261,16 +263,18 @@ impl crate::wire::WireValue for Endpoint {
 pub struct IPAddress(String);
 impl IPAddress {
     /// The constraints every value satisfies.
-    pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
+    pub const CONSTRAINTS: vproto_support::wire::Constraints = vproto_support::wire::Constraints {
         format: Some("ip-address"),
-        ..crate::wire::Constraints::NONE
+        ..vproto_support::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
-    pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
+    pub fn new(
+        value: impl Into<String>,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let value: String = value.into();
-        <Self as crate::wire::WireValue>::from_wire(
-            &crate::wire::WireValue::to_wire(&value),
-            &crate::wire::WirePath::root(),
+        <Self as vproto_support::wire::WireValue>::from_wire(
+            &vproto_support::wire::WireValue::to_wire(&value),
+            &vproto_support::wire::WirePath::root(),
         )
     }
     /// The value as text.
@@ -283,27 +287,27 @@ impl std::fmt::Display for IPAddress {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::StreamValue for IPAddress {
+impl vproto_support::wire::StreamValue for IPAddress {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
-impl crate::wire::WireValue for IPAddress {
+impl vproto_support::wire::WireValue for IPAddress {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let inner = <String as crate::wire::WireValue>::from_wire(value, path)?;
-        crate::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let inner = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
+        vproto_support::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
         Ok(Self(inner))
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::WireValue::to_wire(&self.0)
+        vproto_support::wire::WireValue::to_wire(&self.0)
     }
 }
 /// An IPv4 or IPv6 network in CIDR notation, address and prefix length, such as "192.0.2.0/24" (oslo's IPNetworkField).
@@ -313,16 +317,18 @@ impl crate::wire::WireValue for IPAddress {
 pub struct IPNetwork(String);
 impl IPNetwork {
     /// The constraints every value satisfies.
-    pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
+    pub const CONSTRAINTS: vproto_support::wire::Constraints = vproto_support::wire::Constraints {
         format: Some("ip-network"),
-        ..crate::wire::Constraints::NONE
+        ..vproto_support::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
-    pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
+    pub fn new(
+        value: impl Into<String>,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let value: String = value.into();
-        <Self as crate::wire::WireValue>::from_wire(
-            &crate::wire::WireValue::to_wire(&value),
-            &crate::wire::WirePath::root(),
+        <Self as vproto_support::wire::WireValue>::from_wire(
+            &vproto_support::wire::WireValue::to_wire(&value),
+            &vproto_support::wire::WirePath::root(),
         )
     }
     /// The value as text.
@@ -335,27 +341,27 @@ impl std::fmt::Display for IPNetwork {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::StreamValue for IPNetwork {
+impl vproto_support::wire::StreamValue for IPNetwork {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
-impl crate::wire::WireValue for IPNetwork {
+impl vproto_support::wire::WireValue for IPNetwork {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let inner = <String as crate::wire::WireValue>::from_wire(value, path)?;
-        crate::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let inner = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
+        vproto_support::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
         Ok(Self(inner))
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::WireValue::to_wire(&self.0)
+        vproto_support::wire::WireValue::to_wire(&self.0)
     }
 }
 /// An IEEE 802 MAC-48 address, written as six colon-separated pairs of hex digits, such as "fa:16:3e:11:22:33" (oslo's MACAddressField, which lower-cases it).
@@ -365,16 +371,18 @@ impl crate::wire::WireValue for IPNetwork {
 pub struct MACAddress(String);
 impl MACAddress {
     /// The constraints every value satisfies.
-    pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
+    pub const CONSTRAINTS: vproto_support::wire::Constraints = vproto_support::wire::Constraints {
         format: Some("mac-address"),
-        ..crate::wire::Constraints::NONE
+        ..vproto_support::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
-    pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
+    pub fn new(
+        value: impl Into<String>,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let value: String = value.into();
-        <Self as crate::wire::WireValue>::from_wire(
-            &crate::wire::WireValue::to_wire(&value),
-            &crate::wire::WirePath::root(),
+        <Self as vproto_support::wire::WireValue>::from_wire(
+            &vproto_support::wire::WireValue::to_wire(&value),
+            &vproto_support::wire::WirePath::root(),
         )
     }
     /// The value as text.
@@ -387,27 +395,27 @@ impl std::fmt::Display for MACAddress {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::StreamValue for MACAddress {
+impl vproto_support::wire::StreamValue for MACAddress {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
-impl crate::wire::WireValue for MACAddress {
+impl vproto_support::wire::WireValue for MACAddress {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let inner = <String as crate::wire::WireValue>::from_wire(value, path)?;
-        crate::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let inner = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
+        vproto_support::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
         Ok(Self(inner))
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::WireValue::to_wire(&self.0)
+        vproto_support::wire::WireValue::to_wire(&self.0)
     }
 }
 /// A PCI address domain:bus:slot.function, such as "0000:02:00.1" (oslo's PCIAddressField).
@@ -417,16 +425,18 @@ impl crate::wire::WireValue for MACAddress {
 pub struct PCIAddress(String);
 impl PCIAddress {
     /// The constraints every value satisfies.
-    pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
+    pub const CONSTRAINTS: vproto_support::wire::Constraints = vproto_support::wire::Constraints {
         format: Some("pci-address"),
-        ..crate::wire::Constraints::NONE
+        ..vproto_support::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
-    pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
+    pub fn new(
+        value: impl Into<String>,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let value: String = value.into();
-        <Self as crate::wire::WireValue>::from_wire(
-            &crate::wire::WireValue::to_wire(&value),
-            &crate::wire::WirePath::root(),
+        <Self as vproto_support::wire::WireValue>::from_wire(
+            &vproto_support::wire::WireValue::to_wire(&value),
+            &vproto_support::wire::WirePath::root(),
         )
     }
     /// The value as text.
@@ -439,27 +449,27 @@ impl std::fmt::Display for PCIAddress {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::StreamValue for PCIAddress {
+impl vproto_support::wire::StreamValue for PCIAddress {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
-impl crate::wire::WireValue for PCIAddress {
+impl vproto_support::wire::WireValue for PCIAddress {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let inner = <String as crate::wire::WireValue>::from_wire(value, path)?;
-        crate::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let inner = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
+        vproto_support::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
         Ok(Self(inner))
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::WireValue::to_wire(&self.0)
+        vproto_support::wire::WireValue::to_wire(&self.0)
     }
 }
 /// A universally unique identifier, written in the canonical hyphenated 8-4-4-4-12 hex form (oslo's UUIDField).
@@ -469,16 +479,18 @@ impl crate::wire::WireValue for PCIAddress {
 pub struct Uuid(String);
 impl Uuid {
     /// The constraints every value satisfies.
-    pub const CONSTRAINTS: crate::wire::Constraints = crate::wire::Constraints {
+    pub const CONSTRAINTS: vproto_support::wire::Constraints = vproto_support::wire::Constraints {
         format: Some("uuid"),
-        ..crate::wire::Constraints::NONE
+        ..vproto_support::wire::Constraints::NONE
     };
     /// Checks and wraps a value.
-    pub fn new(value: impl Into<String>) -> Result<Self, crate::wire::WireError> {
+    pub fn new(
+        value: impl Into<String>,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let value: String = value.into();
-        <Self as crate::wire::WireValue>::from_wire(
-            &crate::wire::WireValue::to_wire(&value),
-            &crate::wire::WirePath::root(),
+        <Self as vproto_support::wire::WireValue>::from_wire(
+            &vproto_support::wire::WireValue::to_wire(&value),
+            &vproto_support::wire::WirePath::root(),
         )
     }
     /// The value as text.
@@ -491,27 +503,27 @@ impl std::fmt::Display for Uuid {
         std::fmt::Display::fmt(&self.0, f)
     }
 }
-impl crate::wire::StreamValue for Uuid {
+impl vproto_support::wire::StreamValue for Uuid {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::StreamValue::write_json(&self.0, out, target, ctx)
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::StreamValue::write_json(&self.0, out, target, ctx)
     }
 }
-impl crate::wire::WireValue for Uuid {
+impl vproto_support::wire::WireValue for Uuid {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let inner = <String as crate::wire::WireValue>::from_wire(value, path)?;
-        crate::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let inner = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
+        vproto_support::wire::check_constraints(value, &Self::CONSTRAINTS, path)?;
         Ok(Self(inner))
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::WireValue::to_wire(&self.0)
+        vproto_support::wire::WireValue::to_wire(&self.0)
     }
 }
 /// How a direct (macvtap) VIF connects to its host device: VEPA (802.1Qbg or 802.1Qbh), exclusive passthrough of the host NIC, or Ethernet bridging.
@@ -541,30 +553,30 @@ impl std::fmt::Display for VIFDirectMode {
         f.write_str(self.as_str())
     }
 }
-impl crate::wire::StreamValue for VIFDirectMode {
+impl vproto_support::wire::StreamValue for VIFDirectMode {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         let _ = (target, ctx);
-        crate::wire::write_json_str(out, self.as_str());
+        vproto_support::wire::write_json_str(out, self.as_str());
         Ok(())
     }
 }
-impl crate::wire::WireValue for VIFDirectMode {
+impl vproto_support::wire::WireValue for VIFDirectMode {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let text = <String as crate::wire::WireValue>::from_wire(value, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let text = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
         match text.as_str() {
             "vepa" => Ok(Self::Vepa),
             "passthrough" => Ok(Self::Passthrough),
             "bridge" => Ok(Self::Bridge),
             other => {
-                Err(crate::wire::WireError::InvalidValue {
+                Err(vproto_support::wire::WireError::InvalidValue {
                     path: path.clone(),
                     why: format!(
                         "{other:?} is not {}", "one of vepa, passthrough, bridge"
@@ -601,29 +613,29 @@ impl std::fmt::Display for VIFHostDeviceDevType {
         f.write_str(self.as_str())
     }
 }
-impl crate::wire::StreamValue for VIFHostDeviceDevType {
+impl vproto_support::wire::StreamValue for VIFHostDeviceDevType {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         let _ = (target, ctx);
-        crate::wire::write_json_str(out, self.as_str());
+        vproto_support::wire::write_json_str(out, self.as_str());
         Ok(())
     }
 }
-impl crate::wire::WireValue for VIFHostDeviceDevType {
+impl vproto_support::wire::WireValue for VIFHostDeviceDevType {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let text = <String as crate::wire::WireValue>::from_wire(value, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let text = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
         match text.as_str() {
             "ethernet" => Ok(Self::Ethernet),
             "generic" => Ok(Self::Generic),
             other => {
-                Err(crate::wire::WireError::InvalidValue {
+                Err(vproto_support::wire::WireError::InvalidValue {
                     path: path.clone(),
                     why: format!("{other:?} is not {}", "one of ethernet, generic"),
                 })
@@ -658,29 +670,29 @@ impl std::fmt::Display for VIFVHostUserMode {
         f.write_str(self.as_str())
     }
 }
-impl crate::wire::StreamValue for VIFVHostUserMode {
+impl vproto_support::wire::StreamValue for VIFVHostUserMode {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         let _ = (target, ctx);
-        crate::wire::write_json_str(out, self.as_str());
+        vproto_support::wire::write_json_str(out, self.as_str());
         Ok(())
     }
 }
-impl crate::wire::WireValue for VIFVHostUserMode {
+impl vproto_support::wire::WireValue for VIFVHostUserMode {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        let text = <String as crate::wire::WireValue>::from_wire(value, path)?;
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        let text = <String as vproto_support::wire::WireValue>::from_wire(value, path)?;
         match text.as_str() {
             "client" => Ok(Self::Client),
             "server" => Ok(Self::Server),
             other => {
-                Err(crate::wire::WireError::InvalidValue {
+                Err(vproto_support::wire::WireError::InvalidValue {
                     path: path.clone(),
                     why: format!("{other:?} is not {}", "one of client, server"),
                 })
@@ -709,65 +721,65 @@ pub struct AccCapability {
     pub num: Option<i64>,
 }
 /// How AccCapability converts between versions.
-pub static ACC_CAPABILITY_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static ACC_CAPABILITY_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "AccCapability",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("features", crate::wire::Version::new(1, 0)).default("{}").child("AccCapability", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("num", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("features", vproto_support::wire::Version::new(1, 0)).default("{}").child("AccCapability", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("num", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for AccCapability {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for AccCapability {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &ACC_CAPABILITY_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "features", self.features.as_ref());
-        crate::wire::insert_optional(&mut data, "num", self.num.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "features", self.features.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "num", self.num.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            features: crate::wire::read_optional::<std::collections::BTreeMap<String, AccCapability>>(data, "features", &crate::wire::FieldChecks::NONE, path)?,
-            num: crate::wire::read_optional::<i64>(data, "num", &FIELD_CHECKS_0, path)?,
+            features: vproto_support::wire::read_optional::<std::collections::BTreeMap<String, AccCapability>>(data, "features", &vproto_support::wire::FieldChecks::NONE, path)?,
+            num: vproto_support::wire::read_optional::<i64>(data, "num", &FIELD_CHECKS_0, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for AccCapability {
+impl vproto_support::wire::StreamValue for AccCapability {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.optional_field(&ACC_CAPABILITY_INFO, 0, self.features.as_ref())?;
             sink.optional_field(&ACC_CAPABILITY_INFO, 1, self.num.as_ref())?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for AccCapability {
+impl vproto_support::wire::WireValue for AccCapability {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The specification of a hardware accelerator.
@@ -796,56 +808,56 @@ pub struct AccSpecs {
     pub remote: bool,
 }
 /// How AccSpecs converts between versions.
-pub static ACC_SPECS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static ACC_SPECS_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "AccSpecs",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("acc_capability", crate::wire::Version::new(1, 0)).child("AccCapability", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("device_type", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("num", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("remote", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("acc_capability", vproto_support::wire::Version::new(1, 0)).child("AccCapability", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("device_type", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("num", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("remote", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for AccSpecs {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for AccSpecs {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &ACC_SPECS_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("acc_capability".into(), crate::wire::WireValue::to_wire(&self.acc_capability));
-        data.insert("device_type".into(), crate::wire::WireValue::to_wire(&self.device_type));
-        data.insert("num".into(), crate::wire::WireValue::to_wire(&self.num));
-        data.insert("remote".into(), crate::wire::WireValue::to_wire(&self.remote));
+        data.insert("acc_capability".into(), vproto_support::wire::WireValue::to_wire(&self.acc_capability));
+        data.insert("device_type".into(), vproto_support::wire::WireValue::to_wire(&self.device_type));
+        data.insert("num".into(), vproto_support::wire::WireValue::to_wire(&self.num));
+        data.insert("remote".into(), vproto_support::wire::WireValue::to_wire(&self.remote));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            acc_capability: crate::wire::read_required::<AccCapability>(data, "AccSpecs", "acc_capability", &crate::wire::FieldChecks::NONE, path)?,
-            device_type: crate::wire::read_required::<DeviceType>(data, "AccSpecs", "device_type", &crate::wire::FieldChecks::NONE, path)?,
-            num: crate::wire::read_required::<i64>(data, "AccSpecs", "num", &FIELD_CHECKS_0, path)?,
-            remote: crate::wire::read_required::<bool>(data, "AccSpecs", "remote", &crate::wire::FieldChecks::NONE, path)?,
+            acc_capability: vproto_support::wire::read_required::<AccCapability>(data, "AccSpecs", "acc_capability", &vproto_support::wire::FieldChecks::NONE, path)?,
+            device_type: vproto_support::wire::read_required::<DeviceType>(data, "AccSpecs", "device_type", &vproto_support::wire::FieldChecks::NONE, path)?,
+            num: vproto_support::wire::read_required::<i64>(data, "AccSpecs", "num", &FIELD_CHECKS_0, path)?,
+            remote: vproto_support::wire::read_required::<bool>(data, "AccSpecs", "remote", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for AccSpecs {
+impl vproto_support::wire::StreamValue for AccSpecs {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&ACC_SPECS_INFO, 0, &self.acc_capability)?;
             sink.field(&ACC_SPECS_INFO, 1, &self.device_type)?;
             sink.field(&ACC_SPECS_INFO, 2, &self.num)?;
@@ -854,15 +866,15 @@ impl crate::wire::StreamValue for AccSpecs {
         })
     }
 }
-impl crate::wire::WireValue for AccSpecs {
+impl vproto_support::wire::WireValue for AccSpecs {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// What a hardware device needs before it can be used.
@@ -883,65 +895,65 @@ pub struct AccStatus {
     pub setup_required: bool,
 }
 /// How AccStatus converts between versions.
-pub static ACC_STATUS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static ACC_STATUS_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "AccStatus",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("reboot_required", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("setup_required", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("reboot_required", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("setup_required", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for AccStatus {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for AccStatus {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &ACC_STATUS_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("reboot_required".into(), crate::wire::WireValue::to_wire(&self.reboot_required));
-        data.insert("setup_required".into(), crate::wire::WireValue::to_wire(&self.setup_required));
+        data.insert("reboot_required".into(), vproto_support::wire::WireValue::to_wire(&self.reboot_required));
+        data.insert("setup_required".into(), vproto_support::wire::WireValue::to_wire(&self.setup_required));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            reboot_required: crate::wire::read_required::<bool>(data, "AccStatus", "reboot_required", &crate::wire::FieldChecks::NONE, path)?,
-            setup_required: crate::wire::read_required::<bool>(data, "AccStatus", "setup_required", &crate::wire::FieldChecks::NONE, path)?,
+            reboot_required: vproto_support::wire::read_required::<bool>(data, "AccStatus", "reboot_required", &vproto_support::wire::FieldChecks::NONE, path)?,
+            setup_required: vproto_support::wire::read_required::<bool>(data, "AccStatus", "setup_required", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for AccStatus {
+impl vproto_support::wire::StreamValue for AccStatus {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&ACC_STATUS_INFO, 0, &self.reboot_required)?;
             sink.field(&ACC_STATUS_INFO, 1, &self.setup_required)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for AccStatus {
+impl vproto_support::wire::WireValue for AccStatus {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The answer to `conductor.list_agents` (`GET /agents`): every agent that has registered with the conductor.
@@ -958,61 +970,61 @@ pub struct AgentList {
     pub agents: Vec<AgentState>,
 }
 /// How AgentList converts between versions.
-pub static AGENT_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static AGENT_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "AgentList",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("agents", crate::wire::Version::new(1, 0)).child("AgentState", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("agents", vproto_support::wire::Version::new(1, 0)).child("AgentState", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for AgentList {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for AgentList {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &AGENT_LIST_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("agents".into(), crate::wire::WireValue::to_wire(&self.agents));
+        data.insert("agents".into(), vproto_support::wire::WireValue::to_wire(&self.agents));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            agents: crate::wire::read_required::<Vec<AgentState>>(data, "AgentList", "agents", &crate::wire::FieldChecks::NONE, path)?,
+            agents: vproto_support::wire::read_required::<Vec<AgentState>>(data, "AgentList", "agents", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for AgentList {
+impl vproto_support::wire::StreamValue for AgentList {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&AGENT_LIST_INFO, 0, &self.agents)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for AgentList {
+impl vproto_support::wire::WireValue for AgentList {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// What a Cyborg agent sends the conductor (`POST /hello`) once installed and ready: its status and endpoint.
@@ -1033,65 +1045,65 @@ pub struct AgentRegistration {
     pub status: ComponentStatus,
 }
 /// How AgentRegistration converts between versions.
-pub static AGENT_REGISTRATION_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static AGENT_REGISTRATION_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "AgentRegistration",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for AgentRegistration {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for AgentRegistration {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &AGENT_REGISTRATION_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert("status".into(), crate::wire::WireValue::to_wire(&self.status));
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<Endpoint>(data, "AgentRegistration", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
-            status: crate::wire::read_required::<ComponentStatus>(data, "AgentRegistration", "status", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "AgentRegistration", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            status: vproto_support::wire::read_required::<ComponentStatus>(data, "AgentRegistration", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for AgentRegistration {
+impl vproto_support::wire::StreamValue for AgentRegistration {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&AGENT_REGISTRATION_INFO, 0, &self.endpoint)?;
             sink.field(&AGENT_REGISTRATION_INFO, 1, &self.status)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for AgentRegistration {
+impl vproto_support::wire::WireValue for AgentRegistration {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// What the conductor knows of one registered Cyborg agent: where it is, what it last reported and whether it is still alive.
@@ -1120,56 +1132,56 @@ pub struct AgentState {
     pub status: ComponentStatus,
 }
 /// How AgentState converts between versions.
-pub static AGENT_STATE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static AGENT_STATE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "AgentState",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("alive", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("last_seen", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("alive", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("last_seen", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for AgentState {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for AgentState {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &AGENT_STATE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("alive".into(), crate::wire::WireValue::to_wire(&self.alive));
-        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert("last_seen".into(), crate::wire::WireValue::to_wire(&self.last_seen));
-        data.insert("status".into(), crate::wire::WireValue::to_wire(&self.status));
+        data.insert("alive".into(), vproto_support::wire::WireValue::to_wire(&self.alive));
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("last_seen".into(), vproto_support::wire::WireValue::to_wire(&self.last_seen));
+        data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            alive: crate::wire::read_required::<bool>(data, "AgentState", "alive", &crate::wire::FieldChecks::NONE, path)?,
-            endpoint: crate::wire::read_required::<Endpoint>(data, "AgentState", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
-            last_seen: crate::wire::read_required::<String>(data, "AgentState", "last_seen", &FIELD_CHECKS_1, path)?,
-            status: crate::wire::read_required::<ComponentStatus>(data, "AgentState", "status", &crate::wire::FieldChecks::NONE, path)?,
+            alive: vproto_support::wire::read_required::<bool>(data, "AgentState", "alive", &vproto_support::wire::FieldChecks::NONE, path)?,
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "AgentState", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            last_seen: vproto_support::wire::read_required::<String>(data, "AgentState", "last_seen", &FIELD_CHECKS_1, path)?,
+            status: vproto_support::wire::read_required::<ComponentStatus>(data, "AgentState", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for AgentState {
+impl vproto_support::wire::StreamValue for AgentState {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&AGENT_STATE_INFO, 0, &self.alive)?;
             sink.field(&AGENT_STATE_INFO, 1, &self.endpoint)?;
             sink.field(&AGENT_STATE_INFO, 2, &self.last_seen)?;
@@ -1178,15 +1190,15 @@ impl crate::wire::StreamValue for AgentState {
         })
     }
 }
-impl crate::wire::WireValue for AgentState {
+impl vproto_support::wire::WireValue for AgentState {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Base class for all types of datapath offload. It declares no fields.
@@ -1202,22 +1214,22 @@ pub struct DatapathOffloadBase {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How DatapathOffloadBase converts between versions.
-pub static DATAPATH_OFFLOAD_BASE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static DATAPATH_OFFLOAD_BASE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "DatapathOffloadBase",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[],
     base: None,
     tolerate_unknown_fields: false,
 };
 #[allow(unused_mut, unused_variables, clippy::let_and_return)]
-impl crate::wire::VersionedObject for DatapathOffloadBase {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for DatapathOffloadBase {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &DATAPATH_OFFLOAD_BASE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -1226,8 +1238,8 @@ impl crate::wire::VersionedObject for DatapathOffloadBase {
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             obj_changes: None,
         })
@@ -1239,15 +1251,15 @@ impl crate::wire::VersionedObject for DatapathOffloadBase {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for DatapathOffloadBase {
+impl vproto_support::wire::StreamValue for DatapathOffloadBase {
     #[allow(unused_mut, unused_variables, clippy::let_and_return)]
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &DATAPATH_OFFLOAD_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &DATAPATH_OFFLOAD_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             Ok(())
         })
     }
@@ -1255,15 +1267,15 @@ impl crate::wire::StreamValue for DatapathOffloadBase {
         Some("DatapathOffloadBase")
     }
 }
-impl crate::wire::WireValue for DatapathOffloadBase {
+impl vproto_support::wire::WireValue for DatapathOffloadBase {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Offload type for VF Representors conforming to the switchdev model. This datapath offload provides the metadata required to associate a VIF with a VF representor conforming to the switchdev kernel model. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging.
@@ -1287,39 +1299,39 @@ pub struct DatapathOffloadRepresentor {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How DatapathOffloadRepresentor converts between versions.
-pub static DATAPATH_OFFLOAD_REPRESENTOR_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static DATAPATH_OFFLOAD_REPRESENTOR_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "DatapathOffloadRepresentor",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("representor_address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("representor_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("representor_address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("representor_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "DatapathOffloadBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "DatapathOffloadBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for DatapathOffloadRepresentor {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &DATAPATH_OFFLOAD_REPRESENTOR_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "representor_address", self.representor_address.as_ref());
-        crate::wire::insert_optional(&mut data, "representor_name", self.representor_name.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "representor_address", self.representor_address.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "representor_name", self.representor_name.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            representor_address: crate::wire::read_optional::<Option<String>>(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
-            representor_name: crate::wire::read_optional::<Option<String>>(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
+            representor_address: vproto_support::wire::read_optional::<Option<String>>(data, "representor_address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            representor_name: vproto_support::wire::read_optional::<Option<String>>(data, "representor_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1330,14 +1342,14 @@ impl crate::wire::VersionedObject for DatapathOffloadRepresentor {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for DatapathOffloadRepresentor {
+impl vproto_support::wire::StreamValue for DatapathOffloadRepresentor {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &DATAPATH_OFFLOAD_REPRESENTOR_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &DATAPATH_OFFLOAD_REPRESENTOR_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&DATAPATH_OFFLOAD_REPRESENTOR_INFO, 0, self.representor_address.as_ref())?;
             sink.optional_field(&DATAPATH_OFFLOAD_REPRESENTOR_INFO, 1, self.representor_name.as_ref())?;
             Ok(())
@@ -1347,15 +1359,15 @@ impl crate::wire::StreamValue for DatapathOffloadRepresentor {
         Some("DatapathOffloadRepresentor")
     }
 }
-impl crate::wire::WireValue for DatapathOffloadRepresentor {
+impl vproto_support::wire::WireValue for DatapathOffloadRepresentor {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// The `data` of the DiscoveryFailed error: which driver could not run discovery, and why.
@@ -1376,65 +1388,65 @@ pub struct DiscoveryFailedData {
     pub reason: String,
 }
 /// How DiscoveryFailedData converts between versions.
-pub static DISCOVERY_FAILED_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static DISCOVERY_FAILED_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "DiscoveryFailedData",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("reason", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("reason", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for DiscoveryFailedData {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for DiscoveryFailedData {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &DISCOVERY_FAILED_DATA_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert("reason".into(), crate::wire::WireValue::to_wire(&self.reason));
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("reason".into(), vproto_support::wire::WireValue::to_wire(&self.reason));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<Endpoint>(data, "DiscoveryFailedData", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
-            reason: crate::wire::read_required::<String>(data, "DiscoveryFailedData", "reason", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "DiscoveryFailedData", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            reason: vproto_support::wire::read_required::<String>(data, "DiscoveryFailedData", "reason", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for DiscoveryFailedData {
+impl vproto_support::wire::StreamValue for DiscoveryFailedData {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&DISCOVERY_FAILED_DATA_INFO, 0, &self.endpoint)?;
             sink.field(&DISCOVERY_FAILED_DATA_INFO, 1, &self.reason)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for DiscoveryFailedData {
+impl vproto_support::wire::WireValue for DiscoveryFailedData {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The answer to a Cyborg discovery trigger (driver or agent `POST /discovery`): where the discovery and setup process stands.
@@ -1451,61 +1463,61 @@ pub struct DiscoveryStatus {
     pub status: DiscoveryState,
 }
 /// How DiscoveryStatus converts between versions.
-pub static DISCOVERY_STATUS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static DISCOVERY_STATUS_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "DiscoveryStatus",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for DiscoveryStatus {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for DiscoveryStatus {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &DISCOVERY_STATUS_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("status".into(), crate::wire::WireValue::to_wire(&self.status));
+        data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            status: crate::wire::read_required::<DiscoveryState>(data, "DiscoveryStatus", "status", &crate::wire::FieldChecks::NONE, path)?,
+            status: vproto_support::wire::read_required::<DiscoveryState>(data, "DiscoveryStatus", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for DiscoveryStatus {
+impl vproto_support::wire::StreamValue for DiscoveryStatus {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&DISCOVERY_STATUS_INFO, 0, &self.status)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for DiscoveryStatus {
+impl vproto_support::wire::WireValue for DiscoveryStatus {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// What a Cyborg driver sends its agent (`POST /hello`) once installed and ready: its status, endpoint and the device type it supports.
@@ -1530,53 +1542,53 @@ pub struct DriverRegistration {
     pub r#type: DeviceType,
 }
 /// How DriverRegistration converts between versions.
-pub static DRIVER_REGISTRATION_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static DRIVER_REGISTRATION_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "DriverRegistration",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("status", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("type", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("type", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for DriverRegistration {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for DriverRegistration {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &DRIVER_REGISTRATION_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert("status".into(), crate::wire::WireValue::to_wire(&self.status));
-        data.insert("type".into(), crate::wire::WireValue::to_wire(&self.r#type));
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
+        data.insert("type".into(), vproto_support::wire::WireValue::to_wire(&self.r#type));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<Endpoint>(data, "DriverRegistration", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
-            status: crate::wire::read_required::<ComponentStatus>(data, "DriverRegistration", "status", &crate::wire::FieldChecks::NONE, path)?,
-            r#type: crate::wire::read_required::<DeviceType>(data, "DriverRegistration", "type", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "DriverRegistration", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            status: vproto_support::wire::read_required::<ComponentStatus>(data, "DriverRegistration", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
+            r#type: vproto_support::wire::read_required::<DeviceType>(data, "DriverRegistration", "type", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for DriverRegistration {
+impl vproto_support::wire::StreamValue for DriverRegistration {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&DRIVER_REGISTRATION_INFO, 0, &self.endpoint)?;
             sink.field(&DRIVER_REGISTRATION_INFO, 1, &self.status)?;
             sink.field(&DRIVER_REGISTRATION_INFO, 2, &self.r#type)?;
@@ -1584,15 +1596,15 @@ impl crate::wire::StreamValue for DriverRegistration {
         })
     }
 }
-impl crate::wire::WireValue for DriverRegistration {
+impl vproto_support::wire::WireValue for DriverRegistration {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Represents a fixed IP: an address assigned to a port, with the floating IPs that map onto it.
@@ -1616,39 +1628,39 @@ pub struct FixedIP {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How FixedIP converts between versions.
-pub static FIXED_IP_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static FIXED_IP_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "FixedIP",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("floating_ips", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("floating_ips", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for FixedIP {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for FixedIP {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &FIXED_IP_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        crate::wire::insert_optional(&mut data, "floating_ips", self.floating_ips.as_ref());
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        vproto_support::wire::insert_optional(&mut data, "floating_ips", self.floating_ips.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            address: crate::wire::read_required::<IPAddress>(data, "FixedIP", "address", &crate::wire::FieldChecks::NONE, path)?,
-            floating_ips: crate::wire::read_optional::<Vec<IPAddress>>(data, "floating_ips", &crate::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<IPAddress>(data, "FixedIP", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            floating_ips: vproto_support::wire::read_optional::<Vec<IPAddress>>(data, "floating_ips", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1659,14 +1671,14 @@ impl crate::wire::VersionedObject for FixedIP {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for FixedIP {
+impl vproto_support::wire::StreamValue for FixedIP {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &FIXED_IP_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &FIXED_IP_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&FIXED_IP_INFO, 0, &self.address)?;
             sink.optional_field(&FIXED_IP_INFO, 1, self.floating_ips.as_ref())?;
             Ok(())
@@ -1676,15 +1688,15 @@ impl crate::wire::StreamValue for FixedIP {
         Some("FixedIP")
     }
 }
-impl crate::wire::WireValue for FixedIP {
+impl vproto_support::wire::WireValue for FixedIP {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A list of FixedIP objects (an oslo ObjectListBase).
@@ -1704,36 +1716,36 @@ pub struct FixedIPList {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How FixedIPList converts between versions.
-pub static FIXED_IP_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static FIXED_IP_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "FixedIPList",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0)).child("FixedIP", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("objects", vproto_support::wire::Version::new(1, 0)).child("FixedIP", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for FixedIPList {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for FixedIPList {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &FIXED_IP_LIST_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("objects".into(), crate::wire::WireValue::to_wire(&self.objects));
+        data.insert("objects".into(), vproto_support::wire::WireValue::to_wire(&self.objects));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            objects: crate::wire::read_required::<Vec<FixedIP>>(data, "FixedIPList", "objects", &crate::wire::FieldChecks::NONE, path)?,
+            objects: vproto_support::wire::read_required::<Vec<FixedIP>>(data, "FixedIPList", "objects", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -1744,14 +1756,14 @@ impl crate::wire::VersionedObject for FixedIPList {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for FixedIPList {
+impl vproto_support::wire::StreamValue for FixedIPList {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &FIXED_IP_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &FIXED_IP_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&FIXED_IP_LIST_INFO, 0, &self.objects)?;
             Ok(())
         })
@@ -1760,15 +1772,15 @@ impl crate::wire::StreamValue for FixedIPList {
         Some("FixedIPList")
     }
 }
-impl crate::wire::WireValue for FixedIPList {
+impl vproto_support::wire::WireValue for FixedIPList {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// An IP address configured on a guest network interface.
@@ -1789,65 +1801,65 @@ pub struct GuestAddress {
     pub prefix_length: i64,
 }
 /// How GuestAddress converts between versions.
-pub static GUEST_ADDRESS_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static GUEST_ADDRESS_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "GuestAddress",
     namespace: "guest",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("prefix_length", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("prefix_length", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for GuestAddress {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for GuestAddress {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &GUEST_ADDRESS_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("prefix_length".into(), crate::wire::WireValue::to_wire(&self.prefix_length));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("prefix_length".into(), vproto_support::wire::WireValue::to_wire(&self.prefix_length));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            address: crate::wire::read_required::<IPAddress>(data, "GuestAddress", "address", &crate::wire::FieldChecks::NONE, path)?,
-            prefix_length: crate::wire::read_required::<i64>(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_2, path)?,
+            address: vproto_support::wire::read_required::<IPAddress>(data, "GuestAddress", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            prefix_length: vproto_support::wire::read_required::<i64>(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_2, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for GuestAddress {
+impl vproto_support::wire::StreamValue for GuestAddress {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&GUEST_ADDRESS_INFO, 0, &self.address)?;
             sink.field(&GUEST_ADDRESS_INFO, 1, &self.prefix_length)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for GuestAddress {
+impl vproto_support::wire::WireValue for GuestAddress {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// What the guest tools publish about the guest for administration: protocol identification, OS identification, and NIC configuration and link status.
@@ -1873,53 +1885,53 @@ pub struct GuestInfo {
     pub protocol: GuestProtocol,
 }
 /// How GuestInfo converts between versions.
-pub static GUEST_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static GUEST_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "GuestInfo",
     namespace: "guest",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("nics", crate::wire::Version::new(1, 0)).default("[]").child("GuestNic", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("os", crate::wire::Version::new(1, 0)).child("OsInfo", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))]),
-        crate::wire::FieldInfo::new("protocol", crate::wire::Version::new(1, 0)).child("GuestProtocol", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("nics", vproto_support::wire::Version::new(1, 0)).default("[]").child("GuestNic", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("os", vproto_support::wire::Version::new(1, 0)).child("OsInfo", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1))]),
+        vproto_support::wire::FieldInfo::new("protocol", vproto_support::wire::Version::new(1, 0)).child("GuestProtocol", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for GuestInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for GuestInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &GUEST_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("nics".into(), crate::wire::WireValue::to_wire(&self.nics));
-        data.insert("os".into(), crate::wire::WireValue::to_wire(&self.os));
-        data.insert("protocol".into(), crate::wire::WireValue::to_wire(&self.protocol));
+        data.insert("nics".into(), vproto_support::wire::WireValue::to_wire(&self.nics));
+        data.insert("os".into(), vproto_support::wire::WireValue::to_wire(&self.os));
+        data.insert("protocol".into(), vproto_support::wire::WireValue::to_wire(&self.protocol));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            nics: crate::wire::read_required::<Vec<GuestNic>>(data, "GuestInfo", "nics", &crate::wire::FieldChecks::NONE, path)?,
-            os: crate::wire::read_required::<OsInfo>(data, "GuestInfo", "os", &crate::wire::FieldChecks::NONE, path)?,
-            protocol: crate::wire::read_required::<GuestProtocol>(data, "GuestInfo", "protocol", &crate::wire::FieldChecks::NONE, path)?,
+            nics: vproto_support::wire::read_required::<Vec<GuestNic>>(data, "GuestInfo", "nics", &vproto_support::wire::FieldChecks::NONE, path)?,
+            os: vproto_support::wire::read_required::<OsInfo>(data, "GuestInfo", "os", &vproto_support::wire::FieldChecks::NONE, path)?,
+            protocol: vproto_support::wire::read_required::<GuestProtocol>(data, "GuestInfo", "protocol", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for GuestInfo {
+impl vproto_support::wire::StreamValue for GuestInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&GUEST_INFO_INFO, 0, &self.nics)?;
             sink.field(&GUEST_INFO_INFO, 1, &self.os)?;
             sink.field(&GUEST_INFO_INFO, 2, &self.protocol)?;
@@ -1927,15 +1939,15 @@ impl crate::wire::StreamValue for GuestInfo {
         })
     }
 }
-impl crate::wire::WireValue for GuestInfo {
+impl vproto_support::wire::WireValue for GuestInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// A (virtual) network interface of the guest: its configuration and link status.
@@ -1964,56 +1976,56 @@ pub struct GuestNic {
     pub name: String,
 }
 /// How GuestNic converts between versions.
-pub static GUEST_NIC_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static GUEST_NIC_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "GuestNic",
     namespace: "guest",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("addresses", crate::wire::Version::new(1, 0)).default("[]").child("GuestAddress", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("link", crate::wire::Version::new(1, 0)).child("LinkState", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("mac", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("addresses", vproto_support::wire::Version::new(1, 0)).default("[]").child("GuestAddress", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("link", vproto_support::wire::Version::new(1, 0)).child("LinkState", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("mac", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("name", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for GuestNic {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for GuestNic {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &GUEST_NIC_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("addresses".into(), crate::wire::WireValue::to_wire(&self.addresses));
-        data.insert("link".into(), crate::wire::WireValue::to_wire(&self.link));
-        data.insert("mac".into(), crate::wire::WireValue::to_wire(&self.mac));
-        data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
+        data.insert("addresses".into(), vproto_support::wire::WireValue::to_wire(&self.addresses));
+        data.insert("link".into(), vproto_support::wire::WireValue::to_wire(&self.link));
+        data.insert("mac".into(), vproto_support::wire::WireValue::to_wire(&self.mac));
+        data.insert("name".into(), vproto_support::wire::WireValue::to_wire(&self.name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            addresses: crate::wire::read_required::<Vec<GuestAddress>>(data, "GuestNic", "addresses", &crate::wire::FieldChecks::NONE, path)?,
-            link: crate::wire::read_required::<LinkState>(data, "GuestNic", "link", &crate::wire::FieldChecks::NONE, path)?,
-            mac: crate::wire::read_required::<MACAddress>(data, "GuestNic", "mac", &crate::wire::FieldChecks::NONE, path)?,
-            name: crate::wire::read_required::<String>(data, "GuestNic", "name", &crate::wire::FieldChecks::NONE, path)?,
+            addresses: vproto_support::wire::read_required::<Vec<GuestAddress>>(data, "GuestNic", "addresses", &vproto_support::wire::FieldChecks::NONE, path)?,
+            link: vproto_support::wire::read_required::<LinkState>(data, "GuestNic", "link", &vproto_support::wire::FieldChecks::NONE, path)?,
+            mac: vproto_support::wire::read_required::<MACAddress>(data, "GuestNic", "mac", &vproto_support::wire::FieldChecks::NONE, path)?,
+            name: vproto_support::wire::read_required::<String>(data, "GuestNic", "name", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for GuestNic {
+impl vproto_support::wire::StreamValue for GuestNic {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&GUEST_NIC_INFO, 0, &self.addresses)?;
             sink.field(&GUEST_NIC_INFO, 1, &self.link)?;
             sink.field(&GUEST_NIC_INFO, 2, &self.mac)?;
@@ -2022,15 +2034,15 @@ impl crate::wire::StreamValue for GuestNic {
         })
     }
 }
-impl crate::wire::WireValue for GuestNic {
+impl vproto_support::wire::WireValue for GuestNic {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Identifies the guest data protocol and the layout version of the data tree, so a reader makes one check to know whether it can read the tree.
@@ -2051,65 +2063,65 @@ pub struct GuestProtocol {
     pub name: String,
 }
 /// How GuestProtocol converts between versions.
-pub static GUEST_PROTOCOL_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static GUEST_PROTOCOL_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "GuestProtocol",
     namespace: "guest",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("layout_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("layout_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("name", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for GuestProtocol {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for GuestProtocol {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &GUEST_PROTOCOL_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("layout_version".into(), crate::wire::WireValue::to_wire(&self.layout_version));
-        data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
+        data.insert("layout_version".into(), vproto_support::wire::WireValue::to_wire(&self.layout_version));
+        data.insert("name".into(), vproto_support::wire::WireValue::to_wire(&self.name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            layout_version: crate::wire::read_required::<String>(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_3, path)?,
-            name: crate::wire::read_required::<String>(data, "GuestProtocol", "name", &FIELD_CHECKS_4, path)?,
+            layout_version: vproto_support::wire::read_required::<String>(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_3, path)?,
+            name: vproto_support::wire::read_required::<String>(data, "GuestProtocol", "name", &FIELD_CHECKS_4, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for GuestProtocol {
+impl vproto_support::wire::StreamValue for GuestProtocol {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&GUEST_PROTOCOL_INFO, 0, &self.layout_version)?;
             sink.field(&GUEST_PROTOCOL_INFO, 1, &self.name)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for GuestProtocol {
+impl vproto_support::wire::WireValue for GuestProtocol {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// A physical device on a node, which may or may not be ready to use or even fully supported (unlike an accelerator, a ready-to-use entry of the public API).
@@ -2134,53 +2146,53 @@ pub struct Hardware {
     pub uuid: Uuid,
 }
 /// How Hardware converts between versions.
-pub static HARDWARE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HARDWARE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "Hardware",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("acc_specs", crate::wire::Version::new(1, 0)).child("AccSpecs", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("acc_status", crate::wire::Version::new(1, 0)).child("AccStatus", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("uuid", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("acc_specs", vproto_support::wire::Version::new(1, 0)).child("AccSpecs", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("acc_status", vproto_support::wire::Version::new(1, 0)).child("AccStatus", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("uuid", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for Hardware {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for Hardware {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HARDWARE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("acc_specs".into(), crate::wire::WireValue::to_wire(&self.acc_specs));
-        data.insert("acc_status".into(), crate::wire::WireValue::to_wire(&self.acc_status));
-        data.insert("uuid".into(), crate::wire::WireValue::to_wire(&self.uuid));
+        data.insert("acc_specs".into(), vproto_support::wire::WireValue::to_wire(&self.acc_specs));
+        data.insert("acc_status".into(), vproto_support::wire::WireValue::to_wire(&self.acc_status));
+        data.insert("uuid".into(), vproto_support::wire::WireValue::to_wire(&self.uuid));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            acc_specs: crate::wire::read_required::<AccSpecs>(data, "Hardware", "acc_specs", &crate::wire::FieldChecks::NONE, path)?,
-            acc_status: crate::wire::read_required::<AccStatus>(data, "Hardware", "acc_status", &crate::wire::FieldChecks::NONE, path)?,
-            uuid: crate::wire::read_required::<Uuid>(data, "Hardware", "uuid", &crate::wire::FieldChecks::NONE, path)?,
+            acc_specs: vproto_support::wire::read_required::<AccSpecs>(data, "Hardware", "acc_specs", &vproto_support::wire::FieldChecks::NONE, path)?,
+            acc_status: vproto_support::wire::read_required::<AccStatus>(data, "Hardware", "acc_status", &vproto_support::wire::FieldChecks::NONE, path)?,
+            uuid: vproto_support::wire::read_required::<Uuid>(data, "Hardware", "uuid", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for Hardware {
+impl vproto_support::wire::StreamValue for Hardware {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&HARDWARE_INFO, 0, &self.acc_specs)?;
             sink.field(&HARDWARE_INFO, 1, &self.acc_status)?;
             sink.field(&HARDWARE_INFO, 2, &self.uuid)?;
@@ -2188,15 +2200,15 @@ impl crate::wire::StreamValue for Hardware {
         })
     }
 }
-impl crate::wire::WireValue for Hardware {
+impl vproto_support::wire::WireValue for Hardware {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The answer to `GET /hardware` (driver or agent): the hardware discovered.
@@ -2213,61 +2225,61 @@ pub struct HardwareList {
     pub hardware: Vec<Hardware>,
 }
 /// How HardwareList converts between versions.
-pub static HARDWARE_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HARDWARE_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "HardwareList",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("hardware", crate::wire::Version::new(1, 0)).child("Hardware", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("hardware", vproto_support::wire::Version::new(1, 0)).child("Hardware", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for HardwareList {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for HardwareList {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HARDWARE_LIST_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("hardware".into(), crate::wire::WireValue::to_wire(&self.hardware));
+        data.insert("hardware".into(), vproto_support::wire::WireValue::to_wire(&self.hardware));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            hardware: crate::wire::read_required::<Vec<Hardware>>(data, "HardwareList", "hardware", &crate::wire::FieldChecks::NONE, path)?,
+            hardware: vproto_support::wire::read_required::<Vec<Hardware>>(data, "HardwareList", "hardware", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for HardwareList {
+impl vproto_support::wire::StreamValue for HardwareList {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&HARDWARE_LIST_INFO, 0, &self.hardware)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for HardwareList {
+impl vproto_support::wire::WireValue for HardwareList {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The answer to a Cyborg registration (`agent.hello` from a driver, `conductor.hello` from an agent): the registration was recorded. Registration is idempotent and doubles as the liveness heartbeat: the registering component sends hello again at least every `heartbeat_interval` seconds, with its current status; a component not heard from for three intervals is considered gone.
@@ -2288,65 +2300,65 @@ pub struct HelloAck {
     pub protocol_version: String,
 }
 /// How HelloAck converts between versions.
-pub static HELLO_ACK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HELLO_ACK_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "HelloAck",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("heartbeat_interval", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("protocol_version", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("heartbeat_interval", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("protocol_version", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for HelloAck {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for HelloAck {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HELLO_ACK_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("heartbeat_interval".into(), crate::wire::WireValue::to_wire(&self.heartbeat_interval));
-        data.insert("protocol_version".into(), crate::wire::WireValue::to_wire(&self.protocol_version));
+        data.insert("heartbeat_interval".into(), vproto_support::wire::WireValue::to_wire(&self.heartbeat_interval));
+        data.insert("protocol_version".into(), vproto_support::wire::WireValue::to_wire(&self.protocol_version));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            heartbeat_interval: crate::wire::read_required::<i64>(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_5, path)?,
-            protocol_version: crate::wire::read_required::<String>(data, "HelloAck", "protocol_version", &FIELD_CHECKS_6, path)?,
+            heartbeat_interval: vproto_support::wire::read_required::<i64>(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_5, path)?,
+            protocol_version: vproto_support::wire::read_required::<String>(data, "HelloAck", "protocol_version", &FIELD_CHECKS_6, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for HelloAck {
+impl vproto_support::wire::StreamValue for HelloAck {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&HELLO_ACK_INFO, 0, &self.heartbeat_interval)?;
             sink.field(&HELLO_ACK_INFO, 1, &self.protocol_version)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for HelloAck {
+impl vproto_support::wire::WireValue for HelloAck {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Class describing a host and its supported plugin classes: what a service host sends the network host to negotiate port binding.
@@ -2366,36 +2378,36 @@ pub struct HostInfo {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostInfo converts between versions.
-pub static HOST_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HOST_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "HostInfo",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("plugin_info", crate::wire::Version::new(1, 0)).child("HostPluginInfo", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("plugin_info", vproto_support::wire::Version::new(1, 0)).child("HostPluginInfo", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for HostInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for HostInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HOST_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("plugin_info".into(), crate::wire::WireValue::to_wire(&self.plugin_info));
+        data.insert("plugin_info".into(), vproto_support::wire::WireValue::to_wire(&self.plugin_info));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            plugin_info: crate::wire::read_required::<Vec<HostPluginInfo>>(data, "HostInfo", "plugin_info", &crate::wire::FieldChecks::NONE, path)?,
+            plugin_info: vproto_support::wire::read_required::<Vec<HostPluginInfo>>(data, "HostInfo", "plugin_info", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2406,14 +2418,14 @@ impl crate::wire::VersionedObject for HostInfo {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for HostInfo {
+impl vproto_support::wire::StreamValue for HostInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &HOST_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &HOST_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&HOST_INFO_INFO, 0, &self.plugin_info)?;
             Ok(())
         })
@@ -2422,15 +2434,15 @@ impl crate::wire::StreamValue for HostInfo {
         Some("HostInfo")
     }
 }
-impl crate::wire::WireValue for HostInfo {
+impl vproto_support::wire::WireValue for HostInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Class describing a plugin and its supported VIF classes.
@@ -2454,39 +2466,39 @@ pub struct HostPluginInfo {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostPluginInfo converts between versions.
-pub static HOST_PLUGIN_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HOST_PLUGIN_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "HostPluginInfo",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("plugin_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_info", crate::wire::Version::new(1, 0)).child("HostVIFInfo", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))]),
+        vproto_support::wire::FieldInfo::new("plugin_name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_info", vproto_support::wire::Version::new(1, 0)).child("HostVIFInfo", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for HostPluginInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for HostPluginInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HOST_PLUGIN_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("plugin_name".into(), crate::wire::WireValue::to_wire(&self.plugin_name));
-        data.insert("vif_info".into(), crate::wire::WireValue::to_wire(&self.vif_info));
+        data.insert("plugin_name".into(), vproto_support::wire::WireValue::to_wire(&self.plugin_name));
+        data.insert("vif_info".into(), vproto_support::wire::WireValue::to_wire(&self.vif_info));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            plugin_name: crate::wire::read_required::<String>(data, "HostPluginInfo", "plugin_name", &crate::wire::FieldChecks::NONE, path)?,
-            vif_info: crate::wire::read_required::<Vec<HostVIFInfo>>(data, "HostPluginInfo", "vif_info", &crate::wire::FieldChecks::NONE, path)?,
+            plugin_name: vproto_support::wire::read_required::<String>(data, "HostPluginInfo", "plugin_name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_info: vproto_support::wire::read_required::<Vec<HostVIFInfo>>(data, "HostPluginInfo", "vif_info", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2497,14 +2509,14 @@ impl crate::wire::VersionedObject for HostPluginInfo {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for HostPluginInfo {
+impl vproto_support::wire::StreamValue for HostPluginInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &HOST_PLUGIN_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &HOST_PLUGIN_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&HOST_PLUGIN_INFO_INFO, 0, &self.plugin_name)?;
             sink.field(&HOST_PLUGIN_INFO_INFO, 1, &self.vif_info)?;
             Ok(())
@@ -2514,15 +2526,15 @@ impl crate::wire::StreamValue for HostPluginInfo {
         Some("HostPluginInfo")
     }
 }
-impl crate::wire::WireValue for HostPluginInfo {
+impl vproto_support::wire::WireValue for HostPluginInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Class describing a PortProfile class and its supported versions.
@@ -2550,42 +2562,42 @@ pub struct HostPortProfileInfo {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostPortProfileInfo converts between versions.
-pub static HOST_PORT_PROFILE_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HOST_PORT_PROFILE_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "HostPortProfileInfo",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("min_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("profile_object_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("max_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("min_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("profile_object_name", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for HostPortProfileInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for HostPortProfileInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HOST_PORT_PROFILE_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("max_version".into(), crate::wire::WireValue::to_wire(&self.max_version));
-        data.insert("min_version".into(), crate::wire::WireValue::to_wire(&self.min_version));
-        data.insert("profile_object_name".into(), crate::wire::WireValue::to_wire(&self.profile_object_name));
+        data.insert("max_version".into(), vproto_support::wire::WireValue::to_wire(&self.max_version));
+        data.insert("min_version".into(), vproto_support::wire::WireValue::to_wire(&self.min_version));
+        data.insert("profile_object_name".into(), vproto_support::wire::WireValue::to_wire(&self.profile_object_name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            max_version: crate::wire::read_required::<String>(data, "HostPortProfileInfo", "max_version", &crate::wire::FieldChecks::NONE, path)?,
-            min_version: crate::wire::read_required::<String>(data, "HostPortProfileInfo", "min_version", &crate::wire::FieldChecks::NONE, path)?,
-            profile_object_name: crate::wire::read_required::<String>(data, "HostPortProfileInfo", "profile_object_name", &crate::wire::FieldChecks::NONE, path)?,
+            max_version: vproto_support::wire::read_required::<String>(data, "HostPortProfileInfo", "max_version", &vproto_support::wire::FieldChecks::NONE, path)?,
+            min_version: vproto_support::wire::read_required::<String>(data, "HostPortProfileInfo", "min_version", &vproto_support::wire::FieldChecks::NONE, path)?,
+            profile_object_name: vproto_support::wire::read_required::<String>(data, "HostPortProfileInfo", "profile_object_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2596,14 +2608,14 @@ impl crate::wire::VersionedObject for HostPortProfileInfo {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for HostPortProfileInfo {
+impl vproto_support::wire::StreamValue for HostPortProfileInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &HOST_PORT_PROFILE_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &HOST_PORT_PROFILE_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&HOST_PORT_PROFILE_INFO_INFO, 0, &self.max_version)?;
             sink.field(&HOST_PORT_PROFILE_INFO_INFO, 1, &self.min_version)?;
             sink.field(&HOST_PORT_PROFILE_INFO_INFO, 2, &self.profile_object_name)?;
@@ -2614,15 +2626,15 @@ impl crate::wire::StreamValue for HostPortProfileInfo {
         Some("HostPortProfileInfo")
     }
 }
-impl crate::wire::WireValue for HostPortProfileInfo {
+impl vproto_support::wire::WireValue for HostPortProfileInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Class describing a VIF class and its supported versions: a network host must answer with that VIF object serialized at a version within [min_version, max_version].
@@ -2655,45 +2667,45 @@ pub struct HostVIFInfo {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostVIFInfo converts between versions.
-pub static HOST_VIF_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static HOST_VIF_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "HostVIFInfo",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("min_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("supported_port_profiles", crate::wire::Version::new(1, 1)).child("HostPortProfileInfo", false, &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("vif_object_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("max_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("min_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("supported_port_profiles", vproto_support::wire::Version::new(1, 1)).child("HostPortProfileInfo", false, &[(vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("vif_object_name", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for HostVIFInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for HostVIFInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &HOST_VIF_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("max_version".into(), crate::wire::WireValue::to_wire(&self.max_version));
-        data.insert("min_version".into(), crate::wire::WireValue::to_wire(&self.min_version));
-        crate::wire::insert_optional(&mut data, "supported_port_profiles", self.supported_port_profiles.as_ref());
-        data.insert("vif_object_name".into(), crate::wire::WireValue::to_wire(&self.vif_object_name));
+        data.insert("max_version".into(), vproto_support::wire::WireValue::to_wire(&self.max_version));
+        data.insert("min_version".into(), vproto_support::wire::WireValue::to_wire(&self.min_version));
+        vproto_support::wire::insert_optional(&mut data, "supported_port_profiles", self.supported_port_profiles.as_ref());
+        data.insert("vif_object_name".into(), vproto_support::wire::WireValue::to_wire(&self.vif_object_name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            max_version: crate::wire::read_required::<String>(data, "HostVIFInfo", "max_version", &crate::wire::FieldChecks::NONE, path)?,
-            min_version: crate::wire::read_required::<String>(data, "HostVIFInfo", "min_version", &crate::wire::FieldChecks::NONE, path)?,
-            supported_port_profiles: crate::wire::read_optional::<Vec<HostPortProfileInfo>>(data, "supported_port_profiles", &crate::wire::FieldChecks::NONE, path)?,
-            vif_object_name: crate::wire::read_required::<String>(data, "HostVIFInfo", "vif_object_name", &crate::wire::FieldChecks::NONE, path)?,
+            max_version: vproto_support::wire::read_required::<String>(data, "HostVIFInfo", "max_version", &vproto_support::wire::FieldChecks::NONE, path)?,
+            min_version: vproto_support::wire::read_required::<String>(data, "HostVIFInfo", "min_version", &vproto_support::wire::FieldChecks::NONE, path)?,
+            supported_port_profiles: vproto_support::wire::read_optional::<Vec<HostPortProfileInfo>>(data, "supported_port_profiles", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_object_name: vproto_support::wire::read_required::<String>(data, "HostVIFInfo", "vif_object_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2704,14 +2716,14 @@ impl crate::wire::VersionedObject for HostVIFInfo {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for HostVIFInfo {
+impl vproto_support::wire::StreamValue for HostVIFInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &HOST_VIF_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &HOST_VIF_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&HOST_VIF_INFO_INFO, 0, &self.max_version)?;
             sink.field(&HOST_VIF_INFO_INFO, 1, &self.min_version)?;
             sink.optional_field(&HOST_VIF_INFO_INFO, 2, self.supported_port_profiles.as_ref())?;
@@ -2723,15 +2735,15 @@ impl crate::wire::StreamValue for HostVIFInfo {
         Some("HostVIFInfo")
     }
 }
-impl crate::wire::WireValue for HostVIFInfo {
+impl vproto_support::wire::WireValue for HostVIFInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Represents important information about a Nova instance.
@@ -2759,42 +2771,42 @@ pub struct InstanceInfo {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How InstanceInfo converts between versions.
-pub static INSTANCE_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static INSTANCE_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "InstanceInfo",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("project_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("uuid", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("project_id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("uuid", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for InstanceInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for InstanceInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &INSTANCE_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
-        crate::wire::insert_optional(&mut data, "project_id", self.project_id.as_ref());
-        data.insert("uuid".into(), crate::wire::WireValue::to_wire(&self.uuid));
+        data.insert("name".into(), vproto_support::wire::WireValue::to_wire(&self.name));
+        vproto_support::wire::insert_optional(&mut data, "project_id", self.project_id.as_ref());
+        data.insert("uuid".into(), vproto_support::wire::WireValue::to_wire(&self.uuid));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            name: crate::wire::read_required::<String>(data, "InstanceInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
-            project_id: crate::wire::read_optional::<String>(data, "project_id", &crate::wire::FieldChecks::NONE, path)?,
-            uuid: crate::wire::read_required::<Uuid>(data, "InstanceInfo", "uuid", &crate::wire::FieldChecks::NONE, path)?,
+            name: vproto_support::wire::read_required::<String>(data, "InstanceInfo", "name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            project_id: vproto_support::wire::read_optional::<String>(data, "project_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            uuid: vproto_support::wire::read_required::<Uuid>(data, "InstanceInfo", "uuid", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -2805,14 +2817,14 @@ impl crate::wire::VersionedObject for InstanceInfo {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for InstanceInfo {
+impl vproto_support::wire::StreamValue for InstanceInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &INSTANCE_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &INSTANCE_INFO_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&INSTANCE_INFO_INFO, 0, &self.name)?;
             sink.optional_field(&INSTANCE_INFO_INFO, 1, self.project_id.as_ref())?;
             sink.field(&INSTANCE_INFO_INFO, 2, &self.uuid)?;
@@ -2823,15 +2835,15 @@ impl crate::wire::StreamValue for InstanceInfo {
         Some("InstanceInfo")
     }
 }
-impl crate::wire::WireValue for InstanceInfo {
+impl vproto_support::wire::WireValue for InstanceInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// The link status of a network interface.
@@ -2852,65 +2864,65 @@ pub struct LinkState {
     pub carrier: bool,
 }
 /// How LinkState converts between versions.
-pub static LINK_STATE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static LINK_STATE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "LinkState",
     namespace: "guest",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("admin_up", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("carrier", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("admin_up", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("carrier", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for LinkState {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for LinkState {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &LINK_STATE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("admin_up".into(), crate::wire::WireValue::to_wire(&self.admin_up));
-        data.insert("carrier".into(), crate::wire::WireValue::to_wire(&self.carrier));
+        data.insert("admin_up".into(), vproto_support::wire::WireValue::to_wire(&self.admin_up));
+        data.insert("carrier".into(), vproto_support::wire::WireValue::to_wire(&self.carrier));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            admin_up: crate::wire::read_required::<bool>(data, "LinkState", "admin_up", &crate::wire::FieldChecks::NONE, path)?,
-            carrier: crate::wire::read_required::<bool>(data, "LinkState", "carrier", &crate::wire::FieldChecks::NONE, path)?,
+            admin_up: vproto_support::wire::read_required::<bool>(data, "LinkState", "admin_up", &vproto_support::wire::FieldChecks::NONE, path)?,
+            carrier: vproto_support::wire::read_required::<bool>(data, "LinkState", "carrier", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for LinkState {
+impl vproto_support::wire::StreamValue for LinkState {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&LINK_STATE_INFO, 0, &self.admin_up)?;
             sink.field(&LINK_STATE_INFO, 1, &self.carrier)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for LinkState {
+impl vproto_support::wire::WireValue for LinkState {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Represents a network.
@@ -2967,63 +2979,63 @@ pub struct Network {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How Network converts between versions.
-pub static NETWORK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static NETWORK_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "Network",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("bridge", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("bridge_interface", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("label", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("mtu", crate::wire::Version::new(1, 1)).default("null"),
-        crate::wire::FieldInfo::new("multi_host", crate::wire::Version::new(1, 0)).default("false"),
-        crate::wire::FieldInfo::new("should_provide_bridge", crate::wire::Version::new(1, 0)).default("false"),
-        crate::wire::FieldInfo::new("should_provide_vlan", crate::wire::Version::new(1, 0)).default("false"),
-        crate::wire::FieldInfo::new("subnets", crate::wire::Version::new(1, 0)).default("{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}").child("SubnetList", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("vlan", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("bridge", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("bridge_interface", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("label", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("mtu", vproto_support::wire::Version::new(1, 1)).default("null"),
+        vproto_support::wire::FieldInfo::new("multi_host", vproto_support::wire::Version::new(1, 0)).default("false"),
+        vproto_support::wire::FieldInfo::new("should_provide_bridge", vproto_support::wire::Version::new(1, 0)).default("false"),
+        vproto_support::wire::FieldInfo::new("should_provide_vlan", vproto_support::wire::Version::new(1, 0)).default("false"),
+        vproto_support::wire::FieldInfo::new("subnets", vproto_support::wire::Version::new(1, 0)).default("{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}").child("SubnetList", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("vlan", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for Network {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for Network {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &NETWORK_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "bridge", self.bridge.as_ref());
-        crate::wire::insert_optional(&mut data, "bridge_interface", self.bridge_interface.as_ref());
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        crate::wire::insert_optional(&mut data, "label", self.label.as_ref());
-        data.insert("mtu".into(), crate::wire::WireValue::to_wire(&self.mtu));
-        data.insert("multi_host".into(), crate::wire::WireValue::to_wire(&self.multi_host));
-        data.insert("should_provide_bridge".into(), crate::wire::WireValue::to_wire(&self.should_provide_bridge));
-        data.insert("should_provide_vlan".into(), crate::wire::WireValue::to_wire(&self.should_provide_vlan));
-        data.insert("subnets".into(), crate::wire::WireValue::to_wire(&self.subnets));
-        crate::wire::insert_optional(&mut data, "vlan", self.vlan.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "bridge", self.bridge.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "bridge_interface", self.bridge_interface.as_ref());
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        vproto_support::wire::insert_optional(&mut data, "label", self.label.as_ref());
+        data.insert("mtu".into(), vproto_support::wire::WireValue::to_wire(&self.mtu));
+        data.insert("multi_host".into(), vproto_support::wire::WireValue::to_wire(&self.multi_host));
+        data.insert("should_provide_bridge".into(), vproto_support::wire::WireValue::to_wire(&self.should_provide_bridge));
+        data.insert("should_provide_vlan".into(), vproto_support::wire::WireValue::to_wire(&self.should_provide_vlan));
+        data.insert("subnets".into(), vproto_support::wire::WireValue::to_wire(&self.subnets));
+        vproto_support::wire::insert_optional(&mut data, "vlan", self.vlan.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            bridge: crate::wire::read_optional::<String>(data, "bridge", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_interface: crate::wire::read_optional::<Option<String>>(data, "bridge_interface", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "Network", "id", &crate::wire::FieldChecks::NONE, path)?,
-            label: crate::wire::read_optional::<String>(data, "label", &crate::wire::FieldChecks::NONE, path)?,
-            mtu: crate::wire::read_required::<Option<i64>>(data, "Network", "mtu", &crate::wire::FieldChecks::NONE, path)?,
-            multi_host: crate::wire::read_required::<bool>(data, "Network", "multi_host", &crate::wire::FieldChecks::NONE, path)?,
-            should_provide_bridge: crate::wire::read_required::<bool>(data, "Network", "should_provide_bridge", &crate::wire::FieldChecks::NONE, path)?,
-            should_provide_vlan: crate::wire::read_required::<bool>(data, "Network", "should_provide_vlan", &crate::wire::FieldChecks::NONE, path)?,
-            subnets: crate::wire::read_required::<SubnetList>(data, "Network", "subnets", &crate::wire::FieldChecks::NONE, path)?,
-            vlan: crate::wire::read_optional::<Option<i64>>(data, "vlan", &crate::wire::FieldChecks::NONE, path)?,
+            bridge: vproto_support::wire::read_optional::<String>(data, "bridge", &vproto_support::wire::FieldChecks::NONE, path)?,
+            bridge_interface: vproto_support::wire::read_optional::<Option<String>>(data, "bridge_interface", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "Network", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            label: vproto_support::wire::read_optional::<String>(data, "label", &vproto_support::wire::FieldChecks::NONE, path)?,
+            mtu: vproto_support::wire::read_required::<Option<i64>>(data, "Network", "mtu", &vproto_support::wire::FieldChecks::NONE, path)?,
+            multi_host: vproto_support::wire::read_required::<bool>(data, "Network", "multi_host", &vproto_support::wire::FieldChecks::NONE, path)?,
+            should_provide_bridge: vproto_support::wire::read_required::<bool>(data, "Network", "should_provide_bridge", &vproto_support::wire::FieldChecks::NONE, path)?,
+            should_provide_vlan: vproto_support::wire::read_required::<bool>(data, "Network", "should_provide_vlan", &vproto_support::wire::FieldChecks::NONE, path)?,
+            subnets: vproto_support::wire::read_required::<SubnetList>(data, "Network", "subnets", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vlan: vproto_support::wire::read_optional::<Option<i64>>(data, "vlan", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3034,14 +3046,14 @@ impl crate::wire::VersionedObject for Network {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for Network {
+impl vproto_support::wire::StreamValue for Network {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &NETWORK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &NETWORK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&NETWORK_INFO, 0, self.bridge.as_ref())?;
             sink.optional_field(&NETWORK_INFO, 1, self.bridge_interface.as_ref())?;
             sink.field(&NETWORK_INFO, 2, &self.id)?;
@@ -3059,15 +3071,15 @@ impl crate::wire::StreamValue for Network {
         Some("Network")
     }
 }
-impl crate::wire::WireValue for Network {
+impl vproto_support::wire::WireValue for Network {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// The `data` of the NetworkNotFound error.
@@ -3084,61 +3096,61 @@ pub struct NetworkNotFoundData {
     pub network_id: Uuid,
 }
 /// How NetworkNotFoundData converts between versions.
-pub static NETWORK_NOT_FOUND_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static NETWORK_NOT_FOUND_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "NetworkNotFoundData",
     namespace: "vproto",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("network_id", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("network_id", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for NetworkNotFoundData {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for NetworkNotFoundData {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &NETWORK_NOT_FOUND_DATA_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("network_id".into(), crate::wire::WireValue::to_wire(&self.network_id));
+        data.insert("network_id".into(), vproto_support::wire::WireValue::to_wire(&self.network_id));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            network_id: crate::wire::read_required::<Uuid>(data, "NetworkNotFoundData", "network_id", &crate::wire::FieldChecks::NONE, path)?,
+            network_id: vproto_support::wire::read_required::<Uuid>(data, "NetworkNotFoundData", "network_id", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for NetworkNotFoundData {
+impl vproto_support::wire::StreamValue for NetworkNotFoundData {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&NETWORK_NOT_FOUND_DATA_INFO, 0, &self.network_id)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for NetworkNotFoundData {
+impl vproto_support::wire::WireValue for NetworkNotFoundData {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The `data` of the NoCompatibleVif error: what the network host could have produced and what the service host offered.
@@ -3159,65 +3171,65 @@ pub struct NoCompatibleVifData {
     pub vif_classes: Vec<String>,
 }
 /// How NoCompatibleVifData converts between versions.
-pub static NO_COMPATIBLE_VIF_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static NO_COMPATIBLE_VIF_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "NoCompatibleVifData",
     namespace: "vproto",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("plugins", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_classes", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("plugins", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_classes", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for NoCompatibleVifData {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for NoCompatibleVifData {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &NO_COMPATIBLE_VIF_DATA_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("plugins".into(), crate::wire::WireValue::to_wire(&self.plugins));
-        data.insert("vif_classes".into(), crate::wire::WireValue::to_wire(&self.vif_classes));
+        data.insert("plugins".into(), vproto_support::wire::WireValue::to_wire(&self.plugins));
+        data.insert("vif_classes".into(), vproto_support::wire::WireValue::to_wire(&self.vif_classes));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            plugins: crate::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "plugins", &crate::wire::FieldChecks::NONE, path)?,
-            vif_classes: crate::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_7, path)?,
+            plugins: vproto_support::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "plugins", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_classes: vproto_support::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_7, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for NoCompatibleVifData {
+impl vproto_support::wire::StreamValue for NoCompatibleVifData {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 0, &self.plugins)?;
             sink.field(&NO_COMPATIBLE_VIF_DATA_INFO, 1, &self.vif_classes)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for NoCompatibleVifData {
+impl vproto_support::wire::WireValue for NoCompatibleVifData {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Identifies the guest operating system.
@@ -3247,56 +3259,56 @@ pub struct OsInfo {
     pub version: Option<String>,
 }
 /// How OsInfo converts between versions.
-pub static OS_INFO_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static OS_INFO_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "OsInfo",
     namespace: "guest",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("distro", crate::wire::Version::new(1, 1)),
-        crate::wire::FieldInfo::new("kernel_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("version", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("distro", vproto_support::wire::Version::new(1, 1)),
+        vproto_support::wire::FieldInfo::new("kernel_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("version", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for OsInfo {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for OsInfo {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &OS_INFO_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "distro", self.distro.as_ref());
-        crate::wire::insert_optional(&mut data, "kernel_version", self.kernel_version.as_ref());
-        data.insert("name".into(), crate::wire::WireValue::to_wire(&self.name));
-        crate::wire::insert_optional(&mut data, "version", self.version.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "distro", self.distro.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "kernel_version", self.kernel_version.as_ref());
+        data.insert("name".into(), vproto_support::wire::WireValue::to_wire(&self.name));
+        vproto_support::wire::insert_optional(&mut data, "version", self.version.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            distro: crate::wire::read_optional::<String>(data, "distro", &FIELD_CHECKS_8, path)?,
-            kernel_version: crate::wire::read_optional::<String>(data, "kernel_version", &crate::wire::FieldChecks::NONE, path)?,
-            name: crate::wire::read_required::<String>(data, "OsInfo", "name", &crate::wire::FieldChecks::NONE, path)?,
-            version: crate::wire::read_optional::<String>(data, "version", &crate::wire::FieldChecks::NONE, path)?,
+            distro: vproto_support::wire::read_optional::<String>(data, "distro", &FIELD_CHECKS_8, path)?,
+            kernel_version: vproto_support::wire::read_optional::<String>(data, "kernel_version", &vproto_support::wire::FieldChecks::NONE, path)?,
+            name: vproto_support::wire::read_required::<String>(data, "OsInfo", "name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            version: vproto_support::wire::read_optional::<String>(data, "version", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for OsInfo {
+impl vproto_support::wire::StreamValue for OsInfo {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.optional_field(&OS_INFO_INFO, 0, self.distro.as_ref())?;
             sink.optional_field(&OS_INFO_INFO, 1, self.kernel_version.as_ref())?;
             sink.field(&OS_INFO_INFO, 2, &self.name)?;
@@ -3305,15 +3317,15 @@ impl crate::wire::StreamValue for OsInfo {
         })
     }
 }
-impl crate::wire::WireValue for OsInfo {
+impl vproto_support::wire::WireValue for OsInfo {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The `data` of the DriverUnavailable and AgentUnavailable errors: the registered component that could not be reached.
@@ -3338,53 +3350,53 @@ pub struct PeerUnavailableData {
     pub reason: Option<String>,
 }
 /// How PeerUnavailableData converts between versions.
-pub static PEER_UNAVAILABLE_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static PEER_UNAVAILABLE_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "PeerUnavailableData",
     namespace: "cyborg",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("endpoint", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("last_seen", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("reason", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("last_seen", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("reason", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for PeerUnavailableData {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for PeerUnavailableData {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &PEER_UNAVAILABLE_DATA_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("endpoint".into(), crate::wire::WireValue::to_wire(&self.endpoint));
-        data.insert("last_seen".into(), crate::wire::WireValue::to_wire(&self.last_seen));
-        crate::wire::insert_optional(&mut data, "reason", self.reason.as_ref());
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("last_seen".into(), vproto_support::wire::WireValue::to_wire(&self.last_seen));
+        vproto_support::wire::insert_optional(&mut data, "reason", self.reason.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            endpoint: crate::wire::read_required::<Endpoint>(data, "PeerUnavailableData", "endpoint", &crate::wire::FieldChecks::NONE, path)?,
-            last_seen: crate::wire::read_required::<String>(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_1, path)?,
-            reason: crate::wire::read_optional::<String>(data, "reason", &crate::wire::FieldChecks::NONE, path)?,
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "PeerUnavailableData", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            last_seen: vproto_support::wire::read_required::<String>(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_1, path)?,
+            reason: vproto_support::wire::read_optional::<String>(data, "reason", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for PeerUnavailableData {
+impl vproto_support::wire::StreamValue for PeerUnavailableData {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&PEER_UNAVAILABLE_DATA_INFO, 0, &self.endpoint)?;
             sink.field(&PEER_UNAVAILABLE_DATA_INFO, 1, &self.last_seen)?;
             sink.optional_field(&PEER_UNAVAILABLE_DATA_INFO, 2, self.reason.as_ref())?;
@@ -3392,15 +3404,15 @@ impl crate::wire::StreamValue for PeerUnavailableData {
         })
     }
 }
-impl crate::wire::WireValue for PeerUnavailableData {
+impl vproto_support::wire::WireValue for PeerUnavailableData {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// The `data` of the PortInUse error.
@@ -3425,53 +3437,53 @@ pub struct PortInUseData {
     pub port_id: Uuid,
 }
 /// How PortInUseData converts between versions.
-pub static PORT_IN_USE_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static PORT_IN_USE_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "PortInUseData",
     namespace: "vproto",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("instance_uuid", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("network_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("port_id", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("instance_uuid", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("network_id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("port_id", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for PortInUseData {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for PortInUseData {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &PORT_IN_USE_DATA_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("instance_uuid".into(), crate::wire::WireValue::to_wire(&self.instance_uuid));
-        data.insert("network_id".into(), crate::wire::WireValue::to_wire(&self.network_id));
-        data.insert("port_id".into(), crate::wire::WireValue::to_wire(&self.port_id));
+        data.insert("instance_uuid".into(), vproto_support::wire::WireValue::to_wire(&self.instance_uuid));
+        data.insert("network_id".into(), vproto_support::wire::WireValue::to_wire(&self.network_id));
+        data.insert("port_id".into(), vproto_support::wire::WireValue::to_wire(&self.port_id));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            instance_uuid: crate::wire::read_required::<Uuid>(data, "PortInUseData", "instance_uuid", &crate::wire::FieldChecks::NONE, path)?,
-            network_id: crate::wire::read_required::<Uuid>(data, "PortInUseData", "network_id", &crate::wire::FieldChecks::NONE, path)?,
-            port_id: crate::wire::read_required::<Uuid>(data, "PortInUseData", "port_id", &crate::wire::FieldChecks::NONE, path)?,
+            instance_uuid: vproto_support::wire::read_required::<Uuid>(data, "PortInUseData", "instance_uuid", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network_id: vproto_support::wire::read_required::<Uuid>(data, "PortInUseData", "network_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_id: vproto_support::wire::read_required::<Uuid>(data, "PortInUseData", "port_id", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for PortInUseData {
+impl vproto_support::wire::StreamValue for PortInUseData {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&PORT_IN_USE_DATA_INFO, 0, &self.instance_uuid)?;
             sink.field(&PORT_IN_USE_DATA_INFO, 1, &self.network_id)?;
             sink.field(&PORT_IN_USE_DATA_INFO, 2, &self.port_id)?;
@@ -3479,15 +3491,15 @@ impl crate::wire::StreamValue for PortInUseData {
         })
     }
 }
-impl crate::wire::WireValue for PortInUseData {
+impl vproto_support::wire::WireValue for PortInUseData {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Represents a route.
@@ -3515,42 +3527,42 @@ pub struct Route {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How Route converts between versions.
-pub static ROUTE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static ROUTE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "Route",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("cidr", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("gateway", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("interface", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("cidr", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("gateway", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("interface", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for Route {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for Route {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &ROUTE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("cidr".into(), crate::wire::WireValue::to_wire(&self.cidr));
-        crate::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
-        crate::wire::insert_optional(&mut data, "interface", self.interface.as_ref());
+        data.insert("cidr".into(), vproto_support::wire::WireValue::to_wire(&self.cidr));
+        vproto_support::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "interface", self.interface.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            cidr: crate::wire::read_required::<IPNetwork>(data, "Route", "cidr", &crate::wire::FieldChecks::NONE, path)?,
-            gateway: crate::wire::read_optional::<IPAddress>(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
-            interface: crate::wire::read_optional::<String>(data, "interface", &crate::wire::FieldChecks::NONE, path)?,
+            cidr: vproto_support::wire::read_required::<IPNetwork>(data, "Route", "cidr", &vproto_support::wire::FieldChecks::NONE, path)?,
+            gateway: vproto_support::wire::read_optional::<IPAddress>(data, "gateway", &vproto_support::wire::FieldChecks::NONE, path)?,
+            interface: vproto_support::wire::read_optional::<String>(data, "interface", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3561,14 +3573,14 @@ impl crate::wire::VersionedObject for Route {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for Route {
+impl vproto_support::wire::StreamValue for Route {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &ROUTE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &ROUTE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&ROUTE_INFO, 0, &self.cidr)?;
             sink.optional_field(&ROUTE_INFO, 1, self.gateway.as_ref())?;
             sink.optional_field(&ROUTE_INFO, 2, self.interface.as_ref())?;
@@ -3579,15 +3591,15 @@ impl crate::wire::StreamValue for Route {
         Some("Route")
     }
 }
-impl crate::wire::WireValue for Route {
+impl vproto_support::wire::WireValue for Route {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A list of Route objects (an oslo ObjectListBase).
@@ -3607,36 +3619,36 @@ pub struct RouteList {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How RouteList converts between versions.
-pub static ROUTE_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static ROUTE_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "RouteList",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0)).child("Route", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("objects", vproto_support::wire::Version::new(1, 0)).child("Route", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for RouteList {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for RouteList {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &ROUTE_LIST_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("objects".into(), crate::wire::WireValue::to_wire(&self.objects));
+        data.insert("objects".into(), vproto_support::wire::WireValue::to_wire(&self.objects));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            objects: crate::wire::read_required::<Vec<Route>>(data, "RouteList", "objects", &crate::wire::FieldChecks::NONE, path)?,
+            objects: vproto_support::wire::read_required::<Vec<Route>>(data, "RouteList", "objects", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3647,14 +3659,14 @@ impl crate::wire::VersionedObject for RouteList {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for RouteList {
+impl vproto_support::wire::StreamValue for RouteList {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &ROUTE_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &ROUTE_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&ROUTE_LIST_INFO, 0, &self.objects)?;
             Ok(())
         })
@@ -3663,15 +3675,15 @@ impl crate::wire::StreamValue for RouteList {
         Some("RouteList")
     }
 }
-impl crate::wire::WireValue for RouteList {
+impl vproto_support::wire::WireValue for RouteList {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Represents a subnet.
@@ -3711,51 +3723,51 @@ pub struct Subnet {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How Subnet converts between versions.
-pub static SUBNET_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static SUBNET_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "Subnet",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("cidr", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("dhcp_server", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("dns", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("gateway", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("ips", crate::wire::Version::new(1, 0)).child("FixedIPList", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
-        crate::wire::FieldInfo::new("routes", crate::wire::Version::new(1, 0)).child("RouteList", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("cidr", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dhcp_server", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dns", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("gateway", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("ips", vproto_support::wire::Version::new(1, 0)).child("FixedIPList", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("routes", vproto_support::wire::Version::new(1, 0)).child("RouteList", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for Subnet {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for Subnet {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &SUBNET_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("cidr".into(), crate::wire::WireValue::to_wire(&self.cidr));
-        crate::wire::insert_optional(&mut data, "dhcp_server", self.dhcp_server.as_ref());
-        data.insert("dns".into(), crate::wire::WireValue::to_wire(&self.dns));
-        crate::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
-        data.insert("ips".into(), crate::wire::WireValue::to_wire(&self.ips));
-        data.insert("routes".into(), crate::wire::WireValue::to_wire(&self.routes));
+        data.insert("cidr".into(), vproto_support::wire::WireValue::to_wire(&self.cidr));
+        vproto_support::wire::insert_optional(&mut data, "dhcp_server", self.dhcp_server.as_ref());
+        data.insert("dns".into(), vproto_support::wire::WireValue::to_wire(&self.dns));
+        vproto_support::wire::insert_optional(&mut data, "gateway", self.gateway.as_ref());
+        data.insert("ips".into(), vproto_support::wire::WireValue::to_wire(&self.ips));
+        data.insert("routes".into(), vproto_support::wire::WireValue::to_wire(&self.routes));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            cidr: crate::wire::read_required::<IPNetwork>(data, "Subnet", "cidr", &crate::wire::FieldChecks::NONE, path)?,
-            dhcp_server: crate::wire::read_optional::<IPAddress>(data, "dhcp_server", &crate::wire::FieldChecks::NONE, path)?,
-            dns: crate::wire::read_required::<Vec<IPAddress>>(data, "Subnet", "dns", &crate::wire::FieldChecks::NONE, path)?,
-            gateway: crate::wire::read_optional::<IPAddress>(data, "gateway", &crate::wire::FieldChecks::NONE, path)?,
-            ips: crate::wire::read_required::<FixedIPList>(data, "Subnet", "ips", &crate::wire::FieldChecks::NONE, path)?,
-            routes: crate::wire::read_required::<RouteList>(data, "Subnet", "routes", &crate::wire::FieldChecks::NONE, path)?,
+            cidr: vproto_support::wire::read_required::<IPNetwork>(data, "Subnet", "cidr", &vproto_support::wire::FieldChecks::NONE, path)?,
+            dhcp_server: vproto_support::wire::read_optional::<IPAddress>(data, "dhcp_server", &vproto_support::wire::FieldChecks::NONE, path)?,
+            dns: vproto_support::wire::read_required::<Vec<IPAddress>>(data, "Subnet", "dns", &vproto_support::wire::FieldChecks::NONE, path)?,
+            gateway: vproto_support::wire::read_optional::<IPAddress>(data, "gateway", &vproto_support::wire::FieldChecks::NONE, path)?,
+            ips: vproto_support::wire::read_required::<FixedIPList>(data, "Subnet", "ips", &vproto_support::wire::FieldChecks::NONE, path)?,
+            routes: vproto_support::wire::read_required::<RouteList>(data, "Subnet", "routes", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3766,14 +3778,14 @@ impl crate::wire::VersionedObject for Subnet {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for Subnet {
+impl vproto_support::wire::StreamValue for Subnet {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &SUBNET_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &SUBNET_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&SUBNET_INFO, 0, &self.cidr)?;
             sink.optional_field(&SUBNET_INFO, 1, self.dhcp_server.as_ref())?;
             sink.field(&SUBNET_INFO, 2, &self.dns)?;
@@ -3787,15 +3799,15 @@ impl crate::wire::StreamValue for Subnet {
         Some("Subnet")
     }
 }
-impl crate::wire::WireValue for Subnet {
+impl vproto_support::wire::WireValue for Subnet {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A list of Subnet objects (an oslo ObjectListBase).
@@ -3815,36 +3827,36 @@ pub struct SubnetList {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How SubnetList converts between versions.
-pub static SUBNET_LIST_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static SUBNET_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "SubnetList",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("objects", crate::wire::Version::new(1, 0)).child("Subnet", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("objects", vproto_support::wire::Version::new(1, 0)).child("Subnet", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for SubnetList {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for SubnetList {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &SUBNET_LIST_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("objects".into(), crate::wire::WireValue::to_wire(&self.objects));
+        data.insert("objects".into(), vproto_support::wire::WireValue::to_wire(&self.objects));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            objects: crate::wire::read_required::<Vec<Subnet>>(data, "SubnetList", "objects", &crate::wire::FieldChecks::NONE, path)?,
+            objects: vproto_support::wire::read_required::<Vec<Subnet>>(data, "SubnetList", "objects", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -3855,14 +3867,14 @@ impl crate::wire::VersionedObject for SubnetList {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for SubnetList {
+impl vproto_support::wire::StreamValue for SubnetList {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &SUBNET_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &SUBNET_LIST_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&SUBNET_LIST_INFO, 0, &self.objects)?;
             Ok(())
         })
@@ -3871,15 +3883,15 @@ impl crate::wire::StreamValue for SubnetList {
         Some("SubnetList")
     }
 }
-impl crate::wire::WireValue for SubnetList {
+impl vproto_support::wire::WireValue for SubnetList {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.
@@ -3900,65 +3912,65 @@ pub struct UnsupportedVersionData {
     pub object: String,
 }
 /// How UnsupportedVersionData converts between versions.
-pub static UNSUPPORTED_VERSION_DATA_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static UNSUPPORTED_VERSION_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "UnsupportedVersionData",
     namespace: "vproto",
-    wire: crate::wire::WireForm::Plain,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("max_version", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("object", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("max_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("object", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
     tolerate_unknown_fields: true,
 };
-impl crate::wire::PlainObject for UnsupportedVersionData {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::PlainObject for UnsupportedVersionData {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &UNSUPPORTED_VERSION_DATA_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("max_version".into(), crate::wire::WireValue::to_wire(&self.max_version));
-        data.insert("object".into(), crate::wire::WireValue::to_wire(&self.object));
+        data.insert("max_version".into(), vproto_support::wire::WireValue::to_wire(&self.max_version));
+        data.insert("object".into(), vproto_support::wire::WireValue::to_wire(&self.object));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            max_version: crate::wire::read_required::<String>(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
-            object: crate::wire::read_required::<String>(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_9, path)?,
+            max_version: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
+            object: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_9, path)?,
         })
     }
 }
-impl crate::wire::StreamValue for UnsupportedVersionData {
+impl vproto_support::wire::StreamValue for UnsupportedVersionData {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        _target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_plain(out, ctx, |sink| {
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 0, &self.max_version)?;
             sink.field(&UNSUPPORTED_VERSION_DATA_INFO, 1, &self.object)?;
             Ok(())
         })
     }
 }
-impl crate::wire::WireValue for UnsupportedVersionData {
+impl vproto_support::wire::WireValue for UnsupportedVersionData {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::PlainObject>::from_json(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        serde_json::Value::Object(crate::wire::PlainObject::to_data(self))
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
 /// Represents a virtual network interface. The base VIF defines fields that are common to all types of VIF and provides an association to the network the VIF is plugged into. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.
@@ -4006,57 +4018,57 @@ pub struct VIFBase {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFBase converts between versions.
-pub static VIF_BASE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_BASE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFBase",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("active", crate::wire::Version::new(1, 0)).default("true"),
-        crate::wire::FieldInfo::new("address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("has_traffic_filtering", crate::wire::Version::new(1, 0)).default("false"),
-        crate::wire::FieldInfo::new("id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("network", crate::wire::Version::new(1, 0)).child("Network", false, &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1))]),
-        crate::wire::FieldInfo::new("plugin", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("port_profile", crate::wire::Version::new(1, 0)).child("VIFPortProfileBase", true, &[]),
-        crate::wire::FieldInfo::new("preserve_on_delete", crate::wire::Version::new(1, 0)).default("false"),
+        vproto_support::wire::FieldInfo::new("active", vproto_support::wire::Version::new(1, 0)).default("true"),
+        vproto_support::wire::FieldInfo::new("address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("has_traffic_filtering", vproto_support::wire::Version::new(1, 0)).default("false"),
+        vproto_support::wire::FieldInfo::new("id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("network", vproto_support::wire::Version::new(1, 0)).child("Network", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1))]),
+        vproto_support::wire::FieldInfo::new("plugin", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("port_profile", vproto_support::wire::Version::new(1, 0)).child("VIFPortProfileBase", true, &[]),
+        vproto_support::wire::FieldInfo::new("preserve_on_delete", vproto_support::wire::Version::new(1, 0)).default("false"),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFBase {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFBase {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_BASE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFBase", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFBase", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFBase", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFBase", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFBase", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFBase", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFBase", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFBase", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFBase", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFBase", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFBase", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFBase", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFBase", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFBase", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4067,14 +4079,14 @@ impl crate::wire::VersionedObject for VIFBase {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFBase {
+impl vproto_support::wire::StreamValue for VIFBase {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
@@ -4090,15 +4102,15 @@ impl crate::wire::StreamValue for VIFBase {
         Some("VIFBase")
     }
 }
-impl crate::wire::WireValue for VIFBase {
+impl vproto_support::wire::WireValue for VIFBase {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A bridge-style VIF. Bridge-style VIFs are bound to a Linux host bridge by the hypervisor. This provides Ethernet layer bridging, typically to the LAN. Other devices may be bound to the same L2 virtual bridge. For libvirt drivers, this maps to type='bridge'.
@@ -4154,55 +4166,55 @@ pub struct VIFBridge {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFBridge converts between versions.
-pub static VIF_BRIDGE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_BRIDGE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFBridge",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("bridge_name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFBridge {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFBridge {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_BRIDGE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
-        data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("bridge_name".into(), vproto_support::wire::WireValue::to_wire(&self.bridge_name));
+        data.insert("vif_name".into(), vproto_support::wire::WireValue::to_wire(&self.vif_name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFBridge", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFBridge", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFBridge", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFBridge", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFBridge", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFBridge", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFBridge", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_name: crate::wire::read_required::<String>(data, "VIFBridge", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_required::<String>(data, "VIFBridge", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFBridge", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFBridge", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFBridge", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFBridge", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFBridge", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFBridge", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFBridge", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            bridge_name: vproto_support::wire::read_required::<String>(data, "VIFBridge", "bridge_name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_name: vproto_support::wire::read_required::<String>(data, "VIFBridge", "vif_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4213,14 +4225,14 @@ impl crate::wire::VersionedObject for VIFBridge {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFBridge {
+impl vproto_support::wire::StreamValue for VIFBridge {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_BRIDGE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_BRIDGE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_BRIDGE_INFO, 0, &self.bridge_name)?;
@@ -4238,15 +4250,15 @@ impl crate::wire::StreamValue for VIFBridge {
         Some("VIFBridge")
     }
 }
-impl crate::wire::WireValue for VIFBridge {
+impl vproto_support::wire::WireValue for VIFBridge {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A direct-style VIF. Despite the confusing name, direct-style VIFs utilize macvtap which is a device driver that inserts a software layer between a guest and an SR-IOV Virtual Function (VF); contrast with VIFHostDevice, which allows the guest to directly connect to the VF. The connection to the device may operate in VEPA (802.1Qbg or 802.1Qbh), passthrough or bridge mode. For libvirt drivers, this maps to type='direct'.
@@ -4310,61 +4322,61 @@ pub struct VIFDirect {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFDirect converts between versions.
-pub static VIF_DIRECT_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_DIRECT_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFDirect",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("dev_address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("mode", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vlan_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dev_address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("mode", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vlan_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFDirect {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFDirect {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_DIRECT_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("dev_address".into(), crate::wire::WireValue::to_wire(&self.dev_address));
-        data.insert("mode".into(), crate::wire::WireValue::to_wire(&self.mode));
-        data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
-        crate::wire::insert_optional(&mut data, "vlan_name", self.vlan_name.as_ref());
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("dev_address".into(), vproto_support::wire::WireValue::to_wire(&self.dev_address));
+        data.insert("mode".into(), vproto_support::wire::WireValue::to_wire(&self.mode));
+        data.insert("vif_name".into(), vproto_support::wire::WireValue::to_wire(&self.vif_name));
+        vproto_support::wire::insert_optional(&mut data, "vlan_name", self.vlan_name.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFDirect", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFDirect", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFDirect", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFDirect", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFDirect", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFDirect", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFDirect", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            dev_address: crate::wire::read_required::<PCIAddress>(data, "VIFDirect", "dev_address", &crate::wire::FieldChecks::NONE, path)?,
-            mode: crate::wire::read_required::<VIFDirectMode>(data, "VIFDirect", "mode", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_required::<String>(data, "VIFDirect", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
-            vlan_name: crate::wire::read_optional::<String>(data, "vlan_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFDirect", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFDirect", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFDirect", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFDirect", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFDirect", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFDirect", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFDirect", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            dev_address: vproto_support::wire::read_required::<PCIAddress>(data, "VIFDirect", "dev_address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            mode: vproto_support::wire::read_required::<VIFDirectMode>(data, "VIFDirect", "mode", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_name: vproto_support::wire::read_required::<String>(data, "VIFDirect", "vif_name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vlan_name: vproto_support::wire::read_optional::<String>(data, "vlan_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4375,14 +4387,14 @@ impl crate::wire::VersionedObject for VIFDirect {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFDirect {
+impl vproto_support::wire::StreamValue for VIFDirect {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_DIRECT_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_DIRECT_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_DIRECT_INFO, 0, &self.dev_address)?;
@@ -4402,15 +4414,15 @@ impl crate::wire::StreamValue for VIFDirect {
         Some("VIFDirect")
     }
 }
-impl crate::wire::WireValue for VIFDirect {
+impl vproto_support::wire::WireValue for VIFDirect {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A generic-style VIF. Generic-style VIFs are unbound, floating TUN/TAP devices that should be setup by the plugin, not the hypervisor. The way the TAP device is connected to the host network stack is explicitly left undefined. For libvirt drivers, this maps to type="ethernet" which just implies a bare TAP device with all setup delegated to the plugin.
@@ -4462,52 +4474,52 @@ pub struct VIFGeneric {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFGeneric converts between versions.
-pub static VIF_GENERIC_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_GENERIC_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFGeneric",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFGeneric {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFGeneric {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_GENERIC_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("vif_name".into(), vproto_support::wire::WireValue::to_wire(&self.vif_name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFGeneric", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFGeneric", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFGeneric", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFGeneric", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFGeneric", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFGeneric", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFGeneric", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_required::<String>(data, "VIFGeneric", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFGeneric", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFGeneric", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFGeneric", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFGeneric", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFGeneric", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFGeneric", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFGeneric", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_name: vproto_support::wire::read_required::<String>(data, "VIFGeneric", "vif_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4518,14 +4530,14 @@ impl crate::wire::VersionedObject for VIFGeneric {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFGeneric {
+impl vproto_support::wire::StreamValue for VIFGeneric {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_GENERIC_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_GENERIC_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
@@ -4542,15 +4554,15 @@ impl crate::wire::StreamValue for VIFGeneric {
         Some("VIFGeneric")
     }
 }
-impl crate::wire::WireValue for VIFGeneric {
+impl vproto_support::wire::WireValue for VIFGeneric {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A hostdev-style VIF. Hostdev-style VIFs provide a guest with direct access to an SR-IOV Virtual Function (VF) or an entire Physical Function (PF); contrast with VIFDirect, which includes a software layer between the interface and the guest. For libvirt drivers, this maps to type='hostdev'.
@@ -4606,55 +4618,55 @@ pub struct VIFHostDevice {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFHostDevice converts between versions.
-pub static VIF_HOST_DEVICE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_HOST_DEVICE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFHostDevice",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("dev_address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("dev_type", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dev_address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dev_type", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFHostDevice {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFHostDevice {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_HOST_DEVICE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("dev_address".into(), crate::wire::WireValue::to_wire(&self.dev_address));
-        data.insert("dev_type".into(), crate::wire::WireValue::to_wire(&self.dev_type));
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("dev_address".into(), vproto_support::wire::WireValue::to_wire(&self.dev_address));
+        data.insert("dev_type".into(), vproto_support::wire::WireValue::to_wire(&self.dev_type));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFHostDevice", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFHostDevice", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFHostDevice", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFHostDevice", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFHostDevice", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFHostDevice", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFHostDevice", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            dev_address: crate::wire::read_required::<PCIAddress>(data, "VIFHostDevice", "dev_address", &crate::wire::FieldChecks::NONE, path)?,
-            dev_type: crate::wire::read_required::<VIFHostDeviceDevType>(data, "VIFHostDevice", "dev_type", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFHostDevice", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFHostDevice", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFHostDevice", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFHostDevice", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFHostDevice", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFHostDevice", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFHostDevice", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            dev_address: vproto_support::wire::read_required::<PCIAddress>(data, "VIFHostDevice", "dev_address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            dev_type: vproto_support::wire::read_required::<VIFHostDeviceDevType>(data, "VIFHostDevice", "dev_type", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4665,14 +4677,14 @@ impl crate::wire::VersionedObject for VIFHostDevice {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFHostDevice {
+impl vproto_support::wire::StreamValue for VIFHostDevice {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_HOST_DEVICE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_HOST_DEVICE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_HOST_DEVICE_INFO, 0, &self.dev_address)?;
@@ -4690,15 +4702,15 @@ impl crate::wire::StreamValue for VIFHostDevice {
         Some("VIFHostDevice")
     }
 }
-impl crate::wire::WireValue for VIFHostDevice {
+impl vproto_support::wire::WireValue for VIFHostDevice {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A nested DPDK-style VIF. Nested DPDK-style VIFs are used by Kuryr-Kubernetes to provide accelerated DPDK datapath for nested Kubernetes pods running inside the VM. The port is first attached to the virtual machine, bound to the userspace driver (e.g. uio_pci_generic, igb_uio or vfio-pci) and then consumed by Kubernetes pod via the kuryr-kubernetes CNI plugin. This does not apply to libvirt drivers.
@@ -4754,55 +4766,55 @@ pub struct VIFNestedDPDK {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFNestedDPDK converts between versions.
-pub static VIF_NESTED_DPDK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_NESTED_DPDK_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFNestedDPDK",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("dev_driver", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("pci_address", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dev_driver", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("pci_address", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFNestedDPDK {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFNestedDPDK {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_NESTED_DPDK_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("dev_driver".into(), crate::wire::WireValue::to_wire(&self.dev_driver));
-        data.insert("pci_address".into(), crate::wire::WireValue::to_wire(&self.pci_address));
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("dev_driver".into(), vproto_support::wire::WireValue::to_wire(&self.dev_driver));
+        data.insert("pci_address".into(), vproto_support::wire::WireValue::to_wire(&self.pci_address));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFNestedDPDK", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFNestedDPDK", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFNestedDPDK", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFNestedDPDK", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFNestedDPDK", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFNestedDPDK", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFNestedDPDK", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            dev_driver: crate::wire::read_required::<String>(data, "VIFNestedDPDK", "dev_driver", &crate::wire::FieldChecks::NONE, path)?,
-            pci_address: crate::wire::read_required::<String>(data, "VIFNestedDPDK", "pci_address", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFNestedDPDK", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFNestedDPDK", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFNestedDPDK", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFNestedDPDK", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFNestedDPDK", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFNestedDPDK", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFNestedDPDK", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            dev_driver: vproto_support::wire::read_required::<String>(data, "VIFNestedDPDK", "dev_driver", &vproto_support::wire::FieldChecks::NONE, path)?,
+            pci_address: vproto_support::wire::read_required::<String>(data, "VIFNestedDPDK", "pci_address", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4813,14 +4825,14 @@ impl crate::wire::VersionedObject for VIFNestedDPDK {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFNestedDPDK {
+impl vproto_support::wire::StreamValue for VIFNestedDPDK {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_NESTED_DPDK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_NESTED_DPDK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_NESTED_DPDK_INFO, 0, &self.dev_driver)?;
@@ -4838,15 +4850,15 @@ impl crate::wire::StreamValue for VIFNestedDPDK {
         Some("VIFNestedDPDK")
     }
 }
-impl crate::wire::WireValue for VIFNestedDPDK {
+impl vproto_support::wire::WireValue for VIFNestedDPDK {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A bridge-style VIF specifically for use with OVS. Open vSwitch VIFs are bound directly (or indirectly) to an Open vSwitch bridge by the hypervisor. Other devices may be bound to the same virtual bridge. For libvirt drivers, this also maps to type='bridge'.
@@ -4902,55 +4914,55 @@ pub struct VIFOpenVSwitch {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFOpenVSwitch converts between versions.
-pub static VIF_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_OPEN_V_SWITCH_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFOpenVSwitch",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 0),
-    versions: &[crate::wire::Version::new(1, 0)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
     fields: &[
-        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("bridge_name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFOpenVSwitch {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFOpenVSwitch {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_OPEN_V_SWITCH_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
-        data.insert("vif_name".into(), crate::wire::WireValue::to_wire(&self.vif_name));
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("bridge_name".into(), vproto_support::wire::WireValue::to_wire(&self.bridge_name));
+        data.insert("vif_name".into(), vproto_support::wire::WireValue::to_wire(&self.vif_name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFOpenVSwitch", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFOpenVSwitch", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFOpenVSwitch", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFOpenVSwitch", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFOpenVSwitch", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFOpenVSwitch", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFOpenVSwitch", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_name: crate::wire::read_required::<String>(data, "VIFOpenVSwitch", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_required::<String>(data, "VIFOpenVSwitch", "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFOpenVSwitch", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFOpenVSwitch", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFOpenVSwitch", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFOpenVSwitch", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFOpenVSwitch", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFOpenVSwitch", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFOpenVSwitch", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            bridge_name: vproto_support::wire::read_required::<String>(data, "VIFOpenVSwitch", "bridge_name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_name: vproto_support::wire::read_required::<String>(data, "VIFOpenVSwitch", "vif_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -4961,14 +4973,14 @@ impl crate::wire::VersionedObject for VIFOpenVSwitch {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFOpenVSwitch {
+impl vproto_support::wire::StreamValue for VIFOpenVSwitch {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_OPEN_V_SWITCH_INFO, 0, &self.bridge_name)?;
@@ -4986,15 +4998,15 @@ impl crate::wire::StreamValue for VIFOpenVSwitch {
         Some("VIFOpenVSwitch")
     }
 }
-impl crate::wire::WireValue for VIFOpenVSwitch {
+impl vproto_support::wire::WireValue for VIFOpenVSwitch {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for VEPA 802.1qbg networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbg spec.
@@ -5031,47 +5043,47 @@ pub struct VIFPortProfile8021Qbg {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfile8021Qbg converts between versions.
-pub static VIF_PORT_PROFILE8021_QBG_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE8021_QBG_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfile8021Qbg",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("instance_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("manager_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("type_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("type_id_version", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("instance_id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("manager_id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("type_id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("type_id_version", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfile8021Qbg {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE8021_QBG_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("instance_id".into(), crate::wire::WireValue::to_wire(&self.instance_id));
-        data.insert("manager_id".into(), crate::wire::WireValue::to_wire(&self.manager_id));
-        data.insert("type_id".into(), crate::wire::WireValue::to_wire(&self.type_id));
-        data.insert("type_id_version".into(), crate::wire::WireValue::to_wire(&self.type_id_version));
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("instance_id".into(), vproto_support::wire::WireValue::to_wire(&self.instance_id));
+        data.insert("manager_id".into(), vproto_support::wire::WireValue::to_wire(&self.manager_id));
+        data.insert("type_id".into(), vproto_support::wire::WireValue::to_wire(&self.type_id));
+        data.insert("type_id_version".into(), vproto_support::wire::WireValue::to_wire(&self.type_id_version));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            instance_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfile8021Qbg", "instance_id", &crate::wire::FieldChecks::NONE, path)?,
-            manager_id: crate::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "manager_id", &crate::wire::FieldChecks::NONE, path)?,
-            type_id: crate::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "type_id", &crate::wire::FieldChecks::NONE, path)?,
-            type_id_version: crate::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "type_id_version", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            instance_id: vproto_support::wire::read_required::<Uuid>(data, "VIFPortProfile8021Qbg", "instance_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            manager_id: vproto_support::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "manager_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            type_id: vproto_support::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "type_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            type_id_version: vproto_support::wire::read_required::<i64>(data, "VIFPortProfile8021Qbg", "type_id_version", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5082,14 +5094,14 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbg {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfile8021Qbg {
+impl vproto_support::wire::StreamValue for VIFPortProfile8021Qbg {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE8021_QBG_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE8021_QBG_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
             sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 0, &self.instance_id)?;
             sink.field(&VIF_PORT_PROFILE8021_QBG_INFO, 1, &self.manager_id)?;
@@ -5102,15 +5114,15 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbg {
         Some("VIFPortProfile8021Qbg")
     }
 }
-impl crate::wire::WireValue for VIFPortProfile8021Qbg {
+impl vproto_support::wire::WireValue for VIFPortProfile8021Qbg {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for VEPA 802.1qbh networks. This profile provides the metadata required to associate a VIF with a VEPA host device supporting the 802.1Qbh spec.
@@ -5135,38 +5147,38 @@ pub struct VIFPortProfile8021Qbh {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfile8021Qbh converts between versions.
-pub static VIF_PORT_PROFILE8021_QBH_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE8021_QBH_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfile8021Qbh",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("profile_id", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("profile_id", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfile8021Qbh {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE8021_QBH_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("profile_id".into(), crate::wire::WireValue::to_wire(&self.profile_id));
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("profile_id".into(), vproto_support::wire::WireValue::to_wire(&self.profile_id));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            profile_id: crate::wire::read_required::<String>(data, "VIFPortProfile8021Qbh", "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            profile_id: vproto_support::wire::read_required::<String>(data, "VIFPortProfile8021Qbh", "profile_id", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5177,14 +5189,14 @@ impl crate::wire::VersionedObject for VIFPortProfile8021Qbh {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfile8021Qbh {
+impl vproto_support::wire::StreamValue for VIFPortProfile8021Qbh {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE8021_QBH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE8021_QBH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
             sink.field(&VIF_PORT_PROFILE8021_QBH_INFO, 0, &self.profile_id)?;
             Ok(())
@@ -5194,15 +5206,15 @@ impl crate::wire::StreamValue for VIFPortProfile8021Qbh {
         Some("VIFPortProfile8021Qbh")
     }
 }
-impl crate::wire::WireValue for VIFPortProfile8021Qbh {
+impl vproto_support::wire::WireValue for VIFPortProfile8021Qbh {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Base class for all types of port profile. The base profile defines fields that are common to all types of profile. os-vif says it should not be instantiated itself (use a subclass), but nothing prevents it.
@@ -5223,36 +5235,36 @@ pub struct VIFPortProfileBase {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileBase converts between versions.
-pub static VIF_PORT_PROFILE_BASE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_BASE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileBase",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("datapath_offload", crate::wire::Version::new(1, 1)).child("DatapathOffloadBase", true, &[(crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("datapath_offload", vproto_support::wire::Version::new(1, 1)).child("DatapathOffloadBase", true, &[(vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 0))]),
     ],
     base: None,
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileBase {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileBase {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_BASE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5263,14 +5275,14 @@ impl crate::wire::VersionedObject for VIFPortProfileBase {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileBase {
+impl vproto_support::wire::StreamValue for VIFPortProfileBase {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_BASE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
             Ok(())
         })
@@ -5279,15 +5291,15 @@ impl crate::wire::StreamValue for VIFPortProfileBase {
         Some("VIFPortProfileBase")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileBase {
+impl vproto_support::wire::WireValue for VIFPortProfileBase {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for Linux Bridge networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Linux Bridge port.
@@ -5312,38 +5324,38 @@ pub struct VIFPortProfileFPBridge {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileFPBridge converts between versions.
-pub static VIF_PORT_PROFILE_FP_BRIDGE_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_FP_BRIDGE_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileFPBridge",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("bridge_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileFPBridge {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_FP_BRIDGE_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("bridge_name".into(), vproto_support::wire::WireValue::to_wire(&self.bridge_name));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_name: crate::wire::read_required::<String>(data, "VIFPortProfileFPBridge", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            bridge_name: vproto_support::wire::read_required::<String>(data, "VIFPortProfileFPBridge", "bridge_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5354,14 +5366,14 @@ impl crate::wire::VersionedObject for VIFPortProfileFPBridge {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileFPBridge {
+impl vproto_support::wire::StreamValue for VIFPortProfileFPBridge {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_BRIDGE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_BRIDGE_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_PORT_PROFILE_FP_BRIDGE_INFO, 0, &self.bridge_name)?;
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
             Ok(())
@@ -5371,15 +5383,15 @@ impl crate::wire::StreamValue for VIFPortProfileFPBridge {
         Some("VIFPortProfileFPBridge")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileFPBridge {
+impl vproto_support::wire::WireValue for VIFPortProfileFPBridge {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for Open vSwitch networks using fast path. This profile provides the metadata required to associate a fast path VIF with an Open vSwitch port.
@@ -5435,53 +5447,53 @@ pub struct VIFPortProfileFPOpenVSwitch {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileFPOpenVSwitch converts between versions.
-pub static VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileFPOpenVSwitch",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 4),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 4)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 4),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 2), vproto_support::wire::Version::new(1, 3), vproto_support::wire::Version::new(1, 4)],
     fields: &[
-        crate::wire::FieldInfo::new("bridge_name", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("hybrid_plug", crate::wire::Version::new(1, 0)).default("false"),
+        vproto_support::wire::FieldInfo::new("bridge_name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("hybrid_plug", vproto_support::wire::Version::new(1, 0)).default("false"),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileOpenVSwitch", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)), (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)), (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)), (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileOpenVSwitch", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1)), (vproto_support::wire::Version::new(1, 2), vproto_support::wire::Version::new(1, 2)), (vproto_support::wire::Version::new(1, 3), vproto_support::wire::Version::new(1, 3)), (vproto_support::wire::Version::new(1, 4), vproto_support::wire::Version::new(1, 4))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("create_port".into(), crate::wire::WireValue::to_wire(&self.create_port));
-        data.insert("create_tap".into(), crate::wire::WireValue::to_wire(&self.create_tap));
-        crate::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
-        data.insert("interface_id".into(), crate::wire::WireValue::to_wire(&self.interface_id));
-        data.insert("multiqueue".into(), crate::wire::WireValue::to_wire(&self.multiqueue));
-        crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
-        data.insert("bridge_name".into(), crate::wire::WireValue::to_wire(&self.bridge_name));
-        data.insert("hybrid_plug".into(), crate::wire::WireValue::to_wire(&self.hybrid_plug));
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("create_port".into(), vproto_support::wire::WireValue::to_wire(&self.create_port));
+        data.insert("create_tap".into(), vproto_support::wire::WireValue::to_wire(&self.create_tap));
+        vproto_support::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
+        data.insert("interface_id".into(), vproto_support::wire::WireValue::to_wire(&self.interface_id));
+        data.insert("multiqueue".into(), vproto_support::wire::WireValue::to_wire(&self.multiqueue));
+        vproto_support::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
+        data.insert("bridge_name".into(), vproto_support::wire::WireValue::to_wire(&self.bridge_name));
+        data.insert("hybrid_plug".into(), vproto_support::wire::WireValue::to_wire(&self.hybrid_plug));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            create_port: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "create_port", &crate::wire::FieldChecks::NONE, path)?,
-            create_tap: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "create_tap", &crate::wire::FieldChecks::NONE, path)?,
-            datapath_type: crate::wire::read_optional::<Option<String>>(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
-            interface_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfileFPOpenVSwitch", "interface_id", &crate::wire::FieldChecks::NONE, path)?,
-            multiqueue: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "multiqueue", &crate::wire::FieldChecks::NONE, path)?,
-            profile_id: crate::wire::read_optional::<String>(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
-            bridge_name: crate::wire::read_required::<String>(data, "VIFPortProfileFPOpenVSwitch", "bridge_name", &crate::wire::FieldChecks::NONE, path)?,
-            hybrid_plug: crate::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "hybrid_plug", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            create_port: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "create_port", &vproto_support::wire::FieldChecks::NONE, path)?,
+            create_tap: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "create_tap", &vproto_support::wire::FieldChecks::NONE, path)?,
+            datapath_type: vproto_support::wire::read_optional::<Option<String>>(data, "datapath_type", &vproto_support::wire::FieldChecks::NONE, path)?,
+            interface_id: vproto_support::wire::read_required::<Uuid>(data, "VIFPortProfileFPOpenVSwitch", "interface_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            multiqueue: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "multiqueue", &vproto_support::wire::FieldChecks::NONE, path)?,
+            profile_id: vproto_support::wire::read_optional::<String>(data, "profile_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            bridge_name: vproto_support::wire::read_required::<String>(data, "VIFPortProfileFPOpenVSwitch", "bridge_name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            hybrid_plug: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileFPOpenVSwitch", "hybrid_plug", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5492,14 +5504,14 @@ impl crate::wire::VersionedObject for VIFPortProfileFPOpenVSwitch {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
+impl vproto_support::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_PORT_PROFILE_FP_OPEN_V_SWITCH_INFO, 0, &self.bridge_name)?;
             sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
             sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
@@ -5516,15 +5528,15 @@ impl crate::wire::StreamValue for VIFPortProfileFPOpenVSwitch {
         Some("VIFPortProfileFPOpenVSwitch")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileFPOpenVSwitch {
+impl vproto_support::wire::WireValue for VIFPortProfileFPOpenVSwitch {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for Calico networks using fast path. This profile provides the metadata required to associate a fast path VIF with a Calico port.
@@ -5549,38 +5561,38 @@ pub struct VIFPortProfileFPTap {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileFPTap converts between versions.
-pub static VIF_PORT_PROFILE_FP_TAP_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_FP_TAP_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileFPTap",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("mac_address", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("mac_address", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileFPTap {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileFPTap {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_FP_TAP_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        crate::wire::insert_optional(&mut data, "mac_address", self.mac_address.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "mac_address", self.mac_address.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            mac_address: crate::wire::read_optional::<Option<MACAddress>>(data, "mac_address", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            mac_address: vproto_support::wire::read_optional::<Option<MACAddress>>(data, "mac_address", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5591,14 +5603,14 @@ impl crate::wire::VersionedObject for VIFPortProfileFPTap {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileFPTap {
+impl vproto_support::wire::StreamValue for VIFPortProfileFPTap {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_TAP_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_FP_TAP_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
             sink.optional_field(&VIF_PORT_PROFILE_FP_TAP_INFO, 0, self.mac_address.as_ref())?;
             Ok(())
@@ -5608,15 +5620,15 @@ impl crate::wire::StreamValue for VIFPortProfileFPTap {
         Some("VIFPortProfileFPTap")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileFPTap {
+impl vproto_support::wire::WireValue for VIFPortProfileFPTap {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for Kuryr-Kubernetes DPDK ports. This profile provides the metadata required to associate nested DPDK VIF with a Kubernetes pod.
@@ -5649,44 +5661,44 @@ pub struct VIFPortProfileK8sDPDK {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileK8sDPDK converts between versions.
-pub static VIF_PORT_PROFILE_K8S_DPDK_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_K8S_DPDK_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileK8sDPDK",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("l3_setup", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("resourceversion", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("selflink", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("l3_setup", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("resourceversion", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("selflink", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileK8sDPDK {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_K8S_DPDK_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("l3_setup".into(), crate::wire::WireValue::to_wire(&self.l3_setup));
-        data.insert("resourceversion".into(), crate::wire::WireValue::to_wire(&self.resourceversion));
-        data.insert("selflink".into(), crate::wire::WireValue::to_wire(&self.selflink));
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("l3_setup".into(), vproto_support::wire::WireValue::to_wire(&self.l3_setup));
+        data.insert("resourceversion".into(), vproto_support::wire::WireValue::to_wire(&self.resourceversion));
+        data.insert("selflink".into(), vproto_support::wire::WireValue::to_wire(&self.selflink));
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            l3_setup: crate::wire::read_required::<bool>(data, "VIFPortProfileK8sDPDK", "l3_setup", &crate::wire::FieldChecks::NONE, path)?,
-            resourceversion: crate::wire::read_required::<String>(data, "VIFPortProfileK8sDPDK", "resourceversion", &crate::wire::FieldChecks::NONE, path)?,
-            selflink: crate::wire::read_required::<String>(data, "VIFPortProfileK8sDPDK", "selflink", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            l3_setup: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileK8sDPDK", "l3_setup", &vproto_support::wire::FieldChecks::NONE, path)?,
+            resourceversion: vproto_support::wire::read_required::<String>(data, "VIFPortProfileK8sDPDK", "resourceversion", &vproto_support::wire::FieldChecks::NONE, path)?,
+            selflink: vproto_support::wire::read_required::<String>(data, "VIFPortProfileK8sDPDK", "selflink", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5697,14 +5709,14 @@ impl crate::wire::VersionedObject for VIFPortProfileK8sDPDK {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileK8sDPDK {
+impl vproto_support::wire::StreamValue for VIFPortProfileK8sDPDK {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_K8S_DPDK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_K8S_DPDK_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
             sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 0, &self.l3_setup)?;
             sink.field(&VIF_PORT_PROFILE_K8S_DPDK_INFO, 1, &self.resourceversion)?;
@@ -5716,15 +5728,15 @@ impl crate::wire::StreamValue for VIFPortProfileK8sDPDK {
         Some("VIFPortProfileK8sDPDK")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileK8sDPDK {
+impl vproto_support::wire::WireValue for VIFPortProfileK8sDPDK {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for OpenVSwitch networks using a representor. This profile provides the metadata required to associate a VIF with a VF representor and Open vSwitch port. If representor_name is specified, it indicates a desire to rename the representor to the given name on plugging. Provided for backwards compatibility only: superseded by the datapath_offload field of VIFPortProfileBase holding a DatapathOffloadRepresentor.
@@ -5782,53 +5794,53 @@ pub struct VIFPortProfileOVSRepresentor {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileOVSRepresentor converts between versions.
-pub static VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileOVSRepresentor",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 4),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 4)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 4),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 2), vproto_support::wire::Version::new(1, 3), vproto_support::wire::Version::new(1, 4)],
     fields: &[
-        crate::wire::FieldInfo::new("representor_address", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("representor_name", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("representor_address", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("representor_name", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileOpenVSwitch", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 1)), (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 2)), (crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 3)), (crate::wire::Version::new(1, 4), crate::wire::Version::new(1, 4))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileOpenVSwitch", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 1)), (vproto_support::wire::Version::new(1, 2), vproto_support::wire::Version::new(1, 2)), (vproto_support::wire::Version::new(1, 3), vproto_support::wire::Version::new(1, 3)), (vproto_support::wire::Version::new(1, 4), vproto_support::wire::Version::new(1, 4))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileOVSRepresentor {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("create_port".into(), crate::wire::WireValue::to_wire(&self.create_port));
-        data.insert("create_tap".into(), crate::wire::WireValue::to_wire(&self.create_tap));
-        crate::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
-        data.insert("interface_id".into(), crate::wire::WireValue::to_wire(&self.interface_id));
-        data.insert("multiqueue".into(), crate::wire::WireValue::to_wire(&self.multiqueue));
-        crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
-        crate::wire::insert_optional(&mut data, "representor_address", self.representor_address.as_ref());
-        crate::wire::insert_optional(&mut data, "representor_name", self.representor_name.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("create_port".into(), vproto_support::wire::WireValue::to_wire(&self.create_port));
+        data.insert("create_tap".into(), vproto_support::wire::WireValue::to_wire(&self.create_tap));
+        vproto_support::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
+        data.insert("interface_id".into(), vproto_support::wire::WireValue::to_wire(&self.interface_id));
+        data.insert("multiqueue".into(), vproto_support::wire::WireValue::to_wire(&self.multiqueue));
+        vproto_support::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "representor_address", self.representor_address.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "representor_name", self.representor_name.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            create_port: crate::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "create_port", &crate::wire::FieldChecks::NONE, path)?,
-            create_tap: crate::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "create_tap", &crate::wire::FieldChecks::NONE, path)?,
-            datapath_type: crate::wire::read_optional::<Option<String>>(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
-            interface_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfileOVSRepresentor", "interface_id", &crate::wire::FieldChecks::NONE, path)?,
-            multiqueue: crate::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "multiqueue", &crate::wire::FieldChecks::NONE, path)?,
-            profile_id: crate::wire::read_optional::<String>(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
-            representor_address: crate::wire::read_optional::<Option<PCIAddress>>(data, "representor_address", &crate::wire::FieldChecks::NONE, path)?,
-            representor_name: crate::wire::read_optional::<Option<String>>(data, "representor_name", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            create_port: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "create_port", &vproto_support::wire::FieldChecks::NONE, path)?,
+            create_tap: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "create_tap", &vproto_support::wire::FieldChecks::NONE, path)?,
+            datapath_type: vproto_support::wire::read_optional::<Option<String>>(data, "datapath_type", &vproto_support::wire::FieldChecks::NONE, path)?,
+            interface_id: vproto_support::wire::read_required::<Uuid>(data, "VIFPortProfileOVSRepresentor", "interface_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            multiqueue: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileOVSRepresentor", "multiqueue", &vproto_support::wire::FieldChecks::NONE, path)?,
+            profile_id: vproto_support::wire::read_optional::<String>(data, "profile_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            representor_address: vproto_support::wire::read_optional::<Option<PCIAddress>>(data, "representor_address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            representor_name: vproto_support::wire::read_optional::<Option<String>>(data, "representor_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5839,14 +5851,14 @@ impl crate::wire::VersionedObject for VIFPortProfileOVSRepresentor {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileOVSRepresentor {
+impl vproto_support::wire::StreamValue for VIFPortProfileOVSRepresentor {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_OVS_REPRESENTOR_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
             sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
@@ -5863,15 +5875,15 @@ impl crate::wire::StreamValue for VIFPortProfileOVSRepresentor {
         Some("VIFPortProfileOVSRepresentor")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileOVSRepresentor {
+impl vproto_support::wire::WireValue for VIFPortProfileOVSRepresentor {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Port profile info for Open vSwitch networks. This profile provides the metadata required to associate a VIF with an Open vSwitch interface.
@@ -5919,53 +5931,53 @@ pub struct VIFPortProfileOpenVSwitch {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileOpenVSwitch converts between versions.
-pub static VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFPortProfileOpenVSwitch",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 4),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1), crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 3), crate::wire::Version::new(1, 4)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 4),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1), vproto_support::wire::Version::new(1, 2), vproto_support::wire::Version::new(1, 3), vproto_support::wire::Version::new(1, 4)],
     fields: &[
-        crate::wire::FieldInfo::new("create_port", crate::wire::Version::new(1, 3)).default("false"),
-        crate::wire::FieldInfo::new("create_tap", crate::wire::Version::new(1, 4)).default("false"),
-        crate::wire::FieldInfo::new("datapath_type", crate::wire::Version::new(1, 1)),
-        crate::wire::FieldInfo::new("interface_id", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("multiqueue", crate::wire::Version::new(1, 4)).default("false"),
-        crate::wire::FieldInfo::new("profile_id", crate::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("create_port", vproto_support::wire::Version::new(1, 3)).default("false"),
+        vproto_support::wire::FieldInfo::new("create_tap", vproto_support::wire::Version::new(1, 4)).default("false"),
+        vproto_support::wire::FieldInfo::new("datapath_type", vproto_support::wire::Version::new(1, 1)),
+        vproto_support::wire::FieldInfo::new("interface_id", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("multiqueue", vproto_support::wire::Version::new(1, 4)).default("false"),
+        vproto_support::wire::FieldInfo::new("profile_id", vproto_support::wire::Version::new(1, 0)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0)), (crate::wire::Version::new(1, 2), crate::wire::Version::new(1, 1))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFPortProfileBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0)), (vproto_support::wire::Version::new(1, 2), vproto_support::wire::Version::new(1, 1))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFPortProfileOpenVSwitch {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        crate::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
-        data.insert("create_port".into(), crate::wire::WireValue::to_wire(&self.create_port));
-        data.insert("create_tap".into(), crate::wire::WireValue::to_wire(&self.create_tap));
-        crate::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
-        data.insert("interface_id".into(), crate::wire::WireValue::to_wire(&self.interface_id));
-        data.insert("multiqueue".into(), crate::wire::WireValue::to_wire(&self.multiqueue));
-        crate::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "datapath_offload", self.datapath_offload.as_ref());
+        data.insert("create_port".into(), vproto_support::wire::WireValue::to_wire(&self.create_port));
+        data.insert("create_tap".into(), vproto_support::wire::WireValue::to_wire(&self.create_tap));
+        vproto_support::wire::insert_optional(&mut data, "datapath_type", self.datapath_type.as_ref());
+        data.insert("interface_id".into(), vproto_support::wire::WireValue::to_wire(&self.interface_id));
+        data.insert("multiqueue".into(), vproto_support::wire::WireValue::to_wire(&self.multiqueue));
+        vproto_support::wire::insert_optional(&mut data, "profile_id", self.profile_id.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            datapath_offload: crate::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &crate::wire::FieldChecks::NONE, path)?,
-            create_port: crate::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "create_port", &crate::wire::FieldChecks::NONE, path)?,
-            create_tap: crate::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "create_tap", &crate::wire::FieldChecks::NONE, path)?,
-            datapath_type: crate::wire::read_optional::<Option<String>>(data, "datapath_type", &crate::wire::FieldChecks::NONE, path)?,
-            interface_id: crate::wire::read_required::<Uuid>(data, "VIFPortProfileOpenVSwitch", "interface_id", &crate::wire::FieldChecks::NONE, path)?,
-            multiqueue: crate::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "multiqueue", &crate::wire::FieldChecks::NONE, path)?,
-            profile_id: crate::wire::read_optional::<String>(data, "profile_id", &crate::wire::FieldChecks::NONE, path)?,
+            datapath_offload: vproto_support::wire::read_optional::<Option<AnyDatapathOffloadBase>>(data, "datapath_offload", &vproto_support::wire::FieldChecks::NONE, path)?,
+            create_port: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "create_port", &vproto_support::wire::FieldChecks::NONE, path)?,
+            create_tap: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "create_tap", &vproto_support::wire::FieldChecks::NONE, path)?,
+            datapath_type: vproto_support::wire::read_optional::<Option<String>>(data, "datapath_type", &vproto_support::wire::FieldChecks::NONE, path)?,
+            interface_id: vproto_support::wire::read_required::<Uuid>(data, "VIFPortProfileOpenVSwitch", "interface_id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            multiqueue: vproto_support::wire::read_required::<bool>(data, "VIFPortProfileOpenVSwitch", "multiqueue", &vproto_support::wire::FieldChecks::NONE, path)?,
+            profile_id: vproto_support::wire::read_optional::<String>(data, "profile_id", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -5976,14 +5988,14 @@ impl crate::wire::VersionedObject for VIFPortProfileOpenVSwitch {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFPortProfileOpenVSwitch {
+impl vproto_support::wire::StreamValue for VIFPortProfileOpenVSwitch {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 0, &self.create_port)?;
             sink.field(&VIF_PORT_PROFILE_OPEN_V_SWITCH_INFO, 1, &self.create_tap)?;
             sink.optional_field(&VIF_PORT_PROFILE_BASE_INFO, 0, self.datapath_offload.as_ref())?;
@@ -5998,15 +6010,15 @@ impl crate::wire::StreamValue for VIFPortProfileOpenVSwitch {
         Some("VIFPortProfileOpenVSwitch")
     }
 }
-impl crate::wire::WireValue for VIFPortProfileOpenVSwitch {
+impl vproto_support::wire::WireValue for VIFPortProfileOpenVSwitch {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// A vhostuser-style VIF. vhostuser-style VIFs utilize a userspace vhost backend, which allows traffic to traverse between the guest and a host userspace application (commonly a virtual switch), bypassing the kernel network stack; contrast with VIFBridge, where all packets must be handled by the hypervisor. For libvirt drivers, this maps to type='vhostuser'.
@@ -6067,58 +6079,58 @@ pub struct VIFVHostUser {
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFVHostUser converts between versions.
-pub static VIFV_HOST_USER_INFO: crate::wire::ObjectInfo = crate::wire::ObjectInfo {
+pub static VIFV_HOST_USER_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
     name: "VIFVHostUser",
     namespace: "os_vif",
-    wire: crate::wire::WireForm::VersionedObject,
-    version: crate::wire::Version::new(1, 1),
-    versions: &[crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 1)],
+    wire: vproto_support::wire::WireForm::VersionedObject,
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
-        crate::wire::FieldInfo::new("mode", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("path", crate::wire::Version::new(1, 0)),
-        crate::wire::FieldInfo::new("vif_name", crate::wire::Version::new(1, 1)),
+        vproto_support::wire::FieldInfo::new("mode", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("path", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("vif_name", vproto_support::wire::Version::new(1, 1)),
     ],
-    base: Some(crate::wire::BaseInfo { object: "VIFBase", versions: &[(crate::wire::Version::new(1, 0), crate::wire::Version::new(1, 0))] }),
+    base: Some(vproto_support::wire::BaseInfo { object: "VIFBase", versions: &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))] }),
     tolerate_unknown_fields: false,
 };
-impl crate::wire::VersionedObject for VIFVHostUser {
-    fn registry() -> &'static crate::wire::Registry {
+impl vproto_support::wire::VersionedObject for VIFVHostUser {
+    fn registry() -> &'static vproto_support::wire::Registry {
         &REGISTRY
     }
-    fn info() -> &'static crate::wire::ObjectInfo {
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
         &VIFV_HOST_USER_INFO
     }
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
-        data.insert("active".into(), crate::wire::WireValue::to_wire(&self.active));
-        data.insert("address".into(), crate::wire::WireValue::to_wire(&self.address));
-        data.insert("has_traffic_filtering".into(), crate::wire::WireValue::to_wire(&self.has_traffic_filtering));
-        data.insert("id".into(), crate::wire::WireValue::to_wire(&self.id));
-        data.insert("network".into(), crate::wire::WireValue::to_wire(&self.network));
-        data.insert("plugin".into(), crate::wire::WireValue::to_wire(&self.plugin));
-        crate::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
-        data.insert("preserve_on_delete".into(), crate::wire::WireValue::to_wire(&self.preserve_on_delete));
-        data.insert("mode".into(), crate::wire::WireValue::to_wire(&self.mode));
-        data.insert("path".into(), crate::wire::WireValue::to_wire(&self.path));
-        crate::wire::insert_optional(&mut data, "vif_name", self.vif_name.as_ref());
+        data.insert("active".into(), vproto_support::wire::WireValue::to_wire(&self.active));
+        data.insert("address".into(), vproto_support::wire::WireValue::to_wire(&self.address));
+        data.insert("has_traffic_filtering".into(), vproto_support::wire::WireValue::to_wire(&self.has_traffic_filtering));
+        data.insert("id".into(), vproto_support::wire::WireValue::to_wire(&self.id));
+        data.insert("network".into(), vproto_support::wire::WireValue::to_wire(&self.network));
+        data.insert("plugin".into(), vproto_support::wire::WireValue::to_wire(&self.plugin));
+        vproto_support::wire::insert_optional(&mut data, "port_profile", self.port_profile.as_ref());
+        data.insert("preserve_on_delete".into(), vproto_support::wire::WireValue::to_wire(&self.preserve_on_delete));
+        data.insert("mode".into(), vproto_support::wire::WireValue::to_wire(&self.mode));
+        data.insert("path".into(), vproto_support::wire::WireValue::to_wire(&self.path));
+        vproto_support::wire::insert_optional(&mut data, "vif_name", self.vif_name.as_ref());
         data
     }
     fn from_data(
         data: &serde_json::Map<String, serde_json::Value>,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            active: crate::wire::read_required::<bool>(data, "VIFVHostUser", "active", &crate::wire::FieldChecks::NONE, path)?,
-            address: crate::wire::read_required::<Option<MACAddress>>(data, "VIFVHostUser", "address", &crate::wire::FieldChecks::NONE, path)?,
-            has_traffic_filtering: crate::wire::read_required::<bool>(data, "VIFVHostUser", "has_traffic_filtering", &crate::wire::FieldChecks::NONE, path)?,
-            id: crate::wire::read_required::<Uuid>(data, "VIFVHostUser", "id", &crate::wire::FieldChecks::NONE, path)?,
-            network: crate::wire::read_required::<Option<Network>>(data, "VIFVHostUser", "network", &crate::wire::FieldChecks::NONE, path)?,
-            plugin: crate::wire::read_required::<String>(data, "VIFVHostUser", "plugin", &crate::wire::FieldChecks::NONE, path)?,
-            port_profile: crate::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &crate::wire::FieldChecks::NONE, path)?,
-            preserve_on_delete: crate::wire::read_required::<bool>(data, "VIFVHostUser", "preserve_on_delete", &crate::wire::FieldChecks::NONE, path)?,
-            mode: crate::wire::read_required::<VIFVHostUserMode>(data, "VIFVHostUser", "mode", &crate::wire::FieldChecks::NONE, path)?,
-            path: crate::wire::read_required::<String>(data, "VIFVHostUser", "path", &crate::wire::FieldChecks::NONE, path)?,
-            vif_name: crate::wire::read_optional::<String>(data, "vif_name", &crate::wire::FieldChecks::NONE, path)?,
+            active: vproto_support::wire::read_required::<bool>(data, "VIFVHostUser", "active", &vproto_support::wire::FieldChecks::NONE, path)?,
+            address: vproto_support::wire::read_required::<Option<MACAddress>>(data, "VIFVHostUser", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
+            has_traffic_filtering: vproto_support::wire::read_required::<bool>(data, "VIFVHostUser", "has_traffic_filtering", &vproto_support::wire::FieldChecks::NONE, path)?,
+            id: vproto_support::wire::read_required::<Uuid>(data, "VIFVHostUser", "id", &vproto_support::wire::FieldChecks::NONE, path)?,
+            network: vproto_support::wire::read_required::<Option<Network>>(data, "VIFVHostUser", "network", &vproto_support::wire::FieldChecks::NONE, path)?,
+            plugin: vproto_support::wire::read_required::<String>(data, "VIFVHostUser", "plugin", &vproto_support::wire::FieldChecks::NONE, path)?,
+            port_profile: vproto_support::wire::read_optional::<AnyVIFPortProfileBase>(data, "port_profile", &vproto_support::wire::FieldChecks::NONE, path)?,
+            preserve_on_delete: vproto_support::wire::read_required::<bool>(data, "VIFVHostUser", "preserve_on_delete", &vproto_support::wire::FieldChecks::NONE, path)?,
+            mode: vproto_support::wire::read_required::<VIFVHostUserMode>(data, "VIFVHostUser", "mode", &vproto_support::wire::FieldChecks::NONE, path)?,
+            path: vproto_support::wire::read_required::<String>(data, "VIFVHostUser", "path", &vproto_support::wire::FieldChecks::NONE, path)?,
+            vif_name: vproto_support::wire::read_optional::<String>(data, "vif_name", &vproto_support::wire::FieldChecks::NONE, path)?,
             obj_changes: None,
         })
     }
@@ -6129,14 +6141,14 @@ impl crate::wire::VersionedObject for VIFVHostUser {
         self.obj_changes = changes;
     }
 }
-impl crate::wire::StreamValue for VIFVHostUser {
+impl vproto_support::wire::StreamValue for VIFVHostUser {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
-        crate::wire::write_envelope(out, &VIFV_HOST_USER_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_envelope(out, &VIFV_HOST_USER_INFO, target, self.obj_changes.as_deref(), ctx, |sink| {
             sink.field(&VIF_BASE_INFO, 0, &self.active)?;
             sink.field(&VIF_BASE_INFO, 1, &self.address)?;
             sink.field(&VIF_BASE_INFO, 2, &self.has_traffic_filtering)?;
@@ -6155,19 +6167,19 @@ impl crate::wire::StreamValue for VIFVHostUser {
         Some("VIFVHostUser")
     }
 }
-impl crate::wire::WireValue for VIFVHostUser {
+impl vproto_support::wire::WireValue for VIFVHostUser {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
-        <Self as crate::wire::VersionedObject>::from_primitive_at(value, path)
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::VersionedObject>::from_primitive_at(value, path)
     }
     fn to_wire(&self) -> serde_json::Value {
-        crate::wire::VersionedObject::to_current_primitive(self)
+        vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
 /// Every object of the schema, sorted by name.
-pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
+pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Registry {
     objects: &[
         &ACC_CAPABILITY_INFO,
         &ACC_SPECS_INFO,
@@ -6232,241 +6244,241 @@ pub static REGISTRY: crate::wire::Registry = crate::wire::Registry {
 /// by `manifest`.
 pub fn convert_primitive(
     value: &serde_json::Value,
-    target: Option<crate::wire::Version>,
-    manifest: Option<&crate::wire::Manifest>,
-) -> Result<serde_json::Value, crate::wire::WireError> {
-    use crate::wire::VersionedObject;
-    let (envelope, _) = crate::wire::Envelope::parse(value, &REGISTRY, &crate::wire::WirePath::root())?;
+    target: Option<vproto_support::wire::Version>,
+    manifest: Option<&vproto_support::wire::Manifest>,
+) -> Result<serde_json::Value, vproto_support::wire::WireError> {
+    use vproto_support::wire::VersionedObject;
+    let (envelope, _) = vproto_support::wire::Envelope::parse(value, &REGISTRY, &vproto_support::wire::WirePath::root())?;
     match envelope.name {
         "DatapathOffloadBase" => {
-            let text = crate::wire::to_json_string(&DatapathOffloadBase::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&DatapathOffloadBase::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "DatapathOffloadRepresentor" => {
-            let text = crate::wire::to_json_string(&DatapathOffloadRepresentor::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&DatapathOffloadRepresentor::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "FixedIP" => {
-            let text = crate::wire::to_json_string(&FixedIP::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&FixedIP::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "FixedIPList" => {
-            let text = crate::wire::to_json_string(&FixedIPList::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&FixedIPList::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "HostInfo" => {
-            let text = crate::wire::to_json_string(&HostInfo::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&HostInfo::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "HostPluginInfo" => {
-            let text = crate::wire::to_json_string(&HostPluginInfo::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&HostPluginInfo::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "HostPortProfileInfo" => {
-            let text = crate::wire::to_json_string(&HostPortProfileInfo::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&HostPortProfileInfo::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "HostVIFInfo" => {
-            let text = crate::wire::to_json_string(&HostVIFInfo::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&HostVIFInfo::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "InstanceInfo" => {
-            let text = crate::wire::to_json_string(&InstanceInfo::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&InstanceInfo::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "Network" => {
-            let text = crate::wire::to_json_string(&Network::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&Network::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "Route" => {
-            let text = crate::wire::to_json_string(&Route::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&Route::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "RouteList" => {
-            let text = crate::wire::to_json_string(&RouteList::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&RouteList::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "Subnet" => {
-            let text = crate::wire::to_json_string(&Subnet::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&Subnet::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "SubnetList" => {
-            let text = crate::wire::to_json_string(&SubnetList::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&SubnetList::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFBase" => {
-            let text = crate::wire::to_json_string(&VIFBase::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFBase::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFBridge" => {
-            let text = crate::wire::to_json_string(&VIFBridge::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFBridge::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFDirect" => {
-            let text = crate::wire::to_json_string(&VIFDirect::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFDirect::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFGeneric" => {
-            let text = crate::wire::to_json_string(&VIFGeneric::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFGeneric::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFHostDevice" => {
-            let text = crate::wire::to_json_string(&VIFHostDevice::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFHostDevice::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFNestedDPDK" => {
-            let text = crate::wire::to_json_string(&VIFNestedDPDK::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFNestedDPDK::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFOpenVSwitch" => {
-            let text = crate::wire::to_json_string(&VIFOpenVSwitch::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFOpenVSwitch::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfile8021Qbg" => {
-            let text = crate::wire::to_json_string(&VIFPortProfile8021Qbg::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfile8021Qbg::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfile8021Qbh" => {
-            let text = crate::wire::to_json_string(&VIFPortProfile8021Qbh::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfile8021Qbh::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileBase" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileBase::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileBase::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileFPBridge" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileFPBridge::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileFPBridge::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileFPOpenVSwitch" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileFPOpenVSwitch::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileFPOpenVSwitch::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileFPTap" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileFPTap::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileFPTap::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileK8sDPDK" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileK8sDPDK::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileK8sDPDK::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileOVSRepresentor" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileOVSRepresentor::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileOVSRepresentor::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFPortProfileOpenVSwitch" => {
-            let text = crate::wire::to_json_string(&VIFPortProfileOpenVSwitch::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFPortProfileOpenVSwitch::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
         "VIFVHostUser" => {
-            let text = crate::wire::to_json_string(&VIFVHostUser::from_primitive(value)?, target, manifest)?;
+            let text = vproto_support::wire::to_json_string(&VIFVHostUser::from_primitive(value)?, target, manifest)?;
             Ok(serde_json::from_str(&text).expect("the writer writes valid JSON"))
         }
-        other => Err(crate::wire::WireError::UnknownObject {
-            path: crate::wire::WirePath::root(),
+        other => Err(vproto_support::wire::WireError::UnknownObject {
+            path: vproto_support::wire::WirePath::root(),
             name: other.to_string(),
             expected: String::new(),
         }),
     }
 }
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_0: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_0: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             minimum: Some(0),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_1: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_1: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             format: Some("date-time"),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_2: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_2: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             minimum: Some(0),
             maximum: Some(128),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_3: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_3: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_4: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_4: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             one_of: Some(&["vproto-guest-data"]),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_5: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_5: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             minimum: Some(1),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_6: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_6: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_7: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_7: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: None,
     items: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             min_length: Some(1),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_8: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_8: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             pattern: Some("^[a-z0-9][a-z0-9._-]*$"),
             max_length: Some(64),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_9: crate::wire::FieldChecks = crate::wire::FieldChecks {
+static FIELD_CHECKS_9: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
-        &crate::wire::Constraints {
+        &vproto_support::wire::Constraints {
             min_length: Some(1),
-            ..crate::wire::Constraints::NONE
+            ..vproto_support::wire::Constraints::NONE
         },
     ),
     items: None,
@@ -6488,19 +6500,29 @@ impl AnyDatapathOffloadBase {
         }
     }
 }
-impl crate::wire::StreamValue for AnyDatapathOffloadBase {
+impl vproto_support::wire::StreamValue for AnyDatapathOffloadBase {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         match self {
             Self::DatapathOffloadBase(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::DatapathOffloadRepresentor(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
         }
     }
@@ -6508,32 +6530,36 @@ impl crate::wire::StreamValue for AnyDatapathOffloadBase {
         Some(Self::object_name(self))
     }
 }
-impl crate::wire::WireValue for AnyDatapathOffloadBase {
+impl vproto_support::wire::WireValue for AnyDatapathOffloadBase {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let name = value
-            .get(crate::wire::keys::NAME)
+            .get(vproto_support::wire::keys::NAME)
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
         match name {
             "DatapathOffloadBase" => {
                 Ok(
                     Self::DatapathOffloadBase(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "DatapathOffloadRepresentor" => {
                 Ok(
                     Self::DatapathOffloadRepresentor(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             other => {
-                Err(crate::wire::WireError::UnknownObject {
+                Err(vproto_support::wire::WireError::UnknownObject {
                     path: path.clone(),
                     name: other.to_string(),
                     expected: " (expected one of DatapathOffloadBase, DatapathOffloadRepresentor)"
@@ -6545,10 +6571,10 @@ impl crate::wire::WireValue for AnyDatapathOffloadBase {
     fn to_wire(&self) -> serde_json::Value {
         match self {
             Self::DatapathOffloadBase(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::DatapathOffloadRepresentor(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
         }
     }
@@ -6588,37 +6614,77 @@ impl AnyVIFBase {
         }
     }
 }
-impl crate::wire::StreamValue for AnyVIFBase {
+impl vproto_support::wire::StreamValue for AnyVIFBase {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         match self {
             Self::VIFBase(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFBridge(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFDirect(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFGeneric(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFHostDevice(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFNestedDPDK(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFOpenVSwitch(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFVHostUser(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
         }
     }
@@ -6626,74 +6692,90 @@ impl crate::wire::StreamValue for AnyVIFBase {
         Some(Self::object_name(self))
     }
 }
-impl crate::wire::WireValue for AnyVIFBase {
+impl vproto_support::wire::WireValue for AnyVIFBase {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let name = value
-            .get(crate::wire::keys::NAME)
+            .get(vproto_support::wire::keys::NAME)
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
         match name {
             "VIFBase" => {
                 Ok(
                     Self::VIFBase(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFBridge" => {
                 Ok(
                     Self::VIFBridge(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFDirect" => {
                 Ok(
                     Self::VIFDirect(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFGeneric" => {
                 Ok(
                     Self::VIFGeneric(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFHostDevice" => {
                 Ok(
                     Self::VIFHostDevice(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFNestedDPDK" => {
                 Ok(
                     Self::VIFNestedDPDK(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFOpenVSwitch" => {
                 Ok(
                     Self::VIFOpenVSwitch(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFVHostUser" => {
                 Ok(
                     Self::VIFVHostUser(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             other => {
-                Err(crate::wire::WireError::UnknownObject {
+                Err(vproto_support::wire::WireError::UnknownObject {
                     path: path.clone(),
                     name: other.to_string(),
                     expected: " (expected one of VIFBase, VIFBridge, VIFDirect, VIFGeneric, VIFHostDevice, VIFNestedDPDK, VIFOpenVSwitch, VIFVHostUser)"
@@ -6704,21 +6786,29 @@ impl crate::wire::WireValue for AnyVIFBase {
     }
     fn to_wire(&self) -> serde_json::Value {
         match self {
-            Self::VIFBase(object) => crate::wire::WireValue::to_wire(object.as_ref()),
-            Self::VIFBridge(object) => crate::wire::WireValue::to_wire(object.as_ref()),
-            Self::VIFDirect(object) => crate::wire::WireValue::to_wire(object.as_ref()),
-            Self::VIFGeneric(object) => crate::wire::WireValue::to_wire(object.as_ref()),
+            Self::VIFBase(object) => {
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
+            }
+            Self::VIFBridge(object) => {
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
+            }
+            Self::VIFDirect(object) => {
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
+            }
+            Self::VIFGeneric(object) => {
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
+            }
             Self::VIFHostDevice(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFNestedDPDK(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFOpenVSwitch(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFVHostUser(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
         }
     }
@@ -6761,40 +6851,85 @@ impl AnyVIFPortProfileBase {
         }
     }
 }
-impl crate::wire::StreamValue for AnyVIFPortProfileBase {
+impl vproto_support::wire::StreamValue for AnyVIFPortProfileBase {
     fn write_json(
         &self,
         out: &mut Vec<u8>,
-        target: Option<crate::wire::Version>,
-        ctx: &crate::wire::StreamContext<'_>,
-    ) -> Result<(), crate::wire::WireError> {
+        target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
         match self {
             Self::VIFPortProfile8021Qbg(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfile8021Qbh(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileBase(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileFPBridge(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileFPOpenVSwitch(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileFPTap(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileK8sDPDK(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileOVSRepresentor(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
             Self::VIFPortProfileOpenVSwitch(object) => {
-                crate::wire::StreamValue::write_json(object.as_ref(), out, target, ctx)
+                vproto_support::wire::StreamValue::write_json(
+                    object.as_ref(),
+                    out,
+                    target,
+                    ctx,
+                )
             }
         }
     }
@@ -6802,81 +6937,99 @@ impl crate::wire::StreamValue for AnyVIFPortProfileBase {
         Some(Self::object_name(self))
     }
 }
-impl crate::wire::WireValue for AnyVIFPortProfileBase {
+impl vproto_support::wire::WireValue for AnyVIFPortProfileBase {
     fn from_wire(
         value: &serde_json::Value,
-        path: &crate::wire::WirePath,
-    ) -> Result<Self, crate::wire::WireError> {
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
         let name = value
-            .get(crate::wire::keys::NAME)
+            .get(vproto_support::wire::keys::NAME)
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
         match name {
             "VIFPortProfile8021Qbg" => {
                 Ok(
                     Self::VIFPortProfile8021Qbg(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfile8021Qbh" => {
                 Ok(
                     Self::VIFPortProfile8021Qbh(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileBase" => {
                 Ok(
                     Self::VIFPortProfileBase(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileFPBridge" => {
                 Ok(
                     Self::VIFPortProfileFPBridge(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileFPOpenVSwitch" => {
                 Ok(
                     Self::VIFPortProfileFPOpenVSwitch(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileFPTap" => {
                 Ok(
                     Self::VIFPortProfileFPTap(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileK8sDPDK" => {
                 Ok(
                     Self::VIFPortProfileK8sDPDK(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileOVSRepresentor" => {
                 Ok(
                     Self::VIFPortProfileOVSRepresentor(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             "VIFPortProfileOpenVSwitch" => {
                 Ok(
                     Self::VIFPortProfileOpenVSwitch(
-                        Box::new(crate::wire::WireValue::from_wire(value, path)?),
+                        Box::new(
+                            vproto_support::wire::WireValue::from_wire(value, path)?,
+                        ),
                     ),
                 )
             }
             other => {
-                Err(crate::wire::WireError::UnknownObject {
+                Err(vproto_support::wire::WireError::UnknownObject {
                     path: path.clone(),
                     name: other.to_string(),
                     expected: " (expected one of VIFPortProfile8021Qbg, VIFPortProfile8021Qbh, VIFPortProfileBase, VIFPortProfileFPBridge, VIFPortProfileFPOpenVSwitch, VIFPortProfileFPTap, VIFPortProfileK8sDPDK, VIFPortProfileOVSRepresentor, VIFPortProfileOpenVSwitch)"
@@ -6888,31 +7041,31 @@ impl crate::wire::WireValue for AnyVIFPortProfileBase {
     fn to_wire(&self) -> serde_json::Value {
         match self {
             Self::VIFPortProfile8021Qbg(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfile8021Qbh(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileBase(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileFPBridge(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileFPOpenVSwitch(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileFPTap(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileK8sDPDK(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileOVSRepresentor(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
             Self::VIFPortProfileOpenVSwitch(object) => {
-                crate::wire::WireValue::to_wire(object.as_ref())
+                vproto_support::wire::WireValue::to_wire(object.as_ref())
             }
         }
     }
@@ -6951,9 +7104,8 @@ pub enum ProtocolError {
     /// A versioned object in the params is at a version newer than the server can read (for network.create_port, the HostInfo the service host sent, or one of its nested HostPluginInfo/HostVIFInfo objects). `data` names the object and the highest version of it the server supports: the client backlevels that object to `max_version` (for HostInfo, with its children at the versions pinned for that version) and retries the call unchanged otherwise. Codes 1000-1099 are for object negotiation and the network service. (code 1000, since 1.0).
     UnsupportedVersion(UnsupportedVersionData),
 }
-impl ProtocolError {
-    /// The error's name in the schema.
-    pub fn name(&self) -> &'static str {
+impl vproto_support::rpc::DeclaredError for ProtocolError {
+    fn name(&self) -> &'static str {
         match self {
             Self::AgentUnavailable(_) => "AgentUnavailable",
             Self::DiscoveryFailed(_) => "DiscoveryFailed",
@@ -6964,8 +7116,7 @@ impl ProtocolError {
             Self::UnsupportedVersion(_) => "UnsupportedVersion",
         }
     }
-    /// The error's stable code.
-    pub fn code(&self) -> i64 {
+    fn code(&self) -> i64 {
         match self {
             Self::AgentUnavailable(_) => 1102i64,
             Self::DiscoveryFailed(_) => 1100i64,
@@ -6976,52 +7127,65 @@ impl ProtocolError {
             Self::UnsupportedVersion(_) => 1000i64,
         }
     }
-    /// The error as a JSON-RPC error object.
-    pub fn to_rpc(&self) -> crate::rpc::RpcError {
+    fn to_rpc(&self) -> vproto_support::rpc::RpcError {
         let (message, data): (&str, Option<serde_json::Value>) = match self {
             Self::AgentUnavailable(data) => {
-                ("Agent unavailable", Some(crate::wire::WireValue::to_wire(data)))
+                (
+                    "Agent unavailable",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
             }
             Self::DiscoveryFailed(data) => {
-                ("Discovery failed", Some(crate::wire::WireValue::to_wire(data)))
+                (
+                    "Discovery failed",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
             }
             Self::DriverUnavailable(data) => {
-                ("Driver unavailable", Some(crate::wire::WireValue::to_wire(data)))
+                (
+                    "Driver unavailable",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
             }
             Self::NetworkNotFound(data) => {
-                ("Network not found", Some(crate::wire::WireValue::to_wire(data)))
+                (
+                    "Network not found",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
             }
             Self::NoCompatibleVif(data) => {
-                ("No compatible VIF", Some(crate::wire::WireValue::to_wire(data)))
+                (
+                    "No compatible VIF",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
             }
             Self::PortInUse(data) => {
-                ("Port in use", Some(crate::wire::WireValue::to_wire(data)))
+                ("Port in use", Some(vproto_support::wire::WireValue::to_wire(data)))
             }
             Self::UnsupportedVersion(data) => {
                 (
                     "Unsupported object version",
-                    Some(crate::wire::WireValue::to_wire(data)),
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
                 )
             }
         };
-        crate::rpc::RpcError {
+        vproto_support::rpc::RpcError {
             code: self.code(),
             message: message.to_string(),
             data,
         }
     }
-    /// Reads a declared error from a JSON-RPC error object; `None` when
-    /// the code is not a declared one.
-    pub fn from_rpc(
-        error: &crate::rpc::RpcError,
-    ) -> Option<Result<Self, crate::wire::WireError>> {
+    fn from_rpc(
+        error: &vproto_support::rpc::RpcError,
+    ) -> Option<Result<Self, vproto_support::wire::WireError>> {
         match error.code {
             1102i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("AgentUnavailable"),
+                            &vproto_support::wire::WirePath::root()
+                                .field("AgentUnavailable"),
                         )
                         .map(Self::AgentUnavailable),
                 )
@@ -7029,9 +7193,10 @@ impl ProtocolError {
             1100i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("DiscoveryFailed"),
+                            &vproto_support::wire::WirePath::root()
+                                .field("DiscoveryFailed"),
                         )
                         .map(Self::DiscoveryFailed),
                 )
@@ -7039,9 +7204,10 @@ impl ProtocolError {
             1101i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("DriverUnavailable"),
+                            &vproto_support::wire::WirePath::root()
+                                .field("DriverUnavailable"),
                         )
                         .map(Self::DriverUnavailable),
                 )
@@ -7049,9 +7215,10 @@ impl ProtocolError {
             1002i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("NetworkNotFound"),
+                            &vproto_support::wire::WirePath::root()
+                                .field("NetworkNotFound"),
                         )
                         .map(Self::NetworkNotFound),
                 )
@@ -7059,9 +7226,10 @@ impl ProtocolError {
             1001i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("NoCompatibleVif"),
+                            &vproto_support::wire::WirePath::root()
+                                .field("NoCompatibleVif"),
                         )
                         .map(Self::NoCompatibleVif),
                 )
@@ -7069,9 +7237,9 @@ impl ProtocolError {
             1003i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("PortInUse"),
+                            &vproto_support::wire::WirePath::root().field("PortInUse"),
                         )
                         .map(Self::PortInUse),
                 )
@@ -7079,9 +7247,10 @@ impl ProtocolError {
             1000i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
-                    crate::wire::WireValue::from_wire(
+                    vproto_support::wire::WireValue::from_wire(
                             data,
-                            &crate::wire::WirePath::root().field("UnsupportedVersion"),
+                            &vproto_support::wire::WirePath::root()
+                                .field("UnsupportedVersion"),
                         )
                         .map(Self::UnsupportedVersion),
                 )
@@ -7092,140 +7261,73 @@ impl ProtocolError {
 }
 impl std::fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.to_rpc(), f)
+        std::fmt::Display::fmt(&vproto_support::rpc::DeclaredError::to_rpc(self), f)
     }
 }
 impl std::error::Error for ProtocolError {}
-/// Why a service method failed.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ServiceError {
-    /// A declared error, answered with its code and data.
-    Protocol(ProtocolError),
-    /// Anything else: logged by the dispatcher and answered as an
-    /// internal error without details.
-    Internal(String),
-}
-impl From<ProtocolError> for ServiceError {
-    fn from(error: ProtocolError) -> Self {
-        ServiceError::Protocol(error)
-    }
-}
-/// Answers a service error: declared errors of `method` keep their
-/// code; anything else is logged and answered as an internal error.
-fn answer_error(
-    method: &str,
-    declared: &[&str],
-    error: ServiceError,
-) -> crate::rpc::RpcError {
-    match error {
-        ServiceError::Protocol(error) if declared.contains(&error.name()) => {
-            error.to_rpc()
-        }
-        ServiceError::Protocol(error) => {
-            tracing::error!(
-                method, error = % error,
-                "handler returned an error the method does not declare"
-            );
-            crate::rpc::internal_error()
-        }
-        ServiceError::Internal(why) => {
-            tracing::error!(method, error = % why, "handler failed");
-            crate::rpc::internal_error()
-        }
-    }
-}
-/// Why a client call failed.
-#[derive(Debug)]
-pub enum ClientError {
-    /// The server answered with a declared error.
-    Protocol(ProtocolError),
-    /// The call failed otherwise.
-    Call(crate::rpc::CallError),
-}
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Protocol(error) => write!(f, "{}: {error}", error.name()),
-            ClientError::Call(error) => std::fmt::Display::fmt(error, f),
-        }
-    }
-}
-impl std::error::Error for ClientError {}
-impl From<crate::rpc::CallError> for ClientError {
-    fn from(error: crate::rpc::CallError) -> Self {
-        match error {
-            crate::rpc::CallError::Rpc(rpc) => {
-                match ProtocolError::from_rpc(&rpc) {
-                    Some(Ok(declared)) => ClientError::Protocol(declared),
-                    Some(Err(bad)) => {
-                        ClientError::Call(crate::rpc::CallError::Decode(bad))
-                    }
-                    None => ClientError::Call(crate::rpc::CallError::Rpc(rpc)),
-                }
-            }
-            other => ClientError::Call(other),
-        }
-    }
-}
+/// Why a service method failed: a declared error, or an internal one.
+pub type ServiceError = vproto_support::rpc::ServiceError<ProtocolError>;
+/// Why a client call failed: a declared error the server answered, or another failure.
+pub type ClientError = vproto_support::rpc::ClientError<ProtocolError>;
 /// The REST routes the schema binds to methods, for HTTP transports.
-pub const HTTP_BINDINGS: &[crate::rpc::HttpBinding] = &[
-    crate::rpc::HttpBinding {
+pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
+    vproto_support::rpc::HttpBinding {
         service: "agent",
         http_method: "POST",
         path: "/hello",
         method: "agent.hello",
         body: Some("registration"),
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "agent",
         http_method: "GET",
         path: "/hardware",
         method: "agent.list_hardware",
         body: None,
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "agent",
         http_method: "POST",
         path: "/discovery",
         method: "agent.start_discovery",
         body: None,
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "conductor",
         http_method: "POST",
         path: "/hello",
         method: "conductor.hello",
         body: Some("registration"),
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "conductor",
         http_method: "GET",
         path: "/agents",
         method: "conductor.list_agents",
         body: None,
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "conductor",
         http_method: "GET",
         path: "/hardware",
         method: "conductor.list_hardware",
         body: None,
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "driver",
         http_method: "GET",
         path: "/hardware",
         method: "driver.list_hardware",
         body: None,
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "driver",
         http_method: "POST",
         path: "/discovery",
         method: "driver.start_discovery",
         body: None,
     },
-    crate::rpc::HttpBinding {
+    vproto_support::rpc::HttpBinding {
         service: "network",
         http_method: "POST",
         path: "/ports",
@@ -7243,19 +7345,25 @@ pub trait AgentService: Send + Sync + 'static {
     fn hello(
         &self,
         registration: DriverRegistration,
-    ) -> impl std::future::Future<Output = Result<HelloAck, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<HelloAck>, ServiceError>,
+    > + Send;
     /** `agent.list_hardware`: Lists the hardware across every alive, READY driver registered with the agent (driver.list_hardware on each, concatenated; device uuids are unique).
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: DriverUnavailable.*/
     fn list_hardware(
         &self,
-    ) -> impl std::future::Future<Output = Result<HardwareList, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<HardwareList>, ServiceError>,
+    > + Send;
     /** `agent.start_discovery`: Triggers discovery on every alive, READY driver registered with the agent (driver.start_discovery on each) and answers their combined state: IN-PROGRESS while any driver's run is, else FAILED if any driver's run failed, else DONE (also when no driver is registered). When a driver answers DiscoveryFailed or cannot be reached, the agent still triggers the others, then answers that error.
 
  Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed, DriverUnavailable.*/
     fn start_discovery(
         &self,
-    ) -> impl std::future::Future<Output = Result<DiscoveryStatus, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<DiscoveryStatus>, ServiceError>,
+    > + Send;
 }
 /// Serves `agent.*` from a [`AgentService`], validating params against the schema.
 pub struct AgentServer<S>(pub std::sync::Arc<S>);
@@ -7264,26 +7372,29 @@ impl<S> Clone for AgentServer<S> {
         Self(self.0.clone())
     }
 }
-impl<S: AgentService> crate::rpc::Handler for AgentServer<S> {
+impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
     fn handle<'a>(
         &'a self,
         method: &'a str,
-        params: crate::rpc::Params,
-    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        params: vproto_support::rpc::Params,
+    ) -> vproto_support::rpc::BoxFuture<
+        'a,
+        Result<serde_json::Value, vproto_support::rpc::RpcError>,
+    > {
         Box::pin(async move {
             match method {
                 "agent.hello" => {
                     let params = params.into_named(&["registration"])?;
-                    let params = crate::rpc::validate_params(
+                    let params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.hello.params",
                         params,
                     )?;
-                    let registration: DriverRegistration = crate::rpc::read_param(
+                    let registration: DriverRegistration = vproto_support::rpc::read_param(
                             &params,
                             "registration",
                         )?
-                        .ok_or_else(|| crate::rpc::invalid_params(
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
                             vec![
                                 (format!("/{}", "registration"), "missing required param"
                                 .into())
@@ -7293,12 +7404,12 @@ impl<S: AgentService> crate::rpc::Handler for AgentServer<S> {
                         .0
                         .hello(registration)
                         .await
-                        .map_err(|error| answer_error("agent.hello", &[], error))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| error.into_rpc("agent.hello", &[]))?;
+                    result.into_result(&REGISTRY, "agent.hello")
                 }
                 "agent.list_hardware" => {
                     let params = params.into_named(&[])?;
-                    crate::rpc::validate_params(
+                    vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.list_hardware.params",
                         params,
@@ -7307,16 +7418,14 @@ impl<S: AgentService> crate::rpc::Handler for AgentServer<S> {
                         .0
                         .list_hardware()
                         .await
-                        .map_err(|error| answer_error(
-                            "agent.list_hardware",
-                            &["DriverUnavailable"],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| {
+                            error.into_rpc("agent.list_hardware", &["DriverUnavailable"])
+                        })?;
+                    result.into_result(&REGISTRY, "agent.list_hardware")
                 }
                 "agent.start_discovery" => {
                     let params = params.into_named(&[])?;
-                    crate::rpc::validate_params(
+                    vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.start_discovery.params",
                         params,
@@ -7325,24 +7434,16 @@ impl<S: AgentService> crate::rpc::Handler for AgentServer<S> {
                         .0
                         .start_discovery()
                         .await
-                        .map_err(|error| answer_error(
-                            "agent.start_discovery",
-                            &["DiscoveryFailed", "DriverUnavailable"],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| {
+                            error
+                                .into_rpc(
+                                    "agent.start_discovery",
+                                    &["DiscoveryFailed", "DriverUnavailable"],
+                                )
+                        })?;
+                    result.into_result(&REGISTRY, "agent.start_discovery")
                 }
-                other => {
-                    Err(
-                        crate::rpc::RpcError::new(
-                                crate::rpc::codes::METHOD_NOT_FOUND,
-                                "Method not found",
-                            )
-                            .with_data(
-                                serde_json::Value::String(format!("no method `{other}`")),
-                            ),
-                    )
-                }
+                other => Err(vproto_support::rpc::RpcError::method_not_found(other)),
             }
         })
     }
@@ -7354,7 +7455,7 @@ impl<S: AgentService> crate::rpc::Handler for AgentServer<S> {
 pub struct AgentClient<T> {
     transport: T,
 }
-impl<T: crate::rpc::ClientTransport> AgentClient<T> {
+impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
@@ -7370,16 +7471,16 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
         params
             .insert(
                 "registration".to_string(),
-                crate::wire::WireValue::to_wire(registration),
+                vproto_support::wire::WireValue::to_wire(registration),
             );
         let value = match self
             .transport
             .request("agent.hello", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("agent.hello", serde_json::Value::Object(params))
@@ -7387,11 +7488,11 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `agent.list_hardware`: Lists the hardware across every alive, READY driver registered with the agent (driver.list_hardware on each, concatenated; device uuids are unique).
 
@@ -7403,9 +7504,9 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
             .request("agent.list_hardware", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("agent.list_hardware", serde_json::Value::Object(params))
@@ -7413,11 +7514,11 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `agent.start_discovery`: Triggers discovery on every alive, READY driver registered with the agent (driver.start_discovery on each) and answers their combined state: IN-PROGRESS while any driver's run is, else FAILED if any driver's run failed, else DONE (also when no driver is registered). When a driver answers DiscoveryFailed or cannot be reached, the agent still triggers the others, then answers that error.
 
@@ -7429,9 +7530,9 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
             .request("agent.start_discovery", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("agent.start_discovery", serde_json::Value::Object(params))
@@ -7439,11 +7540,11 @@ impl<T: crate::rpc::ClientTransport> AgentClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
 }
 /** The Cyborg conductor: agents register with it; it gathers hardware across its alive agents and tracks their liveness, to present a coherent answer to the Cyborg API. Its callers are the agents (hello) and the Cyborg API.
@@ -7456,19 +7557,25 @@ pub trait ConductorService: Send + Sync + 'static {
     fn hello(
         &self,
         registration: AgentRegistration,
-    ) -> impl std::future::Future<Output = Result<HelloAck, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<HelloAck>, ServiceError>,
+    > + Send;
     /** `conductor.list_agents`: Lists every agent that has registered with the conductor, with its endpoint, last reported status, when it was last heard from and whether it is still alive (heard from within three heartbeat intervals). An agent that goes away stays listed as not alive, so deployments can alarm on it; an agent that never registered cannot be listed.
 
  Since protocol version 1.0. Bound to HTTP `GET /agents`.*/
     fn list_agents(
         &self,
-    ) -> impl std::future::Future<Output = Result<AgentList, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<AgentList>, ServiceError>,
+    > + Send;
     /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: AgentUnavailable.*/
     fn list_hardware(
         &self,
-    ) -> impl std::future::Future<Output = Result<HardwareList, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<HardwareList>, ServiceError>,
+    > + Send;
 }
 /// Serves `conductor.*` from a [`ConductorService`], validating params against the schema.
 pub struct ConductorServer<S>(pub std::sync::Arc<S>);
@@ -7477,26 +7584,29 @@ impl<S> Clone for ConductorServer<S> {
         Self(self.0.clone())
     }
 }
-impl<S: ConductorService> crate::rpc::Handler for ConductorServer<S> {
+impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
     fn handle<'a>(
         &'a self,
         method: &'a str,
-        params: crate::rpc::Params,
-    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        params: vproto_support::rpc::Params,
+    ) -> vproto_support::rpc::BoxFuture<
+        'a,
+        Result<serde_json::Value, vproto_support::rpc::RpcError>,
+    > {
         Box::pin(async move {
             match method {
                 "conductor.hello" => {
                     let params = params.into_named(&["registration"])?;
-                    let params = crate::rpc::validate_params(
+                    let params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.hello.params",
                         params,
                     )?;
-                    let registration: AgentRegistration = crate::rpc::read_param(
+                    let registration: AgentRegistration = vproto_support::rpc::read_param(
                             &params,
                             "registration",
                         )?
-                        .ok_or_else(|| crate::rpc::invalid_params(
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
                             vec![
                                 (format!("/{}", "registration"), "missing required param"
                                 .into())
@@ -7506,12 +7616,12 @@ impl<S: ConductorService> crate::rpc::Handler for ConductorServer<S> {
                         .0
                         .hello(registration)
                         .await
-                        .map_err(|error| answer_error("conductor.hello", &[], error))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| error.into_rpc("conductor.hello", &[]))?;
+                    result.into_result(&REGISTRY, "conductor.hello")
                 }
                 "conductor.list_agents" => {
                     let params = params.into_named(&[])?;
-                    crate::rpc::validate_params(
+                    vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.list_agents.params",
                         params,
@@ -7520,16 +7630,12 @@ impl<S: ConductorService> crate::rpc::Handler for ConductorServer<S> {
                         .0
                         .list_agents()
                         .await
-                        .map_err(|error| answer_error(
-                            "conductor.list_agents",
-                            &[],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| error.into_rpc("conductor.list_agents", &[]))?;
+                    result.into_result(&REGISTRY, "conductor.list_agents")
                 }
                 "conductor.list_hardware" => {
                     let params = params.into_named(&[])?;
-                    crate::rpc::validate_params(
+                    vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.list_hardware.params",
                         params,
@@ -7538,24 +7644,13 @@ impl<S: ConductorService> crate::rpc::Handler for ConductorServer<S> {
                         .0
                         .list_hardware()
                         .await
-                        .map_err(|error| answer_error(
-                            "conductor.list_hardware",
-                            &["AgentUnavailable"],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| {
+                            error
+                                .into_rpc("conductor.list_hardware", &["AgentUnavailable"])
+                        })?;
+                    result.into_result(&REGISTRY, "conductor.list_hardware")
                 }
-                other => {
-                    Err(
-                        crate::rpc::RpcError::new(
-                                crate::rpc::codes::METHOD_NOT_FOUND,
-                                "Method not found",
-                            )
-                            .with_data(
-                                serde_json::Value::String(format!("no method `{other}`")),
-                            ),
-                    )
-                }
+                other => Err(vproto_support::rpc::RpcError::method_not_found(other)),
             }
         })
     }
@@ -7567,7 +7662,7 @@ impl<S: ConductorService> crate::rpc::Handler for ConductorServer<S> {
 pub struct ConductorClient<T> {
     transport: T,
 }
-impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
+impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
@@ -7583,16 +7678,16 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
         params
             .insert(
                 "registration".to_string(),
-                crate::wire::WireValue::to_wire(registration),
+                vproto_support::wire::WireValue::to_wire(registration),
             );
         let value = match self
             .transport
             .request("conductor.hello", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("conductor.hello", serde_json::Value::Object(params))
@@ -7600,11 +7695,11 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `conductor.list_agents`: Lists every agent that has registered with the conductor, with its endpoint, last reported status, when it was last heard from and whether it is still alive (heard from within three heartbeat intervals). An agent that goes away stays listed as not alive, so deployments can alarm on it; an agent that never registered cannot be listed.
 
@@ -7616,9 +7711,9 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
             .request("conductor.list_agents", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("conductor.list_agents", serde_json::Value::Object(params))
@@ -7626,11 +7721,11 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
 
@@ -7645,9 +7740,9 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
             )
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request(
@@ -7658,11 +7753,11 @@ impl<T: crate::rpc::ClientTransport> ConductorClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
 }
 /** A Cyborg accelerator driver, served on the endpoint it registered with its node's agent (agent.hello). Its caller is the agent.
@@ -7674,13 +7769,17 @@ pub trait DriverService: Send + Sync + 'static {
  Since protocol version 1.0. Bound to HTTP `GET /hardware`.*/
     fn list_hardware(
         &self,
-    ) -> impl std::future::Future<Output = Result<HardwareList, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<HardwareList>, ServiceError>,
+    > + Send;
     /** `driver.start_discovery`: Triggers the driver's discovery and setup process for its hardware. Idempotent: while a run is in progress, the call joins it instead of starting another. The result is the state of that run when the driver answers: IN-PROGRESS while it runs, DONE or FAILED if it ended before the answer. A run that cannot even be started is answered with the DiscoveryFailed error instead.
 
  Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed.*/
     fn start_discovery(
         &self,
-    ) -> impl std::future::Future<Output = Result<DiscoveryStatus, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<DiscoveryStatus>, ServiceError>,
+    > + Send;
 }
 /// Serves `driver.*` from a [`DriverService`], validating params against the schema.
 pub struct DriverServer<S>(pub std::sync::Arc<S>);
@@ -7689,17 +7788,20 @@ impl<S> Clone for DriverServer<S> {
         Self(self.0.clone())
     }
 }
-impl<S: DriverService> crate::rpc::Handler for DriverServer<S> {
+impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
     fn handle<'a>(
         &'a self,
         method: &'a str,
-        params: crate::rpc::Params,
-    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        params: vproto_support::rpc::Params,
+    ) -> vproto_support::rpc::BoxFuture<
+        'a,
+        Result<serde_json::Value, vproto_support::rpc::RpcError>,
+    > {
         Box::pin(async move {
             match method {
                 "driver.list_hardware" => {
                     let params = params.into_named(&[])?;
-                    crate::rpc::validate_params(
+                    vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "driver.list_hardware.params",
                         params,
@@ -7708,16 +7810,12 @@ impl<S: DriverService> crate::rpc::Handler for DriverServer<S> {
                         .0
                         .list_hardware()
                         .await
-                        .map_err(|error| answer_error(
-                            "driver.list_hardware",
-                            &[],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| error.into_rpc("driver.list_hardware", &[]))?;
+                    result.into_result(&REGISTRY, "driver.list_hardware")
                 }
                 "driver.start_discovery" => {
                     let params = params.into_named(&[])?;
-                    crate::rpc::validate_params(
+                    vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "driver.start_discovery.params",
                         params,
@@ -7726,24 +7824,13 @@ impl<S: DriverService> crate::rpc::Handler for DriverServer<S> {
                         .0
                         .start_discovery()
                         .await
-                        .map_err(|error| answer_error(
-                            "driver.start_discovery",
-                            &["DiscoveryFailed"],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| {
+                            error
+                                .into_rpc("driver.start_discovery", &["DiscoveryFailed"])
+                        })?;
+                    result.into_result(&REGISTRY, "driver.start_discovery")
                 }
-                other => {
-                    Err(
-                        crate::rpc::RpcError::new(
-                                crate::rpc::codes::METHOD_NOT_FOUND,
-                                "Method not found",
-                            )
-                            .with_data(
-                                serde_json::Value::String(format!("no method `{other}`")),
-                            ),
-                    )
-                }
+                other => Err(vproto_support::rpc::RpcError::method_not_found(other)),
             }
         })
     }
@@ -7755,7 +7842,7 @@ impl<S: DriverService> crate::rpc::Handler for DriverServer<S> {
 pub struct DriverClient<T> {
     transport: T,
 }
-impl<T: crate::rpc::ClientTransport> DriverClient<T> {
+impl<T: vproto_support::rpc::ClientTransport> DriverClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
@@ -7770,9 +7857,9 @@ impl<T: crate::rpc::ClientTransport> DriverClient<T> {
             .request("driver.list_hardware", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("driver.list_hardware", serde_json::Value::Object(params))
@@ -7780,11 +7867,11 @@ impl<T: crate::rpc::ClientTransport> DriverClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `driver.start_discovery`: Triggers the driver's discovery and setup process for its hardware. Idempotent: while a run is in progress, the call joins it instead of starting another. The result is the state of that run when the driver answers: IN-PROGRESS while it runs, DONE or FAILED if it ended before the answer. A run that cannot even be started is answered with the DiscoveryFailed error instead.
 
@@ -7796,9 +7883,9 @@ impl<T: crate::rpc::ClientTransport> DriverClient<T> {
             .request("driver.start_discovery", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("driver.start_discovery", serde_json::Value::Object(params))
@@ -7806,11 +7893,11 @@ impl<T: crate::rpc::ClientTransport> DriverClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
 }
 /** The network host's port service (os-vif host information negotiation). Its caller is a service host (typically a compute node) that wants a port for an instance and describes its installed os-vif plugins in a HostInfo.
@@ -7826,7 +7913,9 @@ pub trait NetworkService: Send + Sync + 'static {
         instance: InstanceInfo,
         network_id: Uuid,
         port_id: Uuid,
-    ) -> impl std::future::Future<Output = Result<AnyVIFBase, ServiceError>> + Send;
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<AnyVIFBase>, ServiceError>,
+    > + Send;
 }
 /// Serves `network.*` from a [`NetworkService`], validating params against the schema.
 pub struct NetworkServer<S>(pub std::sync::Arc<S>);
@@ -7835,12 +7924,15 @@ impl<S> Clone for NetworkServer<S> {
         Self(self.0.clone())
     }
 }
-impl<S: NetworkService> crate::rpc::Handler for NetworkServer<S> {
+impl<S: NetworkService> vproto_support::rpc::Handler for NetworkServer<S> {
     fn handle<'a>(
         &'a self,
         method: &'a str,
-        params: crate::rpc::Params,
-    ) -> crate::rpc::BoxFuture<'a, Result<serde_json::Value, crate::rpc::RpcError>> {
+        params: vproto_support::rpc::Params,
+    ) -> vproto_support::rpc::BoxFuture<
+        'a,
+        Result<serde_json::Value, vproto_support::rpc::RpcError>,
+    > {
         Box::pin(async move {
             match method {
                 "network.create_port" => {
@@ -7848,12 +7940,12 @@ impl<S: NetworkService> crate::rpc::Handler for NetworkServer<S> {
                         .into_named(
                             &["host_info", "instance", "network_id", "port_id"],
                         )?;
-                    if let Some((object, max_version)) = crate::rpc::newer_than_supported(
+                    if let Some((object, max_version)) = vproto_support::rpc::newer_than_supported(
                         &REGISTRY,
                         &params,
                     ) {
                         return Err(
-                            crate::rpc::RpcError::new(
+                            vproto_support::rpc::RpcError::new(
                                     1000i64,
                                     "Unsupported object version",
                                 )
@@ -7865,40 +7957,46 @@ impl<S: NetworkService> crate::rpc::Handler for NetworkServer<S> {
                                 ),
                         );
                     }
-                    let params = crate::rpc::validate_params(
+                    let params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "network.create_port.params",
                         params,
                     )?;
-                    let host_info: HostInfo = crate::rpc::read_param(
+                    let host_info: HostInfo = vproto_support::rpc::read_param(
                             &params,
                             "host_info",
                         )?
-                        .ok_or_else(|| crate::rpc::invalid_params(
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
                             vec![
                                 (format!("/{}", "host_info"), "missing required param"
                                 .into())
                             ],
                         ))?;
-                    let instance: InstanceInfo = crate::rpc::read_param(
+                    let instance: InstanceInfo = vproto_support::rpc::read_param(
                             &params,
                             "instance",
                         )?
-                        .ok_or_else(|| crate::rpc::invalid_params(
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
                             vec![
                                 (format!("/{}", "instance"), "missing required param"
                                 .into())
                             ],
                         ))?;
-                    let network_id: Uuid = crate::rpc::read_param(&params, "network_id")?
-                        .ok_or_else(|| crate::rpc::invalid_params(
+                    let network_id: Uuid = vproto_support::rpc::read_param(
+                            &params,
+                            "network_id",
+                        )?
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
                             vec![
                                 (format!("/{}", "network_id"), "missing required param"
                                 .into())
                             ],
                         ))?;
-                    let port_id: Uuid = crate::rpc::read_param(&params, "port_id")?
-                        .ok_or_else(|| crate::rpc::invalid_params(
+                    let port_id: Uuid = vproto_support::rpc::read_param(
+                            &params,
+                            "port_id",
+                        )?
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
                             vec![
                                 (format!("/{}", "port_id"), "missing required param".into())
                             ],
@@ -7907,29 +8005,21 @@ impl<S: NetworkService> crate::rpc::Handler for NetworkServer<S> {
                         .0
                         .create_port(host_info, instance, network_id, port_id)
                         .await
-                        .map_err(|error| answer_error(
-                            "network.create_port",
-                            &[
-                                "UnsupportedVersion",
-                                "NoCompatibleVif",
-                                "NetworkNotFound",
-                                "PortInUse",
-                            ],
-                            error,
-                        ))?;
-                    Ok(crate::wire::WireValue::to_wire(&result))
+                        .map_err(|error| {
+                            error
+                                .into_rpc(
+                                    "network.create_port",
+                                    &[
+                                        "UnsupportedVersion",
+                                        "NoCompatibleVif",
+                                        "NetworkNotFound",
+                                        "PortInUse",
+                                    ],
+                                )
+                        })?;
+                    result.into_result(&REGISTRY, "network.create_port")
                 }
-                other => {
-                    Err(
-                        crate::rpc::RpcError::new(
-                                crate::rpc::codes::METHOD_NOT_FOUND,
-                                "Method not found",
-                            )
-                            .with_data(
-                                serde_json::Value::String(format!("no method `{other}`")),
-                            ),
-                    )
-                }
+                other => Err(vproto_support::rpc::RpcError::method_not_found(other)),
             }
         })
     }
@@ -7941,7 +8031,7 @@ impl<S: NetworkService> crate::rpc::Handler for NetworkServer<S> {
 pub struct NetworkClient<T> {
     transport: T,
 }
-impl<T: crate::rpc::ClientTransport> NetworkClient<T> {
+impl<T: vproto_support::rpc::ClientTransport> NetworkClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
@@ -7958,22 +8048,33 @@ impl<T: crate::rpc::ClientTransport> NetworkClient<T> {
     ) -> Result<AnyVIFBase, ClientError> {
         let mut params = serde_json::Map::new();
         params
-            .insert("host_info".to_string(), crate::wire::WireValue::to_wire(host_info));
-        params.insert("instance".to_string(), crate::wire::WireValue::to_wire(instance));
+            .insert(
+                "host_info".to_string(),
+                vproto_support::wire::WireValue::to_wire(host_info),
+            );
+        params
+            .insert(
+                "instance".to_string(),
+                vproto_support::wire::WireValue::to_wire(instance),
+            );
         params
             .insert(
                 "network_id".to_string(),
-                crate::wire::WireValue::to_wire(network_id),
+                vproto_support::wire::WireValue::to_wire(network_id),
             );
-        params.insert("port_id".to_string(), crate::wire::WireValue::to_wire(port_id));
+        params
+            .insert(
+                "port_id".to_string(),
+                vproto_support::wire::WireValue::to_wire(port_id),
+            );
         let value = match self
             .transport
             .request("network.create_port", serde_json::Value::Object(params.clone()))
             .await
         {
-            Err(crate::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
                 if !backlevel_params(&mut params, &error) {
-                    return Err(crate::rpc::CallError::Rpc(error).into());
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request("network.create_port", serde_json::Value::Object(params))
@@ -7981,11 +8082,11 @@ impl<T: crate::rpc::ClientTransport> NetworkClient<T> {
             }
             other => other?,
         };
-        crate::wire::WireValue::from_wire(
+        vproto_support::wire::WireValue::from_wire(
                 &value,
-                &crate::wire::WirePath::root().field("result"),
+                &vproto_support::wire::WirePath::root().field("result"),
             )
-            .map_err(|e| ClientError::Call(crate::rpc::decode_error(e)))
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
 }
 /// Converts every object named in an UnsupportedVersion error's data, in any param
@@ -7993,23 +8094,23 @@ impl<T: crate::rpc::ClientTransport> NetworkClient<T> {
 /// could be converted (then retrying is pointless).
 fn backlevel_params(
     params: &mut serde_json::Map<String, serde_json::Value>,
-    error: &crate::rpc::RpcError,
+    error: &vproto_support::rpc::RpcError,
 ) -> bool {
     let data = error.data.as_ref();
     let object = data.and_then(|d| d.get("object")).and_then(serde_json::Value::as_str);
     let version = data
         .and_then(|d| d.get("max_version"))
         .and_then(serde_json::Value::as_str)
-        .and_then(|v| v.parse::<crate::wire::Version>().ok());
+        .and_then(|v| v.parse::<vproto_support::wire::Version>().ok());
     let (Some(object), Some(version)) = (object, version) else { return false };
     let mut converted = 0;
     for (name, value) in params.iter_mut() {
-        match crate::wire::backport_named(
+        match vproto_support::wire::backport_named(
             &REGISTRY,
             value,
             object,
             version,
-            &crate::wire::WirePath::root().field(name),
+            &vproto_support::wire::WirePath::root().field(name),
         ) {
             Ok(count) => converted += count,
             Err(_) => return false,

@@ -1,18 +1,25 @@
 //! Generated dispatchers and clients, in process: params validated against the
-//! schema with every violation listed, declared errors typed, undeclared ones hidden.
+//! schema with every violation listed, declared errors typed, undeclared ones hidden,
+//! answers written at the versions the handler chose.
 
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use vproto_api::{
-    rpc::{codes, BoxFuture, CallError, ClientTransport, Handler, Params, Router},
-    wire::VersionedObject,
     AnyVIFBase, ClientError, HostInfo, InstanceInfo, NetworkClient, NetworkNotFoundData, NetworkServer, NetworkService,
     ProtocolError, ServiceError, Uuid, VIFOpenVSwitch,
+};
+use vproto_support::{
+    rpc::{codes, Answer, BoxFuture, CallError, ClientTransport, Handler, Params, Router},
+    wire::{Version, VersionedObject},
 };
 
 const KNOWN_NETWORK: &str = "b82c1929-051e-481d-8110-4669916c7915";
 const BROKEN_NETWORK: &str = "00000000-0000-4000-8000-000000000000";
+/// Answers the VIF with its port profile at VIFPortProfileOpenVSwitch 1.0.
+const OLD_NETWORK: &str = "10000000-0000-4000-8000-000000000000";
+/// Answers the VIF at a VIFOpenVSwitch version the schema does not have.
+const IMPOSSIBLE_NETWORK: &str = "90000000-0000-4000-8000-000000000000";
 
 struct Network;
 
@@ -23,15 +30,21 @@ impl NetworkService for Network {
         _instance: InstanceInfo,
         network_id: Uuid,
         _port_id: Uuid,
-    ) -> Result<AnyVIFBase, ServiceError> {
+    ) -> Result<Answer<AnyVIFBase>, ServiceError> {
+        let at = |version: &str| version.parse::<Version>().map_err(|e| ServiceError::Internal(e.to_string()));
         match network_id.as_str() {
-            KNOWN_NETWORK => {
+            KNOWN_NETWORK | OLD_NETWORK | IMPOSSIBLE_NETWORK => {
                 let text =
                     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/vif-openvswitch.json"))
                         .map_err(|e| ServiceError::Internal(e.to_string()))?;
                 let value: Value = serde_json::from_str(&text).map_err(|e| ServiceError::Internal(e.to_string()))?;
                 let vif = VIFOpenVSwitch::from_primitive(&value).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                Ok(AnyVIFBase::VIFOpenVSwitch(Box::new(vif)))
+                let answer = Answer::current(AnyVIFBase::VIFOpenVSwitch(Box::new(vif)));
+                Ok(match network_id.as_str() {
+                    OLD_NETWORK => answer.at_version("VIFPortProfileOpenVSwitch", at("1.0")?),
+                    IMPOSSIBLE_NETWORK => answer.at_version("VIFOpenVSwitch", at("7.0")?),
+                    _ => answer,
+                })
             }
             BROKEN_NETWORK => Err(ServiceError::Internal("database password is hunter2".into())),
             _ => Err(ProtocolError::NetworkNotFound(NetworkNotFoundData { network_id }).into()),
@@ -106,6 +119,22 @@ async fn declared_errors_reach_the_client_typed() {
 async fn undeclared_failures_are_answered_without_internals() {
     let error = router().handle("network.create_port", Params::ByName(params(BROKEN_NETWORK))).await.unwrap_err();
     assert_eq!((error.code, error.message.as_str(), error.data), (codes::INTERNAL_ERROR, "Internal error", None));
+}
+
+#[tokio::test]
+async fn the_answer_is_written_at_the_version_the_handler_chose() {
+    let profile_version =
+        |vif: &Value| vif["versioned_object.data"]["port_profile"]["versioned_object.version"].clone();
+    let current = router().handle("network.create_port", Params::ByName(params(KNOWN_NETWORK))).await.unwrap();
+    let current_version = vproto_api::REGISTRY.get("VIFPortProfileOpenVSwitch").unwrap().version.to_string();
+    assert_eq!(profile_version(&current), current_version.as_str());
+    assert_ne!(current_version, "1.0", "the profile must be newer than 1.0 for this test to mean anything");
+    let old = router().handle("network.create_port", Params::ByName(params(OLD_NETWORK))).await.unwrap();
+    assert_eq!(profile_version(&old), "1.0");
+    assert_eq!(old["versioned_object.version"], current["versioned_object.version"], "only the profile is named");
+    // A version the schema lacks cannot be written: an internal error, nothing sent half-converted.
+    let error = router().handle("network.create_port", Params::ByName(params(IMPOSSIBLE_NETWORK))).await.unwrap_err();
+    assert_eq!((error.code, error.data), (codes::INTERNAL_ERROR, None));
 }
 
 #[tokio::test]

@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use vproto_api::tree::GuestLayout;
-use vproto_runtime::xenstore::XenstoreAddr;
 use vproto_services::guest_agent::{self, AgentConfig};
+use vproto_services::guest_tree::GuestLayout;
+use vproto_xenstore::XenstoreAddr;
 
 const NAME: &str = "vproto-guest-agent";
 

@@ -1,5 +1,5 @@
 //! The `vproto-guest-agent` binary, run as a guest runs it, against the embedded xenstored
-//! (`vproto_runtime::xenstore::server`, in this test's process):
+//! (`vproto_xenstore::server`, in this test's process):
 //!
 //! - as a guest on its own socket (paths relative to its home, as on xenbus), it publishes
 //!   exactly the tree `vproto_services::guest_agent` computes for this machine, and stops
@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use vproto_api::tree::GuestLayout;
-use vproto_runtime::netlink::NetlinkCollector;
-use vproto_runtime::xenstore::server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig};
-use vproto_runtime::xenstore::{Xenstore, XenstoreAddr};
+use vproto_netlink::NetlinkCollector;
 use vproto_services::guest_agent::{collect_os_info, guest_info, OsSources};
+use vproto_services::guest_tree::GuestLayout;
 use vproto_test_support::Process;
+use vproto_xenstore::server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig};
+use vproto_xenstore::{Xenstore, XenstoreAddr};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -118,7 +118,7 @@ async fn publishes_this_machines_tree_as_a_guest_and_stops_on_sigterm() {
         let (dom0, root, home) = (&dom0, &root, &home);
         // This machine's links, read again on every try in case one changed meanwhile.
         let nics = collector.nics();
-        let want = GuestLayout::V1.encode(&guest_info(GuestLayout::V1, &os, nics));
+        let want = GuestLayout::V1.encode(&guest_info(GuestLayout::V1, &os, &nics));
         async move {
             let have = leaves(dom0, home, root).await;
             if have == want {

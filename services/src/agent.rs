@@ -13,7 +13,8 @@ use vproto_api::{
     AgentRegistration, AgentService, ComponentStatus, ConductorClient, DiscoveryState, DiscoveryStatus, DriverClient,
     DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
 };
-use vproto_runtime::Token;
+use vproto_jsonrpc::Token;
+use vproto_support::rpc::Answer;
 
 use crate::{
     peer::{fan_out, hello_ack, HelloLoop, PeerFailure, PeerScheme, Peers},
@@ -92,12 +93,12 @@ fn driver_unavailable(target: &Target, failure: &PeerFailure) -> ProtocolError {
 }
 
 impl AgentService for Agent {
-    async fn hello(&self, registration: DriverRegistration) -> Result<HelloAck, ServiceError> {
+    async fn hello(&self, registration: DriverRegistration) -> Result<Answer<HelloAck>, ServiceError> {
         self.drivers.hello(registration.endpoint.clone(), registration);
-        Ok(hello_ack(self.drivers.interval()))
+        Ok(hello_ack(self.drivers.interval()).into())
     }
 
-    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
+    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
         let targets = self.targets();
         let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
         let outcomes =
@@ -124,11 +125,11 @@ impl AgentService for Agent {
         }
         match error {
             Some(error) => Err(error.into()),
-            None => Ok(HardwareList { hardware }),
+            None => Ok(HardwareList { hardware }.into()),
         }
     }
 
-    async fn start_discovery(&self) -> Result<DiscoveryStatus, ServiceError> {
+    async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
         let targets = self.targets();
         let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
         let outcomes =
@@ -163,7 +164,7 @@ impl AgentService for Agent {
         } else {
             DiscoveryState::Done
         };
-        Ok(DiscoveryStatus { status })
+        Ok(DiscoveryStatus { status }.into())
     }
 }
 

@@ -15,7 +15,8 @@ use vproto_api::{
     AgentClient, AgentList, AgentRegistration, AgentState, ComponentStatus, ConductorService, Endpoint, HardwareList,
     HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
 };
-use vproto_runtime::Token;
+use vproto_jsonrpc::Token;
+use vproto_support::rpc::{Answer, DeclaredError};
 
 use crate::{
     peer::{fan_out, hello_ack, PeerFailure, PeerScheme, Peers},
@@ -76,12 +77,12 @@ impl Conductor {
 }
 
 impl ConductorService for Conductor {
-    async fn hello(&self, registration: AgentRegistration) -> Result<HelloAck, ServiceError> {
+    async fn hello(&self, registration: AgentRegistration) -> Result<Answer<HelloAck>, ServiceError> {
         self.agents.hello(registration.endpoint.clone(), registration);
-        Ok(hello_ack(self.agents.interval()))
+        Ok(hello_ack(self.agents.interval()).into())
     }
 
-    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
+    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
         let targets: Vec<(Endpoint, String)> = self
             .agents
             .sweep()
@@ -124,11 +125,11 @@ impl ConductorService for Conductor {
         }
         match error {
             Some(error) => Err(error.into()),
-            None => Ok(HardwareList { hardware }),
+            None => Ok(HardwareList { hardware }.into()),
         }
     }
 
-    async fn list_agents(&self) -> Result<AgentList, ServiceError> {
+    async fn list_agents(&self) -> Result<Answer<AgentList>, ServiceError> {
         let agents = self
             .agents
             .sweep()
@@ -140,6 +141,6 @@ impl ConductorService for Conductor {
                 status: view.registration.status,
             })
             .collect();
-        Ok(AgentList { agents })
+        Ok(AgentList { agents }.into())
     }
 }

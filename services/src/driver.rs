@@ -35,9 +35,10 @@ use std::{
 use serde_json::Value;
 use tokio::{task::JoinHandle, time::Instant};
 use vproto_api::{
-    wire::WirePath, AgentClient, DeviceType, DiscoveryFailedData, DiscoveryState, DiscoveryStatus, DriverRegistration,
-    DriverService, Endpoint, Hardware, HardwareList, ProtocolError, ServiceError,
+    AgentClient, DeviceType, DiscoveryFailedData, DiscoveryState, DiscoveryStatus, DriverRegistration, DriverService,
+    Endpoint, Hardware, HardwareList, ProtocolError, ServiceError,
 };
+use vproto_support::{rpc::Answer, wire::WirePath};
 
 use crate::{
     config::{read_json, shown, ConfigError, Fields},
@@ -218,7 +219,7 @@ impl Driver {
 }
 
 impl DriverService for Driver {
-    async fn start_discovery(&self) -> Result<DiscoveryStatus, ServiceError> {
+    async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
         if let Some(reason) = &self.config.discovery.start_error {
             let endpoint = self
                 .endpoint()
@@ -242,12 +243,12 @@ impl DriverService for Driver {
                 DiscoveryState::InProgress
             }
         };
-        Ok(DiscoveryStatus { status })
+        Ok(DiscoveryStatus { status }.into())
     }
 
-    async fn list_hardware(&self) -> Result<HardwareList, ServiceError> {
+    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
         let found = self.found();
-        Ok(HardwareList { hardware: self.config.hardware[..found].to_vec() })
+        Ok(HardwareList { hardware: self.config.hardware[..found].to_vec() }.into())
     }
 }
 
@@ -345,16 +346,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn discovery_goes_in_progress_then_done_and_finds_devices_on_the_way() {
         let driver = Driver::new(DriverConfig::from_json(&config(1000)).unwrap());
-        assert!(driver.list_hardware().await.unwrap().hardware.is_empty(), "nothing before any run");
-        assert_eq!(driver.start_discovery().await.unwrap().status, DiscoveryState::InProgress);
-        assert_eq!(driver.list_hardware().await.unwrap().hardware.len(), 0);
+        assert!(driver.list_hardware().await.unwrap().into_value().hardware.is_empty(), "nothing before any run");
+        assert_eq!(driver.start_discovery().await.unwrap().into_value().status, DiscoveryState::InProgress);
+        assert_eq!(driver.list_hardware().await.unwrap().into_value().hardware.len(), 0);
         tokio::time::advance(Duration::from_millis(600)).await;
         // A second trigger joins the run instead of restarting it.
-        assert_eq!(driver.start_discovery().await.unwrap().status, DiscoveryState::InProgress);
-        assert_eq!(driver.list_hardware().await.unwrap().hardware.len(), 1);
+        assert_eq!(driver.start_discovery().await.unwrap().into_value().status, DiscoveryState::InProgress);
+        assert_eq!(driver.list_hardware().await.unwrap().into_value().hardware.len(), 1);
         tokio::time::advance(Duration::from_millis(400)).await;
         assert_eq!(driver.state(), Some(DiscoveryState::Done));
-        let listed = driver.list_hardware().await.unwrap().hardware;
+        let listed = driver.list_hardware().await.unwrap().into_value().hardware;
         assert_eq!(listed, driver.config().hardware);
     }
 
@@ -363,8 +364,12 @@ mod tests {
         let mut value = config(0);
         value["discovery"]["outcome"] = json!("FAILED");
         let driver = Driver::new(DriverConfig::from_json(&value).unwrap());
-        assert_eq!(driver.start_discovery().await.unwrap().status, DiscoveryState::Failed);
-        assert_eq!(driver.list_hardware().await.unwrap().hardware.len(), 1, "half was found before failing");
+        assert_eq!(driver.start_discovery().await.unwrap().into_value().status, DiscoveryState::Failed);
+        assert_eq!(
+            driver.list_hardware().await.unwrap().into_value().hardware.len(),
+            1,
+            "half was found before failing"
+        );
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@
 //!   and reports the agents that stopped answering.
 //! - [`guest_agent`]: the Xen guest agent (`vproto agent`, not the Cyborg agent): publishes
 //!   OS identification and NIC state in the guest's Xenstore data tree, one transaction per change.
+//! - [`guest_tree`]: the layouts the guest agent publishes `GuestInfo` in (the schema's
+//!   `guest_v1` data tree and the legacy one of xe-guest-utilities), which `vproto guest-info`
+//!   reads too.
 //! - [`network`]: an os-vif network host: `network.create_port` negotiates a VIF class and
 //!   version with the service host's `HostInfo` (seed 000).
 //!
@@ -41,6 +44,8 @@ pub mod config;
 pub mod driver;
 #[cfg(feature = "guest-agent")]
 pub mod guest_agent;
+#[cfg(feature = "guest-agent")]
+pub mod guest_tree;
 #[cfg(feature = "reference-services")]
 pub mod network;
 #[cfg(feature = "reference-services")]

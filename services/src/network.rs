@@ -21,11 +21,8 @@
 //! dispatcher before this code runs; the service host backlevels and retries, and a retry
 //! with the same port, instance and network answers the same port.
 //!
-//! The generated `NetworkService` returns a typed VIF that the generated dispatcher writes at
-//! its current version, so serve this service through [`NetworkHandler`], which applies the
-//! negotiated versions to the answer. Served by a bare `NetworkServer`, a port whose
-//! negotiated version is not the current one is refused with an internal error rather than
-//! sent at a version the plugin would reject.
+//! `create_port` answers the typed VIF with the negotiated versions (an `Answer` naming the
+//! VIF class and its port profile), and the generated `NetworkServer` writes it at them.
 //!
 //! # Config
 //!
@@ -44,21 +41,22 @@
 //! port gets a MAC address `fa:16:3e:..` derived from its id and one fixed IP per subnet.
 
 use std::{
-    cell::RefCell,
     collections::{BTreeSet, HashMap},
     net::IpAddr,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::Mutex,
 };
 
 use serde_json::Value;
 use vproto_api::{
-    rpc::{internal_error, BoxFuture, Handler, Params, RpcError},
-    wire::{backport_envelope, keys, Version, WirePath},
     AnyVIFBase, AnyVIFPortProfileBase, FixedIP, FixedIPList, HostInfo, HostVIFInfo, IPAddress, IPNetwork, InstanceInfo,
-    MACAddress, Network as OsVifNetwork, NetworkNotFoundData, NetworkServer, NetworkService, NoCompatibleVifData,
-    PortInUseData, ProtocolError, RouteList, ServiceError, Subnet, SubnetList, Uuid, VIFBridge, VIFOpenVSwitch,
+    MACAddress, Network as OsVifNetwork, NetworkNotFoundData, NetworkService, NoCompatibleVifData, PortInUseData,
+    ProtocolError, RouteList, ServiceError, Subnet, SubnetList, Uuid, VIFBridge, VIFOpenVSwitch,
     VIFPortProfileOpenVSwitch, VIFVHostUser, VIFVHostUserMode, REGISTRY,
+};
+use vproto_support::{
+    rpc::Answer,
+    wire::{Version, WireError, WirePath},
 };
 
 use crate::config::{read_json, shown, ConfigError, Fields};
@@ -327,11 +325,6 @@ pub fn negotiate(host_info: &HostInfo, classes: &[&'static str]) -> Option<Choic
     })
 }
 
-tokio::task_local! {
-    /// Where `create_port` leaves the versions it negotiated for [`NetworkHandler`].
-    static NEGOTIATED: RefCell<Option<Choice>>;
-}
-
 /// The network host.
 pub struct NetworkHost {
     config: NetworkHostConfig,
@@ -385,7 +378,7 @@ impl NetworkHost {
         port_id: &Uuid,
         choice: &Choice,
     ) -> Result<AnyVIFBase, ServiceError> {
-        let internal = |what: &str, e: vproto_api::wire::WireError| ServiceError::Internal(format!("{what}: {e}"));
+        let internal = |what: &str, e: WireError| ServiceError::Internal(format!("{what}: {e}"));
         let subnets = network
             .subnets
             .iter()
@@ -486,13 +479,6 @@ impl NetworkHost {
     }
 }
 
-/// Whether `choice` is written as the generated dispatcher writes it (current versions).
-fn at_current_versions(choice: &Choice) -> bool {
-    let current = |name: &str| REGISTRY.get(name).map(|info| info.version);
-    current(choice.class) == Some(choice.version)
-        && choice.profile.is_none_or(|v| current("VIFPortProfileOpenVSwitch") == Some(v))
-}
-
 impl NetworkService for NetworkHost {
     async fn create_port(
         &self,
@@ -500,7 +486,7 @@ impl NetworkService for NetworkHost {
         instance: InstanceInfo,
         network_id: Uuid,
         port_id: Uuid,
-    ) -> Result<AnyVIFBase, ServiceError> {
+    ) -> Result<Answer<AnyVIFBase>, ServiceError> {
         let network =
             self.config.networks.iter().find(|network| same_uuid(&network.id, &network_id)).ok_or_else(|| {
                 ProtocolError::NetworkNotFound(NetworkNotFoundData { network_id: network_id.clone() })
@@ -514,72 +500,16 @@ impl NetworkService for NetworkHost {
             })
             .into());
         };
-        let recorded = NEGOTIATED.try_with(|slot| *slot.borrow_mut() = Some(choice.clone())).is_ok();
-        if !recorded && !at_current_versions(&choice) {
-            return Err(ServiceError::Internal(format!(
-                "negotiated {} {} but a bare NetworkServer writes the current version: serve through NetworkHandler",
-                choice.class, choice.version
-            )));
-        }
         let port = self.port(network, &instance.uuid, &port_id)?;
         tracing::info!(
             port = %port_id, instance = %instance.uuid, network = %network_id, class = choice.class,
             version = %choice.version, plugin = %choice.plugin, "port created"
         );
-        self.build(network, &port, &port_id, &choice)
-    }
-}
-
-/// Serves `network.*` from a [`NetworkHost`]: the generated dispatcher (params validated,
-/// UnsupportedVersion for a too-new HostInfo), with the answer written at the versions the
-/// negotiation chose.
-#[derive(Clone)]
-pub struct NetworkHandler {
-    inner: NetworkServer<NetworkHost>,
-}
-
-impl NetworkHandler {
-    /// A handler for `host`.
-    pub fn new(host: Arc<NetworkHost>) -> Self {
-        NetworkHandler { inner: NetworkServer(host) }
-    }
-}
-
-/// Writes `vif` (an envelope at current versions) at the chosen versions.
-fn backlevel(vif: &mut Value, choice: &Choice) -> Result<(), vproto_api::wire::WireError> {
-    let path = WirePath::root().field("result");
-    backport_envelope(&REGISTRY, vif, choice.version, None, &path)?;
-    if let Some(version) = choice.profile {
-        if let Some(profile) = vif.get_mut(keys::DATA).and_then(|data| data.get_mut("port_profile")) {
-            if profile.is_object() {
-                backport_envelope(&REGISTRY, profile, version, None, &path.field("port_profile"))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-impl Handler for NetworkHandler {
-    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
-        Box::pin(async move {
-            let (answer, choice) = NEGOTIATED
-                .scope(RefCell::new(None), async {
-                    let answer = self.inner.handle(method, params).await;
-                    (answer, NEGOTIATED.with(|slot| slot.borrow_mut().take()))
-                })
-                .await;
-            let mut vif = answer?;
-            if let Some(choice) = choice {
-                backlevel(&mut vif, &choice).map_err(|error| {
-                    tracing::error!(%error, ?choice, "cannot write the VIF at the negotiated versions");
-                    internal_error()
-                })?;
-            }
-            Ok(vif)
+        let vif = self.build(network, &port, &port_id, &choice)?;
+        let answer = Answer::current(vif).at_version(choice.class, choice.version);
+        Ok(match (profile_of(choice.class), choice.profile) {
+            (Some(profile), Some(version)) => answer.at_version(profile, version),
+            _ => answer,
         })
-    }
-
-    fn methods(&self) -> Vec<&'static str> {
-        self.inner.methods()
     }
 }

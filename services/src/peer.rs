@@ -1,97 +1,31 @@
-//! Reaching other components: a registered endpoint (`host:port`) as a runtime address, a pool
-//! of connections to registered peers, concurrent fan-out with a deadline per peer, and the
-//! periodic hello a component sends to the one it registers with.
+//! Reaching the Cyborg components a component registered: a registered endpoint (`host:port`)
+//! as a JSON-RPC address, calls through a pool of reconnecting clients with a deadline per
+//! call, concurrent fan-out, and the periodic hello a component sends to the one it registers
+//! with.
+//!
+//! The generic layers (the pool, reconnection and retry, building an address from an announced
+//! `host:port`) are vproto-jsonrpc's ([`Pool`], `Reconnecting`, [`PeerScheme`]); what is here
+//! is Cyborg's: endpoints, [`PeerFailure`] as the services report it, and hello.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    future::Future,
-    str::FromStr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
-use serde_json::Value;
-use tokio::{task::JoinHandle, time::Instant};
-use vproto_api::{
-    rpc::{BoxFuture, CallError, ClientTransport},
-    ClientError, Endpoint, HelloAck, ProtocolError,
-};
-use vproto_runtime::{Client, ClientOptions, ConnectAddr, ListenAddr, Token};
+use tokio::task::JoinHandle;
+use vproto_api::{ClientError, Endpoint, HelloAck, ProtocolError};
+pub use vproto_jsonrpc::HostPortScheme as PeerScheme;
+use vproto_jsonrpc::{ClientOptions, ConnectAddr, Dial, ListenAddr, Pool, Reconnecting, RetryPolicy, Token};
+use vproto_support::rpc::{CallError, DeclaredError};
 
-/// How a registered endpoint `host:port` is dialled.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PeerScheme {
-    /// `tcp:host:port`: newline-delimited JSON-RPC over TCP.
-    #[default]
-    Tcp,
-    /// `http://host:port`: JSON-RPC over HTTP (`POST /jsonrpc`).
-    Http,
-}
-
-impl FromStr for PeerScheme {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "tcp" => Ok(PeerScheme::Tcp),
-            "http" => Ok(PeerScheme::Http),
-            other => Err(format!("`{other}` is not a peer scheme (expected tcp or http)")),
-        }
-    }
-}
-
-impl fmt::Display for PeerScheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PeerScheme::Tcp => "tcp",
-            PeerScheme::Http => "http",
-        })
-    }
-}
-
-impl PeerScheme {
-    /// The address `endpoint` is dialled at.
-    pub fn connect_addr(self, endpoint: &Endpoint) -> ConnectAddr {
-        let host_port = endpoint.as_str();
-        let (host, port) = host_port.rsplit_once(':').expect("an Endpoint is host:port");
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = port.parse().expect("an Endpoint's port is 1..65535");
-        ConnectAddr::Listen(match self {
-            PeerScheme::Tcp => ListenAddr::Tcp { host, port },
-            PeerScheme::Http => ListenAddr::Http { host, port },
-        })
-    }
-}
+/// The client a peer is called through: a pooled, reconnecting JSON-RPC client.
+pub type PeerClient = Reconnecting<Dial>;
 
 /// The endpoint (`host:port`) a component listening on `addr` can announce: `None` for
 /// `unix:` and `stdio`, an error for a wildcard host, which peers cannot dial.
 pub fn endpoint_of(addr: &ListenAddr) -> Option<Result<Endpoint, String>> {
-    let (host, port) = match addr {
-        ListenAddr::Tcp { host, port } | ListenAddr::Http { host, port } => (host, *port),
-        ListenAddr::Unix(_) | ListenAddr::Stdio => return None,
+    let announced = match addr.announced_host_port()? {
+        Ok(host_port) => host_port,
+        Err(error) => return Some(Err(format!("{error}: give --endpoint HOST:PORT"))),
     };
-    if matches!(host.as_str(), "0.0.0.0" | "::" | "[::]") {
-        return Some(Err(format!(
-            "{addr} listens on every address, so it cannot tell peers where to reach it: give --endpoint HOST:PORT"
-        )));
-    }
-    let text = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    Some(Endpoint::new(text).map_err(|e| format!("{addr} gives no valid endpoint: {e}")))
-}
-
-/// A runtime [`Client`] shared between callers, usable by the generated typed clients.
-#[derive(Clone)]
-pub struct SharedClient(pub Arc<Client>);
-
-impl ClientTransport for SharedClient {
-    fn request<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<Value, CallError>> {
-        self.0.request(method, params)
-    }
-
-    fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>> {
-        self.0.notify(method, params)
-    }
+    Some(Endpoint::new(announced).map_err(|e| format!("{addr} gives no valid endpoint: {e}")))
 }
 
 /// Why a peer gave no usable answer.
@@ -112,14 +46,13 @@ impl fmt::Display for PeerFailure {
     }
 }
 
-/// Connections to registered peers, by endpoint. A connection is opened on first use and
-/// reused; one that breaks is dropped and reopened once for the same call (every call made
-/// through the pool is idempotent: hello, discovery triggers, listings).
+/// Connections to registered peers, by endpoint: a [`Pool`] whose clients reconnect and
+/// retry once on a fresh connection when a reused one broke (every call made through it is
+/// idempotent: hello, discovery triggers, listings), and a deadline per call.
 pub struct Peers {
     scheme: PeerScheme,
-    options: ClientOptions,
     timeout: Duration,
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    pool: Pool,
 }
 
 impl Peers {
@@ -128,7 +61,7 @@ impl Peers {
     pub fn new(scheme: PeerScheme, token: Option<Token>, timeout: Duration) -> Self {
         let options =
             ClientOptions { connect_timeout: timeout, request_timeout: timeout, token, ..ClientOptions::default() };
-        Peers { scheme, options, timeout, clients: Mutex::new(HashMap::new()) }
+        Peers { scheme, timeout, pool: Pool::new(options, RetryPolicy::OnceAfterReuse) }
     }
 
     /// The scheme endpoints are dialled with.
@@ -136,72 +69,30 @@ impl Peers {
         self.scheme
     }
 
-    fn cached(&self, endpoint: &Endpoint) -> Option<Arc<Client>> {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(endpoint.as_str()).cloned()
-    }
-
-    fn forget(&self, endpoint: &Endpoint, client: &Arc<Client>) {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if clients.get(endpoint.as_str()).is_some_and(|cached| Arc::ptr_eq(cached, client)) {
-            clients.remove(endpoint.as_str());
-        }
-    }
-
     /// Calls the peer at `endpoint` with `call`, within the pool's timeout.
     pub async fn call<T, F, Fut>(&self, endpoint: &Endpoint, call: F) -> Result<T, PeerFailure>
     where
-        F: Fn(SharedClient) -> Fut,
+        F: FnOnce(PeerClient) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let deadline = Instant::now() + self.timeout;
-        let addr = self.scheme.connect_addr(endpoint);
-        let late = || PeerFailure::Unreachable(format!("{addr}: no answer within {:?}", self.timeout));
-        for attempt in 0..2 {
-            let (client, reused) = match self.cached(endpoint) {
-                Some(client) => (client, true),
-                None => {
-                    let connected = tokio::time::timeout_at(deadline, Client::connect(&addr, self.options.clone()))
-                        .await
-                        .map_err(|_| late())?
-                        .map_err(|e| PeerFailure::Unreachable(naming(&addr, transport_reason(&e))))?;
-                    let client = Arc::new(connected);
-                    self.clients
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(endpoint.as_str().to_string(), client.clone());
-                    (client, false)
-                }
-            };
-            let answer = match tokio::time::timeout_at(deadline, call(SharedClient(client.clone()))).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    // The connection may be wedged: the next call opens a new one.
-                    self.forget(endpoint, &client);
-                    return Err(late());
-                }
-            };
-            match answer {
-                Ok(value) => return Ok(value),
-                Err(ClientError::Protocol(error)) => return Err(PeerFailure::Declared(error)),
-                Err(ClientError::Call(CallError::Transport(why))) => {
-                    self.forget(endpoint, &client);
-                    // A reused connection may have been closed by the peer (idle timeout,
-                    // restart) since its last use: try once on a fresh one.
-                    if reused && attempt == 0 {
-                        tracing::debug!(%addr, reason = %why, "reconnecting to peer");
-                        continue;
-                    }
-                    return Err(PeerFailure::Unreachable(naming(&addr, why)));
-                }
-                Err(ClientError::Call(CallError::Rpc(error))) => {
-                    return Err(PeerFailure::Unreachable(format!("{addr} answered {error}")))
-                }
-                Err(ClientError::Call(CallError::Decode(error))) => {
-                    return Err(PeerFailure::Unreachable(format!("{addr} answered something invalid: {error}")))
-                }
+        let addr = self.scheme.connect_addr(endpoint.as_str()).map_err(|e| PeerFailure::Unreachable(e.to_string()))?;
+        let client = self.pool.client(&addr);
+        let answer = match tokio::time::timeout(self.timeout, call(client.clone())).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // The connection may be wedged: the next call opens a new one.
+                client.disconnect().await;
+                return Err(PeerFailure::Unreachable(format!("{addr}: no answer within {:?}", self.timeout)));
             }
-        }
-        unreachable!("the second attempt always returns")
+        };
+        answer.map_err(|error| match error {
+            ClientError::Protocol(error) => PeerFailure::Declared(error),
+            ClientError::Call(CallError::Transport(why)) => PeerFailure::Unreachable(naming(&addr, why)),
+            ClientError::Call(CallError::Rpc(error)) => PeerFailure::Unreachable(format!("{addr} answered {error}")),
+            ClientError::Call(CallError::Decode(error)) => {
+                PeerFailure::Unreachable(format!("{addr} answered something invalid: {error}"))
+            }
+        })
     }
 }
 
@@ -215,13 +106,6 @@ fn naming(addr: &ConnectAddr, why: String) -> String {
     }
 }
 
-fn transport_reason(error: &CallError) -> String {
-    match error {
-        CallError::Transport(why) => why.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Calls every endpoint of `targets` concurrently through `peers` and returns the outcomes in
 /// the order of `targets`.
 pub async fn fan_out<T, F, Fut>(
@@ -231,7 +115,7 @@ pub async fn fan_out<T, F, Fut>(
 ) -> Vec<(Endpoint, Result<T, PeerFailure>)>
 where
     T: Send + 'static,
-    F: Fn(SharedClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(PeerClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
 {
     let mut tasks = tokio::task::JoinSet::new();
@@ -275,7 +159,7 @@ impl HelloLoop {
     /// Starts the loop; `hello` sends one hello through the given client.
     pub fn spawn<F, Fut>(self, hello: F) -> JoinHandle<()>
     where
-        F: Fn(SharedClient) -> Fut + Send + Sync + 'static,
+        F: Fn(PeerClient) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<HelloAck, ClientError>> + Send + 'static,
     {
         tokio::spawn(async move { self.run(hello).await })
@@ -283,28 +167,24 @@ impl HelloLoop {
 
     async fn run<F, Fut>(self, hello: F)
     where
-        F: Fn(SharedClient) -> Fut + Send + Sync + 'static,
+        F: Fn(PeerClient) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<HelloAck, ClientError>> + Send + 'static,
     {
         let HelloLoop { target, options, retry, what } = self;
-        let mut client: Option<Arc<Client>> = None;
+        let request_timeout = options.request_timeout;
+        // A failed hello is not sent again at once: the loop says hello again after `retry`.
+        let client = Reconnecting::new(Dial { addr: target, options }, RetryPolicy::Never);
+        let target = &client.connector().addr;
         let mut registered: Option<bool> = None;
         let mut last_interval = None;
         loop {
-            let answer = match &client {
-                Some(client) => Ok(client.clone()),
-                None => Client::connect(&target, options.clone()).await.map(Arc::new).map_err(|e| transport_reason(&e)),
-            };
-            let answer = match answer {
-                Ok(connected) => {
-                    client = Some(connected.clone());
-                    match tokio::time::timeout(options.request_timeout, hello(SharedClient(connected))).await {
-                        Ok(Ok(ack)) => Ok(ack),
-                        Ok(Err(error)) => Err(error.to_string()),
-                        Err(_) => Err(format!("no answer within {:?}", options.request_timeout)),
-                    }
+            let answer = match tokio::time::timeout(request_timeout, hello(client.clone())).await {
+                Ok(Ok(ack)) => Ok(ack),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => {
+                    client.disconnect().await;
+                    Err(format!("no answer within {request_timeout:?}"))
                 }
-                Err(why) => Err(why),
             };
             match answer {
                 Ok(ack) => {
@@ -322,7 +202,6 @@ impl HelloLoop {
                     tokio::time::sleep(interval / 2).await;
                 }
                 Err(why) => {
-                    client = None;
                     if registered != Some(false) {
                         tracing::warn!(target_addr = %target, reason = %why, retry = ?retry, "cannot say hello to the {what}");
                     } else {

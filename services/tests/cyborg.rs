@@ -8,12 +8,12 @@ use vproto_api::{
     ConductorService, DeviceType, DiscoveryState, DriverRegistration, DriverServer, Endpoint, ProtocolError,
     ServiceError,
 };
-use vproto_runtime::{Client, ClientOptions, ListenAddr, RunningServer, Server};
+use vproto_jsonrpc::{Client, ClientOptions, ListenAddr, RunningServer, Server};
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
     driver::{Driver, DriverConfig},
-    peer::{endpoint_of, HelloLoop, SharedClient},
+    peer::{endpoint_of, HelloLoop},
 };
 
 fn device(uuid: &str, device_type: &str) -> Value {
@@ -69,18 +69,27 @@ async fn the_agent_gathers_discovery_and_hardware_from_its_ready_drivers() {
     let (_crypto, crypto) = start_driver(driver_config("CRYPTO", &[CRYPTO_1, CRYPTO_2], instant.clone())).await;
     let (_gpu, gpu) = start_driver(driver_config("GPU", &[GPU_1], instant)).await;
     let agent = Agent::new(agent_options());
-    assert_eq!(agent.start_discovery().await.unwrap().status, DiscoveryState::Done, "no driver: nothing to do");
+    assert_eq!(
+        agent.start_discovery().await.unwrap().into_value().status,
+        DiscoveryState::Done,
+        "no driver: nothing to do"
+    );
 
-    let ack = agent.hello(registration(&crypto, ComponentStatus::Ready)).await.unwrap();
+    let ack = agent.hello(registration(&crypto, ComponentStatus::Ready)).await.unwrap().into_value();
     assert_eq!((ack.heartbeat_interval, ack.protocol_version.as_str()), (1, "1.0"));
     agent.hello(registration(&gpu, ComponentStatus::NotReady)).await.unwrap();
-    assert_eq!(agent.start_discovery().await.unwrap().status, DiscoveryState::Done);
-    assert_eq!(uuids(&agent.list_hardware().await.unwrap()), [CRYPTO_1, CRYPTO_2], "a NOT-READY driver is skipped");
+    assert_eq!(agent.start_discovery().await.unwrap().into_value().status, DiscoveryState::Done);
+    assert_eq!(
+        uuids(&agent.list_hardware().await.unwrap().into_value()),
+        [CRYPTO_1, CRYPTO_2],
+        "a NOT-READY driver is skipped"
+    );
 
     // A repeated hello updates the registration.
     agent.hello(registration(&gpu, ComponentStatus::Ready)).await.unwrap();
     agent.start_discovery().await.unwrap();
-    let mut all = uuids(&agent.list_hardware().await.unwrap()).into_iter().map(str::to_string).collect::<Vec<_>>();
+    let mut all =
+        uuids(&agent.list_hardware().await.unwrap().into_value()).into_iter().map(str::to_string).collect::<Vec<_>>();
     all.sort();
     let mut expected = vec![CRYPTO_1, CRYPTO_2, GPU_1];
     expected.sort();
@@ -95,9 +104,9 @@ async fn discovery_states_combine_in_progress_over_failed_over_done() {
         start_driver(driver_config("CRYPTO", &[CRYPTO_2], json!({"duration_ms": 0, "outcome": "FAILED"}))).await;
     let agent = Agent::new(agent_options());
     agent.hello(registration(&bad, ComponentStatus::Ready)).await.unwrap();
-    assert_eq!(agent.start_discovery().await.unwrap().status, DiscoveryState::Failed);
+    assert_eq!(agent.start_discovery().await.unwrap().into_value().status, DiscoveryState::Failed);
     agent.hello(registration(&slow, ComponentStatus::Ready)).await.unwrap();
-    assert_eq!(agent.start_discovery().await.unwrap().status, DiscoveryState::InProgress);
+    assert_eq!(agent.start_discovery().await.unwrap().into_value().status, DiscoveryState::InProgress);
 }
 
 #[tokio::test]
@@ -129,7 +138,7 @@ async fn an_unreachable_driver_makes_the_answer_driver_unavailable_naming_it() {
     agent.hello(registration(&gone, ComponentStatus::Ready)).await.unwrap();
     agent.hello(registration(&alive, ComponentStatus::Ready)).await.unwrap();
     agent.start_discovery().await.unwrap();
-    assert_eq!(agent.list_hardware().await.unwrap().hardware.len(), 2);
+    assert_eq!(agent.list_hardware().await.unwrap().into_value().hardware.len(), 2);
 
     running.shutdown().await;
     for call in 0..2 {
@@ -160,7 +169,7 @@ async fn the_conductor_aggregates_hardware_across_agents_and_lists_them() {
         ..ConductorOptions::default()
     }));
     let (_conductor_server, conductor_endpoint) = listen(Server::new(ConductorServer(conductor.clone()))).await;
-    assert!(conductor.list_hardware().await.unwrap().hardware.is_empty());
+    assert!(conductor.list_hardware().await.unwrap().into_value().hardware.is_empty());
 
     // The agent registers through its hello loop, as `vproto serve agent --conductor` does.
     let hello = agent::say_hello(
@@ -173,13 +182,13 @@ async fn the_conductor_aggregates_hardware_across_agents_and_lists_them() {
         AgentRegistration { endpoint: agent_endpoint.clone(), status: ComponentStatus::Ready },
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while conductor.list_agents().await.unwrap().agents.is_empty() {
+    while conductor.list_agents().await.unwrap().into_value().agents.is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "the agent never registered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let client =
         Client::connect(&format!("tcp:{conductor_endpoint}").parse().unwrap(), ClientOptions::default()).await.unwrap();
-    let conductor_client = ConductorClient::new(SharedClient(Arc::new(client)));
+    let conductor_client = ConductorClient::new(client);
     let listed = conductor_client.list_hardware().await.unwrap();
     assert_eq!(uuids(&listed), [CRYPTO_1]);
     let agents = conductor_client.list_agents().await.unwrap().agents;
@@ -223,8 +232,8 @@ async fn agents_that_are_not_ready_are_listed_but_not_contacted() {
     let conductor = Conductor::new(ConductorOptions::default());
     let endpoint = Endpoint::new("127.0.0.1:9").unwrap();
     conductor.hello(AgentRegistration { endpoint: endpoint.clone(), status: ComponentStatus::Error }).await.unwrap();
-    assert!(conductor.list_hardware().await.unwrap().hardware.is_empty());
-    let agents = conductor.list_agents().await.unwrap().agents;
+    assert!(conductor.list_hardware().await.unwrap().into_value().hardware.is_empty());
+    let agents = conductor.list_agents().await.unwrap().into_value().agents;
     assert_eq!((agents[0].status.clone(), agents[0].alive), (ComponentStatus::Error, true));
 }
 

@@ -1,4 +1,4 @@
-//! The network host's negotiation (seed 000), through the handler `vproto serve network` runs.
+//! The network host's negotiation (seed 000), through the generated dispatcher `vproto serve network` runs.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use vproto_api::{
     rpc::{codes, Handler, Params},
     NetworkServer,
 };
-use vproto_services::network::{NetworkHandler, NetworkHost, NetworkHostConfig};
+use vproto_services::network::{NetworkHost, NetworkHostConfig};
 
 const NETWORK: &str = "7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50";
 const PORT: &str = "3f9e1b2c-8d4a-4e6f-9b1c-2d3e4f5a6b7c";
@@ -21,8 +21,8 @@ fn config(classes: &[&str]) -> NetworkHostConfig {
     .unwrap()
 }
 
-fn host(classes: &[&str]) -> NetworkHandler {
-    NetworkHandler::new(Arc::new(NetworkHost::new(config(classes))))
+fn host(classes: &[&str]) -> NetworkServer<NetworkHost> {
+    NetworkServer(Arc::new(NetworkHost::new(config(classes))))
 }
 
 fn envelope(name: &str, version: &str, data: Value) -> Value {
@@ -61,7 +61,7 @@ fn params(plugins: Vec<Value>, port: &str, instance: &str) -> Params {
     Params::ByName(value.as_object().unwrap().clone())
 }
 
-async fn create(handler: &NetworkHandler, plugins: Vec<Value>) -> Result<Value, vproto_api::rpc::RpcError> {
+async fn create(handler: &NetworkServer<NetworkHost>, plugins: Vec<Value>) -> Result<Value, vproto_api::rpc::RpcError> {
     handler.handle("network.create_port", params(plugins, PORT, INSTANCE)).await
 }
 
@@ -184,16 +184,6 @@ async fn unknown_networks_and_newer_host_info_are_declared_errors() {
     let error = handler.handle("network.create_port", Params::None).await.unwrap_err();
     assert_eq!(error.code, codes::INVALID_PARAMS);
     assert_eq!(handler.methods(), vec!["network.create_port"]);
-}
-
-#[tokio::test]
-async fn a_bare_generated_server_refuses_rather_than_sending_a_version_the_plugin_rejects() {
-    let bare = NetworkServer(Arc::new(NetworkHost::new(config(&["VIFVHostUser"]))));
-    let old_only = vec![plugin("ovs", vec![vif_info("VIFVHostUser", "1.0", "1.0", None)])];
-    let error = bare.handle("network.create_port", params(old_only, PORT, INSTANCE)).await.unwrap_err();
-    assert_eq!(error.code, codes::INTERNAL_ERROR);
-    let current = vec![plugin("ovs", vec![vif_info("VIFVHostUser", "1.0", "1.1", None)])];
-    assert!(bare.handle("network.create_port", params(current, PORT, INSTANCE)).await.is_ok());
 }
 
 #[test]

@@ -96,7 +96,7 @@ fn ensure_file_contents(path: &Path, contents: &str, check: bool) -> Result<bool
 /// The files `cargo xtask codegen` always writes, relative to the workspace root.
 const GENERATED_FILES: [&str; 5] = [
     "generated/src/objects.rs",
-    "generated/src/tree/layouts.rs",
+    "generated/src/layouts.rs",
     "schema/meta.schema.json",
     "schema/vproto.schema.json",
     "schema/vproto.openrpc.json",

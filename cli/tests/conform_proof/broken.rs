@@ -19,19 +19,16 @@ use vproto_api::{
     rpc::{codes, BoxFuture, Discover, Handler, Params, RpcError},
     service_openrpc,
     wire::keys,
-    DriverServer, REGISTRY,
+    DriverServer, NetworkServer, REGISTRY,
 };
-use vproto_runtime::{
-    jsonrpc::{
-        engine::{message_too_large, InFlight},
-        Id, Response,
-    },
+use vproto_jsonrpc::{
+    engine::message_too_large,
     transport::framing::{Line, LineReader},
-    Engine, Limits,
+    Engine, Id, InFlight, Limits, Response,
 };
 use vproto_services::{
     driver::{Driver, DriverConfig},
-    network::{NetworkHandler, NetworkHost, NetworkHostConfig},
+    network::{NetworkHost, NetworkHostConfig},
 };
 
 /// One deliberate mistake, or none.
@@ -485,7 +482,7 @@ pub async fn serve(options: Options) -> Result<(), String> {
     let networks = network.networks.iter().map(|n| n.id.as_str().to_ascii_lowercase()).collect();
     let router = vproto_api::rpc::Router::new()
         .with(DriverServer(Arc::new(Driver::new(driver))))
-        .with(NetworkHandler::new(Arc::new(NetworkHost::new(network))));
+        .with(NetworkServer(Arc::new(NetworkHost::new(network))));
     let discover = Discover::hosting(&router, service_openrpc).map_err(|e| format!("the OpenRPC document: {e}"))?;
     let router = router.with(discover);
     let handler = Mutated { inner: Arc::new(router), kind: options.kind, networks };

@@ -16,7 +16,7 @@ use crate::{
     rust_syntax::type_text,
 };
 
-/// Writes Rust text for objects, with the path of the wire support module (`crate::wire`).
+/// Writes Rust text for objects, with the path of the wire support module (`vproto_support::wire`).
 pub(super) struct ObjectWriter<'a> {
     pub(super) ir: &'a SchemaIr<'a>,
     pub(super) wire: &'a str,

@@ -10,8 +10,8 @@ use std::sync::{
 };
 
 use serde_json::{json, Value};
-use vproto_api::{
-    rpc::{BoxFuture, CallError, ClientTransport, Handler, Params},
+use vproto_support::{
+    rpc::{Answer, BoxFuture, CallError, ClientTransport, Handler, Params},
     wire::VersionedObject,
 };
 
@@ -83,10 +83,10 @@ impl vproto_api::NetworkService for TodayNetwork {
         _instance: vproto_api::InstanceInfo,
         _network_id: vproto_api::Uuid,
         _port_id: vproto_api::Uuid,
-    ) -> Result<vproto_api::AnyVIFBase, vproto_api::ServiceError> {
+    ) -> Result<Answer<vproto_api::AnyVIFBase>, vproto_api::ServiceError> {
         self.received.lock().unwrap().push(host_info.to_current_primitive());
         let vif = vproto_api::VIFOpenVSwitch::from_primitive(&vif()).unwrap();
-        Ok(vproto_api::AnyVIFBase::VIFOpenVSwitch(Box::new(vif)))
+        Ok(vproto_api::AnyVIFBase::VIFOpenVSwitch(Box::new(vif)).into())
     }
 }
 
@@ -103,10 +103,10 @@ impl vproto_future_protocol::NetworkService for FutureNetwork {
         _instance: vproto_future_protocol::InstanceInfo,
         _network_id: vproto_future_protocol::Uuid,
         _port_id: vproto_future_protocol::Uuid,
-    ) -> Result<vproto_future_protocol::AnyVIFBase, vproto_future_protocol::ServiceError> {
+    ) -> Result<Answer<vproto_future_protocol::AnyVIFBase>, vproto_future_protocol::ServiceError> {
         self.hostnames.lock().unwrap().push(host_info.hostname.clone());
         let vif = vproto_future_protocol::VIFOpenVSwitch::from_primitive(&vif()).unwrap();
-        Ok(vproto_future_protocol::AnyVIFBase::VIFOpenVSwitch(Box::new(vif)))
+        Ok(vproto_future_protocol::AnyVIFBase::VIFOpenVSwitch(Box::new(vif)).into())
     }
 }
 

@@ -2,13 +2,14 @@
 //! tree and keeps it current.
 //!
 //! ```text
-//!   /etc/os-release, kernel release ──(once)──┐
-//!   NetlinkCollector (dump + events) ─────────┴─► GuestInfo ─► GuestLayout::encode ─► Publisher
-//!                                                                (v1 | legacy)        one transaction
+//!   /etc/os-release, kernel release ─────(once)────────────┐
+//!   NetlinkCollector (dump + events) ─► Interfaces ─► nics ─┴─► GuestInfo ─► GuestLayout::encode ─► Publisher
+//!                                                   (GuestNic)                (v1 | legacy)       one transaction
 //! ```
 //!
-//! - OS data is read once at start ([`os`]); NIC state comes from the runtime's
-//!   [`NetlinkCollector`], which sleeps until the kernel reports a change.
+//! - OS data is read once at start ([`os`]); NIC state comes from vproto-netlink's
+//!   [`NetlinkCollector`], which sleeps until the kernel reports a change, as plain
+//!   `Interface`s that [`nics`] makes the schema's `GuestNic`s of.
 //! - A burst of netlink events becomes one update ([`Coalesce`]: 2 ms of quiet, at most
 //!   10 ms), and an update that leaves the encoded tree as it was writes nothing.
 //! - Each update is one Xenstore transaction, retried on `EAGAIN` ([`publish`]): it removes
@@ -19,6 +20,7 @@
 //!   republishes everything, reading back and correcting whatever the store holds.
 //!   If the netlink socket fails, it is reopened the same way.
 
+pub mod nics;
 pub mod os;
 pub mod publish;
 
@@ -26,11 +28,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use vproto_api::tree::GuestLayout;
+use crate::guest_tree::GuestLayout;
 use vproto_api::{GuestInfo, GuestProtocol, OsInfo};
-use vproto_runtime::netlink::{Coalesce, NetlinkCollector};
-use vproto_runtime::xenstore::{Watch, Xenstore, XenstoreAddr, XsError};
+use vproto_netlink::{Coalesce, Interface, NetlinkCollector};
+use vproto_xenstore::{Watch, Xenstore, XenstoreAddr, XsError};
 
+pub use nics::guest_nics;
 pub use os::{collect_os_info, OsSources};
 pub use publish::{PublishError, Publisher};
 
@@ -128,15 +131,15 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The [`GuestInfo`] the layout publishes.
-pub fn guest_info(layout: GuestLayout, os: &OsInfo, nics: Vec<vproto_api::GuestNic>) -> GuestInfo {
+/// The [`GuestInfo`] the layout publishes, with the NICs among `interfaces`.
+pub fn guest_info(layout: GuestLayout, os: &OsInfo, interfaces: &[Interface]) -> GuestInfo {
     GuestInfo {
         protocol: GuestProtocol {
             name: PROTOCOL_NAME.to_string(),
             layout_version: layout.layout_version().to_string(),
         },
         os: os.clone(),
-        nics,
+        nics: guest_nics(interfaces),
     }
 }
 
@@ -232,7 +235,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
             continue;
         };
 
-        let desired = config.layout.encode(&guest_info(config.layout, &os, nl.nics()));
+        let desired = config.layout.encode(&guest_info(config.layout, &os, &nl.nics()));
         if last.as_ref() != Some(&desired) {
             match publisher.publish(&conn.xs, &desired).await {
                 Ok((removed, written)) => {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use vproto_runtime::xenstore::{wire, Transaction, Xenstore, XsError, DEFAULT_TX_ATTEMPTS};
+use vproto_xenstore::{wire, Transaction, Xenstore, XsError, DEFAULT_TX_ATTEMPTS};
 
 /// Why an update was refused or failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,177 @@
+//! The accept loop shared by the socket listeners: a connection slot per connection, a
+//! refusal for connections over the limit, and the drain at shutdown.
+
+use std::{io, sync::Arc, time::Duration};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    sync::Semaphore,
+    task::JoinSet,
+    time::timeout,
+};
+use vproto_listen::{ShutdownSignal, SocketFile};
+
+use super::{
+    http::{self, HttpShared},
+    lines,
+};
+use crate::{auth::Token, engine::too_many_connections, Engine, Id, Response};
+
+/// A bound socket listener.
+pub(super) enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// An accepted connection.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+/// What is spoken on the accepted connections.
+pub(super) enum Protocol {
+    /// Newline-delimited JSON-RPC, with the token required first (tcp) or not (unix).
+    Lines(Option<Arc<Token>>),
+    /// HTTP/1.1.
+    Http(Arc<HttpShared>),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Unix(listener) => listener.accept().await.map(|(stream, _)| Stream::Unix(stream)),
+            Listener::Tcp(listener) => listener.accept().await.map(|(stream, _)| Stream::Tcp(stream)),
+        }
+    }
+}
+
+impl Stream {
+    /// Best-effort write to a fresh connection's empty send buffer, without waiting.
+    fn try_write(&self, bytes: &[u8]) {
+        let _ = match self {
+            Stream::Unix(stream) => stream.try_write(bytes),
+            Stream::Tcp(stream) => stream.try_write(bytes),
+        };
+    }
+
+    /// Sends `bytes`, closes the sending side, and reads (and discards) what the peer already
+    /// sent for a moment, so that closing does not reset the connection and lose the message.
+    async fn say_and_close(self, bytes: Vec<u8>) {
+        async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: Vec<u8>) {
+            let moment = Duration::from_secs(1);
+            if timeout(moment, stream.write_all(&bytes)).await.is_err() {
+                return;
+            }
+            let _ = timeout(moment, stream.shutdown()).await;
+            let mut sink = [0u8; 4096];
+            let _ = timeout(moment, async {
+                let mut left: usize = 64 * 1024;
+                while left > 0 {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => left = left.saturating_sub(n),
+                    }
+                }
+            })
+            .await;
+        }
+        match self {
+            Stream::Unix(stream) => linger(stream, bytes).await,
+            Stream::Tcp(stream) => linger(stream, bytes).await,
+        }
+    }
+}
+
+/// Refuses a connection over the limit with `message`; a bounded number of refusals linger
+/// to be delivered cleanly, the rest are written best-effort and dropped.
+fn refuse(stream: Stream, message: Vec<u8>, lingering: &Arc<Semaphore>) {
+    match lingering.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                stream.say_and_close(message).await;
+                drop(permit);
+            });
+        }
+        Err(_) => stream.try_write(&message),
+    }
+}
+
+/// Accepts connections until shutdown, each served in its own task while a connection slot
+/// is free; connections beyond [`crate::Limits::max_connections`] get one error and are closed.
+pub(super) async fn accept_loop(
+    listener: Listener,
+    engine: Arc<Engine>,
+    protocol: Protocol,
+    signal: ShutdownSignal,
+    socket_file: Option<SocketFile>,
+) {
+    let limits = engine.limits().clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
+    let lingering = Arc::new(Semaphore::new(64));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = signal.wait() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                // Out of file descriptors (or similar): let connections close before retrying.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(limit = limits.max_connections, "refusing a connection: too many connections");
+            let error = too_many_connections(limits.max_connections);
+            let message = match &protocol {
+                Protocol::Lines(_) => format!("{}\n", Response::error(Id::null(), error).to_json()),
+                Protocol::Http(_) => http::refusal(&error),
+            };
+            refuse(stream, message.into_bytes(), &lingering);
+            continue;
+        };
+        let (engine, signal) = (engine.clone(), signal.child());
+        match (&protocol, stream) {
+            (Protocol::Lines(_), Stream::Unix(stream)) => {
+                let (read, write) = stream.into_split();
+                connections.spawn(async move {
+                    lines::serve(engine, read, write, None, signal).await;
+                    drop(slot);
+                });
+            }
+            (Protocol::Lines(token), Stream::Tcp(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                let token = token.clone();
+                connections.spawn(async move {
+                    lines::serve(engine, read, write, token, signal).await;
+                    drop(slot);
+                });
+            }
+            (Protocol::Http(shared), Stream::Tcp(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    http::serve_connection(shared, stream, signal).await;
+                    drop(slot);
+                });
+            }
+            // HTTP is only bound on TCP.
+            (Protocol::Http(_), Stream::Unix(_)) => drop(slot),
+        }
+    }
+    drop(listener);
+    drop(socket_file);
+    let drained =
+        tokio::time::timeout(limits.shutdown_grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("shutdown grace period over: abandoning running calls");
+        connections.shutdown().await;
+    }
+}

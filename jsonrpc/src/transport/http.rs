@@ -1,0 +1,399 @@
+//! `http://HOST:PORT`: JSON-RPC on `POST /jsonrpc`, plus REST routes that bind an HTTP method
+//! and path to a JSON-RPC method.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /jsonrpc` | 200 with the JSON-RPC response (any error included), 204 for notifications only |
+//! | a REST route | 200 with the result; the error object with 400 (-32700, -32600, -32602), 404 (-32601), 409 (application errors, code >= 1000), 500 (-32603 and others) |
+//! | any request without `Authorization: Bearer TOKEN` when a token is set | 401 |
+//! | a body over the size limit | 413 |
+//! | a call over the in-flight limit (REST) | 429 |
+//!
+//! POST, PUT and PATCH routes take the JSON body as params (an empty body is `{}`); other
+//! methods get `{}`. A route with a body param (the schema's `http.body`, as google.api.http's
+//! `body: "registration"`) takes the body as that param's value: `POST /hello` with the
+//! registration object itself calls the method with `{"registration": <body>}`. A body that is
+//! an object whose only member is named like the param is taken as params by name, so the
+//! wrapped form keeps working.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::{
+    body::Incoming as Body,
+    header::{self, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+    Method, Request, Response as HttpResponse, StatusCode,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Map, Value};
+use tokio::{net::TcpStream, time::Instant};
+use vproto_api::rpc::{codes, HttpBinding, Params, RpcError};
+
+use vproto_listen::ShutdownSignal;
+
+use super::error::ServeError;
+use crate::{
+    auth::Token,
+    engine::{message_too_large, too_many_in_flight, unauthorized},
+    message::{invalid_request, parse_error},
+    Engine, Id, InFlight, Response,
+};
+
+/// A REST binding: requests with this HTTP method and exact path call `rpc_method`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RestRoute {
+    /// The HTTP method, upper case (`GET`, `POST`, `PUT`, ...).
+    pub http_method: String,
+    /// The exact path, starting with `/` (the query string is ignored).
+    pub path: String,
+    /// The JSON-RPC method called, as `service.method`.
+    pub rpc_method: String,
+    /// The param the body stands for; `None` when the body is the whole params.
+    pub body: Option<String>,
+}
+
+impl RestRoute {
+    /// A route from its three parts.
+    pub fn new(http_method: impl Into<String>, path: impl Into<String>, rpc_method: impl Into<String>) -> Self {
+        RestRoute { http_method: http_method.into(), path: path.into(), rpc_method: rpc_method.into(), body: None }
+    }
+
+    /// The same route with its body standing for the param `param`.
+    pub fn with_body_param(mut self, param: impl Into<String>) -> Self {
+        self.body = Some(param.into());
+        self
+    }
+}
+
+/// A binding the schema declares (the generated `HTTP_BINDINGS`). Bindings of different
+/// services may share a path: serve one service's, as in
+/// `HTTP_BINDINGS.iter().filter(|b| b.service == "agent").map(RestRoute::from)`.
+impl From<&HttpBinding> for RestRoute {
+    fn from(binding: &HttpBinding) -> Self {
+        let route = RestRoute::new(binding.http_method, binding.path, binding.method);
+        match binding.body {
+            Some(param) => route.with_body_param(param),
+            None => route,
+        }
+    }
+}
+
+type Body200 = HttpResponse<Full<Bytes>>;
+
+/// A route as the listener looks it up by path.
+struct BoundRoute {
+    http_method: Method,
+    rpc_method: String,
+    body: Option<String>,
+}
+
+/// What every HTTP connection of a listener shares.
+pub(crate) struct HttpShared {
+    engine: Arc<Engine>,
+    token: Option<Token>,
+    /// path → the routes bound on it, one per HTTP method
+    routes: BTreeMap<String, Vec<BoundRoute>>,
+}
+
+impl HttpShared {
+    /// Checks and indexes the routes.
+    pub(crate) fn new(engine: Arc<Engine>, token: Option<Token>, routes: &[RestRoute]) -> Result<Self, ServeError> {
+        let mut table: BTreeMap<String, Vec<BoundRoute>> = BTreeMap::new();
+        for route in routes {
+            let bad = |why: &'static str| ServeError::BadRestRoute {
+                http_method: route.http_method.clone(),
+                path: route.path.clone(),
+                why,
+            };
+            let upper = !route.http_method.is_empty() && route.http_method.bytes().all(|b| b.is_ascii_uppercase());
+            let method = Method::from_bytes(route.http_method.as_bytes())
+                .ok()
+                .filter(|_| upper)
+                .ok_or_else(|| bad("the HTTP method must be an upper-case token such as GET or POST"))?;
+            if !route.path.starts_with('/') || route.path.contains(['?', '#', ' ']) {
+                return Err(bad("the path must start with `/` and hold no query, fragment or space"));
+            }
+            if route.path == "/jsonrpc" {
+                return Err(bad("/jsonrpc is reserved for JSON-RPC"));
+            }
+            if route.body.is_some() && !matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                return Err(bad("only POST, PUT and PATCH requests have a body to stand for a param"));
+            }
+            let entry = table.entry(route.path.clone()).or_default();
+            if entry.iter().any(|bound| bound.http_method == method) {
+                return Err(bad("bound twice"));
+            }
+            entry.push(BoundRoute {
+                http_method: method,
+                rpc_method: route.rpc_method.clone(),
+                body: route.body.clone(),
+            });
+        }
+        Ok(HttpShared { engine, token, routes: table })
+    }
+}
+
+/// The raw HTTP answer to a connection refused for the connection limit.
+pub(crate) fn refusal(error: &RpcError) -> String {
+    let body = Response::error(Id::null(), error.clone()).to_json();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Requests running on a connection and the time of its last activity, for the idle timeout.
+struct Activity {
+    running: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+/// Marks a request running until dropped.
+struct Busy<'a>(&'a Activity);
+
+impl Activity {
+    fn begin(&self) -> Busy<'_> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Busy(self)
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|poison| poison.into_inner()) = Instant::now();
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One connection's state.
+struct Connection {
+    shared: Arc<HttpShared>,
+    in_flight: InFlight,
+    activity: Activity,
+}
+
+/// Serves one HTTP/1.1 connection until the peer closes it, it idles out, or shutdown.
+pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream, signal: ShutdownSignal) {
+    let limits = shared.engine.limits().clone();
+    let connection = Arc::new(Connection {
+        shared,
+        in_flight: InFlight::new(limits.max_in_flight),
+        activity: Activity { running: AtomicUsize::new(0), last: Mutex::new(Instant::now()) },
+    });
+    let service = {
+        let connection = connection.clone();
+        service_fn(move |request| {
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(connection.respond(request).await) }
+        })
+    };
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    let mut closing = false;
+    loop {
+        let idle_at = if connection.activity.running.load(Ordering::SeqCst) > 0 {
+            Instant::now() + limits.idle_timeout
+        } else {
+            connection.activity.last() + limits.idle_timeout
+        };
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                break;
+            }
+            _ = signal.wait(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep_until(idle_at), if !closing => {
+                let idle = connection.activity.running.load(Ordering::SeqCst) == 0
+                    && connection.activity.last() + limits.idle_timeout <= Instant::now();
+                if idle {
+                    tracing::debug!("closing an idle HTTP connection");
+                    closing = true;
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A JSON response.
+fn json(status: StatusCode, body: String) -> Body200 {
+    let mut response = HttpResponse::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The HTTP status a REST error gets.
+fn status_for(code: i64) -> StatusCode {
+    match code {
+        codes::PARSE_ERROR | codes::INVALID_REQUEST | codes::INVALID_PARAMS => StatusCode::BAD_REQUEST,
+        codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        codes::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
+        codes::LIMIT_EXCEEDED => StatusCode::TOO_MANY_REQUESTS,
+        code if code >= 1000 => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(request: &Request<Body>) -> Option<&str> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads a body of at most `max` bytes, refusing early on a larger Content-Length.
+async fn read_body(request: Request<Body>, max: usize) -> Result<Bytes, BodyError> {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(request.into_body(), max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Err(error) => Err(BodyError::Broken(error.to_string())),
+    }
+}
+
+impl Connection {
+    async fn respond(&self, request: Request<Body>) -> Body200 {
+        let _busy = self.activity.begin();
+        let rpc = request.uri().path() == "/jsonrpc";
+        let error_body = |error: RpcError| {
+            if rpc {
+                Response::error(Id::null(), error).to_json()
+            } else {
+                error.to_json().to_string()
+            }
+        };
+        if let Some(token) = &self.shared.token {
+            if !bearer(&request).is_some_and(|given| token.matches(given)) {
+                let error = unauthorized("send the header `Authorization: Bearer TOKEN`");
+                let mut response = json(StatusCode::UNAUTHORIZED, error_body(error));
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
+        let max = self.shared.engine.limits().max_message_size;
+        if rpc {
+            if request.method() != Method::POST {
+                let error = invalid_request("JSON-RPC is served on POST /jsonrpc");
+                let mut response = json(StatusCode::METHOD_NOT_ALLOWED, error_body(error));
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return response;
+            }
+            return match read_body(request, max).await {
+                Err(BodyError::TooLarge) => json(StatusCode::PAYLOAD_TOO_LARGE, error_body(message_too_large(max))),
+                Err(BodyError::Broken(why)) => json(StatusCode::BAD_REQUEST, error_body(parse_error(why))),
+                Ok(body) => match self.shared.engine.handle(&body, &self.in_flight).await.text {
+                    Some(text) => json(StatusCode::OK, text),
+                    None => {
+                        let mut response = HttpResponse::new(Full::new(Bytes::new()));
+                        *response.status_mut() = StatusCode::NO_CONTENT;
+                        response
+                    }
+                },
+            };
+        }
+        self.rest(request, max).await
+    }
+
+    async fn rest(&self, request: Request<Body>, max: usize) -> Body200 {
+        let path = request.uri().path().to_string();
+        let error = |status: StatusCode, error: RpcError| json(status, error.to_json().to_string());
+        let Some(bindings) = self.shared.routes.get(&path) else {
+            let detail = format!("no route for {} {path}", request.method());
+            return error(
+                StatusCode::NOT_FOUND,
+                RpcError::new(codes::METHOD_NOT_FOUND, "Method not found").with_data(Value::String(detail)),
+            );
+        };
+        let Some(route) = bindings.iter().find(|bound| bound.http_method == request.method()) else {
+            let allowed: Vec<&str> = bindings.iter().map(|bound| bound.http_method.as_str()).collect();
+            let detail = format!("{} {path} is not served; allowed: {}", request.method(), allowed.join(", "));
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, invalid_request(detail));
+            if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        };
+        let takes_body = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH);
+        let params = if takes_body {
+            let body = match read_body(request, max).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, message_too_large(max)),
+                Err(BodyError::Broken(why)) => return error(StatusCode::BAD_REQUEST, parse_error(why)),
+            };
+            if body.iter().all(u8::is_ascii_whitespace) {
+                Params::ByName(Map::new())
+            } else {
+                let value = match self.shared.engine.parse_value(&body) {
+                    Ok(value) => value,
+                    Err(rpc_error) => return error(status_for(rpc_error.code), rpc_error),
+                };
+                let value = match &route.body {
+                    Some(param) => body_as_param(param, value),
+                    None => value,
+                };
+                match Params::from_value(value) {
+                    Some(params) => params,
+                    None => {
+                        let invalid = RpcError::new(codes::INVALID_PARAMS, "Invalid params")
+                            .with_data(Value::String("the body must be a JSON object or array".to_string()));
+                        return error(StatusCode::BAD_REQUEST, invalid);
+                    }
+                }
+            }
+        } else {
+            Params::ByName(Map::new())
+        };
+        let Some(_slot) = self.in_flight.try_acquire() else {
+            return error(StatusCode::TOO_MANY_REQUESTS, too_many_in_flight(self.in_flight.max()));
+        };
+        match self.shared.engine.call(&route.rpc_method, params).await {
+            Ok(result) => json(StatusCode::OK, result.to_string()),
+            Err(rpc_error) => error(status_for(rpc_error.code), rpc_error),
+        }
+    }
+}
+
+/// The params of a route whose body stands for `param`: `{param: body}`, unless the body is
+/// already that (an object whose only member is `param`, the wrapped form).
+fn body_as_param(param: &str, body: Value) -> Value {
+    if let Value::Object(members) = &body {
+        if members.len() == 1 && members.contains_key(param) {
+            return body;
+        }
+    }
+    let mut params = Map::new();
+    params.insert(param.to_string(), body);
+    Value::Object(params)
+}

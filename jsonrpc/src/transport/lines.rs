@@ -1,0 +1,312 @@
+//! One line-framed connection (unix, tcp, stdio), served by one task: it frames,
+//! authenticates and admits calls, runs them, and writes one response per line.
+//!
+//! Backpressure: replies are written by the task that reads, so a peer that stops reading
+//! stops being read; a reply that cannot be written within the idle timeout ends the
+//! connection. Each reply holds its calls' in-flight slots until it is written.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures_util::{
+    future::BoxFuture,
+    stream::{FuturesUnordered, StreamExt},
+    FutureExt,
+};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    time::{sleep_until, timeout, Instant, Sleep},
+};
+use vproto_api::rpc::Params;
+
+use vproto_listen::ShutdownSignal;
+
+use super::framing::{Line, LineReader};
+use crate::{
+    auth::Token,
+    engine::{message_too_large, unauthorized},
+    Answer, Engine, Entry, Id, InFlight, Incoming, Reply, Response,
+};
+
+const BUFFER: usize = 64 * 1024;
+
+/// What the auth step decided about a frame.
+enum AuthStep {
+    /// Not an auth matter: dispatch it.
+    Dispatch,
+    /// Answer this (or nothing) and go on.
+    Answer(Option<String>),
+    /// Answer this and close the connection.
+    Refuse(String),
+}
+
+/// The token a call to `rpc.auth` carries, by name (`{"token": ...}`) or first position.
+fn token_param(params: &Params) -> Option<&str> {
+    match params {
+        Params::ByName(map) => map.get("token").and_then(Value::as_str),
+        Params::ByPosition(items) => items.first().and_then(Value::as_str),
+        Params::None => None,
+    }
+}
+
+/// Handles `rpc.auth`: required first when the connection has a token; answered `true`
+/// afterwards (and on connections without a token) unless the handler serves it itself.
+fn auth_step(engine: &Engine, incoming: &Incoming, token: Option<&Token>, authed: &mut bool) -> AuthStep {
+    let call = match incoming {
+        Incoming::Single(Entry::Call(call)) => Some(call),
+        _ => None,
+    };
+    let is_auth = call.is_some_and(|call| call.method == "rpc.auth");
+    if *authed {
+        if is_auth && !engine.serves("rpc.auth") {
+            let id = call.and_then(|call| call.id.clone());
+            return AuthStep::Answer(id.map(|id| Response::result(id, Value::Bool(true)).to_json()));
+        }
+        return AuthStep::Dispatch;
+    }
+    let reply_id = call.and_then(|call| call.id.clone()).unwrap_or_else(Id::null);
+    let refuse = |detail: &str| AuthStep::Refuse(Response::error(reply_id.clone(), unauthorized(detail)).to_json());
+    let Some(call) = call.filter(|_| is_auth) else {
+        return refuse("the first call on this connection must be rpc.auth with the token");
+    };
+    if call.id.is_none() {
+        return refuse("rpc.auth must be a request (with an id), not a notification");
+    }
+    match (token, token_param(&call.params)) {
+        (Some(token), Some(given)) if token.matches(given) => {
+            *authed = true;
+            AuthStep::Answer(Some(Response::result(reply_id, Value::Bool(true)).to_json()))
+        }
+        (_, None) => refuse("rpc.auth needs params {\"token\": \"...\"}"),
+        _ => refuse("wrong token"),
+    }
+}
+
+/// Serves one line-framed connection until the peer closes it, it idles out, it breaks the
+/// auth rule, or the server shuts down; then lets its running calls finish and writes their
+/// replies.
+///
+/// One task does everything: a call whose handler completes at once (most do) is answered
+/// from here without a task hand-off, like an echo server; a call that has to wait joins
+/// `running` and is answered when it completes. Replies are flushed when no further input is
+/// buffered, so pipelined requests share one write.
+pub(crate) async fn serve<R, W>(
+    engine: Arc<Engine>,
+    read: R,
+    write: W,
+    token: Option<Arc<Token>>,
+    shutdown: ShutdownSignal,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = engine.limits().clone();
+    let mut reader = LineReader::new(BufReader::with_capacity(BUFFER, read), limits.max_message_size);
+    let mut out = Output::new(write, limits.idle_timeout);
+    let mut idle = IdleTimer::new(limits.idle_timeout);
+    let mut stopping = std::pin::pin!(shutdown.wait_owned());
+    let in_flight = InFlight::new(limits.max_in_flight);
+    let mut running: FuturesUnordered<BoxFuture<'_, Reply>> = FuturesUnordered::new();
+    let mut authed = token.is_none();
+    let mut refused = false;
+    'serve: loop {
+        // Collect the calls that finished meanwhile (also while input keeps coming).
+        while !running.is_empty() {
+            let Some(Some(reply)) = running.next().now_or_never() else { break };
+            if !out.send(reply).await {
+                break 'serve;
+            }
+        }
+        // A line already buffered is read without flushing (checking first that the server is
+        // not stopping, which waiting would notice); otherwise the replies so far are sent
+        // before waiting (`LineReader::next` is cancel-safe, so trying costs nothing).
+        let next = match reader.next().now_or_never() {
+            Some(_) if shutdown.fired() => break,
+            Some(next) => Ok(next),
+            None => {
+                if !out.flush().await {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut stopping => break,
+                    Some(reply) = running.next(), if !running.is_empty() => {
+                        if !out.send(reply).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ = idle.elapsed() => Err(Idle),
+                    next = reader.next() => Ok(next),
+                }
+            }
+        };
+        let line = match next {
+            Err(Idle) if !running.is_empty() => {
+                idle.touch();
+                continue;
+            }
+            Err(Idle) => {
+                tracing::debug!("closing an idle connection");
+                break;
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "connection read failed");
+                break;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(line))) => line,
+        };
+        idle.touch();
+        let frame = match line {
+            Line::Frame(frame) => frame,
+            Line::TooLarge => {
+                let text = Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json();
+                if !out.send(Reply::immediate(Some(text))).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let incoming = engine.parse(frame);
+        match auth_step(&engine, &incoming, token.as_deref(), &mut authed) {
+            AuthStep::Dispatch => {}
+            AuthStep::Answer(text) => {
+                if !out.send(Reply::immediate(text)).await {
+                    break;
+                }
+                continue;
+            }
+            AuthStep::Refuse(text) => {
+                refused = out.send(Reply::immediate(Some(text))).await && out.flush().await;
+                break;
+            }
+        }
+        match engine.start(engine.admit(incoming, &in_flight)) {
+            Answer::Ready(reply) => {
+                if !out.send(reply).await {
+                    break;
+                }
+            }
+            // `FuturesUnordered` polls a pushed future again with its own waker.
+            Answer::Waiting(call) => running.push(call),
+        }
+    }
+    if refused {
+        // Read what the peer already sent for a moment, so closing does not reset the
+        // connection before it has read the refusal.
+        let _ = timeout(Duration::from_secs(1), async {
+            for _ in 0..64 {
+                if !matches!(reader.next().await, Ok(Some(_))) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    // Running calls finish and their replies are written (or dropped if the peer is gone).
+    while let Some(reply) = running.next().await {
+        out.send(reply).await;
+    }
+    out.close().await;
+}
+
+/// The connection went idle.
+struct Idle;
+
+/// The idle timeout, armed once rather than for every read: activity only records its time,
+/// and the timer, when it fires early, is moved to the idle period after the last activity.
+struct IdleTimer {
+    period: Duration,
+    last_activity: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(period: Duration) -> Self {
+        let now = Instant::now();
+        IdleTimer { period, last_activity: now, sleep: Box::pin(sleep_until(now + period)) }
+    }
+
+    /// Records activity now.
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// Completes once a whole period has passed since the last activity. Cancel-safe.
+    async fn elapsed(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let deadline = self.last_activity + self.period;
+            if deadline <= Instant::now() {
+                return;
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// `write` bounded by `limit`; the timer is set only when the write cannot finish at once (most
+/// fit in the buffer or the socket), so a reply costs no timer.
+async fn bounded(
+    limit: Duration,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<std::io::Result<()>, tokio::time::error::Elapsed> {
+    let mut write = std::pin::pin!(write);
+    match write.as_mut().now_or_never() {
+        Some(done) => Ok(done),
+        None => timeout(limit, write).await,
+    }
+}
+
+/// The writing side of a connection: buffered, each write bounded by the idle timeout. Once a
+/// write fails or times out the peer counts as gone and later replies are dropped.
+struct Output<W> {
+    writer: BufWriter<W>,
+    idle: Duration,
+    alive: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    fn new(write: W, idle: Duration) -> Self {
+        Output { writer: BufWriter::with_capacity(BUFFER, write), idle, alive: true }
+    }
+
+    /// Buffers one reply's text and a newline (writing out a full buffer), then frees the
+    /// reply's in-flight slots. False once the peer is gone.
+    async fn send(&mut self, reply: Reply) -> bool {
+        if let Some(text) = reply.text.as_deref().filter(|_| self.alive) {
+            let writer = &mut self.writer;
+            let written = bounded(self.idle, async {
+                writer.write_all(text.as_bytes()).await?;
+                writer.write_all(b"\n").await
+            })
+            .await;
+            self.settle(written);
+        }
+        self.alive
+    }
+
+    /// Sends what is buffered. False once the peer is gone.
+    async fn flush(&mut self) -> bool {
+        if self.alive && !self.writer.buffer().is_empty() {
+            let flushed = bounded(self.idle, self.writer.flush()).await;
+            self.settle(flushed);
+        }
+        self.alive
+    }
+
+    /// Flushes and shuts the writing side down, if the peer is still there.
+    async fn close(&mut self) {
+        if self.flush().await {
+            let _ = timeout(self.idle, self.writer.shutdown()).await;
+        }
+    }
+
+    fn settle(&mut self, outcome: Result<std::io::Result<()>, tokio::time::error::Elapsed>) {
+        if !matches!(outcome, Ok(Ok(()))) {
+            tracing::debug!("peer stopped reading; dropping its answers");
+            self.alive = false;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The [`Server`] builder: binds a listen address and starts its accept loop (or, for
+//! `stdio`, its one connection); [`RunningServer`] and graceful shutdown.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use vproto_api::rpc::Handler;
+use vproto_listen::{bind_unix, BindError, ShutdownHandle, ShutdownSignal};
+
+use super::{
+    accept::{accept_loop, Listener, Protocol},
+    addr::ListenAddr,
+    error::ServeError,
+    http::{HttpShared, RestRoute},
+    lines, stdio, tcp,
+};
+use crate::{auth::Token, Engine, Limits};
+
+/// A server that is listening. Dropping it (and every [`ShutdownHandle`] taken from it) shuts it
+/// down: stop accepting, stop reading, let running calls finish (within
+/// [`Limits::shutdown_grace`]) and write their answers, remove the Unix socket file.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: ListenAddr,
+    handle: ShutdownHandle,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The address it listens on, with port 0 resolved to the actual port.
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.local_addr
+    }
+
+    /// A handle to shut it down from elsewhere.
+    pub fn handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Shuts down and waits until every connection is closed.
+    pub async fn shutdown(self) {
+        self.handle.shutdown();
+        self.wait().await;
+    }
+
+    /// Waits until the server stops (shut down through a handle; for `stdio`, also at the end
+    /// of stdin).
+    pub async fn wait(self) {
+        let RunningServer { handle, task, .. } = self;
+        let _ = task.await;
+        drop(handle);
+    }
+}
+
+/// A JSON-RPC server: a handler, its limits, an optional token and REST routes, ready to
+/// listen on a [`ListenAddr`].
+///
+/// ```no_run
+/// # async fn example(handler: vproto_api::rpc::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// use vproto_jsonrpc::{ListenAddr, Server};
+/// let addr: ListenAddr = "unix:/run/vproto.sock".parse()?;
+/// let server = Server::new(handler).bind(&addr).await?;
+/// server.wait().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+    token: Option<Token>,
+    routes: Vec<RestRoute>,
+}
+
+impl Server {
+    /// A server for `handler` with default [`Limits`], no token and no REST routes.
+    pub fn new(handler: impl Handler) -> Self {
+        Server::from_arc(Arc::new(handler))
+    }
+
+    /// A server for a shared handler.
+    pub fn from_arc(handler: Arc<dyn Handler>) -> Self {
+        Server { handler, limits: Limits::default(), token: None, routes: Vec::new() }
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Requires a token on `tcp:` and `http://` listeners (Unix sockets and stdio ignore it:
+    /// file permissions protect them).
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Adds REST routes, served on `http://` listeners only.
+    pub fn with_rest_routes(mut self, routes: impl IntoIterator<Item = RestRoute>) -> Self {
+        self.routes.extend(routes);
+        self
+    }
+
+    fn engine(&self) -> Arc<Engine> {
+        Arc::new(Engine::new(self.handler.clone(), self.limits.clone()))
+    }
+
+    /// Listens on `addr` and serves in background tasks until shut down.
+    pub async fn bind(self, addr: &ListenAddr) -> Result<RunningServer, ServeError> {
+        if !self.routes.is_empty() && !matches!(addr, ListenAddr::Http { .. }) {
+            return Err(ServeError::RestRoutesNeedHttp(addr.clone()));
+        }
+        let (signal, handle) = ShutdownSignal::new();
+        let engine = self.engine();
+        let bind_error = |source| BindError::Io { addr: addr.to_string(), source };
+        let (local_addr, task) = match addr {
+            ListenAddr::Unix(path) => {
+                let (listener, file) = bind_unix(path).await?;
+                let task = accept_loop(Listener::Unix(listener), engine, Protocol::Lines(None), signal, Some(file));
+                (addr.clone(), tokio::spawn(task))
+            }
+            ListenAddr::Tcp { host, port } => {
+                let (listener, local) =
+                    tcp::bind(host, *port, self.token.is_some(), false).await.map_err(bind_error)?;
+                let protocol = Protocol::Lines(self.token.map(Arc::new));
+                (local, tokio::spawn(accept_loop(Listener::Tcp(listener), engine, protocol, signal, None)))
+            }
+            ListenAddr::Stdio => (addr.clone(), tokio::spawn(stdio::serve(engine, signal))),
+            ListenAddr::Http { host, port } => {
+                let shared = Arc::new(HttpShared::new(engine.clone(), self.token.clone(), &self.routes)?);
+                let (listener, local) = tcp::bind(host, *port, self.token.is_some(), true).await.map_err(bind_error)?;
+                (
+                    local,
+                    tokio::spawn(accept_loop(Listener::Tcp(listener), engine, Protocol::Http(shared), signal, None)),
+                )
+            }
+        };
+        tracing::info!(address = %local_addr, "serving JSON-RPC");
+        Ok(RunningServer { local_addr, handle, task })
+    }
+
+    /// Serves one line-framed connection over any pair of byte streams (no token), returning
+    /// when the input ends and every answer is written. For in-process peers and tests.
+    pub async fn serve_io<R, W>(self, read: R, write: W)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (signal, _handle) = ShutdownSignal::new();
+        lines::serve(self.engine(), read, write, None, signal).await;
+    }
+}
