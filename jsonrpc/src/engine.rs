@@ -20,7 +20,7 @@ use futures_util::{
 };
 use serde_json::{json, Value};
 use smallvec::{smallvec, SmallVec};
-use vproto_api::rpc::{codes, Handler, Params, RpcError};
+use vproto_support::rpc::{codes, Handler, Params, RpcError};
 
 use super::{
     depth,

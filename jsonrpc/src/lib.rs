@@ -1,10 +1,10 @@
-//! vproto-jsonrpc: carries the JSON-RPC vocabulary of `vproto_api::rpc` (`Handler`, `Params`,
+//! vproto-jsonrpc: carries the JSON-RPC vocabulary of `vproto_support::rpc` (`Handler`, `Params`,
 //! `RpcError`, `ClientTransport`) over the wire, on the server side and the client side.
 //!
 //! ```text
 //!   bytes ──► transport (unix | tcp | stdio | http) ──► framing (one JSON text per line, or an HTTP body)
 //!         ──► Engine: size/depth limits → parse → validate → admit (in-flight) → dispatch
-//!         ──► Arc<dyn vproto_api::rpc::Handler> (a generated dispatcher or a Router)
+//!         ──► Arc<dyn vproto_support::rpc::Handler> (a generated dispatcher or a Router)
 //! ```
 //!
 //! - [`message`]: what a frame holds ([`Incoming`]: one [`Entry`] or a batch of them), the

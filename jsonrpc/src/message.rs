@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{value::RawValue, Value};
-use vproto_api::rpc::{codes, Params, RpcError};
+use vproto_support::rpc::{codes, Params, RpcError};
 
 /// A request id exactly as the peer wrote it: a string, a number (of any size or precision) or
 /// `null`.

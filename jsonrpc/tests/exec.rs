@@ -14,8 +14,8 @@ use std::{
 
 use common::*;
 use serde_json::{json, Value};
-use vproto_api::rpc::{CallError, ClientTransport};
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, Server};
+use vproto_support::rpc::{CallError, ClientTransport};
 
 fn exe() -> String {
     std::env::current_exe().expect("the test binary").display().to_string()

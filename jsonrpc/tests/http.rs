@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use vproto_api::rpc::{CallError, ClientTransport, HttpBinding};
 use vproto_jsonrpc::{Client, ClientOptions, Limits, RestRoute, ServeError, Server};
+use vproto_support::rpc::{CallError, ClientTransport, HttpBinding};
 
 fn routes() -> Vec<RestRoute> {
     // Schema bindings (as generated into HTTP_BINDINGS) convert into routes.

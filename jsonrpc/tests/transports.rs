@@ -6,11 +6,11 @@ use std::{os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
 
 use common::*;
 use serde_json::{json, Value};
-use vproto_api::rpc::{CallError, ClientTransport};
 use vproto_jsonrpc::{
     load_token, BindError, Client, ClientOptions, ConnectAddr, ListenAddr, RestRoute, ServeError, Server, Token,
     TokenError,
 };
+use vproto_support::rpc::{CallError, ClientTransport};
 
 #[tokio::test]
 async fn the_unix_socket_is_mode_0600_and_removed_on_shutdown() {

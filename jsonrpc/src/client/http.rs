@@ -14,7 +14,7 @@ use hyper_util::{
 };
 use serde_json::Value;
 use tokio::time::timeout;
-use vproto_api::rpc::{CallError, RpcError};
+use vproto_support::rpc::{CallError, RpcError};
 
 use super::{describe, request_text, ClientOptions};
 

@@ -17,7 +17,7 @@ use tokio::{
     task::JoinHandle,
     time::timeout,
 };
-use vproto_api::rpc::{CallError, RpcError};
+use vproto_support::rpc::{CallError, RpcError};
 
 use super::{describe, request_text, ClientOptions, ConnectAddr};
 use crate::transport::{

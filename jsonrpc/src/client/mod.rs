@@ -1,4 +1,4 @@
-//! Clients: `vproto_api::rpc::ClientTransport` over the transports' addresses, in layers.
+//! Clients: `vproto_support::rpc::ClientTransport` over the transports' addresses, in layers.
 //!
 //! ```text
 //!   Client (one connection) ──► Reconnecting<Dial> (opened on use, reopened after a break) ──► Pool (one per address)
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
-use vproto_api::rpc::{BoxFuture, CallError, ClientTransport};
+use vproto_support::rpc::{BoxFuture, CallError, ClientTransport};
 
 pub use self::{
     pool::Pool,

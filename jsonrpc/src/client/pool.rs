@@ -48,7 +48,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
-    use vproto_api::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
+    use vproto_support::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
 
     use super::*;
     use crate::{ListenAddr, Server};

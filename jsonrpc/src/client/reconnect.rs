@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc};
 
 use serde_json::Value;
 use tokio::sync::Mutex;
-use vproto_api::rpc::{BoxFuture, CallError, ClientTransport};
+use vproto_support::rpc::{BoxFuture, CallError, ClientTransport};
 
 use super::{Client, ClientOptions};
 use crate::transport::ConnectAddr;
@@ -60,7 +60,7 @@ pub enum RetryPolicy {
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use vproto_api::rpc::ClientTransport;
+/// use vproto_support::rpc::ClientTransport;
 /// use vproto_jsonrpc::{ClientOptions, Dial, Reconnecting, RetryPolicy};
 /// let dial = Dial { addr: "tcp:127.0.0.1:4000".parse()?, options: ClientOptions::default() };
 /// let client = Reconnecting::new(dial, RetryPolicy::OnceAfterReuse);
@@ -163,7 +163,7 @@ mod tests {
     };
 
     use serde_json::{json, Value};
-    use vproto_api::rpc::{BoxFuture, CallError, ClientTransport, RpcError};
+    use vproto_support::rpc::{BoxFuture, CallError, ClientTransport, RpcError};
 
     use super::{Connect, Reconnecting, RetryPolicy};
 

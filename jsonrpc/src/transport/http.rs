@@ -37,7 +37,7 @@ use hyper::{
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
 use tokio::{net::TcpStream, time::Instant};
-use vproto_api::rpc::{codes, HttpBinding, Params, RpcError};
+use vproto_support::rpc::{codes, HttpBinding, Params, RpcError};
 
 use vproto_listen::ShutdownSignal;
 

@@ -17,7 +17,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
     time::{sleep_until, timeout, Instant, Sleep},
 };
-use vproto_api::rpc::Params;
+use vproto_support::rpc::Params;
 
 use vproto_listen::ShutdownSignal;
 

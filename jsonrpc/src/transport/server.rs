@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use vproto_api::rpc::Handler;
 use vproto_listen::{bind_unix, BindError, ShutdownHandle, ShutdownSignal};
+use vproto_support::rpc::Handler;
 
 use super::{
     accept::{accept_loop, Listener, Protocol},
@@ -56,7 +56,7 @@ impl RunningServer {
 /// listen on a [`ListenAddr`].
 ///
 /// ```no_run
-/// # async fn example(handler: vproto_api::rpc::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn example(handler: vproto_support::rpc::Router) -> Result<(), Box<dyn std::error::Error>> {
 /// use vproto_jsonrpc::{ListenAddr, Server};
 /// let addr: ListenAddr = "unix:/run/vproto.sock".parse()?;
 /// let server = Server::new(handler).bind(&addr).await?;

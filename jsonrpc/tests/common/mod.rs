@@ -16,8 +16,8 @@ use tokio::{
     net::{TcpStream, UnixStream},
     sync::{Barrier, Semaphore},
 };
-use vproto_api::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, Limits, ListenAddr, RestRoute, RunningServer, Server, Token};
+use vproto_support::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
 
 /// Fails a test that would otherwise hang; not a timing assertion.
 pub async fn guard<T>(future: impl std::future::Future<Output = T>) -> T {
