@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Map, Value};
 
-// emit_services.rs takes `params_def` from here until it reads the IR's services.
-pub(crate) use crate::naming::params_def;
 use crate::{
     ir::{JsonType, ObjectIr, SchemaIr, TypeExpr, WireForm},
-    naming::{error_data_def, polymorphic_name, result_def},
+    naming::{error_data_def, params_def, polymorphic_name, result_def},
 };
 
 /// Where the document is published; `$ref`s inside it are relative to this.

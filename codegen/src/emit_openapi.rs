@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     emit_json_schema::{object, reachable_components, type_schema_in, Refs, COMPONENTS},
-    ir::{HttpIr, HttpMethod, MethodIr, SchemaIr},
+    ir::{HttpIr, HttpMethod, MethodIr, SchemaIr, ServiceIr},
     naming::{params_def, result_def},
 };
 
@@ -22,8 +22,8 @@ const ERROR_SCHEMA: &str = "JsonRpcError";
 
 /// The OpenAPI document of `service_name`'s REST routes, with the schemas they reach out of
 /// `components` (the protocol's `components.schemas`); `None` when the service binds no route.
-pub(crate) fn service_openapi(ir: &SchemaIr, service_name: &str, components: &Map<String, Value>) -> Option<Value> {
-    let service = ir.service(service_name).expect("a service of the schema");
+pub(crate) fn service_openapi(ir: &SchemaIr, service: &ServiceIr, components: &Map<String, Value>) -> Option<Value> {
+    let service_name = service.name;
     let mut paths: Map<String, Value> = Map::new();
     for method in &service.methods {
         let Some(http) = &method.http else { continue };

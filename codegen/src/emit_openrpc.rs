@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     emit_json_schema::{object, reachable_components, to_components, type_schema_in, Refs, COMPONENTS},
-    ir::{MethodIr, SchemaIr, TypeExpr},
+    ir::{MethodIr, SchemaIr, ServiceIr, TypeExpr},
     naming::error_data_def,
 };
 
@@ -36,8 +36,7 @@ pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value
 /// The OpenRPC document of one service, as a server hosting only that service answers
 /// `rpc.discover`: its methods, and of `components` (the whole protocol's
 /// `components.schemas`) only the schemas they reach.
-pub(crate) fn service_openrpc(ir: &SchemaIr, service_name: &str, components: &Map<String, Value>) -> Value {
-    let service = ir.service(service_name).expect("a service of the schema");
+pub(crate) fn service_openrpc(ir: &SchemaIr, service: &ServiceIr, components: &Map<String, Value>) -> Value {
     let methods: Vec<Value> = service.methods.iter().map(method_entry).collect();
     let components = reachable_components(&methods, components);
     document(ir, methods, Value::Object(components))

@@ -8,15 +8,9 @@ use quote::{format_ident, quote};
 
 use crate::{
     ir::{has_constraints, FieldIr, JsonType, NamedTypeIr, ObjectIr, SchemaIr},
-    naming::polymorphic_name,
-    rust_syntax::{constraints_text, constraints_tokens, doc, format_file, GENERATED_HEADER},
+    naming::{polymorphic_name, variant_name},
+    rust_syntax::{constraints_text, constraints_tokens, doc, format_file, type_tokens, GENERATED_HEADER},
     PublishedDocuments,
-};
-// emit_services.rs takes `field_ident`, `variant_name` and `type_tokens` from here until it
-// reads the IR's services.
-pub(crate) use crate::{
-    naming::{field_ident, variant_name},
-    rust_syntax::type_tokens,
 };
 
 mod objects;

@@ -9,45 +9,39 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::{
-    emit_json_schema::params_def,
-    emit_rust::{field_ident, variant_name},
-    ir::{rust_type, SchemaIr},
-    model::{Method, Service},
+    ir::{MethodIr, SchemaIr, ServiceIr},
+    naming::{field_ident, params_def, service_ident},
+    rust_syntax::type_tokens,
 };
-
-/// The name of the error that carries negotiation: its data has `object` and `max_version`.
-pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
 
 /// Emits errors, service traits, dispatchers and clients.
 pub fn emit_services(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
     let mut items = vec![emit_errors(ir, wire, rpc), emit_http_bindings(ir, rpc)];
-    for (name, service) in &ir.schema.services {
-        items.push(emit_service(ir, name, service, wire, rpc));
-    }
+    items.extend(ir.services.iter().map(|service| emit_service(ir, service, wire, rpc)));
     quote! { #(#items)* }
 }
 
 fn emit_errors(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
-    let errors = &ir.schema.errors;
-    let variants: Vec<_> = errors.keys().map(|name| format_ident!("{}", name)).collect();
-    let names: Vec<&String> = errors.keys().collect();
-    let codes: Vec<i64> = errors.values().map(|e| e.code).collect();
-    let docs = errors.values().map(|e| format!(" {} (code {}, since {}).", e.description, e.code, e.since));
-    let fields = errors.values().map(|e| match &e.data {
+    let errors = &ir.errors;
+    let variants: Vec<_> = errors.iter().map(|error| format_ident!("{}", error.name)).collect();
+    let names = errors.iter().map(|error| error.name);
+    let codes = errors.iter().map(|error| error.code);
+    let docs = errors.iter().map(|e| format!(" {} (code {}, since {}).", e.description, e.code, e.since));
+    let fields = errors.iter().map(|e| match &e.data {
         Some(data) => {
-            let ty = crate::emit_rust::type_tokens(&rust_type(data));
+            let ty = type_tokens(&data.rust_type);
             quote! { (#ty) }
         }
         None => quote! {},
     });
-    let to_rpc_arms = errors.iter().zip(&variants).map(|((_, e), v)| {
-        let message = &e.message;
+    let to_rpc_arms = errors.iter().zip(&variants).map(|(e, v)| {
+        let message = e.message;
         match &e.data {
             Some(_) => quote! { Self::#v(data) => (#message, Some(#wire::WireValue::to_wire(data))), },
             None => quote! { Self::#v => (#message, None), },
         }
     });
-    let patterns = errors.iter().zip(&variants).map(|((_, e), v)| match &e.data {
+    let patterns = errors.iter().zip(&variants).map(|(e, v)| match &e.data {
         Some(_) => quote! { Self::#v(_) },
         None => quote! { Self::#v },
     });
@@ -58,8 +52,8 @@ fn emit_errors(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream 
     } else {
         quote! { self }
     };
-    let from_rpc = errors.iter().zip(&variants).map(|((name, e), v)| {
-        let code = e.code;
+    let from_rpc = errors.iter().zip(&variants).map(|(e, v)| {
+        let (name, code) = (e.name, e.code);
         match &e.data {
             Some(_) => quote! {
                 #code => {
@@ -115,56 +109,49 @@ fn emit_errors(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream 
     }
 }
 
-fn service_ident(name: &str, suffix: &str) -> syn::Ident {
-    format_ident!("{}{}", variant_name(name), suffix)
-}
-
-fn method_doc(service: &str, name: &str, method: &Method) -> String {
-    let mut text = format!(" `{service}.{name}`: {}\n\n Since protocol version {}.", method.description, method.since);
+fn method_doc(method: &MethodIr) -> String {
+    let mut text =
+        format!(" `{}`: {}\n\n Since protocol version {}.", method.wire_name, method.description, method.since);
     if let Some(deprecated) = method.deprecated {
         text.push_str(&format!(" Deprecated since {deprecated}."));
     }
     if let Some(http) = &method.http {
         text.push_str(&format!(" Bound to HTTP `{} {}`", http.method.as_str(), http.path));
-        match &http.body {
+        match http.body {
             Some(body) => text.push_str(&format!(" (the body is `{body}`).")),
             None => text.push('.'),
         }
     }
     if !method.errors.is_empty() {
-        text.push_str(&format!(" Errors: {}.", method.errors.join(", ")));
+        let names: Vec<&str> = method.errors.iter().map(|error| error.name).collect();
+        text.push_str(&format!(" Errors: {}.", names.join(", ")));
     }
     text
 }
 
-fn emit_service(
-    ir: &SchemaIr,
-    service_name: &str,
-    service: &Service,
-    wire: &syn::Path,
-    rpc: &syn::Path,
-) -> TokenStream {
+fn emit_service(ir: &SchemaIr, service: &ServiceIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
+    let service_name = service.name;
     let trait_ident = service_ident(service_name, "Service");
     let server_ident = service_ident(service_name, "Server");
     let client_ident = service_ident(service_name, "Client");
     let service_doc = format!(" {}\n\n Since protocol version {}.", service.description, service.since);
-    let unsupported_code = ir.schema.errors.get(UNSUPPORTED_VERSION).map(|e| e.code);
+    let unsupported_code = ir.unsupported_version.as_ref().map(|error| error.code);
     let mut trait_methods = Vec::new();
     let mut arms = Vec::new();
     let mut client_methods = Vec::new();
     let mut wire_names = Vec::new();
-    for (method_name, method) in &service.methods {
-        let wire_name = format!("{service_name}.{method_name}");
-        wire_names.push(wire_name.clone());
-        let doc = method_doc(service_name, method_name, method);
-        let ident = field_ident(method_name);
-        let param_names: Vec<&str> = method.params.keys().map(String::as_str).collect();
+    for method in &service.methods {
+        let wire_name = &method.wire_name;
+        wire_names.push(wire_name);
+        let doc = method_doc(method);
+        let ident = field_ident(method.name);
+        let param_names: Vec<&str> = method.params.iter().map(|param| param.name).collect();
         let param_idents: Vec<_> = param_names.iter().map(|p| field_ident(p)).collect();
         let param_types: Vec<TokenStream> = method
             .params
-            .values()
+            .iter()
             .map(|param| {
-                let ty = crate::emit_rust::type_tokens(&rust_type(&param.schema));
+                let ty = type_tokens(&param.rust_type);
                 if param.required {
                     ty
                 } else {
@@ -173,7 +160,7 @@ fn emit_service(
             })
             .collect();
         let result_ty = match &method.result {
-            Some(result) => crate::emit_rust::type_tokens(&rust_type(result)),
+            Some(result) => type_tokens(&result.rust_type),
             None => quote! { () },
         };
         // A handler answers a result with the versions to write it at; no result, nothing to choose.
@@ -185,10 +172,10 @@ fn emit_service(
             #[doc = #doc]
             fn #ident(&self, #(#param_idents: #param_types),*) -> impl std::future::Future<Output = Result<#answer_ty, ServiceError>> + Send;
         });
-        let params_def = params_def(service_name, method_name);
-        let declared = &method.errors;
-        let reads = method.params.iter().zip(&param_idents).map(|((name, param), ident)| {
-            let ty = crate::emit_rust::type_tokens(&rust_type(&param.schema));
+        let params_def = params_def(service_name, method.name);
+        let declared = method.errors.iter().map(|error| error.name);
+        let reads = method.params.iter().zip(&param_idents).map(|(param, ident)| {
+            let (name, ty) = (param.name, type_tokens(&param.rust_type));
             if param.required {
                 quote! {
                     let #ident: #ty = #rpc::read_param(&params, #name)?
@@ -203,9 +190,9 @@ fn emit_service(
         } else {
             quote! { let () = result; Ok(serde_json::Value::Null) }
         };
-        let negotiate = match unsupported_code.filter(|_| declared.iter().any(|e| e == UNSUPPORTED_VERSION)) {
-            Some(code) => {
-                let message = &ir.schema.errors[UNSUPPORTED_VERSION].message;
+        let negotiate = match ir.unsupported_version.as_ref().filter(|_| method.negotiates) {
+            Some(unsupported) => {
+                let (code, message) = (unsupported.code, unsupported.message);
                 quote! {
                     if let Some((object, max_version)) = #rpc::newer_than_supported(&REGISTRY, &params) {
                         return Err(#rpc::RpcError::new(#code, #message)
@@ -232,15 +219,16 @@ fn emit_service(
             }
         });
         // Client side.
-        let client_args = method.params.values().zip(&param_idents).map(|(param, ident)| {
-            let ty = crate::emit_rust::type_tokens(&rust_type(&param.schema));
+        let client_args = method.params.iter().zip(&param_idents).map(|(param, ident)| {
+            let ty = type_tokens(&param.rust_type);
             if param.required {
                 quote! { #ident: &#ty }
             } else {
                 quote! { #ident: Option<&#ty> }
             }
         });
-        let inserts = method.params.iter().zip(&param_idents).map(|((name, param), ident)| {
+        let inserts = method.params.iter().zip(&param_idents).map(|(param, ident)| {
+            let name = param.name;
             if param.required {
                 quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
             } else {
@@ -349,7 +337,7 @@ fn emit_service(
 
 /// The hand-off point for negotiation: emitted once when the schema declares UnsupportedVersion.
 pub fn emit_backlevel(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
-    if !ir.schema.errors.contains_key(UNSUPPORTED_VERSION) {
+    if ir.unsupported_version.is_none() {
         return quote! {};
     }
     quote! {
@@ -374,25 +362,22 @@ pub fn emit_backlevel(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> Token
 }
 
 fn emit_http_bindings(ir: &SchemaIr, rpc: &syn::Path) -> TokenStream {
-    let bindings = ir.schema.services.iter().flat_map(|(service_name, service)| {
-        service.methods.iter().filter_map(move |(method_name, method)| {
-            let http = method.http.as_ref()?;
-            let verb = http.method.as_str();
-            let path = &http.path;
-            let wire_name = format!("{service_name}.{method_name}");
-            let body = match &http.body {
-                Some(param) => quote! { Some(#param) },
-                None => quote! { None },
-            };
-            Some(quote! {
-                #rpc::HttpBinding {
-                    service: #service_name,
-                    http_method: #verb,
-                    path: #path,
-                    method: #wire_name,
-                    body: #body,
-                }
-            })
+    let methods = ir.services.iter().flat_map(|service| &service.methods);
+    let bindings = methods.filter_map(|method| {
+        let http = method.http.as_ref()?;
+        let (service, verb, path, wire_name) = (method.service, http.method.as_str(), http.path, &method.wire_name);
+        let body = match http.body {
+            Some(param) => quote! { Some(#param) },
+            None => quote! { None },
+        };
+        Some(quote! {
+            #rpc::HttpBinding {
+                service: #service,
+                http_method: #verb,
+                path: #path,
+                method: #wire_name,
+                body: #body,
+            }
         })
     });
     quote! {

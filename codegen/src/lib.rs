@@ -80,11 +80,17 @@ impl PublishedDocuments {
         let mut definitions = emit_json_schema::definitions_on(ir, &[Refs::Defs, Refs::Components], threads);
         let components = definitions.pop().expect("one map per document");
         let defs = definitions.pop().expect("one map per document");
-        let services = ir.schema.services.keys();
-        let service_openrpc =
-            services.clone().map(|name| (name.clone(), emit_openrpc::service_openrpc(ir, name, &components))).collect();
-        let service_openapi = services
-            .filter_map(|name| Some((name.clone(), emit_openapi::service_openapi(ir, name, &components)?)))
+        let service_openrpc = ir
+            .services
+            .iter()
+            .map(|service| (service.name.to_string(), emit_openrpc::service_openrpc(ir, service, &components)))
+            .collect();
+        let service_openapi = ir
+            .services
+            .iter()
+            .filter_map(|service| {
+                Some((service.name.to_string(), emit_openapi::service_openapi(ir, service, &components)?))
+            })
             .collect();
         PublishedDocuments {
             json_schema: emit_json_schema::json_schema_with(ir, defs),

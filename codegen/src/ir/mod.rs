@@ -26,7 +26,7 @@ mod types;
 pub use objects::{ChildIr, FieldIr, ObjectIr};
 pub use services::{ErrorIr, HttpIr, MethodIr, ParamIr, ServiceIr, UNSUPPORTED_VERSION};
 pub use trees::{LayoutChange, LayoutVersion, LeafIr, NodeIr, Scalar, TreeFieldIr, TreeFieldKind, TreeIr};
-pub use types::{has_constraints, rust_type, NamedTypeIr, RustType, TypeIr};
+pub use types::{has_constraints, NamedTypeIr, RustType, TypeIr};
 
 /// The protocol's identity and history.
 #[derive(Clone, Debug)]
@@ -44,9 +44,6 @@ pub struct ProtocolIr<'s> {
 /// The resolved schema.
 #[derive(Clone, Debug)]
 pub struct SchemaIr<'s> {
-    /// The checked schema, for the one emitter not on the IR yet (`emit_services`); it goes
-    /// when that emitter reads [`SchemaIr::services`].
-    pub schema: &'s Schema,
     /// The protocol's identity and history.
     pub protocol: ProtocolIr<'s>,
     /// Named types by name.
@@ -76,7 +73,6 @@ impl<'s> SchemaIr<'s> {
             schema.objects.keys().map(|name| (name.as_str(), ObjectIr::new(schema, name))).collect();
         let services = schema.services.iter().map(|(name, service)| ServiceIr::new(name, service, &errors)).collect();
         let mut ir = SchemaIr {
-            schema,
             protocol: ProtocolIr {
                 name: &protocol.name,
                 description: &protocol.description,
@@ -98,11 +94,6 @@ impl<'s> SchemaIr<'s> {
     /// Objects sent in the versioned envelope.
     pub fn versioned_objects(&self) -> impl Iterator<Item = &ObjectIr<'s>> {
         self.objects.values().filter(|o| o.wire == WireForm::VersionedObject)
-    }
-
-    /// The service named `name`.
-    pub fn service(&self, name: &str) -> Option<&ServiceIr<'s>> {
-        self.services.iter().find(|service| service.name == name)
     }
 
     /// The bases that some current field, param, result or error datum holds polymorphically,

@@ -76,7 +76,7 @@ impl<'s> NamedTypeIr<'s> {
 }
 
 /// The Rust type of a type expression.
-pub fn rust_type(expr: &TypeExpr) -> RustType {
+pub(super) fn rust_type(expr: &TypeExpr) -> RustType {
     if let Some(name) = expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")) {
         return RustType::Named(name.to_string());
     }
