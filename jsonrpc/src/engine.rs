@@ -26,7 +26,7 @@ use super::{
     depth,
     message::{self, Call, Entry, Id, Incoming, Response},
 };
-use crate::Limits;
+use crate::limits::Limits;
 
 /// `-32000 "message too large"`, naming the limit.
 pub fn message_too_large(limit: usize) -> RpcError {

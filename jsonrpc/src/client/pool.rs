@@ -51,7 +51,7 @@ mod tests {
     use vproto_support::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
 
     use super::*;
-    use crate::{ListenAddr, Server};
+    use crate::transport::{ListenAddr, Server};
 
     struct Echo;
 

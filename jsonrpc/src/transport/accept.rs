@@ -16,7 +16,11 @@ use super::{
     http::{self, HttpShared},
     lines,
 };
-use crate::{auth::Token, engine::too_many_connections, Engine, Id, Response};
+use crate::{
+    auth::Token,
+    engine::{too_many_connections, Engine},
+    message::{Id, Response},
+};
 
 /// A bound socket listener.
 pub(super) enum Listener {
@@ -99,7 +103,7 @@ fn refuse(stream: Stream, message: Vec<u8>, lingering: &Arc<Semaphore>) {
 }
 
 /// Accepts connections until shutdown, each served in its own task while a connection slot
-/// is free; connections beyond [`crate::Limits::max_connections`] get one error and are closed.
+/// is free; connections beyond [`crate::limits::Limits::max_connections`] get one error and are closed.
 pub(super) async fn accept_loop(
     listener: Listener,
     engine: Arc<Engine>,

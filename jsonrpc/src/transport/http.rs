@@ -44,9 +44,8 @@ use vproto_listen::ShutdownSignal;
 use super::error::ServeError;
 use crate::{
     auth::Token,
-    engine::{message_too_large, too_many_in_flight, unauthorized},
-    message::{invalid_request, parse_error},
-    Engine, Id, InFlight, Response,
+    engine::{message_too_large, too_many_in_flight, unauthorized, Engine, InFlight},
+    message::{invalid_request, parse_error, Id, Response},
 };
 
 /// A REST binding: requests with this HTTP method and exact path call `rpc_method`.

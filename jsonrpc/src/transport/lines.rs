@@ -24,8 +24,8 @@ use vproto_listen::ShutdownSignal;
 use super::framing::{Line, LineReader};
 use crate::{
     auth::Token,
-    engine::{message_too_large, unauthorized},
-    Answer, Engine, Entry, Id, InFlight, Incoming, Reply, Response,
+    engine::{message_too_large, unauthorized, Answer, Engine, InFlight, Reply},
+    message::{Entry, Id, Incoming, Response},
 };
 
 const BUFFER: usize = 64 * 1024;

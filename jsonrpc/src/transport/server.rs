@@ -14,7 +14,7 @@ use super::{
     http::{HttpShared, RestRoute},
     lines, stdio, tcp,
 };
-use crate::{auth::Token, Engine, Limits};
+use crate::{auth::Token, engine::Engine, limits::Limits};
 
 /// A server that is listening. Dropping it (and every [`ShutdownHandle`] taken from it) shuts it
 /// down: stop accepting, stop reading, let running calls finish (within

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vproto_listen::ShutdownSignal;
 
 use super::lines;
-use crate::Engine;
+use crate::engine::Engine;
 
 /// Serves stdin/stdout until stdin closes or the server shuts down. No token: whoever started
 /// the process owns its pipes.
