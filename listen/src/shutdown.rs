@@ -20,6 +20,7 @@ impl ShutdownSignal {
     }
 
     /// A signal of its own for one connection, fired with this one.
+    #[inline]
     pub fn child(&self) -> ShutdownSignal {
         ShutdownSignal(self.0.child_token())
     }
@@ -30,11 +31,14 @@ impl ShutdownSignal {
     }
 
     /// Waits for shutdown, owning what it waits on (to be pinned once and polled many times).
+    #[inline]
     pub fn wait_owned(&self) -> WaitForCancellationFutureOwned {
         self.0.clone().cancelled_owned()
     }
 
-    /// Whether shutdown has started (or every handle is gone).
+    /// Whether shutdown has started (or every handle is gone). Inlined: a line connection asks
+    /// it for every buffered frame.
+    #[inline]
     pub fn fired(&self) -> bool {
         self.0.is_cancelled()
     }
