@@ -5,7 +5,7 @@
 //! before calling the trait and writes the answer at the chosen versions, and a typed client
 //! (`<Service>Client`) that backlevels objects on UnsupportedVersion.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
@@ -129,163 +129,197 @@ fn method_doc(method: &MethodIr) -> String {
     text
 }
 
+/// What the trait, the dispatcher and the client all say of one method.
+struct Signature<'m, 's> {
+    method: &'m MethodIr<'s>,
+    /// The method's doc comment.
+    doc: String,
+    /// The Rust name of the trait's and the client's method.
+    ident: Ident,
+    /// The Rust names of its params, in order.
+    params: Vec<Ident>,
+    /// The result's Rust type; `()` without one.
+    result: TokenStream,
+}
+
+impl<'m, 's> Signature<'m, 's> {
+    fn new(method: &'m MethodIr<'s>) -> Self {
+        let result = match &method.result {
+            Some(result) => type_tokens(&result.rust_type),
+            None => quote! { () },
+        };
+        Signature {
+            method,
+            doc: method_doc(method),
+            ident: field_ident(method.name),
+            params: method.params.iter().map(|param| field_ident(param.name)).collect(),
+            result,
+        }
+    }
+}
+
+/// The method of the service trait: typed params, and an answer a handler chooses the versions of.
+fn trait_method(signature: &Signature, rpc: &syn::Path) -> TokenStream {
+    let Signature { method, doc, ident, params, result } = signature;
+    let param_types = method.params.iter().map(|param| {
+        let ty = type_tokens(&param.rust_type);
+        if param.required {
+            ty
+        } else {
+            quote! { Option<#ty> }
+        }
+    });
+    // A handler answers a result with the versions to write it at; no result, nothing to choose.
+    let answer_ty = match &method.result {
+        Some(_) => quote! { #rpc::Answer<#result> },
+        None => quote! { () },
+    };
+    quote! {
+        #[doc = #doc]
+        fn #ident(&self, #(#params: #param_types),*) -> impl std::future::Future<Output = Result<#answer_ty, ServiceError>> + Send;
+    }
+}
+
+/// The dispatcher's match arm for one method: name the params, answer UnsupportedVersion,
+/// validate, read, call the handler and write its answer.
+fn dispatch_arm(ir: &SchemaIr, signature: &Signature, rpc: &syn::Path) -> TokenStream {
+    let Signature { method, ident, params: param_idents, .. } = signature;
+    let wire_name = &method.wire_name;
+    let param_names: Vec<&str> = method.params.iter().map(|param| param.name).collect();
+    let params_def = params_def(method.service, method.name);
+    let declared = method.errors.iter().map(|error| error.name);
+    let reads = method.params.iter().zip(param_idents).map(|(param, ident)| {
+        let (name, ty) = (param.name, type_tokens(&param.rust_type));
+        if param.required {
+            quote! {
+                let #ident: #ty = #rpc::read_param(&params, #name)?
+                    .ok_or_else(|| #rpc::invalid_params(vec![(format!("/{}", #name), "missing required param".into())]))?;
+            }
+        } else {
+            quote! { let #ident: Option<#ty> = #rpc::read_param(&params, #name)?; }
+        }
+    });
+    let answer = if method.result.is_some() {
+        quote! { result.into_result(&REGISTRY, #wire_name) }
+    } else {
+        quote! { let () = result; Ok(serde_json::Value::Null) }
+    };
+    let negotiate = match ir.unsupported_version.as_ref().filter(|_| method.negotiates) {
+        Some(unsupported) => {
+            let (code, message) = (unsupported.code, unsupported.message);
+            quote! {
+                if let Some((object, max_version)) = #rpc::newer_than_supported(&REGISTRY, &params) {
+                    return Err(#rpc::RpcError::new(#code, #message)
+                        .with_data(serde_json::json!({"object": object, "max_version": max_version.to_string()})));
+                }
+            }
+        }
+        None => quote! {},
+    };
+    let validate = if param_names.is_empty() {
+        quote! { #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
+    } else {
+        quote! { let params = #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
+    };
+    quote! {
+        #wire_name => {
+            let params = params.into_named(&[#(#param_names),*])?;
+            #negotiate
+            #validate
+            #(#reads)*
+            let result = self.0.#ident(#(#param_idents),*).await
+                .map_err(|error| error.into_rpc(#wire_name, &[#(#declared),*]))?;
+            #answer
+        }
+    }
+}
+
+/// The client's method: params by reference, a call (or notification) that backlevels and
+/// retries once on UnsupportedVersion when the schema negotiates, and the result decoded.
+fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
+    let Signature { method, doc, ident, params: param_idents, result: result_ty } = signature;
+    let wire_name = &method.wire_name;
+    let unsupported_code = ir.unsupported_version.as_ref().map(|error| error.code);
+    let client_args = method.params.iter().zip(param_idents).map(|(param, ident)| {
+        let ty = type_tokens(&param.rust_type);
+        if param.required {
+            quote! { #ident: &#ty }
+        } else {
+            quote! { #ident: Option<&#ty> }
+        }
+    });
+    let inserts = method.params.iter().zip(param_idents).map(|(param, ident)| {
+        let name = param.name;
+        if param.required {
+            quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
+        } else {
+            quote! {
+                if let Some(value) = #ident {
+                    params.insert(#name.to_string(), #wire::WireValue::to_wire(value));
+                }
+            }
+        }
+    });
+    let call = if method.notification {
+        quote! {
+            self.transport.notify(#wire_name, serde_json::Value::Object(params)).await?;
+            Ok(())
+        }
+    } else {
+        let decode = match &method.result {
+            Some(_) => quote! {
+                #wire::WireValue::from_wire(&value, &#wire::WirePath::root().field("result"))
+                    .map_err(|e| ClientError::Call(#rpc::decode_error(e)))
+            },
+            None => quote! { let _ = value; Ok(()) },
+        };
+        let retry = match unsupported_code {
+            Some(code) => quote! {
+                let value = match self.transport.request(#wire_name, serde_json::Value::Object(params.clone())).await {
+                    Err(#rpc::CallError::Rpc(error)) if error.code == #code => {
+                        // Seed 000: backlevel the object to the version the server
+                        // reported and retry once.
+                        if !backlevel_params(&mut params, &error) {
+                            return Err(#rpc::CallError::Rpc(error).into());
+                        }
+                        self.transport.request(#wire_name, serde_json::Value::Object(params)).await?
+                    }
+                    other => other?,
+                };
+            },
+            None => quote! {
+                let value = self.transport.request(#wire_name, serde_json::Value::Object(params)).await?;
+            },
+        };
+        quote! { #retry #decode }
+    };
+    let mutability = if unsupported_code.is_some() && !method.notification {
+        quote! { mut }
+    } else {
+        quote! {}
+    };
+    quote! {
+        #[doc = #doc]
+        pub async fn #ident(&self, #(#client_args),*) -> Result<#result_ty, ClientError> {
+            let #mutability params = serde_json::Map::new();
+            #(#inserts)*
+            #call
+        }
+    }
+}
+
+/// One service: its trait, its dispatcher and its client.
 fn emit_service(ir: &SchemaIr, service: &ServiceIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
     let service_name = service.name;
     let trait_ident = service_ident(service_name, "Service");
     let server_ident = service_ident(service_name, "Server");
     let client_ident = service_ident(service_name, "Client");
     let service_doc = format!(" {}\n\n Since protocol version {}.", service.description, service.since);
-    let unsupported_code = ir.unsupported_version.as_ref().map(|error| error.code);
-    let mut trait_methods = Vec::new();
-    let mut arms = Vec::new();
-    let mut client_methods = Vec::new();
-    let mut wire_names = Vec::new();
-    for method in &service.methods {
-        let wire_name = &method.wire_name;
-        wire_names.push(wire_name);
-        let doc = method_doc(method);
-        let ident = field_ident(method.name);
-        let param_names: Vec<&str> = method.params.iter().map(|param| param.name).collect();
-        let param_idents: Vec<_> = param_names.iter().map(|p| field_ident(p)).collect();
-        let param_types: Vec<TokenStream> = method
-            .params
-            .iter()
-            .map(|param| {
-                let ty = type_tokens(&param.rust_type);
-                if param.required {
-                    ty
-                } else {
-                    quote! { Option<#ty> }
-                }
-            })
-            .collect();
-        let result_ty = match &method.result {
-            Some(result) => type_tokens(&result.rust_type),
-            None => quote! { () },
-        };
-        // A handler answers a result with the versions to write it at; no result, nothing to choose.
-        let answer_ty = match &method.result {
-            Some(_) => quote! { #rpc::Answer<#result_ty> },
-            None => quote! { () },
-        };
-        trait_methods.push(quote! {
-            #[doc = #doc]
-            fn #ident(&self, #(#param_idents: #param_types),*) -> impl std::future::Future<Output = Result<#answer_ty, ServiceError>> + Send;
-        });
-        let params_def = params_def(service_name, method.name);
-        let declared = method.errors.iter().map(|error| error.name);
-        let reads = method.params.iter().zip(&param_idents).map(|(param, ident)| {
-            let (name, ty) = (param.name, type_tokens(&param.rust_type));
-            if param.required {
-                quote! {
-                    let #ident: #ty = #rpc::read_param(&params, #name)?
-                        .ok_or_else(|| #rpc::invalid_params(vec![(format!("/{}", #name), "missing required param".into())]))?;
-                }
-            } else {
-                quote! { let #ident: Option<#ty> = #rpc::read_param(&params, #name)?; }
-            }
-        });
-        let answer = if method.result.is_some() {
-            quote! { result.into_result(&REGISTRY, #wire_name) }
-        } else {
-            quote! { let () = result; Ok(serde_json::Value::Null) }
-        };
-        let negotiate = match ir.unsupported_version.as_ref().filter(|_| method.negotiates) {
-            Some(unsupported) => {
-                let (code, message) = (unsupported.code, unsupported.message);
-                quote! {
-                    if let Some((object, max_version)) = #rpc::newer_than_supported(&REGISTRY, &params) {
-                        return Err(#rpc::RpcError::new(#code, #message)
-                            .with_data(serde_json::json!({"object": object, "max_version": max_version.to_string()})));
-                    }
-                }
-            }
-            None => quote! {},
-        };
-        let validate = if param_names.is_empty() {
-            quote! { #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
-        } else {
-            quote! { let params = #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
-        };
-        arms.push(quote! {
-            #wire_name => {
-                let params = params.into_named(&[#(#param_names),*])?;
-                #negotiate
-                #validate
-                #(#reads)*
-                let result = self.0.#ident(#(#param_idents),*).await
-                    .map_err(|error| error.into_rpc(#wire_name, &[#(#declared),*]))?;
-                #answer
-            }
-        });
-        // Client side.
-        let client_args = method.params.iter().zip(&param_idents).map(|(param, ident)| {
-            let ty = type_tokens(&param.rust_type);
-            if param.required {
-                quote! { #ident: &#ty }
-            } else {
-                quote! { #ident: Option<&#ty> }
-            }
-        });
-        let inserts = method.params.iter().zip(&param_idents).map(|(param, ident)| {
-            let name = param.name;
-            if param.required {
-                quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
-            } else {
-                quote! {
-                    if let Some(value) = #ident {
-                        params.insert(#name.to_string(), #wire::WireValue::to_wire(value));
-                    }
-                }
-            }
-        });
-        let call = if method.notification {
-            quote! {
-                self.transport.notify(#wire_name, serde_json::Value::Object(params)).await?;
-                Ok(())
-            }
-        } else {
-            let decode = match &method.result {
-                Some(_) => quote! {
-                    #wire::WireValue::from_wire(&value, &#wire::WirePath::root().field("result"))
-                        .map_err(|e| ClientError::Call(#rpc::decode_error(e)))
-                },
-                None => quote! { let _ = value; Ok(()) },
-            };
-            let retry = match unsupported_code {
-                Some(code) => quote! {
-                    let value = match self.transport.request(#wire_name, serde_json::Value::Object(params.clone())).await {
-                        Err(#rpc::CallError::Rpc(error)) if error.code == #code => {
-                            // Seed 000: backlevel the object to the version the server
-                            // reported and retry once.
-                            if !backlevel_params(&mut params, &error) {
-                                return Err(#rpc::CallError::Rpc(error).into());
-                            }
-                            self.transport.request(#wire_name, serde_json::Value::Object(params)).await?
-                        }
-                        other => other?,
-                    };
-                },
-                None => quote! {
-                    let value = self.transport.request(#wire_name, serde_json::Value::Object(params)).await?;
-                },
-            };
-            quote! { #retry #decode }
-        };
-        let mutability = if unsupported_code.is_some() && !method.notification {
-            quote! { mut }
-        } else {
-            quote! {}
-        };
-        client_methods.push(quote! {
-            #[doc = #doc]
-            pub async fn #ident(&self, #(#client_args),*) -> Result<#result_ty, ClientError> {
-                let #mutability params = serde_json::Map::new();
-                #(#inserts)*
-                #call
-            }
-        });
-    }
+    let signatures: Vec<Signature> = service.methods.iter().map(Signature::new).collect();
+    let trait_methods = signatures.iter().map(|signature| trait_method(signature, rpc));
+    let arms = signatures.iter().map(|signature| dispatch_arm(ir, signature, rpc));
+    let client_methods = signatures.iter().map(|signature| client_method(ir, signature, wire, rpc));
+    let wire_names = service.methods.iter().map(|method| &method.wire_name);
     let server_doc =
         format!(" Serves `{service_name}.*` from a [`{trait_ident}`], validating params against the schema.");
     let client_doc = format!(" A typed client of the `{service_name}` service.");
