@@ -15,16 +15,16 @@
 //! - [`network`]: an os-vif network host: `network.create_port` negotiates a VIF class and
 //!   version with the service host's `HostInfo` (seed 000).
 //!
-//! The shared machinery: [`peer`] (how a registered `host:port` endpoint is reached, a pool of
-//! runtime clients, concurrent fan-out with timeouts, and the periodic hello a component sends
-//! to the one it registers with) and [`roster`] (who registered, when they were last heard from
-//! and whether they are still alive).
+//! The shared machinery: [`peer`] (how a registered `host:port` endpoint is reached through
+//! vproto-jsonrpc's pool of reconnecting clients, concurrent fan-out with timeouts, and the
+//! periodic hello a component sends to the one it registers with) and [`roster`] (who
+//! registered, when they were last heard from and whether they are still alive).
 //!
 //! # Endpoints and addresses
 //!
 //! Cyborg endpoints are `host:port` (the schema's `Endpoint`). A component that contacts
 //! registered peers (the agent its drivers, the conductor its agents) maps an endpoint to a
-//! runtime address with its [`PeerScheme`]: `tcp` (the default) dials `tcp:host:port`, `http`
+//! JSON-RPC address with its [`PeerScheme`]: `tcp` (the default) dials `tcp:host:port`, `http`
 //! dials `http://host:port`. So a driver or agent that registers must listen on `tcp:` or
 //! `http://` at the `host:port` it announces (or behind something that forwards there), and
 //! every component of a deployment contacted by the same peer speaks the same scheme.

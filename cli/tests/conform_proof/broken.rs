@@ -4,7 +4,7 @@
 //! Two layers, so that no mistake is written twice:
 //! - [`Mutated`], a `vproto_api::rpc::Handler` wrapper around the reference [`Router`], for
 //!   mistakes a service makes (its params, its results, its errors);
-//! - [`Server::answer`], around the runtime's [`Engine`], for mistakes a JSON-RPC layer makes
+//! - [`Server::answer`], around vproto-jsonrpc's [`Engine`], for mistakes a JSON-RPC layer makes
 //!   (ids, batches, notifications, standard error codes), rewriting the frame read or the
 //!   reply written.
 //!
