@@ -5,9 +5,9 @@
 //! result and error datum has its Rust type, fields that hold objects know the object and its
 //! pins, polymorphic fields know the subclasses they accept, methods carry their declared
 //! errors and HTTP binding, and data trees are resolved down to their leaves. Emitters read
-//! only this module (and [`crate::naming`]); the model's value types that need no resolving
-//! (versions, type expressions, wire forms, HTTP verbs, history notes, examples) are part of
-//! its vocabulary and re-exported here.
+//! only this module (with [`crate::naming`] and, for Rust, [`crate::rust_syntax`]); the
+//! model's values that need no resolving (versions, type expressions, wire forms, HTTP verbs,
+//! deprecations, bases, history notes, examples) are part of its vocabulary, re-exported here.
 //!
 //! All maps are ordered, and lists keep the schema's order, so emitted output is deterministic.
 
