@@ -2,7 +2,7 @@
 //! resolve, histories in order, versions that exist, inheritance without
 //! cycles, child-version pins, names that make valid Rust identifiers.
 //!
-//! One [`Checker`] walks the schema; each topic adds its methods to it from a module of its
+//! One `Checker` walks the schema; each topic adds its methods to it from a module of its
 //! own, and every problem becomes a diagnostic (all are reported at once).
 
 use crate::{diagnostic::Diagnostics, model::Schema};
