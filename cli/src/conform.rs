@@ -11,10 +11,7 @@ use std::{
 };
 
 use serde_json::json;
-use vproto_api::{
-    rpc::{ClientTransport, Discover, Router},
-    service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint, NetworkServer,
-};
+use vproto_api::{service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint, NetworkServer};
 use vproto_conformance::{
     coverage::MethodCoverage,
     mock::{serve_mock, MockOptions},
@@ -29,6 +26,7 @@ use vproto_services::{
     driver::{Driver, DriverConfig},
     network::{NetworkHost, NetworkHostConfig},
 };
+use vproto_support::rpc::{ClientTransport, Discover, Router};
 
 use crate::serve::parse_duration;
 

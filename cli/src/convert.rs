@@ -5,7 +5,7 @@ use std::{
     path::PathBuf,
 };
 
-use vproto_api::wire::{Manifest, Version};
+use vproto_support::wire::{Manifest, Version};
 
 /// Arguments of `vproto convert`.
 #[derive(clap::Args)]

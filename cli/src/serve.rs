@@ -24,7 +24,6 @@ use std::{
 
 use tokio::task::JoinHandle;
 use vproto_api::{
-    rpc::{Discover, Router},
     service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
     DriverServer, Endpoint, NetworkServer, HTTP_BINDINGS,
 };
@@ -37,6 +36,7 @@ use vproto_services::{
     peer::{endpoint_of, HelloLoop},
     PeerScheme,
 };
+use vproto_support::rpc::{Discover, Router};
 
 /// The services `vproto serve` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

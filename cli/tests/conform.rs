@@ -15,8 +15,8 @@ use std::{
 
 use conform_support::{write_own_network_config, write_own_network_fixtures, OWN_NETWORK};
 use serde_json::{json, Map, Value};
-use vproto_api::wire::Manifest;
 use vproto_conformance::Description;
+use vproto_support::wire::Manifest;
 
 const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
 

@@ -140,7 +140,7 @@ fn main() {
     let (schema, load) = timed(|| load_schema(&path).unwrap_or_else(|d| panic!("the synthetic schema:\n{d}")));
     let (ir, ir_time) = timed(|| SchemaIr::new(&schema));
     let (documents, documents_time) = timed(|| PublishedDocuments::new(&ir));
-    let (rust, emit) = timed(|| emit_rust::emit_objects(&ir, &options, &documents));
+    let (rust, emit) = timed(|| emit_rust::emit_rust(&ir, &options, &documents).joined());
     println!(
         "synthetic schema: {OBJECTS} objects x {FIELDS} fields, {} KiB of JSON -> {} KiB ({} lines) of Rust; \
          one run: load+check {load:.2?}, IR {ir_time:.2?}, JSON Schema + OpenRPC {documents_time:.2?}, \

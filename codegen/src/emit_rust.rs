@@ -54,25 +54,77 @@ pub enum DocumentEmbedding {
     },
 }
 
-/// Emits the Rust module for the schema: named types, objects, polymorphic
-/// enums, descriptors, the registry, `convert_primitive`, the services and the
-/// published `documents` (embedded as `JSON_SCHEMA` and `OPENRPC`).
+/// The Rust generated from a schema, by kind of item. Each part is the items alone, no
+/// header: [`RustModules::joined`] is one self-contained module (what a `build.rs` includes),
+/// [`RustModules::files`] one file per kind, each a module of a crate whose root re-exports
+/// all of them (as `generated/src/lib.rs` does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RustModules {
+    /// `PROTOCOL_NAME`, `PROTOCOL_VERSION` and the named value types.
+    pub types: String,
+    /// The objects, their descriptors, shared field checks, polymorphic enums and `REGISTRY`.
+    pub objects: String,
+    /// The published documents: `JSON_SCHEMA`, `OPENRPC`, `service_openrpc`.
+    pub documents: String,
+    /// Declared errors, REST bindings, and per service its trait, dispatcher and client.
+    pub services: String,
+}
+
+impl RustModules {
+    /// The kinds in order, with the file name each is written to and what its module holds.
+    const KINDS: [(&'static str, &'static str); 4] = [
+        ("types", "Protocol constants and named value types."),
+        ("objects", "Versioned and plain objects, their descriptors and the registry."),
+        ("documents", "The published JSON Schema and OpenRPC documents."),
+        ("services", "Declared errors, REST bindings, and each service's trait, dispatcher and client."),
+    ];
+
+    fn parts(&self) -> [&str; 4] {
+        [&self.types, &self.objects, &self.documents, &self.services]
+    }
+
+    /// Every kind in one module, under the do-not-edit header.
+    pub fn joined(&self) -> String {
+        let mut text = format!("{GENERATED_HEADER}\n");
+        self.parts().iter().for_each(|part| text.push_str(part));
+        text
+    }
+
+    /// One file per kind, as `(file name, text)`: the header, the module's doc, and a glob
+    /// import of the crate root, which re-exports every kind.
+    pub fn files(&self) -> Vec<(String, String)> {
+        Self::KINDS
+            .iter()
+            .zip(self.parts())
+            .map(|((kind, doc), part)| {
+                let text =
+                    format!("{GENERATED_HEADER}\n//! {doc}\n\n#[allow(unused_imports)]\nuse super::*;\n\n{part}");
+                (format!("{kind}.rs"), text)
+            })
+            .collect()
+    }
+}
+
+/// Emits the Rust for the schema, by kind: named types, objects, polymorphic enums,
+/// descriptors, the registry, the services and the published `documents` (embedded as
+/// `JSON_SCHEMA` and `OPENRPC`).
 ///
 /// Objects, the bulk of large schemas, are emitted and formatted on every CPU; the
 /// output does not depend on how many there are.
-pub fn emit_objects(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments) -> String {
+pub fn emit_rust(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments) -> RustModules {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    emit_objects_on(ir, options, documents, threads)
+    emit_rust_on(ir, options, documents, threads)
 }
 
-fn emit_objects_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments, threads: usize) -> String {
+fn emit_rust_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments, threads: usize) -> RustModules {
     let wire_path = || -> syn::Path { syn::parse_str(&options.wire_path).expect("the wire path is a Rust path") };
     let wire = wire_path();
     let checks = ChecksTable::new(ir, &options.wire_path);
     let objects: Vec<&ObjectIr> = ir.objects.values().collect();
     let chunk_len = objects.len().div_ceil(threads.max(1)).max(1);
     let writer = objects::ObjectWriter { ir, wire: &options.wire_path, checks: &checks };
-    let (head, objects_text, tail) = std::thread::scope(|scope| {
+    let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
+    std::thread::scope(|scope| {
         let workers: Vec<_> = objects
             .chunks(chunk_len)
             .map(|chunk| {
@@ -86,14 +138,19 @@ fn emit_objects_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDo
                 })
             })
             .collect();
-        let head = format_items(emit_prelude(ir, &wire));
-        let tail = format_items(emit_tail(ir, options, documents, &wire, &checks));
-        let mut objects_text: String =
+        let types = format_items(emit_prelude(ir, &wire));
+        let shared = format_items(emit_shared(ir, &wire, &checks));
+        let documents = format_items([emit_documents(options, documents)]);
+        let services = format_items([
+            crate::emit_services::emit_services(ir, &wire, &rpc),
+            crate::emit_services::emit_backlevel(ir, &wire, &rpc),
+        ]);
+        let mut objects: String =
             workers.into_iter().map(|worker| worker.join().expect("an emitting thread panicked")).collect();
-        writer.write_registry(&mut objects_text);
-        (head, objects_text, tail)
-    });
-    format!("{GENERATED_HEADER}\n{head}{objects_text}{tail}")
+        writer.write_registry(&mut objects);
+        objects.push_str(&shared);
+        RustModules { types, objects, documents, services }
+    })
 }
 
 /// Parses generated items and prints them with prettyplease.
@@ -117,18 +174,15 @@ fn emit_prelude(ir: &SchemaIr, wire: &syn::Path) -> Vec<TokenStream> {
     items
 }
 
-/// What comes after the objects: shared field checks, polymorphic enums, the registry,
-/// the published documents and the services.
-fn emit_tail(
-    ir: &SchemaIr,
-    options: &RustOptions,
-    documents: &PublishedDocuments,
-    wire: &syn::Path,
-    checks: &ChecksTable<'_>,
-) -> Vec<TokenStream> {
+/// What the objects share: field checks and polymorphic enums.
+fn emit_shared(ir: &SchemaIr, wire: &syn::Path, checks: &ChecksTable<'_>) -> Vec<TokenStream> {
     let mut items = vec![checks.emit(wire)];
     items.extend(ir.polymorphic.iter().map(|(base, members)| emit_polymorphic(base, members, wire)));
-    let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
+    items
+}
+
+/// The published documents, embedded as the options say.
+fn emit_documents(options: &RustOptions, documents: &PublishedDocuments) -> TokenStream {
     let text = |document| serde_json::to_string(document).expect("JSON always serializes");
     let (json_schema, openrpc) = match &options.documents {
         DocumentEmbedding::Inline => {
@@ -152,7 +206,7 @@ fn emit_tail(
         };
         quote! { #service => Some(#document), }
     });
-    items.push(quote! {
+    quote! {
         /// The published JSON Schema (2020-12) of the protocol, as `schema/vproto.schema.json`.
         pub const JSON_SCHEMA: &str = #json_schema;
         /// The published OpenRPC document of the whole protocol, every service's methods.
@@ -166,10 +220,7 @@ fn emit_tail(
                 _ => None,
             }
         }
-    });
-    items.push(crate::emit_services::emit_services(ir, wire, &rpc));
-    items.push(crate::emit_services::emit_backlevel(ir, wire, &rpc));
-    items
+    }
 }
 
 /// The distinct `FieldChecks` the objects' fields need, each emitted once as a
@@ -466,9 +517,9 @@ mod tests {
         let ir = SchemaIr::new(&schema);
         let documents = PublishedDocuments::new(&ir);
         let options = RustOptions::default();
-        let one = emit_objects_on(&ir, &options, &documents, 1);
+        let one = emit_rust_on(&ir, &options, &documents, 1);
         for threads in [2, 3, 7, 1000] {
-            assert!(one == emit_objects_on(&ir, &options, &documents, threads), "{threads} threads differ");
+            assert!(one == emit_rust_on(&ir, &options, &documents, threads), "{threads} threads differ");
         }
     }
 }

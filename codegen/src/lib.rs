@@ -113,8 +113,8 @@ pub struct Generator {
 /// Everything generated from a schema, by purpose.
 #[derive(Clone, Debug)]
 pub struct Generated {
-    /// The Rust module of types, objects and conversions.
-    pub rust_objects: String,
+    /// The Rust of types, objects, documents and services, by kind.
+    pub rust: emit_rust::RustModules,
     /// The Rust module of data-tree layout descriptors (`data_trees`).
     pub rust_data_trees: String,
     /// The meta-schema text (the same for every schema).
@@ -204,7 +204,7 @@ impl Generator {
             documents.iter().map(|(name, document)| (name.clone(), pretty(document))).collect()
         };
         // The documents' text is written on a thread of its own while the Rust is emitted.
-        let ((json_schema, openrpc, service_openrpc, service_openapi), rust_objects) = std::thread::scope(|scope| {
+        let ((json_schema, openrpc, service_openrpc, service_openapi), rust) = std::thread::scope(|scope| {
             let texts = scope.spawn(|| {
                 (
                     pretty(&documents.json_schema),
@@ -213,14 +213,14 @@ impl Generator {
                     pretty_each(&documents.service_openapi),
                 )
             });
-            let rust_objects = emit_rust::emit_objects(&ir, &self.rust, &documents);
-            (texts.join().expect("the document writer panicked"), rust_objects)
+            let rust = emit_rust::emit_rust(&ir, &self.rust, &documents);
+            (texts.join().expect("the document writer panicked"), rust)
         });
         Ok(Generated {
             openrpc,
             service_openrpc,
             service_openapi,
-            rust_objects,
+            rust,
             rust_data_trees: emit_data_tree::emit_data_trees(&ir, &self.trees),
             meta_schema: meta::meta_schema_text(),
             json_schema,
@@ -228,10 +228,10 @@ impl Generator {
         })
     }
 
-    /// Generates and writes the Rust module to `path` (for `build.rs`).
+    /// Generates and writes the Rust, every kind in one module, to `path` (for `build.rs`).
     pub fn write_rust(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let generated = self.generate()?;
-        std::fs::write(path, generated.rust_objects)?;
+        std::fs::write(path, generated.rust.joined())?;
         Ok(())
     }
 }

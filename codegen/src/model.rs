@@ -6,74 +6,13 @@
 //! their keys in sorted order (the loader reads through a `serde_json::Value`, whose objects
 //! are sorted), so the generated code does not depend on how the schema file orders them.
 
-use std::{fmt, str::FromStr};
-
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A `MAJOR.MINOR` version, as oslo.versionedobjects writes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
-    /// Incompatible changes bump the major number.
-    pub major: u32,
-    /// Compatible additions bump the minor number.
-    pub minor: u32,
-}
-
-impl Version {
-    /// Builds a version from its two numbers.
-    pub const fn new(major: u32, minor: u32) -> Self {
-        Version { major, minor }
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-impl FromStr for Version {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (major, minor) = s.split_once('.').ok_or_else(|| format!("`{s}` is not a MAJOR.MINOR version"))?;
-        let number = |part: &str| -> Result<u32, String> {
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) || (part.len() > 1 && part.starts_with('0'))
-            {
-                return Err(format!("`{s}` is not a MAJOR.MINOR version"));
-            }
-            part.parse().map_err(|_| format!("`{s}` has a number too large"))
-        };
-        Ok(Version::new(number(major)?, number(minor)?))
-    }
-}
-
-impl Serialize for Version {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Version {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for Version {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Version".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A MAJOR.MINOR version, such as \"1.4\".",
-            "type": "string",
-            "pattern": "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"
-        })
-    }
-}
+/// A `MAJOR.MINOR` version, as oslo.versionedobjects writes them: the support crate's, which the
+/// generated code uses too, so the two sides parse versions alike.
+pub use vproto_support::wire::Version;
 
 /// A `MAJOR.MINOR.PATCH` semantic version, used for data-tree layouts.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -70,8 +70,9 @@ fn a_new_version_generates_and_waits_to_be_published() {
     let (dir, generator) = setup(&schema);
     let generated = generator.generate().unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(generated.unpublished, vec!["Network 1.2".to_string()]);
-    assert!(generated.rust_objects.contains("pub queues: i64"));
-    syn::parse_file(&generated.rust_objects).expect("the generated Rust parses");
+    let rust = generated.rust.joined();
+    assert!(rust.contains("pub queues: i64"));
+    syn::parse_file(&rust).expect("the generated Rust parses");
 
     // Publishing it (what `cargo xtask lock` writes) keeps every old fingerprint.
     let old = Lock::parse(&std::fs::read_to_string(dir.path().join("vproto.lock")).unwrap()).unwrap();
@@ -95,10 +96,12 @@ fn checked_in_generated_files_are_fresh_and_deterministic() {
         );
     let first = generator.generate().unwrap_or_else(|d| panic!("{d}"));
     let second = generator.generate().unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(first.rust_objects, second.rust_objects, "output must be byte-identical across runs");
-    let checked_in = std::fs::read_to_string(repo_file("generated/src/objects.rs")).unwrap();
-    assert!(checked_in == first.rust_objects, "generated/src/objects.rs is stale: run `cargo xtask codegen`");
+    assert_eq!(first.rust, second.rust, "output must be byte-identical across runs");
+    for (file, text) in first.rust.files() {
+        let checked_in = std::fs::read_to_string(repo_file(&format!("generated/src/{file}"))).unwrap();
+        assert!(checked_in == text, "generated/src/{file} is stale: run `cargo xtask codegen`");
+        assert!(checked_in.starts_with("// @generated"), "generated files carry the do-not-edit header");
+    }
     let meta = std::fs::read_to_string(repo_file("schema/meta.schema.json")).unwrap();
     assert!(meta == first.meta_schema, "schema/meta.schema.json is stale: run `cargo xtask codegen`");
-    assert!(checked_in.starts_with("// @generated"), "generated files carry the do-not-edit header");
 }

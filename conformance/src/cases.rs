@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{json, Map, Value};
-use vproto_api::wire::{keys, Manifest, Version};
+use vproto_support::wire::{keys, Manifest, Version};
 
 use crate::{
     description::{envelope_versions, Description, Example, Method},

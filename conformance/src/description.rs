@@ -8,7 +8,7 @@ use std::{
 };
 
 use serde_json::{json, Map, Value};
-use vproto_api::wire;
+use vproto_support::wire;
 
 /// Why a description could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Values generated to satisfy a JSON Schema of the description: types, enums and open
-//! enumerations (`x-known-values`), formats (the ones `vproto_api::wire` checks), patterns
+//! enumerations (`x-known-values`), formats (the ones `vproto_support::wire` checks), patterns
 //! (strings sampled from the regex with `rand_regex`), ranges, lengths, arrays, `$ref`,
 //! `allOf`/`anyOf`/`oneOf` and versioned-object envelopes (`versioned_object.changes` names the
 //! fields sent). Seeded, so a run is reproducible.
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rand::{rngs::StdRng, RngExt, SeedableRng};
 use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
 use serde_json::{json, Map, Number, Value};
-use vproto_api::wire::{self, keys};
+use vproto_support::wire::{self, keys};
 
 use crate::description::Description;
 

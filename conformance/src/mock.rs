@@ -29,11 +29,11 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UnixListener},
 };
-use vproto_api::{
+use vproto_jsonrpc::{ListenAddr, Server};
+use vproto_support::{
     rpc::{codes, invalid_params, BoxFuture, Handler, Params, RpcError},
     wire::{keys, Version},
 };
-use vproto_jsonrpc::{ListenAddr, Server};
 
 use crate::{
     description::{envelope_versions, Description, Method},

@@ -10,8 +10,8 @@ use std::{
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde_json::{json, value::RawValue, Value};
-use vproto_api::rpc::codes;
 use vproto_jsonrpc::{ConnectAddr, Token};
+use vproto_support::rpc::codes;
 
 use crate::{
     cases::{frame, Case, Expect, Plan},

@@ -24,10 +24,8 @@ use std::{
 
 use criterion::Criterion;
 use serde_json::{json, Value};
-use vproto_api::{
-    wire::{Manifest, Version, VersionedObject},
-    VIFOpenVSwitch,
-};
+use vproto_api::VIFOpenVSwitch;
+use vproto_support::wire::{Manifest, Version, VersionedObject};
 
 /// Repeats of the autoranged batch on both sides; the median counts.
 const REPEATS: usize = 5;
@@ -78,7 +76,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn serialize(vif: &VIFOpenVSwitch, case: &Case) -> String {
-    vproto_api::wire::to_json_string(vif, case.target, case.manifest.as_ref()).expect("vproto converts the example")
+    vproto_support::wire::to_json_string(vif, case.target, case.manifest.as_ref()).expect("vproto converts the example")
 }
 
 fn root() -> PathBuf {
@@ -128,12 +126,12 @@ fn normalize(value: &mut Value) {
     match value {
         Value::Object(map) => {
             let data_keys: Vec<String> = map
-                .get(vproto_api::wire::keys::DATA)
+                .get(vproto_support::wire::keys::DATA)
                 .and_then(Value::as_object)
                 .map(|data| data.keys().cloned().collect())
                 .unwrap_or_default();
             for (key, item) in map.iter_mut() {
-                if let (vproto_api::wire::keys::CHANGES, Value::Array(changes)) = (key.as_str(), &mut *item) {
+                if let (vproto_support::wire::keys::CHANGES, Value::Array(changes)) = (key.as_str(), &mut *item) {
                     changes.retain(|name| name.as_str().is_some_and(|name| data_keys.iter().any(|k| k == name)));
                     changes.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
                 } else {

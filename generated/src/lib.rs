@@ -6,12 +6,17 @@
 //! The items of every generated module are re-exported at the crate root.
 
 #[rustfmt::skip]
+mod documents;
+#[rustfmt::skip]
 pub mod layouts;
 #[rustfmt::skip]
 mod objects;
+#[rustfmt::skip]
+mod services;
+#[rustfmt::skip]
+mod types;
 
+pub use documents::*;
 pub use objects::*;
-
-// The support crate's modules under their old paths, while dependents move to `vproto_support`.
-#[doc(hidden)]
-pub use vproto_support::{rpc, tree, wire};
+pub use services::*;
+pub use types::*;

@@ -1,11 +1,8 @@
 //! The generated objects against the wire: round trips, backports, upgrades and typed errors.
 
 use serde_json::{json, Value};
-use vproto_api::{
-    convert_primitive,
-    wire::{Manifest, Version, VersionedObject, WireError},
-    AnyVIFPortProfileBase, Network, VIFOpenVSwitch,
-};
+use vproto_api::{convert_primitive, AnyVIFPortProfileBase, Network, VIFOpenVSwitch};
+use vproto_support::wire::{Manifest, Version, VersionedObject, WireError};
 
 fn example() -> Value {
     let text =
@@ -185,7 +182,7 @@ fn polymorphic_fields_refuse_objects_outside_the_family() {
 /// The streaming writer and the tree-building path agree byte for byte.
 #[test]
 fn streaming_and_tree_paths_write_the_same_bytes() {
-    use vproto_api::wire::to_json_string;
+    use vproto_support::wire::to_json_string;
     let vif = VIFOpenVSwitch::from_primitive(&example()).unwrap();
     let profile_value = example()["versioned_object.data"]["port_profile"].clone();
     let profile = vproto_api::VIFPortProfileOpenVSwitch::from_primitive(&profile_value).unwrap();

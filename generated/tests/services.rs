@@ -182,7 +182,7 @@ async fn unknown_methods_are_not_found() {
 
 #[tokio::test]
 async fn rpc_discover_describes_every_served_method() {
-    use vproto_api::rpc::Discover;
+    use vproto_support::rpc::Discover;
     let router = router().with(Discover::new(vproto_api::OPENRPC).unwrap());
     let document = router.handle("rpc.discover", Params::None).await.unwrap();
     assert_eq!(document["openrpc"], "1.3.2");
@@ -227,7 +227,7 @@ impl ClientTransport for OldNetworkHost {
             self.calls.lock().unwrap().push(params.clone());
             let text = params.to_string();
             if text.contains(r#""versioned_object.name":"HostVIFInfo","versioned_object.namespace":"os_vif","versioned_object.version":"1.1""#) {
-                let error = vproto_api::rpc::RpcError::new(1000, "Unsupported object version")
+                let error = vproto_support::rpc::RpcError::new(1000, "Unsupported object version")
                     .with_data(json!({"object": "HostVIFInfo", "max_version": "1.0"}));
                 return Err(CallError::Rpc(error));
             }

@@ -59,11 +59,13 @@ use tokio::{
     runtime::Runtime,
 };
 use vproto_api::{
-    rpc::{codes, invalid_params, read_param, Answer, BoxFuture, ClientTransport, Handler, Params, RpcError},
     AgentServer, AgentService, DiscoveryState, DiscoveryStatus, DriverRegistration, HardwareList, HelloAck,
     ServiceError, REGISTRY,
 };
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
+use vproto_support::rpc::{
+    codes, invalid_params, read_param, Answer, BoxFuture, ClientTransport, Handler, Params, RpcError,
+};
 
 /// What the environment asks for.
 struct Settings {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use vproto_api::wire::{WirePath, WireValue};
+use vproto_support::wire::{WirePath, WireValue};
 
 /// Why a config was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -112,7 +112,7 @@ pub fn shown(path: &WirePath) -> String {
 }
 
 /// A wire error (which names its path) as a config error.
-pub fn wire_error(error: vproto_api::wire::WireError) -> ConfigError {
+pub fn wire_error(error: vproto_support::wire::WireError) -> ConfigError {
     let text = error.to_string();
     match text.split_once(": ") {
         Some((field, reason)) => ConfigError::field(field, reason),

@@ -47,7 +47,7 @@ fn sample() -> GuestInfo {
 fn normalized(mut info: GuestInfo) -> GuestInfo {
     info.nics.sort_by(|a, b| a.mac.as_str().cmp(b.mac.as_str()));
     for nic in &mut info.nics {
-        nic.addresses.sort_by_key(|a| vproto_api::tree::mangle_key(Some("ip-address"), a.address.as_str()));
+        nic.addresses.sort_by_key(|a| vproto_support::tree::mangle_key(Some("ip-address"), a.address.as_str()));
     }
     info
 }

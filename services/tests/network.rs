@@ -3,11 +3,9 @@
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use vproto_api::{
-    rpc::{codes, Handler, Params},
-    NetworkServer,
-};
+use vproto_api::NetworkServer;
 use vproto_services::network::{NetworkHost, NetworkHostConfig};
+use vproto_support::rpc::{codes, Handler, Params};
 
 const NETWORK: &str = "7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50";
 const PORT: &str = "3f9e1b2c-8d4a-4e6f-9b1c-2d3e4f5a6b7c";
@@ -61,7 +59,10 @@ fn params(plugins: Vec<Value>, port: &str, instance: &str) -> Params {
     Params::ByName(value.as_object().unwrap().clone())
 }
 
-async fn create(handler: &NetworkServer<NetworkHost>, plugins: Vec<Value>) -> Result<Value, vproto_api::rpc::RpcError> {
+async fn create(
+    handler: &NetworkServer<NetworkHost>,
+    plugins: Vec<Value>,
+) -> Result<Value, vproto_support::rpc::RpcError> {
     handler.handle("network.create_port", params(plugins, PORT, INSTANCE)).await
 }
 

@@ -93,14 +93,13 @@ fn ensure_file_contents(path: &Path, contents: &str, check: bool) -> Result<bool
     Ok(true)
 }
 
-/// The files `cargo xtask codegen` always writes, relative to the workspace root.
-const GENERATED_FILES: [&str; 5] = [
-    "generated/src/objects.rs",
-    "generated/src/layouts.rs",
-    "schema/meta.schema.json",
-    "schema/vproto.schema.json",
-    "schema/vproto.openrpc.json",
-];
+/// The folder of the generated crate's Rust, one file per kind of item (`types.rs`,
+/// `objects.rs`, `documents.rs`, `services.rs`), relative to the workspace root.
+const GENERATED_RUST: &str = "generated/src";
+
+/// The other files `cargo xtask codegen` always writes, relative to the workspace root.
+const GENERATED_FILES: [&str; 4] =
+    ["generated/src/layouts.rs", "schema/meta.schema.json", "schema/vproto.schema.json", "schema/vproto.openrpc.json"];
 
 /// The folders of per-service documents (`<folder>/<service>.json`), which codegen owns
 /// whole: a file there that no service of the schema produces is stale.
@@ -108,14 +107,10 @@ const GENERATED_FOLDERS: [&str; 2] = ["schema/openrpc", "schema/openapi"];
 
 /// Every file codegen writes, with its contents, relative to the workspace root.
 fn generated_files(generated: vproto_codegen::Generated) -> Vec<(PathBuf, String)> {
-    let fixed = [
-        generated.rust_objects,
-        generated.rust_data_trees,
-        generated.meta_schema,
-        generated.json_schema,
-        generated.openrpc,
-    ];
-    let mut files: Vec<(PathBuf, String)> = GENERATED_FILES.iter().map(PathBuf::from).zip(fixed).collect();
+    let rust = generated.rust.files().into_iter().map(|(file, text)| (Path::new(GENERATED_RUST).join(file), text));
+    let fixed = [generated.rust_data_trees, generated.meta_schema, generated.json_schema, generated.openrpc];
+    let mut files: Vec<(PathBuf, String)> = rust.collect();
+    files.extend(GENERATED_FILES.iter().map(PathBuf::from).zip(fixed));
     for (folder, documents) in GENERATED_FOLDERS.iter().zip([generated.service_openrpc, generated.service_openapi]) {
         files.extend(
             documents.into_iter().map(|(service, text)| (Path::new(folder).join(format!("{service}.json")), text)),
@@ -201,7 +196,10 @@ fn codegen_fingerprint(root: &Path) -> Option<String> {
     let mut hasher = Sha256::new();
     let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
     hasher.update(format!("{:?} {}", exe.modified().ok()?, exe.len()));
-    let fixed = ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES).map(PathBuf::from);
+    let rust =
+        ["types.rs", "objects.rs", "documents.rs", "services.rs"].map(|file| Path::new(GENERATED_RUST).join(file));
+    let fixed =
+        ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES).map(PathBuf::from).chain(rust);
     for path in fixed.chain(files_in_generated_folders(root)) {
         let bytes = std::fs::read(root.join(&path)).ok()?;
         hasher.update(path.as_os_str().as_encoded_bytes());

@@ -2,7 +2,7 @@
 //! behind a mutation layer that makes exactly one realistic mistake, chosen with a [`Break`].
 //!
 //! Two layers, so that no mistake is written twice:
-//! - [`Mutated`], a `vproto_api::rpc::Handler` wrapper around the reference [`Router`], for
+//! - [`Mutated`], a `vproto_support::rpc::Handler` wrapper around the reference [`Router`], for
 //!   mistakes a service makes (its params, its results, its errors);
 //! - [`Server::answer`], around vproto-jsonrpc's [`Engine`], for mistakes a JSON-RPC layer makes
 //!   (ids, batches, notifications, standard error codes), rewriting the frame read or the
@@ -15,12 +15,7 @@ use std::{str::FromStr, sync::Arc};
 
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
-use vproto_api::{
-    rpc::{codes, BoxFuture, Discover, Handler, Params, RpcError},
-    service_openrpc,
-    wire::keys,
-    DriverServer, NetworkServer, REGISTRY,
-};
+use vproto_api::{service_openrpc, DriverServer, NetworkServer, REGISTRY};
 use vproto_jsonrpc::{
     engine::message_too_large,
     transport::framing::{Line, LineReader},
@@ -29,6 +24,10 @@ use vproto_jsonrpc::{
 use vproto_services::{
     driver::{Driver, DriverConfig},
     network::{NetworkHost, NetworkHostConfig},
+};
+use vproto_support::{
+    rpc::{codes, BoxFuture, Discover, Handler, Params, RpcError},
+    wire::keys,
 };
 
 /// One deliberate mistake, or none.
@@ -480,7 +479,7 @@ pub async fn serve(options: Options) -> Result<(), String> {
     let driver = DriverConfig::load(&options.driver_config).map_err(|e| e.to_string())?;
     let network = NetworkHostConfig::load(&options.network_config).map_err(|e| e.to_string())?;
     let networks = network.networks.iter().map(|n| n.id.as_str().to_ascii_lowercase()).collect();
-    let router = vproto_api::rpc::Router::new()
+    let router = vproto_support::rpc::Router::new()
         .with(DriverServer(Arc::new(Driver::new(driver))))
         .with(NetworkServer(Arc::new(NetworkHost::new(network))));
     let discover = Discover::hosting(&router, service_openrpc).map_err(|e| format!("the OpenRPC document: {e}"))?;

@@ -16,9 +16,8 @@ mod services;
 mod types;
 mod versions;
 
-/// The formats a string type may name.
-pub const KNOWN_FORMATS: &[&str] =
-    &["uuid", "mac-address", "ipv4", "ipv6", "ip-address", "ip-network", "pci-address", "hostname", "uri", "date-time"];
+/// The formats a string type may name: those the support crate checks.
+pub use vproto_support::wire::FORMATS as KNOWN_FORMATS;
 
 /// Runs every check on `schema`, adding what it finds to `out`.
 pub fn check(schema: &Schema, out: &mut Diagnostics) {
