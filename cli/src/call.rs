@@ -275,8 +275,7 @@ mod tests {
             text.starts_with("network.create_port failed: error 1002 NetworkNotFound: Network not found\n  data: {")
         );
         assert!(text.contains("\"network_id\": \"7a1c9e52-4b3d-4f8e-a6c2-1d9b8e7f6a50\""), "{text}");
-        let invalid = RpcError::new(codes::INVALID_PARAMS, "Invalid params")
-            .with_data(serde_json::json!([{"pointer": "/port_id", "message": "not a uuid"}]));
+        let invalid = RpcError::invalid_params([("/port_id", "not a uuid")]);
         assert!(describe("network.create_port", &invalid).ends_with("\n  /port_id: not a uuid"));
     }
 }

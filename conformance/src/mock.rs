@@ -31,7 +31,7 @@ use tokio::{
 };
 use vproto_jsonrpc::{ListenAddr, Server};
 use vproto_support::{
-    rpc::{codes, invalid_params, BoxFuture, Handler, Params, RpcError},
+    rpc::{codes, BoxFuture, Handler, Params, RpcError},
     wire::{keys, Version},
 };
 
@@ -177,7 +177,7 @@ impl Mock {
                     violations.iter().map(|(pointer, message)| format!("{pointer}: {message}")).collect();
                 log.first_invalid = Some((request, why.join("; ")));
             }
-            return Err(invalid_params(violations));
+            return Err(RpcError::invalid_params(violations));
         }
         if !log.negotiated {
             if let Some(unsupported) = method.declared_named("UnsupportedVersion") {
@@ -204,7 +204,7 @@ impl Mock {
                 log.injected.push(error.name.clone());
                 let mut injected = RpcError::new(error.code, error.message.clone());
                 if let Some(schema) = &error.data {
-                    let data = generator.valid(schema).map_err(|why| internal(&why))?;
+                    let data = generator.valid(schema).map_err(RpcError::internal_because)?;
                     injected = injected.with_data(data);
                 }
                 return Err(injected);
@@ -214,13 +214,9 @@ impl Mock {
         let example = method.examples.iter().find_map(|e| e.result.clone());
         match example {
             Some(result) if log.answered == 1 && description.is_valid(&method.result, &result) => Ok(result),
-            _ => generator.valid(&method.result).map_err(|why| internal(&why)),
+            _ => generator.valid(&method.result).map_err(RpcError::internal_because),
         }
     }
-}
-
-fn internal(why: &str) -> RpcError {
-    RpcError::new(codes::INTERNAL_ERROR, "Internal error").with_data(Value::String(why.to_string()))
 }
 
 impl Handler for Mock {
@@ -238,7 +234,7 @@ impl Handler for Mock {
             }
             let Some(described) = self.description.method_named(method) else {
                 self.state.lock().unwrap_or_else(|p| p.into_inner()).unknown.push(request);
-                return Err(RpcError::new(codes::METHOD_NOT_FOUND, "Method not found"));
+                return Err(RpcError::standard(codes::METHOD_NOT_FOUND));
             };
             let names: Vec<&str> = described.params.iter().map(|p| p.name.as_str()).collect();
             let named = match params.into_named(&names) {

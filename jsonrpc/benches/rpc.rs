@@ -63,9 +63,7 @@ use vproto_api::{
     ServiceError, REGISTRY,
 };
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
-use vproto_support::rpc::{
-    codes, invalid_params, read_param, Answer, BoxFuture, ClientTransport, Handler, Params, RpcError,
-};
+use vproto_support::rpc::{codes, read_param, Answer, BoxFuture, ClientTransport, Handler, Params, RpcError};
 
 /// What the environment asks for.
 struct Settings {
@@ -153,7 +151,7 @@ impl Handler for Unvalidated {
             }
             let params = params.into_named(&["registration"])?;
             let registration: DriverRegistration = read_param(&params, "registration")?
-                .ok_or_else(|| invalid_params(vec![("/registration".into(), "missing required param".into())]))?;
+                .ok_or_else(|| RpcError::invalid_params([("/registration", "missing required param")]))?;
             let ack = self
                 .0
                 .hello(registration)

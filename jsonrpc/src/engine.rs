@@ -57,11 +57,6 @@ pub fn unauthorized(detail: impl Into<String>) -> RpcError {
     RpcError::new(codes::UNAUTHORIZED, "Unauthorized").with_data(Value::String(detail.into()))
 }
 
-/// `-32601 "Method not found"` for `method`.
-pub fn method_not_found(method: &str) -> RpcError {
-    RpcError::new(codes::METHOD_NOT_FOUND, "Method not found").with_data(Value::String(format!("no method `{method}`")))
-}
-
 /// The calls a connection may run at once (see [`Limits::max_in_flight`]). Cloning shares the
 /// budget.
 ///
@@ -172,7 +167,7 @@ impl Engine {
             return Err(message_too_large(self.limits.max_message_size));
         }
         let text = std::str::from_utf8(bytes)
-            .map_err(|error| message::parse_error(format!("invalid UTF-8 at byte {}", error.valid_up_to())))?;
+            .map_err(|error| RpcError::parse_error(format!("invalid UTF-8 at byte {}", error.valid_up_to())))?;
         if depth::exceeds(bytes, self.limits.max_depth) {
             return Err(too_deep(self.limits.max_depth));
         }
@@ -190,7 +185,7 @@ impl Engine {
     /// Reads a plain JSON value (a REST body) under the same size, UTF-8 and depth limits.
     pub fn parse_value(&self, bytes: &[u8]) -> Result<Value, RpcError> {
         let text = self.check(bytes)?;
-        serde_json::from_str(text).map_err(|error| message::parse_error(error.to_string()))
+        serde_json::from_str(text).map_err(|error| RpcError::parse_error(error.to_string()))
     }
 
     /// Gives each call a slot of `in_flight`; requests that find none are answered with
@@ -314,7 +309,7 @@ impl Engine {
     /// `rpc.*` names are reserved: only those the handler registers are served.
     fn reserved_check(&self, method: &str) -> Result<(), RpcError> {
         if method.starts_with("rpc.") && !self.methods.contains(method) {
-            return Err(method_not_found(method));
+            return Err(RpcError::method_not_found(method));
         }
         Ok(())
     }
@@ -330,8 +325,7 @@ impl Engine {
 fn settle(method: &str, caught: std::thread::Result<Result<Value, RpcError>>) -> Result<Value, RpcError> {
     caught.unwrap_or_else(|_panic| {
         tracing::error!(method, "the handler panicked");
-        Err(RpcError::new(codes::INTERNAL_ERROR, "Internal error")
-            .with_data(Value::String("the handler panicked".to_string())))
+        Err(RpcError::internal_because("the handler panicked"))
     })
 }
 

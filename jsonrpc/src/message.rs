@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{value::RawValue, Value};
-use vproto_support::rpc::{codes, Params, RpcError};
+use vproto_support::rpc::{Params, RpcError};
 
 /// A request id exactly as the peer wrote it: a string, a number (of any size or precision) or
 /// `null`.
@@ -148,16 +148,6 @@ impl Response {
     }
 }
 
-/// `-32700 Parse error` with the parser's explanation.
-pub fn parse_error(detail: impl Into<String>) -> RpcError {
-    RpcError::new(codes::PARSE_ERROR, "Parse error").with_data(Value::String(detail.into()))
-}
-
-/// `-32600 Invalid Request` with what is wrong.
-pub fn invalid_request(detail: impl Into<String>) -> RpcError {
-    RpcError::new(codes::INVALID_REQUEST, "Invalid Request").with_data(Value::String(detail.into()))
-}
-
 /// Parses one frame of JSON text (already checked for size, UTF-8 and depth) into calls.
 pub fn parse(text: &str) -> Incoming {
     // A lone request object, the common case, is read in one pass; what fails is read again to
@@ -167,25 +157,31 @@ pub fn parse(text: &str) -> Incoming {
             Ok(members) => members.into_entry(),
             Err(error) => match serde_json::from_str::<&RawValue>(text) {
                 Ok(_) => invalid(Id::null(), &error.to_string()),
-                Err(error) => Entry::Invalid(Response::error(Id::null(), parse_error(error.to_string()))),
+                Err(error) => Entry::Invalid(Response::error(Id::null(), RpcError::parse_error(error.to_string()))),
             },
         });
     }
     let raw: &RawValue = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(error) => {
-            return Incoming::Single(Entry::Invalid(Response::error(Id::null(), parse_error(error.to_string()))))
+            return Incoming::Single(Entry::Invalid(Response::error(
+                Id::null(),
+                RpcError::parse_error(error.to_string()),
+            )))
         }
     };
     if raw.get().starts_with('[') {
         let members: Vec<&RawValue> = match serde_json::from_str(raw.get()) {
             Ok(members) => members,
             Err(error) => {
-                return Incoming::Single(Entry::Invalid(Response::error(Id::null(), parse_error(error.to_string()))))
+                return Incoming::Single(Entry::Invalid(Response::error(
+                    Id::null(),
+                    RpcError::parse_error(error.to_string()),
+                )))
             }
         };
         if members.is_empty() {
-            let error = invalid_request("an empty batch: a batch holds at least one request");
+            let error = RpcError::invalid_request("an empty batch: a batch holds at least one request");
             return Incoming::Single(Entry::Invalid(Response::error(Id::null(), error)));
         }
         Incoming::Batch(members.into_iter().map(entry).collect())
@@ -201,7 +197,7 @@ fn is_json_whitespace(c: char) -> bool {
 
 /// The error entry of an invalid request.
 fn invalid(id: Id, detail: &str) -> Entry {
-    Entry::Invalid(Response::error(id, invalid_request(detail)))
+    Entry::Invalid(Response::error(id, RpcError::invalid_request(detail)))
 }
 
 /// Validates one member of a batch.
@@ -358,6 +354,7 @@ impl Visitor<'_> for MemberVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vproto_support::rpc::codes;
 
     fn single(text: &str) -> Entry {
         match parse(text) {

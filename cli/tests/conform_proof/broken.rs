@@ -260,8 +260,7 @@ impl Handler for Mutated {
             let params = match self.kind {
                 Break::IgnoresVersions => map_params(params, pretend_current),
                 Break::NoPositionalParams if matches!(&params, Params::ByPosition(items) if !items.is_empty()) => {
-                    return Err(RpcError::new(codes::INVALID_PARAMS, "Invalid params")
-                        .with_data(json!([{"pointer": "", "message": "params must be given by name"}])));
+                    return Err(RpcError::invalid_params([("", "params must be given by name")]));
                 }
                 Break::RejectsOlderVersions => {
                     let values: Vec<&Value> = match &params {
@@ -294,7 +293,7 @@ impl Handler for Mutated {
                     error.message = format!("Server error: {}", error.message);
                 }
                 (Break::InvalidParamsAsInternal, Err(error)) if error.code == codes::INVALID_PARAMS => {
-                    *error = RpcError::new(codes::INTERNAL_ERROR, "Internal error");
+                    *error = RpcError::internal();
                 }
                 (Break::WrongMaxVersion, Err(error)) if error.code == 1000 => {
                     let object = error.data.as_ref().and_then(|data| data.get("object")).and_then(Value::as_str);
@@ -419,18 +418,19 @@ impl Server {
                 })
             }
             Break::MethodNotFoundCode if has_error_code(&reply, codes::METHOD_NOT_FOUND) => {
-                recode(&reply, codes::METHOD_NOT_FOUND, codes::INVALID_REQUEST, "Invalid Request")
+                recode(&reply, codes::METHOD_NOT_FOUND, codes::INVALID_REQUEST)
             }
             Break::InvalidRequestCode if has_error_code(&reply, codes::INVALID_REQUEST) => {
-                recode(&reply, codes::INVALID_REQUEST, codes::PARSE_ERROR, "Parse error")
+                recode(&reply, codes::INVALID_REQUEST, codes::PARSE_ERROR)
             }
             _ => reply,
         })
     }
 }
 
-/// Rewrites errors with code `from` to code `to` and `message`.
-fn recode(reply: &str, from: i64, to: i64, message: &str) -> String {
+/// Rewrites errors with code `from` to code `to` and its standard message.
+fn recode(reply: &str, from: i64, to: i64) -> String {
+    let message = RpcError::standard(to).message;
     each_response(reply, |response| {
         if let Some(Value::Object(error)) = response.get_mut("error") {
             if error.get("code") == Some(&json!(from)) {

@@ -45,7 +45,7 @@ use super::error::ServeError;
 use crate::{
     auth::Token,
     engine::{message_too_large, too_many_in_flight, unauthorized, Engine, InFlight},
-    message::{invalid_request, parse_error, Id, Response},
+    message::{Id, Response},
 };
 
 /// A REST binding: requests with this HTTP method and exact path call `rpc_method`.
@@ -304,14 +304,14 @@ impl Connection {
         let max = self.shared.engine.limits().max_message_size;
         if rpc {
             if request.method() != Method::POST {
-                let error = invalid_request("JSON-RPC is served on POST /jsonrpc");
+                let error = RpcError::invalid_request("JSON-RPC is served on POST /jsonrpc");
                 let mut response = json(StatusCode::METHOD_NOT_ALLOWED, error_body(error));
                 response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return response;
             }
             return match read_body(request, max).await {
                 Err(BodyError::TooLarge) => json(StatusCode::PAYLOAD_TOO_LARGE, error_body(message_too_large(max))),
-                Err(BodyError::Broken(why)) => json(StatusCode::BAD_REQUEST, error_body(parse_error(why))),
+                Err(BodyError::Broken(why)) => json(StatusCode::BAD_REQUEST, error_body(RpcError::parse_error(why))),
                 Ok(body) => match self.shared.engine.handle(&body, &self.in_flight).await.text {
                     Some(text) => json(StatusCode::OK, text),
                     None => {
@@ -332,13 +332,13 @@ impl Connection {
             let detail = format!("no route for {} {path}", request.method());
             return error(
                 StatusCode::NOT_FOUND,
-                RpcError::new(codes::METHOD_NOT_FOUND, "Method not found").with_data(Value::String(detail)),
+                RpcError::standard(codes::METHOD_NOT_FOUND).with_data(Value::String(detail)),
             );
         };
         let Some(route) = bindings.iter().find(|bound| bound.http_method == request.method()) else {
             let allowed: Vec<&str> = bindings.iter().map(|bound| bound.http_method.as_str()).collect();
             let detail = format!("{} {path} is not served; allowed: {}", request.method(), allowed.join(", "));
-            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, invalid_request(detail));
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, RpcError::invalid_request(detail));
             if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, allow);
             }
@@ -349,7 +349,7 @@ impl Connection {
             let body = match read_body(request, max).await {
                 Ok(body) => body,
                 Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, message_too_large(max)),
-                Err(BodyError::Broken(why)) => return error(StatusCode::BAD_REQUEST, parse_error(why)),
+                Err(BodyError::Broken(why)) => return error(StatusCode::BAD_REQUEST, RpcError::parse_error(why)),
             };
             if body.iter().all(u8::is_ascii_whitespace) {
                 Params::ByName(Map::new())
@@ -365,7 +365,7 @@ impl Connection {
                 match Params::from_value(value) {
                     Some(params) => params,
                     None => {
-                        let invalid = RpcError::new(codes::INVALID_PARAMS, "Invalid params")
+                        let invalid = RpcError::standard(codes::INVALID_PARAMS)
                             .with_data(Value::String("the body must be a JSON object or array".to_string()));
                         return error(StatusCode::BAD_REQUEST, invalid);
                     }

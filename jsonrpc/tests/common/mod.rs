@@ -17,7 +17,7 @@ use tokio::{
     sync::{Barrier, Semaphore},
 };
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, Limits, ListenAddr, RestRoute, RunningServer, Server, Token};
-use vproto_support::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
+use vproto_support::rpc::{codes, BoxFuture, ClientTransport, Handler, Params, RpcError};
 
 /// Fails a test that would otherwise hang; not a timing assertion.
 pub async fn guard<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -84,7 +84,9 @@ impl Handler for TestHandler {
                     let named = params.into_named(&["a", "b"])?;
                     match (named.get("a").and_then(Value::as_i64), named.get("b").and_then(Value::as_i64)) {
                         (Some(a), Some(b)) => Ok(json!(a + b)),
-                        _ => Err(RpcError::new(-32602, "Invalid params").with_data(json!("a and b must be integers"))),
+                        _ => {
+                            Err(RpcError::standard(codes::INVALID_PARAMS).with_data(json!("a and b must be integers")))
+                        }
                     }
                 }
                 "test.fail" => {
@@ -107,7 +109,7 @@ impl Handler for TestHandler {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     Ok(json!(ms))
                 }
-                other => Err(RpcError::new(-32601, "Method not found").with_data(json!(other))),
+                other => Err(RpcError::standard(codes::METHOD_NOT_FOUND).with_data(json!(other))),
             }
         })
     }

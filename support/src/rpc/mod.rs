@@ -17,9 +17,7 @@ mod validate;
 
 pub use service::{Answer, ClientError, DeclaredError, ServiceError};
 
-pub use validate::{
-    decode_error, internal_error, invalid_params, newer_than_supported, read_param, validate_params, violations,
-};
+pub use validate::{decode_error, invalid_params, newer_than_supported, read_param, validate_params, violations};
 
 /// The error codes JSON-RPC 2.0 defines.
 pub mod codes {
@@ -59,10 +57,54 @@ impl RpcError {
         RpcError { code, message: message.into(), data: None }
     }
 
+    /// One of the errors JSON-RPC 2.0 defines, with the message the specification gives its
+    /// `code` (`"Server error"` for the implementation-defined range), and no data. The named
+    /// constructors below are these with the data each always carries.
+    pub fn standard(code: i64) -> Self {
+        let message = match code {
+            codes::PARSE_ERROR => "Parse error",
+            codes::INVALID_REQUEST => "Invalid Request",
+            codes::METHOD_NOT_FOUND => "Method not found",
+            codes::INVALID_PARAMS => "Invalid params",
+            codes::INTERNAL_ERROR => "Internal error",
+            _ => "Server error",
+        };
+        RpcError::new(code, message)
+    }
+
+    /// `-32700 "Parse error"` with the parser's explanation.
+    pub fn parse_error(detail: impl Into<String>) -> Self {
+        RpcError::standard(codes::PARSE_ERROR).with_data(Value::String(detail.into()))
+    }
+
+    /// `-32600 "Invalid Request"` with what is wrong.
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        RpcError::standard(codes::INVALID_REQUEST).with_data(Value::String(detail.into()))
+    }
+
     /// `-32601 "Method not found"`, its data naming `method`.
     pub fn method_not_found(method: &str) -> Self {
-        RpcError::new(codes::METHOD_NOT_FOUND, "Method not found")
-            .with_data(Value::String(format!("no method `{method}`")))
+        RpcError::standard(codes::METHOD_NOT_FOUND).with_data(Value::String(format!("no method `{method}`")))
+    }
+
+    /// `-32602 "Invalid params"`, its data every violation as `{pointer, message}` (a JSON
+    /// pointer into the params by name, and what is wrong there).
+    pub fn invalid_params<P: Into<String>, M: Into<String>>(violations: impl IntoIterator<Item = (P, M)>) -> Self {
+        let data = violations
+            .into_iter()
+            .map(|(pointer, message)| serde_json::json!({"pointer": pointer.into(), "message": message.into()}))
+            .collect();
+        RpcError::standard(codes::INVALID_PARAMS).with_data(Value::Array(data))
+    }
+
+    /// `-32603 "Internal error"` that says nothing about the server's insides.
+    pub fn internal() -> Self {
+        RpcError::standard(codes::INTERNAL_ERROR)
+    }
+
+    /// `-32603 "Internal error"` with why, for answers whose reason may be told.
+    pub fn internal_because(why: impl Into<String>) -> Self {
+        RpcError::internal().with_data(Value::String(why.into()))
     }
 
     /// Adds data to the error.
@@ -144,10 +186,10 @@ impl Params {
             Params::ByName(map) => Ok(map),
             Params::ByPosition(items) => {
                 if items.len() > names.len() {
-                    return Err(RpcError::new(codes::INVALID_PARAMS, "Invalid params").with_data(serde_json::json!([{
-                        "pointer": "",
-                        "message": format!("{} positional params given, the method takes at most {}", items.len(), names.len()),
-                    }])));
+                    return Err(RpcError::invalid_params([(
+                        "",
+                        format!("{} positional params given, the method takes at most {}", items.len(), names.len()),
+                    )]));
                 }
                 Ok(names.iter().map(|name| name.to_string()).zip(items).collect())
             }
@@ -288,8 +330,7 @@ impl Handler for Discover {
                 Params::None => Ok((*self.document).clone()),
                 Params::ByName(map) if map.is_empty() => Ok((*self.document).clone()),
                 Params::ByPosition(items) if items.is_empty() => Ok((*self.document).clone()),
-                _ => Err(RpcError::new(codes::INVALID_PARAMS, "Invalid params")
-                    .with_data(serde_json::json!([{"pointer": "", "message": "rpc.discover takes no params"}]))),
+                _ => Err(RpcError::invalid_params([("", "rpc.discover takes no params")])),
             }
         })
     }

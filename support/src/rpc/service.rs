@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{internal_error, CallError, RpcError};
+use super::{CallError, RpcError};
 use crate::wire::{backport_named, Registry, Version, WireError, WirePath, WireValue};
 
 /// The declared errors of a protocol, as generated code implements them for its
@@ -49,11 +49,11 @@ impl<E: DeclaredError> ServiceError<E> {
             ServiceError::Protocol(error) if declared.contains(&error.name()) => error.to_rpc(),
             ServiceError::Protocol(error) => {
                 tracing::error!(method, error = %error, "handler returned an error the method does not declare");
-                internal_error()
+                RpcError::internal()
             }
             ServiceError::Internal(why) => {
                 tracing::error!(method, error = %why, "handler failed");
-                internal_error()
+                RpcError::internal()
             }
         }
     }
@@ -149,7 +149,7 @@ impl<T: WireValue> Answer<T> {
     pub fn into_result(self, registry: &Registry, method: &str) -> Result<Value, RpcError> {
         self.to_wire(registry).map_err(|error| {
             tracing::error!(method, %error, "cannot write the answer at the versions the handler chose");
-            internal_error()
+            RpcError::internal()
         })
     }
 }

@@ -7,9 +7,9 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::{codes, RpcError};
+use super::RpcError;
 use crate::{
     thread_cache::{with_cached, PerThread},
     wire::{self, WireError, WireValue},
@@ -36,7 +36,7 @@ fn compiled_validator(document: &'static str, def: &'static str) -> Result<Arc<j
     if let Some(found) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(found.clone());
     }
-    let internal = |why: String| RpcError::new(codes::INTERNAL_ERROR, "Internal error").with_data(Value::String(why));
+    let internal = RpcError::internal_because;
     let mut schema: Value = serde_json::from_str(document).map_err(|e| internal(format!("schema document: {e}")))?;
     schema["$ref"] = Value::String(format!("#/$defs/{}", def.replace('~', "~0").replace('/', "~1")));
     // The `regex` engine: linear time whatever the input (no backtracking to exploit), and the
@@ -53,11 +53,9 @@ fn compiled_validator(document: &'static str, def: &'static str) -> Result<Arc<j
     Ok(compiled)
 }
 
-/// An `Invalid params` error whose data lists `(pointer, message)` violations.
+/// [`RpcError::invalid_params`], by the name generated dispatchers call.
 pub fn invalid_params(violations: Vec<(String, String)>) -> RpcError {
-    let data =
-        violations.into_iter().map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect();
-    RpcError::new(codes::INVALID_PARAMS, "Invalid params").with_data(Value::Array(data))
+    RpcError::invalid_params(violations)
 }
 
 /// Checks params by name against the params definition `def` of
@@ -77,7 +75,7 @@ pub fn validate_params(
     let violations: Vec<(String, String)> =
         validator.iter_errors(&instance).map(|error| (error.instance_path().to_string(), error.to_string())).collect();
     if !violations.is_empty() {
-        return Err(invalid_params(violations));
+        return Err(RpcError::invalid_params(violations));
     }
     match instance {
         Value::Object(named) => Ok(named),
@@ -99,12 +97,7 @@ pub fn read_param<T: WireValue>(params: &Map<String, Value>, name: &str) -> Resu
         .get(name)
         .map(|value| T::from_wire(value, &wire::WirePath::root().field(name)))
         .transpose()
-        .map_err(|error| invalid_params(vec![(format!("/{name}"), error.to_string())]))
-}
-
-/// An `Internal error` answer that says nothing about the server's insides.
-pub fn internal_error() -> RpcError {
-    RpcError::new(codes::INTERNAL_ERROR, "Internal error")
+        .map_err(|error| RpcError::invalid_params([(format!("/{name}"), error.to_string())]))
 }
 
 /// Turns a decode failure of a result or error into a client error.
