@@ -11,7 +11,8 @@ use super::*;
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AccCapability {
     /// Sub-capabilities by name.
     ///
@@ -90,7 +91,8 @@ impl vproto_support::wire::WireValue for AccCapability {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AccSpecs {
     /// What the accelerator can do.
     ///
@@ -185,7 +187,8 @@ impl vproto_support::wire::WireValue for AccSpecs {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AccStatus {
     /// Whether the node must reboot before the device can be used (the seed misspells it reboot_equired).
     ///
@@ -264,7 +267,8 @@ impl vproto_support::wire::WireValue for AccStatus {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AgentList {
     /// The agents, alive or not.
     ///
@@ -335,7 +339,8 @@ impl vproto_support::wire::WireValue for AgentList {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AgentRegistration {
     /// Where the agent listens, as host:port.
     ///
@@ -414,7 +419,8 @@ impl vproto_support::wire::WireValue for AgentRegistration {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AgentState {
     /// Whether the agent sent hello within the last three heartbeat intervals. An agent that stops reporting stays listed with alive false, so it can be alarmed on; one that never reported is not listed.
     ///
@@ -509,10 +515,12 @@ impl vproto_support::wire::WireValue for AgentState {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct DatapathOffloadBase {
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How DatapathOffloadBase converts between versions.
@@ -586,7 +594,8 @@ impl vproto_support::wire::WireValue for DatapathOffloadBase {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct DatapathOffloadRepresentor {
     /// The PCI address of the Virtual Function. os-vif declares it a plain string here (unlike VIFPortProfileOVSRepresentor), so no format is enforced.
     ///
@@ -598,6 +607,7 @@ pub struct DatapathOffloadRepresentor {
     pub representor_name: Option<Option<String>>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How DatapathOffloadRepresentor converts between versions.
@@ -678,7 +688,8 @@ impl vproto_support::wire::WireValue for DatapathOffloadRepresentor {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct DiscoveryFailedData {
     /// The endpoint of the driver whose discovery failed (the driver's own when it answers itself).
     ///
@@ -757,7 +768,8 @@ impl vproto_support::wire::WireValue for DiscoveryFailedData {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct DiscoveryStatus {
     /// The state of the discovery run.
     ///
@@ -828,7 +840,8 @@ impl vproto_support::wire::WireValue for DiscoveryStatus {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct DriverRegistration {
     /// Where the driver listens, as host:port.
     ///
@@ -915,7 +928,8 @@ impl vproto_support::wire::WireValue for DriverRegistration {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct FixedIP {
     /// The fixed IP address.
     ///
@@ -927,6 +941,7 @@ pub struct FixedIP {
     pub floating_ips: Option<Vec<IPAddress>>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How FixedIP converts between versions.
@@ -1007,7 +1022,8 @@ impl vproto_support::wire::WireValue for FixedIP {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct FixedIPList {
     /// The fixed IPs.
     ///
@@ -1015,6 +1031,7 @@ pub struct FixedIPList {
     pub objects: Vec<FixedIP>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How FixedIPList converts between versions.
@@ -1091,7 +1108,8 @@ impl vproto_support::wire::WireValue for FixedIPList {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct GuestAddress {
     /// The address, IPv6 in its canonical RFC 5952 form.
     ///
@@ -1171,11 +1189,13 @@ impl vproto_support::wire::WireValue for GuestAddress {
 /// Version history:
 /// - 1.0: Initial version
 /// - 1.1: Carries OsInfo 1.1 (distro)
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct GuestInfo {
     /// The guest's network interfaces; empty (or absent from the data tree) when it has none.
     ///
     /// Since GuestInfo 1.0. Default: `[]`.
+    #[builder(default = vproto_support::wire::field_default("[]"))]
     pub nics: Vec<GuestNic>,
     /// Identification of the guest OS.
     ///
@@ -1258,11 +1278,13 @@ impl vproto_support::wire::WireValue for GuestInfo {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct GuestNic {
     /// The IP addresses configured on the interface; empty (or absent from the data tree) when it has none.
     ///
     /// Since GuestNic 1.0. Default: `[]`.
+    #[builder(default = vproto_support::wire::field_default("[]"))]
     pub addresses: Vec<GuestAddress>,
     /// The interface's link status.
     ///
@@ -1353,7 +1375,8 @@ impl vproto_support::wire::WireValue for GuestNic {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct GuestProtocol {
     /// The semantic version MAJOR.MINOR.PATCH of the data tree layout; a reader accepts any minor of a major it knows.
     ///
@@ -1432,7 +1455,8 @@ impl vproto_support::wire::WireValue for GuestProtocol {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct Hardware {
     /// The device's accelerator specification.
     ///
@@ -1519,7 +1543,8 @@ impl vproto_support::wire::WireValue for Hardware {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct HardwareList {
     /// The devices.
     ///
@@ -1590,7 +1615,8 @@ impl vproto_support::wire::WireValue for HardwareList {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct HelloAck {
     /// How often, in seconds, the registering component must send hello again to stay alive.
     ///
@@ -1669,7 +1695,8 @@ impl vproto_support::wire::WireValue for HelloAck {
 ///
 /// Version history:
 /// - 1.0: Initial version (os-vif declares no VERSION for HostInfo, so it is oslo's default 1.0)
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct HostInfo {
     /// The os-vif plugins installed on the host.
     ///
@@ -1677,6 +1704,7 @@ pub struct HostInfo {
     pub plugin_info: Vec<HostPluginInfo>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostInfo converts between versions.
@@ -1753,7 +1781,8 @@ impl vproto_support::wire::WireValue for HostInfo {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct HostPluginInfo {
     /// Name of the plugin.
     ///
@@ -1765,6 +1794,7 @@ pub struct HostPluginInfo {
     pub vif_info: Vec<HostVIFInfo>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostPluginInfo converts between versions.
@@ -1845,7 +1875,8 @@ impl vproto_support::wire::WireValue for HostPluginInfo {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct HostPortProfileInfo {
     /// The latest version of the port profile object that the plugin understands.
     ///
@@ -1861,6 +1892,7 @@ pub struct HostPortProfileInfo {
     pub profile_object_name: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostPortProfileInfo converts between versions.
@@ -1946,7 +1978,8 @@ impl vproto_support::wire::WireValue for HostPortProfileInfo {
 /// Version history:
 /// - 1.0: Initial version
 /// - 1.1: Adds 'supported_port_profiles' field
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct HostVIFInfo {
     /// The latest version of the VIF object that the plugin understands.
     ///
@@ -1966,6 +1999,7 @@ pub struct HostVIFInfo {
     pub vif_object_name: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How HostVIFInfo converts between versions.
@@ -2054,7 +2088,8 @@ impl vproto_support::wire::WireValue for HostVIFInfo {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct InstanceInfo {
     /// The instance name, directly from the Nova instance field of the same name.
     ///
@@ -2070,6 +2105,7 @@ pub struct InstanceInfo {
     pub uuid: Uuid,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How InstanceInfo converts between versions.
@@ -2154,7 +2190,8 @@ impl vproto_support::wire::WireValue for InstanceInfo {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct LinkState {
     /// Whether the interface is administratively up (enabled by the guest).
     ///
@@ -2234,7 +2271,8 @@ impl vproto_support::wire::WireValue for LinkState {
 /// Version history:
 /// - 1.0: Initial version
 /// - 1.1: Added MTU field
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct Network {
     /// Name of the host bridge the network's ports attach to; Nova sets it only when known.
     ///
@@ -2259,18 +2297,22 @@ pub struct Network {
     /// Whether the network is served by multiple hosts (nova-network multi-host). Defaults to false in os-vif's constructor.
     ///
     /// Since Network 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub multi_host: bool,
     /// Whether the plugin should create the host bridge. Defaults to false in os-vif's constructor.
     ///
     /// Since Network 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub should_provide_bridge: bool,
     /// Whether the plugin should create the VLAN interface. Defaults to false in os-vif's constructor.
     ///
     /// Since Network 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub should_provide_vlan: bool,
     /// The network's subnets. os-vif's constructor defaults it to an empty SubnetList.
     ///
     /// Since Network 1.0. Default: `{"versioned_object.data":{"objects":[]},"versioned_object.name":"SubnetList","versioned_object.namespace":"os_vif","versioned_object.version":"1.0"}`.
+    #[builder(default = vproto_support::wire::field_default("{\"versioned_object.data\":{\"objects\":[]},\"versioned_object.name\":\"SubnetList\",\"versioned_object.namespace\":\"os_vif\",\"versioned_object.version\":\"1.0\"}"))]
     pub subnets: SubnetList,
     /// The VLAN ID, set when should_provide_vlan is true.
     ///
@@ -2278,6 +2320,7 @@ pub struct Network {
     pub vlan: Option<Option<i64>>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How Network converts between versions.
@@ -2390,7 +2433,8 @@ impl vproto_support::wire::WireValue for Network {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct NetworkNotFoundData {
     /// The network the port was asked for.
     ///
@@ -2461,7 +2505,8 @@ impl vproto_support::wire::WireValue for NetworkNotFoundData {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct NoCompatibleVifData {
     /// The plugin names the HostInfo offered (each HostPluginInfo's plugin_name).
     ///
@@ -2541,7 +2586,8 @@ impl vproto_support::wire::WireValue for NoCompatibleVifData {
 /// Version history:
 /// - 1.0: Initial version
 /// - 1.1: Add distro, the machine-readable distribution identifier that Xen toolstacks read from the legacy layout's data/os_distro
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct OsInfo {
     /// A lower-case identifier of the OS distribution, such as "debian" or "rhel" (os-release ID), "windows" on Windows. Absent when the guest cannot tell.
     ///
@@ -2636,7 +2682,8 @@ impl vproto_support::wire::WireValue for OsInfo {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct PeerUnavailableData {
     /// The endpoint the component registered with, which did not answer.
     ///
@@ -2723,7 +2770,8 @@ impl vproto_support::wire::WireValue for PeerUnavailableData {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct PortInUseData {
     /// The instance the existing port belongs to.
     ///
@@ -2810,7 +2858,8 @@ impl vproto_support::wire::WireValue for PortInUseData {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct Route {
     /// The destination network of the route.
     ///
@@ -2826,6 +2875,7 @@ pub struct Route {
     pub interface: Option<String>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How Route converts between versions.
@@ -2910,7 +2960,8 @@ impl vproto_support::wire::WireValue for Route {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct RouteList {
     /// The routes.
     ///
@@ -2918,6 +2969,7 @@ pub struct RouteList {
     pub objects: Vec<Route>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How RouteList converts between versions.
@@ -2994,7 +3046,8 @@ impl vproto_support::wire::WireValue for RouteList {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct Subnet {
     /// The subnet's network in CIDR notation.
     ///
@@ -3022,6 +3075,7 @@ pub struct Subnet {
     pub routes: RouteList,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How Subnet converts between versions.
@@ -3118,7 +3172,8 @@ impl vproto_support::wire::WireValue for Subnet {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct SubnetList {
     /// The subnets.
     ///
@@ -3126,6 +3181,7 @@ pub struct SubnetList {
     pub objects: Vec<Subnet>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How SubnetList converts between versions.
@@ -3202,7 +3258,8 @@ impl vproto_support::wire::WireValue for SubnetList {
 ///
 /// Version history:
 /// - 1.0: Initial version
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct UnsupportedVersionData {
     /// The highest version of that object the server supports, MAJOR.MINOR.
     ///
@@ -3281,11 +3338,13 @@ impl vproto_support::wire::WireValue for UnsupportedVersionData {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFBase {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -3294,6 +3353,7 @@ pub struct VIFBase {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -3314,9 +3374,11 @@ pub struct VIFBase {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFBase converts between versions.
@@ -3421,11 +3483,13 @@ impl vproto_support::wire::WireValue for VIFBase {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFBridge {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -3434,6 +3498,7 @@ pub struct VIFBridge {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -3454,6 +3519,7 @@ pub struct VIFBridge {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// Name of the physical device to connect to (e.g. ``br0``).
     ///
@@ -3465,6 +3531,7 @@ pub struct VIFBridge {
     pub vif_name: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFBridge converts between versions.
@@ -3569,11 +3636,13 @@ impl vproto_support::wire::WireValue for VIFBridge {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFDirect {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -3582,6 +3651,7 @@ pub struct VIFDirect {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -3602,6 +3672,7 @@ pub struct VIFDirect {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// The PCI address of the host device.
     ///
@@ -3621,6 +3692,7 @@ pub struct VIFDirect {
     pub vlan_name: Option<String>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFDirect converts between versions.
@@ -3733,11 +3805,13 @@ impl vproto_support::wire::WireValue for VIFDirect {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFGeneric {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -3746,6 +3820,7 @@ pub struct VIFGeneric {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -3766,6 +3841,7 @@ pub struct VIFGeneric {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// Name of the device to create.
     ///
@@ -3773,6 +3849,7 @@ pub struct VIFGeneric {
     pub vif_name: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFGeneric converts between versions.
@@ -3873,11 +3950,13 @@ impl vproto_support::wire::WireValue for VIFGeneric {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFHostDevice {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -3886,6 +3965,7 @@ pub struct VIFHostDevice {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -3906,6 +3986,7 @@ pub struct VIFHostDevice {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// The PCI address of the host device.
     ///
@@ -3917,6 +3998,7 @@ pub struct VIFHostDevice {
     pub dev_type: VIFHostDeviceDevType,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFHostDevice converts between versions.
@@ -4021,11 +4103,13 @@ impl vproto_support::wire::WireValue for VIFHostDevice {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFNestedDPDK {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -4034,6 +4118,7 @@ pub struct VIFNestedDPDK {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -4054,6 +4139,7 @@ pub struct VIFNestedDPDK {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// Name of the driver the device was previously bound to; it makes the controller driver agnostic (virtio, SR-IOV, etc.).
     ///
@@ -4065,6 +4151,7 @@ pub struct VIFNestedDPDK {
     pub pci_address: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFNestedDPDK converts between versions.
@@ -4169,11 +4256,13 @@ impl vproto_support::wire::WireValue for VIFNestedDPDK {
 ///
 /// Version history:
 /// - 1.0: Initial release
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFOpenVSwitch {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -4182,6 +4271,7 @@ pub struct VIFOpenVSwitch {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -4202,6 +4292,7 @@ pub struct VIFOpenVSwitch {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// Name of the physical device to connect to (e.g. ``br0``).
     ///
@@ -4213,6 +4304,7 @@ pub struct VIFOpenVSwitch {
     pub vif_name: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFOpenVSwitch converts between versions.
@@ -4318,7 +4410,8 @@ impl vproto_support::wire::WireValue for VIFOpenVSwitch {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: VIFPortProfileBase updated to 1.1 from 1.0
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfile8021Qbg {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4342,6 +4435,7 @@ pub struct VIFPortProfile8021Qbg {
     pub type_id_version: i64,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfile8021Qbg converts between versions.
@@ -4434,7 +4528,8 @@ impl vproto_support::wire::WireValue for VIFPortProfile8021Qbg {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: VIFPortProfileBase updated to 1.1 from 1.0
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfile8021Qbh {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4446,6 +4541,7 @@ pub struct VIFPortProfile8021Qbh {
     pub profile_id: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfile8021Qbh converts between versions.
@@ -4526,7 +4622,8 @@ impl vproto_support::wire::WireValue for VIFPortProfile8021Qbh {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: Added 'datapath_offload'
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileBase {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4534,6 +4631,7 @@ pub struct VIFPortProfileBase {
     pub datapath_offload: Option<Option<AnyDatapathOffloadBase>>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileBase converts between versions.
@@ -4611,7 +4709,8 @@ impl vproto_support::wire::WireValue for VIFPortProfileBase {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: VIFPortProfileBase updated to 1.1 from 1.0
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileFPBridge {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4623,6 +4722,7 @@ pub struct VIFPortProfileFPBridge {
     pub bridge_name: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileFPBridge converts between versions.
@@ -4706,7 +4806,8 @@ impl vproto_support::wire::WireValue for VIFPortProfileFPBridge {
 /// - 1.2: VIFPortProfileOpenVSwitch updated to 1.2 from 1.1
 /// - 1.3: VIFPortProfileOpenVSwitch updated to 1.3 from 1.2
 /// - 1.4: VIFPortProfileOpenVSwitch updated to 1.4 from 1.3
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileFPOpenVSwitch {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4715,10 +4816,12 @@ pub struct VIFPortProfileFPOpenVSwitch {
     /// Whether the os-vif plugin should add the port to the bridge.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.3. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub create_port: bool,
     /// Whether the os-vif plugin should create the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub create_tap: bool,
     /// Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.
     ///
@@ -4731,6 +4834,7 @@ pub struct VIFPortProfileFPOpenVSwitch {
     /// Whether to enable multiqueue on the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub multiqueue: bool,
     /// The OpenVSwitch port profile for the interface. Nova does not set it.
     ///
@@ -4743,9 +4847,11 @@ pub struct VIFPortProfileFPOpenVSwitch {
     /// Whether the OpenVSwitch network is using hybrid plug.
     ///
     /// Since VIFPortProfileFPOpenVSwitch 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub hybrid_plug: bool,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileFPOpenVSwitch converts between versions.
@@ -4848,7 +4954,8 @@ impl vproto_support::wire::WireValue for VIFPortProfileFPOpenVSwitch {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: VIFPortProfileBase updated to 1.1 from 1.0
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileFPTap {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4860,6 +4967,7 @@ pub struct VIFPortProfileFPTap {
     pub mac_address: Option<Option<MACAddress>>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileFPTap converts between versions.
@@ -4940,7 +5048,8 @@ impl vproto_support::wire::WireValue for VIFPortProfileFPTap {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: VIFPortProfileBase updated to 1.1 from 1.0
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileK8sDPDK {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -4960,6 +5069,7 @@ pub struct VIFPortProfileK8sDPDK {
     pub selflink: String,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileK8sDPDK converts between versions.
@@ -5053,7 +5163,8 @@ impl vproto_support::wire::WireValue for VIFPortProfileK8sDPDK {
 /// - 1.2: VIFPortProfileOpenVSwitch updated to 1.2 from 1.1
 /// - 1.3: VIFPortProfileOpenVSwitch updated to 1.3 from 1.2
 /// - 1.4: VIFPortProfileOpenVSwitch updated to 1.4 from 1.3
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileOVSRepresentor {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -5062,10 +5173,12 @@ pub struct VIFPortProfileOVSRepresentor {
     /// Whether the os-vif plugin should add the port to the bridge.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.3. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub create_port: bool,
     /// Whether the os-vif plugin should create the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub create_tap: bool,
     /// Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.
     ///
@@ -5078,6 +5191,7 @@ pub struct VIFPortProfileOVSRepresentor {
     /// Whether to enable multiqueue on the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub multiqueue: bool,
     /// The OpenVSwitch port profile for the interface. Nova does not set it.
     ///
@@ -5093,6 +5207,7 @@ pub struct VIFPortProfileOVSRepresentor {
     pub representor_name: Option<Option<String>>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileOVSRepresentor converts between versions.
@@ -5198,7 +5313,8 @@ impl vproto_support::wire::WireValue for VIFPortProfileOVSRepresentor {
 /// - 1.2: VIFPortProfileBase updated to 1.1 from 1.0
 /// - 1.3: Added 'create_port'
 /// - 1.4: Added 'create_tap' and 'multiqueue'
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFPortProfileOpenVSwitch {
     /// Datapath offload type of the port: any DatapathOffloadBase subclass. Absent from version 1.0 data.
     ///
@@ -5207,10 +5323,12 @@ pub struct VIFPortProfileOpenVSwitch {
     /// Whether the os-vif plugin should add the port to the bridge.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.3. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub create_port: bool,
     /// Whether the os-vif plugin should create the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub create_tap: bool,
     /// Datapath type of the bridge (e.g. ``system`` or ``netdev``). Absent from version 1.0 data.
     ///
@@ -5223,6 +5341,7 @@ pub struct VIFPortProfileOpenVSwitch {
     /// Whether to enable multiqueue on the TAP device.
     ///
     /// Since VIFPortProfileOpenVSwitch 1.4. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub multiqueue: bool,
     /// The OpenVSwitch port profile for the interface. Nova does not set it.
     ///
@@ -5230,6 +5349,7 @@ pub struct VIFPortProfileOpenVSwitch {
     pub profile_id: Option<String>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFPortProfileOpenVSwitch converts between versions.
@@ -5330,11 +5450,13 @@ impl vproto_support::wire::WireValue for VIFPortProfileOpenVSwitch {
 /// Version history:
 /// - 1.0: Initial release
 /// - 1.1: Added 'vif_name'
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct VIFVHostUser {
     /// Whether the VIF is initially online.
     ///
     /// Since VIFBase 1.0. Default: `true`.
+    #[builder(default = vproto_support::wire::field_default("true"))]
     pub active: bool,
     /// The guest MAC address.
     ///
@@ -5343,6 +5465,7 @@ pub struct VIFVHostUser {
     /// Whether the network service has provided traffic filtering.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub has_traffic_filtering: bool,
     /// Unique identifier of the VIF port.
     ///
@@ -5363,6 +5486,7 @@ pub struct VIFVHostUser {
     /// Whether the host VIF should be preserved on unplug.
     ///
     /// Since VIFBase 1.0. Default: `false`.
+    #[builder(default = vproto_support::wire::field_default("false"))]
     pub preserve_on_delete: bool,
     /// UNIX socket access permissions: whether the hypervisor is the socket's client or server.
     ///
@@ -5378,6 +5502,7 @@ pub struct VIFVHostUser {
     pub vif_name: Option<String>,
     /// The fields the sender marked as changed (`versioned_object.changes`);
     /// `None` counts every set field, as for a newly built object.
+    #[builder(skip)]
     pub obj_changes: Option<Vec<String>>,
 }
 /// How VIFVHostUser converts between versions.

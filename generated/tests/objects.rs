@@ -220,3 +220,29 @@ fn streaming_and_tree_paths_write_the_same_bytes() {
         }
     }
 }
+
+#[test]
+fn a_builder_fills_schema_defaults_and_leaves_the_envelope_to_the_wire() {
+    use vproto_api::{Uuid, VIFBridge};
+    let built = VIFBridge::builder()
+        .id(Uuid::new("e65867e0-9340-4a7f-a256-09af6eb7a3aa").unwrap())
+        .plugin("linux_bridge")
+        .bridge_name("br0")
+        .vif_name("tap0")
+        .build();
+    // The schema's defaults (VIFBase.active is `true`), unset optional fields, no bookkeeping.
+    assert!(built.active && !built.has_traffic_filtering && !built.preserve_on_delete);
+    assert_eq!((built.address.as_ref(), built.network.as_ref(), built.obj_changes.as_ref()), (None, None, None));
+    // What a reader makes of the same fields with the defaults left out: the same object.
+    let sparse = json!({
+        "versioned_object.name": "VIFBridge", "versioned_object.namespace": "os_vif", "versioned_object.version": "1.0",
+        "versioned_object.data": {"id": "e65867e0-9340-4a7f-a256-09af6eb7a3aa", "plugin": "linux_bridge",
+                                  "address": null, "network": null,
+                                  "bridge_name": "br0", "vif_name": "tap0"}
+    });
+    let read = VIFBridge::from_primitive(&sparse).unwrap();
+    assert_eq!(
+        read.to_current_primitive()["versioned_object.data"],
+        built.to_current_primitive()["versioned_object.data"]
+    );
+}

@@ -384,96 +384,77 @@ impl NetworkHost {
             .iter()
             .zip(&port.ips)
             .map(|(subnet, address)| {
-                Ok(Subnet {
-                    cidr: subnet.cidr.clone(),
-                    dhcp_server: None,
-                    dns: subnet.dns.clone(),
-                    gateway: subnet.gateway.clone(),
-                    ips: FixedIPList {
-                        objects: vec![FixedIP {
-                            address: IPAddress::new(address.to_string()).map_err(|e| internal("fixed IP", e))?,
-                            floating_ips: Some(Vec::new()),
-                            obj_changes: None,
-                        }],
-                        obj_changes: None,
-                    },
-                    routes: RouteList { objects: Vec::new(), obj_changes: None },
-                    obj_changes: None,
-                })
+                let ip = FixedIP::builder()
+                    .address(IPAddress::new(address.to_string()).map_err(|e| internal("fixed IP", e))?)
+                    .floating_ips(Vec::new())
+                    .build();
+                Ok(Subnet::builder()
+                    .cidr(subnet.cidr.clone())
+                    .dns(subnet.dns.clone())
+                    .maybe_gateway(subnet.gateway.clone())
+                    .ips(FixedIPList::builder().objects(vec![ip]).build())
+                    .routes(RouteList::builder().objects(Vec::new()).build())
+                    .build())
             })
             .collect::<Result<Vec<_>, ServiceError>>()?;
-        let os_vif_network = OsVifNetwork {
-            id: network.id.clone(),
-            bridge: Some(network.bridge.clone()),
-            bridge_interface: None,
-            label: network.label.clone(),
-            mtu: network.mtu,
-            multi_host: false,
-            should_provide_bridge: false,
-            should_provide_vlan: false,
-            subnets: SubnetList { objects: subnets, obj_changes: None },
-            vlan: None,
-            obj_changes: None,
-        };
+        let os_vif_network = OsVifNetwork::builder()
+            .id(network.id.clone())
+            .bridge(network.bridge.clone())
+            .maybe_label(network.label.clone())
+            .maybe_mtu(network.mtu)
+            .subnets(SubnetList::builder().objects(subnets).build())
+            .build();
         let short = &port_id.as_str().to_ascii_lowercase()[..11];
         let profile = |default_datapath: &str| {
             choice.profile.map(|_| {
-                AnyVIFPortProfileBase::VIFPortProfileOpenVSwitch(Box::new(VIFPortProfileOpenVSwitch {
-                    datapath_offload: None,
-                    create_port: false,
-                    create_tap: false,
-                    datapath_type: Some(Some(
-                        network.datapath_type.clone().unwrap_or_else(|| default_datapath.to_string()),
-                    )),
-                    interface_id: port_id.clone(),
-                    multiqueue: false,
-                    profile_id: None,
-                    obj_changes: None,
-                }))
+                let datapath = network.datapath_type.clone().unwrap_or_else(|| default_datapath.to_string());
+                let profile = VIFPortProfileOpenVSwitch::builder()
+                    .datapath_type(Some(datapath))
+                    .interface_id(port_id.clone())
+                    .build();
+                AnyVIFPortProfileBase::VIFPortProfileOpenVSwitch(Box::new(profile))
             })
         };
-        let (address, network_field, plugin) = (Some(port.mac.clone()), Some(os_vif_network), choice.plugin.clone());
+        let (address, network_field, plugin) = (port.mac.clone(), os_vif_network, choice.plugin.clone());
+        let tap = format!("tap{short}");
         Ok(match choice.class {
-            "VIFOpenVSwitch" => AnyVIFBase::VIFOpenVSwitch(Box::new(VIFOpenVSwitch {
-                active: false,
-                address,
-                has_traffic_filtering: true,
-                id: port_id.clone(),
-                network: network_field,
-                plugin,
-                port_profile: profile("system"),
-                preserve_on_delete: false,
-                bridge_name: network.bridge.clone(),
-                vif_name: format!("tap{short}"),
-                obj_changes: None,
-            })),
-            "VIFBridge" => AnyVIFBase::VIFBridge(Box::new(VIFBridge {
-                active: false,
-                address,
-                has_traffic_filtering: false,
-                id: port_id.clone(),
-                network: network_field,
-                plugin,
-                port_profile: None,
-                preserve_on_delete: false,
-                bridge_name: network.bridge.clone(),
-                vif_name: format!("tap{short}"),
-                obj_changes: None,
-            })),
-            "VIFVHostUser" => AnyVIFBase::VIFVHostUser(Box::new(VIFVHostUser {
-                active: false,
-                address,
-                has_traffic_filtering: false,
-                id: port_id.clone(),
-                network: network_field,
-                plugin,
-                port_profile: profile("netdev"),
-                preserve_on_delete: false,
-                mode: VIFVHostUserMode::Server,
-                path: format!("{}/vhu{short}", network.vhostuser_socket_dir.trim_end_matches('/')),
-                vif_name: Some(format!("vhu{short}")),
-                obj_changes: None,
-            })),
+            "VIFOpenVSwitch" => AnyVIFBase::VIFOpenVSwitch(Box::new(
+                VIFOpenVSwitch::builder()
+                    .active(false)
+                    .address(address)
+                    .has_traffic_filtering(true)
+                    .id(port_id.clone())
+                    .network(network_field)
+                    .plugin(plugin)
+                    .maybe_port_profile(profile("system"))
+                    .bridge_name(network.bridge.clone())
+                    .vif_name(tap)
+                    .build(),
+            )),
+            "VIFBridge" => AnyVIFBase::VIFBridge(Box::new(
+                VIFBridge::builder()
+                    .active(false)
+                    .address(address)
+                    .id(port_id.clone())
+                    .network(network_field)
+                    .plugin(plugin)
+                    .bridge_name(network.bridge.clone())
+                    .vif_name(tap)
+                    .build(),
+            )),
+            "VIFVHostUser" => AnyVIFBase::VIFVHostUser(Box::new(
+                VIFVHostUser::builder()
+                    .active(false)
+                    .address(address)
+                    .id(port_id.clone())
+                    .network(network_field)
+                    .plugin(plugin)
+                    .maybe_port_profile(profile("netdev"))
+                    .mode(VIFVHostUserMode::Server)
+                    .path(format!("{}/vhu{short}", network.vhostuser_socket_dir.trim_end_matches('/')))
+                    .vif_name(format!("vhu{short}"))
+                    .build(),
+            )),
             other => return Err(ServiceError::Internal(format!("cannot build a {other}"))),
         })
     }

@@ -15,6 +15,12 @@
 
 #![warn(missing_docs)]
 
+/// What generated code names but users do not: the builder derive of generated objects.
+#[doc(hidden)]
+pub mod __private {
+    pub use bon;
+}
+
 pub mod rpc;
 mod thread_cache;
 pub mod tree;

@@ -38,21 +38,42 @@ impl ObjectWriter<'_> {
         self.write_impls(out, object);
     }
 
+    /// The struct, with a compile-time checked builder (bon's, through the support crate): a
+    /// required field must be set, an optional one may be, a field with a schema default gets it,
+    /// and the envelope's bookkeeping (`obj_changes`) is never the caller's to write.
     fn write_struct(&self, out: &mut String, object: &ObjectIr) {
         write_doc(out, "", &object_doc(object));
-        put!(out, "#[derive(Clone, Debug, PartialEq)]\npub struct {} {{\n", object.name);
+        let bon = self.bon_path();
+        put!(
+            out,
+            "#[derive(Clone, Debug, PartialEq, {bon}::Builder)]\n#[builder(crate = {bon}, on(String, into))]\npub struct {} {{\n",
+            object.name
+        );
         for field in object.current_fields() {
             write_doc(out, "    ", &field_doc(field));
+            // An optional field left unset stays unset (its readers apply the default).
+            if let (Some(default), false) = (field.default, matches!(field.rust_type, RustType::Optional(_))) {
+                let json = default.to_string();
+                put!(out, "    #[builder(default = {}::field_default({json:?}))]\n", self.wire);
+            }
             put!(out, "    pub {}: {},\n", field_ident(field.name), type_text(&field.rust_type));
         }
         if object.wire == WireForm::VersionedObject {
             out.push_str(concat!(
                 "    /// The fields the sender marked as changed (`versioned_object.changes`);\n",
                 "    /// `None` counts every set field, as for a newly built object.\n",
+                "    #[builder(skip)]\n",
                 "    pub obj_changes: Option<Vec<String>>,\n",
             ));
         }
         out.push_str("}\n");
+    }
+
+    /// The absolute path of the builder derive's crate, re-exported by the support crate.
+    fn bon_path(&self) -> String {
+        let support = self.wire.strip_suffix("::wire").unwrap_or(self.wire);
+        let absolute = if support.starts_with("crate") || support.starts_with("::") { "" } else { "::" };
+        format!("{absolute}{support}::__private::bon")
     }
 
     fn version(&self, version: Version) -> String {

@@ -17,7 +17,9 @@ pub use convert::{backport_envelope, backport_named, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
 pub use formats::{check_constraints, format_is_valid, Constraints, FieldChecks, FORMATS};
 pub use stream::{write_envelope, write_json_str, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
-pub use value::{insert_optional, read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue};
+pub use value::{
+    field_default, insert_optional, read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue,
+};
 
 use std::{cmp::Ordering, fmt, str::FromStr};
 

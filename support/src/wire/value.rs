@@ -102,6 +102,17 @@ impl<T: WireValue> WireValue for Box<T> {
     }
 }
 
+/// The value of a field's schema default, `json` as the schema writes it: what a generated
+/// builder gives a field left unset.
+///
+/// # Panics
+/// When `json` is not a valid `T`: the generator checks every default against its field's
+/// type, so this is a generator bug, never bad input.
+pub fn field_default<T: WireValue>(json: &str) -> T {
+    let value: Value = serde_json::from_str(json).expect("the generator writes defaults as JSON");
+    T::from_wire(&value, &WirePath::root()).unwrap_or_else(|error| panic!("the default {json} does not fit: {error}"))
+}
+
 /// Reads a field that must be present, checking its constraints first.
 pub fn read_required<T: WireValue>(
     data: &Map<String, Value>,
