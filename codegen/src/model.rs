@@ -19,12 +19,10 @@ pub use vproto_support::wire::Version;
 pub struct SemVer(pub String);
 
 impl SemVer {
-    /// `MAJOR.MINOR.PATCH` as numbers; `None` when the text is not of that shape (the
-    /// meta-schema refuses it before).
-    pub fn parts(&self) -> Option<(u64, u64, u64)> {
-        let mut parts = self.0.split('.').map(|part| part.parse::<u64>().ok());
-        let version = (parts.next()??, parts.next()??, parts.next()??);
-        parts.next().is_none().then_some(version)
+    /// The version, parsed as the support crate's tree interpreter parses it; `None` when the
+    /// text is not of that shape (the meta-schema refuses it before).
+    pub fn layout_version(&self) -> Option<vproto_support::tree::LayoutVersion> {
+        self.0.parse().ok()
     }
 }
 

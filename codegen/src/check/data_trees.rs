@@ -31,9 +31,9 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            let mut previous: Option<(u64, u64, u64)> = None;
+            let mut previous = None;
             for (index, entry) in tree.history.iter().enumerate() {
-                let Some(version) = entry.version.parts() else { continue };
+                let Some(version) = entry.version.layout_version() else { continue };
                 if previous.is_some_and(|before| version <= before) {
                     self.out.push(
                         format!("{at}/history/{index}/version"),

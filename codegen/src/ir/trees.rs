@@ -2,8 +2,6 @@
 //! (their scalar type and constraints), the list keys (and the format their values are
 //! canonicalized by) and the fields a reader must find.
 
-use std::fmt;
-
 use indexmap::IndexMap;
 
 use crate::{
@@ -40,39 +38,24 @@ impl<'s> TreeIr<'s> {
             object: &tree.object,
             root: &tree.root,
             version_key: &tree.version_key,
-            layout_version: LayoutVersion::new(&tree.layout_version),
+            layout_version: layout_version(&tree.layout_version),
             history: tree
                 .history
                 .iter()
-                .map(|entry| LayoutChange { version: LayoutVersion::new(&entry.version), note: &entry.note })
+                .map(|entry| LayoutChange { version: layout_version(&entry.version), note: &entry.note })
                 .collect(),
             node: NodeIr::new(schema, &tree.object, &tree.paths),
         }
     }
 }
 
-/// A layout version, `MAJOR.MINOR.PATCH`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayoutVersion {
-    /// Incompatible layouts differ in the major number.
-    pub major: u64,
-    /// Compatible additions bump the minor number.
-    pub minor: u64,
-    /// Fixes bump the patch number.
-    pub patch: u64,
-}
+/// A layout version, `MAJOR.MINOR.PATCH`: the support crate's, which the generated
+/// descriptors are written in.
+pub use vproto_support::tree::LayoutVersion;
 
-impl LayoutVersion {
-    fn new(version: &SemVer) -> Self {
-        let (major, minor, patch) = version.parts().expect("the checks accepted the layout version");
-        LayoutVersion { major, minor, patch }
-    }
-}
-
-impl fmt::Display for LayoutVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
+/// A version the checks accepted.
+fn layout_version(version: &SemVer) -> LayoutVersion {
+    version.layout_version().expect("the checks accepted the layout version")
 }
 
 /// One layout version and what it changed.
