@@ -4,7 +4,7 @@
 //!
 //! A route's request body is its `body` param's value when the binding names one, else the
 //! method's params object; answers are the result (200) or a JSON-RPC error object, with the
-//! status codes of the runtime's HTTP transport.
+//! status codes of vproto-jsonrpc's HTTP transport.
 
 use serde_json::{json, Map, Value};
 
