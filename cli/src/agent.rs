@@ -1,13 +1,11 @@
 //! `vproto agent`: the Xen guest agent (not the Cyborg agent, which is `vproto serve agent`).
 
-use std::process::ExitCode;
-
 use clap::Args;
 use vproto_services::guest_agent::{self, AgentConfig};
 use vproto_services::guest_tree::GuestLayout;
 use vproto_xenstore::XenstoreAddr;
 
-use crate::serve::init_logging;
+use crate::{serve::init_logging, CliError};
 
 /// Options of `vproto agent`.
 #[derive(Args)]
@@ -37,18 +35,9 @@ fn parse_layout(text: &str) -> Result<GuestLayout, String> {
     text.parse()
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
-pub fn run(args: AgentArgs) -> ExitCode {
-    if let Err(message) = init_logging(args.log.as_deref()) {
-        eprintln!("vproto agent: {message}");
-        return ExitCode::from(2);
-    }
+/// Runs the agent until SIGINT or SIGTERM, on the guest agent's own one-thread runtime.
+pub fn run(args: AgentArgs) -> Result<(), CliError> {
+    init_logging(args.log.as_deref())?;
     let config = AgentConfig::new(args.xenstore, args.layout, args.domain_path);
-    match guest_agent::run_until_signalled(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("vproto agent: {error}");
-            ExitCode::from(error.exit_code())
-        }
-    }
+    Ok(guest_agent::run_until_signalled(config)?)
 }

@@ -9,7 +9,6 @@
 use std::{
     io::{Read, Write},
     path::PathBuf,
-    process::ExitCode,
     time::Duration,
 };
 
@@ -18,7 +17,7 @@ use vproto_api::{ProtocolError, JSON_SCHEMA};
 use vproto_jsonrpc::{load_token, Client, ClientOptions, ConnectAddr};
 use vproto_support::rpc::{codes, validate_params, violations, CallError, ClientTransport, DeclaredError, RpcError};
 
-use crate::serve::parse_duration;
+use crate::{duration::parse_duration, CliError};
 
 /// Arguments of `vproto call`.
 #[derive(clap::Args)]
@@ -39,24 +38,6 @@ pub struct CallArgs {
     timeout: Option<String>,
 }
 
-/// Why `vproto call` failed: what to print and the exit code.
-struct Failure(String, u8);
-
-fn usage(message: impl Into<String>) -> Failure {
-    Failure(message.into(), 2)
-}
-
-/// Runs `vproto call`.
-pub fn run(args: CallArgs) -> ExitCode {
-    match call(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message, code)) => {
-            eprintln!("vproto call: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
-
 /// The methods of the schema, as `service.method`, sorted.
 fn schema_methods() -> Vec<String> {
     let schema: Value = serde_json::from_str(JSON_SCHEMA).expect("the generated JSON Schema is JSON");
@@ -68,20 +49,6 @@ fn schema_methods() -> Vec<String> {
     methods
 }
 
-/// Levenshtein distance, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            current.push((previous[j] + usize::from(ca != *cb)).min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 /// The known methods close to `method`: a small edit away, or with the same method name in
 /// another service, or the methods of the service named.
 fn close_names<'a>(method: &str, known: &'a [String]) -> Vec<&'a str> {
@@ -90,7 +57,7 @@ fn close_names<'a>(method: &str, known: &'a [String]) -> Vec<&'a str> {
         .iter()
         .filter(|candidate| {
             let (other_service, other_name) = candidate.split_once('.').unwrap_or(("", candidate));
-            distance(method, candidate) <= 3.max(method.len() / 4)
+            strsim::levenshtein(method, candidate) <= 3.max(method.len() / 4)
                 || other_name == name
                 || other_name == method
                 || (!service.is_empty() && other_service == service)
@@ -101,25 +68,25 @@ fn close_names<'a>(method: &str, known: &'a [String]) -> Vec<&'a str> {
     close
 }
 
-fn unknown_method(method: &str, known: &[String]) -> Failure {
+fn unknown_method(method: &str, known: &[String]) -> CliError {
     let close = close_names(method, known);
     let mut message = format!("unknown method `{method}`");
     if !close.is_empty() {
         message.push_str(&format!("; did you mean {}?", close.join(", ")));
     }
     message.push_str(&format!("\n  methods: {}, rpc.discover", known.join(", ")));
-    usage(message)
+    CliError::usage(message)
 }
 
 /// The params given on the command line, as a JSON object.
-fn read_params(text: Option<&str>) -> Result<Map<String, Value>, Failure> {
+fn read_params(text: Option<&str>) -> Result<Map<String, Value>, CliError> {
     let text = match text {
         None => return Ok(Map::new()),
         Some("-") => {
             let mut input = String::new();
             std::io::stdin()
                 .read_to_string(&mut input)
-                .map_err(|e| usage(format!("cannot read params from stdin: {e}")))?;
+                .map_err(|e| CliError::usage(format!("cannot read params from stdin: {e}")))?;
             input
         }
         Some(text) => text.to_string(),
@@ -127,10 +94,10 @@ fn read_params(text: Option<&str>) -> Result<Map<String, Value>, Failure> {
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Array(_)) => {
-            Err(usage("give the params by name, as a JSON object such as {\"registration\": {...}}"))
+            Err(CliError::usage("give the params by name, as a JSON object such as {\"registration\": {...}}"))
         }
-        Ok(other) => Err(usage(format!("the params must be a JSON object, not {other}"))),
-        Err(error) => Err(usage(format!("the params are not valid JSON: {error}"))),
+        Ok(other) => Err(CliError::usage(format!("the params must be a JSON object, not {other}"))),
+        Err(error) => Err(CliError::usage(format!("the params are not valid JSON: {error}"))),
     }
 }
 
@@ -178,30 +145,32 @@ fn describe(method: &str, error: &RpcError) -> String {
     text
 }
 
-fn call(args: CallArgs) -> Result<(), Failure> {
+/// Runs `vproto call`.
+pub async fn run(args: CallArgs) -> Result<(), CliError> {
     let method = args.method.as_str();
     let params = read_params(args.params.as_deref())?;
     let known = schema_methods();
     let params = if method == "rpc.discover" {
         if !params.is_empty() {
-            return Err(usage("rpc.discover takes no params"));
+            return Err(CliError::usage("rpc.discover takes no params"));
         }
         params
     } else if known.iter().any(|m| m == method) {
         let def: &'static str = Box::leak(format!("{method}.params").into_boxed_str());
-        validate_params(JSON_SCHEMA, def, params)
-            .map_err(|error| usage(format!("invalid params for {method}{}", violation_lines(error.data.as_ref()))))?
+        validate_params(JSON_SCHEMA, def, params).map_err(|error| {
+            CliError::usage(format!("invalid params for {method}{}", violation_lines(error.data.as_ref())))
+        })?
     } else {
         return Err(unknown_method(method, &known));
     };
-    let addr: ConnectAddr = args.connect.parse().map_err(|e| usage(format!("--connect: {e}")))?;
+    let addr: ConnectAddr = args.connect.parse().map_err(|e| CliError::usage(format!("--connect: {e}")))?;
     let token = args
         .token_file
         .as_ref()
-        .map(|path| load_token(path).map_err(|e| usage(format!("--token-file: {e}"))))
+        .map(|path| load_token(path).map_err(|e| CliError::usage(format!("--token-file: {e}"))))
         .transpose()?;
     let request_timeout = match args.timeout.as_deref() {
-        Some(text) => parse_duration(text).map_err(|e| usage(format!("--timeout: {e}")))?,
+        Some(text) => parse_duration(text).map_err(|e| CliError::usage(format!("--timeout: {e}")))?,
         None => Duration::from_secs(60),
     };
     let options = ClientOptions {
@@ -210,14 +179,11 @@ fn call(args: CallArgs) -> Result<(), Failure> {
         connect_timeout: request_timeout.min(Duration::from_secs(10)),
         ..ClientOptions::default()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure(format!("cannot start the async runtime: {e}"), 1))?;
-    let answer = runtime.block_on(async {
+    let answer = async {
         let client = Client::connect(&addr, options).await?;
         client.request(method, Value::Object(params)).await
-    });
+    }
+    .await;
     match answer {
         Ok(result) => {
             if method != "rpc.discover" {
@@ -228,19 +194,19 @@ fn call(args: CallArgs) -> Result<(), Failure> {
                     }
                 }
             }
-            let text = serde_json::to_string_pretty(&result).map_err(|e| Failure(e.to_string(), 1))?;
+            let text = serde_json::to_string_pretty(&result).map_err(|e| CliError::failed(e.to_string()))?;
             let mut stdout = std::io::stdout().lock();
             match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
                 // A reader that stopped early (`| head`) is not an error.
                 Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(Failure(format!("cannot write the result: {error}"), 1))
+                    Err(CliError::failed(format!("cannot write the result: {error}")))
                 }
                 _ => Ok(()),
             }
         }
-        Err(CallError::Rpc(error)) => Err(Failure(describe(method, &error), 1)),
-        Err(CallError::Transport(why)) => Err(Failure(format!("{method} via {addr}: {why}"), 1)),
-        Err(CallError::Decode(error)) => Err(Failure(format!("{method}: {error}"), 1)),
+        Err(CallError::Rpc(error)) => Err(CliError::failed(describe(method, &error))),
+        Err(CallError::Transport(why)) => Err(CliError::failed(format!("{method} via {addr}: {why}"))),
+        Err(CallError::Decode(error)) => Err(CliError::failed(format!("{method}: {error}"))),
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -28,7 +27,7 @@ use vproto_services::{
 };
 use vproto_support::rpc::{ClientTransport, Discover, Router};
 
-use crate::serve::parse_duration;
+use crate::{duration::parse_duration, CliError};
 
 /// Arguments of `vproto conform`.
 #[derive(clap::Args)]
@@ -89,59 +88,52 @@ pub struct ConformArgs {
     idle: Option<String>,
 }
 
-/// A failure before or outside the cases: the message and exit code 2.
-struct Usage(String);
-
-/// Runs `vproto conform`.
-pub fn run(args: ConformArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("vproto conform: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(conform(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(Usage(message)) => {
-            eprintln!("vproto conform: {message}");
-            ExitCode::from(2)
-        }
+/// Runs `vproto conform`: failed cases are [`CliError::Reported`] (exit 1, the report says
+/// which); a failure before or outside the cases is a usage error (exit 2).
+pub async fn run(args: ConformArgs) -> Result<(), CliError> {
+    match conform(args).await? {
+        true => Ok(()),
+        false => Err(CliError::Reported),
     }
 }
 
-fn duration(flag: &str, text: Option<&str>, default: Duration) -> Result<Duration, Usage> {
-    text.map(parse_duration).transpose().map_err(|e| Usage(format!("{flag}: {e}"))).map(|d| d.unwrap_or(default))
+fn duration(flag: &str, text: Option<&str>, default: Duration) -> Result<Duration, CliError> {
+    text.map(parse_duration)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+        .map(|d| d.unwrap_or(default))
 }
 
-async fn conform(args: ConformArgs) -> Result<bool, Usage> {
-    let format: Format = args.report.parse().map_err(|e| Usage(format!("--report: {e}")))?;
+async fn conform(args: ConformArgs) -> Result<bool, CliError> {
+    let format: Format = args.report.parse().map_err(|e| CliError::Usage(format!("--report: {e}")))?;
     let description = Arc::new(match &args.schema {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Usage(format!("--schema {}: {e}", path.display())))?;
-            Description::from_openrpc_text(&text).map_err(|e| Usage(format!("--schema {}: {e}", path.display())))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("--schema {}: {e}", path.display())))?;
+            Description::from_openrpc_text(&text)
+                .map_err(|e| CliError::Usage(format!("--schema {}: {e}", path.display())))?
         }
-        None => Description::published().map_err(|e| Usage(e.to_string()))?,
+        None => Description::published().map_err(|e| CliError::Usage(e.to_string()))?,
     });
     for service in &args.services {
         if !description.services().contains(service) {
             let known = description.services().join(", ");
-            return Err(Usage(format!("--services: `{service}` is not a service of the description ({known})")));
+            return Err(CliError::Usage(format!(
+                "--services: `{service}` is not a service of the description ({known})"
+            )));
         }
     }
     let mut only = Patterns::default();
     for pattern in &args.only {
-        only.add(pattern).map_err(|e| Usage(format!("--only: {e}")))?;
+        only.add(pattern).map_err(|e| CliError::Usage(format!("--only: {e}")))?;
     }
     let known = match &args.known_failures {
-        Some(path) => load_known_failures(path).map_err(|e| Usage(format!("--known-failures: {e}")))?,
+        Some(path) => load_known_failures(path).map_err(|e| CliError::Usage(format!("--known-failures: {e}")))?,
         None => Patterns::default(),
     };
     let fixtures = match &args.fixtures {
-        Some(path) => {
-            Fixtures::load(path, &description).map_err(|e| Usage(format!("--fixtures {}: {e}", path.display())))?
-        }
+        Some(path) => Fixtures::load(path, &description)
+            .map_err(|e| CliError::Usage(format!("--fixtures {}: {e}", path.display())))?,
         None => Fixtures::none(),
     };
     let started = Instant::now();
@@ -154,15 +146,17 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
         fixtures: &fixtures,
     };
     let SuiteRun { mut outcomes, coverage } = if let Some(listen) = &args.serve {
-        let listen: ListenAddr = listen.parse().map_err(|e| Usage(format!("--serve: {e}")))?;
+        let listen: ListenAddr = listen.parse().map_err(|e| CliError::Usage(format!("--serve: {e}")))?;
         if args.sessions == Some(0) {
-            return Err(Usage("--sessions: give at least 1".into()));
+            return Err(CliError::Usage("--sessions: give at least 1".into()));
         }
         if args.sessions.is_some() && !matches!(listen, ListenAddr::Unix(_) | ListenAddr::Tcp { .. }) {
-            return Err(Usage("--sessions applies to --serve unix:PATH and tcp:HOST:PORT only".into()));
+            return Err(CliError::Usage("--sessions applies to --serve unix:PATH and tcp:HOST:PORT only".into()));
         }
         if listen == ListenAddr::Stdio && args.out.is_none() {
-            return Err(Usage("--serve stdio: give --out FILE for the report (stdout carries the protocol)".into()));
+            return Err(CliError::Usage(
+                "--serve stdio: give --out FILE for the report (stdout carries the protocol)".into(),
+            ));
         }
         let options = MockOptions {
             sessions: args.sessions,
@@ -170,37 +164,39 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
             timeout: duration("--timeout", args.timeout.as_deref(), Duration::from_secs(60))?,
             seed: args.seed,
         };
-        let mut outcomes = serve_mock(description.clone(), &listen, options).await.map_err(Usage)?;
+        let mut outcomes = serve_mock(description.clone(), &listen, options).await.map_err(CliError::Usage)?;
         outcomes.retain(|outcome| only.is_empty() || only.matches(&outcome.id));
         // The mock calls no method: there is no result to cover.
         SuiteRun { outcomes, coverage: Vec::new() }
     } else {
         if args.sessions.is_some() || args.idle.is_some() {
-            return Err(Usage("--sessions and --idle apply to --serve only".into()));
+            return Err(CliError::Usage("--sessions and --idle apply to --serve only".into()));
         }
         let wait = duration("--timeout", args.timeout.as_deref(), Duration::from_secs(5))?;
         if args.reference {
             if args.token_file.is_some() {
-                return Err(Usage("--token-file does not apply to --reference (Unix sockets need no token)".into()));
+                return Err(CliError::Usage(
+                    "--token-file does not apply to --reference (Unix sockets need no token)".into(),
+                ));
             }
             reference(&selection, wait).await?
         } else {
             let text = args
                 .target
                 .as_deref()
-                .ok_or_else(|| Usage("give --target ADDR, --reference or --serve ADDR".into()))?;
-            let addr: ConnectAddr = text.parse().map_err(|e| Usage(format!("--target: {e}")))?;
+                .ok_or_else(|| CliError::Usage("give --target ADDR, --reference or --serve ADDR".into()))?;
+            let addr: ConnectAddr = text.parse().map_err(|e| CliError::Usage(format!("--target: {e}")))?;
             let token = args
                 .token_file
                 .as_deref()
-                .map(|path| load_token(path).map_err(|e| Usage(format!("--token-file: {e}"))))
+                .map(|path| load_token(path).map_err(|e| CliError::Usage(format!("--token-file: {e}"))))
                 .transpose()?;
             let target = Target { addr, label: text.to_string(), token, wait };
-            run_suite(&selection, &target).await.map_err(Usage)?
+            run_suite(&selection, &target).await.map_err(CliError::Usage)?
         }
     };
     if outcomes.is_empty() {
-        return Err(Usage("no case ran: --only matches none of the cases".into()));
+        return Err(CliError::Usage("no case ran: --only matches none of the cases".into()));
     }
     apply_known_failures(&mut outcomes, &known);
     let mut notes = Vec::new();
@@ -222,13 +218,18 @@ async fn conform(args: ConformArgs) -> Result<bool, Usage> {
     Ok(report.success())
 }
 
-fn write_report(out: Option<&Path>, report: &str) -> Result<(), Usage> {
+fn write_report(out: Option<&Path>, report: &str) -> Result<(), CliError> {
     match out {
-        Some(path) => std::fs::write(path, report).map_err(|e| Usage(format!("--out {}: {e}", path.display()))),
+        Some(path) => {
+            std::fs::write(path, report).map_err(|e| CliError::Usage(format!("--out {}: {e}", path.display())))
+        }
         None => {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| Usage(format!("stdout: {e}")))
+            stdout
+                .write_all(report.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| CliError::Usage(format!("stdout: {e}")))
         }
     }
 }
@@ -255,22 +256,22 @@ fn reference_network_config() -> serde_json::Value {
     }]})
 }
 
-async fn bind(router: Router, addr: &ListenAddr) -> Result<RunningServer, Usage> {
-    let discover =
-        Discover::hosting(&router, service_openrpc).map_err(|e| Usage(format!("the OpenRPC document: {e}")))?;
-    Server::new(router.with(discover)).bind(addr).await.map_err(|e| Usage(format!("reference services: {e}")))
+async fn bind(router: Router, addr: &ListenAddr) -> Result<RunningServer, CliError> {
+    let discover = Discover::hosting(&router, service_openrpc)
+        .map_err(|e| CliError::Usage(format!("the OpenRPC document: {e}")))?;
+    Server::new(router.with(discover)).bind(addr).await.map_err(|e| CliError::Usage(format!("reference services: {e}")))
 }
 
 /// Says hello once, in-process, as a registering component would.
-async fn hello(at: &ListenAddr, method: &str, params: &serde_json::Value) -> Result<(), Usage> {
+async fn hello(at: &ListenAddr, method: &str, params: &serde_json::Value) -> Result<(), CliError> {
     let client = Client::connect(&ConnectAddr::Listen(at.clone()), ClientOptions::default())
         .await
-        .map_err(|e| Usage(format!("reference services: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("reference services: {e}")))?;
     client
         .request(method, params.clone())
         .await
         .map(drop)
-        .map_err(|e| Usage(format!("reference services: {method}: {e}")))
+        .map_err(|e| CliError::Usage(format!("reference services: {method}: {e}")))
 }
 
 /// Starts the reference services on temporary Unix sockets (the driver and the agent also on
@@ -281,8 +282,8 @@ async fn hello(at: &ListenAddr, method: &str, params: &serde_json::Value) -> Res
 /// `--fixtures`): a peer registered at a generated endpoint is unreachable, so the methods that
 /// fan out to the registered peers would get only their declared "unavailable" errors and no
 /// successful result would ever be checked.
-async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun, Usage> {
-    let dir = tempfile::tempdir().map_err(|e| Usage(format!("a temporary directory: {e}")))?;
+async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun, CliError> {
+    let dir = tempfile::tempdir().map_err(|e| CliError::Usage(format!("a temporary directory: {e}")))?;
     let unix = |name: &str| ListenAddr::Unix(dir.path().join(format!("{name}.sock")));
     let loopback = ListenAddr::Tcp { host: "127.0.0.1".into(), port: 0 };
     // Peers the suite registers (generated endpoints) are unreachable: do not wait long on them.
@@ -290,7 +291,8 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
     let agent_timeout = Duration::from_millis(200);
     let conductor_timeout = Duration::from_secs(1);
 
-    let driver_config = DriverConfig::from_json(&reference_driver_config()).map_err(|e| Usage(e.to_string()))?;
+    let driver_config =
+        DriverConfig::from_json(&reference_driver_config()).map_err(|e| CliError::Usage(e.to_string()))?;
     let driver = Arc::new(Driver::new(driver_config));
     let driver_router = Router::new().with(DriverServer(driver.clone()));
     let agent = Arc::new(Agent::new(AgentOptions { call_timeout: agent_timeout, ..AgentOptions::default() }));
@@ -298,7 +300,8 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
     let conductor =
         Arc::new(Conductor::new(ConductorOptions { call_timeout: conductor_timeout, ..ConductorOptions::default() }));
     let conductor_router = Router::new().with(ConductorServer(conductor));
-    let network_config = NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| Usage(e.to_string()))?;
+    let network_config =
+        NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| CliError::Usage(e.to_string()))?;
     let network_router = Router::new().with(NetworkServer(Arc::new(NetworkHost::new(network_config))));
 
     let mut servers = Vec::new();
@@ -325,7 +328,9 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         Some(ListenAddr::Tcp { host, port }) => format!("{host}:{port}"),
         _ => unreachable!("bound on tcp above"),
     };
-    driver.set_endpoint(Endpoint::new(endpoint(&targets[0].2)).map_err(|e| Usage(format!("driver endpoint: {e}")))?);
+    driver.set_endpoint(
+        Endpoint::new(endpoint(&targets[0].2)).map_err(|e| CliError::Usage(format!("driver endpoint: {e}")))?,
+    );
     let hellos = [
         (
             &targets[1].1,
@@ -344,7 +349,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
     let known = hellos.iter().filter(|(_, method, _)| selection.description.method_named(method).is_some());
     let builtin = known.map(|(_, method, params)| (method.to_string(), params.clone())).collect();
     let mut fixtures = Fixtures::from_value(serde_json::Value::Object(builtin), selection.description)
-        .map_err(|e| Usage(format!("the reference services' fixtures: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("the reference services' fixtures: {e}")))?;
     fixtures.extend(selection.fixtures);
 
     let mut outcomes = Vec::new();
@@ -362,7 +367,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
             generated: selection.generated,
             fixtures: &fixtures,
         };
-        let run = run_suite(&service, &target).await.map_err(Usage)?;
+        let run = run_suite(&service, &target).await.map_err(CliError::Usage)?;
         outcomes.extend(run.outcomes);
         coverage.extend(run.coverage);
     }

@@ -7,6 +7,8 @@ use std::{
 
 use vproto_support::wire::{Manifest, Version};
 
+use crate::CliError;
+
 /// Arguments of `vproto convert`.
 #[derive(clap::Args)]
 pub struct ConvertArgs {
@@ -19,8 +21,12 @@ pub struct ConvertArgs {
     manifest: Option<PathBuf>,
 }
 
-/// Reads stdin, converts, writes stdout; the error is the message to print.
-pub fn run(args: &ConvertArgs) -> Result<(), String> {
+/// Reads stdin, converts, writes stdout; every failure is exit 2 (the input or the options).
+pub fn run(args: &ConvertArgs) -> Result<(), CliError> {
+    convert(args).map_err(CliError::Usage)
+}
+
+fn convert(args: &ConvertArgs) -> Result<(), String> {
     let target: Version = args.to.parse().map_err(|e| format!("--to: {e}"))?;
     let manifest = args.manifest.as_ref().map(|path| read_manifest(path.as_path())).transpose()?;
     let mut input = String::new();

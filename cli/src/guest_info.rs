@@ -10,6 +10,8 @@ use vproto_services::guest_tree::GuestLayout;
 use vproto_support::{tree::TreeError, wire::WireValue};
 use vproto_xenstore::{Transaction, Xenstore, XenstoreAddr, XsError, DEFAULT_TX_ATTEMPTS};
 
+use crate::CliError;
+
 /// Arguments of `vproto guest-info`.
 #[derive(Args, Debug)]
 pub struct GuestInfoArgs {
@@ -28,15 +30,15 @@ pub struct GuestInfoArgs {
 /// Xen's default quota is 1,000 nodes per domain; this leaves room for a generous one.
 pub const MAX_NODES: usize = 100_000;
 
-/// Runs the command; the error is the message to print (exit status 2).
-pub fn run(args: &GuestInfoArgs) -> Result<(), String> {
+/// Runs the command; every failure is exit 2.
+pub async fn run(args: &GuestInfoArgs) -> Result<(), CliError> {
+    guest_info(args).await.map_err(CliError::Usage)
+}
+
+async fn guest_info(args: &GuestInfoArgs) -> Result<(), String> {
     let layout: GuestLayout = args.layout.parse().map_err(|e| format!("--layout: {e}"))?;
     let addr: XenstoreAddr = args.xenstore.parse().map_err(|e: XsError| format!("--xenstore: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let (home, entries) = runtime.block_on(read_tree(&addr, args.domain, layout))?;
+    let (home, entries) = read_tree(&addr, args.domain, layout).await?;
     let info = layout.decode(&entries).map_err(|error| describe(&home, args.domain, layout, &error))?;
     let text = serde_json::to_string_pretty(&info.to_wire()).map_err(|e| format!("cannot print the tree: {e}"))?;
     println!("{text}");

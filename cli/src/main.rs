@@ -4,6 +4,8 @@ mod agent;
 mod call;
 mod conform;
 mod convert;
+mod duration;
+mod error;
 mod guest_info;
 mod serve;
 mod xenstored;
@@ -11,6 +13,8 @@ mod xenstored;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use error::{block_on, CliError};
 
 #[derive(Parser)]
 #[command(name = "vproto", version, about = "Schema-first protocol toolkit: os-vif objects, Cyborg, Xen guest data")]
@@ -37,22 +41,42 @@ enum Command {
     Xenstored(xenstored::XenstoredArgs),
 }
 
+impl Command {
+    /// The command's name, as it prefixes its error messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Convert(_) => "convert",
+            Command::Serve(_) => "serve",
+            Command::Call(_) => "call",
+            Command::Conform(_) => "conform",
+            Command::GuestInfo(_) => "guest-info",
+            Command::Agent(_) => "agent",
+            Command::Xenstored(_) => "xenstored",
+        }
+    }
+
+    fn run(self) -> Result<(), CliError> {
+        match self {
+            Command::Convert(args) => convert::run(&args),
+            Command::GuestInfo(args) => block_on(guest_info::run(&args)),
+            Command::Serve(args) => serve::run(args),
+            Command::Call(args) => block_on(call::run(args)),
+            Command::Conform(args) => block_on(conform::run(args)),
+            Command::Agent(args) => agent::run(args),
+            Command::Xenstored(args) => xenstored::run(args),
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Convert(args) => convert::run(&args),
-        Command::GuestInfo(args) => guest_info::run(&args),
-        Command::Serve(args) => return serve::run(args),
-        Command::Call(args) => return call::run(args),
-        Command::Conform(args) => return conform::run(args),
-        Command::Agent(args) => return agent::run(args),
-        Command::Xenstored(args) => return xenstored::run(args),
-    };
-    match result {
+    let command = Cli::parse().command;
+    let name = command.name();
+    match command.run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("vproto: {message}");
-            ExitCode::from(2)
+        Err(CliError::Reported) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("vproto {name}: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -17,12 +17,14 @@
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
-    process::ExitCode,
     sync::Arc,
     time::Duration,
 };
 
-use tokio::task::JoinHandle;
+use tokio::{
+    signal::unix::{signal, Signal, SignalKind},
+    task::JoinHandle,
+};
 use vproto_api::{
     service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
     DriverServer, Endpoint, NetworkServer, HTTP_BINDINGS,
@@ -37,6 +39,8 @@ use vproto_services::{
     PeerScheme,
 };
 use vproto_support::rpc::{Discover, Router};
+
+use crate::{duration::parse_duration, CliError};
 
 /// The services `vproto serve` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -107,56 +111,17 @@ pub struct ServeArgs {
     log: Option<String>,
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `1m` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (such as 500ms, 2s or 1m)");
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(index) => text.split_at(index),
-        None => (text, "s"),
-    };
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
-}
-
-/// A startup failure: its message and exit code (2: bad usage or config, 1: the rest).
-struct Failure(String, u8);
-
-fn usage(message: impl Into<String>) -> Failure {
-    Failure(message.into(), 2)
-}
-
 /// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).
-pub fn run(args: ServeArgs) -> ExitCode {
-    if let Err(message) = init_logging(args.log.as_deref()) {
-        eprintln!("vproto serve: {message}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("vproto serve: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message, code)) => {
-            tracing::error!("{message}");
-            eprintln!("vproto serve: {message}");
-            ExitCode::from(code)
-        }
-    }
+pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    init_logging(args.log.as_deref())?;
+    crate::block_on(serve(args)).inspect_err(|error| tracing::error!("{error}"))
 }
 
-pub(crate) fn init_logging(flag: Option<&str>) -> Result<(), String> {
+/// Logs to stderr, filtered by `flag`, else `$VPROTO_LOG`, else `info`; a bad filter is a usage error.
+pub(crate) fn init_logging(flag: Option<&str>) -> Result<(), CliError> {
     let filter = match flag.map(str::to_string).or_else(|| std::env::var("VPROTO_LOG").ok()) {
-        Some(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| format!("--log `{text}`: {e}"))?,
+        Some(text) => tracing_subscriber::EnvFilter::try_new(&text)
+            .map_err(|e| CliError::usage(format!("--log `{text}`: {e}")))?,
         None => tracing_subscriber::EnvFilter::new("info"),
     };
     tracing_subscriber::fmt()
@@ -164,11 +129,11 @@ pub(crate) fn init_logging(flag: Option<&str>) -> Result<(), String> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .try_init()
-        .map_err(|e| format!("cannot set up logging: {e}"))
+        .map_err(|e| CliError::usage(format!("cannot set up logging: {e}")))
 }
 
 /// Refuses the options that do not apply to the service.
-fn check_applicable(args: &ServeArgs) -> Result<(), Failure> {
+fn check_applicable(args: &ServeArgs) -> Result<(), CliError> {
     let service = args.service;
     let given: [(&str, bool, &[Service]); 8] = [
         ("--config", args.config.is_some(), &[Service::Driver, Service::Network]),
@@ -183,7 +148,7 @@ fn check_applicable(args: &ServeArgs) -> Result<(), Failure> {
     for (flag, present, services) in given {
         if present && !services.contains(&service) {
             let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
-            return Err(usage(format!(
+            return Err(CliError::usage(format!(
                 "{flag} does not apply to `serve {}` (only to {})",
                 service.name(),
                 names.join(", ")
@@ -201,19 +166,23 @@ struct Built {
     conductor: Option<Arc<Conductor>>,
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Failure> {
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
     check_applicable(&args)?;
     let service = args.service;
-    let listen: ListenAddr = args.listen.parse().map_err(|e| usage(format!("--listen: {e}")))?;
+    let listen: ListenAddr = args.listen.parse().map_err(|e| CliError::usage(format!("--listen: {e}")))?;
     let token: Option<Token> = args
         .token_file
         .as_ref()
-        .map(|path| load_token(path).map_err(|e| usage(format!("--token-file: {e}"))))
+        .map(|path| load_token(path).map_err(|e| CliError::usage(format!("--token-file: {e}"))))
         .transpose()?;
-    let peer_scheme: PeerScheme =
-        args.peer_scheme.as_deref().unwrap_or("tcp").parse().map_err(|e| usage(format!("--peer-scheme: {e}")))?;
+    let peer_scheme: PeerScheme = args
+        .peer_scheme
+        .as_deref()
+        .unwrap_or("tcp")
+        .parse()
+        .map_err(|e| CliError::usage(format!("--peer-scheme: {e}")))?;
     let heartbeat_interval = match args.heartbeat_interval {
-        Some(0) => return Err(usage("--heartbeat-interval: give at least 1 second")),
+        Some(0) => return Err(CliError::usage("--heartbeat-interval: give at least 1 second")),
         Some(seconds) => Duration::from_secs(seconds),
         None => Duration::from_secs(30),
     };
@@ -222,18 +191,20 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         .as_deref()
         .map(parse_duration)
         .transpose()
-        .map_err(|e| usage(format!("--peer-timeout: {e}")))?;
+        .map_err(|e| CliError::usage(format!("--peer-timeout: {e}")))?;
     let hello_retry = parse_duration(args.hello_retry.as_deref().unwrap_or("2s"))
-        .map_err(|e| usage(format!("--hello-retry: {e}")))?;
+        .map_err(|e| CliError::usage(format!("--hello-retry: {e}")))?;
     let endpoint_flag = args
         .endpoint
         .as_deref()
-        .map(|text| Endpoint::new(text).map_err(|e| usage(format!("--endpoint `{text}` is not HOST:PORT: {e}"))))
+        .map(|text| {
+            Endpoint::new(text).map_err(|e| CliError::usage(format!("--endpoint `{text}` is not HOST:PORT: {e}")))
+        })
         .transpose()?;
     let register_with = match (service, &args.agent, &args.conductor) {
         (Service::Driver, Some(addr), _) | (Service::Agent, _, Some(addr)) => {
             Some(addr.parse::<ConnectAddr>().map_err(|e| {
-                usage(format!("--{}: {e}", if service == Service::Driver { "agent" } else { "conductor" }))
+                CliError::usage(format!("--{}: {e}", if service == Service::Driver { "agent" } else { "conductor" }))
             })?)
         }
         _ => None,
@@ -241,7 +212,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 
     let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout)?;
     let discover = Discover::hosting(&built.router, service_openrpc)
-        .map_err(|e| Failure(format!("the OpenRPC document: {e}"), 1))?;
+        .map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
     let mut server = Server::new(built.router.with(discover));
     if let Some(token) = &token {
         server = server.with_token(token.clone());
@@ -250,7 +221,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         let routes = HTTP_BINDINGS.iter().filter(|binding| binding.service == service.name()).map(RestRoute::from);
         server = server.with_rest_routes(routes);
     }
-    let running = server.bind(&listen).await.map_err(|e| Failure(e.to_string(), 1))?;
+    let running = server.bind(&listen).await.map_err(|e| CliError::failed(e.to_string()))?;
     let local = running.local_addr().clone();
 
     // The endpoint this service announces, when it registers somewhere.
@@ -265,9 +236,9 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(target) = register_with {
         let endpoint = match endpoint {
             Some(Ok(endpoint)) => endpoint,
-            Some(Err(why)) => return Err(usage(why)),
+            Some(Err(why)) => return Err(CliError::usage(why)),
             None => {
-                return Err(usage(format!(
+                return Err(CliError::usage(format!(
                     "{local} gives peers no host:port to reach this {}: give --endpoint HOST:PORT",
                     service.name()
                 )))
@@ -304,7 +275,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         background.push(conductor.spawn_watchdog());
     }
 
-    // Ready: tell whoever started us where we listen.
+    // Ready: tell whoever started us where we listen, once a signal they send would be heard.
+    let mut signals = ShutdownSignals::watch();
     if local != ListenAddr::Stdio {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{local}").and_then(|()| stdout.flush());
@@ -313,7 +285,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let mut finished = std::pin::pin!(running.wait());
     tokio::select! {
         () = &mut finished => tracing::info!("input closed; stopping"),
-        signal = shutdown_signal() => {
+        signal = signals.recv() => {
             tracing::info!(%signal, "shutting down");
             handle.shutdown();
             finished.await;
@@ -332,13 +304,16 @@ fn build(
     peer_scheme: PeerScheme,
     heartbeat_interval: Duration,
     peer_timeout: Option<Duration>,
-) -> Result<Built, Failure> {
-    let config =
-        || args.config.as_ref().ok_or_else(|| usage(format!("`serve {}` needs --config FILE", args.service.name())));
+) -> Result<Built, CliError> {
+    let config = || {
+        args.config
+            .as_ref()
+            .ok_or_else(|| CliError::usage(format!("`serve {}` needs --config FILE", args.service.name())))
+    };
     let mut built = Built { router: Router::new(), driver: None, conductor: None };
     match args.service {
         Service::Driver => {
-            let config = DriverConfig::load(config()?).map_err(|e| usage(e.to_string()))?;
+            let config = DriverConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
             tracing::info!(device_type = %config.device_type, devices = config.hardware.len(), "driver configured");
             let driver = Arc::new(Driver::new(config));
             built.router = built.router.with(DriverServer(driver.clone()));
@@ -362,7 +337,7 @@ fn build(
             built.conductor = Some(conductor);
         }
         Service::Network => {
-            let config = NetworkHostConfig::load(config()?).map_err(|e| usage(e.to_string()))?;
+            let config = NetworkHostConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
             tracing::info!(networks = config.networks.len(), "network host configured");
             built.router = built.router.with(NetworkServer(Arc::new(NetworkHost::new(config))));
         }
@@ -370,37 +345,40 @@ fn build(
     Ok(built)
 }
 
-/// Resolves on SIGINT or SIGTERM, naming it.
-pub(crate) async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    }
+/// SIGINT and SIGTERM, watched from the moment this is made: make it before telling anyone the
+/// server is ready, so that a signal sent as soon as they know is never missed (and never
+/// takes the default action of killing the process before the socket file is removed).
+pub(crate) struct ShutdownSignals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
+impl ShutdownSignals {
+    /// Starts watching both signals (inside the runtime); one that cannot be watched is logged
+    /// and left to its default action.
+    pub(crate) fn watch() -> Self {
+        let watch = |kind: SignalKind, name: &str| {
+            signal(kind).inspect_err(|error| tracing::warn!(%error, "cannot watch {name}")).ok()
+        };
+        ShutdownSignals {
+            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
+            terminate: watch(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("").is_err());
+    /// Resolves on the next SIGINT or SIGTERM, naming it.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        async fn next(watched: &mut Option<Signal>) {
+            match watched {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.interrupt) => "SIGINT",
+            () = next(&mut self.terminate) => "SIGTERM",
+        }
     }
 }

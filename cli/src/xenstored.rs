@@ -6,14 +6,18 @@
 //! dom0 socket is printed as one line on stdout; SIGINT or SIGTERM stops the server and removes
 //! the socket files. The store lives in memory only.
 
-use std::{io::Write, path::PathBuf, process::ExitCode};
+use std::{io::Write, path::PathBuf};
 
 use vproto_xenstore::{
     server::{self, DomainSocket, Quotas, XenstoredConfig},
     XenstoreAddr,
 };
 
-use crate::serve::{init_logging, shutdown_signal};
+use crate::{
+    block_on,
+    serve::{init_logging, ShutdownSignals},
+    CliError,
+};
 
 /// Arguments of `vproto xenstored`.
 #[derive(clap::Args)]
@@ -46,18 +50,13 @@ pub struct XenstoredArgs {
 }
 
 /// Runs the server until SIGINT/SIGTERM.
-pub fn run(args: XenstoredArgs) -> ExitCode {
-    if let Err(message) = init_logging(args.log.as_deref()) {
-        eprintln!("vproto xenstored: {message}");
-        return ExitCode::from(2);
-    }
+pub fn run(args: XenstoredArgs) -> Result<(), CliError> {
+    init_logging(args.log.as_deref())?;
     let socket = args.socket.clone().unwrap_or_else(|| XenstoreAddr::from_env().path().to_path_buf());
     if args.socket.is_none() {
         if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            if let Err(error) = std::fs::create_dir_all(dir) {
-                eprintln!("vproto xenstored: cannot create {}: {error}", dir.display());
-                return ExitCode::from(2);
-            }
+            std::fs::create_dir_all(dir)
+                .map_err(|error| CliError::usage(format!("cannot create {}: {error}", dir.display())))?;
         }
     }
     let config = XenstoredConfig {
@@ -71,27 +70,16 @@ pub fn run(args: XenstoredArgs) -> ExitCode {
             outbound_bytes: args.max_outbound,
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("vproto xenstored: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let server = match server::serve(config).await {
-            Ok(server) => server,
-            Err(error) => {
-                eprintln!("vproto xenstored: {error}");
-                return ExitCode::from(1);
-            }
-        };
+    block_on(async move {
+        let server = server::serve(config).await.map_err(|error| CliError::failed(error.to_string()))?;
+        // Ready once a signal would be heard.
+        let mut signals = ShutdownSignals::watch();
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "unix:{}", server.socket().display());
         let _ = stdout.flush();
-        let signal = shutdown_signal().await;
+        let signal = signals.recv().await;
         tracing::info!(%signal, "shutting down");
         server.shutdown().await;
-        ExitCode::SUCCESS
+        Ok(())
     })
 }
