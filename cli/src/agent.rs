@@ -2,7 +2,7 @@
 
 use clap::Args;
 use vproto_services::guest_agent::{self, AgentConfig};
-use vproto_services::guest_tree::GuestLayout;
+use vproto_services::guest_tree::{GuestLayout, UnknownLayout};
 use vproto_xenstore::XenstoreAddr;
 
 use crate::{serve::init_logging, CliError};
@@ -31,7 +31,7 @@ fn parse_addr(text: &str) -> Result<XenstoreAddr, String> {
     text.parse().map_err(|error| format!("{error}"))
 }
 
-fn parse_layout(text: &str) -> Result<GuestLayout, String> {
+fn parse_layout(text: &str) -> Result<GuestLayout, UnknownLayout> {
     text.parse()
 }
 

@@ -180,7 +180,7 @@ impl Generator {
         if let Some(lock_path) = &self.lock_path {
             match std::fs::read_to_string(lock_path)
                 .map_err(|e| e.to_string())
-                .and_then(|text| lock::Lock::parse(&text))
+                .and_then(|text| lock::Lock::parse(&text).map_err(|e| e.to_string()))
             {
                 Ok(lock) => unpublished = lock.verify(&schema, &mut diagnostics).unpublished,
                 Err(error) => diagnostics.push(

@@ -27,6 +27,11 @@ pub struct Lock {
     pub objects: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// A lock file that does not parse, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("the lock file is not valid: {0}")]
+pub struct LockError(#[source] serde_json::Error);
+
 /// What comparing a schema with its lock found.
 #[derive(Clone, Debug, Default)]
 pub struct LockReport {
@@ -36,8 +41,8 @@ pub struct LockReport {
 
 impl Lock {
     /// Parses a lock file.
-    pub fn parse(text: &str) -> Result<Lock, String> {
-        serde_json::from_str(text).map_err(|error| format!("the lock file is not valid: {error}"))
+    pub fn parse(text: &str) -> Result<Lock, LockError> {
+        serde_json::from_str(text).map_err(LockError)
     }
 
     /// The lock that publishes every version of `schema`, keeping entries

@@ -26,15 +26,20 @@ pub enum Format {
     Junit,
 }
 
-impl FromStr for Format {
-    type Err = String;
+/// A report format that is none of text, json and junit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a report format: use text, json or junit")]
+pub struct UnknownFormat(pub String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(text: &str) -> Result<Self, UnknownFormat> {
         match text {
             "text" => Ok(Format::Text),
             "json" => Ok(Format::Json),
             "junit" => Ok(Format::Junit),
-            other => Err(format!("`{other}` is not a report format: use text, json or junit")),
+            other => Err(UnknownFormat(other.to_string())),
         }
     }
 }

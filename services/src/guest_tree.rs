@@ -20,15 +20,20 @@ pub enum GuestLayout {
     Legacy,
 }
 
+/// A layout name that is neither `v1` nor `legacy`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown layout `{0}`: expected `v1` or `legacy`")]
+pub struct UnknownLayout(pub String);
+
 impl FromStr for GuestLayout {
-    type Err = String;
+    type Err = UnknownLayout;
 
     /// `v1` or `legacy`.
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, UnknownLayout> {
         match text {
             "v1" => Ok(GuestLayout::V1),
             "legacy" => Ok(GuestLayout::Legacy),
-            other => Err(format!("unknown layout `{other}`: expected `v1` or `legacy`")),
+            other => Err(UnknownLayout(other.to_string())),
         }
     }
 }

@@ -343,7 +343,7 @@ fn the_schema_checks_the_assembled_object() {
 fn layouts_parse_and_print() {
     assert_eq!("v1".parse::<GuestLayout>(), Ok(GuestLayout::V1));
     assert_eq!("legacy".parse::<GuestLayout>(), Ok(GuestLayout::Legacy));
-    assert!("v2".parse::<GuestLayout>().unwrap_err().contains("`v1` or `legacy`"));
+    assert!("v2".parse::<GuestLayout>().unwrap_err().to_string().contains("`v1` or `legacy`"));
     assert_eq!(GuestLayout::Legacy.to_string(), "legacy");
     assert_eq!(GuestLayout::V1.layout_version(), GUEST_V1.layout_version);
 }

@@ -214,7 +214,7 @@ fn lock() -> Result<(), String> {
     let schema = vproto_codegen::load_schema(&root.join("schema/vproto.json")).map_err(|d| d.to_string())?;
     let lock_path = root.join("schema/vproto.lock");
     if let Ok(text) = std::fs::read_to_string(&lock_path) {
-        let existing = Lock::parse(&text)?;
+        let existing = Lock::parse(&text).map_err(|e| e.to_string())?;
         let mut diagnostics = vproto_codegen::Diagnostics::new("schema/vproto.lock");
         existing.verify(&schema, &mut diagnostics);
         if !diagnostics.is_empty() {
