@@ -131,7 +131,7 @@ fn check_version(tree: &DataTree, entries: &BTreeMap<String, String>) -> Result<
     let found = text.parse::<super::LayoutVersion>().map_err(|why| TreeError::BadVersion {
         path: path.clone(),
         value: quote_value(text),
-        why,
+        why: why.to_string(),
     })?;
     if found.major != tree.layout_version.major {
         return Err(TreeError::UnsupportedLayout { path, found: found.to_string(), reads: tree.layout_version.major });

@@ -29,25 +29,35 @@ impl fmt::Display for LayoutVersion {
     }
 }
 
+/// Why text is not a layout version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutVersionError {
+    /// Not three dot-separated decimal numbers without leading zeros.
+    #[error("not a semantic version MAJOR.MINOR.PATCH (such as 1.0.0)")]
+    Shape,
+    /// A number does not fit 64 bits.
+    #[error("a version number is too large")]
+    TooLarge,
+}
+
 impl FromStr for LayoutVersion {
-    type Err = String;
+    type Err = LayoutVersionError;
 
     /// Parses `MAJOR.MINOR.PATCH`: three decimal numbers without leading zeros.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || "not a semantic version MAJOR.MINOR.PATCH (such as 1.0.0)".to_string();
+    fn from_str(text: &str) -> Result<Self, LayoutVersionError> {
         let mut numbers = [0u64; 3];
         let mut parts = text.split('.');
         for number in &mut numbers {
-            let part = parts.next().ok_or_else(bad)?;
+            let part = parts.next().ok_or(LayoutVersionError::Shape)?;
             let canonical =
                 !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && (part == "0" || !part.starts_with('0'));
             if !canonical {
-                return Err(bad());
+                return Err(LayoutVersionError::Shape);
             }
-            *number = part.parse().map_err(|_| "a version number is too large".to_string())?;
+            *number = part.parse().map_err(|_| LayoutVersionError::TooLarge)?;
         }
         if parts.next().is_some() {
-            return Err(bad());
+            return Err(LayoutVersionError::Shape);
         }
         Ok(LayoutVersion::new(numbers[0], numbers[1], numbers[2]))
     }

@@ -16,5 +16,7 @@ mod mangle;
 
 pub use codec::{children, decode, encode, exists, join, leaf_value, subtree};
 pub use error::{quote_value, TreeError};
-pub use layout::{DataTree, FieldKind, LayoutChange, LayoutVersion, Leaf, List, Node, Scalar, TreeField};
+pub use layout::{
+    DataTree, FieldKind, LayoutChange, LayoutVersion, LayoutVersionError, Leaf, List, Node, Scalar, TreeField,
+};
 pub use mangle::mangle_key;

@@ -166,32 +166,67 @@ fn compiled_pattern(pattern: &'static str) -> regex::Regex {
 pub const FORMATS: &[&str] =
     &["uuid", "mac-address", "ipv4", "ipv6", "ip-address", "ip-network", "pci-address", "hostname", "uri", "date-time"];
 
-/// Whether `text` is a valid value of the named `format`.
+/// Whether `text` is a valid value of the named `format` (`false` for a format not in
+/// [`FORMATS`]).
 pub fn format_is_valid(format: &str, text: &str) -> bool {
     check_format(format, text).is_ok()
 }
 
+/// Why a string is not a valid value of its format.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not a UUID.
+    #[error("expected 8-4-4-4-12 hexadecimal digits")]
+    Uuid,
+    /// Not a MAC address.
+    #[error("expected six colon-separated pairs of hexadecimal digits")]
+    Mac,
+    /// Not an IP address (of the family the format names).
+    #[error("{0}")]
+    Address(#[from] std::net::AddrParseError),
+    /// An IP network without its `/PREFIX`.
+    #[error("expected ADDRESS/PREFIX")]
+    NetworkShape,
+    /// An IP network whose prefix length is out of its family's range.
+    #[error("prefix length must be 0..={0}")]
+    PrefixLength(u32),
+    /// Not a PCI address.
+    #[error("expected DDDD:BB:SS.F")]
+    Pci,
+    /// Not a host name.
+    #[error("expected dot-separated labels of letters, digits and hyphens")]
+    Hostname,
+    /// A URI without a scheme.
+    #[error("no URI scheme")]
+    UriScheme,
+    /// Not an RFC 3339 date and time.
+    #[error("expected RFC 3339 YYYY-MM-DDTHH:MM:SS with an offset")]
+    DateTime,
+    /// A format not in [`FORMATS`].
+    #[error("unknown format {0}")]
+    Unknown(String),
+}
+
 /// Checks a string against a named format; the error says what is wrong.
-fn check_format(format: &str, text: &str) -> Result<(), String> {
+pub fn check_format(format: &str, text: &str) -> Result<(), FormatError> {
+    let valid = |ok: bool, error: FormatError| if ok { Ok(()) } else { Err(error) };
     match format {
-        "uuid" => check_uuid(text),
-        "mac-address" => check_mac(text),
-        "ipv4" => text.parse::<std::net::Ipv4Addr>().map(drop).map_err(|e| e.to_string()),
-        "ipv6" => text.parse::<std::net::Ipv6Addr>().map(drop).map_err(|e| e.to_string()),
-        "ip-address" => text.parse::<IpAddr>().map(drop).map_err(|e| e.to_string()),
+        "uuid" => valid(is_uuid(text), FormatError::Uuid),
+        "mac-address" => valid(is_mac(text), FormatError::Mac),
+        "ipv4" => text.parse::<std::net::Ipv4Addr>().map(drop).map_err(FormatError::from),
+        "ipv6" => text.parse::<std::net::Ipv6Addr>().map(drop).map_err(FormatError::from),
+        "ip-address" => text.parse::<IpAddr>().map(drop).map_err(FormatError::from),
         "ip-network" => check_network(text),
-        "pci-address" => check_pci(text),
-        "hostname" => check_hostname(text),
-        "uri" => match text.split_once(':') {
-            Some((scheme, _))
-                if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-            {
-                Ok(())
-            }
-            _ => Err("no URI scheme".into()),
-        },
-        "date-time" => check_date_time(text),
-        other => Err(format!("unknown format {other}")),
+        "pci-address" => valid(is_pci(text), FormatError::Pci),
+        "hostname" => valid(is_hostname(text), FormatError::Hostname),
+        "uri" => valid(
+            text.split_once(':').is_some_and(|(scheme, _)| {
+                !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            }),
+            FormatError::UriScheme,
+        ),
+        "date-time" => valid(is_date_time(text), FormatError::DateTime),
+        other => Err(FormatError::Unknown(other.to_string())),
     }
 }
 
@@ -199,56 +234,49 @@ fn hex_group(part: &str, length: usize) -> bool {
     part.len() == length && part.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn check_uuid(text: &str) -> Result<(), String> {
+/// 8-4-4-4-12 hexadecimal digits.
+fn is_uuid(text: &str) -> bool {
     let lengths = [8, 4, 4, 4, 12];
     let parts: Vec<&str> = text.split('-').collect();
-    if parts.len() == 5 && parts.iter().zip(lengths).all(|(part, length)| hex_group(part, length)) {
-        Ok(())
-    } else {
-        Err("expected 8-4-4-4-12 hexadecimal digits".into())
-    }
+    parts.len() == 5 && parts.iter().zip(lengths).all(|(part, length)| hex_group(part, length))
 }
 
-fn check_mac(text: &str) -> Result<(), String> {
+/// Six colon-separated pairs of hexadecimal digits.
+fn is_mac(text: &str) -> bool {
     let parts: Vec<&str> = text.split(':').collect();
-    if parts.len() == 6 && parts.iter().all(|part| hex_group(part, 2)) {
-        Ok(())
-    } else {
-        Err("expected six colon-separated pairs of hexadecimal digits".into())
-    }
+    parts.len() == 6 && parts.iter().all(|part| hex_group(part, 2))
 }
 
-fn check_network(text: &str) -> Result<(), String> {
-    let (address, prefix) = text.split_once('/').ok_or("expected ADDRESS/PREFIX")?;
-    let address: IpAddr = address.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
+/// `ADDRESS/PREFIX`, the prefix length within the address family's bits.
+fn check_network(text: &str) -> Result<(), FormatError> {
+    let (address, prefix) = text.split_once('/').ok_or(FormatError::NetworkShape)?;
+    let address: IpAddr = address.parse()?;
     let bits = if address.is_ipv4() { 32 } else { 128 };
     match prefix.parse::<u8>() {
         Ok(length) if u32::from(length) <= bits && !prefix.starts_with('+') => Ok(()),
-        _ => Err(format!("prefix length must be 0..={bits}")),
+        _ => Err(FormatError::PrefixLength(bits)),
     }
 }
 
-fn check_pci(text: &str) -> Result<(), String> {
-    let ok = (|| {
+/// `DDDD:BB:SS.F`, hexadecimal, the function 0 to 7.
+fn is_pci(text: &str) -> bool {
+    let parts = || {
         let (domain, rest) = text.split_once(':')?;
         let (bus, rest) = rest.split_once(':')?;
         let (slot, function) = rest.split_once('.')?;
-        Some(
-            hex_group(domain, 4)
-                && hex_group(bus, 2)
-                && hex_group(slot, 2)
-                && function.len() == 1
-                && matches!(function.as_bytes()[0], b'0'..=b'7'),
-        )
-    })();
-    if ok == Some(true) {
-        Ok(())
-    } else {
-        Err("expected DDDD:BB:SS.F".into())
-    }
+        Some((domain, bus, slot, function))
+    };
+    parts().is_some_and(|(domain, bus, slot, function)| {
+        hex_group(domain, 4)
+            && hex_group(bus, 2)
+            && hex_group(slot, 2)
+            && function.len() == 1
+            && matches!(function.as_bytes()[0], b'0'..=b'7')
+    })
 }
 
-fn check_hostname(text: &str) -> Result<(), String> {
+/// Dot-separated labels of letters, digits and hyphens.
+fn is_hostname(text: &str) -> bool {
     let label_ok = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
@@ -256,17 +284,14 @@ fn check_hostname(text: &str) -> Result<(), String> {
             && !label.ends_with('-')
             && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    if text.len() <= 253 && text.split('.').all(label_ok) {
-        Ok(())
-    } else {
-        Err("expected dot-separated labels of letters, digits and hyphens".into())
-    }
+    text.len() <= 253 && text.split('.').all(label_ok)
 }
 
-fn check_date_time(text: &str) -> Result<(), String> {
+/// RFC 3339 `YYYY-MM-DDTHH:MM:SS` followed by fractions and an offset.
+fn is_date_time(text: &str) -> bool {
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|b| b.iter().all(u8::is_ascii_digit));
-    let shape = bytes.len() >= 20
+    bytes.len() >= 20
         && digits(0..4)
         && bytes[4] == b'-'
         && digits(5..7)
@@ -277,12 +302,7 @@ fn check_date_time(text: &str) -> Result<(), String> {
         && bytes[13] == b':'
         && digits(14..16)
         && bytes[16] == b':'
-        && digits(17..19);
-    if shape {
-        Ok(())
-    } else {
-        Err("expected RFC 3339 YYYY-MM-DDTHH:MM:SS with an offset".into())
-    }
+        && digits(17..19)
 }
 
 #[cfg(test)]
@@ -291,17 +311,17 @@ mod tests {
 
     #[test]
     fn formats_accept_good_and_reject_bad_values() {
-        assert!(check_format("uuid", "8e45a2ea-5364-4b0d-a252-bf8becaa606e").is_ok());
-        assert!(check_format("uuid", "8e45a2ea-5364-4b0d-a252").is_err());
-        assert!(check_format("mac-address", "fa:16:3e:00:00:01").is_ok());
-        assert!(check_format("mac-address", "fa:16:3e:00:00").is_err());
-        assert!(check_format("ip-network", "10.0.0.0/24").is_ok());
-        assert!(check_format("ip-network", "10.0.0.0/33").is_err());
-        assert!(check_format("ip-network", "2001:db8::/64").is_ok());
-        assert!(check_format("pci-address", "0000:0a:00.1").is_ok());
-        assert!(check_format("pci-address", "0000:0a:00.8").is_err());
-        assert!(check_format("ip-address", "::1").is_ok());
-        assert!(check_format("ip-address", "1.2.3").is_err());
+        assert!(format_is_valid("uuid", "8e45a2ea-5364-4b0d-a252-bf8becaa606e"));
+        assert!(!format_is_valid("uuid", "8e45a2ea-5364-4b0d-a252"));
+        assert!(format_is_valid("mac-address", "fa:16:3e:00:00:01"));
+        assert!(!format_is_valid("mac-address", "fa:16:3e:00:00"));
+        assert!(format_is_valid("ip-network", "10.0.0.0/24"));
+        assert!(!format_is_valid("ip-network", "10.0.0.0/33"));
+        assert!(format_is_valid("ip-network", "2001:db8::/64"));
+        assert!(format_is_valid("pci-address", "0000:0a:00.1"));
+        assert!(!format_is_valid("pci-address", "0000:0a:00.8"));
+        assert!(format_is_valid("ip-address", "::1"));
+        assert!(!format_is_valid("ip-address", "1.2.3"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod value;
 
 pub use convert::{backport_envelope, backport_named, fill_defaults, Manifest};
 pub use error::{WireError, WirePath};
-pub use formats::{check_constraints, format_is_valid, Constraints, FieldChecks, FORMATS};
+pub use formats::{check_constraints, check_format, format_is_valid, Constraints, FieldChecks, FormatError, FORMATS};
 pub use stream::{write_envelope, write_json_str, write_plain, FieldSink, StreamContext, StreamValue, StreamValueDyn};
 pub use value::{
     field_default, insert_optional, read_optional, read_required, Envelope, PlainObject, VersionedObject, WireValue,
@@ -71,12 +71,20 @@ impl fmt::Display for Version {
     }
 }
 
+/// Text that is not a `MAJOR.MINOR` version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a MAJOR.MINOR version")]
+pub struct VersionError {
+    /// The text as given.
+    pub text: String,
+}
+
 impl FromStr for Version {
-    type Err = String;
+    type Err = VersionError;
 
     /// Parses `MAJOR.MINOR` (decimal numbers without leading zeros).
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a MAJOR.MINOR version");
+    fn from_str(text: &str) -> Result<Self, VersionError> {
+        let bad = || VersionError { text: text.to_string() };
         let (major, minor) = text.split_once('.').ok_or_else(bad)?;
         let part = |digits: &str| {
             let canonical = !digits.is_empty()

@@ -9,7 +9,7 @@ use super::{
     convert::{backport_data, fill_defaults, Manifest},
     error::json_kind,
     formats::FieldChecks,
-    keys, ObjectInfo, Registry, Version, WireError, WireForm, WirePath,
+    keys, ObjectInfo, Registry, Version, VersionError, WireError, WireForm, WirePath,
 };
 
 /// A value that can be read from and written to wire JSON.
@@ -194,7 +194,7 @@ impl<'a> Envelope<'a> {
             return Err(bad(format!("{name} belongs to namespace `{}`, not `{namespace}`", info.namespace)));
         }
         let version_text = text(keys::VERSION)?;
-        let version: Version = version_text.parse().map_err(bad)?;
+        let version: Version = version_text.parse().map_err(|error: VersionError| bad(error.to_string()))?;
         check_version(info, version, path)?;
         let data = match map.get(keys::DATA) {
             Some(Value::Object(data)) => data,
