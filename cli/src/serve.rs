@@ -236,7 +236,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(target) = register_with {
         let endpoint = match endpoint {
             Some(Ok(endpoint)) => endpoint,
-            Some(Err(why)) => return Err(CliError::usage(why)),
+            Some(Err(why)) => return Err(CliError::usage(why.to_string())),
             None => {
                 return Err(CliError::usage(format!(
                     "{local} gives peers no host:port to reach this {}: give --endpoint HOST:PORT",

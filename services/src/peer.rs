@@ -12,20 +12,36 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 use vproto_api::{ClientError, Endpoint, HelloAck, ProtocolError};
 pub use vproto_jsonrpc::HostPortScheme as PeerScheme;
-use vproto_jsonrpc::{ClientOptions, ConnectAddr, Dial, ListenAddr, Pool, Reconnecting, RetryPolicy, Token};
-use vproto_support::rpc::{CallError, DeclaredError};
+use vproto_jsonrpc::{
+    transport::WildcardHost, ClientOptions, ConnectAddr, Dial, ListenAddr, Pool, Reconnecting, RetryPolicy, Token,
+};
+use vproto_support::{
+    rpc::{CallError, DeclaredError},
+    wire::WireError,
+};
 
 /// The client a peer is called through: a pooled, reconnecting JSON-RPC client.
 pub type PeerClient = Reconnecting<Dial>;
 
 /// The endpoint (`host:port`) a component listening on `addr` can announce: `None` for
 /// `unix:` and `stdio`, an error for a wildcard host, which peers cannot dial.
-pub fn endpoint_of(addr: &ListenAddr) -> Option<Result<Endpoint, String>> {
+pub fn endpoint_of(addr: &ListenAddr) -> Option<Result<Endpoint, EndpointError>> {
     let announced = match addr.announced_host_port()? {
         Ok(host_port) => host_port,
-        Err(error) => return Some(Err(format!("{error}: give --endpoint HOST:PORT"))),
+        Err(wildcard) => return Some(Err(EndpointError::Wildcard(wildcard))),
     };
-    Some(Endpoint::new(announced).map_err(|e| format!("{addr} gives no valid endpoint: {e}")))
+    Some(Endpoint::new(announced).map_err(|why| EndpointError::Invalid { addr: addr.clone(), why }))
+}
+
+/// Why a listening address gives no endpoint to announce.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The address listens on every host: the endpoint has to be given.
+    #[error("{0}: give --endpoint HOST:PORT")]
+    Wildcard(WildcardHost),
+    /// The announced `host:port` is not a valid endpoint.
+    #[error("{addr} gives no valid endpoint: {why}")]
+    Invalid { addr: ListenAddr, why: WireError },
 }
 
 /// Why a peer gave no usable answer.

@@ -176,10 +176,10 @@ impl Checker<'_> {
         value: &serde_json::Value,
         expr: &TypeExpr,
         nullable: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), DefaultMismatch> {
         use serde_json::Value;
         if value.is_null() {
-            return if nullable { Ok(()) } else { Err("null, but the field is not nullable".into()) };
+            return if nullable { Ok(()) } else { Err(DefaultMismatch::NotNullable) };
         }
         if let Some(name) = expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")) {
             return match self.schema.types.get(name) {
@@ -197,7 +197,7 @@ impl Checker<'_> {
                 }
                 (Some(WireForm::Plain), Value::Object(_)) => Ok(()),
                 (None, _) => Ok(()),
-                _ => Err(format!("expected a {object} in its wire form")),
+                _ => Err(DefaultMismatch::NotWireForm { object: object.clone() }),
             };
         }
         let fits = match (expr.json_type, value) {
@@ -220,10 +220,24 @@ impl Checker<'_> {
         if fits {
             Ok(())
         } else {
-            Err(format!(
-                "{value} is not a valid {}",
-                expr.json_type.map(|t| format!("{t:?}").to_lowercase()).unwrap_or_default()
-            ))
+            Err(DefaultMismatch::WrongType {
+                value: value.clone(),
+                expected: expr.json_type.map(|t| format!("{t:?}").to_lowercase()).unwrap_or_default(),
+            })
         }
     }
+}
+
+/// Why a field's default is not a value of its type.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DefaultMismatch {
+    /// A `null` default on a field that is not nullable.
+    #[error("null, but the field is not nullable")]
+    NotNullable,
+    /// A default for an object field that is not the object's wire form.
+    #[error("expected a {object} in its wire form")]
+    NotWireForm { object: String },
+    /// A default of another JSON type (or outside the enum).
+    #[error("{value} is not a valid {expected}")]
+    WrongType { value: serde_json::Value, expected: String },
 }
