@@ -164,7 +164,8 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
             timeout: duration("--timeout", args.timeout.as_deref(), Duration::from_secs(60))?,
             seed: args.seed,
         };
-        let mut outcomes = serve_mock(description.clone(), &listen, options).await.map_err(CliError::Usage)?;
+        let mut outcomes =
+            serve_mock(description.clone(), &listen, options).await.map_err(|e| CliError::Usage(e.to_string()))?;
         outcomes.retain(|outcome| only.is_empty() || only.matches(&outcome.id));
         // The mock calls no method: there is no result to cover.
         SuiteRun { outcomes, coverage: Vec::new() }
@@ -192,7 +193,7 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
                 .map(|path| load_token(path).map_err(|e| CliError::Usage(format!("--token-file: {e}"))))
                 .transpose()?;
             let target = Target { addr, label: text.to_string(), token, wait };
-            run_suite(&selection, &target).await.map_err(CliError::Usage)?
+            run_suite(&selection, &target).await.map_err(|e| CliError::Usage(e.to_string()))?
         }
     };
     if outcomes.is_empty() {
@@ -367,7 +368,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
             generated: selection.generated,
             fixtures: &fixtures,
         };
-        let run = run_suite(&service, &target).await.map_err(CliError::Usage)?;
+        let run = run_suite(&service, &target).await.map_err(|e| CliError::Usage(e.to_string()))?;
         outcomes.extend(run.outcomes);
         coverage.extend(run.coverage);
     }

@@ -3,7 +3,7 @@
 //! back. Line transports (`unix:`, `tcp:`, `exec:`) send one frame per line; `http://` posts
 //! each frame to `/jsonrpc`, or sends it to a REST route.
 
-use std::time::Duration;
+use std::{io, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -36,6 +36,73 @@ enum Kind {
     Http { client: HttpClient<HttpConnector, Full<Bytes>>, base: String, token: Option<String> },
 }
 
+/// Why a raw connection could not be opened, or an exchange on it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Connecting to (or authenticating with) the target failed.
+    #[error("cannot connect to {addr}: {why}")]
+    Connect {
+        /// The target.
+        addr: ConnectAddr,
+        /// What failed.
+        why: Box<ConnError>,
+    },
+    /// No connection within the wait.
+    #[error("no connection within {0:?}")]
+    ConnectTimeout(Duration),
+    /// The socket could not be connected, or the command not spawned.
+    #[error("{0}")]
+    Unreachable(io::Error),
+    /// `stdio` names a listening side, not something to connect to.
+    #[error("stdio is where a server listens; use exec:COMMAND to spawn one")]
+    Stdio,
+    /// The target refused the token.
+    #[error("rpc.auth was refused: {0}")]
+    AuthRefused(String),
+    /// A line operation on an HTTP connection.
+    #[error("not a line connection")]
+    NotLine,
+    /// An HTTP operation on a line connection.
+    #[error("not an HTTP connection")]
+    NotHttp,
+    /// The frame could not be written within the wait.
+    #[error("could not send within {0:?}")]
+    SendTimeout(Duration),
+    /// Writing the frame failed.
+    #[error("sending failed: {0}")]
+    Send(io::Error),
+    /// Nothing came back within the wait.
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+    /// Reading a line failed.
+    #[error("reading failed: {0}")]
+    Read(io::Error),
+    /// The target closed the connection.
+    #[error("the connection was closed")]
+    Closed,
+    /// A line longer than [`MAX_ANSWER`].
+    #[error("an answer longer than {MAX_ANSWER} bytes")]
+    TooLarge,
+    /// A line that is not UTF-8.
+    #[error("an answer that is not UTF-8")]
+    NotUtf8,
+    /// The verb is not an HTTP method.
+    #[error("`{0}` is not an HTTP method")]
+    BadVerb(String),
+    /// The HTTP request could not be built.
+    #[error("building the request: {0}")]
+    Build(hyper::http::Error),
+    /// The HTTP request failed (described with its causes).
+    #[error("the request failed: {0}")]
+    Request(String),
+    /// Reading the HTTP body failed.
+    #[error("reading the body failed: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// An HTTP body that is not UTF-8.
+    #[error("a body that is not UTF-8")]
+    BodyNotUtf8,
+}
+
 /// One raw connection to a target.
 pub struct Conn {
     kind: Kind,
@@ -54,8 +121,8 @@ pub struct HttpAnswer {
 impl Conn {
     /// Connects to `addr` (spawning it for `exec:`), authenticating with `token` on `tcp:` and
     /// `http://`; `wait` bounds the connection and every later read.
-    pub async fn open(addr: &ConnectAddr, token: Option<&Token>, wait: Duration) -> Result<Conn, String> {
-        let failed = |why: String| format!("cannot connect to {addr}: {why}");
+    pub async fn open(addr: &ConnectAddr, token: Option<&Token>, wait: Duration) -> Result<Conn, ConnError> {
+        let failed = |why: ConnError| ConnError::Connect { addr: addr.clone(), why: Box::new(why) };
         let line = |read: Box<dyn AsyncRead + Unpin + Send>, write: Box<dyn AsyncWrite + Unpin + Send>, child| {
             Kind::Line { reader: LineReader::new(BufReader::new(read), MAX_ANSWER), writer: write, _child: child }
         };
@@ -63,22 +130,22 @@ impl Conn {
             ConnectAddr::Listen(ListenAddr::Unix(path)) => {
                 let stream = timeout(wait, UnixStream::connect(path))
                     .await
-                    .map_err(|_| failed(format!("no connection within {wait:?}")))?
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|_| failed(ConnError::ConnectTimeout(wait)))?
+                    .map_err(|e| failed(ConnError::Unreachable(e)))?;
                 let (read, write) = stream.into_split();
                 line(Box::new(read), Box::new(write), None)
             }
             ConnectAddr::Listen(ListenAddr::Tcp { host, port }) => {
                 let stream = timeout(wait, TcpStream::connect((host.as_str(), *port)))
                     .await
-                    .map_err(|_| failed(format!("no connection within {wait:?}")))?
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|_| failed(ConnError::ConnectTimeout(wait)))?
+                    .map_err(|e| failed(ConnError::Unreachable(e)))?;
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
                 line(Box::new(read), Box::new(write), None)
             }
             ConnectAddr::Exec(command) => {
-                let (child, read, write) = spawn_exec(command).map_err(|e| failed(e.to_string()))?;
+                let (child, read, write) = spawn_exec(command).map_err(|e| failed(ConnError::Unreachable(e)))?;
                 line(Box::new(read), Box::new(write), Some(child))
             }
             ConnectAddr::Listen(ListenAddr::Http { host, port }) => {
@@ -89,9 +156,7 @@ impl Conn {
                     token: token.map(|t| t.secret().to_string()),
                 }
             }
-            ConnectAddr::Listen(ListenAddr::Stdio) => {
-                return Err(failed("stdio is where a server listens; use exec:COMMAND to spawn one".into()))
-            }
+            ConnectAddr::Listen(ListenAddr::Stdio) => return Err(failed(ConnError::Stdio)),
         };
         let mut conn = Conn { kind, wait };
         if let (Some(token), ConnectAddr::Listen(ListenAddr::Tcp { .. })) = (token, addr) {
@@ -102,7 +167,7 @@ impl Conn {
             let answer = conn.read_line().await.map_err(failed)?;
             let value: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
             if value.get("error").is_some() || value.get("result").is_none() {
-                return Err(failed(format!("rpc.auth was refused: {answer}")));
+                return Err(failed(ConnError::AuthRefused(answer)));
             }
         }
         Ok(conn)
@@ -114,8 +179,8 @@ impl Conn {
     }
 
     /// Sends one frame followed by a newline (line transports).
-    pub async fn send_line(&mut self, frame: &str) -> Result<(), String> {
-        let Kind::Line { writer, .. } = &mut self.kind else { return Err("not a line connection".into()) };
+    pub async fn send_line(&mut self, frame: &str) -> Result<(), ConnError> {
+        let Kind::Line { writer, .. } = &mut self.kind else { return Err(ConnError::NotLine) };
         let mut bytes = Vec::with_capacity(frame.len() + 1);
         bytes.extend_from_slice(frame.as_bytes());
         bytes.push(b'\n');
@@ -123,44 +188,41 @@ impl Conn {
             writer.write_all(&bytes).await?;
             writer.flush().await
         };
-        timeout(self.wait, write)
-            .await
-            .map_err(|_| format!("could not send within {:?}", self.wait))?
-            .map_err(|e| format!("sending failed: {e}"))
+        timeout(self.wait, write).await.map_err(|_| ConnError::SendTimeout(self.wait))?.map_err(ConnError::Send)
     }
 
     /// The next line that comes back (line transports), within the wait.
-    pub async fn read_line(&mut self) -> Result<String, String> {
+    pub async fn read_line(&mut self) -> Result<String, ConnError> {
         let wait = self.wait;
-        self.line_within(wait).await?.ok_or_else(|| format!("no answer within {wait:?}"))
+        self.line_within(wait).await?.ok_or(ConnError::NoAnswer(wait))
     }
 
     /// A line that arrives within `grace`, if any (`None`: silence). The reader is cancel-safe,
     /// so a line cut by the deadline is read whole next time.
-    pub async fn line_within(&mut self, grace: Duration) -> Result<Option<String>, String> {
-        let Kind::Line { reader, .. } = &mut self.kind else { return Err("not a line connection".into()) };
+    pub async fn line_within(&mut self, grace: Duration) -> Result<Option<String>, ConnError> {
+        let Kind::Line { reader, .. } = &mut self.kind else { return Err(ConnError::NotLine) };
         match timeout(grace, reader.next()).await {
             Err(_) => Ok(None),
-            Ok(Err(error)) => Err(format!("reading failed: {error}")),
-            Ok(Ok(None)) => Err("the connection was closed".into()),
-            Ok(Ok(Some(Line::TooLarge))) => Err(format!("an answer longer than {MAX_ANSWER} bytes")),
-            Ok(Ok(Some(Line::Frame(bytes)))) => std::str::from_utf8(bytes)
-                .map(|text| Some(text.to_string()))
-                .map_err(|_| "an answer that is not UTF-8".to_string()),
+            Ok(Err(error)) => Err(ConnError::Read(error)),
+            Ok(Ok(None)) => Err(ConnError::Closed),
+            Ok(Ok(Some(Line::TooLarge))) => Err(ConnError::TooLarge),
+            Ok(Ok(Some(Line::Frame(bytes)))) => {
+                std::str::from_utf8(bytes).map(|text| Some(text.to_string())).map_err(|_| ConnError::NotUtf8)
+            }
         }
     }
 
     /// Posts one frame to `/jsonrpc` (HTTP) and returns the status and body.
-    pub async fn post(&mut self, frame: &str) -> Result<HttpAnswer, String> {
+    pub async fn post(&mut self, frame: &str) -> Result<HttpAnswer, ConnError> {
         self.http("POST", "/jsonrpc", frame).await
     }
 
     /// Sends one HTTP request (`verb` on `path`, `body` unless empty) and returns the status
     /// and body.
-    pub async fn http(&mut self, verb: &str, path: &str, body: &str) -> Result<HttpAnswer, String> {
+    pub async fn http(&mut self, verb: &str, path: &str, body: &str) -> Result<HttpAnswer, ConnError> {
         let wait = self.wait;
-        let Kind::Http { client, base, token } = &self.kind else { return Err("not an HTTP connection".into()) };
-        let verb = hyper::Method::from_bytes(verb.as_bytes()).map_err(|_| format!("`{verb}` is not an HTTP method"))?;
+        let Kind::Http { client, base, token } = &self.kind else { return Err(ConnError::NotHttp) };
+        let verb = hyper::Method::from_bytes(verb.as_bytes()).map_err(|_| ConnError::BadVerb(verb.to_string()))?;
         let mut request = hyper::Request::builder().method(verb).uri(format!("{base}{path}"));
         if !body.is_empty() {
             request = request.header("content-type", "application/json");
@@ -168,20 +230,15 @@ impl Conn {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let request =
-            request.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| format!("building the request: {e}"))?;
+        let request = request.body(Full::new(Bytes::from(body.to_string()))).map_err(ConnError::Build)?;
         let exchange = async {
-            let response =
-                client.request(request).await.map_err(|e| format!("the request failed: {}", describe(&e)))?;
+            let response = client.request(request).await.map_err(|e| ConnError::Request(describe(&e)))?;
             let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| format!("reading the body failed: {e}"))?
-                .to_bytes();
-            let body = String::from_utf8(body.to_vec()).map_err(|_| "a body that is not UTF-8".to_string())?;
+            let body =
+                Limited::new(response.into_body(), MAX_ANSWER).collect().await.map_err(ConnError::Body)?.to_bytes();
+            let body = String::from_utf8(body.to_vec()).map_err(|_| ConnError::BodyNotUtf8)?;
             Ok(HttpAnswer { status, body })
         };
-        timeout(wait, exchange).await.map_err(|_| format!("no answer within {wait:?}"))?
+        timeout(wait, exchange).await.map_err(|_| ConnError::NoAnswer(wait))?
     }
 }

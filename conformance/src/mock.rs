@@ -29,7 +29,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UnixListener},
 };
-use vproto_jsonrpc::{ListenAddr, Server};
+use vproto_jsonrpc::{ListenAddr, ServeError, Server};
 use vproto_support::{
     rpc::{codes, BoxFuture, Handler, Params, RpcError},
     wire::{keys, Version},
@@ -256,12 +256,39 @@ impl Handler for Mock {
     }
 }
 
+/// Why the mock could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {why}")]
+    Listen {
+        /// The address.
+        addr: ListenAddr,
+        /// Why binding failed.
+        why: std::io::Error,
+    },
+    /// The socket's permissions could not be restricted.
+    #[error("cannot restrict {addr} to its owner: {why}")]
+    Restrict {
+        /// The address.
+        addr: ListenAddr,
+        /// Why it failed.
+        why: std::io::Error,
+    },
+    /// The bound listener has no local address.
+    #[error("{0}")]
+    LocalAddr(std::io::Error),
+    /// The server could not be started.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
 /// Serves the mock on `listen` until the session ends; returns the serve-mode cases.
 pub async fn serve_mock(
     description: Arc<Description>,
     listen: &ListenAddr,
     options: MockOptions,
-) -> Result<Vec<Outcome>, String> {
+) -> Result<Vec<Outcome>, MockError> {
     // The handler trait names methods as 'static: the few names of one description are leaked once.
     let mut names: Vec<&'static str> =
         description.methods.iter().map(|m| &*Box::leak(m.name.clone().into_boxed_str())).collect();
@@ -301,7 +328,7 @@ pub async fn serve_mock(
             result?;
         }
         _ => {
-            let running = Server::from_arc(handler).bind(listen).await.map_err(|e| e.to_string())?;
+            let running = Server::from_arc(handler).bind(listen).await?;
             eprintln!("vproto conform: serving on {}", running.local_addr());
             ended.await;
             running.shutdown().await;
@@ -311,7 +338,7 @@ pub async fn serve_mock(
 }
 
 /// Accepts connections on a Unix or TCP listener until `sessions` of them have closed.
-async fn accept_sessions(handler: Arc<dyn Handler>, listen: &ListenAddr, sessions: usize) -> Result<(), String> {
+async fn accept_sessions(handler: Arc<dyn Handler>, listen: &ListenAddr, sessions: usize) -> Result<(), MockError> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let serve = |read: BoxRead, write: BoxWrite| {
         let server = Server::from_arc(handler.clone());
@@ -323,18 +350,18 @@ async fn accept_sessions(handler: Arc<dyn Handler>, listen: &ListenAddr, session
     };
     let listener = match listen {
         ListenAddr::Unix(path) => {
-            let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener = UnixListener::bind(path).map_err(|why| MockError::Listen { addr: listen.clone(), why })?;
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot restrict {listen} to its owner: {e}"))?;
+                .map_err(|why| MockError::Restrict { addr: listen.clone(), why })?;
             eprintln!("vproto conform: serving on {listen}");
             Listener::Unix(listener)
         }
         ListenAddr::Tcp { host, port } => {
             let listener = TcpListener::bind((host.as_str(), *port))
                 .await
-                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+                .map_err(|why| MockError::Listen { addr: listen.clone(), why })?;
+            let local = listener.local_addr().map_err(MockError::LocalAddr)?;
             eprintln!("vproto conform: serving on tcp:{local}");
             Listener::Tcp(listener)
         }

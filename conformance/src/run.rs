@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     io::Write,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use vproto_support::rpc::codes;
 use crate::{
     cases::{frame, Case, Expect, Plan},
     check::{check, check_rest, describe, Judgement},
-    conn::Conn,
+    conn::{Conn, ConnError},
     coverage::{MethodCoverage, Tally},
     description::Description,
     fixtures::Fixtures,
@@ -75,6 +75,92 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
+/// Why an ID pattern, or a known-failures file, is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    /// A blank pattern.
+    #[error("an empty pattern")]
+    Empty,
+    /// A pattern that looks like a glob but does not parse as one.
+    #[error("`{pattern}` is not a valid glob: {why}")]
+    Glob {
+        /// The pattern.
+        pattern: String,
+        /// Why it does not parse.
+        why: globset::Error,
+    },
+    /// A known-failures line holding more than one word.
+    #[error("`{0}`: one case ID or glob per line, without spaces")]
+    Spaces(String),
+    /// The known-failures file could not be read.
+    #[error("cannot read {}: {why}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        why: std::io::Error,
+    },
+    /// A line of the known-failures file (1-based) is not a usable pattern.
+    #[error("{}:{line}: {why}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        why: Box<PatternError>,
+    },
+}
+
+/// Why a suite could not run against a target (a failing case is an outcome, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The connection failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The connection failed while waiting for the probe sent after a frame that must get no answer.
+    #[error("{0} (waiting for the answer to a request sent after)")]
+    AfterProbe(ConnError),
+    /// Detecting the services served failed, at `addr`; `token_hint` when no token was given
+    /// to a target that may need one.
+    #[error("{addr}: {why}{}", if *token_hint { " (if the server requires a token, give --token-file)" } else { "" })]
+    Detect {
+        /// The target.
+        addr: ConnectAddr,
+        /// What failed.
+        why: Box<RunError>,
+        /// Whether to suggest giving a token.
+        token_hint: bool,
+    },
+    /// A detection call was refused for want of a token.
+    #[error("the call was refused as unauthorized: {0}")]
+    Unauthorized(String),
+    /// A detection call's answer is not JSON.
+    #[error("{addr}: the answer to a {method} call is not JSON: {answer}")]
+    NotJson {
+        /// The target.
+        addr: ConnectAddr,
+        /// The method called.
+        method: String,
+        /// What came back.
+        answer: String,
+    },
+    /// Every detection call got -32601.
+    #[error("{0} serves no service of the description (every probe got -32601)")]
+    NoService(ConnectAddr),
+    /// `--services` named a service the description does not have.
+    #[error("--services: `{service}` is not a service of the description ({known})")]
+    UnknownService {
+        /// The service named.
+        service: String,
+        /// The description's services, comma-separated.
+        known: String,
+    },
+    /// The cases could not be built.
+    #[error("{0}")]
+    Cases(String),
+}
+
 /// A set of ID patterns: globs (`*` within a segment, `**` across) and plain prefixes.
 #[derive(Clone, Debug, Default)]
 pub struct Patterns {
@@ -83,16 +169,16 @@ pub struct Patterns {
 
 impl Patterns {
     /// Adds a pattern; an error says what is wrong with it.
-    pub fn add(&mut self, pattern: &str) -> Result<(), String> {
+    pub fn add(&mut self, pattern: &str) -> Result<(), PatternError> {
         let pattern = pattern.trim();
         if pattern.is_empty() {
-            return Err("an empty pattern".into());
+            return Err(PatternError::Empty);
         }
         let glob = if pattern.contains(['*', '?', '[', '{']) {
             let glob: Glob = GlobBuilder::new(pattern)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))?;
+                .map_err(|why| PatternError::Glob { pattern: pattern.to_string(), why })?;
             Some(glob.compile_matcher())
         } else {
             None
@@ -129,13 +215,17 @@ impl Patterns {
 }
 
 /// Reads a known-failures file: one case ID or glob per line, `#` starts a comment.
-pub fn load_known_failures(path: &Path) -> Result<Patterns, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_known_failures(&text).map_err(|(line, why)| format!("{}:{line}: {why}", path.display()))
+pub fn load_known_failures(path: &Path) -> Result<Patterns, PatternError> {
+    let text = std::fs::read_to_string(path).map_err(|why| PatternError::Read { path: path.to_path_buf(), why })?;
+    parse_known_failures(&text).map_err(|(line, why)| PatternError::Line {
+        path: path.to_path_buf(),
+        line,
+        why: Box::new(why),
+    })
 }
 
 /// Parses the text of a known-failures file; an error carries the 1-based line number.
-pub fn parse_known_failures(text: &str) -> Result<Patterns, (usize, String)> {
+pub fn parse_known_failures(text: &str) -> Result<Patterns, (usize, PatternError)> {
     let mut patterns = Patterns::default();
     for (index, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();
@@ -143,7 +233,7 @@ pub fn parse_known_failures(text: &str) -> Result<Patterns, (usize, String)> {
             continue;
         }
         if entry.contains(char::is_whitespace) {
-            return Err((index + 1, format!("`{entry}`: one case ID or glob per line, without spaces")));
+            return Err((index + 1, PatternError::Spaces(entry.to_string())));
         }
         patterns.add(entry).map_err(|why| (index + 1, why))?;
     }
@@ -203,7 +293,7 @@ const NOTIFICATION_GRACE: Duration = Duration::from_millis(20);
 const PROBE_ID: &str = "\"conformance-probe\"";
 
 impl Session<'_> {
-    async fn conn(&mut self) -> Result<&mut Conn, String> {
+    async fn conn(&mut self) -> Result<&mut Conn, ConnError> {
         if self.conn.is_none() {
             self.conn = Some(Conn::open(&self.target.addr, self.target.token.as_ref(), self.target.wait).await?);
         }
@@ -212,26 +302,26 @@ impl Session<'_> {
 
     /// Sends `text`; returns what came back for the report and the answer to judge (`None`:
     /// nothing came back, which line transports prove with a request sent right after).
-    async fn exchange(&mut self, text: &str, expect_nothing: bool) -> (Vec<String>, Result<Option<String>, String>) {
+    async fn exchange(&mut self, text: &str, expect_nothing: bool) -> (Vec<String>, Result<Option<String>, RunError>) {
         let probe = frame(&self.probe, Some(&json!({})), Some(PROBE_ID));
         let mut seen = Vec::new();
         let result = match self.conn().await {
-            Err(why) => Err(why),
-            Ok(conn) if conn.is_http() => conn.post(text).await.map(|answer| {
+            Err(why) => Err(why.into()),
+            Ok(conn) if conn.is_http() => conn.post(text).await.map_err(RunError::from).map(|answer| {
                 seen.push(format!("HTTP {}\n{}", answer.status, answer.body));
                 (!answer.body.trim().is_empty()).then_some(answer.body)
             }),
             Ok(conn) => match conn.send_line(text).await {
-                Err(why) => Err(why),
-                Ok(()) if !expect_nothing => conn.read_line().await.map(|line| {
+                Err(why) => Err(why.into()),
+                Ok(()) if !expect_nothing => conn.read_line().await.map_err(RunError::from).map(|line| {
                     seen.push(line.clone());
                     Some(line)
                 }),
                 Ok(()) => match conn.send_line(&probe).await {
-                    Err(why) => Err(why),
+                    Err(why) => Err(why.into()),
                     Ok(()) => loop {
                         match conn.read_line().await {
-                            Err(why) => break Err(format!("{why} (waiting for the answer to a request sent after)")),
+                            Err(why) => break Err(RunError::AfterProbe(why)),
                             Ok(line) => {
                                 if answers_probe(&line) {
                                     // A server that answers out of order may answer the frame
@@ -240,7 +330,7 @@ impl Session<'_> {
                                     match conn.line_within(NOTIFICATION_GRACE).await {
                                         Ok(Some(late)) => seen.push(late),
                                         Ok(None) => {}
-                                        Err(why) => break Err(why),
+                                        Err(why) => break Err(why.into()),
                                     }
                                     break Ok(seen.first().cloned());
                                 }
@@ -282,7 +372,7 @@ impl Session<'_> {
             }
             Err(why) => {
                 self.conn = None;
-                (Vec::new(), Judgement::only(Err(why)))
+                (Vec::new(), Judgement::only(Err(why.to_string())))
             }
         }
     }
@@ -297,9 +387,9 @@ fn answers_probe(line: &str) -> bool {
 }
 
 /// Judges what came back for `case`.
-fn judge(description: &Description, case: &Case, got: Result<Option<String>, String>) -> Judgement {
+fn judge(description: &Description, case: &Case, got: Result<Option<String>, RunError>) -> Judgement {
     match (&case.expect, got) {
-        (_, Err(why)) => Judgement::only(Err(why)),
+        (_, Err(why)) => Judgement::only(Err(why.to_string())),
         (Expect::Nothing, Ok(None)) => Judgement::only(Ok(())),
         (Expect::Nothing, Ok(Some(_))) => Judgement::only(Err("expected no answer, but one came back".into())),
         (_, Ok(None)) => Judgement::only(Err("no answer came back".into())),
@@ -309,52 +399,54 @@ fn judge(description: &Description, case: &Case, got: Result<Option<String>, Str
 
 /// The services of `description` that `target` serves: a service is served unless a call of
 /// its first method gets -32601 (Method not found).
-pub async fn detect_services(description: &Description, target: &Target) -> Result<Vec<String>, String> {
+pub async fn detect_services(description: &Description, target: &Target) -> Result<Vec<String>, RunError> {
     let mut conn = Conn::open(&target.addr, target.token.as_ref(), target.wait).await?;
-    let hint = |why: String| match &target.addr {
-        ConnectAddr::Listen(vproto_jsonrpc::ListenAddr::Tcp { .. } | vproto_jsonrpc::ListenAddr::Http { .. })
-            if target.token.is_none() =>
-        {
-            format!("{}: {why} (if the server requires a token, give --token-file)", target.addr)
-        }
-        _ => format!("{}: {why}", target.addr),
-    };
+    let token_hint = target.token.is_none()
+        && matches!(
+            &target.addr,
+            ConnectAddr::Listen(vproto_jsonrpc::ListenAddr::Tcp { .. } | vproto_jsonrpc::ListenAddr::Http { .. })
+        );
+    let hint = |why: RunError| RunError::Detect { addr: target.addr.clone(), why: Box::new(why), token_hint };
+    let hint_conn = |why: ConnError| hint(why.into());
     let mut served = Vec::new();
     for service in description.services() {
         let Some(method) = description.methods.iter().find(|m| m.service == service) else { continue };
         let text = frame(&method.name, Some(&json!({})), Some("\"conformance-detect\""));
         let answer = if conn.is_http() {
-            conn.post(&text).await.map_err(hint)?.body
+            conn.post(&text).await.map_err(hint_conn)?.body
         } else {
-            conn.send_line(&text).await.map_err(hint)?;
-            conn.read_line().await.map_err(hint)?
+            conn.send_line(&text).await.map_err(hint_conn)?;
+            conn.read_line().await.map_err(hint_conn)?
         };
-        let value: Value = serde_json::from_str(&answer)
-            .map_err(|_| format!("{}: the answer to a {} call is not JSON: {answer}", target.addr, method.name))?;
+        let value: Value = serde_json::from_str(&answer).map_err(|_| RunError::NotJson {
+            addr: target.addr.clone(),
+            method: method.name.clone(),
+            answer: answer.clone(),
+        })?;
         match value.pointer("/error/code").and_then(Value::as_i64) {
             Some(codes::METHOD_NOT_FOUND) => {}
-            Some(codes::UNAUTHORIZED) => return Err(hint(format!("the call was refused as unauthorized: {answer}"))),
+            Some(codes::UNAUTHORIZED) => return Err(hint(RunError::Unauthorized(answer))),
             _ => served.push(service),
         }
     }
     if served.is_empty() {
-        return Err(format!("{} serves no service of the description (every probe got -32601)", target.addr));
+        return Err(RunError::NoService(target.addr.clone()));
     }
     Ok(served)
 }
 
 /// Runs the selected cases against `target`, printing progress on stderr, and tallies the
 /// coverage of the methods tested.
-pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<SuiteRun, String> {
+pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<SuiteRun, RunError> {
     let services = if selection.services.is_empty() {
         detect_services(selection.description, target).await?
     } else {
         for service in &selection.services {
             if !selection.description.services().contains(service) {
-                return Err(format!(
-                    "--services: `{service}` is not a service of the description ({})",
-                    selection.description.services().join(", ")
-                ));
+                return Err(RunError::UnknownService {
+                    service: service.clone(),
+                    known: selection.description.services().join(", "),
+                });
             }
         }
         selection.services.clone()
@@ -368,7 +460,8 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Sui
         fixtures: selection.fixtures,
     };
     let cases: Vec<Case> = plan
-        .cases()?
+        .cases()
+        .map_err(RunError::Cases)?
         .into_iter()
         .filter(|case| selection.only.is_empty() || selection.only.matches(&case.id))
         .collect();
