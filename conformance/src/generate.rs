@@ -73,6 +73,51 @@ pub fn types_of(schema: &Map<String, Value>) -> Vec<&str> {
     }
 }
 
+/// Why no value could be generated for a schema.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// Every attempt was rejected by the validator; the last one, and why.
+    #[error("no valid value could be generated: {value} is not valid: {violations}")]
+    NoValid {
+        /// The last value generated.
+        value: Value,
+        /// Its violations, `; `-separated.
+        violations: String,
+    },
+    /// The schema requires nesting past the generator's depth limit.
+    #[error("the schema nests too deeply to generate a value")]
+    TooDeep,
+    /// An `enum` without values.
+    #[error("an empty enum admits no value")]
+    EmptyEnum,
+    /// An `anyOf`/`oneOf` without branches.
+    #[error("an empty anyOf/oneOf admits no value")]
+    EmptyBranches,
+    /// A `type` that is not a JSON Schema type.
+    #[error("unknown type `{0}`")]
+    UnknownType(String),
+    /// A `pattern` that is not a valid regex.
+    #[error("pattern: {0}")]
+    Pattern(regex::Error),
+    /// No string sampled from the pattern fits the other constraints.
+    #[error("no string matching `{0}` could be generated")]
+    NoMatch(String),
+    /// A `format` the generator does not know.
+    #[error("no generator for format `{0}`")]
+    UnknownFormat(String),
+    /// A generated string that its format's check rejects.
+    #[error("generated `{text}` is not a valid {format}")]
+    InvalidFormat {
+        /// The string generated.
+        text: String,
+        /// The format.
+        format: String,
+    },
+    /// `uniqueItems` with too few distinct values.
+    #[error("cannot generate enough distinct items")]
+    NotDistinct,
+}
+
 /// A seeded generator of valid values.
 pub struct Generator<'d> {
     description: &'d Description,
@@ -87,23 +132,23 @@ impl<'d> Generator<'d> {
     }
 
     /// A value satisfying `schema`, checked with the validator; tries a few times.
-    pub fn valid(&mut self, schema: &Value) -> Result<Value, String> {
-        let mut last = String::new();
+    pub fn valid(&mut self, schema: &Value) -> Result<Value, GenerateError> {
+        let mut last = (Value::Null, String::new());
         for _ in 0..16 {
             let value = self.value(schema, 0)?;
             let violations = self.description.violations(schema, &value);
             if violations.is_empty() {
                 return Ok(value);
             }
-            last = format!("{value} is not valid: {}", violations.join("; "));
+            last = (value, violations.join("; "));
         }
-        Err(format!("no valid value could be generated: {last}"))
+        Err(GenerateError::NoValid { value: last.0, violations: last.1 })
     }
 
     /// A value for `schema` (not yet validated).
-    pub fn value(&mut self, schema: &Value, depth: usize) -> Result<Value, String> {
+    pub fn value(&mut self, schema: &Value, depth: usize) -> Result<Value, GenerateError> {
         if depth > MAX_DEPTH {
-            return Err("the schema nests too deeply to generate a value".into());
+            return Err(GenerateError::TooDeep);
         }
         let schema = effective(self.description, schema);
         if let Some(constant) = schema.get("const") {
@@ -111,7 +156,7 @@ impl<'d> Generator<'d> {
         }
         if let Some(Value::Array(values)) = schema.get("enum") {
             if values.is_empty() {
-                return Err("an empty enum admits no value".into());
+                return Err(GenerateError::EmptyEnum);
             }
             return Ok(values[self.rng.random_range(0..values.len())].clone());
         }
@@ -145,13 +190,13 @@ impl<'d> Generator<'d> {
             "string" => self.string(&schema).map(Value::String),
             "array" => self.array(&schema, depth),
             "object" => self.object(&schema, depth),
-            other => Err(format!("unknown type `{other}`")),
+            other => Err(GenerateError::UnknownType(other.to_string())),
         }
     }
 
-    fn branch(&mut self, branches: &[Value], depth: usize) -> Result<Value, String> {
+    fn branch(&mut self, branches: &[Value], depth: usize) -> Result<Value, GenerateError> {
         if branches.is_empty() {
-            return Err("an empty anyOf/oneOf admits no value".into());
+            return Err(GenerateError::EmptyBranches);
         }
         // Prefer branches other than a bare null, which teach nothing.
         let useful: Vec<&Value> =
@@ -159,7 +204,7 @@ impl<'d> Generator<'d> {
         let pool: Vec<&Value> =
             if useful.is_empty() || self.rng.random_bool(0.1) { branches.iter().collect() } else { useful };
         let first = self.rng.random_range(0..pool.len());
-        let mut last = String::new();
+        let mut last = GenerateError::EmptyBranches;
         for offset in 0..pool.len() {
             match self.value(pool[(first + offset) % pool.len()], depth + 1) {
                 Ok(value) => return Ok(value),
@@ -195,7 +240,7 @@ impl<'d> Generator<'d> {
         Number::from_f64(if within { candidate } else { whole as f64 }).map(Value::Number).unwrap_or(Value::from(whole))
     }
 
-    fn string(&mut self, schema: &Map<String, Value>) -> Result<String, String> {
+    fn string(&mut self, schema: &Map<String, Value>) -> Result<String, GenerateError> {
         if let Some(Value::Array(known)) = schema.get("x-known-values") {
             let strings: Vec<&str> = known.iter().filter_map(Value::as_str).collect();
             if !strings.is_empty() {
@@ -214,7 +259,7 @@ impl<'d> Generator<'d> {
             }
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            let anchored = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("pattern: {e}"))?;
+            let anchored = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(GenerateError::Pattern)?;
             let sampler = self.sampler(pattern);
             if let Some(sampler) = sampler {
                 for _ in 0..64 {
@@ -224,7 +269,7 @@ impl<'d> Generator<'d> {
                     }
                 }
             }
-            return Err(format!("no string matching `{pattern}` could be generated"));
+            return Err(GenerateError::NoMatch(pattern.to_string()));
         }
         let high = max.unwrap_or(min.max(1) + 11).max(min);
         let length = if high > min { self.rng.random_range(min..=high.min(min + 16)) } else { min };
@@ -253,7 +298,7 @@ impl<'d> Generator<'d> {
         compiled
     }
 
-    fn format(&mut self, format: &str) -> Result<String, String> {
+    fn format(&mut self, format: &str) -> Result<String, GenerateError> {
         let hex = |rng: &mut StdRng, digits: usize| -> String {
             (0..digits).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
         };
@@ -294,16 +339,16 @@ impl<'d> Generator<'d> {
                 self.rng.random_range(0..60),
                 self.rng.random_range(0..60)
             ),
-            other => return Err(format!("no generator for format `{other}`")),
+            other => return Err(GenerateError::UnknownFormat(other.to_string())),
         };
         if wire::format_is_valid(format, &text) {
             Ok(text)
         } else {
-            Err(format!("generated `{text}` is not a valid {format}"))
+            Err(GenerateError::InvalidFormat { text, format: format.to_string() })
         }
     }
 
-    fn array(&mut self, schema: &Map<String, Value>, depth: usize) -> Result<Value, String> {
+    fn array(&mut self, schema: &Map<String, Value>, depth: usize) -> Result<Value, GenerateError> {
         let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0) as usize;
         let max = schema.get("maxItems").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(min + 2);
         let count = if depth >= SHALLOW_DEPTH || max <= min {
@@ -318,7 +363,7 @@ impl<'d> Generator<'d> {
         while values.len() < count {
             attempts += 1;
             if attempts > count * 8 + 8 {
-                return Err("cannot generate enough distinct items".into());
+                return Err(GenerateError::NotDistinct);
             }
             let value = self.value(&items, depth + 1)?;
             if unique && values.contains(&value) {
@@ -329,7 +374,7 @@ impl<'d> Generator<'d> {
         Ok(Value::Array(values))
     }
 
-    fn object(&mut self, schema: &Map<String, Value>, depth: usize) -> Result<Value, String> {
+    fn object(&mut self, schema: &Map<String, Value>, depth: usize) -> Result<Value, GenerateError> {
         let mut object = Map::new();
         let required: Vec<&str> =
             schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();

@@ -204,7 +204,7 @@ impl Mock {
                 log.injected.push(error.name.clone());
                 let mut injected = RpcError::new(error.code, error.message.clone());
                 if let Some(schema) = &error.data {
-                    let data = generator.valid(schema).map_err(RpcError::internal_because)?;
+                    let data = generator.valid(schema).map_err(|why| RpcError::internal_because(why.to_string()))?;
                     injected = injected.with_data(data);
                 }
                 return Err(injected);
@@ -214,7 +214,7 @@ impl Mock {
         let example = method.examples.iter().find_map(|e| e.result.clone());
         match example {
             Some(result) if log.answered == 1 && description.is_valid(&method.result, &result) => Ok(result),
-            _ => generator.valid(&method.result).map_err(RpcError::internal_because),
+            _ => generator.valid(&method.result).map_err(|why| RpcError::internal_because(why.to_string())),
         }
     }
 }
