@@ -9,7 +9,7 @@ use vproto_support::wire::{keys, Manifest, Version};
 use crate::{
     description::{envelope_versions, Description, Example, Method},
     fixtures::Fixtures,
-    generate::{effective, types_of, Generator},
+    generate::{effective, types_of, GenerateError, Generator},
 };
 
 /// How the id of an answer must look.
@@ -364,6 +364,25 @@ impl Builder {
 
 const ANY: Accept = Accept::ResultOrDeclared { forbid: None };
 
+/// Why the cases of a plan could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// None of the planned services has a method.
+    #[error("the description has no method of the services {services}")]
+    NoMethods {
+        /// The planned services, comma-separated.
+        services: String,
+    },
+    /// No valid params could be generated for a method.
+    #[error("{method}: {why}")]
+    Generate {
+        /// The method.
+        method: String,
+        /// Why generation failed.
+        why: GenerateError,
+    },
+}
+
 impl Plan<'_> {
     /// The methods of the planned services.
     pub fn methods(&self) -> Vec<&Method> {
@@ -371,11 +390,11 @@ impl Plan<'_> {
     }
 
     /// Every case, protocol cases first, then per method in name order.
-    pub fn cases(&self) -> Result<Vec<Case>, String> {
+    pub fn cases(&self) -> Result<Vec<Case>, CaseError> {
         let mut builder = Builder { cases: Vec::new(), ids: HashSet::new(), next_id: 0 };
         let methods = self.methods();
         if methods.is_empty() {
-            return Err(format!("the description has no method of the services {}", self.services.join(", ")));
+            return Err(CaseError::NoMethods { services: self.services.join(", ") });
         }
         let mut generator = Generator::new(self.description, self.seed);
         self.protocol(&mut builder, &methods, &mut generator)?;
@@ -387,7 +406,7 @@ impl Plan<'_> {
 
     /// A valid params object of `method`: its first example's, else generated; with the
     /// fixtures' values.
-    fn sample(&self, method: &Method, generator: &mut Generator) -> Result<Value, String> {
+    fn sample(&self, method: &Method, generator: &mut Generator) -> Result<Value, CaseError> {
         match method.examples.first() {
             Some(example) => Ok(self.example_params(method, example)),
             None => self.generated_params(method, generator),
@@ -400,12 +419,14 @@ impl Plan<'_> {
     }
 
     /// Params of `method` generated from its params' schemas, with the fixtures' values.
-    fn generated_params(&self, method: &Method, generator: &mut Generator) -> Result<Value, String> {
-        let params = generator.valid(&method.params_schema()).map_err(|why| format!("{}: {why}", method.name))?;
+    fn generated_params(&self, method: &Method, generator: &mut Generator) -> Result<Value, CaseError> {
+        let params = generator
+            .valid(&method.params_schema())
+            .map_err(|why| CaseError::Generate { method: method.name.clone(), why })?;
         Ok(self.fixtures.apply(&method.name, params))
     }
 
-    fn protocol(&self, b: &mut Builder, methods: &[&Method], generator: &mut Generator) -> Result<(), String> {
+    fn protocol(&self, b: &mut Builder, methods: &[&Method], generator: &mut Generator) -> Result<(), CaseError> {
         let needs_params = |m: &Method| m.params.iter().any(|p| p.required);
         // The method protocol cases call: one without required params if there is one.
         let probe = methods
@@ -609,7 +630,7 @@ impl Plan<'_> {
         Ok(())
     }
 
-    fn method_cases(&self, b: &mut Builder, method: &Method, generator: &mut Generator) -> Result<(), String> {
+    fn method_cases(&self, b: &mut Builder, method: &Method, generator: &mut Generator) -> Result<(), CaseError> {
         let m = &method.name;
         let schema = method.params_schema();
         let note = self.fixtures.note(m);

@@ -14,7 +14,7 @@ use vproto_jsonrpc::{ConnectAddr, Token};
 use vproto_support::rpc::codes;
 
 use crate::{
-    cases::{frame, Case, Expect, Plan},
+    cases::{frame, Case, CaseError, Expect, Plan},
     check::{check, check_rest, describe, Judgement},
     conn::{Conn, ConnError},
     coverage::{MethodCoverage, Tally},
@@ -157,8 +157,8 @@ pub enum RunError {
         known: String,
     },
     /// The cases could not be built.
-    #[error("{0}")]
-    Cases(String),
+    #[error(transparent)]
+    Cases(#[from] CaseError),
 }
 
 /// A set of ID patterns: globs (`*` within a segment, `**` across) and plain prefixes.
@@ -460,8 +460,7 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Sui
         fixtures: selection.fixtures,
     };
     let cases: Vec<Case> = plan
-        .cases()
-        .map_err(RunError::Cases)?
+        .cases()?
         .into_iter()
         .filter(|case| selection.only.is_empty() || selection.only.matches(&case.id))
         .collect();
