@@ -15,7 +15,7 @@ use vproto_support::rpc::codes;
 
 use crate::{
     cases::{frame, Case, CaseError, Expect, Plan},
-    check::{check, check_rest, describe, Judgement},
+    check::{check, check_rest, describe, Judgement, Mismatch},
     conn::{Conn, ConnError},
     coverage::{MethodCoverage, Tally},
     description::Description,
@@ -359,7 +359,7 @@ impl Session<'_> {
         path: &str,
     ) -> (Vec<String>, Judgement) {
         let Expect::Rest { method } = &case.expect else {
-            return (Vec::new(), Judgement::only(Err("not a REST case".into())));
+            return (Vec::new(), Judgement::only(Err(Mismatch::NotRest)));
         };
         let answer = match self.conn().await {
             Ok(conn) => conn.http(verb, path, &case.frame).await,
@@ -372,7 +372,7 @@ impl Session<'_> {
             }
             Err(why) => {
                 self.conn = None;
-                (Vec::new(), Judgement::only(Err(why.to_string())))
+                (Vec::new(), Judgement::only(Err(RunError::from(why).into())))
             }
         }
     }
@@ -389,10 +389,10 @@ fn answers_probe(line: &str) -> bool {
 /// Judges what came back for `case`.
 fn judge(description: &Description, case: &Case, got: Result<Option<String>, RunError>) -> Judgement {
     match (&case.expect, got) {
-        (_, Err(why)) => Judgement::only(Err(why.to_string())),
+        (_, Err(why)) => Judgement::only(Err(why.into())),
         (Expect::Nothing, Ok(None)) => Judgement::only(Ok(())),
-        (Expect::Nothing, Ok(Some(_))) => Judgement::only(Err("expected no answer, but one came back".into())),
-        (_, Ok(None)) => Judgement::only(Err("no answer came back".into())),
+        (Expect::Nothing, Ok(Some(_))) => Judgement::only(Err(Mismatch::NotSilent)),
+        (_, Ok(None)) => Judgement::only(Err(Mismatch::NoAnswer)),
         (expect, Ok(Some(text))) => check(description, expect, &text),
     }
 }
@@ -515,7 +515,7 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Sui
             },
             response: seen.join("\n"),
             expected: describe(&case.expect),
-            why: verdict.err().unwrap_or_default(),
+            why: verdict.err().map(|why| why.to_string()).unwrap_or_default(),
             duration: started.elapsed(),
         });
     }
