@@ -20,6 +20,11 @@ pub struct DescriptionError {
     pub why: String,
 }
 
+/// A schema of the description that does not compile to a validator.
+#[derive(Debug, thiserror::Error)]
+#[error("the schema does not compile: {0}")]
+struct Uncompilable(jsonschema::ValidationError<'static>);
+
 fn bad(pointer: impl Into<String>, why: impl Into<String>) -> DescriptionError {
     DescriptionError { pointer: pointer.into(), why: why.into() }
 }
@@ -205,8 +210,10 @@ impl Description {
         // Every schema must compile, so a broken description fails here, not mid-run.
         for (index, method) in description.methods.iter().enumerate() {
             let at = format!("method {}", method.name);
-            description.validator(&method.params_schema()).map_err(|why| bad(format!("/methods/{index}"), why))?;
-            description.validator(&method.result).map_err(|why| bad(format!("{at} result"), why))?;
+            description
+                .validator(&method.params_schema())
+                .map_err(|why| bad(format!("/methods/{index}"), why.to_string()))?;
+            description.validator(&method.result).map_err(|why| bad(format!("{at} result"), why.to_string()))?;
         }
         Ok(description)
     }
@@ -296,7 +303,7 @@ impl Description {
     }
 
     /// A compiled validator for `schema` (refs into the description's definitions).
-    fn validator(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+    fn validator(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, Uncompilable> {
         let key = schema.to_string();
         if let Some(found) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(found.clone());
@@ -307,7 +314,7 @@ impl Description {
         for format in wire::FORMATS {
             options = options.with_format(*format, move |text: &str| wire::format_is_valid(format, text));
         }
-        let compiled = Arc::new(options.build(&document).map_err(|e| format!("the schema does not compile: {e}"))?);
+        let compiled = Arc::new(options.build(&document).map_err(Uncompilable)?);
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, compiled.clone());
         Ok(compiled)
     }
@@ -319,7 +326,7 @@ impl Description {
                 .iter_errors(value)
                 .map(|error| (error.instance_path().to_string(), error.to_string()))
                 .collect(),
-            Err(why) => vec![(String::new(), why)],
+            Err(why) => vec![(String::new(), why.to_string())],
         }
     }
 
