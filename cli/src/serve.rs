@@ -21,15 +21,13 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    signal::unix::{signal, Signal, SignalKind},
-    task::JoinHandle,
-};
+use tokio::task::JoinHandle;
 use vproto_api::{
     service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
     DriverServer, Endpoint, NetworkServer, HTTP_BINDINGS,
 };
 use vproto_jsonrpc::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
+use vproto_listen::TerminationSignals;
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
@@ -276,7 +274,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
 
     // Ready: tell whoever started us where we listen, once a signal they send would be heard.
-    let mut signals = ShutdownSignals::watch();
+    let mut signals = TerminationSignals::watch();
     if local != ListenAddr::Stdio {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{local}").and_then(|()| stdout.flush());
@@ -343,42 +341,4 @@ fn build(
         }
     }
     Ok(built)
-}
-
-/// SIGINT and SIGTERM, watched from the moment this is made: make it before telling anyone the
-/// server is ready, so that a signal sent as soon as they know is never missed (and never
-/// takes the default action of killing the process before the socket file is removed).
-pub(crate) struct ShutdownSignals {
-    interrupt: Option<Signal>,
-    terminate: Option<Signal>,
-}
-
-impl ShutdownSignals {
-    /// Starts watching both signals (inside the runtime); one that cannot be watched is logged
-    /// and left to its default action.
-    pub(crate) fn watch() -> Self {
-        let watch = |kind: SignalKind, name: &str| {
-            signal(kind).inspect_err(|error| tracing::warn!(%error, "cannot watch {name}")).ok()
-        };
-        ShutdownSignals {
-            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
-            terminate: watch(SignalKind::terminate(), "SIGTERM"),
-        }
-    }
-
-    /// Resolves on the next SIGINT or SIGTERM, naming it.
-    pub(crate) async fn recv(&mut self) -> &'static str {
-        async fn next(watched: &mut Option<Signal>) {
-            match watched {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            () = next(&mut self.interrupt) => "SIGINT",
-            () = next(&mut self.terminate) => "SIGTERM",
-        }
-    }
 }

@@ -13,11 +13,7 @@ use vproto_xenstore::{
     XenstoreAddr,
 };
 
-use crate::{
-    block_on,
-    serve::{init_logging, ShutdownSignals},
-    CliError,
-};
+use crate::{block_on, serve::init_logging, CliError};
 
 /// Arguments of `vproto xenstored`.
 #[derive(clap::Args)]
@@ -73,7 +69,7 @@ pub fn run(args: XenstoredArgs) -> Result<(), CliError> {
     block_on(async move {
         let server = server::serve(config).await.map_err(|error| CliError::failed(error.to_string()))?;
         // Ready once a signal would be heard.
-        let mut signals = ShutdownSignals::watch();
+        let mut signals = vproto_listen::TerminationSignals::watch();
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "unix:{}", server.socket().display());
         let _ = stdout.flush();

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::guest_tree::GuestLayout;
 use vproto_api::{GuestInfo, GuestProtocol, OsInfo};
+use vproto_listen::TerminationSignals;
 use vproto_netlink::{Coalesce, Interface, NetlinkCollector};
 use vproto_xenstore::{Watch, Xenstore, XenstoreAddr, XsError};
 
@@ -106,29 +107,18 @@ impl AgentError {
 /// docs/benchmarks.md). What both front ends, `vproto agent` and `vproto-guest-agent`, run.
 pub fn run_until_signalled(config: AgentConfig) -> Result<(), AgentError> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AgentError::Runtime)?;
-    let result = runtime.block_on(run(config, async {
-        let signal = shutdown_signal().await;
-        tracing::info!(%signal, "shutting down");
-    }));
+    let result = runtime.block_on(async {
+        let mut signals = TerminationSignals::watch();
+        run(config, async move {
+            let signal = signals.recv().await;
+            tracing::info!(%signal, "shutting down");
+        })
+        .await
+    });
     if let Err(error) = &result {
         tracing::error!(%error, "cannot run");
     }
     result
-}
-
-/// Completes on SIGINT or SIGTERM and says which.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        },
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "cannot watch SIGINT and SIGTERM; only a kill stops the agent");
-            std::future::pending().await
-        }
-    }
 }
 
 /// The [`GuestInfo`] the layout publishes, with the NICs among `interfaces`.
