@@ -14,28 +14,20 @@ use quote::quote;
 use crate::{
     ir::{LayoutVersion, NodeIr, Scalar, SchemaIr, TreeFieldKind, TreeIr},
     naming::tree_ident,
-    rust_syntax::{constraints_tokens, format_file, GENERATED_HEADER},
+    rust_syntax::{constraints_tokens, format_file, SupportPath, GENERATED_HEADER},
 };
 
 /// Options for the data-tree emitter.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TreeOptions {
-    /// The path of the tree support module, such as `vproto_support::tree`.
-    pub tree_path: String,
-    /// The path of the wire support module (for `Constraints`), such as `vproto_support::wire`.
-    pub wire_path: String,
-}
-
-impl Default for TreeOptions {
-    fn default() -> Self {
-        TreeOptions { tree_path: "vproto_support::tree".into(), wire_path: "vproto_support::wire".into() }
-    }
+    /// Where the descriptors find the support crate (its `tree` and, for `Constraints`, `wire`).
+    pub support: SupportPath,
 }
 
 /// Emits the module of data-tree descriptors for a schema that passed the checks.
 pub fn emit_data_trees(ir: &SchemaIr, options: &TreeOptions) -> String {
-    let tree: syn::Path = syn::parse_str(&options.tree_path).expect("the tree path is a Rust path");
-    let wire: syn::Path = syn::parse_str(&options.wire_path).expect("the wire path is a Rust path");
+    let tree: syn::Path = syn::parse_str(&options.support.module("tree")).expect("the tree path is a Rust path");
+    let wire: syn::Path = syn::parse_str(&options.support.module("wire")).expect("the wire path is a Rust path");
     let items = ir.data_trees.iter().map(|data_tree| emit_tree(data_tree, &tree, &wire));
     let idents = ir.data_trees.iter().map(|data_tree| tree_ident(data_tree.name));
     let file = quote! {

@@ -9,7 +9,7 @@ use quote::{format_ident, quote};
 use crate::{
     ir::{has_constraints, FieldIr, JsonType, NamedTypeIr, ObjectIr, SchemaIr},
     naming::{polymorphic_name, variant_name},
-    rust_syntax::{constraints_text, constraints_tokens, doc, format_file, type_tokens, GENERATED_HEADER},
+    rust_syntax::{constraints_text, constraints_tokens, doc, format_file, type_tokens, SupportPath, GENERATED_HEADER},
     PublishedDocuments,
 };
 
@@ -18,22 +18,15 @@ mod objects;
 /// Options for the Rust emitter.
 #[derive(Clone, Debug)]
 pub struct RustOptions {
-    /// The path of the wire support module in the generated crate's scope,
-    /// such as `vproto_support::wire`.
-    pub wire_path: String,
-    /// The path of the JSON-RPC support module, such as `vproto_support::rpc`.
-    pub rpc_path: String,
+    /// Where the generated code finds the support crate.
+    pub support: SupportPath,
     /// How the module gets the published documents (`JSON_SCHEMA`, `OPENRPC`).
     pub documents: DocumentEmbedding,
 }
 
 impl Default for RustOptions {
     fn default() -> Self {
-        RustOptions {
-            wire_path: "vproto_support::wire".into(),
-            rpc_path: "vproto_support::rpc".into(),
-            documents: DocumentEmbedding::Inline,
-        }
+        RustOptions { support: SupportPath::default(), documents: DocumentEmbedding::Inline }
     }
 }
 
@@ -71,13 +64,18 @@ pub struct RustModules {
 }
 
 impl RustModules {
-    /// The kinds in order, with the file name each is written to and what its module holds.
+    /// The kinds in order, with the file each is written to and what its module holds.
     const KINDS: [(&'static str, &'static str); 4] = [
-        ("types", "Protocol constants and named value types."),
-        ("objects", "Versioned and plain objects, their descriptors and the registry."),
-        ("documents", "The published JSON Schema and OpenRPC documents."),
-        ("services", "Declared errors, REST bindings, and each service's trait, dispatcher and client."),
+        ("types.rs", "Protocol constants and named value types."),
+        ("objects.rs", "Versioned and plain objects, their descriptors and the registry."),
+        ("documents.rs", "The published JSON Schema and OpenRPC documents."),
+        ("services.rs", "Declared errors, REST bindings, and each service's trait, dispatcher and client."),
     ];
+
+    /// The names of the files [`RustModules::files`] gives, in its order.
+    pub fn file_names() -> impl Iterator<Item = &'static str> {
+        Self::KINDS.iter().map(|(file, _)| *file)
+    }
 
     fn parts(&self) -> [&str; 4] {
         [&self.types, &self.objects, &self.documents, &self.services]
@@ -96,10 +94,10 @@ impl RustModules {
         Self::KINDS
             .iter()
             .zip(self.parts())
-            .map(|((kind, doc), part)| {
+            .map(|((file, doc), part)| {
                 let text =
                     format!("{GENERATED_HEADER}\n//! {doc}\n\n#[allow(unused_imports)]\nuse super::*;\n\n{part}");
-                (format!("{kind}.rs"), text)
+                (file.to_string(), text)
             })
             .collect()
     }
@@ -117,13 +115,14 @@ pub fn emit_rust(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocu
 }
 
 fn emit_rust_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocuments, threads: usize) -> RustModules {
-    let wire_path = || -> syn::Path { syn::parse_str(&options.wire_path).expect("the wire path is a Rust path") };
-    let wire = wire_path();
-    let checks = ChecksTable::new(ir, &options.wire_path);
+    let wire_path = options.support.module("wire");
+    let wire: syn::Path = syn::parse_str(&wire_path).expect("the wire path is a Rust path");
+    let checks = ChecksTable::new(ir, &wire_path);
     let objects: Vec<&ObjectIr> = ir.objects.values().collect();
     let chunk_len = objects.len().div_ceil(threads.max(1)).max(1);
-    let writer = objects::ObjectWriter { ir, wire: &options.wire_path, checks: &checks };
-    let rpc: syn::Path = syn::parse_str(&options.rpc_path).expect("the rpc path is a Rust path");
+    let builder_crate = options.support.builder_crate();
+    let writer = objects::ObjectWriter { ir, wire: &wire_path, builder_crate: &builder_crate, checks: &checks };
+    let rpc: syn::Path = syn::parse_str(&options.support.module("rpc")).expect("the rpc path is a Rust path");
     std::thread::scope(|scope| {
         let workers: Vec<_> = objects
             .chunks(chunk_len)

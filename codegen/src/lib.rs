@@ -152,10 +152,8 @@ impl Generator {
     /// generated code stands on (default `vproto_support`; set it when the crate is renamed
     /// or re-exported under another path).
     pub fn support_crate(mut self, path: &str) -> Self {
-        self.rust.wire_path = format!("{path}::wire");
-        self.rust.rpc_path = format!("{path}::rpc");
-        self.trees.wire_path = format!("{path}::wire");
-        self.trees.tree_path = format!("{path}::tree");
+        self.rust.support = rust_syntax::SupportPath::new(path);
+        self.trees.support = rust_syntax::SupportPath::new(path);
         self
     }
 

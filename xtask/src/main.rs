@@ -93,8 +93,8 @@ fn ensure_file_contents(path: &Path, contents: &str, check: bool) -> Result<bool
     Ok(true)
 }
 
-/// The folder of the generated crate's Rust, one file per kind of item (`types.rs`,
-/// `objects.rs`, `documents.rs`, `services.rs`), relative to the workspace root.
+/// The folder of the generated crate's Rust, one file per kind of item
+/// (`RustModules::file_names`), relative to the workspace root.
 const GENERATED_RUST: &str = "generated/src";
 
 /// The other files `cargo xtask codegen` always writes, relative to the workspace root.
@@ -196,8 +196,7 @@ fn codegen_fingerprint(root: &Path) -> Option<String> {
     let mut hasher = Sha256::new();
     let exe = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
     hasher.update(format!("{:?} {}", exe.modified().ok()?, exe.len()));
-    let rust =
-        ["types.rs", "objects.rs", "documents.rs", "services.rs"].map(|file| Path::new(GENERATED_RUST).join(file));
+    let rust = vproto_codegen::emit_rust::RustModules::file_names().map(|file| Path::new(GENERATED_RUST).join(file));
     let fixed =
         ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES).map(PathBuf::from).chain(rust);
     for path in fixed.chain(files_in_generated_folders(root)) {

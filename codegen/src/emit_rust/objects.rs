@@ -20,6 +20,8 @@ use crate::{
 pub(super) struct ObjectWriter<'a> {
     pub(super) ir: &'a SchemaIr<'a>,
     pub(super) wire: &'a str,
+    /// The path of the builder derive, re-exported by the support crate.
+    pub(super) builder_crate: &'a str,
     pub(super) checks: &'a ChecksTable<'a>,
 }
 
@@ -43,7 +45,7 @@ impl ObjectWriter<'_> {
     /// and the envelope's bookkeeping (`obj_changes`) is never the caller's to write.
     fn write_struct(&self, out: &mut String, object: &ObjectIr) {
         write_doc(out, "", &object_doc(object));
-        let bon = self.bon_path();
+        let bon = self.builder_crate;
         put!(
             out,
             "#[derive(Clone, Debug, PartialEq, {bon}::Builder)]\n#[builder(crate = {bon}, on(String, into))]\npub struct {} {{\n",
@@ -67,13 +69,6 @@ impl ObjectWriter<'_> {
             ));
         }
         out.push_str("}\n");
-    }
-
-    /// The absolute path of the builder derive's crate, re-exported by the support crate.
-    fn bon_path(&self) -> String {
-        let support = self.wire.strip_suffix("::wire").unwrap_or(self.wire);
-        let absolute = if support.starts_with("crate") || support.starts_with("::") { "" } else { "::" };
-        format!("{absolute}{support}::__private::bon")
     }
 
     fn version(&self, version: Version) -> String {
