@@ -1,0 +1,1 @@
+//! The simulation backend (filled in next).

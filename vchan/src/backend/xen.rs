@@ -1,0 +1,1 @@
+//! The Xen backend (filled in next).

@@ -1,0 +1,5 @@
+//! Xen's vchan: a byte stream between two domains over shared-memory rings, with the wire layout
+//! of Xen's own libxenvchan (`struct vchan_interface` in `xen/io/libxenvchan.h`), so a vproto
+//! peer talks to any C program linked against it.
+
+pub mod backend;
