@@ -3,3 +3,11 @@
 //! peer talks to any C program linked against it.
 
 pub mod backend;
+mod channel;
+pub mod layout;
+mod rendezvous;
+mod ring;
+
+pub use channel::{Vchan, VchanReader, VchanWriter};
+pub use rendezvous::{connect, listen, ServerOptions, VchanError};
+pub use ring::{CorruptRing, Role};
