@@ -19,7 +19,12 @@
 //!   connection (Xen kills such clients); unknown or unsupported requests get `ENOSYS`;
 //! - every connection on `--socket` is dom0; a socket given with `--domain DOMID=PATH` makes its
 //!   connections that domain (unprivileged, relative paths under `/local/domain/DOMID`, which is
-//!   created for it and owned by it).
+//!   created for it and owned by it); dom0's relative paths resolve under `/local/domain/0`;
+//! - every domain served has `/local/domain/<id>/domid` holding its id, owned by dom0 and
+//!   readable by the domain, as Xen's toolstack writes it (a program learns its own domain id by
+//!   reading the relative path `domid`, as libxenvchan's server does): dom0's (`"0"`), each
+//!   `--domain` socket's, and each domain INTRODUCEd later (whose home is created, owned by it,
+//!   when missing; a RELEASE leaves the nodes, as the toolstack removes them on a real host).
 //!
 //! **Architecture Invariant:** a bad client costs only its own connection. Requests are handled
 //! under one lock without awaiting; replies and events go to per-connection queues, and a
@@ -208,6 +213,7 @@ pub async fn serve(config: XenstoredConfig) -> Result<RunningXenstored, Xenstore
         files.push(file);
     }
     let mut state = State::new(config.quotas);
+    state.store.ensure_home(0, &mut state.gens);
     for domain in &config.domains {
         state.store.ensure_home(domain.domid, &mut state.gens);
         state.introduced.insert(domain.domid);
@@ -654,6 +660,8 @@ impl State {
                     text.parse::<i64>().map_err(|_| ErrorCode::Inval)?;
                 }
                 self.introduced.insert(domid);
+                let created = self.store.ensure_home(domid, &mut self.gens);
+                self.fire(&created);
                 "@introduceDomain"
             }
             MsgType::Release => {

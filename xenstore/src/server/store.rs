@@ -424,16 +424,31 @@ impl Store {
         }
     }
 
-    /// Makes sure a domain's home exists and belongs to it (`--domain` sockets).
-    pub(crate) fn ensure_home(&mut self, domid: u32, gens: &mut Generations) {
+    /// Makes sure a domain's home exists and belongs to it (dom0's belongs to dom0), and writes
+    /// `<home>/domid` with the domain's id, owned by dom0 and readable by the domain, as Xen's
+    /// toolstack does: a guest learns its own id by reading the relative path `domid`
+    /// (libxenvchan's server does). Returns the watch events of what changed.
+    pub(crate) fn ensure_home(&mut self, domid: u32, gens: &mut Generations) -> Vec<Event> {
         let home = format!("/local/domain/{domid}");
         let dom0 = Caller { domid: 0, privileged: true };
         let limits = NodeLimits { nodes: usize::MAX, entry_size: usize::MAX };
         let mut tracker = Tracker::default();
         let perms = vec![Permission::new(domid, Access::None)];
-        if self.mkdir(dom0, limits, &home, gens, &mut tracker).is_ok() {
+        if self.get(&home, &mut tracker).is_none() && self.mkdir(dom0, limits, &home, gens, &mut tracker).is_ok() {
             let _ = self.set_perms(dom0, &home, perms, gens, &mut tracker);
         }
+        let path = format!("{home}/domid");
+        let mut perms = vec![Permission::new(0, Access::None)];
+        if domid != 0 {
+            perms.push(Permission::new(domid, Access::Read));
+        }
+        let value = domid.to_string();
+        let current = self.nodes.get(&path);
+        if current.is_none_or(|node| node.value != value.as_bytes() || node.perms != perms) {
+            let _ = self.write(dom0, limits, &path, value.as_bytes(), gens, &mut tracker);
+            let _ = self.set_perms(dom0, &path, perms, gens, &mut tracker);
+        }
+        tracker.events
     }
 }
 
