@@ -310,8 +310,10 @@ fn bench(args: &[String]) -> Result<(), String> {
 
 /// The Debian packages the tests and benchmarks use as real peers: `ip` (network namespaces and
 /// veth pairs) for the netlink and guest agent tests, Xen's own xenstore-utils and python3-pyxs
-/// as foreign Xenstore clients, and python3-venv (ensurepip) for the test venv.
-const SYSTEM_PACKAGES: [&str; 4] = ["iproute2", "xenstore-utils", "python3-pyxs", "python3-venv"];
+/// as foreign Xenstore clients, python3-venv (ensurepip) for the test venv, and gcc with Xen's
+/// libxenvchan (libxen-dev: headers; libxenmisc4.17: the library) for the vchan tests' C peer.
+const SYSTEM_PACKAGES: [&str; 7] =
+    ["iproute2", "xenstore-utils", "python3-pyxs", "python3-venv", "gcc", "libxen-dev", "libxenmisc4.17"];
 
 /// Installs the missing [`SYSTEM_PACKAGES`] with apt when running as root; otherwise says which
 /// are missing and how to install them (an error under `CI`, where the tests needing them would
