@@ -25,10 +25,13 @@ pub enum NetlinkError {
     /// The rtnetlink socket could not be opened, bound to the groups or configured.
     #[error("cannot open the rtnetlink socket (link and address groups): {0}")]
     Open(#[source] io::Error),
+    /// The rtnetlink socket of a [`crate::StatsReader`] could not be opened.
+    #[error("cannot open the rtnetlink socket for link statistics: {0}")]
+    OpenStats(#[source] io::Error),
     /// A dump request failed (the kernel answered with an error, or the socket failed).
     #[error("netlink dump of {what} failed: {source}")]
     Dump {
-        /// `links` or `addresses`.
+        /// `links`, `addresses` or `link statistics`.
         what: &'static str,
         /// The error rtnetlink reported.
         #[source]

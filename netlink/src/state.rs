@@ -64,6 +64,9 @@ pub type AddressKey = (IpAddr, u8);
 /// A NIC as [`NetState::nics`] reports it: one per MAC, with its addresses and link state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
+    /// The kernel's interface index of the link reported, which joins it to its counters
+    /// ([`crate::StatsReader::read`]). An index may be reused after the link is deleted.
+    pub index: u32,
     /// The interface name.
     pub name: String,
     /// The hardware address, which identifies the NIC.
@@ -212,6 +215,7 @@ impl NetState {
         links
             .into_iter()
             .map(|(mac, link)| Interface {
+                index: link.index,
                 name: link.name.clone(),
                 mac,
                 addresses: self.addresses(link.index).copied().collect(),
@@ -225,7 +229,7 @@ impl NetState {
 /// Link messages of family `AF_UNSPEC` describe the interface itself. The bridge module sends
 /// `RTM_NEWLINK`/`RTM_DELLINK` of family `AF_BRIDGE` about a port's bridge membership on the
 /// same group: a `DELLINK` of that family means "left the bridge", not "interface removed".
-fn link_family_ok(message: &LinkMessage) -> bool {
+pub(crate) fn link_family_ok(message: &LinkMessage) -> bool {
     if message.header.interface_family == AddressFamily::Unspec {
         true
     } else {
@@ -394,7 +398,7 @@ mod tests {
         assert_eq!(state.apply(&RouteNetlinkMessage::NewAddress(address(3, "192.0.2.7", 24))), Applied::Unchanged);
         let nics = state.nics();
         assert_eq!(nics.len(), 1);
-        assert_eq!(nics[0].name, "eth0");
+        assert_eq!((nics[0].index, nics[0].name.as_str()), (3, "eth0"));
         assert_eq!(nics[0].mac.to_string(), "02:00:00:00:00:0a");
         assert_eq!((nics[0].admin_up, nics[0].carrier), (true, true));
         let shown: Vec<String> =

@@ -1,13 +1,13 @@
-//! The netlink collector against the real kernel, in a network namespace of its own: the test
-//! re-runs itself inside `ip netns exec` (a socket belongs to the namespace of the process that
-//! opens it). Needs root and iproute2; skips with a message otherwise, or fails under `CI`
-//! (`vproto_test_support::missing_peer`).
+//! The netlink collector and the link counters against the real kernel, in a network namespace
+//! of its own: the test re-runs itself inside `ip netns exec` (a socket belongs to the namespace
+//! of the process that opens it). Needs root and iproute2; skips with a message otherwise, or
+//! fails under `CI` (`vproto_test_support::missing_peer`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vproto_netlink::{Coalesce, NetlinkCollector};
+use vproto_netlink::{Coalesce, Interface, NetlinkCollector, StatsReader};
 
 const CHILD_ENV: &str = "VPROTO_NETLINK_TEST_CHILD";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -131,6 +131,58 @@ fn collector_recovers_from_overrun_by_dumping_again() {
             let dels: Vec<String> = (0..BURST / 2).map(|n| format!("link del burst{n}a")).collect();
             ip_batch(&dels);
             until(&mut collector, "every link of the burst removed", |c| c.nics().is_empty()).await;
+        });
+    });
+}
+
+#[test]
+fn stats_reader_sees_traffic_move_the_counters() {
+    in_netns("stats_reader_sees_traffic_move_the_counters", || {
+        // Datagrams to 198.51.100.2 leave through tx0 (its connected route) to a neighbour fixed
+        // at rx0's MAC, so they cross the pair without ARP; rx0 has no address, so the kernel
+        // does not take the destination for a local one and short-cut through lo.
+        ip("link add tx0 address 02:00:00:00:02:01 type veth peer name rx0 address 02:00:00:00:02:11");
+        ip("link set tx0 up");
+        ip("link set rx0 up");
+        ip("addr add 198.51.100.1/24 dev tx0");
+        ip("neigh add 198.51.100.2 lladdr 02:00:00:00:02:11 dev tx0 nud permanent");
+        runtime().block_on(async {
+            let collector = NetlinkCollector::open().await.unwrap();
+            let index =
+                |name: &str| collector.nics().iter().find(|nic| nic.name == name).map(|nic: &Interface| nic.index);
+            let (tx0, rx0) = (index("tx0").unwrap(), index("rx0").unwrap());
+            let reader = StatsReader::open().unwrap();
+            let before = reader.read().await.unwrap();
+            assert!(before.contains_key(&tx0) && before.contains_key(&rx0), "every link has counters: {before:?}");
+            assert!(before.contains_key(&1), "lo has counters too, though it is no NIC");
+
+            const SENT: u64 = 20;
+            const SIZE: usize = 1000;
+            let socket = std::net::UdpSocket::bind("198.51.100.1:0").unwrap();
+            for _ in 0..SENT {
+                socket.send_to(&[0x5a; SIZE], "198.51.100.2:9").unwrap();
+            }
+            // veth counts synchronously on transmit, but leave the kernel a moment anyway.
+            let start = Instant::now();
+            let (tx_delta, rx_delta) = loop {
+                let after = reader.read().await.unwrap();
+                let tx =
+                    (after[&tx0].tx.packets - before[&tx0].tx.packets, after[&tx0].tx.bytes - before[&tx0].tx.bytes);
+                let rx =
+                    (after[&rx0].rx.packets - before[&rx0].rx.packets, after[&rx0].rx.bytes - before[&rx0].rx.bytes);
+                if (tx.0 >= SENT && rx.0 >= SENT) || start.elapsed() > DEADLINE {
+                    break (tx, rx);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            // IPv6 may add its own packets (router solicitations, MLD): at least what was sent.
+            assert!(tx_delta.0 >= SENT && tx_delta.1 >= SENT * SIZE as u64, "tx0 sent {tx_delta:?}");
+            assert!(rx_delta.0 >= SENT && rx_delta.1 >= SENT * SIZE as u64, "rx0 received {rx_delta:?}");
+
+            // Two readers (or one, shared) may read at once.
+            let (first, second) = tokio::join!(reader.read(), reader.read());
+            assert_eq!(first.unwrap().keys().collect::<Vec<_>>(), second.unwrap().keys().collect::<Vec<_>>());
+            assert!(!reader.is_closed());
         });
     });
 }

@@ -47,6 +47,7 @@ mod tests {
     #[test]
     fn an_interface_becomes_a_guest_nic() {
         let interface = Interface {
+            index: 3,
             name: "eth0".into(),
             mac: Mac([0x02, 0, 0, 0, 0, 0x0a]),
             addresses: vec![("192.0.2.7".parse().unwrap(), 24), ("2001:db8::1".parse().unwrap(), 64)],
