@@ -1,1 +1,0 @@
-//! The simulation backend (filled in next).
