@@ -8,6 +8,9 @@
 //!   root, only when dpkg lacks one), rustfmt and clippy, the Python venv.
 //! - `bench`: the criterion benchmarks, side by side with their peers.
 //! - `guest-agent`: build the guest agent binary shipped to guests.
+//! - `vchan-sim`: build the vchan simulation's libxengnttab.so.1 and libxenevtchn.so.1.
+
+mod vchan_sim;
 
 use std::{
     path::{Path, PathBuf},
@@ -43,6 +46,8 @@ enum Task {
     },
     /// Build the guest agent shipped to guests: target/guest-agent/vproto-guest-agent.
     GuestAgent,
+    /// Build the vchan simulation's drop-in libraries into target/vchan-sim/.
+    VchanSim,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Bench { args } => bench(&args),
         Task::GuestAgent => guest_agent().map(|path| println!("{}", path.display())),
+        Task::VchanSim => vchan_sim::build().map(|dir| println!("{}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
