@@ -296,13 +296,14 @@ struct Peer {
 }
 
 struct Watch {
-    _pidfd: OwnedFd,
+    pidfd: OwnedFd,
     ports: BTreeSet<Port>,
 }
 
 impl fmt::Debug for SimEventChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ports: Vec<Port> = self.lock().ports.keys().copied().collect();
+        // Never waits: a Debug from inside a locked section must not deadlock.
+        let ports: Option<Vec<Port>> = self.state.try_lock().ok().map(|state| state.ports.keys().copied().collect());
         f.debug_struct("SimEventChannel").field("domid", &self.backend.domid()).field("ports", &ports).finish()
     }
 }
@@ -564,16 +565,37 @@ impl SimEventChannel {
             return true;
         }
         if epoll_add(&self.epoll, pidfd.as_raw_fd(), PID_TAG | u64::from(owner.pid)).is_ok() {
-            state.watches.insert(owner, Watch { _pidfd: pidfd, ports: BTreeSet::from([port]) });
+            state.watches.insert(owner, Watch { pidfd, ports: BTreeSet::from([port]) });
         }
         false
     }
 
-    fn unwatch(state: &mut State, port: Port) {
-        state.watches.retain(|_, watch| {
-            watch.ports.remove(&port);
-            !watch.ports.is_empty()
-        });
+    /// Stops watching for `port`: a process no port needs any more is no longer watched.
+    fn unwatch(&self, state: &mut State, port: Port) {
+        let done: Vec<Owner> = state
+            .watches
+            .iter_mut()
+            .filter_map(|(owner, watch)| (watch.ports.remove(&port) && watch.ports.is_empty()).then_some(*owner))
+            .collect();
+        for owner in done {
+            self.forget_watch(state, owner);
+        }
+    }
+
+    /// Takes `owner`'s pidfd out of the epoll set (explicitly: a forked child may hold a copy of
+    /// the descriptor, which would keep it in the set after we close ours) and closes it.
+    fn forget_watch(&self, state: &mut State, owner: Owner) {
+        if let Some(watch) = state.watches.remove(&owner) {
+            // SAFETY: removing a descriptor we hold from our epoll set.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    watch.pidfd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
     }
 
     /// Pays what watched processes that died owed; whether any had died.
@@ -599,7 +621,7 @@ impl SimEventChannel {
             let mut state = self.lock();
             let dead: Vec<Owner> = state.watches.keys().filter(|owner| pids.contains(&owner.pid)).copied().collect();
             for owner in &dead {
-                state.watches.remove(owner); // closing the pidfd takes it out of the epoll set
+                self.forget_watch(&mut state, *owner);
             }
             dead
         };
@@ -801,7 +823,7 @@ impl EventChannel for SimEventChannel {
         {
             let mut state = self.lock();
             state.ports.remove(&port).ok_or_else(|| not_bound(port))?;
-            Self::unwatch(&mut state, port);
+            self.unwatch(&mut state, port);
         }
         self.remove_record(port);
         Ok(())

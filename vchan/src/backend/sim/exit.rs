@@ -41,8 +41,10 @@ pub(super) struct Owed {
 }
 
 /// What ending a mapping owes.
-#[derive(Default)]
 pub(super) struct Ending {
+    /// The process that owes it: a child forked since does not pay at its exit (Xen's grant
+    /// mappings are not inherited either).
+    pub(super) pid: u32,
     /// A share's grant files, removed to end the grants.
     pub(super) grant_files: Vec<PathBuf>,
     /// Its unmap notify.
@@ -91,9 +93,7 @@ pub(super) fn register(ending: Ending) -> u64 {
 /// Pays what mapping `id` owes (its memory already unmapped by the caller).
 pub(super) fn pay(id: u64) {
     let ending = OWING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
-    if let Some(ending) = ending {
-        ending.pay();
-    }
+    pay_own(ending.into_iter().map(|ending| (id, ending)).collect());
 }
 
 extern "C" fn pay_all_at_exit() {
@@ -103,16 +103,20 @@ extern "C" fn pay_all_at_exit() {
             Ok(mut owing) => {
                 let all = std::mem::take(&mut *owing);
                 drop(owing);
-                all.into_values().for_each(Ending::pay);
-                return;
+                return pay_own(all);
             }
             Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                std::mem::take(&mut *poisoned.into_inner()).into_values().for_each(Ending::pay);
-                return;
+                return pay_own(std::mem::take(&mut *poisoned.into_inner()));
             }
             Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
+}
+
+/// Pays what this process owes of `all` (a forked child leaves its parent's debts alone).
+fn pay_own(all: BTreeMap<u64, Ending>) {
+    let me = std::process::id();
+    all.into_values().filter(|ending| ending.pid == me).for_each(Ending::pay);
 }
 
 impl Ending {

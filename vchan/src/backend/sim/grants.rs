@@ -213,8 +213,12 @@ impl Region {
         Ok(())
     }
 
+    /// Keeps the region mapped, and out of children forked from now on (as Xen's grant
+    /// mappings are).
     fn keep(self) -> NonNull<u8> {
         let ptr = self.ptr;
+        // SAFETY: advice on the region this value owns.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), self.pages * PAGE_SIZE, libc::MADV_DONTFORK) };
         std::mem::forget(self);
         ptr
     }
@@ -298,7 +302,7 @@ pub(super) fn share(
             notify.event,
         )?),
     };
-    let ending = Ending { grant_files: std::mem::take(&mut made.0), notify: owed };
+    let ending = Ending { pid: std::process::id(), grant_files: std::mem::take(&mut made.0), notify: owed };
     Ok(SimMapping::new(region.keep(), refs, ids, Some(exit::register(ending))))
 }
 
@@ -331,7 +335,7 @@ pub(super) fn map(
         _ => {
             let clear = notify.clear_byte.map(|offset| (file, offset));
             let owed = exit::owe(backend, (granter, gref, nonce), clear, notify.event)?;
-            Some(exit::register(Ending { grant_files: Vec::new(), notify: Some(owed) }))
+            Some(exit::register(Ending { pid: std::process::id(), grant_files: Vec::new(), notify: Some(owed) }))
         }
     };
     let refs = pages.iter().map(|&(_, gref)| gref).collect();

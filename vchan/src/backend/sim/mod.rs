@@ -161,7 +161,8 @@ impl SimBackend {
                 format!("domain id {domid} is reserved (the largest is {MAX_DOMID})"),
             ));
         }
-        let layout = Layout { root: dir.into() };
+        // Absolute, so that processes started in other directories agree.
+        let layout = Layout { root: std::path::absolute(dir.into())? };
         let context =
             |error: io::Error| files::context(error, &format!("vchan sim directory {}", layout.root.display()));
         files::create_private_dir(&layout.root).map_err(context)?;
