@@ -38,15 +38,18 @@ fn program() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM.get_or_init(|| {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vchan_pair.c");
-        let out = std::env::temp_dir().join(format!("vproto-vchan-pair-{}", std::process::id()));
+        // Built beside and renamed: another run of this test may be using the program.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vchan_pair");
+        let partial = out.with_extension(std::process::id().to_string());
         let output = Command::new("gcc")
             .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-            .arg(&out)
+            .arg(&partial)
             .arg(&source)
             .arg("-lxenvchan")
             .output()
             .expect("run gcc");
         assert!(output.status.success(), "gcc failed: {}", String::from_utf8_lossy(&output.stderr));
+        std::fs::rename(&partial, &out).unwrap();
         out
     })
 }
