@@ -22,7 +22,7 @@ use crate::{duration::parse_duration, CliError};
 /// Arguments of `vproto call`.
 #[derive(clap::Args)]
 pub struct CallArgs {
-    /// The server: unix:PATH, tcp:HOST:PORT, http://HOST:PORT, stdio or exec:COMMAND.
+    /// The server: unix:PATH, tcp:HOST:PORT, http://HOST:PORT, vchan:PEER:XS_PATH, stdio or exec:COMMAND.
     #[arg(long, value_name = "ADDR")]
     connect: String,
     /// The method, as service.method (such as conductor.list_hardware), or rpc.discover.

@@ -8,6 +8,7 @@ mod duration;
 mod error;
 mod guest_info;
 mod serve;
+mod vchan;
 mod xenstored;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Run an in-memory Xenstore server (development and tests) until SIGINT/SIGTERM.
     Xenstored(xenstored::XenstoredArgs),
+    /// Carry stdin and stdout over a Xen vchan to another domain (listen or connect).
+    Vchan(vchan::VchanArgs),
 }
 
 impl Command {
@@ -52,6 +55,7 @@ impl Command {
             Command::GuestInfo(_) => "guest-info",
             Command::Agent(_) => "agent",
             Command::Xenstored(_) => "xenstored",
+            Command::Vchan(_) => "vchan",
         }
     }
 
@@ -64,6 +68,7 @@ impl Command {
             Command::Conform(args) => block_on(conform::run(args)),
             Command::Agent(args) => agent::run(args),
             Command::Xenstored(args) => xenstored::run(args),
+            Command::Vchan(args) => vchan::run(args),
         }
     }
 }

@@ -156,6 +156,13 @@ impl Conn {
                     token: token.map(|t| t.secret().to_string()),
                 }
             }
+            ConnectAddr::Listen(ListenAddr::Vchan(vchan_addr)) => {
+                let chan = vproto_jsonrpc::transport::vchan::connect(vchan_addr, wait)
+                    .await
+                    .map_err(|e| failed(ConnError::Unreachable(std::io::Error::other(e))))?;
+                let (read, write) = chan.into_split();
+                line(Box::new(read), Box::new(write), None)
+            }
             ConnectAddr::Listen(ListenAddr::Stdio) => return Err(failed(ConnError::Stdio)),
         };
         let mut conn = Conn { kind, wait };

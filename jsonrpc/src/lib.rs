@@ -39,5 +39,6 @@ pub use limits::Limits;
 pub use message::{Call, Entry, Id, Incoming, Response};
 pub use transport::{
     AddrError, ConnectAddr, HostPortScheme, ListenAddr, RestRoute, RunningServer, ServeError, Server, ShutdownHandle,
+    VchanAddr,
 };
 pub use vproto_listen::BindError;

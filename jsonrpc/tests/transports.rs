@@ -7,8 +7,8 @@ use std::{os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
 use common::*;
 use serde_json::{json, Value};
 use vproto_jsonrpc::{
-    load_token, BindError, Client, ClientOptions, ConnectAddr, ListenAddr, RestRoute, ServeError, Server, Token,
-    TokenError,
+    load_token, transport::vchan::VchanAddr, BindError, Client, ClientOptions, ConnectAddr, ListenAddr, RestRoute,
+    ServeError, Server, Token, TokenError,
 };
 use vproto_support::rpc::{CallError, ClientTransport};
 
@@ -143,6 +143,11 @@ fn addresses_parse_and_print() {
         ("stdio", ListenAddr::Stdio),
         ("http://127.0.0.1:8080", ListenAddr::Http { host: "127.0.0.1".into(), port: 8080 }),
         ("http://[::1]:8080", ListenAddr::Http { host: "::1".into(), port: 8080 }),
+        (
+            "vchan:0:/local/domain/0/data/rpc",
+            ListenAddr::Vchan(VchanAddr { peer: 0, path: "/local/domain/0/data/rpc".into() }),
+        ),
+        ("vchan:5:data/rpc", ListenAddr::Vchan(VchanAddr { peer: 5, path: "data/rpc".into() })),
     ];
     for (text, addr) in cases {
         assert_eq!(text.parse::<ListenAddr>().as_ref(), Ok(&addr), "{text}");
@@ -150,7 +155,12 @@ fn addresses_parse_and_print() {
     }
     assert_eq!("http://h:1/".parse::<ListenAddr>(), Ok(ListenAddr::Http { host: "h".into(), port: 1 }));
     let refused = [
-        ("", "expected unix:PATH, tcp:HOST:PORT, stdio or http://HOST:PORT"),
+        ("", "expected unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT or vchan:PEER:XS_PATH"),
+        ("vchan:0", "the Xenstore path is missing"),
+        ("vchan:dom0:/x", "must be a domain id"),
+        ("vchan:70000:/x", "must be a domain id"),
+        ("vchan:0:", "must be non-empty"),
+        ("vchan:0:/a//b", "without empty components"),
         ("unix:", "the path is missing"),
         ("tcp:127.0.0.1", "the port is missing"),
         ("tcp::80", "the host is missing"),

@@ -10,7 +10,7 @@ use std::{
     io,
     os::fd::RawFd,
     pin::Pin,
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Mutex},
     task::{Context, Poll},
 };
 
@@ -40,8 +40,8 @@ pub(crate) struct Parts {
     pub(crate) events: Box<dyn EventChannel>,
     /// The local port of the channel.
     pub(crate) port: Port,
-    /// The Xenstore entries a server published, removed at close.
-    pub(crate) published: Option<Published>,
+    /// The Xenstore entries a server published, removed at close (unless handed on).
+    pub(crate) published: Mutex<Option<Published>>,
 }
 
 #[derive(Debug)]
@@ -253,6 +253,16 @@ impl Vchan {
         self.inner.notify();
     }
 
+    /// Server: leaves the published Xenstore entries in place when this channel closes, for
+    /// the next channel published at the same path ([`crate::VchanListener`]).
+    pub fn keep_path_on_close(&self) {
+        self.take_published();
+    }
+
+    fn take_published(&self) -> Option<Published> {
+        self.inner.parts.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
     /// Server or client.
     pub fn role(&self) -> Role {
         self.role
@@ -287,6 +297,15 @@ impl Vchan {
             Poll::Pending
         })
         .await
+    }
+
+    /// Writes what fits of `bytes` without waiting; `Ok(0)` when the ring is full.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let waker = futures_util::task::noop_waker();
+        match self.inner.poll_write(&mut Context::from_waker(&waker), bytes) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Ok(0),
+        }
     }
 
     /// Sends `packet` whole: waits until the ring has room for all of it. Fails when it is
@@ -335,7 +354,7 @@ impl Vchan {
         let inner = self.inner.clone();
         std::future::poll_fn(|cx| inner.poll_drained(cx)).await;
         inner.close();
-        if let Some(published) = &inner.parts.published {
+        if let Some(published) = self.take_published() {
             published.remove().await;
         }
         drop(self);
@@ -352,7 +371,7 @@ impl Drop for Vchan {
     fn drop(&mut self) {
         self.inner.close();
         self.pump.abort();
-        if let Some(published) = self.inner.parts.published.clone() {
+        if let Some(published) = self.take_published() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move { published.remove().await });
             }

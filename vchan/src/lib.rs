@@ -5,9 +5,12 @@
 pub mod backend;
 mod channel;
 pub mod layout;
+mod listener;
 mod rendezvous;
 mod ring;
 
+pub use backend::Backend;
 pub use channel::{Vchan, VchanReader, VchanWriter};
+pub use listener::VchanListener;
 pub use rendezvous::{connect, listen, ServerOptions, VchanError};
 pub use ring::{CorruptRing, Role};

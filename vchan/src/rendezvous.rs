@@ -7,7 +7,14 @@
 //! permissions `n<self>,r<peer>` (only the peer may read them), after learning its own domain id
 //! from the relative Xenstore path `domid`; it removes `<path>` when it closes.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{
+    io,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
 
 use vproto_xenstore::{Access, Permission, Xenstore, XsError, DEFAULT_TX_ATTEMPTS};
 
@@ -16,7 +23,7 @@ use crate::{
     channel::{Parts, Vchan},
     layout::{
         in_page_offset, pages, Geometry, GeometryError, CLI_LIVE, CLI_NOTIFY, GRANTS, LEFT_ORDER, LIVE_CONNECTED,
-        LIVE_WAITING, NOTIFY_WRITE, RIGHT_ORDER, SRV_LIVE,
+        LIVE_GONE, LIVE_WAITING, NOTIFY_WRITE, RIGHT_ORDER, SRV_LIVE,
     },
     ring::{Role, SharedPage},
 };
@@ -62,6 +69,12 @@ pub enum VchanError {
         /// What it held.
         value: String,
     },
+    /// Another client holds the channel published at the path.
+    #[error("vchan {path}: the channel is taken by another client")]
+    Taken {
+        /// The channel's Xenstore path.
+        path: String,
+    },
     /// No server published the path (within the time allowed to wait for one).
     #[error("vchan {path}: no server is listening there ({node} is missing or unreadable)")]
     NoServer {
@@ -70,6 +83,13 @@ pub enum VchanError {
         /// The node that was missing.
         node: String,
     },
+}
+
+impl VchanError {
+    /// Whether the channel was there but held by another client (worth waiting for the next).
+    fn is_taken(&self) -> bool {
+        matches!(self, VchanError::Taken { .. } | VchanError::Backend { step: BIND_STEP, .. })
+    }
 }
 
 /// A server's Xenstore entries, removed when the channel closes.
@@ -151,8 +171,13 @@ pub async fn listen(backend: Arc<dyn Backend>, xs: &Xenstore, options: &ServerOp
     let shared =
         unsafe { SharedPage::new(page_ptr, Role::Server, (data[0], geometry.left), (data[1], geometry.right)) };
     publish(xs, &path, options.peer, mappings[0].refs()[0], port).await?;
-    let parts =
-        Parts { shared, mappings, events, port, published: Some(Published { xs: xs.clone(), path: path.clone() }) };
+    let parts = Parts {
+        shared,
+        mappings,
+        events,
+        port,
+        published: Mutex::new(Some(Published { xs: xs.clone(), path: path.clone() })),
+    };
     Vchan::start(parts, Role::Server).map_err(step("registering the event channel"))
 }
 
@@ -188,8 +213,8 @@ fn parse_number(path: &str, node: &str, value: &[u8]) -> Result<u32, VchanError>
 }
 
 /// Connects to the channel domain `peer` published at `path`. With `wait`, a server that has
-/// not published yet is waited for (by a Xenstore watch) that long; otherwise its absence is
-/// [`VchanError::NoServer`] at once, as with libxenvchan.
+/// not published yet, or whose channel another client holds, is waited for (by a Xenstore
+/// watch) that long; otherwise either is an error at once, as with libxenvchan.
 pub async fn connect(
     backend: Arc<dyn Backend>,
     xs: &Xenstore,
@@ -197,21 +222,70 @@ pub async fn connect(
     path: &str,
     wait: Option<Duration>,
 ) -> Result<Vchan, VchanError> {
-    let path = path.trim_end_matches('/').to_string();
-    let (ring_ref, port) = match wait {
-        Some(limit) => wait_for_server(xs, &path, limit).await?,
-        None => read_published(xs, &path).await?,
+    let path = path.trim_end_matches('/');
+    let Some(limit) = wait else {
+        let published = read_published(xs, path).await?;
+        return attach(backend.as_ref(), peer, path, published);
     };
-    let step = |step| {
-        let path = path.clone();
-        move |source| VchanError::Backend { path, step, source }
+    let deadline = tokio::time::Instant::now() + limit;
+    let token = format!("vchan-connect-{}-{:p}", std::process::id(), &deadline);
+    let mut watch = xs.watch(path, &token).await.map_err(|source| VchanError::Xenstore {
+        path: path.to_string(),
+        step: "watching for the server",
+        source,
+    })?;
+    // A channel found taken is not tried again until the server publishes another.
+    let mut taken = None;
+    let result = loop {
+        let error = match read_published(xs, path).await {
+            Ok(published) if taken != Some(published) => match attach(backend.as_ref(), peer, path, published) {
+                Ok(chan) => break Ok(chan),
+                Err(error) if error.is_taken() => {
+                    taken = Some(published);
+                    error
+                }
+                Err(error) => break Err(error),
+            },
+            Ok(_) => VchanError::Taken { path: path.to_string() },
+            Err(error @ VchanError::NoServer { .. }) => error,
+            Err(error) => break Err(error),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            break Err(error);
+        }
+        // A change below the path (or the deadline) is the next moment to look.
+        let _ = tokio::time::timeout_at(deadline, watch.next()).await;
     };
+    let _ = watch.unwatch().await;
+    result
+}
+
+/// Binds to a published channel's port, maps its pages and claims it.
+fn attach(
+    backend: &dyn Backend,
+    peer: DomId,
+    path: &str,
+    (ring_ref, port): (GrantRef, Port),
+) -> Result<Vchan, VchanError> {
+    let step = |step| move |source| VchanError::Backend { path: path.to_string(), step, source };
     let events = backend.open_events().map_err(step("opening the event channel"))?;
-    let port = events.bind_interdomain(peer, port).map_err(step("binding to the server's port"))?;
+    let port = events.bind_interdomain(peer, port).map_err(step(BIND_STEP))?;
     events.unmask(port).map_err(step("unmasking the port"))?;
-    let page = backend
-        .map(peer, &[ring_ref], true, Some(UnmapNotify { offset: CLI_LIVE, port }))
-        .map_err(step("mapping the ring page"))?;
+    // libxenvchan's client stores 1 in cli_live; claiming with a compare-exchange on a first
+    // mapping (without an unmap notify, so letting go of it touches nothing) also tells a
+    // client that raced to a channel that it is taken.
+    let probe = backend.map(peer, &[ring_ref], true, None).map_err(step("mapping the ring page"))?;
+    // SAFETY: the live byte is inside the mapped page.
+    let claim = unsafe { &*probe.as_ptr().add(CLI_LIVE).cast::<AtomicU8>() };
+    if claim.compare_exchange(LIVE_WAITING, LIVE_CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return Err(VchanError::Taken { path: path.to_string() });
+    }
+    let page =
+        backend.map(peer, &[ring_ref], true, Some(UnmapNotify { offset: CLI_LIVE, port })).map_err(|source| {
+            claim.store(LIVE_GONE, Ordering::Release);
+            step("mapping the ring page")(source)
+        })?;
+    drop(probe);
     let page_ptr = page.as_ptr();
     // SAFETY: the page is mapped; the orders are read once and checked before use.
     let (left, right) = unsafe {
@@ -221,7 +295,7 @@ pub async fn connect(
         )
     };
     let geometry =
-        Geometry::from_page(left, right).map_err(|source| VchanError::Geometry { path: path.clone(), source })?;
+        Geometry::from_page(left, right).map_err(|source| VchanError::Geometry { path: path.to_string(), source })?;
     // SAFETY: `Geometry` checked that the grant list lies inside the page.
     let grants: Vec<GrantRef> = (0..geometry.grant_count())
         .map(|i| unsafe { page_ptr.add(GRANTS + 4 * i).cast::<u32>().read_volatile() })
@@ -248,15 +322,18 @@ pub async fn connect(
     // SAFETY: the mappings move into the channel with the view.
     let shared =
         unsafe { SharedPage::new(page_ptr, Role::Client, (data[0], geometry.left), (data[1], geometry.right)) };
-    shared.own_live().store(LIVE_CONNECTED, std::sync::atomic::Ordering::Release);
     // Ask the server to signal its writes, as libxenvchan's client does.
     shared.request_notify(NOTIFY_WRITE);
-    let parts = Parts { shared, mappings, events, port, published: None };
+    let parts = Parts { shared, mappings, events, port, published: Mutex::new(None) };
     let chan = Vchan::start(parts, Role::Client).map_err(step("registering the event channel"))?;
     // Wake the server: it may be waiting for a client.
     chan.wake_peer();
     Ok(chan)
 }
+
+/// The step whose failure, when a server is known to have published, means another client
+/// holds the channel's port.
+const BIND_STEP: &str = "binding to the server's port";
 
 async fn read_published(xs: &Xenstore, path: &str) -> Result<(GrantRef, Port), VchanError> {
     let mut values = [0u32; 2];
@@ -272,25 +349,4 @@ async fn read_published(xs: &Xenstore, path: &str) -> Result<(GrantRef, Port), V
         }
     }
     Ok((values[0], values[1]))
-}
-
-/// Watches `path` until the server's nodes are readable, for at most `limit`.
-async fn wait_for_server(xs: &Xenstore, path: &str, limit: Duration) -> Result<(GrantRef, Port), VchanError> {
-    let token = format!("vchan-connect-{}", std::process::id());
-    let mut watch = xs.watch(path, &token).await.map_err(|source| VchanError::Xenstore {
-        path: path.to_string(),
-        step: "watching for the server",
-        source,
-    })?;
-    let deadline = tokio::time::Instant::now() + limit;
-    let result = loop {
-        match read_published(xs, path).await {
-            Err(VchanError::NoServer { .. }) if tokio::time::Instant::now() < deadline => {}
-            other => break other,
-        }
-        // A change below the path (or the deadline) is the next moment to look.
-        let _ = tokio::time::timeout_at(deadline, watch.next()).await;
-    };
-    let _ = watch.unwatch().await;
-    result
 }

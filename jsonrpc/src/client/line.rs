@@ -152,6 +152,11 @@ impl LineClient {
                 let (child, read, write) = spawn_exec(command).map_err(|e| failed(e.to_string()))?;
                 LineClient::start(read, write, Some(child), options).await
             }
+            ConnectAddr::Listen(ListenAddr::Vchan(vchan_addr)) => {
+                let chan = crate::transport::vchan::connect(vchan_addr, connect_timeout).await.map_err(failed)?;
+                let (read, write) = chan.into_split();
+                LineClient::start(read, write, None, options).await
+            }
             ConnectAddr::Listen(ListenAddr::Http { .. }) => Err(failed("not a line transport".to_string())),
         }
     }

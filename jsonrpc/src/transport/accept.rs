@@ -11,6 +11,7 @@ use tokio::{
     time::timeout,
 };
 use vproto_listen::{ShutdownSignal, SocketFile};
+use vproto_vchan::{Vchan, VchanListener};
 
 use super::{
     http::{self, HttpShared},
@@ -26,12 +27,14 @@ use crate::{
 pub(super) enum Listener {
     Unix(UnixListener),
     Tcp(TcpListener),
+    Vchan(VchanListener),
 }
 
 /// An accepted connection.
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Vchan(Vchan),
 }
 
 /// What is spoken on the accepted connections.
@@ -43,10 +46,11 @@ pub(super) enum Protocol {
 }
 
 impl Listener {
-    async fn accept(&self) -> io::Result<Stream> {
+    async fn accept(&mut self) -> io::Result<Stream> {
         match self {
             Listener::Unix(listener) => listener.accept().await.map(|(stream, _)| Stream::Unix(stream)),
             Listener::Tcp(listener) => listener.accept().await.map(|(stream, _)| Stream::Tcp(stream)),
+            Listener::Vchan(listener) => listener.accept().await.map(Stream::Vchan).map_err(io::Error::other),
         }
     }
 }
@@ -57,6 +61,7 @@ impl Stream {
         let _ = match self {
             Stream::Unix(stream) => stream.try_write(bytes),
             Stream::Tcp(stream) => stream.try_write(bytes),
+            Stream::Vchan(chan) => chan.try_write(bytes),
         };
     }
 
@@ -84,6 +89,7 @@ impl Stream {
         match self {
             Stream::Unix(stream) => linger(stream, bytes).await,
             Stream::Tcp(stream) => linger(stream, bytes).await,
+            Stream::Vchan(chan) => linger(chan, bytes).await,
         }
     }
 }
@@ -105,7 +111,7 @@ fn refuse(stream: Stream, message: Vec<u8>, lingering: &Arc<Semaphore>) {
 /// Accepts connections until shutdown, each served in its own task while a connection slot
 /// is free; connections beyond [`crate::limits::Limits::max_connections`] get one error and are closed.
 pub(super) async fn accept_loop(
-    listener: Listener,
+    mut listener: Listener,
     engine: Arc<Engine>,
     protocol: Protocol,
     signal: ShutdownSignal,
@@ -166,8 +172,15 @@ pub(super) async fn accept_loop(
                     drop(slot);
                 });
             }
+            (Protocol::Lines(_), Stream::Vchan(chan)) => {
+                let (read, write) = chan.into_split();
+                connections.spawn(async move {
+                    lines::serve(engine, read, write, None, signal).await;
+                    drop(slot);
+                });
+            }
             // HTTP is only bound on TCP.
-            (Protocol::Http(_), Stream::Unix(_)) => drop(slot),
+            (Protocol::Http(_), Stream::Unix(_) | Stream::Vchan(_)) => drop(slot),
         }
     }
     drop(listener);

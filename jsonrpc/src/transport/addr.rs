@@ -1,12 +1,15 @@
 //! Listen and connect addresses, as given on a command line:
-//! `unix:PATH`, `tcp:HOST:PORT`, `stdio`, `http://HOST:PORT`, and for clients `exec:COMMAND`;
+//! `unix:PATH`, `tcp:HOST:PORT`, `stdio`, `http://HOST:PORT`, `vchan:PEER:XS_PATH`, and for
+//! clients `exec:COMMAND`;
 //! and the `HOST:PORT` a server announces to its peers, dialled with a [`HostPortScheme`].
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
+pub use super::vchan::VchanAddr;
+
 /// The forms an address may take, for error messages.
-const LISTEN_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio or http://HOST:PORT";
-const CONNECT_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT or exec:COMMAND";
+const LISTEN_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT or vchan:PEER:XS_PATH";
+const CONNECT_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT, vchan:PEER:XS_PATH or exec:COMMAND";
 
 /// Why an address string was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum ListenAddr {
         /// The port.
         port: u16,
     },
+    /// `vchan:PEER:XS_PATH`: newline-delimited JSON over a Xen vchan with domain PEER, published
+    /// at XS_PATH in Xenstore (see [`super::vchan`]). No token: only PEER can connect.
+    Vchan(VchanAddr),
 }
 
 /// Where a client connects: a [`ListenAddr`], or a command to spawn and talk to over its
@@ -108,6 +114,9 @@ impl FromStr for ListenAddr {
             let (host, port) = host_port_of(input, rest, "http://HOST:PORT")?;
             return Ok(ListenAddr::Http { host, port });
         }
+        if input.starts_with("vchan:") {
+            return input.parse().map(ListenAddr::Vchan);
+        }
         if input.starts_with("https://") {
             return Err(error(input, "https is not served; listen on http://127.0.0.1:PORT behind a TLS proxy"));
         }
@@ -125,6 +134,7 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Tcp { host, port } => write!(f, "tcp:{}:{port}", bracketed(host)),
             ListenAddr::Stdio => f.write_str("stdio"),
             ListenAddr::Http { host, port } => write!(f, "http://{}:{port}", bracketed(host)),
+            ListenAddr::Vchan(addr) => addr.fmt(f),
         }
     }
 }
@@ -136,7 +146,7 @@ impl ListenAddr {
     pub fn announced_host_port(&self) -> Option<Result<String, WildcardHost>> {
         let (host, port) = match self {
             ListenAddr::Tcp { host, port } | ListenAddr::Http { host, port } => (host, *port),
-            ListenAddr::Unix(_) | ListenAddr::Stdio => return None,
+            ListenAddr::Unix(_) | ListenAddr::Stdio | ListenAddr::Vchan(_) => return None,
         };
         if matches!(host.as_str(), "0.0.0.0" | "::" | "[::]") {
             return Some(Err(WildcardHost(self.clone())));

@@ -22,8 +22,11 @@ mod lines;
 mod server;
 mod stdio;
 mod tcp;
+pub mod vchan;
 
-pub use addr::{spawn_exec, AddrError, ConnectAddr, HostPortScheme, ListenAddr, UnknownScheme, WildcardHost};
+pub use addr::{
+    spawn_exec, AddrError, ConnectAddr, HostPortScheme, ListenAddr, UnknownScheme, VchanAddr, WildcardHost,
+};
 pub use error::ServeError;
 pub use http::RestRoute;
 pub use server::{RunningServer, Server};

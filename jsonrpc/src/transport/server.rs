@@ -12,7 +12,7 @@ use super::{
     addr::ListenAddr,
     error::ServeError,
     http::{HttpShared, RestRoute},
-    lines, stdio, tcp,
+    lines, stdio, tcp, vchan,
 };
 use crate::{auth::Token, engine::Engine, limits::Limits};
 
@@ -126,6 +126,11 @@ impl Server {
                 (local, tokio::spawn(accept_loop(Listener::Tcp(listener), engine, protocol, signal, None)))
             }
             ListenAddr::Stdio => (addr.clone(), tokio::spawn(stdio::serve(engine, signal))),
+            ListenAddr::Vchan(vchan_addr) => {
+                let listener = vchan::bind(vchan_addr).await.map_err(|why| bind_error(std::io::Error::other(why)))?;
+                let task = accept_loop(Listener::Vchan(listener), engine, Protocol::Lines(None), signal, None);
+                (addr.clone(), tokio::spawn(task))
+            }
             ListenAddr::Http { host, port } => {
                 let shared = Arc::new(HttpShared::new(engine.clone(), self.token.clone(), &self.routes)?);
                 let (listener, local) = tcp::bind(host, *port, self.token.is_some(), true).await.map_err(bind_error)?;

@@ -14,7 +14,7 @@
 pub mod sim;
 pub mod xen;
 
-use std::{fmt::Debug, io, os::fd::RawFd};
+use std::{fmt::Debug, io, os::fd::RawFd, path::Path, str::FromStr, sync::Arc};
 
 /// A Xen domain id (`domid_t`).
 pub type DomId = u16;
@@ -107,4 +107,49 @@ pub trait EventChannel: Send + Sync + Debug {
     /// A descriptor that polls readable when [`EventChannel::pending`] may return a port
     /// (`xenevtchn_fd`). Non-blocking.
     fn fd(&self) -> RawFd;
+}
+
+/// Which backend a channel uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Xen's devices ([`xen::XenBackend`]).
+    Xen,
+    /// The simulation ([`sim::SimBackend`], configured by `VPROTO_SIM_DOMID` and
+    /// `VPROTO_SIM_DIR`).
+    Sim,
+}
+
+/// The environment variable that picks the backend for `vchan:` addresses.
+pub const BACKEND_VAR: &str = "VPROTO_VCHAN_BACKEND";
+
+impl FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "xen" => Ok(BackendKind::Xen),
+            "sim" => Ok(BackendKind::Sim),
+            other => Err(format!("unknown vchan backend {other:?}: expected xen or sim")),
+        }
+    }
+}
+
+impl BackendKind {
+    /// `$VPROTO_VCHAN_BACKEND` if set, else `xen` where Xen's grant device exists and `sim`
+    /// elsewhere.
+    pub fn from_env() -> Result<BackendKind, String> {
+        match std::env::var(BACKEND_VAR) {
+            Ok(value) if !value.is_empty() => value.parse().map_err(|error| format!("{BACKEND_VAR}: {error}")),
+            _ if Path::new("/dev/xen/gntalloc").exists() => Ok(BackendKind::Xen),
+            _ => Ok(BackendKind::Sim),
+        }
+    }
+
+    /// Opens the backend.
+    pub fn open(self) -> io::Result<Arc<dyn Backend>> {
+        Ok(match self {
+            BackendKind::Xen => Arc::new(xen::XenBackend::open()?),
+            BackendKind::Sim => Arc::new(sim::SimBackend::from_env()?),
+        })
+    }
 }
