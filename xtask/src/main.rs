@@ -255,7 +255,12 @@ fn test() -> Result<(), String> {
     codegen(true)?;
     eprintln!("==> codegen is fresh");
     run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run("cargo test", cargo().args(["test", "--workspace"]).env("VPROTO_VENV", venv_dir()))?;
+    // The vchan tests run C programs on the simulation's libraries: built once, here.
+    let sim_libs = vchan_sim::build()?;
+    run(
+        "cargo test",
+        cargo().args(["test", "--workspace"]).env("VPROTO_VENV", venv_dir()).env("VPROTO_VCHAN_SIM_LIBS", sim_libs),
+    )?;
     run("cargo build (vproto binary)", cargo().args(["build", "-p", "vproto-cli"]))?;
     // The guest agent's tests again, against the binary as shipped (LTO, panic = abort, static).
     let shipped = guest_agent()?;
