@@ -242,7 +242,7 @@ fn an_alive_agent_that_cannot_be_reached_is_agent_unavailable() {
     drop(unused);
     let hello = json!({"registration": {"status": "READY", "endpoint": endpoint}}).to_string();
     let ack = call_ok(&["--connect", &socket, "conductor.hello", &hello]);
-    assert_eq!(ack, json!({"protocol_version": "1.0", "heartbeat_interval": 30}));
+    assert_eq!(ack, json!({"protocol_version": vproto_api::PROTOCOL_VERSION, "heartbeat_interval": 30}));
     let output = call(&["--connect", &socket, "conductor.list_hardware"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

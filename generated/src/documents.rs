@@ -17,6 +17,7 @@ pub fn service_openrpc(service: &str) -> Option<&'static str> {
         "agent" => Some(include_str!("../../schema/openrpc/agent.json")),
         "conductor" => Some(include_str!("../../schema/openrpc/conductor.json")),
         "driver" => Some(include_str!("../../schema/openrpc/driver.json")),
+        "guest" => Some(include_str!("../../schema/openrpc/guest.json")),
         "network" => Some(include_str!("../../schema/openrpc/network.json")),
         _ => None,
     }

@@ -1369,6 +1369,182 @@ impl vproto_support::wire::WireValue for GuestNic {
         serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
+/// The traffic counters of one guest NIC (one of GuestInfo's nics, named and identified the same way).
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct GuestNicCounters {
+    /// The interface's MAC address, which identifies the NIC from the host's side (GuestNic's mac).
+    ///
+    /// Since GuestNicCounters 1.0.
+    pub mac: MACAddress,
+    /// The interface name as the guest OS calls it, such as "eth0" (GuestNic's name).
+    ///
+    /// Since GuestNicCounters 1.0.
+    pub name: String,
+    /// What the NIC received.
+    ///
+    /// Since GuestNicCounters 1.0.
+    pub rx: TrafficCounters,
+    /// What the NIC transmitted.
+    ///
+    /// Since GuestNicCounters 1.0.
+    pub tx: TrafficCounters,
+}
+/// How GuestNicCounters converts between versions.
+pub static GUEST_NIC_COUNTERS_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "GuestNicCounters",
+    namespace: "guest",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("mac", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("name", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("rx", vproto_support::wire::Version::new(1, 0)).child("TrafficCounters", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("tx", vproto_support::wire::Version::new(1, 0)).child("TrafficCounters", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for GuestNicCounters {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &GUEST_NIC_COUNTERS_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("mac".into(), vproto_support::wire::WireValue::to_wire(&self.mac));
+        data.insert("name".into(), vproto_support::wire::WireValue::to_wire(&self.name));
+        data.insert("rx".into(), vproto_support::wire::WireValue::to_wire(&self.rx));
+        data.insert("tx".into(), vproto_support::wire::WireValue::to_wire(&self.tx));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            mac: vproto_support::wire::read_required::<MACAddress>(data, "GuestNicCounters", "mac", &vproto_support::wire::FieldChecks::NONE, path)?,
+            name: vproto_support::wire::read_required::<String>(data, "GuestNicCounters", "name", &vproto_support::wire::FieldChecks::NONE, path)?,
+            rx: vproto_support::wire::read_required::<TrafficCounters>(data, "GuestNicCounters", "rx", &vproto_support::wire::FieldChecks::NONE, path)?,
+            tx: vproto_support::wire::read_required::<TrafficCounters>(data, "GuestNicCounters", "tx", &vproto_support::wire::FieldChecks::NONE, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for GuestNicCounters {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&GUEST_NIC_COUNTERS_INFO, 0, &self.mac)?;
+            sink.field(&GUEST_NIC_COUNTERS_INFO, 1, &self.name)?;
+            sink.field(&GUEST_NIC_COUNTERS_INFO, 2, &self.rx)?;
+            sink.field(&GUEST_NIC_COUNTERS_INFO, 3, &self.tx)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for GuestNicCounters {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
+/// The answer to `guest.nic_counters`: the traffic counters of the guest's NICs, all read at the same moment.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct GuestNicCountersList {
+    /// The NICs asked for, ordered by name as in GuestInfo's nics; empty when the guest has none.
+    ///
+    /// Since GuestNicCountersList 1.0.
+    pub nics: Vec<GuestNicCounters>,
+    /// When the guest read the counters (RFC 3339, UTC, to the millisecond). A rate is the difference of two reads' counters over the difference of their read_at.
+    ///
+    /// Since GuestNicCountersList 1.0.
+    pub read_at: String,
+}
+/// How GuestNicCountersList converts between versions.
+pub static GUEST_NIC_COUNTERS_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "GuestNicCountersList",
+    namespace: "guest",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("nics", vproto_support::wire::Version::new(1, 0)).child("GuestNicCounters", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+        vproto_support::wire::FieldInfo::new("read_at", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for GuestNicCountersList {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &GUEST_NIC_COUNTERS_LIST_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("nics".into(), vproto_support::wire::WireValue::to_wire(&self.nics));
+        data.insert("read_at".into(), vproto_support::wire::WireValue::to_wire(&self.read_at));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            nics: vproto_support::wire::read_required::<Vec<GuestNicCounters>>(data, "GuestNicCountersList", "nics", &vproto_support::wire::FieldChecks::NONE, path)?,
+            read_at: vproto_support::wire::read_required::<String>(data, "GuestNicCountersList", "read_at", &FIELD_CHECKS_1, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for GuestNicCountersList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&GUEST_NIC_COUNTERS_LIST_INFO, 0, &self.nics)?;
+            sink.field(&GUEST_NIC_COUNTERS_LIST_INFO, 1, &self.read_at)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for GuestNicCountersList {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// Identifies the guest data protocol and the layout version of the data tree, so a reader makes one check to know whether it can read the tree.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -2499,6 +2675,86 @@ impl vproto_support::wire::WireValue for NetworkNotFoundData {
         serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
+/// The `data` of the NoCompatibleVersion error: the object the caller asked for and the newest version of it the server writes.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct NoCompatibleVersionData {
+    /// The newest version of that object the server writes, MAJOR.MINOR; it answers any version of this major.
+    ///
+    /// Since NoCompatibleVersionData 1.0.
+    pub max_version: String,
+    /// The name of the object asked for, such as "GuestInfo".
+    ///
+    /// Since NoCompatibleVersionData 1.0.
+    pub object: String,
+}
+/// How NoCompatibleVersionData converts between versions.
+pub static NO_COMPATIBLE_VERSION_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "NoCompatibleVersionData",
+    namespace: "vproto",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("max_version", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("object", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for NoCompatibleVersionData {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &NO_COMPATIBLE_VERSION_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("max_version".into(), vproto_support::wire::WireValue::to_wire(&self.max_version));
+        data.insert("object".into(), vproto_support::wire::WireValue::to_wire(&self.object));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            max_version: vproto_support::wire::read_required::<String>(data, "NoCompatibleVersionData", "max_version", &FIELD_CHECKS_6, path)?,
+            object: vproto_support::wire::read_required::<String>(data, "NoCompatibleVersionData", "object", &FIELD_CHECKS_7, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for NoCompatibleVersionData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&NO_COMPATIBLE_VERSION_DATA_INFO, 0, &self.max_version)?;
+            sink.field(&NO_COMPATIBLE_VERSION_DATA_INFO, 1, &self.object)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for NoCompatibleVersionData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// The `data` of the NoCompatibleVif error: what the network host could have produced and what the service host offered.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -2550,7 +2806,7 @@ impl vproto_support::wire::PlainObject for NoCompatibleVifData {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             plugins: vproto_support::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "plugins", &vproto_support::wire::FieldChecks::NONE, path)?,
-            vif_classes: vproto_support::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_7, path)?,
+            vif_classes: vproto_support::wire::read_required::<Vec<String>>(data, "NoCompatibleVifData", "vif_classes", &FIELD_CHECKS_8, path)?,
         })
     }
 }
@@ -2642,7 +2898,7 @@ impl vproto_support::wire::PlainObject for OsInfo {
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            distro: vproto_support::wire::read_optional::<String>(data, "distro", &FIELD_CHECKS_8, path)?,
+            distro: vproto_support::wire::read_optional::<String>(data, "distro", &FIELD_CHECKS_9, path)?,
             kernel_version: vproto_support::wire::read_optional::<String>(data, "kernel_version", &vproto_support::wire::FieldChecks::NONE, path)?,
             name: vproto_support::wire::read_required::<String>(data, "OsInfo", "name", &vproto_support::wire::FieldChecks::NONE, path)?,
             version: vproto_support::wire::read_optional::<String>(data, "version", &vproto_support::wire::FieldChecks::NONE, path)?,
@@ -3252,6 +3508,182 @@ impl vproto_support::wire::WireValue for SubnetList {
         vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
+/// The traffic counters of one direction (received or transmitted) of a guest NIC, counted by the guest OS since the interface was created (Linux: the link's IFLA_STATS64). They only grow, so a reader computes rates from two reads; an interface that is deleted and created again starts from zero.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct TrafficCounters {
+    /// Bytes of the packets counted in `packets`.
+    ///
+    /// Since TrafficCounters 1.0.
+    pub bytes: i64,
+    /// Packets that were sound but dropped by the guest (no buffer space, queue full, a protocol it does not handle, ...).
+    ///
+    /// Since TrafficCounters 1.0.
+    pub dropped: i64,
+    /// Packets that failed: received with an error (bad CRC, frame or length, FIFO overrun, ...), or that could not be transmitted.
+    ///
+    /// Since TrafficCounters 1.0.
+    pub errors: i64,
+    /// Packets received or transmitted successfully.
+    ///
+    /// Since TrafficCounters 1.0.
+    pub packets: i64,
+}
+/// How TrafficCounters converts between versions.
+pub static TRAFFIC_COUNTERS_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "TrafficCounters",
+    namespace: "guest",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("bytes", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("dropped", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("errors", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("packets", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for TrafficCounters {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &TRAFFIC_COUNTERS_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("bytes".into(), vproto_support::wire::WireValue::to_wire(&self.bytes));
+        data.insert("dropped".into(), vproto_support::wire::WireValue::to_wire(&self.dropped));
+        data.insert("errors".into(), vproto_support::wire::WireValue::to_wire(&self.errors));
+        data.insert("packets".into(), vproto_support::wire::WireValue::to_wire(&self.packets));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            bytes: vproto_support::wire::read_required::<i64>(data, "TrafficCounters", "bytes", &FIELD_CHECKS_0, path)?,
+            dropped: vproto_support::wire::read_required::<i64>(data, "TrafficCounters", "dropped", &FIELD_CHECKS_0, path)?,
+            errors: vproto_support::wire::read_required::<i64>(data, "TrafficCounters", "errors", &FIELD_CHECKS_0, path)?,
+            packets: vproto_support::wire::read_required::<i64>(data, "TrafficCounters", "packets", &FIELD_CHECKS_0, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for TrafficCounters {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&TRAFFIC_COUNTERS_INFO, 0, &self.bytes)?;
+            sink.field(&TRAFFIC_COUNTERS_INFO, 1, &self.dropped)?;
+            sink.field(&TRAFFIC_COUNTERS_INFO, 2, &self.errors)?;
+            sink.field(&TRAFFIC_COUNTERS_INFO, 3, &self.packets)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for TrafficCounters {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
+/// The `data` of the UnknownNic error: the filter that matched no NIC of the guest, as the caller gave it.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct UnknownNicData {
+    /// The MAC address asked for; absent when the caller gave none.
+    ///
+    /// Since UnknownNicData 1.0. May be left unset.
+    pub mac: Option<MACAddress>,
+    /// The interface name asked for; absent when the caller gave none.
+    ///
+    /// Since UnknownNicData 1.0. May be left unset.
+    pub name: Option<String>,
+}
+/// How UnknownNicData converts between versions.
+pub static UNKNOWN_NIC_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "UnknownNicData",
+    namespace: "guest",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("mac", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("name", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for UnknownNicData {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &UNKNOWN_NIC_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        vproto_support::wire::insert_optional(&mut data, "mac", self.mac.as_ref());
+        vproto_support::wire::insert_optional(&mut data, "name", self.name.as_ref());
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            mac: vproto_support::wire::read_optional::<MACAddress>(data, "mac", &vproto_support::wire::FieldChecks::NONE, path)?,
+            name: vproto_support::wire::read_optional::<String>(data, "name", &vproto_support::wire::FieldChecks::NONE, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for UnknownNicData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.optional_field(&UNKNOWN_NIC_DATA_INFO, 0, self.mac.as_ref())?;
+            sink.optional_field(&UNKNOWN_NIC_DATA_INFO, 1, self.name.as_ref())?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for UnknownNicData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -3303,7 +3735,7 @@ impl vproto_support::wire::PlainObject for UnsupportedVersionData {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             max_version: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
-            object: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_9, path)?,
+            object: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_7, path)?,
         })
     }
 }
@@ -5624,6 +6056,8 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &GUEST_ADDRESS_INFO,
         &GUEST_INFO_INFO,
         &GUEST_NIC_INFO,
+        &GUEST_NIC_COUNTERS_INFO,
+        &GUEST_NIC_COUNTERS_LIST_INFO,
         &GUEST_PROTOCOL_INFO,
         &HARDWARE_INFO,
         &HARDWARE_LIST_INFO,
@@ -5636,6 +6070,7 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &LINK_STATE_INFO,
         &NETWORK_INFO,
         &NETWORK_NOT_FOUND_DATA_INFO,
+        &NO_COMPATIBLE_VERSION_DATA_INFO,
         &NO_COMPATIBLE_VIF_DATA_INFO,
         &OS_INFO_INFO,
         &PEER_UNAVAILABLE_DATA_INFO,
@@ -5644,6 +6079,8 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &ROUTE_LIST_INFO,
         &SUBNET_INFO,
         &SUBNET_LIST_INFO,
+        &TRAFFIC_COUNTERS_INFO,
+        &UNKNOWN_NIC_DATA_INFO,
         &UNSUPPORTED_VERSION_DATA_INFO,
         &VIF_BASE_INFO,
         &VIF_BRIDGE_INFO,
@@ -5881,6 +6318,16 @@ static FIELD_CHECKS_6: vproto_support::wire::FieldChecks = vproto_support::wire:
 };
 /// Constraints shared by object fields (see `FieldChecks`).
 static FIELD_CHECKS_7: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
+    value: Some(
+        &vproto_support::wire::Constraints {
+            min_length: Some(1),
+            ..vproto_support::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_8: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: None,
     items: Some(
         &vproto_support::wire::Constraints {
@@ -5890,21 +6337,11 @@ static FIELD_CHECKS_7: vproto_support::wire::FieldChecks = vproto_support::wire:
     ),
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_8: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
+static FIELD_CHECKS_9: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
         &vproto_support::wire::Constraints {
             pattern: Some("^[a-z0-9][a-z0-9._-]*$"),
             max_length: Some(64),
-            ..vproto_support::wire::Constraints::NONE
-        },
-    ),
-    items: None,
-};
-/// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_9: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
-    value: Some(
-        &vproto_support::wire::Constraints {
-            min_length: Some(1),
             ..vproto_support::wire::Constraints::NONE
         },
     ),

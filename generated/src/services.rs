@@ -16,10 +16,14 @@ pub enum ProtocolError {
     DriverUnavailable(PeerUnavailableData),
     /// The network host knows no network with the given id. Nothing was created. (code 1002, since 1.0).
     NetworkNotFound(NetworkNotFoundData),
+    /// The caller asked for an object at a version the server does not write: one of another major than the server's. Within its major the server answers its own version, whatever minor was asked: plain objects' readers skip the fields they do not know and default the ones they lack, so a reader of one minor reads every minor of its major. `data` names the object and the newest version the server writes. A caller that also reads that major asks again with it; otherwise it cannot read this server's answers. (code 1004, since 1.1).
+    NoCompatibleVersion(NoCompatibleVersionData),
     /// None of the plugins in the HostInfo accepts any VIF class the network host can produce for the port, within the plugin's [min_version, max_version] for that class. Nothing was created. Retrying is pointless until a suitable plugin is installed on the service host (or the network is reconfigured). (code 1001, since 1.0).
     NoCompatibleVif(NoCompatibleVifData),
     /// A port with the given id already exists for another instance or on another network. (Repeating a call with the same port_id, instance and network is not an error: it answers the existing port, so a retry after UnsupportedVersion is safe.) (code 1003, since 1.0).
     PortInUse(PortInUseData),
+    /// The guest has no NIC matching the name and MAC address the caller filtered on (every filter given must match the same NIC). `data` repeats the filter. NICs come and go (hotplug, renames), so a caller that asked for a NIC by name may call guest.info or guest.nic_counters without filter to see which NICs there are. Codes 1200-1299 are for the guest service. (code 1200, since 1.1).
+    UnknownNic(UnknownNicData),
     /// A versioned object in the params is at a version newer than the server can read (for network.create_port, the HostInfo the service host sent, or one of its nested HostPluginInfo/HostVIFInfo objects). `data` names the object and the highest version of it the server supports: the client backlevels that object to `max_version` (for HostInfo, with its children at the versions pinned for that version) and retries the call unchanged otherwise. Codes 1000-1099 are for object negotiation and the network service. (code 1000, since 1.0).
     UnsupportedVersion(UnsupportedVersionData),
 }
@@ -30,8 +34,10 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::DiscoveryFailed(_) => "DiscoveryFailed",
             Self::DriverUnavailable(_) => "DriverUnavailable",
             Self::NetworkNotFound(_) => "NetworkNotFound",
+            Self::NoCompatibleVersion(_) => "NoCompatibleVersion",
             Self::NoCompatibleVif(_) => "NoCompatibleVif",
             Self::PortInUse(_) => "PortInUse",
+            Self::UnknownNic(_) => "UnknownNic",
             Self::UnsupportedVersion(_) => "UnsupportedVersion",
         }
     }
@@ -41,8 +47,10 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::DiscoveryFailed(_) => 1100i64,
             Self::DriverUnavailable(_) => 1101i64,
             Self::NetworkNotFound(_) => 1002i64,
+            Self::NoCompatibleVersion(_) => 1004i64,
             Self::NoCompatibleVif(_) => 1001i64,
             Self::PortInUse(_) => 1003i64,
+            Self::UnknownNic(_) => 1200i64,
             Self::UnsupportedVersion(_) => 1000i64,
         }
     }
@@ -72,6 +80,12 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
                     Some(vproto_support::wire::WireValue::to_wire(data)),
                 )
             }
+            Self::NoCompatibleVersion(data) => {
+                (
+                    "No compatible version",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
+            }
             Self::NoCompatibleVif(data) => {
                 (
                     "No compatible VIF",
@@ -80,6 +94,9 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             }
             Self::PortInUse(data) => {
                 ("Port in use", Some(vproto_support::wire::WireValue::to_wire(data)))
+            }
+            Self::UnknownNic(data) => {
+                ("Unknown NIC", Some(vproto_support::wire::WireValue::to_wire(data)))
             }
             Self::UnsupportedVersion(data) => {
                 (
@@ -142,6 +159,17 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
                         .map(Self::NetworkNotFound),
                 )
             }
+            1004i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    vproto_support::wire::WireValue::from_wire(
+                            data,
+                            &vproto_support::wire::WirePath::root()
+                                .field("NoCompatibleVersion"),
+                        )
+                        .map(Self::NoCompatibleVersion),
+                )
+            }
             1001i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
@@ -161,6 +189,16 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
                             &vproto_support::wire::WirePath::root().field("PortInUse"),
                         )
                         .map(Self::PortInUse),
+                )
+            }
+            1200i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    vproto_support::wire::WireValue::from_wire(
+                            data,
+                            &vproto_support::wire::WirePath::root().field("UnknownNic"),
+                        )
+                        .map(Self::UnknownNic),
                 )
             }
             1000i64 => {
@@ -244,6 +282,20 @@ pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
         http_method: "POST",
         path: "/discovery",
         method: "driver.start_discovery",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "guest",
+        http_method: "GET",
+        path: "/info",
+        method: "guest.info",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "guest",
+        http_method: "GET",
+        path: "/nic-counters",
+        method: "guest.nic_counters",
         body: None,
     },
     vproto_support::rpc::HttpBinding {
@@ -808,6 +860,190 @@ impl<T: vproto_support::rpc::ClientTransport> DriverClient<T> {
                 }
                 self.transport
                     .request("driver.start_discovery", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
+}
+/** The guest channel: what a guest agent (`vproto agent --vchan XS_PATH`) serves to dom0 over vchan, for guest data that changes too often for Xenstore: the traffic counters of its NICs, read when asked, and its GuestInfo as the agent holds it now. `vproto serve guest` serves it on any transport. Its callers are the host's toolstack and monitoring.
+
+ Since protocol version 1.1.*/
+pub trait GuestService: Send + Sync + 'static {
+    /** `guest.info`: The guest's GuestInfo as the guest agent holds it now: the object it publishes in its Xenstore data tree (protocol and layout identification, OS, NICs with their addresses and link state), answered from the agent's live state rather than read back from Xenstore, so that it is current even while the tree is being rewritten or Xenstore is unreachable. `version` is the GuestInfo version the caller reads; the answer is the guest's own GuestInfo, which a reader of any version of its major reads (GuestInfo and its parts are plain objects whose readers skip fields they do not know and default the ones they lack). A caller of another major gets NoCompatibleVersion, naming the version the guest writes.
+
+ Since protocol version 1.1. Bound to HTTP `GET /info`. Errors: NoCompatibleVersion.*/
+    fn info(
+        &self,
+        version: Option<String>,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<GuestInfo>, ServiceError>,
+    > + Send;
+    /** `guest.nic_counters`: Reads the traffic counters of the guest's NICs now (Linux: each link's IFLA_STATS64 over netlink, one dump for all of them), with the time they were read. The NICs are GuestInfo's (one per MAC address, loopback excluded), named and ordered the same way. With `name`, `mac` or both, only the NIC matching every filter given is answered, and a filter that matches none is UnknownNic. Counters are never reset by reading them: a rate is the difference of two reads over the difference of their read_at.
+
+ Since protocol version 1.1. Bound to HTTP `GET /nic-counters`. Errors: UnknownNic.*/
+    fn nic_counters(
+        &self,
+        mac: Option<MACAddress>,
+        name: Option<String>,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<GuestNicCountersList>, ServiceError>,
+    > + Send;
+}
+/// Serves `guest.*` from a [`GuestService`], validating params against the schema.
+pub struct GuestServer<S>(pub std::sync::Arc<S>);
+impl<S> Clone for GuestServer<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+impl<S: GuestService> vproto_support::rpc::Handler for GuestServer<S> {
+    fn handle<'a>(
+        &'a self,
+        method: &'a str,
+        params: vproto_support::rpc::Params,
+    ) -> vproto_support::rpc::BoxFuture<
+        'a,
+        Result<serde_json::Value, vproto_support::rpc::RpcError>,
+    > {
+        Box::pin(async move {
+            match method {
+                "guest.info" => {
+                    let params = params.into_named(&["version"])?;
+                    let params = vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "guest.info.params",
+                        params,
+                    )?;
+                    let version: Option<String> = vproto_support::rpc::read_param(
+                        &params,
+                        "version",
+                    )?;
+                    let result = self
+                        .0
+                        .info(version)
+                        .await
+                        .map_err(|error| {
+                            error.into_rpc("guest.info", &["NoCompatibleVersion"])
+                        })?;
+                    result.into_result(&REGISTRY, "guest.info")
+                }
+                "guest.nic_counters" => {
+                    let params = params.into_named(&["mac", "name"])?;
+                    let params = vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "guest.nic_counters.params",
+                        params,
+                    )?;
+                    let mac: Option<MACAddress> = vproto_support::rpc::read_param(
+                        &params,
+                        "mac",
+                    )?;
+                    let name: Option<String> = vproto_support::rpc::read_param(
+                        &params,
+                        "name",
+                    )?;
+                    let result = self
+                        .0
+                        .nic_counters(mac, name)
+                        .await
+                        .map_err(|error| {
+                            error.into_rpc("guest.nic_counters", &["UnknownNic"])
+                        })?;
+                    result.into_result(&REGISTRY, "guest.nic_counters")
+                }
+                other => Err(vproto_support::rpc::RpcError::method_not_found(other)),
+            }
+        })
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["guest.info", "guest.nic_counters"]
+    }
+}
+/// A typed client of the `guest` service.
+pub struct GuestClient<T> {
+    transport: T,
+}
+impl<T: vproto_support::rpc::ClientTransport> GuestClient<T> {
+    /// A client calling through `transport`.
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+    /** `guest.info`: The guest's GuestInfo as the guest agent holds it now: the object it publishes in its Xenstore data tree (protocol and layout identification, OS, NICs with their addresses and link state), answered from the agent's live state rather than read back from Xenstore, so that it is current even while the tree is being rewritten or Xenstore is unreachable. `version` is the GuestInfo version the caller reads; the answer is the guest's own GuestInfo, which a reader of any version of its major reads (GuestInfo and its parts are plain objects whose readers skip fields they do not know and default the ones they lack). A caller of another major gets NoCompatibleVersion, naming the version the guest writes.
+
+ Since protocol version 1.1. Bound to HTTP `GET /info`. Errors: NoCompatibleVersion.*/
+    pub async fn info(
+        &self,
+        version: Option<&String>,
+    ) -> Result<GuestInfo, ClientError> {
+        let mut params = serde_json::Map::new();
+        if let Some(value) = version {
+            params
+                .insert(
+                    "version".to_string(),
+                    vproto_support::wire::WireValue::to_wire(value),
+                );
+        }
+        let value = match self
+            .transport
+            .request("guest.info", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("guest.info", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
+    /** `guest.nic_counters`: Reads the traffic counters of the guest's NICs now (Linux: each link's IFLA_STATS64 over netlink, one dump for all of them), with the time they were read. The NICs are GuestInfo's (one per MAC address, loopback excluded), named and ordered the same way. With `name`, `mac` or both, only the NIC matching every filter given is answered, and a filter that matches none is UnknownNic. Counters are never reset by reading them: a rate is the difference of two reads over the difference of their read_at.
+
+ Since protocol version 1.1. Bound to HTTP `GET /nic-counters`. Errors: UnknownNic.*/
+    pub async fn nic_counters(
+        &self,
+        mac: Option<&MACAddress>,
+        name: Option<&String>,
+    ) -> Result<GuestNicCountersList, ClientError> {
+        let mut params = serde_json::Map::new();
+        if let Some(value) = mac {
+            params
+                .insert(
+                    "mac".to_string(),
+                    vproto_support::wire::WireValue::to_wire(value),
+                );
+        }
+        if let Some(value) = name {
+            params
+                .insert(
+                    "name".to_string(),
+                    vproto_support::wire::WireValue::to_wire(value),
+                );
+        }
+        let value = match self
+            .transport
+            .request("guest.nic_counters", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("guest.nic_counters", serde_json::Value::Object(params))
                     .await?
             }
             other => other?,

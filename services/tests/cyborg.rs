@@ -76,7 +76,7 @@ async fn the_agent_gathers_discovery_and_hardware_from_its_ready_drivers() {
     );
 
     let ack = agent.hello(registration(&crypto, ComponentStatus::Ready)).await.unwrap().into_value();
-    assert_eq!((ack.heartbeat_interval, ack.protocol_version.as_str()), (1, "1.0"));
+    assert_eq!((ack.heartbeat_interval, ack.protocol_version.as_str()), (1, vproto_api::PROTOCOL_VERSION));
     agent.hello(registration(&gpu, ComponentStatus::NotReady)).await.unwrap();
     assert_eq!(agent.start_discovery().await.unwrap().into_value().status, DiscoveryState::Done);
     assert_eq!(
