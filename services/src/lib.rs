@@ -1,5 +1,5 @@
 //! vproto-services: reference implementations of the services the schema declares, each
-//! meant to run as its own process (`vproto serve driver|agent|conductor|network`).
+//! meant to run as its own process (`vproto serve driver|agent|conductor|network|guest`).
 //!
 //! - [`driver`]: a Cyborg driver reporting simulated hardware from a config file, with a
 //!   discovery run that goes IN-PROGRESS → DONE (or FAILED) over a configured time.
@@ -9,6 +9,9 @@
 //!   and reports the agents that stopped answering.
 //! - [`guest_agent`]: the Xen guest agent (`vproto agent`, not the Cyborg agent): publishes
 //!   OS identification and NIC state in the guest's Xenstore data tree, one transaction per change.
+//! - [`guest_channel`]: the `guest` service a guest agent serves to dom0 (over vchan) for data
+//!   that changes too often for Xenstore: its GuestInfo as it holds it now, and live NIC
+//!   counters read from netlink.
 //! - [`guest_tree`]: the layouts the guest agent publishes `GuestInfo` in (the schema's
 //!   `guest_v1` data tree and the legacy one of xe-guest-utilities), which `vproto guest-info`
 //!   reads too.
@@ -31,8 +34,9 @@
 //!
 //! # Features
 //!
-//! `reference-services` (the Cyborg and os-vif services) and `guest-agent` (the Xen guest
-//! agent); both are default. The guest binary (`vproto-guest-agent`) takes only `guest-agent`.
+//! `reference-services` (the Cyborg and os-vif services), `guest-agent` (the Xen guest agent)
+//! and `guest-channel` (the `guest` service over the agent's live state); all are default.
+//! The guest binary (`vproto-guest-agent`) takes only `guest-agent`.
 
 #[cfg(feature = "reference-services")]
 pub mod agent;
@@ -44,6 +48,8 @@ pub mod config;
 pub mod driver;
 #[cfg(feature = "guest-agent")]
 pub mod guest_agent;
+#[cfg(feature = "guest-channel")]
+pub mod guest_channel;
 #[cfg(feature = "guest-agent")]
 pub mod guest_tree;
 #[cfg(feature = "reference-services")]
@@ -52,10 +58,10 @@ pub mod network;
 pub mod peer;
 #[cfg(feature = "reference-services")]
 pub mod roster;
-#[cfg(feature = "reference-services")]
+#[cfg(any(feature = "reference-services", feature = "guest-channel"))]
 mod time;
 
 #[cfg(feature = "reference-services")]
 pub use peer::{PeerScheme, Peers};
-#[cfg(feature = "reference-services")]
-pub use time::rfc3339;
+#[cfg(any(feature = "reference-services", feature = "guest-channel"))]
+pub use time::{rfc3339, rfc3339_millis};

@@ -5,10 +5,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `time` in UTC as RFC 3339 with whole seconds, such as `2024-05-14T09:30:12Z`.
 /// Times before 1970 are written as the epoch.
 pub fn rfc3339(time: SystemTime) -> String {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    let (date_time, _) = utc(time);
+    format!("{date_time}Z")
+}
+
+/// `time` in UTC as RFC 3339 to the millisecond, such as `2024-05-14T09:30:12.345Z` (for
+/// readings a rate is computed from). Times before 1970 are written as the epoch.
+pub fn rfc3339_millis(time: SystemTime) -> String {
+    let (date_time, millis) = utc(time);
+    format!("{date_time}.{millis:03}Z")
+}
+
+/// `time` in UTC as `YYYY-MM-DDTHH:MM:SS`, and its milliseconds.
+fn utc(time: SystemTime) -> (String, u32) {
+    let elapsed = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = elapsed.as_secs();
     let (days, rest) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    let text = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    (text, elapsed.subsec_millis())
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
@@ -38,5 +53,14 @@ mod tests {
         // A leap day.
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(4_102_444_799)), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn milliseconds_are_written_when_asked() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_715_679_012_345);
+        assert_eq!(rfc3339_millis(time), "2024-05-14T09:30:12.345Z");
+        assert_eq!(rfc3339(time), "2024-05-14T09:30:12Z", "whole seconds, not rounded");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_micros(7)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH - Duration::from_secs(1)), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -19,22 +19,29 @@
 //!   failed update), the agent reconnects with exponential backoff (50 ms to 5 s) and
 //!   republishes everything, reading back and correcting whatever the store holds.
 //!   If the netlink socket fails, it is reopened the same way.
+//! - Every reading of the NICs is also published into the agent's [`LiveState`], if it has
+//!   one ([`AgentConfig::live`]), whether or not Xenstore is reachable: the guest channel
+//!   answers from it ([`live`]).
 
+pub mod live;
 pub mod nics;
 pub mod os;
 pub mod publish;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::guest_tree::GuestLayout;
+use tokio::time::Instant;
 use vproto_api::{GuestInfo, GuestProtocol, OsInfo};
 use vproto_listen::TerminationSignals;
-use vproto_netlink::{Coalesce, Interface, NetlinkCollector};
+use vproto_netlink::{Coalesce, Interface, NetlinkCollector, NetlinkError};
 use vproto_xenstore::{Watch, Xenstore, XenstoreAddr, XsError};
 
-pub use nics::guest_nics;
+pub use live::{follow, LiveState, Snapshot};
+pub use nics::{guest_nics, nic_counters};
 pub use os::{collect_os_info, OsSources};
 pub use publish::{PublishError, Publisher};
 
@@ -43,6 +50,11 @@ pub const PROTOCOL_NAME: &str = "vproto-guest-data";
 
 /// The watch token the agent uses to notice a dropped connection.
 const WATCH_TOKEN: &str = "vproto-guest-agent";
+
+/// First reconnection delay (to Xenstore, or reopening netlink), doubled on each failure.
+pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest reconnection delay.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How the agent runs.
 #[derive(Clone, Debug)]
@@ -62,6 +74,9 @@ pub struct AgentConfig {
     pub min_backoff: Duration,
     /// Longest reconnection delay.
     pub max_backoff: Duration,
+    /// Where every reading of the NICs is also published (the guest channel's source); `None`:
+    /// Xenstore only.
+    pub live: Option<LiveState>,
 }
 
 impl AgentConfig {
@@ -73,8 +88,9 @@ impl AgentConfig {
             domain_path,
             coalesce: Coalesce::default(),
             os_sources: OsSources::default(),
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
+            min_backoff: DEFAULT_MIN_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            live: None,
         }
     }
 }
@@ -106,8 +122,7 @@ impl AgentError {
 /// sockets and does little work per event; one thread keeps its memory small, see
 /// docs/benchmarks.md). What both front ends, `vproto agent` and `vproto-guest-agent`, run.
 pub fn run_until_signalled(config: AgentConfig) -> Result<(), AgentError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AgentError::Runtime)?;
-    let result = runtime.block_on(async {
+    let result = runtime()?.block_on(async {
         let mut signals = TerminationSignals::watch();
         run(config, async move {
             let signal = signals.recv().await;
@@ -119,6 +134,12 @@ pub fn run_until_signalled(config: AgentConfig) -> Result<(), AgentError> {
         tracing::error!(%error, "cannot run");
     }
     result
+}
+
+/// The agent's runtime: one thread, time and I/O enabled. A front end that runs more beside
+/// the agent (the guest channel's server) runs it on this one, to keep the agent's footprint.
+pub fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AgentError::Runtime)
 }
 
 /// The [`GuestInfo`] the layout publishes, with the NICs among `interfaces`.
@@ -155,6 +176,50 @@ impl Backoff {
     }
 }
 
+/// The netlink collector of a loop that follows the NICs, (re)opened with backoff.
+pub(crate) struct Nics {
+    collector: Option<NetlinkCollector>,
+    backoff: Backoff,
+}
+
+impl Nics {
+    /// Nothing opened yet; reopening waits `min` to `max` between attempts.
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Nics { collector: None, backoff: Backoff::new(min, max) }
+    }
+
+    /// The collector, opened first if it is not (retrying with backoff until it opens);
+    /// `None` when `shutdown` completed first.
+    pub(crate) async fn ready<S: Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut Pin<&mut S>,
+    ) -> Option<&mut NetlinkCollector> {
+        while self.collector.is_none() {
+            match NetlinkCollector::open().await {
+                Ok(opened) => {
+                    tracing::info!(links = opened.state().links().len(), "netlink collector ready");
+                    self.collector = Some(opened);
+                    self.backoff.reset();
+                }
+                Err(error) => {
+                    let delay = self.backoff.take();
+                    tracing::warn!(%error, ?delay, "netlink unavailable; retrying");
+                    if pause(delay, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+        self.collector.as_mut()
+    }
+
+    /// The collector stopped with `error`: the next [`Nics::ready`] opens another.
+    pub(crate) fn failed(&mut self, error: &NetlinkError) {
+        tracing::warn!(%error, "netlink collector stopped; reopening");
+        self.collector = None;
+    }
+}
+
 struct Connection {
     xs: Xenstore,
     /// Ends (`None`) when the connection closes; its events (our own writes) are ignored.
@@ -168,8 +233,18 @@ async fn connect(config: &AgentConfig, publisher: &Publisher) -> Result<Connecti
     Ok(Connection { xs, watch })
 }
 
+/// Waits for the connection's watch to end (the connection closed) and answers `false`; its
+/// events (our own writes) answer `true`. Without a connection, never completes.
+async fn watch_open(connection: Option<&mut Connection>) -> bool {
+    match connection {
+        Some(connection) => connection.watch.next().await.is_some(),
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the agent until `shutdown` completes. Returns an error only for a configuration that
-/// cannot work; Xenstore and netlink failures are retried forever with backoff.
+/// cannot work; Xenstore and netlink failures are retried forever with backoff. While
+/// Xenstore is unreachable the agent keeps following the NICs (into [`AgentConfig::live`]).
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let mut publisher = Publisher::new(config.domain_path.as_deref(), config.layout.owned_roots())?;
     let os = collect_os_info(&config.os_sources);
@@ -182,31 +257,23 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         "guest agent starting"
     );
     tokio::pin!(shutdown);
-    let mut collector: Option<NetlinkCollector> = None;
+    let mut nics = Nics::new(config.min_backoff, config.max_backoff);
     let mut connection: Option<Connection> = None;
-    let mut netlink_backoff = Backoff::new(config.min_backoff, config.max_backoff);
     let mut xenstore_backoff = Backoff::new(config.min_backoff, config.max_backoff);
+    // When to try (again) to connect to Xenstore, while there is no connection.
+    let mut connect_at = Instant::now();
     // The encoded tree last committed on this connection, to skip updates that change nothing.
     let mut last: Option<BTreeMap<String, String>> = None;
     loop {
-        let Some(nl) = collector.as_mut() else {
-            match NetlinkCollector::open().await {
-                Ok(opened) => {
-                    tracing::info!(links = opened.state().links().len(), "netlink collector ready");
-                    collector = Some(opened);
-                    netlink_backoff.reset();
-                }
-                Err(error) => {
-                    let delay = netlink_backoff.take();
-                    tracing::warn!(%error, ?delay, "netlink unavailable; retrying");
-                    if pause(delay, &mut shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
-            continue;
-        };
-        let Some(conn) = connection.as_mut() else {
+        let Some(nl) = nics.ready(&mut shutdown).await else { return Ok(()) };
+        let interfaces = nl.nics();
+        let info = guest_info(config.layout, &os, &interfaces);
+        let desired = config.layout.encode(&info);
+        if let Some(live) = &config.live {
+            live.publish(Snapshot { info, interfaces });
+        }
+
+        if connection.is_none() && Instant::now() >= connect_at {
             match connect(&config, &publisher).await {
                 Ok(opened) => {
                     tracing::info!(xenstore = %config.xenstore, "connected to Xenstore");
@@ -217,35 +284,29 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
                 Err(error) => {
                     let delay = xenstore_backoff.take();
                     tracing::warn!(%error, ?delay, "cannot connect to Xenstore; retrying");
-                    if pause(delay, &mut shutdown).await {
-                        return Ok(());
-                    }
+                    connect_at = Instant::now() + delay;
                 }
             }
-            continue;
-        };
-
-        let desired = config.layout.encode(&guest_info(config.layout, &os, &nl.nics()));
-        if last.as_ref() != Some(&desired) {
-            match publisher.publish(&conn.xs, &desired).await {
-                Ok((removed, written)) => {
-                    tracing::debug!(removed, written, "published");
-                    xenstore_backoff.reset();
-                    last = Some(desired);
-                }
-                Err(error @ PublishError::Refused { .. }) => {
-                    // A layout bug: nothing was written. Try again on the next change.
-                    tracing::error!(%error, "update refused");
-                    last = Some(desired);
-                }
-                Err(error) => {
-                    let delay = xenstore_backoff.take();
-                    tracing::warn!(%error, ?delay, "publishing failed; reconnecting");
-                    connection = None;
-                    if pause(delay, &mut shutdown).await {
-                        return Ok(());
+        }
+        if let Some(conn) = &connection {
+            if last.as_ref() != Some(&desired) {
+                match publisher.publish(&conn.xs, &desired).await {
+                    Ok((removed, written)) => {
+                        tracing::debug!(removed, written, "published");
+                        xenstore_backoff.reset();
+                        last = Some(desired);
                     }
-                    continue;
+                    Err(error @ PublishError::Refused { .. }) => {
+                        // A layout bug: nothing was written. Try again on the next change.
+                        tracing::error!(%error, "update refused");
+                        last = Some(desired);
+                    }
+                    Err(error) => {
+                        let delay = xenstore_backoff.take();
+                        tracing::warn!(%error, ?delay, "publishing failed; reconnecting");
+                        connection = None;
+                        connect_at = Instant::now() + delay;
+                    }
                 }
             }
         }
@@ -254,22 +315,23 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
             () = &mut shutdown => return Ok(()),
             changed = nl.next_change(config.coalesce) => {
                 if let Err(error) = changed {
-                    tracing::warn!(%error, "netlink collector stopped; reopening");
-                    collector = None;
+                    nics.failed(&error);
                 }
             }
-            event = conn.watch.next() => {
-                if event.is_none() {
+            open = watch_open(connection.as_mut()) => {
+                if !open {
                     tracing::warn!("Xenstore connection closed; reconnecting");
                     connection = None;
+                    connect_at = Instant::now();
                 }
             }
+            () = tokio::time::sleep_until(connect_at), if connection.is_none() => {}
         }
     }
 }
 
 /// Sleeps for `delay` unless `shutdown` completes first; returns whether it did.
-async fn pause(delay: Duration, shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+async fn pause(delay: Duration, shutdown: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
     tokio::select! {
         () = shutdown.as_mut() => true,
         () = tokio::time::sleep(delay) => false,
