@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde_json::json;
-use vproto_api::{service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint, NetworkServer};
+use vproto_api::{service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint, GuestServer, NetworkServer};
 use vproto_conformance::{
     coverage::MethodCoverage,
     mock::{serve_mock, MockOptions},
@@ -23,6 +23,7 @@ use vproto_services::{
     agent::{Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
     driver::{Driver, DriverConfig},
+    guest_channel::GuestChannel,
     network::{NetworkHost, NetworkHostConfig},
 };
 use vproto_support::rpc::{ClientTransport, Discover, Router};
@@ -35,7 +36,7 @@ pub struct ConformArgs {
     /// The server to test: unix:PATH, tcp:HOST:PORT, http://HOST:PORT or exec:COMMAND.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["reference", "serve"])]
     target: Option<String>,
-    /// Start the reference services (driver, agent, conductor, network) in-process on
+    /// Start the reference services (driver, agent, conductor, network, guest) in-process on
     /// temporary Unix sockets and run the suite against each.
     #[arg(long, conflicts_with = "serve")]
     reference: bool,
@@ -277,7 +278,9 @@ async fn hello(at: &ListenAddr, method: &str, params: &serde_json::Value) -> Res
 
 /// Starts the reference services on temporary Unix sockets (the driver and the agent also on
 /// loopback TCP, where the agent and the conductor reach them), registers the driver with the
-/// agent and the agent with the conductor, and runs the suite against each service.
+/// agent and the agent with the conductor, and runs the suite against each service. The guest
+/// channel answers from this machine's own NICs, followed from netlink as `vproto serve guest`
+/// does.
 ///
 /// The same registrations are the fixtures of the suite's own hello calls (under the user's
 /// `--fixtures`): a peer registered at a generated endpoint is unreachable, so the methods that
@@ -304,6 +307,8 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
     let network_config =
         NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| CliError::Usage(e.to_string()))?;
     let network_router = Router::new().with(NetworkServer(Arc::new(NetworkHost::new(network_config))));
+    let (guest, follower) = GuestChannel::standalone();
+    let guest_router = Router::new().with(GuestServer(Arc::new(guest)));
 
     let mut servers = Vec::new();
     let mut targets = Vec::new();
@@ -312,6 +317,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         ("agent", agent_router, true),
         ("conductor", conductor_router, false),
         ("network", network_router, false),
+        ("guest", guest_router, false),
     ] {
         let on_unix = bind(router.clone(), &unix(name)).await?;
         let tcp_addr = if tcp {
@@ -375,5 +381,6 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
     for server in servers {
         server.shutdown().await;
     }
+    follower.abort();
     Ok(SuiteRun { outcomes, coverage })
 }

@@ -1,4 +1,4 @@
-//! `vproto serve driver|agent|conductor|network`: one reference service as a process.
+//! `vproto serve driver|agent|conductor|network|guest`: one reference service as a process.
 //!
 //! The service's generated dispatcher (params checked against the schema) plus `rpc.discover`
 //! (the OpenRPC document) are served on `--listen`; on `http://` the schema's REST bindings of
@@ -13,6 +13,10 @@
 //! registered with them with `--peer-scheme` (`tcp`, the default: `tcp:host:port`; `http`:
 //! `http://host:port`). One `--token-file` serves both ways: listeners on `tcp:`/`http://`
 //! require it, and it is presented to the agent, conductor and drivers called.
+//!
+//! `guest` is the guest channel a guest agent serves to dom0 (`vproto agent --vchan`), here
+//! on any transport: this machine's GuestInfo and its NICs' counters, the NICs followed from
+//! netlink as the agent follows them (no Xenstore).
 
 use std::{
     io::{IsTerminal, Write},
@@ -24,7 +28,7 @@ use std::{
 use tokio::task::JoinHandle;
 use vproto_api::{
     service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
-    DriverServer, Endpoint, NetworkServer, HTTP_BINDINGS,
+    DriverServer, Endpoint, GuestServer, NetworkServer, HTTP_BINDINGS,
 };
 use vproto_jsonrpc::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
 use vproto_listen::TerminationSignals;
@@ -32,6 +36,7 @@ use vproto_services::{
     agent::{self, Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
     driver::{self, Driver, DriverConfig},
+    guest_channel::GuestChannel,
     network::{NetworkHost, NetworkHostConfig},
     peer::{endpoint_of, HelloLoop},
     PeerScheme,
@@ -51,6 +56,8 @@ pub enum Service {
     Conductor,
     /// An os-vif network host: creates ports, negotiating the VIF with the host's plugins.
     Network,
+    /// The guest channel: this machine's GuestInfo and live NIC counters (netlink).
+    Guest,
 }
 
 impl Service {
@@ -60,6 +67,7 @@ impl Service {
             Service::Agent => "agent",
             Service::Conductor => "conductor",
             Service::Network => "network",
+            Service::Guest => "guest",
         }
     }
 }
@@ -162,6 +170,8 @@ struct Built {
     /// The driver, to set its endpoint once the listen address is known.
     driver: Option<Arc<Driver>>,
     conductor: Option<Arc<Conductor>>,
+    /// The guest channel's NIC follower, to stop with the server.
+    follower: Option<JoinHandle<()>>,
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -230,7 +240,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let (Some(driver), Some(Ok(endpoint))) = (&built.driver, &endpoint) {
         driver.set_endpoint(endpoint.clone());
     }
-    let mut background: Vec<JoinHandle<()>> = Vec::new();
+    let mut background: Vec<JoinHandle<()>> = built.follower.into_iter().collect();
     if let Some(target) = register_with {
         let endpoint = match endpoint {
             Some(Ok(endpoint)) => endpoint,
@@ -308,7 +318,7 @@ fn build(
             .as_ref()
             .ok_or_else(|| CliError::usage(format!("`serve {}` needs --config FILE", args.service.name())))
     };
-    let mut built = Built { router: Router::new(), driver: None, conductor: None };
+    let mut built = Built { router: Router::new(), driver: None, conductor: None, follower: None };
     match args.service {
         Service::Driver => {
             let config = DriverConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
@@ -338,6 +348,11 @@ fn build(
             let config = NetworkHostConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
             tracing::info!(networks = config.networks.len(), "network host configured");
             built.router = built.router.with(NetworkServer(Arc::new(NetworkHost::new(config))));
+        }
+        Service::Guest => {
+            let (guest, follower) = GuestChannel::standalone();
+            built.follower = Some(follower);
+            built.router = built.router.with(GuestServer(Arc::new(guest)));
         }
     }
     Ok(built)

@@ -153,11 +153,11 @@ fn reference_mode_passes_and_every_report_format_parses() {
     assert_all_pass(code, &report, 250);
     let targets: std::collections::BTreeSet<&str> =
         report["cases"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
-    assert_eq!(targets.into_iter().collect::<Vec<_>>(), ["agent", "conductor", "driver", "network"]);
+    let services = ["agent", "conductor", "driver", "guest", "network"];
+    assert_eq!(targets.into_iter().collect::<Vec<_>>(), services);
     let total = report["summary"]["total"].as_u64().unwrap();
-    // Every method of the four services got a successful result checked.
+    // Every method of the five services got a successful result checked.
     let coverage = report["coverage"].as_array().unwrap();
-    let services = ["agent", "conductor", "driver", "network"];
     let tested =
         Description::published().unwrap().methods.iter().filter(|m| services.contains(&m.service.as_str())).count();
     assert_eq!(coverage.len(), tested, "{coverage:#?}");
@@ -187,13 +187,14 @@ fn reference_mode_passes_and_every_report_format_parses() {
         }
     }
     // One testcase per case, and one `coverage/<method>` per method.
-    assert_eq!((testcases, failures, suites), (total + methods, 0, 4));
+    assert_eq!((testcases, failures, suites), (total + methods, 0, services.len() as u64));
     assert!(xml.contains(r#"<testcase name="coverage/network.create_port" classname="network""#), "{xml}");
 
     let output = conform(&["--reference", "--only", "protocol/id"]);
     let text = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert!(text.contains("PASS: 28 cases, 28 passed, 0 failed"), "{text}");
+    // Seven ids per service.
+    assert!(text.contains("PASS: 35 cases, 35 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -425,7 +425,7 @@ fn raw_call(socket: &str, method: &str, params: Value) -> Value {
 fn each_service_discovers_exactly_its_own_methods() {
     let dir = tempfile::tempdir().unwrap();
     let whole: Value = serde_json::from_str(vproto_api::OPENRPC).unwrap();
-    for service in ["driver", "agent", "conductor", "network"] {
+    for service in ["driver", "agent", "conductor", "network", "guest"] {
         let socket = format!("unix:{}", dir.path().join(format!("{service}.sock")).display());
         let mut args = vec![service, "--listen", &socket];
         let config = match service {
