@@ -82,7 +82,7 @@ pub fn run(args: VchanArgs) -> Result<(), CliError> {
                 read_min: args.ring_size,
                 write_min: args.ring_size,
             };
-            let chan = vproto_vchan::listen(backend, &xs, &options).await.map_err(setup_error)?;
+            let mut chan = vproto_vchan::listen(backend, &xs, &options).await.map_err(setup_error)?;
             chan.accepted().await;
             chan
         } else {

@@ -2,23 +2,27 @@
 //! and as packets ([`Vchan::send`], [`Vchan::recv`]).
 //!
 //! Back-pressure is the ring itself: a write waits while the peer has not consumed, a read while
-//! it has not produced. A side about to wait asks the peer for a signal (the notify bytes); one
-//! task per channel turns the event channel's signals into wake-ups of the waiting reader and
-//! writer.
+//! it has not produced. A side with nothing to do first spins for a moment (a peer on another
+//! CPU usually answers within microseconds), then asks the peer for a signal (the notify bytes)
+//! and sleeps on the event channel's descriptor, woken by tokio's reactor itself. Whichever half
+//! drains the event channel also wakes the other half, so a signal meant for one is never lost
+//! to the other.
 
 use std::{
+    future::Future,
     io,
     os::fd::RawFd,
     pin::Pin,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use futures_util::task::AtomicWaker;
-use tokio::{
-    io::{unix::AsyncFd, AsyncRead, AsyncWrite, ReadBuf},
-    task::JoinHandle,
-};
+use tokio::io::{unix::AsyncFd, AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
     backend::{EventChannel, Mapping, Port},
@@ -27,7 +31,14 @@ use crate::{
     ring::{CorruptRing, Role, SharedPage},
 };
 
-/// The mapped memory and event channel of a channel, and the wakers of its waiting halves.
+/// How long a side that finds nothing to do spins before it sleeps, unless
+/// [`Vchan::set_spin`] says otherwise.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// Pause instructions between two looks at the ring while spinning.
+const SPIN_BATCH: u32 = 64;
+
+/// The mapped memory and event channel of a channel.
 #[derive(Debug)]
 pub(crate) struct Parts {
     /// The rings over the mappings below.
@@ -44,6 +55,14 @@ pub(crate) struct Parts {
     pub(crate) published: Mutex<Option<Published>>,
 }
 
+/// Which half waits.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Reader,
+    Writer,
+}
+
+/// What both halves share. Dropping it (with the last half) closes the channel.
 #[derive(Debug)]
 struct Inner {
     /// The event channel's descriptor as registered with tokio. Declared before `parts`, which
@@ -52,7 +71,13 @@ struct Inner {
     parts: Parts,
     reader: AtomicWaker,
     writer: AtomicWaker,
+    /// Spin time in nanoseconds ([`Vchan::set_spin`]).
+    spin_nanos: AtomicU64,
 }
+
+/// A half's wait for the event channel: a future owning a handle on the channel, so it can be
+/// kept across polls.
+type Signal = Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>>;
 
 impl Inner {
     fn notify(&self) {
@@ -65,104 +90,10 @@ impl Inner {
         &self.parts.shared
     }
 
-    /// Reads what is ready into `out`; `Pending` (with the reader's waker registered) when
-    /// nothing is and the peer is alive; `Ok(0)` at end of stream.
-    fn poll_read(&self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
-        if out.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let shared = self.shared();
-        let mut registered = false;
-        loop {
-            let n = shared.read.read(out).map_err(corrupt)?;
-            if n > 0 {
-                if shared.take_notify_request(NOTIFY_READ) {
-                    self.notify();
-                }
-                return Poll::Ready(Ok(n));
-            }
-            if shared.peer_live() == LIVE_GONE {
-                // Whatever it wrote before going was read above, once more after its live byte.
-                let n = shared.read.read(out).map_err(corrupt)?;
-                return Poll::Ready(Ok(n));
-            }
-            if registered {
-                return Poll::Pending;
-            }
-            shared.request_notify(NOTIFY_WRITE);
-            self.reader.register(cx.waker());
-            registered = true;
-        }
-    }
-
-    /// Writes as much of `input` as fits; `Pending` while the ring is full.
-    fn poll_write(&self, cx: &mut Context<'_>, input: &[u8]) -> Poll<io::Result<usize>> {
-        if input.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let shared = self.shared();
-        let mut registered = false;
-        loop {
-            if shared.peer_live() == LIVE_GONE {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "vchan: the peer has closed")));
-            }
-            let n = shared.write.write(input).map_err(corrupt)?;
-            if n > 0 {
-                if shared.take_notify_request(NOTIFY_WRITE) {
-                    self.notify();
-                }
-                return Poll::Ready(Ok(n));
-            }
-            if registered {
-                return Poll::Pending;
-            }
-            shared.request_notify(NOTIFY_READ);
-            self.writer.register(cx.waker());
-            registered = true;
-        }
-    }
-
-    /// Waits until `needed` bytes are free (`write == true`) or ready to read.
-    fn poll_amount(&self, cx: &mut Context<'_>, needed: u32, write: bool) -> Poll<io::Result<()>> {
-        let shared = self.shared();
-        let mut registered = false;
-        loop {
-            let have = if write { shared.write.space() } else { shared.read.ready() }.map_err(corrupt)?;
-            if have >= needed {
-                return Poll::Ready(Ok(()));
-            }
-            if shared.peer_live() == LIVE_GONE && (write || shared.read.ready().map_err(corrupt)? < needed) {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "vchan: the peer has closed")));
-            }
-            if registered {
-                return Poll::Pending;
-            }
-            if write {
-                shared.request_notify(NOTIFY_READ);
-                self.writer.register(cx.waker());
-            } else {
-                shared.request_notify(NOTIFY_WRITE);
-                self.reader.register(cx.waker());
-            }
-            registered = true;
-        }
-    }
-
-    /// Waits until the peer has read everything written, or has gone.
-    fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let shared = self.shared();
-        let mut registered = false;
-        loop {
-            let drained = shared.write.space().map(|space| space == shared.write.size()).unwrap_or(true);
-            if drained || shared.peer_live() == LIVE_GONE {
-                return Poll::Ready(());
-            }
-            if registered {
-                return Poll::Pending;
-            }
-            shared.request_notify(NOTIFY_READ);
-            self.writer.register(cx.waker());
-            registered = true;
+    fn waker(&self, side: Side) -> &AtomicWaker {
+        match side {
+            Side::Reader => &self.reader,
+            Side::Writer => &self.writer,
         }
     }
 
@@ -172,10 +103,203 @@ impl Inner {
             self.notify();
         }
     }
+
+    /// Reads every pending port and unmasks it, then wakes both halves: one of them may be
+    /// waiting for what this signal announced.
+    fn drain_events(&self) {
+        loop {
+            match self.parts.events.pending() {
+                Ok(Some(port)) => {
+                    if let Err(error) = self.parts.events.unmask(port) {
+                        tracing::debug!(%error, port, "vchan: unmask failed");
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "vchan: reading the event channel failed");
+                    break;
+                }
+            }
+        }
+        self.reader.wake();
+        self.writer.wake();
+    }
+}
+
+/// Waits until the event channel signals, then drains it.
+async fn signalled(inner: Arc<Inner>) -> io::Result<()> {
+    let mut guard = inner.events_fd.readable().await?;
+    guard.clear_ready();
+    inner.drain_events();
+    Ok(())
+}
+
+/// Polls `attempt` until it has an answer: at once; then, spinning, for up to the spin time;
+/// then after asking the peer to signal `bit` and registering the waker, once more (a signal
+/// sent between the last look and the registration is not lost); then whenever the event
+/// channel signals. A failing event channel is `fail`ed.
+fn wait<T>(
+    inner: &Arc<Inner>,
+    signal: &mut Signal,
+    cx: &mut Context<'_>,
+    side: Side,
+    bit: u8,
+    mut attempt: impl FnMut() -> Option<T>,
+    fail: impl FnOnce(io::Error) -> T,
+) -> Poll<T> {
+    if let Some(answer) = attempt() {
+        return Poll::Ready(answer);
+    }
+    let spin = Duration::from_nanos(inner.spin_nanos.load(Ordering::Relaxed));
+    if !spin.is_zero() && signal.is_none() {
+        let start = Instant::now();
+        while start.elapsed() < spin {
+            for _ in 0..SPIN_BATCH {
+                std::hint::spin_loop();
+            }
+            if let Some(answer) = attempt() {
+                return Poll::Ready(answer);
+            }
+        }
+    }
+    loop {
+        inner.shared().request_notify(bit);
+        inner.waker(side).register(cx.waker());
+        if let Some(answer) = attempt() {
+            return Poll::Ready(answer);
+        }
+        let waiting = signal.get_or_insert_with(|| Box::pin(signalled(inner.clone())));
+        match waiting.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(result) => {
+                *signal = None;
+                if let Err(error) = result {
+                    return Poll::Ready(fail(error));
+                }
+            }
+        }
+    }
+}
+
+fn peer_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "vchan: the peer has closed")
 }
 
 fn corrupt(error: CorruptRing) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+/// Reads what is ready into `out`; `Pending` when nothing is and the peer is alive; `Ok(0)` at
+/// end of stream.
+fn poll_read(inner: &Arc<Inner>, signal: &mut Signal, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
+    if out.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let shared = inner.shared();
+    let attempt = || {
+        let gone = shared.peer_live() == LIVE_GONE;
+        // Whatever the peer wrote before going is read after its live byte was seen.
+        match shared.read.read(out) {
+            Err(error) => Some(Err(corrupt(error))),
+            Ok(0) if !gone => None,
+            Ok(n) => {
+                if n > 0 && shared.take_notify_request(NOTIFY_READ) {
+                    inner.notify();
+                }
+                Some(Ok(n))
+            }
+        }
+    };
+    wait(inner, signal, cx, Side::Reader, NOTIFY_WRITE, attempt, Err)
+}
+
+/// Writes what fits of `input` now: `None` when the ring is full.
+fn write_now(inner: &Inner, input: &[u8]) -> Option<io::Result<usize>> {
+    let shared = inner.shared();
+    if shared.peer_live() == LIVE_GONE {
+        return Some(Err(peer_closed()));
+    }
+    match shared.write.write(input) {
+        Err(error) => Some(Err(corrupt(error))),
+        Ok(0) => None,
+        Ok(n) => {
+            if shared.take_notify_request(NOTIFY_WRITE) {
+                inner.notify();
+            }
+            Some(Ok(n))
+        }
+    }
+}
+
+/// Writes as much of `input` as fits; `Pending` while the ring is full.
+fn poll_write(inner: &Arc<Inner>, signal: &mut Signal, cx: &mut Context<'_>, input: &[u8]) -> Poll<io::Result<usize>> {
+    if input.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    wait(inner, signal, cx, Side::Writer, NOTIFY_READ, || write_now(inner, input), Err)
+}
+
+/// Waits until `needed` bytes are free (`side` writer) or ready to read (`side` reader).
+fn poll_amount(
+    inner: &Arc<Inner>,
+    signal: &mut Signal,
+    cx: &mut Context<'_>,
+    needed: u32,
+    side: Side,
+) -> Poll<io::Result<()>> {
+    let shared = inner.shared();
+    let bit = match side {
+        Side::Reader => NOTIFY_WRITE,
+        Side::Writer => NOTIFY_READ,
+    };
+    let attempt = || {
+        let gone = shared.peer_live() == LIVE_GONE;
+        let have = match side {
+            Side::Reader => shared.read.ready(),
+            Side::Writer if gone => return Some(Err(peer_closed())),
+            Side::Writer => shared.write.space(),
+        };
+        match have {
+            Err(error) => Some(Err(corrupt(error))),
+            Ok(have) if have >= needed => Some(Ok(())),
+            Ok(_) if gone => Some(Err(peer_closed())),
+            Ok(_) => None,
+        }
+    };
+    wait(inner, signal, cx, side, bit, attempt, Err)
+}
+
+/// Waits until the peer has read everything written, or has gone.
+fn poll_drained(inner: &Arc<Inner>, signal: &mut Signal, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let shared = inner.shared();
+    let attempt = || {
+        let drained = shared.write.space().map(|space| space == shared.write.size()).unwrap_or(true);
+        (drained || shared.peer_live() == LIVE_GONE).then_some(Ok(()))
+    };
+    wait(inner, signal, cx, Side::Writer, NOTIFY_READ, attempt, Err)
+}
+
+/// Closes after the peer has read everything (a half's or the channel's shutdown).
+fn poll_shutdown(inner: &Arc<Inner>, signal: &mut Signal, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    std::task::ready!(poll_drained(inner, signal, cx))?;
+    inner.close();
+    Poll::Ready(Ok(()))
+}
+
+fn poll_read_into(
+    inner: &Arc<Inner>,
+    signal: &mut Signal,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    // SAFETY: `read` only writes into the slice (it never reads it), and exactly the bytes it
+    // reports, which are then marked initialized.
+    let unfilled = unsafe { &mut *(buf.unfilled_mut() as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+    let n = std::task::ready!(poll_read(inner, signal, cx, unfilled))?;
+    // SAFETY: `n` bytes were just written.
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
+    Poll::Ready(Ok(()))
 }
 
 /// The event channel's descriptor, registered with tokio (it stays owned by the event-channel
@@ -189,38 +313,16 @@ impl std::os::fd::AsRawFd for EventFd {
     }
 }
 
-/// Drains the event channel whenever it signals and wakes both halves. It holds the channel's
-/// memory until it is aborted, which [`Vchan`]'s drop does.
-async fn pump(inner: Arc<Inner>) {
-    loop {
-        let mut guard = match inner.events_fd.readable().await {
-            Ok(guard) => guard,
-            Err(error) => {
-                tracing::warn!(%error, "vchan: event channel failed");
-                break;
-            }
-        };
-        loop {
-            match inner.parts.events.pending() {
-                Ok(Some(port)) => {
-                    if let Err(error) = inner.parts.events.unmask(port) {
-                        tracing::debug!(%error, port, "vchan: unmask failed");
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "vchan: reading the event channel failed");
-                    break;
-                }
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+        if let Some(published) = self.parts.published.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { published.remove().await });
             }
         }
-        guard.clear_ready();
-        inner.reader.wake();
-        inner.writer.wake();
     }
-    // Whoever waits learns of the failure from the live bytes or never; wake them to look.
-    inner.reader.wake();
-    inner.writer.wake();
 }
 
 /// One end of a vchan. Created by [`crate::listen`] (server) or [`crate::connect`] (client).
@@ -228,24 +330,35 @@ async fn pump(inner: Arc<Inner>) {
 /// Dropping it closes the channel: the peer reads what is left and then end of stream. Call
 /// [`Vchan::close`] to also wait until the peer has read everything and, for a server, to remove
 /// its Xenstore entries before returning.
-#[derive(Debug)]
 pub struct Vchan {
     inner: Arc<Inner>,
-    pump: JoinHandle<()>,
+    read_signal: Signal,
+    write_signal: Signal,
     role: Role,
 }
 
+impl std::fmt::Debug for Vchan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vchan").field("role", &self.role).field("port", &self.inner.parts.port).finish_non_exhaustive()
+    }
+}
+
 impl Vchan {
-    /// Starts the channel's event pump (inside a tokio runtime).
+    /// Registers the channel's event channel with tokio (inside a tokio runtime).
     pub(crate) fn start(parts: Parts, role: Role) -> io::Result<Vchan> {
         // SAFETY: the descriptor is owned by `parts.events`, which `Inner` drops after
         // `events_fd` (field order), and an event channel's `fd` never changes.
         let events_fd =
             unsafe { AsyncFd::register_with_interest(EventFd(parts.events.fd()), tokio::io::Interest::READABLE) }
                 .map_err(|error| error.into_parts().1)?;
-        let inner = Arc::new(Inner { events_fd, parts, reader: AtomicWaker::new(), writer: AtomicWaker::new() });
-        let pump = tokio::spawn(pump(inner.clone()));
-        Ok(Vchan { inner, pump, role })
+        let inner = Arc::new(Inner {
+            events_fd,
+            parts,
+            reader: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
+            spin_nanos: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
+        });
+        Ok(Vchan { inner, read_signal: None, write_signal: None, role })
     }
 
     /// Signals the peer without writing (a client announcing itself).
@@ -261,6 +374,13 @@ impl Vchan {
 
     fn take_published(&self) -> Option<Published> {
         self.inner.parts.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    /// How long a read or write that finds nothing to do looks again before it sleeps
+    /// ([`DEFAULT_SPIN`]). Spinning trades CPU time for latency: a peer on another CPU usually
+    /// answers within microseconds, a signal takes tens. Zero sleeps at once, as libxenvchan.
+    pub fn set_spin(&self, spin: Duration) {
+        self.inner.spin_nanos.store(u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Server or client.
@@ -285,41 +405,23 @@ impl Vchan {
     }
 
     /// Server: waits until a client has connected (or has come and gone).
-    pub async fn accepted(&self) {
-        std::future::poll_fn(|cx| {
-            if self.inner.shared().peer_live() != LIVE_WAITING {
-                return Poll::Ready(());
-            }
-            self.inner.reader.register(cx.waker());
-            if self.inner.shared().peer_live() != LIVE_WAITING {
-                return Poll::Ready(());
-            }
-            Poll::Pending
-        })
-        .await
+    pub async fn accepted(&mut self) {
+        let (inner, signal) = (&self.inner, &mut self.read_signal);
+        let attempt = || (inner.shared().peer_live() != LIVE_WAITING).then_some(());
+        std::future::poll_fn(|cx| wait(inner, signal, cx, Side::Reader, 0, attempt, drop)).await
     }
 
     /// Writes what fits of `bytes` without waiting; `Ok(0)` when the ring is full.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        let waker = futures_util::task::noop_waker();
-        match self.inner.poll_write(&mut Context::from_waker(&waker), bytes) {
-            Poll::Ready(result) => result,
-            Poll::Pending => Ok(0),
-        }
+        write_now(&self.inner, bytes).unwrap_or(Ok(0))
     }
 
     /// Sends `packet` whole: waits until the ring has room for all of it. Fails when it is
     /// larger than the ring or the peer has closed.
     pub async fn send(&mut self, packet: &[u8]) -> io::Result<()> {
-        let size = self.write_ring_size();
-        let len = u32::try_from(packet.len()).ok().filter(|len| *len as usize <= size).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("vchan: a {}-byte packet does not fit the {size}-byte ring", packet.len()),
-            )
-        })?;
-        let inner = &self.inner;
-        std::future::poll_fn(|cx| inner.poll_amount(cx, len, true)).await?;
+        let len = packet_len(packet.len(), self.write_ring_size())?;
+        let (inner, signal) = (&self.inner, &mut self.write_signal);
+        std::future::poll_fn(|cx| poll_amount(inner, signal, cx, len, Side::Writer)).await?;
         let written = inner.shared().write.write(packet).map_err(corrupt)?;
         debug_assert_eq!(written, packet.len());
         if inner.shared().take_notify_request(NOTIFY_WRITE) {
@@ -331,15 +433,9 @@ impl Vchan {
     /// Receives exactly `packet.len()` bytes: waits until all are there. Fails when more is
     /// asked than the ring holds, or the peer closed before sending them.
     pub async fn recv(&mut self, packet: &mut [u8]) -> io::Result<()> {
-        let size = self.read_ring_size();
-        let len = u32::try_from(packet.len()).ok().filter(|len| *len as usize <= size).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("vchan: a {}-byte packet does not fit the {size}-byte ring", packet.len()),
-            )
-        })?;
-        let inner = &self.inner;
-        std::future::poll_fn(|cx| inner.poll_amount(cx, len, false)).await?;
+        let len = packet_len(packet.len(), self.read_ring_size())?;
+        let (inner, signal) = (&self.inner, &mut self.read_signal);
+        std::future::poll_fn(|cx| poll_amount(inner, signal, cx, len, Side::Reader)).await?;
         let read = inner.shared().read.read(packet).map_err(corrupt)?;
         debug_assert_eq!(read, packet.len());
         if inner.shared().take_notify_request(NOTIFY_READ) {
@@ -350,44 +446,43 @@ impl Vchan {
 
     /// Closes the channel after the peer has read everything written (or has gone), and removes
     /// a server's Xenstore entries.
-    pub async fn close(self) {
-        let inner = self.inner.clone();
-        std::future::poll_fn(|cx| inner.poll_drained(cx)).await;
-        inner.close();
+    pub async fn close(mut self) {
+        let (inner, signal) = (&self.inner, &mut self.write_signal);
+        let _ = std::future::poll_fn(|cx| poll_drained(inner, signal, cx)).await;
+        self.inner.close();
         if let Some(published) = self.take_published() {
             published.remove().await;
         }
-        drop(self);
     }
 
-    /// Splits into a reading and a writing half that can move to different tasks.
+    /// Splits into a reading and a writing half that can move to different tasks. The channel
+    /// closes when both are dropped, or when the writing half is shut down.
     pub fn into_split(self) -> (VchanReader, VchanWriter) {
-        let this = Arc::new(self);
-        (VchanReader { chan: this.clone() }, VchanWriter { chan: this })
+        (VchanReader { inner: self.inner.clone(), signal: None }, VchanWriter { inner: self.inner, signal: None })
     }
 }
 
-impl Drop for Vchan {
-    fn drop(&mut self) {
-        self.inner.close();
-        self.pump.abort();
-        if let Some(published) = self.take_published() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { published.remove().await });
-            }
-        }
-    }
+/// The length of a packet that must fit the ring.
+fn packet_len(len: usize, ring: usize) -> io::Result<u32> {
+    u32::try_from(len).ok().filter(|len| *len as usize <= ring).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("vchan: a {len}-byte packet does not fit the {ring}-byte ring"),
+        )
+    })
 }
 
 impl AsyncRead for Vchan {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        poll_read_into(&self.inner, cx, buf)
+        let this = self.get_mut();
+        poll_read_into(&this.inner, &mut this.read_signal, cx, buf)
     }
 }
 
 impl AsyncWrite for Vchan {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.inner.poll_write(cx, buf)
+        let this = self.get_mut();
+        poll_write(&this.inner, &mut this.write_signal, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -396,49 +491,47 @@ impl AsyncWrite for Vchan {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_shutdown(&self.inner, cx)
+        let this = self.get_mut();
+        poll_shutdown(&this.inner, &mut this.write_signal, cx)
     }
 }
 
-fn poll_read_into(inner: &Inner, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-    // SAFETY: `read` only writes into the slice (it never reads it), and exactly the bytes it
-    // reports, which are then marked initialized.
-    let unfilled = unsafe { &mut *(buf.unfilled_mut() as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-    let n = std::task::ready!(inner.poll_read(cx, unfilled))?;
-    // SAFETY: `n` bytes were just written.
-    unsafe { buf.assume_init(n) };
-    buf.advance(n);
-    Poll::Ready(Ok(()))
-}
-
-fn poll_shutdown(inner: &Inner, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    std::task::ready!(inner.poll_drained(cx));
-    inner.close();
-    Poll::Ready(Ok(()))
-}
-
 /// The reading half of a [`Vchan`] ([`Vchan::into_split`]).
-#[derive(Debug)]
 pub struct VchanReader {
-    chan: Arc<Vchan>,
+    inner: Arc<Inner>,
+    signal: Signal,
 }
 
 /// The writing half of a [`Vchan`] ([`Vchan::into_split`]). Shutting it down closes the
 /// channel once the peer has read everything.
-#[derive(Debug)]
 pub struct VchanWriter {
-    chan: Arc<Vchan>,
+    inner: Arc<Inner>,
+    signal: Signal,
+}
+
+impl std::fmt::Debug for VchanReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VchanReader").field("port", &self.inner.parts.port).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for VchanWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VchanWriter").field("port", &self.inner.parts.port).finish_non_exhaustive()
+    }
 }
 
 impl AsyncRead for VchanReader {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        poll_read_into(&self.chan.inner, cx, buf)
+        let this = self.get_mut();
+        poll_read_into(&this.inner, &mut this.signal, cx, buf)
     }
 }
 
 impl AsyncWrite for VchanWriter {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.chan.inner.poll_write(cx, buf)
+        let this = self.get_mut();
+        poll_write(&this.inner, &mut this.signal, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -446,6 +539,7 @@ impl AsyncWrite for VchanWriter {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_shutdown(&self.chan.inner, cx)
+        let this = self.get_mut();
+        poll_shutdown(&this.inner, &mut this.signal, cx)
     }
 }

@@ -10,7 +10,7 @@ mod rendezvous;
 mod ring;
 
 pub use backend::Backend;
-pub use channel::{Vchan, VchanReader, VchanWriter};
+pub use channel::{Vchan, VchanReader, VchanWriter, DEFAULT_SPIN};
 pub use listener::VchanListener;
 pub use rendezvous::{connect, listen, ServerOptions, VchanError};
 pub use ring::{CorruptRing, Role};

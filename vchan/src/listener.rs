@@ -40,7 +40,7 @@ impl VchanListener {
             None => listen(self.backend.clone(), &self.xs, &self.options).await?,
         };
         // Parked in `next` while waiting, so that cancelling this call keeps it published.
-        let current = &*self.next.insert(current);
+        let current = self.next.insert(current);
         current.accepted().await;
         let taken = self.next.take().expect("parked above");
         taken.keep_path_on_close();
