@@ -6,6 +6,9 @@
 //! and `.ci/run`'s runner do) it fails, so a missing package can never pass as green.
 //! `cargo xtask test` installs the packages when it runs as root, so neither happens there.
 //!
+//! With the `vchan` feature, [`vchan`] is the vchan interop harness (Xenstore rendezvous, the
+//! simulation's libraries, the C peer on Xen's libxenvchan, the checked data stream).
+//!
 //! ```no_run
 //! fn skip_reason() -> Option<String> {
 //!     (!std::path::Path::new("/usr/bin/xenstore-ls").exists()).then(|| "xenstore-utils is missing".into())
@@ -19,6 +22,9 @@
 //!     // ...
 //! }
 //! ```
+
+#[cfg(feature = "vchan")]
+pub mod vchan;
 
 use std::{
     path::{Path, PathBuf},

@@ -10,13 +10,11 @@
 //! the client before the server, the wrong domain, and one transfer past 4 GiB (the rings'
 //! 32-bit indices wrap).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
-    c_pair, stream_bytes, CPeer, ChunkSizes, PeerSpec, Rendezvous, Side, Stream, XorShift, CLIENT_DOM, OTHER_DOM,
-    SERVER_DOM, ZERO_SEED_STATE,
+use vproto_test_support::vchan::{
+    self as support, c_pair, stream_bytes, CPeer, ChunkSizes, PeerSpec, Rendezvous, Side, Stream, XorShift, CLIENT_DOM,
+    OTHER_DOM, SERVER_DOM, ZERO_SEED_STATE,
 };
 
 /// Bytes moved each way for rings of these sizes: several times the larger ring, and an odd

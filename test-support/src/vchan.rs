@@ -2,10 +2,13 @@
 //! (`tests/vchan/peer.c`, linked against Xen's real libxenvchan) and the deterministic stream
 //! both sides send and check.
 //!
-//! ```ignore
-//! mod support;
-//! use support::{CPeer, PeerSpec, Rendezvous, CLIENT_DOM, SERVER_DOM};
+//! Behind the `vchan` feature (it brings vproto's xenstored and vchan): a test crate names it
+//! as `vproto-test-support = { path = "../test-support", features = ["vchan"] }`.
 //!
+//! ```no_run
+//! use vproto_test_support::vchan::{CPeer, PeerSpec, Rendezvous, CLIENT_DOM, SERVER_DOM};
+//!
+//! # async fn example() {
 //! let Some(rv) = Rendezvous::start().await else { return }; // skipped: a peer is missing
 //! let path = rv.vchan_path(SERVER_DOM, "bulk");
 //! // The server (dom0) first, until it printed "ready": libxenvchan's client needs its entries.
@@ -14,6 +17,7 @@
 //! client.finish().await.assert_ok(0, 1 << 20);
 //! server.finish().await.assert_ok(1 << 20, 0);
 //! // The same in one call: c_pair(&rv, &server_spec, &client_spec) -> (server, client) outcomes.
+//! # }
 //! ```
 //!
 //! A C server that sends less than its ring holds and then closes may be gone before the
@@ -21,7 +25,7 @@
 //!
 //! - [`Rendezvous::start`] serves Xenstore in-process (vproto's own xenstored: a dom0 socket and
 //!   guest sockets for [`CLIENT_DOM`] and [`OTHER_DOM`]), makes a simulation directory, and
-//!   returns `None` after [`vproto_test_support::missing_peer`] when gcc or libxenvchan is not
+//!   returns `None` after [`crate::missing_peer`] when gcc or libxenvchan is not
 //!   installed (a skip, or a failure under `CI`). [`Rendezvous::env`] is what a process of a
 //!   given domain needs: `VPROTO_SIM_DOMID`, `VPROTO_SIM_DIR`, `XENSTORED_PATH` and
 //!   `LD_LIBRARY_PATH` (the simulation's `libxengnttab.so.1`/`libxenevtchn.so.1`).
@@ -32,8 +36,6 @@
 //!   Xenstore connection and simulation backend.
 //! - [`Stream`] and [`stream_bytes`] are the C peer's data stream, byte for byte;
 //!   [`data_seed`] says which seed each side sends, [`ChunkSizes`] the call sizes it draws.
-
-#![allow(dead_code)] // Each test binary uses its part.
 
 use std::{
     ffi::OsString,
@@ -78,7 +80,7 @@ pub const CHUNK_SEED_MASK: u64 = 0xA5A5_A5A5_A5A5_A5A5;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("vchan/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("test-support/ has a parent").to_path_buf()
 }
 
 /// Cargo's target directory (`CARGO_TARGET_DIR`, or `target/` of the workspace).
@@ -222,9 +224,9 @@ impl Iterator for ChunkSizes {
 // ---------------------------------------------------------------------------------------------
 // What the tests need from the machine, found or built once per test binary.
 
-/// What is missing for the C peer (for [`vproto_test_support::missing_peer`]), if anything.
+/// What is missing for the C peer (for [`crate::missing_peer`]), if anything.
 fn c_toolchain_missing() -> Option<String> {
-    if let Some(gcc) = vproto_test_support::first_missing(&["gcc"]) {
+    if let Some(gcc) = crate::first_missing(&["gcc"]) {
         return Some(format!("{gcc}: no C compiler to build the vchan peer (apt-get install gcc)"));
     }
     let header = Path::new("/usr/include/libxenvchan.h");
@@ -319,10 +321,10 @@ impl std::fmt::Debug for Rendezvous {
 impl Rendezvous {
     /// Starts Xenstore and builds what the C peer needs (the peer itself, the simulation
     /// libraries). `None` when gcc or libxenvchan is missing, after
-    /// [`vproto_test_support::missing_peer`] (which fails the test under `CI`).
+    /// [`crate::missing_peer`] (which fails the test under `CI`).
     pub async fn start() -> Option<Rendezvous> {
         if let Err(missing) = c_peer() {
-            vproto_test_support::missing_peer(missing);
+            crate::missing_peer(missing);
             return None;
         }
         Some(Rendezvous::start_without_c_peer().await)
