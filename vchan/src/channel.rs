@@ -35,9 +35,6 @@ use crate::{
 /// [`Vchan::set_spin`] says otherwise.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
-/// Pause instructions between two looks at the ring while spinning.
-const SPIN_BATCH: u32 = 64;
-
 /// The mapped memory and event channel of a channel.
 #[derive(Debug)]
 pub(crate) struct Parts {
@@ -75,9 +72,14 @@ struct Inner {
     spin_nanos: AtomicU64,
 }
 
-/// A half's wait for the event channel: a future owning a handle on the channel, so it can be
-/// kept across polls.
-type Signal = Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>>;
+/// A half's state between polls: until when it keeps looking at the ring before it sleeps, and
+/// its wait for the event channel (a future owning a handle on the channel, so it can be kept
+/// across polls).
+#[derive(Default)]
+struct Signal {
+    spin_until: Option<Instant>,
+    signalled: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>>,
+}
 
 impl Inner {
     fn notify(&self) {
@@ -134,10 +136,11 @@ async fn signalled(inner: Arc<Inner>) -> io::Result<()> {
     Ok(())
 }
 
-/// Polls `attempt` until it has an answer: at once; then, spinning, for up to the spin time;
-/// then after asking the peer to signal `bit` and registering the waker, once more (a signal
-/// sent between the last look and the registration is not lost); then whenever the event
-/// channel signals. A failing event channel is `fail`ed.
+/// Polls `attempt` until it has an answer: at once; then, for up to the spin time, on every poll
+/// (the task wakes itself and yields, so other tasks run and a caller that polls only once, as
+/// `now_or_never` does, is not held up); then after asking the peer to signal `bit` and
+/// registering the waker, once more (a signal sent between the last look and the registration
+/// is not lost); then whenever the event channel signals. A failing event channel is `fail`ed.
 fn wait<T>(
     inner: &Arc<Inner>,
     signal: &mut Signal,
@@ -148,31 +151,29 @@ fn wait<T>(
     fail: impl FnOnce(io::Error) -> T,
 ) -> Poll<T> {
     if let Some(answer) = attempt() {
+        signal.spin_until = None;
         return Poll::Ready(answer);
     }
     let spin = Duration::from_nanos(inner.spin_nanos.load(Ordering::Relaxed));
-    if !spin.is_zero() && signal.is_none() {
-        let start = Instant::now();
-        while start.elapsed() < spin {
-            for _ in 0..SPIN_BATCH {
-                std::hint::spin_loop();
-            }
-            if let Some(answer) = attempt() {
-                return Poll::Ready(answer);
-            }
+    if !spin.is_zero() {
+        let now = Instant::now();
+        if now < *signal.spin_until.get_or_insert(now + spin) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
     }
     loop {
         inner.shared().request_notify(bit);
         inner.waker(side).register(cx.waker());
         if let Some(answer) = attempt() {
+            signal.spin_until = None;
             return Poll::Ready(answer);
         }
-        let waiting = signal.get_or_insert_with(|| Box::pin(signalled(inner.clone())));
+        let waiting = signal.signalled.get_or_insert_with(|| Box::pin(signalled(inner.clone())));
         match waiting.as_mut().poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => {
-                *signal = None;
+                signal.signalled = None;
                 if let Err(error) = result {
                     return Poll::Ready(fail(error));
                 }
@@ -358,7 +359,7 @@ impl Vchan {
             writer: AtomicWaker::new(),
             spin_nanos: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
         });
-        Ok(Vchan { inner, read_signal: None, write_signal: None, role })
+        Ok(Vchan { inner, read_signal: Signal::default(), write_signal: Signal::default(), role })
     }
 
     /// Signals the peer without writing (a client announcing itself).
@@ -458,7 +459,10 @@ impl Vchan {
     /// Splits into a reading and a writing half that can move to different tasks. The channel
     /// closes when both are dropped, or when the writing half is shut down.
     pub fn into_split(self) -> (VchanReader, VchanWriter) {
-        (VchanReader { inner: self.inner.clone(), signal: None }, VchanWriter { inner: self.inner, signal: None })
+        (
+            VchanReader { inner: self.inner.clone(), signal: Signal::default() },
+            VchanWriter { inner: self.inner, signal: Signal::default() },
+        )
     }
 }
 
