@@ -40,8 +40,8 @@ struct EndArgs {
     /// The channel's Xenstore path (absolute, or relative to this domain's home).
     #[arg(long, value_name = "XS_PATH")]
     path: String,
-    /// The Xenstore: unix:PATH, xenbus or xenbus:PATH; default $XENSTORED_PATH, else
-    /// $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket.
+    /// The Xenstore: unix:PATH, xenbus or xenbus:PATH; default as libxenstore finds it:
+    /// $XENSTORED_PATH, else xenstored's socket where it exists, else /dev/xen/xenbus.
     #[arg(long, value_name = "ADDR")]
     xenstore: Option<XenstoreAddr>,
     /// Grants and event channels from Xen's devices or the simulation (VPROTO_SIM_DOMID,
@@ -72,7 +72,7 @@ pub fn run(args: VchanArgs) -> Result<(), CliError> {
     };
     init_logging(args.log.as_deref())?;
     let backend = open_backend(args.backend)?;
-    let xs_addr = args.xenstore.clone().unwrap_or_else(XenstoreAddr::from_env);
+    let xs_addr = args.xenstore.clone().unwrap_or_else(XenstoreAddr::discover);
     crate::block_on(async move {
         let xs = Xenstore::connect(&xs_addr).await.map_err(|error| CliError::failed(error.to_string()))?;
         let chan = if listen {

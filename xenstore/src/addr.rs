@@ -30,6 +30,18 @@ impl XenstoreAddr {
         Self::from_vars(std::env::var_os("XENSTORED_PATH"), std::env::var_os("XENSTORED_RUNDIR"))
     }
 
+    /// Where libxenstore's `xs_open` ends up: `$XENSTORED_PATH` when set; else xenstored's
+    /// socket ([`XenstoreAddr::from_env`]) when it exists, as in dom0; else the xenbus device
+    /// when it exists, as in a guest; else the socket, so that the error names it.
+    pub fn discover() -> XenstoreAddr {
+        let socket = Self::from_env();
+        let explicit = std::env::var_os("XENSTORED_PATH").is_some_and(|path| !path.is_empty());
+        if explicit || socket.path().exists() || !Path::new(XENBUS_DEVICE).exists() {
+            return socket;
+        }
+        XenstoreAddr::Xenbus(PathBuf::from(XENBUS_DEVICE))
+    }
+
     /// [`XenstoreAddr::from_env`] over explicit values (empty values count as unset).
     pub fn from_vars(path: Option<OsString>, rundir: Option<OsString>) -> XenstoreAddr {
         let non_empty = |v: Option<OsString>| v.filter(|v| !v.is_empty());

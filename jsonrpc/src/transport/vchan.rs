@@ -2,8 +2,9 @@
 //! transports, one client at a time per channel, a fresh channel published for the next client
 //! as soon as one connects ([`vproto_vchan::VchanListener`]).
 //!
-//! Where the channel's parts come from is the environment, as for Xen's own tools:
-//! `XENSTORED_PATH` (or `XENSTORED_RUNDIR`) names the Xenstore, `VPROTO_VCHAN_BACKEND` (`xen` or
+//! Where the channel's parts come from is the environment, as for Xen's own tools: the Xenstore
+//! is found as libxenstore finds it (`XENSTORED_PATH`, else xenstored's socket where it exists,
+//! else a guest's xenbus device; [`XenstoreAddr::discover`]), `VPROTO_VCHAN_BACKEND` (`xen` or
 //! `sim`; by default `xen` where `/dev/xen/gntalloc` exists) the grant and event-channel
 //! backend, and the simulation's own `VPROTO_SIM_DOMID` and `VPROTO_SIM_DIR` apply to `sim`.
 
@@ -54,7 +55,7 @@ impl fmt::Display for VchanAddr {
 /// The backend and Xenstore named by the environment.
 async fn environment() -> Result<(Arc<dyn Backend>, Xenstore), String> {
     let backend = BackendKind::from_env()?.open().map_err(|error| format!("vchan backend: {error}"))?;
-    let addr = XenstoreAddr::from_env();
+    let addr = XenstoreAddr::discover();
     let xs = Xenstore::connect(&addr).await.map_err(|error| error.to_string())?;
     Ok((backend, xs))
 }
