@@ -18,7 +18,8 @@
 //! Environment: `VPROTO_BENCH_ROUNDS` (default 3), `VPROTO_BENCH_BULK_BYTES` (default 1 GiB),
 //! `VPROTO_BENCH_ROUND_TRIPS` (default 20000), `VPROTO_BENCH_SECS` (seconds per JSON-RPC
 //! measurement, default 2), `VPROTO_VCHAN_SPIN_US` (the Rust side's spin time; default the
-//! library's). Needs gcc, libxen-dev and the simulation libraries; says what is missing
+//! library's), `VPROTO_VCHAN_SIM_LIBS` (the simulation libraries' directory; `cargo xtask bench`
+//! builds them, default `target/vchan-sim`). Needs gcc and libxen-dev; says what is missing
 //! otherwise. Command-line arguments (criterion's, from `cargo xtask bench -- ...`) are ignored.
 
 use std::{
@@ -96,7 +97,8 @@ impl Setup {
 }
 
 fn prepare() -> Result<Setup, String> {
-    let sim_libs = target_dir().join("vchan-sim");
+    let sim_libs =
+        env::var_os("VPROTO_VCHAN_SIM_LIBS").map(PathBuf::from).unwrap_or_else(|| target_dir().join("vchan-sim"));
     for lib in ["libxengnttab.so.1", "libxenevtchn.so.1"] {
         if !sim_libs.join(lib).exists() {
             return Err(format!("{} is missing: run `cargo xtask vchan-sim` first", sim_libs.join(lib).display()));

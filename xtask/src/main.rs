@@ -314,9 +314,19 @@ fn bench(args: &[String]) -> Result<(), String> {
     ensure_system_packages()?;
     // Measured by cli/benches/guest_agent.rs beside `vproto agent`.
     guest_agent()?;
+    // C libxenvchan runs on them in vchan/benches/vchan.rs.
+    let sim_libs = vchan_sim::build()?;
     let venv = venv_dir();
     python_venv()?;
-    run("cargo bench", cargo().args(["bench", "--workspace"]).arg("--").args(args).env("VPROTO_VENV", venv))
+    run(
+        "cargo bench",
+        cargo()
+            .args(["bench", "--workspace"])
+            .arg("--")
+            .args(args)
+            .env("VPROTO_VENV", venv)
+            .env("VPROTO_VCHAN_SIM_LIBS", sim_libs),
+    )
 }
 
 /// The Debian packages the tests and benchmarks use as real peers: `ip` (network namespaces and
