@@ -158,6 +158,9 @@ fn wait<T>(
     if !spin.is_zero() {
         let now = Instant::now();
         if now < *signal.spin_until.get_or_insert(now + spin) {
+            // Let a peer waiting for this CPU run first: with two CPUs and a busy machine, it
+            // is often there.
+            std::thread::yield_now();
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
