@@ -34,8 +34,13 @@
 //!   and a C client to their end; an [`Outcome`] is an exit status and the peer's summary.
 //!   For a Rust side, [`Rendezvous::xenstore`] and [`Rendezvous::sim_backend`] are a domain's
 //!   Xenstore connection and simulation backend.
+//!   [`Rendezvous::start_with`] runs `vproto xenstored` as a process instead
+//!   ([`Xenstored::Program`]), for end-to-end tests. [`Rendezvous::xenstore_tapped`] is a
+//!   connection whose replies a test sees ([`XsTap`]): it tells when a client waits.
 //! - [`Stream`] and [`stream_bytes`] are the C peer's data stream, byte for byte;
-//!   [`data_seed`] says which seed each side sends, [`ChunkSizes`] the call sizes it draws.
+//!   [`data_seed`] says which seed each side sends, [`ChunkSizes`] the call sizes it draws;
+//!   [`write_stream_file`] and [`check_stream`] give a program the stream as its input and
+//!   check its output; [`one_way_then_close`] is the specs of a transfer ended by a close.
 
 use std::{
     ffi::OsString,
@@ -49,7 +54,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdout, Command},
     task::JoinHandle,
     time::timeout,
@@ -154,6 +159,9 @@ impl Stream {
     pub fn check(&mut self, offset: u64, got: &[u8]) -> Result<(), (u64, u8, u8)> {
         let mut want = vec![0; got.len()];
         self.fill(&mut want);
+        if want == got {
+            return Ok(());
+        }
         match want.iter().zip(got).position(|(w, g)| w != g) {
             None => Ok(()),
             Some(i) => Err((offset + i as u64, want[i], got[i])),
@@ -166,6 +174,41 @@ pub fn stream_bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut out = vec![0; n];
     Stream::new(seed).fill(&mut out);
     out
+}
+
+/// Writes the first `n` bytes of the stream of `seed` to a new file at `path` (the input of a
+/// program that sends the stream from its stdin).
+pub fn write_stream_file(path: &Path, seed: u64, n: u64) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    let mut out = std::io::BufWriter::new(file);
+    let (mut stream, mut chunk, mut left) = (Stream::new(seed), vec![0; 1 << 20], n);
+    while left > 0 {
+        let len = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        stream.fill(&mut chunk[..len]);
+        out.write_all(&chunk[..len]).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        left -= len as u64;
+    }
+    out.flush().unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Reads `input` to its end, checking it against the stream of `seed`: the number of bytes,
+/// or where it first differs (`data mismatch at offset N: expected X, got Y`).
+pub async fn check_stream(mut input: impl AsyncRead + Unpin, seed: u64) -> Result<u64, String> {
+    let (mut stream, mut buf, mut offset) = (Stream::new(seed), vec![0; 1 << 20], 0u64);
+    loop {
+        let n = input.read(&mut buf).await.map_err(|e| format!("read failed after {offset} bytes: {e}"))?;
+        if n == 0 {
+            return Ok(offset);
+        }
+        stream.check(offset, &buf[..n]).map_err(mismatch)?;
+        offset += n as u64;
+    }
+}
+
+/// A [`Stream::check`] failure as the C peer words it.
+pub fn mismatch((offset, want, got): (u64, u8, u8)) -> String {
+    format!("data mismatch at offset {offset}: expected {want:#04x}, got {got:#04x}")
 }
 
 /// Which side of a channel.
@@ -304,11 +347,28 @@ pub fn sim_libs() -> &'static Path {
 // ---------------------------------------------------------------------------------------------
 // The rendezvous.
 
-/// Xenstore (vproto's xenstored, in-process) and a simulation directory shared by the peers of
-/// one test: dom0 and the guests [`CLIENT_DOM`] and [`OTHER_DOM`].
+/// Which Xenstore server a [`Rendezvous`] runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Xenstored {
+    /// vproto's xenstored in the test process (`vproto_xenstore::server`).
+    InProcess,
+    /// `PROGRAM xenstored --socket … --domain 5=… --domain 7=…` as a child process: the
+    /// `vproto` binary (`env!("CARGO_BIN_EXE_vproto")`), for the end-to-end tests.
+    Program(PathBuf),
+}
+
+/// The running Xenstore server of a rendezvous.
+enum RunningServer {
+    InProcess(RunningXenstored),
+    Process(Child),
+}
+
+/// Xenstore (vproto's xenstored, in-process or as a `vproto xenstored` process) and a
+/// simulation directory shared by the peers of one test: dom0 and the guests [`CLIENT_DOM`] and
+/// [`OTHER_DOM`].
 pub struct Rendezvous {
     dir: tempfile::TempDir,
-    xenstored: RunningXenstored,
+    xenstored: RunningServer,
     next_name: AtomicU32,
 }
 
@@ -319,29 +379,52 @@ impl std::fmt::Debug for Rendezvous {
 }
 
 impl Rendezvous {
-    /// Starts Xenstore and builds what the C peer needs (the peer itself, the simulation
-    /// libraries). `None` when gcc or libxenvchan is missing, after
+    /// Starts Xenstore in-process and builds what the C peer needs (the peer itself, the
+    /// simulation libraries). `None` when gcc or libxenvchan is missing, after
     /// [`crate::missing_peer`] (which fails the test under `CI`).
     pub async fn start() -> Option<Rendezvous> {
-        if let Err(missing) = c_peer() {
-            crate::missing_peer(missing);
-            return None;
-        }
-        Some(Rendezvous::start_without_c_peer().await)
+        Rendezvous::start_with(Xenstored::InProcess, true).await
     }
 
-    /// Starts Xenstore and builds the simulation libraries, for tests that run no C program.
+    /// Starts Xenstore in-process and builds the simulation libraries, for tests that run no C
+    /// program.
     pub async fn start_without_c_peer() -> Rendezvous {
+        Rendezvous::start_with(Xenstored::InProcess, false).await.expect("no C peer asked for")
+    }
+
+    /// Starts `xenstored` and builds the simulation libraries, and the C peer when
+    /// `needs_c_peer`: `None` when that cannot be built, after [`crate::missing_peer`].
+    pub async fn start_with(xenstored: Xenstored, needs_c_peer: bool) -> Option<Rendezvous> {
+        if needs_c_peer {
+            if let Err(missing) = c_peer() {
+                crate::missing_peer(missing);
+                return None;
+            }
+        }
         sim_libs();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("sim")).expect("sim dir");
-        let domains = [CLIENT_DOM, OTHER_DOM]
-            .into_iter()
-            .map(|domid| DomainSocket { domid: u32::from(domid), path: dir.path().join(format!("dom{domid}.sock")) })
-            .collect();
-        let config = XenstoredConfig { socket: dir.path().join("dom0.sock"), domains, quotas: Quotas::default() };
-        let xenstored = server::serve(config).await.expect("xenstored");
-        Rendezvous { dir, xenstored, next_name: AtomicU32::new(0) }
+        let socket = |domid: DomId| dir.path().join(format!("dom{domid}.sock"));
+        let guests = [CLIENT_DOM, OTHER_DOM];
+        let xenstored = match xenstored {
+            Xenstored::InProcess => {
+                let domains = guests
+                    .into_iter()
+                    .map(|domid| DomainSocket { domid: u32::from(domid), path: socket(domid) })
+                    .collect();
+                let config = XenstoredConfig { socket: socket(SERVER_DOM), domains, quotas: Quotas::default() };
+                RunningServer::InProcess(server::serve(config).await.expect("xenstored"))
+            }
+            Xenstored::Program(program) => {
+                let mut command = Command::new(&program);
+                command.arg("xenstored").arg("--socket").arg(socket(SERVER_DOM));
+                for domid in guests {
+                    command.arg("--domain").arg(format!("{domid}={}", socket(domid).display()));
+                }
+                RunningServer::Process(start_xenstored_process(command).await)
+            }
+        };
+        Some(Rendezvous { dir, xenstored, next_name: AtomicU32::new(0) })
     }
 
     /// The Xenstore socket of a domain's connections (dom0's is privileged).
@@ -403,9 +486,121 @@ impl Rendezvous {
         Arc::new(SimBackend::new(self.sim_dir(), domid).expect("sim backend"))
     }
 
+    /// A Xenstore connection as domain `domid` whose traffic the returned [`XsTap`] sees: a
+    /// test can tell where a Rust side that uses it has got to (a client that found no server
+    /// and now waits on its watch).
+    pub async fn xenstore_tapped(&self, domid: DomId) -> (Xenstore, XsTap) {
+        let socket = self.xenstore_socket(domid);
+        let upstream = tokio::net::UnixStream::connect(&socket)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", socket.display()));
+        let (ours, theirs) = tokio::net::UnixStream::pair().expect("socketpair");
+        let (tap, replies) = tokio::sync::watch::channel(Vec::new());
+        let (mut from_server, mut to_server) = upstream.into_split();
+        let (mut from_client, mut to_client) = theirs.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+            let _ = to_server.shutdown().await;
+        });
+        tokio::spawn(async move {
+            // Frame by frame (a 16-byte header: type, request id, transaction id, length), each
+            // reply's type recorded once it is on its way to the client.
+            let mut header = [0u8; 16];
+            while from_server.read_exact(&mut header).await.is_ok() {
+                let word = |i: usize| u32::from_le_bytes(header[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+                let mut payload = vec![0; word(3) as usize];
+                if from_server.read_exact(&mut payload).await.is_err()
+                    || to_client.write_all(&header).await.is_err()
+                    || to_client.write_all(&payload).await.is_err()
+                {
+                    break;
+                }
+                tap.send_modify(|types| types.push(word(0)));
+            }
+            let _ = to_client.shutdown().await;
+        });
+        (Xenstore::from_stream(ours, XenstoreAddr::Unix(socket)), XsTap { replies })
+    }
+
     /// Stops Xenstore.
     pub async fn shutdown(self) {
-        self.xenstored.shutdown().await;
+        match self.xenstored {
+            RunningServer::InProcess(xenstored) => xenstored.shutdown().await,
+            RunningServer::Process(mut child) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    }
+}
+
+/// Starts a `vproto xenstored` command and waits until it printed its dom0 socket (it is
+/// listening then); killed when dropped.
+async fn start_xenstored_process(mut command: Command) -> Child {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+    match timeout(PEER_TIMEOUT, stdout.next_line()).await {
+        Ok(Ok(Some(line))) if !line.trim().is_empty() => {}
+        other => {
+            let _ = child.start_kill();
+            panic!("{command:?} did not start listening: {other:?}, {:?}", child.wait().await);
+        }
+    }
+    // Nothing more is printed; the pipe stays open so that the server never gets EPIPE.
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    child
+}
+
+/// Xenstore message types ([`XsTap`]).
+pub mod xs_type {
+    /// `XS_READ`.
+    pub const READ: u32 = 2;
+    /// `XS_WATCH`.
+    pub const WATCH: u32 = 4;
+    /// `XS_WATCH_EVENT`.
+    pub const WATCH_EVENT: u32 = 15;
+    /// `XS_ERROR`: a request failed (`ENOENT`, `EACCES`, ...).
+    pub const ERROR: u32 = 16;
+}
+
+/// The types of the messages a tapped Xenstore connection received
+/// ([`Rendezvous::xenstore_tapped`]), in order.
+#[derive(Debug)]
+pub struct XsTap {
+    replies: tokio::sync::watch::Receiver<Vec<u32>>,
+}
+
+impl XsTap {
+    /// The types received so far ([`xs_type`]).
+    pub fn received(&self) -> Vec<u32> {
+        self.replies.borrow().clone()
+    }
+
+    /// Waits until the received types satisfy `done` (within [`PEER_TIMEOUT`]; `what` names it
+    /// when it does not happen).
+    pub async fn wait_for(&mut self, what: &str, mut done: impl FnMut(&[u32]) -> bool) {
+        let waited = timeout(PEER_TIMEOUT, self.replies.wait_for(|types| done(types))).await.map(|r| r.map(drop));
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("the tapped Xenstore connection closed before {what}: {:?}", self.received()),
+            Err(_) => panic!("not within {PEER_TIMEOUT:?}: {what}; received {:?}", self.received()),
+        }
+    }
+
+    /// Waits until a client of this connection registered a watch and then got an error back
+    /// (`connect` with a wait: the server's entries were missing, and it now waits on the
+    /// watch for them).
+    pub async fn watching_after_error(&mut self) {
+        self.wait_for("a watch, then an error reply", |types| {
+            types.iter().position(|t| *t == xs_type::WATCH).is_some_and(|w| types[w..].contains(&xs_type::ERROR))
+        })
+        .await
     }
 }
 
@@ -536,6 +731,22 @@ impl PeerSpec {
         }
         args
     }
+}
+
+/// The specs of a one-way transfer of `n` bytes at `path` between a server in [`SERVER_DOM`]
+/// (rings 4 KiB in, 64 KiB out) and a client in [`CLIENT_DOM`]: `sender` sends, then closes or,
+/// with `no_close`, goes without closing; the other side expects the bytes and waits for the
+/// close. As `(server, client)`.
+pub fn one_way_then_close(path: &str, sender: Side, no_close: bool, n: u64) -> (PeerSpec, PeerSpec) {
+    let server = PeerSpec::server(CLIENT_DOM, path).rings(4096, 65536);
+    let client = PeerSpec::client(SERVER_DOM, path);
+    let (mut server, mut client) = match sender {
+        Side::Server => (server.send(n), client.expect(n).wait_close()),
+        Side::Client => (server.expect(n).wait_close(), client.send(n)),
+    };
+    let sends = if sender == Side::Server { &mut server } else { &mut client };
+    sends.no_close = no_close;
+    (server, client)
 }
 
 /// A running C peer, killed when dropped.

@@ -85,14 +85,7 @@ async fn closing_or_exiting_after_sending_from_either_side() {
     for (sender, no_close) in [(Side::Server, false), (Side::Server, true), (Side::Client, false), (Side::Client, true)]
     {
         let path = rv.vchan_path(SERVER_DOM, "close");
-        let server = PeerSpec::server(CLIENT_DOM, &path).rings(4096, 65536);
-        let client = PeerSpec::client(SERVER_DOM, &path);
-        let (mut server, mut client) = match sender {
-            Side::Server => (server.send(n), client.expect(n).wait_close()),
-            Side::Client => (server.expect(n).wait_close(), client.send(n)),
-        };
-        let sends = if sender == Side::Server { &mut server } else { &mut client };
-        sends.no_close = no_close;
+        let (server, client) = support::one_way_then_close(&path, sender, no_close, n);
         let (server, client) = c_pair(&rv, &server, &client).await;
         let (to_client, to_server) = if sender == Side::Server { (n, 0) } else { (0, n) };
         server.assert_ok(to_client, to_server);
