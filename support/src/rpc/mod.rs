@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::wire::WireError;
 
+pub mod events;
 mod service;
 mod validate;
 
@@ -360,4 +361,13 @@ pub trait ClientTransport: Send + Sync {
     fn request<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<Value, CallError>>;
     /// Sends a notification; nothing comes back.
     fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>>;
+    /// Subscribes to events ([`events`]) and returns the stream of what comes. Transports that
+    /// cannot carry events refuse.
+    fn subscribe(
+        &self,
+        subscription: events::Subscription,
+    ) -> BoxFuture<'_, Result<Box<dyn events::RawEvents>, CallError>> {
+        let _ = subscription;
+        Box::pin(async { Err(CallError::Transport("this transport carries no events".to_string())) })
+    }
 }
