@@ -16,7 +16,8 @@
 //! medians of the rounds' ratios.
 //!
 //! Environment: `VPROTO_BENCH_ROUNDS` (default 3), `VPROTO_BENCH_BULK_BYTES` (default 1 GiB),
-//! `VPROTO_BENCH_ROUND_TRIPS` (default 20000), `VPROTO_BENCH_SECS` (seconds per JSON-RPC
+//! `VPROTO_BENCH_ROUND_TRIPS` (default 20000), `VPROTO_BENCH_PARTS` (`vchan`, `rpc` or both,
+//! comma-separated; default both), `VPROTO_BENCH_SECS` (seconds per JSON-RPC
 //! measurement, default 2), `VPROTO_VCHAN_SPIN_US` (the Rust side's spin time; default the
 //! library's), `VPROTO_VCHAN_SIM_LIBS` (the simulation libraries' directory; `cargo xtask bench`
 //! builds them, default `target/vchan-sim`). Needs gcc and libxen-dev; says what is missing
@@ -136,10 +137,14 @@ fn run() -> Result<(), String> {
     let trips = env_or("VPROTO_BENCH_ROUND_TRIPS", 20_000u64);
     let self_exe = env::current_exe().map_err(|e| e.to_string())?;
 
-    println!("vchan: C libxenvchan vs vproto-vchan, same simulation backend, {rounds} rounds");
-    println!("{:<34} {:>14} {:>14} {:>12}", "measurement", "C", "Rust", "Rust / C");
+    let parts = env::var("VPROTO_BENCH_PARTS").unwrap_or_else(|_| "vchan,rpc".to_string());
+    let parts: Vec<&str> = parts.split(',').collect();
+    if parts.contains(&"vchan") {
+        println!("vchan: C libxenvchan vs vproto-vchan, same simulation backend, {rounds} rounds");
+        println!("{:<34} {:>14} {:>14} {:>12}", "measurement", "C", "Rust", "Rust / C");
+    }
     let mut path_index = 0;
-    for ring in RINGS {
+    for ring in RINGS.into_iter().filter(|_| parts.contains(&"vchan")) {
         let mut bulk = Vec::new();
         let mut trip = Vec::new();
         for _ in 0..rounds {
@@ -163,6 +168,10 @@ fn run() -> Result<(), String> {
         report(&format!("64 B round trip, {} KiB rings", ring / 1024), &trip, micros, |c, r| r / c);
     }
 
+    if !parts.contains(&"rpc") {
+        runtime.block_on(xenstored.shutdown());
+        return Ok(());
+    }
     let secs = env_or("VPROTO_BENCH_SECS", 2.0f64);
     println!();
     println!("JSON-RPC bench.echo through vproto's Client and Server, {rounds} rounds of {secs} s");
