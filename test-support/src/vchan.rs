@@ -421,6 +421,8 @@ impl Rendezvous {
                 for domid in guests {
                     command.arg("--domain").arg(format!("{domid}={}", socket(domid).display()));
                 }
+                let log = std::fs::File::create(dir.path().join("xenstored.log")).expect("xenstored.log");
+                command.stderr(log);
                 RunningServer::Process(start_xenstored_process(command).await)
             }
         };
@@ -486,6 +488,23 @@ impl Rendezvous {
         Arc::new(SimBackend::new(self.sim_dir(), domid).expect("sim backend"))
     }
 
+    /// Waits until `node` exists in Xenstore (read as dom0, woken by a watch on it): a server
+    /// that publishes no "ready" line of its own has published its channel when
+    /// `<path>/event-channel` exists.
+    pub async fn wait_for_node(&self, node: &str) {
+        let xs = self.xenstore(SERVER_DOM).await;
+        let mut watch = xs.watch(node, "vproto-test-wait-for-node").await.expect("watch");
+        let appeared = async {
+            while xs.read(node).await.is_err() {
+                watch.next().await.expect("the watch ended");
+            }
+        };
+        if timeout(PEER_TIMEOUT, appeared).await.is_err() {
+            panic!("{node} did not appear within {PEER_TIMEOUT:?}");
+        }
+        let _ = watch.unwatch().await;
+    }
+
     /// A Xenstore connection as domain `domid` whose traffic the returned [`XsTap`] sees: a
     /// test can tell where a Rust side that uses it has got to (a client that found no server
     /// and now waits on its watch).
@@ -496,6 +515,8 @@ impl Rendezvous {
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", socket.display()));
         let (ours, theirs) = tokio::net::UnixStream::pair().expect("socketpair");
         let (tap, replies) = tokio::sync::watch::channel(Vec::new());
+        let (gate, mut gate_rx) = tokio::sync::watch::channel(Gate::Open);
+        let (holding, held) = tokio::sync::watch::channel(false);
         let (mut from_server, mut to_server) = upstream.into_split();
         let (mut from_client, mut to_client) = theirs.into_split();
         tokio::spawn(async move {
@@ -504,22 +525,32 @@ impl Rendezvous {
         });
         tokio::spawn(async move {
             // Frame by frame (a 16-byte header: type, request id, transaction id, length), each
-            // reply's type recorded once it is on its way to the client.
+            // reply's type recorded once it is on its way to the client; the one XsTap::hold
+            // names waits for XsTap::release first.
             let mut header = [0u8; 16];
+            let mut seen = std::collections::HashMap::<u32, usize>::new();
             while from_server.read_exact(&mut header).await.is_ok() {
                 let word = |i: usize| u32::from_le_bytes(header[4 * i..4 * i + 4].try_into().expect("4 bytes"));
                 let mut payload = vec![0; word(3) as usize];
-                if from_server.read_exact(&mut payload).await.is_err()
-                    || to_client.write_all(&header).await.is_err()
-                    || to_client.write_all(&payload).await.is_err()
-                {
+                if from_server.read_exact(&mut payload).await.is_err() {
+                    break;
+                }
+                let count = seen.entry(word(0)).or_default();
+                *count += 1;
+                let hold = *gate_rx.borrow() == Gate::HoldAt(word(0), *count);
+                if hold {
+                    holding.send_replace(true);
+                    let _ = gate_rx.wait_for(|gate| *gate == Gate::Open).await;
+                    holding.send_replace(false);
+                }
+                if to_client.write_all(&header).await.is_err() || to_client.write_all(&payload).await.is_err() {
                     break;
                 }
                 tap.send_modify(|types| types.push(word(0)));
             }
             let _ = to_client.shutdown().await;
         });
-        (Xenstore::from_stream(ours, XenstoreAddr::Unix(socket)), XsTap { replies })
+        (Xenstore::from_stream(ours, XenstoreAddr::Unix(socket)), XsTap { replies, gate, held })
     }
 
     /// Stops Xenstore.
@@ -534,13 +565,12 @@ impl Rendezvous {
     }
 }
 
-/// Starts a `vproto xenstored` command and waits until it printed its dom0 socket (it is
-/// listening then); killed when dropped.
+/// Starts a `vproto xenstored` command (its stderr set by the caller) and waits until it
+/// printed its dom0 socket (it is listening then); killed when dropped.
 async fn start_xenstored_process(mut command: Command) -> Child {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
@@ -569,14 +599,48 @@ pub mod xs_type {
     pub const ERROR: u32 = 16;
 }
 
+/// What the tap does with the next message for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Passes everything.
+    Open,
+    /// Holds the n-th (from 1) message of this type, and so all after it, until opened.
+    HoldAt(u32, usize),
+}
+
 /// The types of the messages a tapped Xenstore connection received
-/// ([`Rendezvous::xenstore_tapped`]), in order.
+/// ([`Rendezvous::xenstore_tapped`]), in order; it can also hold one back, to order a client's
+/// view of Xenstore against what other parties do meanwhile.
 #[derive(Debug)]
 pub struct XsTap {
     replies: tokio::sync::watch::Receiver<Vec<u32>>,
+    gate: tokio::sync::watch::Sender<Gate>,
+    held: tokio::sync::watch::Receiver<bool>,
 }
 
 impl XsTap {
+    /// Holds back the `nth` (from 1, counted since the connection opened) message of type
+    /// `msg_type`, and everything after it, until [`XsTap::release`]: the client waits for an
+    /// answer the server has already given.
+    pub fn hold(&self, msg_type: u32, nth: usize) {
+        self.gate.send_replace(Gate::HoldAt(msg_type, nth));
+    }
+
+    /// Waits until the message [`XsTap::hold`] named has arrived and is held (within
+    /// [`PEER_TIMEOUT`]).
+    pub async fn wait_held(&mut self) {
+        let held = timeout(PEER_TIMEOUT, self.held.wait_for(|held| *held)).await.map(|r| r.map(drop));
+        match held {
+            Ok(Ok(())) => {}
+            _ => panic!("no message was held within {PEER_TIMEOUT:?}; received {:?}", self.received()),
+        }
+    }
+
+    /// Lets the held messages through.
+    pub fn release(&self) {
+        self.gate.send_replace(Gate::Open);
+    }
+
     /// The types received so far ([`xs_type`]).
     pub fn received(&self) -> Vec<u32> {
         self.replies.borrow().clone()
