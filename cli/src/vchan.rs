@@ -7,9 +7,13 @@
 //! written out and the command exits 0. The peer is C libxenvchan or another vproto: the wire is
 //! the same (docs/vchan.md).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    io::{self, Read},
+    sync::Arc,
+    time::Duration,
+};
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::{io::AsyncWriteExt, sync::mpsc};
 use vproto_vchan::{backend::BackendKind, Backend, ServerOptions, Vchan};
 use vproto_xenstore::{Xenstore, XenstoreAddr};
 
@@ -117,14 +121,19 @@ async fn copy_stdio(chan: Vchan, keep_open: bool) -> Result<(), CliError> {
         stdout.flush().await.and(copied.map(drop))
     };
     let send = async {
-        let mut stdin = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
-        match tokio::io::copy_buf(&mut stdin, &mut to_peer).await {
-            Ok(_) if !keep_open => to_peer.shutdown().await.map(|()| true),
-            Ok(_) => Ok(false),
-            // The peer closed while we were sending: what it sent still comes out.
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-            Err(error) => Err(error),
+        let mut input = stdin_chunks();
+        while let Some(chunk) = input.recv().await {
+            match to_peer.write_all(&chunk?).await {
+                Ok(()) => {}
+                // The peer closed while we were sending: what it sent still comes out.
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(false),
+                Err(error) => return Err(error),
+            }
         }
+        if keep_open {
+            return Ok(false);
+        }
+        to_peer.shutdown().await.map(|()| true)
     };
     tokio::pin!(receive, send);
     tokio::select! {
@@ -137,4 +146,31 @@ async fn copy_stdio(chan: Vchan, keep_open: bool) -> Result<(), CliError> {
             Err(error) => Err(CliError::failed(format!("writing to the channel: {error}"))),
         },
     }
+}
+
+/// Standard input, read on a thread of its own in chunks of up to 64 KiB. A blocking read
+/// cannot be cancelled: on tokio's blocking pool it would hold the runtime, and so the exit,
+/// until the input ended, even after the peer closed the channel.
+fn stdin_chunks() -> mpsc::Receiver<io::Result<Vec<u8>>> {
+    let (chunks, received) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        loop {
+            let mut chunk = vec![0; 64 * 1024];
+            let read = match stdin.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    Ok(chunk)
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => Err(error),
+            };
+            let failed = read.is_err();
+            if chunks.blocking_send(read).is_err() || failed {
+                break;
+            }
+        }
+    });
+    received
 }

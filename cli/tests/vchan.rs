@@ -231,12 +231,9 @@ async fn when_the_peer_closes_vproto_writes_what_is_left_and_exits_0() {
 /// The same while vproto's own input is still open (a pipe nobody writes to or closes): the
 /// peer's close alone must end it.
 ///
-/// Fails today: vproto writes everything out and then never exits. `vproto vchan` reads stdin
-/// with `tokio::io::stdin()` (cli/src/vchan.rs:120), a read on a blocking-pool thread that
-/// cannot be cancelled, and `crate::block_on` (cli/src/error.rs:51-57) drops the runtime, which
-/// waits for that thread: until stdin has data or ends.
+/// It used to write everything out and then never exit: stdin was read on tokio's blocking
+/// pool, which the runtime waits for at exit. It is read on a thread of its own now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "vproto vchan hangs at exit while its stdin is open (tokio::io::stdin's blocking read); see the doc comment"]
 async fn when_the_peer_closes_vproto_exits_though_its_input_is_still_open() {
     peer_closes(&[], Stdio::piped).await;
 }
@@ -404,15 +401,12 @@ async fn serve_driver_over_vchan_answers_call_and_passes_conform() {
 
 /// The same with clients at once: two suites and a call, five times over.
 ///
-/// Fails now and then (about one run in five to twenty here): a client that read the entries
-/// of a channel which then closed (a short client left) while the listener published another
-/// with the same port number fails with "mapping the ring page: domain 0 has no grant N", and
-/// leaves the new channel's port bound on the simulation, so the clients after it wait until
-/// they give up. The deterministic reproductions are vchan/tests/pairs.rs's
+/// This used to fail now and then: a client that read the entries of a channel which then
+/// closed, while the listener published another with the same port number, failed to map the
+/// gone page and left the new channel's port bound on the simulation. vchan/tests/pairs.rs's
 /// `a_waiting_client_whose_entries_went_stale_connects_to_the_next_channel` and
-/// `a_port_whose_peer_unbound_can_be_bound_again`.
+/// `a_port_whose_peer_unbound_can_be_bound_again` reproduce both halves deterministically.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: concurrent vchan clients race a republished channel (see pairs.rs); flaky until fixed"]
 async fn serve_driver_over_vchan_serves_clients_at_once() {
     let rv = rendezvous(false).await.expect("no C peer needed");
     let mut serve = serve_driver(&rv).await;

@@ -157,10 +157,13 @@ fn wait<T>(
     let spin = Duration::from_nanos(inner.spin_nanos.load(Ordering::Relaxed));
     if !spin.is_zero() {
         let now = Instant::now();
-        if now < *signal.spin_until.get_or_insert(now + spin) {
-            // Let a peer waiting for this CPU run first: with two CPUs and a busy machine, it
-            // is often there.
-            std::thread::yield_now();
+        let until = *signal.spin_until.get_or_insert(now + spin);
+        if now < until {
+            if until - now < spin / 2 {
+                // Half the spin time gone: let a peer waiting for this CPU run first (on a busy
+                // two-CPU machine it often is).
+                std::thread::yield_now();
+            }
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }

@@ -23,7 +23,7 @@ use crate::{
     channel::{Parts, Vchan},
     layout::{
         in_page_offset, pages, Geometry, GeometryError, CLI_LIVE, CLI_NOTIFY, GRANTS, LEFT_ORDER, LIVE_CONNECTED,
-        LIVE_GONE, LIVE_WAITING, NOTIFY_WRITE, RIGHT_ORDER, SRV_LIVE,
+        LIVE_WAITING, NOTIFY_WRITE, RIGHT_ORDER, SRV_LIVE,
     },
     ring::{Role, SharedPage},
 };
@@ -244,7 +244,11 @@ pub async fn connect(
                     taken = Some(published);
                     error
                 }
-                Err(error) => break Err(error),
+                // Entries that changed while we attached were stale: try the new ones.
+                Err(error) => match read_published(xs, path).await {
+                    Ok(now) if now != published && tokio::time::Instant::now() < deadline => continue,
+                    _ => break Err(error),
+                },
             },
             Ok(_) => VchanError::Taken { path: path.to_string() },
             Err(error @ VchanError::NoServer { .. }) => error,
@@ -268,23 +272,28 @@ fn attach(
     (ring_ref, port): (GrantRef, Port),
 ) -> Result<Vchan, VchanError> {
     let step = |step| move |source| VchanError::Backend { path: path.to_string(), step, source };
-    let events = backend.open_events().map_err(step("opening the event channel"))?;
-    let port = events.bind_interdomain(peer, port).map_err(step(BIND_STEP))?;
-    events.unmask(port).map_err(step("unmasking the port"))?;
     // libxenvchan's client stores 1 in cli_live; claiming with a compare-exchange on a first
     // mapping (without an unmap notify, so letting go of it touches nothing) also tells a
-    // client that raced to a channel that it is taken.
+    // client that raced to a channel that it is taken. The page comes first: entries that went
+    // stale name a page that is gone, and their port number may already be another channel's.
     let probe = backend.map(peer, &[ring_ref], true, None).map_err(step("mapping the ring page"))?;
     // SAFETY: the live byte is inside the mapped page.
     let claim = unsafe { &*probe.as_ptr().add(CLI_LIVE).cast::<AtomicU8>() };
     if claim.compare_exchange(LIVE_WAITING, LIVE_CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return Err(VchanError::Taken { path: path.to_string() });
     }
-    let page =
-        backend.map(peer, &[ring_ref], true, Some(UnmapNotify { offset: CLI_LIVE, port })).map_err(|source| {
-            claim.store(LIVE_GONE, Ordering::Release);
-            step("mapping the ring page")(source)
-        })?;
+    // Until the channel is ours for good, a failure hands the claim back.
+    let release = |error: VchanError| {
+        claim.store(LIVE_WAITING, Ordering::Release);
+        error
+    };
+    let events = backend.open_events().map_err(step("opening the event channel")).map_err(release)?;
+    let port = events.bind_interdomain(peer, port).map_err(step(BIND_STEP)).map_err(release)?;
+    events.unmask(port).map_err(step("unmasking the port")).map_err(release)?;
+    let page = backend
+        .map(peer, &[ring_ref], true, Some(UnmapNotify { offset: CLI_LIVE, port }))
+        .map_err(step("mapping the ring page"))
+        .map_err(release)?;
     drop(probe);
     let page_ptr = page.as_ptr();
     // SAFETY: the page is mapped; the orders are read once and checked before use.

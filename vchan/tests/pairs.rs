@@ -579,9 +579,8 @@ async fn the_wrong_domain_is_refused() {
 }
 
 /// Without a listener, a channel holds one client: a second one is refused while the first
-/// holds it. Waiting, it gives up with `Taken` (it saw the channel and found it held); not
-/// waiting, binding the server's port fails (it is connected already). The first client's
-/// transfer is untouched.
+/// holds it, with `Taken` whether it waits (it gives up when its time is over) or not (the
+/// page's claim is taken before any port is bound). The first client's transfer is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_client_is_refused_while_one_holds_the_channel() {
     let rv = Rendezvous::start_without_c_peer().await;
@@ -600,13 +599,12 @@ async fn a_second_client_is_refused_while_one_holds_the_channel() {
             Err(VchanError::Taken { path: p }) => assert_eq!(p, path),
             other => panic!("a second client waiting 300 ms: expected Taken, got {other:?}"),
         }
+        // Not waiting, it learns the same at once: the page's claim is taken before any port is
+        // bound.
         let at_once = connect(backend, &xs, SERVER_DOM, &path, None).await;
         match at_once {
-            Err(VchanError::Backend { path: p, step, source }) => {
-                assert_eq!((p.as_str(), step), (path.as_str(), "binding to the server's port"));
-                assert_eq!(errno_of(&source), libc::EINVAL, "{source}");
-            }
-            other => panic!("a second client not waiting: expected the bind to fail, got {other:?}"),
+            Err(VchanError::Taken { path: p }) => assert_eq!(p, path),
+            other => panic!("a second client not waiting: expected Taken, got {other:?}"),
         }
 
         let client = PeerSpec::client(SERVER_DOM, &path).send(50_000).expect(50_000);
@@ -673,16 +671,11 @@ async fn a_listener_gives_each_client_its_own_channel() {
 /// freed (the lowest free port, as on Xen) — what a `VchanListener` does when a short client
 /// leaves while another connects. The waiting client must end up on the new channel.
 ///
-/// Fails today (found by `serve_driver_over_vchan_answers_call_and_passes_conform` in
-/// cli/tests/vchan.rs, two clients at once): `attach` (vchan/src/rendezvous.rs) binds the stale
-/// port number first — which is now the *new* channel's port — then maps the stale ring-ref,
-/// which is gone: `connect` returns `Backend { step: "mapping the ring page", .. }` ("domain 0
-/// has no grant N") instead of looking again, since only `is_taken` errors are retried. And the
-/// new channel is then unusable on the simulation: its port stays connected to the binding the
-/// failed client dropped (see `a_port_whose_peer_unbound_can_be_bound_again`), so every later
-/// client finds it `Taken`.
+/// Found by `serve_driver_over_vchan_serves_clients_at_once` in cli/tests/vchan.rs: `attach`
+/// used to bind the stale port number first (by then the *new* channel's port) and then fail to
+/// map the stale ring-ref. It now maps and claims the page first, and `connect` looks again when
+/// the entries changed while it attached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a waiting connect fails on stale entries and leaves the next channel's port bound; see the doc comment"]
 async fn a_waiting_client_whose_entries_went_stale_connects_to_the_next_channel() {
     let rv = Rendezvous::start_without_c_peer().await;
     within(PEER_TIMEOUT, "stale entries", async {
@@ -722,12 +715,9 @@ async fn a_waiting_client_whose_entries_went_stale_connects_to_the_next_channel(
 /// for the same remote domain (`evtchn_close`: `ECS_UNBOUND`, `remote_domid`), so a server's
 /// port that a client bound and let go can be bound again.
 ///
-/// Fails today: the simulation (vchan/src/backend/sim/events.rs, `unbind` and `Drop for
-/// SimEventChannel` remove only the closing side's record) leaves the server's record
-/// connected (`peer=` set) to the dead port, and `bind_interdomain` refuses it for good ("port
-/// N of domain 0 is already connected").
+/// The simulation used to remove only the closing side's record (vchan/src/backend/sim/
+/// events.rs), leaving the server's port connected to a dead one for good.
 #[tokio::test]
-#[ignore = "bug: the simulation keeps a port connected after its peer unbinds; see the doc comment"]
 async fn a_port_whose_peer_unbound_can_be_bound_again() {
     let rv = Rendezvous::start_without_c_peer().await;
     let server = rv.sim_backend(SERVER_DOM).open_events().unwrap();

@@ -674,13 +674,37 @@ impl SimEventChannel {
         }
     }
 
-    /// Removes port `port`'s record (under its claim, so a connector is not rewriting it).
+    /// Removes port `port`'s record (under its claim, so a connector is not rewriting it). A
+    /// connected peer's port goes back to unbound, as Xen's `EVTCHNOP_close` leaves it: the
+    /// same domain may bind to it again.
     fn remove_record(&self, port: Port) {
         let domid = self.backend.domid();
+        let layout = self.backend.layout();
+        let path = layout.port(domid, port);
         let claim = Claim::take(&self.backend, domid, port, Duration::from_millis(200));
-        let _ = fs::remove_file(self.backend.layout().port(domid, port));
+        let record = PortRecord::read(&path).ok();
+        let _ = fs::remove_file(&path);
         drop(claim);
         self.own_bits.clear(port);
+        if let Some((remote, peer)) = record.and_then(|record| Some((record.remote, record.peer?))) {
+            self.release_peer(remote, peer.port, port);
+        }
+    }
+
+    /// Puts port `their_port` of `remote`, connected to our `our_port`, back to unbound.
+    fn release_peer(&self, remote: DomId, their_port: Port, our_port: Port) {
+        let path = self.backend.layout().port(remote, their_port);
+        let Ok(claim) = Claim::take(&self.backend, remote, their_port, Duration::from_millis(200)) else { return };
+        if let Ok(theirs) = PortRecord::read(&path) {
+            let ours = theirs.peer.is_some_and(|peer| peer.port == our_port && peer.sock == self.name);
+            if ours {
+                let unbound = PortRecord { peer: None, ..theirs };
+                if let Err(error) = files::replace(&path, &unbound.text()) {
+                    tracing::debug!(%error, remote, their_port, "vchan sim: the peer's port stays connected");
+                }
+            }
+        }
+        drop(claim);
     }
 }
 
