@@ -1,7 +1,7 @@
 /*
  * A vchan peer for interoperability tests, using nothing but Xen's real libxenvchan
  * (Debian: libxen-dev, libxenmisc4.17). Built by the Rust test harness
- * (vchan/tests/support/mod.rs) with
+ * (vproto-test-support's `vchan` module, test-support/src/vchan.rs) with
  *
  *     gcc -O2 -Wall -Wextra -Werror -o peer tests/vchan/peer.c -lxenvchan
  *
