@@ -1,5 +1,5 @@
 //! The published JSON Schema (2020-12) of the protocol: every named type,
-//! every object in its wire form, and the params of every method, so third
+//! every object in its wire form, and the params of every method and event, so third
 //! parties can validate messages without reading our Rust.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Map, Value};
 
 use crate::{
-    ir::{JsonType, ObjectIr, SchemaIr, TypeExpr, WireForm},
-    naming::{error_data_def, params_def, polymorphic_name, result_def},
+    ir::{JsonType, ObjectIr, ParamIr, SchemaIr, TypeExpr, WireForm},
+    naming::{error_data_def, event_params_def, params_def, polymorphic_name, result_def},
 };
 
 /// Where the document is published; `$ref`s inside it are relative to this.
@@ -180,31 +180,39 @@ fn definitions_around(ir: &SchemaIr, refs: Refs, objects: impl Iterator<Item = (
         }
     }
     for method in ir.services.iter().flat_map(|service| &service.methods) {
-        let mut properties = Map::new();
-        let mut required = Vec::new();
-        for param in &method.params {
-            let mut def = type_schema_in(param.schema, refs);
-            annotate(&mut def, param.description, refs);
-            properties.insert(param.name.into(), def);
-            if param.required {
-                required.push(refs.text(param.name.into()));
-            }
-        }
-        defs.insert(
-            params_def(method.service, method.name),
-            object([
-                ("description", refs.text(format!("The params of {}, by name.", method.wire_name))),
-                ("type", "object".into()),
-                ("properties", Value::Object(properties)),
-                ("required", Value::Array(required)),
-                ("additionalProperties", false.into()),
-            ]),
-        );
+        let description = format!("The params of {}, by name.", method.wire_name);
+        defs.insert(params_def(method.service, method.name), params_schema(&method.params, description, refs));
         if let Some(result) = &method.result {
             defs.insert(result_def(method.service, method.name), type_schema_in(result.schema, refs));
         }
     }
+    for event in ir.services.iter().flat_map(|service| &service.events) {
+        let description = format!("The params of the event {}, by name.", event.wire_name);
+        defs.insert(event_params_def(event.service, event.name), params_schema(&event.params, description, refs));
+    }
     defs
+}
+
+/// The params object of a method or event: each param by name, the required ones required,
+/// no other member.
+fn params_schema(params: &[ParamIr], description: String, refs: Refs) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for param in params {
+        let mut def = type_schema_in(param.schema, refs);
+        annotate(&mut def, param.description, refs);
+        properties.insert(param.name.into(), def);
+        if param.required {
+            required.push(refs.text(param.name.into()));
+        }
+    }
+    object([
+        ("description", refs.text(description)),
+        ("type", "object".into()),
+        ("properties", Value::Object(properties)),
+        ("required", Value::Array(required)),
+        ("additionalProperties", false.into()),
+    ])
 }
 
 /// Of `components` (`components.schemas` of an OpenRPC or OpenAPI document), the schemas that

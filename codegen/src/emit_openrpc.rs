@@ -1,12 +1,14 @@
 //! The OpenRPC document of the protocol: every method with its params,
-//! result, declared errors, history, HTTP binding and examples, and every
-//! schema under `components.schemas`. Served by `rpc.discover`.
+//! result, declared errors, history, HTTP binding and examples, every event under the
+//! extension `x-events` (each shaped as a notification's method entry), and every schema
+//! under `components.schemas`. Served by `rpc.discover`.
 
+use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 
 use crate::{
     emit_json_schema::{object, reachable_components, to_components, type_schema_in, Refs, COMPONENTS},
-    ir::{MethodIr, SchemaIr, ServiceIr, TypeExpr},
+    ir::{EventIr, MethodIr, ParamIr, SchemaIr, ServiceIr, TypeExpr},
     naming::error_data_def,
 };
 
@@ -30,20 +32,24 @@ pub fn openrpc(ir: &SchemaIr, document: &Value) -> Value {
 /// (`emit_json_schema::definitions(ir, Refs::Components)`, or [`openrpc`]'s copy).
 pub(crate) fn openrpc_with_components(ir: &SchemaIr, components: Value) -> Value {
     let methods = ir.services.iter().flat_map(|service| &service.methods).map(method_entry).collect();
-    document(ir, methods, components)
+    let events = ir.services.iter().flat_map(|service| &service.events).map(event_entry).collect();
+    document(ir, methods, events, components)
 }
 
 /// The OpenRPC document of one service, as a server hosting only that service answers
-/// `rpc.discover`: its methods, and of `components` (the whole protocol's
+/// `rpc.discover`: its methods and events, and of `components` (the whole protocol's
 /// `components.schemas`) only the schemas they reach.
 pub(crate) fn service_openrpc(ir: &SchemaIr, service: &ServiceIr, components: &Map<String, Value>) -> Value {
     let methods: Vec<Value> = service.methods.iter().map(method_entry).collect();
-    let components = reachable_components(&methods, components);
-    document(ir, methods, Value::Object(components))
+    let events: Vec<Value> = service.events.iter().map(event_entry).collect();
+    let roots: Vec<Value> = methods.iter().chain(&events).cloned().collect();
+    let components = reachable_components(&roots, components);
+    document(ir, methods, events, Value::Object(components))
 }
 
-/// The document around its methods and components.
-fn document(ir: &SchemaIr, methods: Vec<Value>, components: Value) -> Value {
+/// The document around its methods, events (`x-events`, left out when there are none) and
+/// components.
+fn document(ir: &SchemaIr, methods: Vec<Value>, events: Vec<Value>, components: Value) -> Value {
     let protocol = &ir.protocol;
     let history: Vec<Value> =
         protocol.history.iter().map(|e| json!({"version": e.version.to_string(), "note": e.note})).collect();
@@ -54,18 +60,21 @@ fn document(ir: &SchemaIr, methods: Vec<Value>, components: Value) -> Value {
         ("description", Value::String(protocol.description.into())),
         ("x-history", Value::Array(history)),
     ]);
-    object([
+    let mut document = object([
         ("openrpc", OPENRPC_VERSION.into()),
         ("info", info),
         ("methods", Value::Array(methods)),
         ("components", object([("schemas", components)])),
-    ])
+    ]);
+    if !events.is_empty() {
+        document["x-events"] = Value::Array(events);
+    }
+    document
 }
 
-/// One method's entry: params, result, declared errors, history, HTTP binding and examples.
-fn method_entry(method: &MethodIr) -> Value {
-    let params: Vec<Value> = method
-        .params
+/// A method's or event's params as OpenRPC content descriptors.
+fn content_descriptors(params: &[ParamIr]) -> Vec<Value> {
+    params
         .iter()
         .map(|param| {
             let mut entry = json!({
@@ -79,7 +88,43 @@ fn method_entry(method: &MethodIr) -> Value {
             }
             entry
         })
-        .collect();
+        .collect()
+}
+
+/// One event's entry of `x-events`, shaped as a method's (a notification's) entry is: its
+/// wire name, params as content descriptors, history and example payloads.
+fn event_entry(event: &EventIr) -> Value {
+    let mut entry = Map::new();
+    entry.insert("name".into(), json!(event.wire_name));
+    entry.insert("description".into(), json!(event.description));
+    entry.insert("tags".into(), json!([{"name": event.service}]));
+    entry.insert("paramStructure".into(), json!("by-name"));
+    entry.insert("params".into(), Value::Array(content_descriptors(&event.params)));
+    entry.insert("deprecated".into(), json!(event.deprecated.is_some()));
+    entry.insert("x-since".into(), json!(event.since.to_string()));
+    if let Some(deprecated) = event.deprecated {
+        entry.insert("x-deprecated-since".into(), json!(deprecated.to_string()));
+    }
+    if let Some(removed) = event.removed {
+        entry.insert("x-removed".into(), json!(removed.to_string()));
+    }
+    let examples: Vec<Value> =
+        event.examples.iter().map(|example| example_pairing(&example.name, &example.params)).collect();
+    if !examples.is_empty() {
+        entry.insert("examples".into(), Value::Array(examples));
+    }
+    Value::Object(entry)
+}
+
+/// An example as an OpenRPC example pairing: its name and params, each `{name, value}`.
+fn example_pairing(name: &str, params: &IndexMap<String, Value>) -> Value {
+    let params: Vec<Value> = params.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+    json!({"name": name, "params": params})
+}
+
+/// One method's entry: params, result, declared errors, history, HTTP binding and examples.
+fn method_entry(method: &MethodIr) -> Value {
+    let params = content_descriptors(&method.params);
     let errors: Vec<Value> = method
         .errors
         .iter()
@@ -120,9 +165,7 @@ fn method_entry(method: &MethodIr) -> Value {
         .examples
         .iter()
         .map(|example| {
-            let params: Vec<Value> =
-                example.params.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
-            let mut pairing = json!({"name": example.name, "params": params});
+            let mut pairing = example_pairing(&example.name, &example.params);
             if let Some(result) = &example.result {
                 pairing["result"] = json!({"name": "result", "value": result});
             }

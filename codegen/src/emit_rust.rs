@@ -61,15 +61,18 @@ pub struct RustModules {
     pub documents: String,
     /// Declared errors, REST bindings, and per service its trait, dispatcher and client.
     pub services: String,
+    /// Per service with events, its `<Service>Event` enum.
+    pub events: String,
 }
 
 impl RustModules {
     /// The kinds in order, with the file each is written to and what its module holds.
-    const KINDS: [(&'static str, &'static str); 4] = [
+    const KINDS: [(&'static str, &'static str); 5] = [
         ("types.rs", "Protocol constants and named value types."),
         ("objects.rs", "Versioned and plain objects, their descriptors and the registry."),
         ("documents.rs", "The published JSON Schema and OpenRPC documents."),
         ("services.rs", "Declared errors, REST bindings, and each service's trait, dispatcher and client."),
+        ("events.rs", "Each service's events: the enum its server publishes and its clients decode."),
     ];
 
     /// The names of the files [`RustModules::files`] gives, in its order.
@@ -77,8 +80,8 @@ impl RustModules {
         Self::KINDS.iter().map(|(file, _)| *file)
     }
 
-    fn parts(&self) -> [&str; 4] {
-        [&self.types, &self.objects, &self.documents, &self.services]
+    fn parts(&self) -> [&str; 5] {
+        [&self.types, &self.objects, &self.documents, &self.services, &self.events]
     }
 
     /// Every kind in one module, under the do-not-edit header.
@@ -144,11 +147,12 @@ fn emit_rust_on(ir: &SchemaIr, options: &RustOptions, documents: &PublishedDocum
             crate::emit_services::emit_services(ir, &wire, &rpc),
             crate::emit_services::emit_backlevel(ir, &wire, &rpc),
         ]);
+        let events = format_items([crate::emit_events::emit_events(ir, &wire, &rpc)]);
         let mut objects: String =
             workers.into_iter().map(|worker| worker.join().expect("an emitting thread panicked")).collect();
         writer.write_registry(&mut objects);
         objects.push_str(&shared);
-        RustModules { types, objects, documents, services }
+        RustModules { types, objects, documents, services, events }
     })
 }
 

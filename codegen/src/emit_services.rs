@@ -3,15 +3,16 @@
 //! async methods answering an `Answer<T>` (a result with the versions to write it at), a
 //! dispatcher (`<Service>Server`) that validates params against the published JSON Schema
 //! before calling the trait and writes the answer at the chosen versions, and a typed client
-//! (`<Service>Client`) that backlevels objects on UnsupportedVersion.
+//! (`<Service>Client`) that backlevels objects on UnsupportedVersion and, for a service with
+//! events, subscribes to them (the `<Service>Event` enum of `emit_events`).
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::{
     ir::{MethodIr, SchemaIr, ServiceIr},
-    naming::{field_ident, params_def, service_ident},
-    rust_syntax::type_tokens,
+    naming::{event_enum_name, field_ident, params_def, service_ident, SUBSCRIBE_METHOD},
+    rust_syntax::{doc, insert_params, type_tokens},
 };
 
 /// Emits errors, service traits, dispatchers and clients.
@@ -248,18 +249,7 @@ fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &s
             quote! { #ident: Option<&#ty> }
         }
     });
-    let inserts = method.params.iter().zip(param_idents).map(|(param, ident)| {
-        let name = param.name;
-        if param.required {
-            quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
-        } else {
-            quote! {
-                if let Some(value) = #ident {
-                    params.insert(#name.to_string(), #wire::WireValue::to_wire(value));
-                }
-            }
-        }
-    });
+    let inserts = insert_params(&method.params, param_idents, wire);
     let call = if method.notification {
         quote! {
             self.transport.notify(#wire_name, serde_json::Value::Object(params)).await?;
@@ -302,7 +292,7 @@ fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &s
         #[doc = #doc]
         pub async fn #ident(&self, #(#client_args),*) -> Result<#result_ty, ClientError> {
             let #mutability params = serde_json::Map::new();
-            #(#inserts)*
+            #inserts
             #call
         }
     }
@@ -320,6 +310,7 @@ fn emit_service(ir: &SchemaIr, service: &ServiceIr, wire: &syn::Path, rpc: &syn:
     let arms = signatures.iter().map(|signature| dispatch_arm(ir, signature, rpc));
     let client_methods = signatures.iter().map(|signature| client_method(ir, signature, wire, rpc));
     let wire_names = service.methods.iter().map(|method| &method.wire_name);
+    let subscribe = subscribe_method(service, wire, rpc);
     let server_doc =
         format!(" Serves `{service_name}.*` from a [`{trait_ident}`], validating params against the schema.");
     let client_doc = format!(" A typed client of the `{service_name}` service.");
@@ -365,6 +356,27 @@ fn emit_service(ir: &SchemaIr, service: &ServiceIr, wire: &syn::Path, rpc: &syn:
             }
 
             #(#client_methods)*
+            #subscribe
+        }
+    }
+}
+
+/// The client's `subscribe` to its service's events, when the service has any: the stream of
+/// the generated event enum, decoded by the support crate's `EventStream`.
+fn subscribe_method(service: &ServiceIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
+    if service.current_events().next().is_none() {
+        return quote! {};
+    }
+    let events = format_ident!("{}", event_enum_name(service.name));
+    let subscribe = format_ident!("{SUBSCRIBE_METHOD}");
+    let doc = doc(&format!(
+        "Subscribes to `events` of the `{}` service (wire names, such as [`{events}::NAMES`]; a name\nthis client does not know comes through as `Received::Unknown`), every versioned object in them\nwritten at the version `versions` names for it (its newest when it names none).",
+        service.name
+    ));
+    quote! {
+        #doc
+        pub async fn #subscribe(&self, events: &[&str], versions: #wire::Manifest) -> Result<#rpc::events::EventStream<#events>, ClientError> {
+            Ok(#rpc::events::EventStream::subscribe(&self.transport, events, versions).await?)
         }
     }
 }

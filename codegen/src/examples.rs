@@ -1,6 +1,6 @@
-//! Method examples must be true: each example's params and result are
+//! Method and event examples must be true: each example's params and result are
 //! checked against the JSON Schema the generator publishes, so docs, the
-//! OpenRPC document and the conformance suite never show an invalid call.
+//! OpenRPC document and the conformance suite never show an invalid call or payload.
 
 use serde_json::{Map, Value};
 
@@ -9,12 +9,15 @@ use crate::{
     emit_json_schema::json_schema,
     ir::SchemaIr,
     model::Schema,
-    naming::{params_def, result_def},
+    naming::{event_params_def, params_def, result_def},
 };
 
-/// Checks every example of every method; a schema that failed [`crate::check`] is skipped.
+/// Checks every example of every method and event; a schema that failed [`crate::check`] is skipped.
 pub fn check_examples(schema: &Schema, out: &mut Diagnostics) {
-    let has_examples = schema.services.values().flat_map(|s| s.methods.values()).any(|m| !m.examples.is_empty());
+    let has_examples = schema.services.values().any(|service| {
+        service.methods.values().any(|method| !method.examples.is_empty())
+            || service.events.values().any(|event| !event.examples.is_empty())
+    });
     if !has_examples {
         // Building the JSON Schema costs time in proportion to the whole schema.
         return;
@@ -53,6 +56,14 @@ pub fn check_examples(schema: &Schema, out: &mut Diagnostics) {
                 }
             }
         }
+        for (event_name, event) in &service.events {
+            for (index, example) in event.examples.iter().enumerate() {
+                let index = index.to_string();
+                let at = pointer(&["services", service_name, "events", event_name, "examples", &index, "params"]);
+                let params = Value::Object(example.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+                validate(&document, &event_params_def(service_name, event_name), &params, &at, formats, out);
+            }
+        }
     }
 }
 
@@ -75,8 +86,8 @@ fn validate(document: &Value, def: &str, instance: &Value, at: &str, formats: &[
     for error in validator.iter_errors(instance) {
         out.push(
             format!("{at}{}", error.instance_path()),
-            format!("the example does not fit the method's schema: {error}"),
-            "fix the example so it is a valid call",
+            format!("the example does not fit its schema: {error}"),
+            "fix the example so that it is valid",
         );
     }
 }

@@ -28,6 +28,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod emit_data_tree;
+pub mod emit_events;
 pub mod emit_json_schema;
 pub mod emit_openapi;
 pub mod emit_openrpc;

@@ -329,6 +329,43 @@ pub struct Service {
     /// The service's methods, called as `service.method`.
     #[serde(default)]
     pub methods: IndexMap<String, Method>,
+    /// The events the service sends to the clients that subscribed to them, as JSON-RPC
+    /// notifications whose method is `service.event`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub events: IndexMap<String, Event>,
+}
+
+/// An event: a notification a server sends, unasked, to the clients that subscribed to it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// What happened when the event is sent, and what a subscriber can do with it.
+    pub description: String,
+    /// The protocol version that introduced the event.
+    pub since: Version,
+    /// The protocol version from which the event should no longer be relied on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated: Option<Version>,
+    /// The protocol version from which servers no longer send the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Version>,
+    /// The event's params (its payload), by name, as methods declare theirs. A param added
+    /// after the event's `since` must be optional, since older servers do not send it.
+    #[serde(default)]
+    pub params: IndexMap<String, Param>,
+    /// Example payloads, used in docs and by the conformance suite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<EventExample>,
+}
+
+/// An example of an event's payload.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventExample {
+    /// What the example shows.
+    pub name: String,
+    /// The params, by name.
+    pub params: IndexMap<String, serde_json::Value>,
 }
 
 /// One RPC method.

@@ -82,6 +82,14 @@ pub fn service_ident(service: &str, suffix: &str) -> Ident {
     format_ident!("{}{}", variant_name(service), suffix)
 }
 
+/// The generated enum of a service's events: `conductor` -> `ConductorEvent`.
+pub fn event_enum_name(service: &str) -> String {
+    format!("{}Event", variant_name(service))
+}
+
+/// The method of a generated client that subscribes to its service's events.
+pub const SUBSCRIBE_METHOD: &str = "subscribe";
+
 /// The name a method is called by on the wire: `service.method`.
 pub fn method_wire_name(service: &str, method: &str) -> String {
     format!("{service}.{method}")
@@ -90,6 +98,12 @@ pub fn method_wire_name(service: &str, method: &str) -> String {
 /// The `$defs` key of a method's params object.
 pub fn params_def(service: &str, method: &str) -> String {
     format!("{service}.{method}.params")
+}
+
+/// The `$defs` key of an event's params object (an event is never named like a method of its
+/// service, so the two never share a key).
+pub fn event_params_def(service: &str, event: &str) -> String {
+    params_def(service, event)
 }
 
 /// The `$defs` key of a method's result.

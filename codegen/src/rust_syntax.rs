@@ -1,5 +1,6 @@
 //! How the Rust emitters write IR values as Rust: types, `Constraints` literals, doc
-//! attributes, formatted files and the header every generated file starts with.
+//! attributes, params put into a JSON map, formatted files and the header every generated file
+//! starts with.
 //!
 //! Shared by the object, service and data-tree emitters, so none of them imports another for
 //! its spelling of a type.
@@ -8,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::{
-    ir::{RustType, TypeExpr},
+    ir::{ParamIr, RustType, TypeExpr},
     naming::polymorphic_name,
 };
 
@@ -72,6 +73,25 @@ pub fn type_text(ty: &RustType) -> String {
         RustType::Map(inner) => format!("std::collections::BTreeMap<String, {}>", type_text(inner)),
         RustType::Optional(inner) => format!("Option<{}>", type_text(inner)),
     }
+}
+
+/// Statements that put each of `params` (bound to `idents`, an optional one as an `Option`) as
+/// wire JSON into the `serde_json::Map` named `params`, as a client's call and an event's
+/// params write them.
+pub fn insert_params(params: &[ParamIr], idents: &[proc_macro2::Ident], wire: &syn::Path) -> TokenStream {
+    let inserts = params.iter().zip(idents).map(|(param, ident)| {
+        let name = param.name;
+        if param.required {
+            quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
+        } else {
+            quote! {
+                if let Some(value) = #ident {
+                    params.insert(#name.to_string(), #wire::WireValue::to_wire(value));
+                }
+            }
+        }
+    });
+    quote! { #(#inserts)* }
 }
 
 /// The Rust type tokens of an IR type.

@@ -1,8 +1,11 @@
 //! Data trees in the schema language: broken layouts give precise errors
 //! (pointer, what, how to fix), and the emitter describes valid ones.
 
+mod common;
+
+use common::assert_error;
 use serde_json::{json, Value};
-use vproto_codegen::{parse_schema, Diagnostics, Generator};
+use vproto_codegen::{parse_schema, Generator};
 
 /// A small valid schema with one data tree; each test breaks it in one place.
 fn base() -> Value {
@@ -48,18 +51,6 @@ fn base() -> Value {
             }
         }
     })
-}
-
-fn errors_of(schema: &Value) -> Diagnostics {
-    parse_schema(&schema.to_string(), "test.json").expect_err("the schema should be rejected")
-}
-
-fn assert_error(schema: &Value, pointer: &str, words: &str) {
-    let diagnostics = errors_of(schema);
-    assert!(
-        diagnostics.items.iter().any(|d| d.pointer == pointer && d.message.contains(words) && !d.hint.is_empty()),
-        "expected an error at {pointer} containing {words:?}, got:\n{diagnostics}"
-    );
 }
 
 const PORTS: &str = "/data_trees/host_v1/paths/ports";

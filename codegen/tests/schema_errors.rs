@@ -1,7 +1,10 @@
 //! Broken schemas give precise errors (pointer, what, how to fix), all at once.
 
+mod common;
+
+use common::{assert_error, errors_of};
 use serde_json::{json, Value};
-use vproto_codegen::{parse_schema, Diagnostics};
+use vproto_codegen::parse_schema;
 
 /// A small valid schema that the tests break in one place each.
 fn base() -> Value {
@@ -21,18 +24,6 @@ fn base() -> Value {
                                             "child_versions": {"1.0": "1.1"}}}}
         }
     })
-}
-
-fn errors_of(schema: &Value) -> Diagnostics {
-    parse_schema(&schema.to_string(), "test.json").expect_err("the schema should be rejected")
-}
-
-fn assert_error(schema: &Value, pointer: &str, words: &str) {
-    let diagnostics = errors_of(schema);
-    assert!(
-        diagnostics.items.iter().any(|d| d.pointer == pointer && d.message.contains(words) && !d.hint.is_empty()),
-        "expected an error at {pointer} containing {words:?}, got:\n{diagnostics}"
-    );
 }
 
 #[test]

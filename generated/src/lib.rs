@@ -8,6 +8,8 @@
 #[rustfmt::skip]
 mod documents;
 #[rustfmt::skip]
+mod events;
+#[rustfmt::skip]
 pub mod layouts;
 #[rustfmt::skip]
 mod objects;

@@ -1,6 +1,7 @@
 //! Checks of meaning that the meta-schema cannot express: references that
 //! resolve, histories in order, versions that exist, inheritance without
-//! cycles, child-version pins, names that make valid Rust identifiers.
+//! cycles, child-version pins, names that make valid Rust identifiers, events that fit their
+//! services.
 //!
 //! One `Checker` walks the schema; each topic adds its methods to it from a module of its
 //! own, and every problem becomes a diagnostic (all are reported at once).
@@ -9,6 +10,7 @@ use crate::{diagnostic::Diagnostics, model::Schema};
 
 mod data_trees;
 mod errors;
+mod events;
 mod inheritance;
 mod names;
 mod objects;
@@ -31,6 +33,7 @@ pub fn check(schema: &Schema, out: &mut Diagnostics) {
     checker.inheritance_cycles();
     checker.errors();
     checker.services();
+    checker.events();
     checker.data_trees();
 }
 

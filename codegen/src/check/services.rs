@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
+
 use super::{names::is_field_name, Checker};
 use crate::{
-    diagnostic::pointer,
-    model::{HttpMethod, JsonType, Method, TypeExpr},
+    diagnostic::{escape_segment, pointer},
+    model::{HttpMethod, JsonType, Method, Param, TypeExpr},
 };
 
 impl Checker<'_> {
@@ -30,20 +32,7 @@ impl Checker<'_> {
                     self.out.push(&at, format!("`{method_name}` is not a valid method name"), "use lower_snake_case");
                 }
                 self.protocol_version(&format!("{at}/since"), method.since);
-                for (param_name, param) in &method.params {
-                    let param_at = pointer(&["services", service_name, "methods", method_name, "params", param_name]);
-                    if !is_field_name(param_name) {
-                        self.out.push(
-                            &param_at,
-                            format!("`{param_name}` is not a valid parameter name"),
-                            "use lower_snake_case",
-                        );
-                    }
-                    self.type_expr(&format!("{param_at}/schema"), &param.schema, None);
-                    if let Some(since) = param.since {
-                        self.protocol_version(&format!("{param_at}/since"), since);
-                    }
-                }
+                self.params(&at, &method.params);
                 if let Some(result) = &method.result {
                     self.type_expr(&format!("{at}/result"), result, None);
                 }
@@ -88,6 +77,25 @@ impl Checker<'_> {
                         self.http_body(&format!("{at}/http/body"), method, http.method, body);
                     }
                 }
+            }
+        }
+    }
+
+    /// The params of a method or event at `at`: names, types and the protocol versions that
+    /// added them.
+    pub(super) fn params(&mut self, at: &str, params: &IndexMap<String, Param>) {
+        for (param_name, param) in params {
+            let param_at = format!("{at}/params/{}", escape_segment(param_name));
+            if !is_field_name(param_name) {
+                self.out.push(
+                    &param_at,
+                    format!("`{param_name}` is not a valid parameter name"),
+                    "use lower_snake_case",
+                );
+            }
+            self.type_expr(&format!("{param_at}/schema"), &param.schema, None);
+            if let Some(since) = param.since {
+                self.protocol_version(&format!("{param_at}/since"), since);
             }
         }
     }

@@ -4,10 +4,11 @@
 //! inheritance is flattened (a subclass lists its base's fields first), every field, param,
 //! result and error datum has its Rust type, fields that hold objects know the object and its
 //! pins, polymorphic fields know the subclasses they accept, methods carry their declared
-//! errors and HTTP binding, and data trees are resolved down to their leaves. Emitters read
-//! only this module (with [`crate::naming`] and, for Rust, [`crate::rust_syntax`]); the
-//! model's values that need no resolving (versions, type expressions, wire forms, HTTP verbs,
-//! deprecations, bases, history notes, examples) are part of its vocabulary, re-exported here.
+//! errors and HTTP binding (events, beside them, their params), and data trees are resolved
+//! down to their leaves. Emitters read only this module (with [`crate::naming`] and, for
+//! Rust, [`crate::rust_syntax`]); the model's values that need no resolving (versions, type
+//! expressions, wire forms, HTTP verbs, deprecations, bases, history notes, examples) are part
+//! of its vocabulary, re-exported here.
 //!
 //! All maps are ordered, and lists keep the schema's order, so emitted output is deterministic.
 
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::model::Schema;
 pub use crate::model::{
-    Deprecation, Example, Extends, HistoryEntry, HttpMethod, JsonType, TypeExpr, Version, WireForm,
+    Deprecation, EventExample, Example, Extends, HistoryEntry, HttpMethod, JsonType, TypeExpr, Version, WireForm,
 };
 
 mod objects;
@@ -24,7 +25,7 @@ mod trees;
 mod types;
 
 pub use objects::{ChildIr, FieldIr, ObjectIr};
-pub use services::{ErrorIr, HttpIr, MethodIr, ParamIr, ServiceIr, UNSUPPORTED_VERSION};
+pub use services::{ErrorIr, EventIr, HttpIr, MethodIr, ParamIr, ServiceIr, UNSUPPORTED_VERSION};
 pub use trees::{LayoutChange, LayoutVersion, LeafIr, NodeIr, Scalar, TreeFieldIr, TreeFieldKind, TreeIr};
 pub use types::{has_constraints, NamedTypeIr, RustType, TypeIr};
 
@@ -50,7 +51,7 @@ pub struct SchemaIr<'s> {
     pub types: BTreeMap<&'s str, NamedTypeIr<'s>>,
     /// Objects by name.
     pub objects: BTreeMap<&'s str, ObjectIr<'s>>,
-    /// For each base used in a polymorphic field, param, result or error datum: every object
+    /// For each base used in a polymorphic field, param, result, error datum or event param: every object
     /// that may stand for it (itself unless abstract, and every transitive subclass), sorted.
     pub polymorphic: BTreeMap<&'s str, Vec<&'s str>>,
     /// The declared errors, in schema order.
@@ -96,7 +97,7 @@ impl<'s> SchemaIr<'s> {
         self.objects.values().filter(|o| o.wire == WireForm::VersionedObject)
     }
 
-    /// The bases that some current field, param, result or error datum holds polymorphically,
+    /// The bases that some current field, param, result, error datum or event param holds polymorphically,
     /// in order of first use.
     fn polymorphic_bases(&self) -> Vec<&'s str> {
         let fields = self.objects.values().flat_map(|object| object.current_fields()).map(|field| field.schema);
@@ -105,8 +106,9 @@ impl<'s> SchemaIr<'s> {
             method.params.iter().map(|param| param.schema).chain(method.result.as_ref().map(|result| result.schema))
         });
         let error_data = self.errors.iter().filter_map(|error| error.data.as_ref().map(|data| data.schema));
+        let event_params = self.services.iter().flat_map(|service| &service.events).flat_map(|event| &event.params);
         let mut bases = Vec::new();
-        for expr in fields.chain(method_types).chain(error_data) {
+        for expr in fields.chain(method_types).chain(error_data).chain(event_params.map(|param| param.schema)) {
             types::collect_polymorphic(expr, &mut bases);
         }
         bases

@@ -1,13 +1,14 @@
 //! Services, their methods and the errors those declare.
 //!
 //! A method's params, result and errors are resolved here, so an emitter never looks a name
-//! up. Events, when the schema gains them, sit beside [`ServiceIr::methods`] as an `EventIr`
-//! made of the same parts: a wire name, docs and versions, and [`ParamIr`]s, without result,
-//! errors or HTTP binding.
+//! up. Events sit beside [`ServiceIr::methods`] as [`EventIr`]s made of the same parts: a wire
+//! name, docs and versions, and [`ParamIr`]s, without result, errors or HTTP binding.
+
+use indexmap::IndexMap;
 
 use super::types::{rust_type, RustType, TypeIr};
 use crate::{
-    model::{ErrorDef, Example, HttpMethod, Method, Service, TypeExpr, Version},
+    model::{ErrorDef, Event, EventExample, Example, HttpMethod, Method, Param, Service, TypeExpr, Version},
     naming::method_wire_name,
 };
 
@@ -26,6 +27,8 @@ pub struct ServiceIr<'s> {
     pub since: Version,
     /// The methods, in schema order.
     pub methods: Vec<MethodIr<'s>>,
+    /// The events, in schema order, removed ones included.
+    pub events: Vec<EventIr<'s>>,
 }
 
 impl<'s> ServiceIr<'s> {
@@ -39,8 +42,69 @@ impl<'s> ServiceIr<'s> {
                 .iter()
                 .map(|(method_name, method)| MethodIr::new(name, method_name, method, errors))
                 .collect(),
+            events: service.events.iter().map(|(event_name, event)| EventIr::new(name, event_name, event)).collect(),
         }
     }
+
+    /// The events a current server sends: those not removed (a removed event's `removed` is a
+    /// version of the protocol's history, so never after the current one).
+    pub fn current_events(&self) -> impl Iterator<Item = &EventIr<'s>> {
+        self.events.iter().filter(|event| event.removed.is_none())
+    }
+}
+
+/// An event: a notification a server sends to the clients that subscribed to it.
+#[derive(Clone, Debug)]
+pub struct EventIr<'s> {
+    /// The service it belongs to.
+    pub service: &'s str,
+    /// The event's name within the service.
+    pub name: &'s str,
+    /// The notification's method: `service.event`.
+    pub wire_name: String,
+    /// What happened when it is sent.
+    pub description: &'s str,
+    /// The protocol version that introduced the event.
+    pub since: Version,
+    /// The protocol version from which it is deprecated.
+    pub deprecated: Option<Version>,
+    /// The protocol version from which servers no longer send it.
+    pub removed: Option<Version>,
+    /// Its params (the payload), in schema order.
+    pub params: Vec<ParamIr<'s>>,
+    /// Example payloads.
+    pub examples: &'s [EventExample],
+}
+
+impl<'s> EventIr<'s> {
+    fn new(service: &'s str, name: &'s str, event: &'s Event) -> Self {
+        EventIr {
+            service,
+            name,
+            wire_name: method_wire_name(service, name),
+            description: &event.description,
+            since: event.since,
+            deprecated: event.deprecated,
+            removed: event.removed,
+            params: params(&event.params),
+            examples: &event.examples,
+        }
+    }
+}
+
+/// The params of a method or event, in schema order.
+fn params(params: &IndexMap<String, Param>) -> Vec<ParamIr<'_>> {
+    params
+        .iter()
+        .map(|(param_name, param)| ParamIr {
+            name: param_name,
+            description: &param.description,
+            schema: &param.schema,
+            rust_type: rust_type(&param.schema),
+            required: param.required,
+            since: param.since,
+        })
+        .collect()
 }
 
 /// One RPC method.
@@ -89,18 +153,7 @@ impl<'s> MethodIr<'s> {
             description: &method.description,
             since: method.since,
             deprecated: method.deprecated,
-            params: method
-                .params
-                .iter()
-                .map(|(param_name, param)| ParamIr {
-                    name: param_name,
-                    description: &param.description,
-                    schema: &param.schema,
-                    rust_type: rust_type(&param.schema),
-                    required: param.required,
-                    since: param.since,
-                })
-                .collect(),
+            params: params(&method.params),
             result: method.result.as_ref().map(TypeIr::new),
             notification: method.notification,
             negotiates: declared.iter().any(|error| error.name == UNSUPPORTED_VERSION),
@@ -121,7 +174,7 @@ impl<'s> MethodIr<'s> {
     }
 }
 
-/// A method's param.
+/// A param of a method or event.
 #[derive(Clone, Debug)]
 pub struct ParamIr<'s> {
     /// The param's name (by-name params) and its place in [`MethodIr::params`] (positional).
