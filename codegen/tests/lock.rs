@@ -105,3 +105,75 @@ fn checked_in_generated_files_are_fresh_and_deterministic() {
     let meta = std::fs::read_to_string(repo_file("schema/meta.schema.json")).unwrap();
     assert!(meta == first.meta_schema, "schema/meta.schema.json is stale: run `cargo xtask codegen`");
 }
+
+fn agent_back(schema: &mut Value) -> &mut Value {
+    &mut schema["services"]["conductor"]["events"]["agent_back"]
+}
+
+#[test]
+fn changing_a_published_event_payload_fails() {
+    let mut schema = repo_schema();
+    // Still a string, every example still fits: only the lock objects.
+    agent_back(&mut schema)["params"]["missing_since"]["schema"] = json!({"type": "string"});
+    let (_dir, generator) = setup(&schema);
+    let error = generator.generate().expect_err("the published payload changed").to_string();
+    assert!(
+        error.contains("the payload of conductor.agent_back at protocol version 1.2 changed after it was published"),
+        "{error}"
+    );
+    assert!(error.contains("/services/conductor/events/agent_back") && error.contains("later `since`"), "{error}");
+
+    let mut schema = repo_schema();
+    agent_back(&mut schema)["params"]["reason"] =
+        json!({"description": "Why it went.", "schema": {"type": "string"}, "required": false});
+    let (_dir, generator) = setup(&schema);
+    assert!(generator
+        .generate()
+        .unwrap_err()
+        .to_string()
+        .contains("conductor.agent_back at protocol version 1.2 changed"));
+
+    let mut schema = repo_schema();
+    schema["services"]["conductor"]["events"].as_object_mut().unwrap().remove("agent_back");
+    let (_dir, generator) = setup(&schema);
+    let error = generator.generate().unwrap_err().to_string();
+    assert!(
+        error.contains("the event conductor.agent_back was published (1.2) but is no longer in the schema"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_param_added_in_a_new_protocol_version_waits_to_be_published() {
+    let mut schema = repo_schema();
+    schema["protocol"]["version"] = json!("1.3");
+    schema["protocol"]["history"].as_array_mut().unwrap().push(json!({"version": "1.3", "note": "A reason"}));
+    agent_back(&mut schema)["params"]["reason"] =
+        json!({"description": "Why it went.", "schema": {"type": "string"}, "since": "1.3", "required": false});
+    let (dir, generator) = setup(&schema);
+    let generated = generator.generate().unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(generated.unpublished, vec!["event conductor.agent_back 1.3".to_string()]);
+    assert!(generated.rust.events.contains("reason: Option<String>"));
+
+    let old = Lock::parse(&std::fs::read_to_string(dir.path().join("vproto.lock")).unwrap()).unwrap();
+    let new = Lock::of(&vproto_codegen::load_schema(&dir.path().join("schema.json")).unwrap());
+    assert_eq!(new.events["conductor.agent_back"]["1.2"], old.events["conductor.agent_back"]["1.2"]);
+    assert!(new.events["conductor.agent_back"].contains_key("1.3"));
+
+    // Moving that `since` once published drops a published version.
+    let mut moved = new.clone();
+    moved.events.get_mut("conductor.agent_back").unwrap().insert("1.1".into(), "0".repeat(32));
+    let mut diagnostics = vproto_codegen::Diagnostics::new("lock");
+    moved.verify(&vproto_codegen::load_schema(&dir.path().join("schema.json")).unwrap(), &mut diagnostics);
+    assert!(
+        diagnostics.to_string().contains("at protocol version 1.1 was published, but no longer changes there"),
+        "{diagnostics}"
+    );
+}
+
+#[test]
+fn a_lock_without_events_still_reads() {
+    let lock = Lock::parse(r#"{"comment": "", "objects": {"A": {"1.0": "x"}}}"#).unwrap();
+    assert!(lock.events.is_empty());
+    assert!(!lock.to_text().contains("events"));
+}

@@ -5,3 +5,450 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// The events of the `agent` service: what its server publishes through a `Publisher<AgentEvent>`,
+/// and what a subscribed client's `EventStream<AgentEvent>` decodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentEvent {
+    /// `agent.driver_missing`: A driver went missing: the agent has not heard its hello for three heartbeat intervals and no longer contacts it, until it sends hello again. Sent once per absence, when the agent notices it.
+    ///
+    /// Since protocol version 1.2.
+    DriverMissing {
+        /// The driver's last registration: its status, endpoint and device type.
+        driver: DriverRegistration,
+        /// When the agent last received a hello from it (RFC 3339, UTC).
+        last_seen: String,
+    },
+    /// `agent.driver_registered`: A driver registered with the agent for the first time (its first agent.hello): from now on the agent fans discovery and hardware listing out to it while it is READY. A repeated hello of a known driver is not an event.
+    ///
+    /// Since protocol version 1.2.
+    DriverRegistered {
+        /// The registration the driver sent: its status, endpoint and device type.
+        driver: DriverRegistration,
+    },
+}
+impl AgentEvent {
+    /// The wire name of [`Self::DriverMissing`].
+    pub const DRIVER_MISSING: &'static str = "agent.driver_missing";
+    /// The wire name of [`Self::DriverRegistered`].
+    pub const DRIVER_REGISTERED: &'static str = "agent.driver_registered";
+}
+impl vproto_support::rpc::events::Event for AgentEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::DriverMissing { .. } => Self::DRIVER_MISSING,
+            Self::DriverRegistered { .. } => Self::DRIVER_REGISTERED,
+        }
+    }
+    fn to_params(
+        &self,
+        manifest: &vproto_support::wire::Manifest,
+    ) -> Result<
+        serde_json::Map<String, serde_json::Value>,
+        vproto_support::wire::WireError,
+    > {
+        let mut params = serde_json::Map::new();
+        match self {
+            Self::DriverMissing { driver, last_seen } => {
+                params
+                    .insert(
+                        "driver".to_string(),
+                        vproto_support::wire::WireValue::to_wire(driver),
+                    );
+                params
+                    .insert(
+                        "last_seen".to_string(),
+                        vproto_support::wire::WireValue::to_wire(last_seen),
+                    );
+            }
+            Self::DriverRegistered { driver } => {
+                params
+                    .insert(
+                        "driver".to_string(),
+                        vproto_support::wire::WireValue::to_wire(driver),
+                    );
+            }
+        }
+        vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)
+    }
+}
+impl vproto_support::rpc::events::EventSet for AgentEvent {
+    const NAMES: &'static [&'static str] = &[
+        Self::DRIVER_MISSING,
+        Self::DRIVER_REGISTERED,
+    ];
+    fn decode(
+        method: &str,
+        params: &serde_json::Value,
+    ) -> Result<Option<Self>, vproto_support::wire::WireError> {
+        match method {
+            Self::DRIVER_MISSING => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "agent.driver_missing.params",
+                    method,
+                    &["driver", "last_seen"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::DriverMissing {
+                        driver: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "driver",
+                        )?,
+                        last_seen: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "last_seen",
+                        )?,
+                    }),
+                )
+            }
+            Self::DRIVER_REGISTERED => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "agent.driver_registered.params",
+                    method,
+                    &["driver"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::DriverRegistered {
+                        driver: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "driver",
+                        )?,
+                    }),
+                )
+            }
+            _ => Ok(None),
+        }
+    }
+}
+/// The events of the `conductor` service: what its server publishes through a `Publisher<ConductorEvent>`,
+/// and what a subscribed client's `EventStream<ConductorEvent>` decodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConductorEvent {
+    /// `conductor.agent_back`: An agent that had gone missing (agent_missing) said hello again: it is alive again and, while READY, asked for its hardware again.
+    ///
+    /// Since protocol version 1.2.
+    AgentBack {
+        /// The agent as conductor.list_agents lists it now: alive true, last_seen the hello that brought it back, status the one it sent.
+        agent: AgentState,
+        /// Its last hello before it went missing (RFC 3339, UTC): how long it was gone is last_seen minus this.
+        missing_since: String,
+    },
+    /// `conductor.agent_missing`: An agent went missing: the conductor has not heard its hello for three heartbeat intervals, so it is listed alive false and no longer asked for its hardware (Cyborg's missing-agent alarm). Sent once per absence, when the conductor notices it (its watchdog sweeps every half interval, so within three and a half intervals of the last hello); agent_back follows if the agent says hello again.
+    ///
+    /// Since protocol version 1.2.
+    AgentMissing {
+        /// The agent as conductor.list_agents lists it now: alive false, last_seen its last hello.
+        agent: AgentState,
+    },
+    /// `conductor.agent_registered`: An agent registered with the conductor for the first time (its first conductor.hello): it is listed by conductor.list_agents from now on and, while READY, asked for its hardware. A repeated hello of a known agent is not an event (agent_back is, after it went missing).
+    ///
+    /// Since protocol version 1.2.
+    AgentRegistered {
+        /// The agent as conductor.list_agents lists it now: its endpoint, the status it registered with, when it did (last_seen) and alive true.
+        agent: AgentState,
+    },
+    /// `conductor.discovery_finished`: A discovery run on an agent's node ended (agent.start_discovery went from IN-PROGRESS to DONE or FAILED), as the conductor followed it: subscribers learn when the node's hardware list is complete without polling conductor.list_hardware.
+    ///
+    /// Since protocol version 1.2.
+    DiscoveryFinished {
+        /// The endpoint of the agent whose node ran discovery.
+        agent: Endpoint,
+        /// After a DONE run, the hardware the node lists now (agent.list_hardware); absent after a FAILED run or when the agent could not be asked.
+        hardware: Option<HardwareList>,
+        /// How the run ended: DONE or FAILED.
+        status: DiscoveryStatus,
+    },
+}
+impl ConductorEvent {
+    /// The wire name of [`Self::AgentBack`].
+    pub const AGENT_BACK: &'static str = "conductor.agent_back";
+    /// The wire name of [`Self::AgentMissing`].
+    pub const AGENT_MISSING: &'static str = "conductor.agent_missing";
+    /// The wire name of [`Self::AgentRegistered`].
+    pub const AGENT_REGISTERED: &'static str = "conductor.agent_registered";
+    /// The wire name of [`Self::DiscoveryFinished`].
+    pub const DISCOVERY_FINISHED: &'static str = "conductor.discovery_finished";
+}
+impl vproto_support::rpc::events::Event for ConductorEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::AgentBack { .. } => Self::AGENT_BACK,
+            Self::AgentMissing { .. } => Self::AGENT_MISSING,
+            Self::AgentRegistered { .. } => Self::AGENT_REGISTERED,
+            Self::DiscoveryFinished { .. } => Self::DISCOVERY_FINISHED,
+        }
+    }
+    fn to_params(
+        &self,
+        manifest: &vproto_support::wire::Manifest,
+    ) -> Result<
+        serde_json::Map<String, serde_json::Value>,
+        vproto_support::wire::WireError,
+    > {
+        let mut params = serde_json::Map::new();
+        match self {
+            Self::AgentBack { agent, missing_since } => {
+                params
+                    .insert(
+                        "agent".to_string(),
+                        vproto_support::wire::WireValue::to_wire(agent),
+                    );
+                params
+                    .insert(
+                        "missing_since".to_string(),
+                        vproto_support::wire::WireValue::to_wire(missing_since),
+                    );
+            }
+            Self::AgentMissing { agent } => {
+                params
+                    .insert(
+                        "agent".to_string(),
+                        vproto_support::wire::WireValue::to_wire(agent),
+                    );
+            }
+            Self::AgentRegistered { agent } => {
+                params
+                    .insert(
+                        "agent".to_string(),
+                        vproto_support::wire::WireValue::to_wire(agent),
+                    );
+            }
+            Self::DiscoveryFinished { agent, hardware, status } => {
+                params
+                    .insert(
+                        "agent".to_string(),
+                        vproto_support::wire::WireValue::to_wire(agent),
+                    );
+                if let Some(value) = hardware {
+                    params
+                        .insert(
+                            "hardware".to_string(),
+                            vproto_support::wire::WireValue::to_wire(value),
+                        );
+                }
+                params
+                    .insert(
+                        "status".to_string(),
+                        vproto_support::wire::WireValue::to_wire(status),
+                    );
+            }
+        }
+        vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)
+    }
+}
+impl vproto_support::rpc::events::EventSet for ConductorEvent {
+    const NAMES: &'static [&'static str] = &[
+        Self::AGENT_BACK,
+        Self::AGENT_MISSING,
+        Self::AGENT_REGISTERED,
+        Self::DISCOVERY_FINISHED,
+    ];
+    fn decode(
+        method: &str,
+        params: &serde_json::Value,
+    ) -> Result<Option<Self>, vproto_support::wire::WireError> {
+        match method {
+            Self::AGENT_BACK => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "conductor.agent_back.params",
+                    method,
+                    &["agent", "missing_since"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::AgentBack {
+                        agent: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "agent",
+                        )?,
+                        missing_since: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "missing_since",
+                        )?,
+                    }),
+                )
+            }
+            Self::AGENT_MISSING => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "conductor.agent_missing.params",
+                    method,
+                    &["agent"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::AgentMissing {
+                        agent: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "agent",
+                        )?,
+                    }),
+                )
+            }
+            Self::AGENT_REGISTERED => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "conductor.agent_registered.params",
+                    method,
+                    &["agent"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::AgentRegistered {
+                        agent: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "agent",
+                        )?,
+                    }),
+                )
+            }
+            Self::DISCOVERY_FINISHED => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "conductor.discovery_finished.params",
+                    method,
+                    &["agent", "hardware", "status"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::DiscoveryFinished {
+                        agent: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "agent",
+                        )?,
+                        hardware: vproto_support::rpc::events::event_param(
+                            &params,
+                            method,
+                            "hardware",
+                        )?,
+                        status: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "status",
+                        )?,
+                    }),
+                )
+            }
+            _ => Ok(None),
+        }
+    }
+}
+/// The events of the `network` service: what its server publishes through a `Publisher<NetworkEvent>`,
+/// and what a subscribed client's `EventStream<NetworkEvent>` decodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetworkEvent {
+    /// `network.port_created`: A port was created by network.create_port (not when a repeated call answers an existing port): the VIF the network host chose for the instance, so that other services (monitoring, the toolstack) follow ports without calling. Versioned objects come at the versions the subscriber asked for, backlevelled as create_port's caller's are.
+    ///
+    /// Since protocol version 1.2.
+    PortCreated {
+        /// The instance the port is for.
+        instance: InstanceInfo,
+        /// The network the port is on.
+        network_id: Uuid,
+        /// The port's id, the VIF's id.
+        port_id: Uuid,
+        /// The VIF answered to create_port's caller, with `plugin` naming the plugin that plugs it.
+        vif: AnyVIFBase,
+    },
+}
+impl NetworkEvent {
+    /// The wire name of [`Self::PortCreated`].
+    pub const PORT_CREATED: &'static str = "network.port_created";
+}
+impl vproto_support::rpc::events::Event for NetworkEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::PortCreated { .. } => Self::PORT_CREATED,
+        }
+    }
+    fn to_params(
+        &self,
+        manifest: &vproto_support::wire::Manifest,
+    ) -> Result<
+        serde_json::Map<String, serde_json::Value>,
+        vproto_support::wire::WireError,
+    > {
+        let mut params = serde_json::Map::new();
+        match self {
+            Self::PortCreated { instance, network_id, port_id, vif } => {
+                params
+                    .insert(
+                        "instance".to_string(),
+                        vproto_support::wire::WireValue::to_wire(instance),
+                    );
+                params
+                    .insert(
+                        "network_id".to_string(),
+                        vproto_support::wire::WireValue::to_wire(network_id),
+                    );
+                params
+                    .insert(
+                        "port_id".to_string(),
+                        vproto_support::wire::WireValue::to_wire(port_id),
+                    );
+                params
+                    .insert(
+                        "vif".to_string(),
+                        vproto_support::wire::WireValue::to_wire(vif),
+                    );
+            }
+        }
+        vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)
+    }
+}
+impl vproto_support::rpc::events::EventSet for NetworkEvent {
+    const NAMES: &'static [&'static str] = &[Self::PORT_CREATED];
+    fn decode(
+        method: &str,
+        params: &serde_json::Value,
+    ) -> Result<Option<Self>, vproto_support::wire::WireError> {
+        match method {
+            Self::PORT_CREATED => {
+                let params = vproto_support::rpc::events::event_params(
+                    JSON_SCHEMA,
+                    "network.port_created.params",
+                    method,
+                    &["instance", "network_id", "port_id", "vif"],
+                    params,
+                )?;
+                Ok(
+                    Some(Self::PortCreated {
+                        instance: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "instance",
+                        )?,
+                        network_id: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "network_id",
+                        )?,
+                        port_id: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "port_id",
+                        )?,
+                        vif: vproto_support::rpc::events::required_event_param(
+                            &params,
+                            method,
+                            "vif",
+                        )?,
+                    }),
+                )
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -19,6 +19,7 @@ mod services;
 mod types;
 
 pub use documents::*;
+pub use events::*;
 pub use objects::*;
 pub use services::*;
 pub use types::*;

@@ -517,6 +517,23 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
             )
             .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
+    /// Subscribes to `events` of the `agent` service (wire names, such as [`AgentEvent::NAMES`]; a name
+    /// this client does not know comes through as `Received::Unknown`), every versioned object in them
+    /// written at the version `versions` names for it (its newest when it names none).
+    pub async fn subscribe(
+        &self,
+        events: &[&str],
+        versions: vproto_support::wire::Manifest,
+    ) -> Result<vproto_support::rpc::events::EventStream<AgentEvent>, ClientError> {
+        Ok(
+            vproto_support::rpc::events::EventStream::subscribe(
+                    &self.transport,
+                    events,
+                    versions,
+                )
+                .await?,
+        )
+    }
 }
 /** The Cyborg conductor: agents register with it; it gathers hardware across its alive agents and tracks their liveness, to present a coherent answer to the Cyborg API. Its callers are the agents (hello) and the Cyborg API.
 
@@ -729,6 +746,23 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
                 &vproto_support::wire::WirePath::root().field("result"),
             )
             .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
+    /// Subscribes to `events` of the `conductor` service (wire names, such as [`ConductorEvent::NAMES`]; a name
+    /// this client does not know comes through as `Received::Unknown`), every versioned object in them
+    /// written at the version `versions` names for it (its newest when it names none).
+    pub async fn subscribe(
+        &self,
+        events: &[&str],
+        versions: vproto_support::wire::Manifest,
+    ) -> Result<vproto_support::rpc::events::EventStream<ConductorEvent>, ClientError> {
+        Ok(
+            vproto_support::rpc::events::EventStream::subscribe(
+                    &self.transport,
+                    events,
+                    versions,
+                )
+                .await?,
+        )
     }
 }
 /** A Cyborg accelerator driver, served on the endpoint it registered with its node's agent (agent.hello). Its caller is the agent.
@@ -1242,6 +1276,23 @@ impl<T: vproto_support::rpc::ClientTransport> NetworkClient<T> {
                 &vproto_support::wire::WirePath::root().field("result"),
             )
             .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
+    /// Subscribes to `events` of the `network` service (wire names, such as [`NetworkEvent::NAMES`]; a name
+    /// this client does not know comes through as `Received::Unknown`), every versioned object in them
+    /// written at the version `versions` names for it (its newest when it names none).
+    pub async fn subscribe(
+        &self,
+        events: &[&str],
+        versions: vproto_support::wire::Manifest,
+    ) -> Result<vproto_support::rpc::events::EventStream<NetworkEvent>, ClientError> {
+        Ok(
+            vproto_support::rpc::events::EventStream::subscribe(
+                    &self.transport,
+                    events,
+                    versions,
+                )
+                .await?,
+        )
     }
 }
 /// Converts every object named in an UnsupportedVersion error's data, in any param
