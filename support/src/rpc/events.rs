@@ -206,14 +206,17 @@ impl<E: EventSet> EventStream<E> {
             self.ended = true;
             return None;
         };
-        let received = match Received::decode(raw.clone()) {
-            Ok(received) => received,
-            Err(error) => return Some(Err(UndecodableEvent { raw, error })),
-        };
-        if matches!(received, Received::Lost { .. }) {
+        if raw.method == SUBSCRIPTION_LOST {
             self.ended = true;
+            // Rare, so the copy kept for an error costs nothing that matters.
+            return Some(Received::decode(raw.clone()).map_err(|error| UndecodableEvent { raw, error }));
         }
-        Some(Ok(received))
+        // Decoded from a reference: the raw event moves into `Unknown` or the error, never copied.
+        Some(match E::decode(&raw.method, &raw.params) {
+            Ok(Some(event)) => Ok(Received::Known(event)),
+            Ok(None) => Ok(Received::Unknown(raw)),
+            Err(error) => Err(UndecodableEvent { raw, error }),
+        })
     }
 
     /// The raw notifications, undecoded.
