@@ -26,7 +26,7 @@ use super::{
     depth,
     message::{self, Call, Entry, Id, Incoming, Response},
 };
-use crate::limits::Limits;
+use crate::{events::EventHub, limits::Limits};
 
 /// `-32000 "message too large"`, naming the limit.
 pub fn message_too_large(limit: usize) -> RpcError {
@@ -142,13 +142,27 @@ pub struct Engine {
     limits: Limits,
     /// The methods the handler registers; `rpc.*` names outside it are not found.
     methods: BTreeSet<&'static str>,
+    /// Where connections subscribe to events, when the server serves any.
+    events: Option<EventHub>,
 }
 
 impl Engine {
     /// An engine dispatching to `handler`.
     pub fn new(handler: Arc<dyn Handler>, limits: Limits) -> Self {
         let methods = handler.methods().into_iter().collect();
-        Engine { handler, limits, methods }
+        Engine { handler, limits, methods, events: None }
+    }
+
+    /// The same engine with events: stream transports answer `rpc.subscribe` and
+    /// `rpc.unsubscribe` from `hub` (docs/events.md), HTTP serves `GET /events`.
+    pub fn with_events(mut self, hub: EventHub) -> Self {
+        self.events = Some(hub);
+        self
+    }
+
+    /// The events hub, when the server serves events.
+    pub fn events(&self) -> Option<&EventHub> {
+        self.events.as_ref()
     }
 
     /// Whether the handler registers `method`.

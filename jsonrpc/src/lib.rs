@@ -13,6 +13,8 @@
 //! - [`engine`]: the transport-independent [`Engine`] that checks limits, parses, admits calls
 //!   against a connection's [`InFlight`] budget and dispatches them to a `Handler`.
 //! - [`limits`]: every resource bound a server enforces, in one [`Limits`] struct.
+//! - [`events`]: the [`EventHub`] services publish events into, and each connection's
+//!   subscription (`rpc.subscribe`, `rpc.unsubscribe`; Server-Sent Events over HTTP).
 //! - [`auth`]: bearer tokens for TCP and HTTP listeners ([`load_token`]).
 //! - [`transport`]: listen addresses ([`ListenAddr`]), line framing, the listeners and the
 //!   [`Server`] that binds them, with graceful shutdown through a [`ShutdownHandle`].
@@ -28,6 +30,7 @@ pub mod auth;
 pub mod client;
 pub mod depth;
 pub mod engine;
+pub mod events;
 pub mod limits;
 pub mod message;
 pub mod transport;
@@ -35,6 +38,7 @@ pub mod transport;
 pub use auth::{load_token, Token, TokenError};
 pub use client::{Client, ClientOptions, Dial, Pool, Reconnecting, RetryPolicy};
 pub use engine::{Admitted, Answer, Engine, InFlight, InFlightSlot, Reply};
+pub use events::{EventHub, HubStats};
 pub use limits::Limits;
 pub use message::{Call, Entry, Id, Incoming, Response};
 pub use transport::{

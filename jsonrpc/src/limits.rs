@@ -35,6 +35,15 @@ pub struct Limits {
     /// On shutdown, how long running calls may take to finish before they are abandoned.
     /// Default 10 s.
     pub shutdown_grace: Duration,
+    /// Events a subscribed connection may have waiting to be written (docs/events.md). One
+    /// more, and its subscription is lost: the waiting events are dropped and it receives a
+    /// final `rpc.subscription_lost` notification. Calls and other connections are not
+    /// affected. Default 1,024.
+    pub max_queued_events: usize,
+    /// Bytes of events a subscribed connection may have waiting (their notification lines),
+    /// bounded as [`max_queued_events`](Limits::max_queued_events) is; one event is always
+    /// taken into an empty queue, however large. Default 1 MiB.
+    pub max_queued_event_bytes: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +55,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
+            max_queued_events: 1024,
+            max_queued_event_bytes: 1024 * 1024,
         }
     }
 }

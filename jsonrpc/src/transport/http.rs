@@ -8,6 +8,7 @@
 //! | any request without `Authorization: Bearer TOKEN` when a token is set | 401 |
 //! | a body over the size limit | 413 |
 //! | a call over the in-flight limit (REST) | 429 |
+//! | `GET /events?events=A,B&versions=OBJ:M.m,...` (a server with events) | 200, a `text/event-stream` of the events (docs/events.md); 400 with the error object for unknown events or a bad query |
 //!
 //! POST, PUT and PATCH routes take the JSON body as params (an empty body is `{}`); other
 //! methods get `{}`. A route with a body param (the schema's `http.body`, as google.api.http's
@@ -17,7 +18,7 @@
 //! wrapped form keeps working.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     convert::Infallible,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -25,10 +26,11 @@ use std::{
     },
 };
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited, StreamBody};
 use hyper::{
-    body::Incoming as Body,
+    body::{Frame, Incoming as Body},
     header::{self, HeaderValue},
     server::conn::http1,
     service::service_fn,
@@ -37,7 +39,10 @@ use hyper::{
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
 use tokio::{net::TcpStream, time::Instant};
-use vproto_support::rpc::{codes, HttpBinding, Params, RpcError};
+use vproto_support::{
+    rpc::{codes, events::SUBSCRIPTION_LOST, HttpBinding, Params, RpcError},
+    wire::{Manifest, Version},
+};
 
 use vproto_listen::ShutdownSignal;
 
@@ -45,8 +50,16 @@ use super::error::ServeError;
 use crate::{
     auth::Token,
     engine::{message_too_large, too_many_in_flight, unauthorized, Engine, InFlight},
+    events::{Payload, Request as Subscription, Subscriber},
     message::{Id, Response},
 };
+
+/// The route events stream from, on a server that serves events.
+pub const EVENTS_PATH: &str = "/events";
+
+/// The first event of every stream: the subscription is in place, and what it holds
+/// (`data: {"subscribed": [...]}`). Not an event of any service.
+pub const SUBSCRIBED_EVENT: &str = "rpc.subscribed";
 
 /// A REST binding: requests with this HTTP method and exact path call `rpc_method`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,7 +100,10 @@ impl From<&HttpBinding> for RestRoute {
     }
 }
 
-type Body200 = HttpResponse<Full<Bytes>>;
+/// A streamed body: the frames of an event stream.
+type EventBody = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+
+type Body200 = HttpResponse<Either<Full<Bytes>, EventBody>>;
 
 /// A route as the listener looks it up by path.
 struct BoundRoute {
@@ -124,6 +140,9 @@ impl HttpShared {
             }
             if route.path == "/jsonrpc" {
                 return Err(bad("/jsonrpc is reserved for JSON-RPC"));
+            }
+            if route.path == EVENTS_PATH && engine.events().is_some() {
+                return Err(bad("/events is reserved for the event stream on a server with events"));
             }
             if route.body.is_some() && !matches!(method, Method::POST | Method::PUT | Method::PATCH) {
                 return Err(bad("only POST, PUT and PATCH requests have a body to stand for a param"));
@@ -183,6 +202,8 @@ struct Connection {
     shared: Arc<HttpShared>,
     in_flight: InFlight,
     activity: Activity,
+    /// Ends its event streams at shutdown.
+    signal: ShutdownSignal,
 }
 
 /// Serves one HTTP/1.1 connection until the peer closes it, it idles out, or shutdown.
@@ -192,6 +213,7 @@ pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream,
         shared,
         in_flight: InFlight::new(limits.max_in_flight),
         activity: Activity { running: AtomicUsize::new(0), last: Mutex::new(Instant::now()) },
+        signal: signal.clone(),
     });
     let service = {
         let connection = connection.clone();
@@ -238,7 +260,7 @@ pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream,
 
 /// A JSON response.
 fn json(status: StatusCode, body: String) -> Body200 {
-    let mut response = HttpResponse::new(Full::new(Bytes::from(body)));
+    let mut response = HttpResponse::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -301,6 +323,9 @@ impl Connection {
                 return response;
             }
         }
+        if request.uri().path() == EVENTS_PATH && self.shared.engine.events().is_some() {
+            return self.events(&request);
+        }
         let max = self.shared.engine.limits().max_message_size;
         if rpc {
             if request.method() != Method::POST {
@@ -315,7 +340,7 @@ impl Connection {
                 Ok(body) => match self.shared.engine.handle(&body, &self.in_flight).await.text {
                     Some(text) => json(StatusCode::OK, text),
                     None => {
-                        let mut response = HttpResponse::new(Full::new(Bytes::new()));
+                        let mut response = HttpResponse::new(Either::Left(Full::new(Bytes::new())));
                         *response.status_mut() = StatusCode::NO_CONTENT;
                         response
                     }
@@ -382,6 +407,138 @@ impl Connection {
             Err(rpc_error) => error(status_for(rpc_error.code), rpc_error),
         }
     }
+}
+
+impl Connection {
+    /// `GET /events`: subscribes as the query says and streams the events until the server
+    /// shuts down, the client goes, or the subscription is lost.
+    fn events(&self, request: &Request<Body>) -> Body200 {
+        let error = |status: StatusCode, error: RpcError| json(status, error.to_json().to_string());
+        if request.method() != Method::GET {
+            let detail = format!("{} {EVENTS_PATH} is not served; allowed: GET", request.method());
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, RpcError::invalid_request(detail));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return response;
+        }
+        let Some(hub) = self.shared.engine.events() else {
+            return error(StatusCode::NOT_FOUND, RpcError::method_not_found("rpc.subscribe"));
+        };
+        let subscription = match events_query(request.uri().query().unwrap_or("")) {
+            Ok(subscription) => subscription,
+            Err(invalid) => return error(StatusCode::BAD_REQUEST, invalid),
+        };
+        let mut subscriber = Subscriber::new(hub, self.shared.engine.limits());
+        let subscribed = match subscriber.subscribe_to(subscription) {
+            Ok(subscribed) => subscribed,
+            Err(invalid) => return error(StatusCode::BAD_REQUEST, invalid),
+        };
+        let mut first = BytesMut::new();
+        sse_event(&mut first, SUBSCRIBED_EVENT, serde_json::json!({ "subscribed": subscribed }).to_string().as_bytes());
+        let mut response =
+            HttpResponse::new(Either::Right(event_stream(subscriber, self.signal.clone(), first.freeze())));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+/// Reads `events=A,B` (repeatable; absent: every event) and `versions=OBJ:M.m,...` (repeatable)
+/// from a query, percent-decoded.
+fn events_query(query: &str) -> Result<Subscription, RpcError> {
+    let mut events: Option<Vec<String>> = None;
+    let mut versions: Option<Manifest> = None;
+    let mut violations = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode =
+            |text: &str| percent_encoding::percent_decode_str(text).decode_utf8().map(|text| text.into_owned());
+        let (Ok(key), Ok(value)) = (decode(key), decode(value)) else {
+            violations.push(("".to_string(), format!("`{pair}` is not percent-encoded UTF-8")));
+            continue;
+        };
+        let items = value.split(',').map(str::trim).filter(|item| !item.is_empty());
+        match key.as_str() {
+            "events" => events.get_or_insert_with(Vec::new).extend(items.map(str::to_string)),
+            "versions" => {
+                let manifest = versions.get_or_insert_with(Manifest::new);
+                for item in items {
+                    match item.split_once(':').map(|(object, version)| (object, version.parse::<Version>())) {
+                        Some((object, Ok(version))) if !object.is_empty() => {
+                            manifest.insert(object.to_string(), version);
+                        }
+                        _ => violations.push((
+                            format!("/versions/{item}"),
+                            "must be OBJECT:M.m, such as HostInfo:1.0".to_string(),
+                        )),
+                    }
+                }
+            }
+            other => violations
+                .push((format!("/{other}"), "unknown query parameter (expected events, versions)".to_string())),
+        }
+    }
+    if events.as_ref().is_some_and(Vec::is_empty) {
+        violations.push(("/events".to_string(), "names no event; leave it out for every event".to_string()));
+    }
+    if !violations.is_empty() {
+        return Err(RpcError::invalid_params(violations));
+    }
+    Ok(Subscription { events, versions })
+}
+
+/// Appends one Server-Sent Event: `event: NAME`, `data: JSON` and a blank line.
+fn sse_event(into: &mut BytesMut, name: &str, data: &[u8]) {
+    into.reserve(name.len() + data.len() + 16);
+    into.put_slice(b"event: ");
+    into.put_slice(name.as_bytes());
+    into.put_slice(b"\ndata: ");
+    into.put_slice(data);
+    into.put_slice(b"\n\n");
+}
+
+/// The body of an event stream: `first`, then the subscriber's events as they come, each batch
+/// one frame; it ends at shutdown, or after the loss notice when the subscription is lost.
+/// hyper polls it only when it can write, so a client that does not read leaves its events
+/// in the subscriber's bounded queue.
+fn event_stream(subscriber: Subscriber, shutdown: ShutdownSignal, first: Bytes) -> EventBody {
+    struct State {
+        subscriber: Subscriber,
+        shutdown: ShutdownSignal,
+        first: Option<Bytes>,
+        waiting: VecDeque<Arc<Payload>>,
+        done: bool,
+    }
+    let state = State { subscriber, shutdown, first: Some(first), waiting: VecDeque::new(), done: false };
+    let frames = stream::unfold(state, |mut state| async move {
+        if let Some(first) = state.first.take() {
+            return Some((Ok(Frame::data(first)), state));
+        }
+        loop {
+            if state.done || state.shutdown.fired() {
+                return None;
+            }
+            if !state.subscriber.ready() {
+                tokio::select! {
+                    _ = state.shutdown.wait() => return None,
+                    _ = state.subscriber.wait() => {}
+                }
+            }
+            let lost = state.subscriber.take(&mut state.waiting);
+            let mut chunk = BytesMut::new();
+            for payload in state.waiting.drain(..) {
+                sse_event(&mut chunk, payload.name(), payload.params());
+            }
+            if let Some(lost) = lost {
+                sse_event(&mut chunk, SUBSCRIPTION_LOST, lost.params().to_string().as_bytes());
+                state.done = true;
+            }
+            if !chunk.is_empty() {
+                return Some((Ok(Frame::data(chunk.freeze())), state));
+            }
+        }
+    });
+    StreamBody::new(frames.boxed())
 }
 
 /// The params of a route whose body stands for `param`: `{param: body}`, unless the body is

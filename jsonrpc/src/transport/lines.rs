@@ -1,11 +1,15 @@
-//! One line-framed connection (unix, tcp, stdio), served by one task: it frames,
-//! authenticates and admits calls, runs them, and writes one response per line.
+//! One line-framed connection (unix, tcp, stdio, vchan), served by one task: it frames,
+//! authenticates and admits calls, runs them, and writes one response per line; on a server
+//! with events, it also answers `rpc.subscribe`/`rpc.unsubscribe` and writes the connection's
+//! events as notification lines, through the same writer (so lines never interleave).
 //!
 //! Backpressure: replies are written by the task that reads, so a peer that stops reading
 //! stops being read; a reply that cannot be written within the idle timeout ends the
-//! connection. Each reply holds its calls' in-flight slots until it is written.
+//! connection. Each reply holds its calls' in-flight slots until it is written. Events wait in
+//! the connection's bounded queue (`events.rs`) meanwhile; past its bound the subscription is
+//! lost, never the server's memory.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::{
     future::BoxFuture,
@@ -17,7 +21,10 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
     time::{sleep_until, timeout, Instant, Sleep},
 };
-use vproto_support::rpc::Params;
+use vproto_support::rpc::{
+    events::{SUBSCRIBE, UNSUBSCRIBE},
+    Params,
+};
 
 use vproto_listen::ShutdownSignal;
 
@@ -25,6 +32,7 @@ use super::framing::{Line, LineReader};
 use crate::{
     auth::Token,
     engine::{message_too_large, unauthorized, Answer, Engine, InFlight, Reply},
+    events::{Payload, Subscriber},
     message::{Entry, Id, Incoming, Response},
 };
 
@@ -82,6 +90,47 @@ fn auth_step(engine: &Engine, incoming: &Incoming, token: Option<&Token>, authed
     }
 }
 
+/// Whether a frame is a lone call to `rpc.subscribe` or `rpc.unsubscribe` (batched, they go to
+/// the handler like any call, and are not found).
+fn is_subscription_call(incoming: &Incoming) -> bool {
+    matches!(incoming, Incoming::Single(Entry::Call(call)) if call.method == SUBSCRIBE || call.method == UNSUBSCRIBE)
+}
+
+/// Answers a lone `rpc.subscribe` or `rpc.unsubscribe` from the connection's subscriber.
+fn answer_subscription_call(subscriber: &mut Subscriber, incoming: Incoming) -> Option<String> {
+    let Incoming::Single(Entry::Call(call)) = incoming else { return None };
+    let outcome =
+        if call.method == SUBSCRIBE { subscriber.subscribe(call.params) } else { subscriber.unsubscribe(call.params) };
+    call.id.map(|id| Response { id, outcome }.to_json())
+}
+
+/// Waits until the connection's subscriber has events (never, without one).
+async fn events_ready(subscriber: Option<&Subscriber>) {
+    match subscriber {
+        Some(subscriber) => subscriber.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the events waiting for the connection, then its loss notice if it lost its
+/// subscription. False once the peer is gone.
+async fn deliver<W: AsyncWrite + Unpin>(
+    out: &mut Output<W>,
+    subscriber: &mut Subscriber,
+    waiting: &mut VecDeque<Arc<Payload>>,
+) -> bool {
+    let lost = subscriber.take(waiting);
+    for payload in waiting.drain(..) {
+        if !out.write_line(payload.line()).await {
+            return false;
+        }
+    }
+    match lost {
+        Some(lost) => out.write_line(&lost.line()).await,
+        None => out.alive,
+    }
+}
+
 /// Serves one line-framed connection until the peer closes it, it idles out, it breaks the
 /// auth rule, or the server shuts down; then lets its running calls finish and writes their
 /// replies.
@@ -109,12 +158,20 @@ pub(crate) async fn serve<R, W>(
     let mut running: FuturesUnordered<BoxFuture<'_, Reply>> = FuturesUnordered::new();
     let mut authed = token.is_none();
     let mut refused = false;
+    let mut subscriber = engine.events().map(|hub| Subscriber::new(hub, &limits));
+    let mut waiting = VecDeque::new();
     'serve: loop {
         // Collect the calls that finished meanwhile (also while input keeps coming).
         while !running.is_empty() {
             let Some(Some(reply)) = running.next().now_or_never() else { break };
             if !out.send(reply).await {
                 break 'serve;
+            }
+        }
+        // And the events published meanwhile.
+        if let Some(subscriber) = subscriber.as_mut().filter(|subscriber| subscriber.ready()) {
+            if !deliver(&mut out, subscriber, &mut waiting).await {
+                break;
             }
         }
         // A line already buffered is read without flushing (checking first that the server is
@@ -136,13 +193,17 @@ pub(crate) async fn serve<R, W>(
                         }
                         continue;
                     }
+                    _ = events_ready(subscriber.as_ref()), if subscriber.as_ref().is_some_and(Subscriber::active) => {
+                        continue;
+                    }
                     _ = idle.elapsed() => Err(Idle),
                     next = reader.next() => Ok(next),
                 }
             }
         };
         let line = match next {
-            Err(Idle) if !running.is_empty() => {
+            // A subscribed connection is waiting for events, not idle.
+            Err(Idle) if !running.is_empty() || subscriber.as_ref().is_some_and(Subscriber::active) => {
                 idle.touch();
                 continue;
             }
@@ -181,6 +242,17 @@ pub(crate) async fn serve<R, W>(
                 refused = out.send(Reply::immediate(Some(text))).await && out.flush().await;
                 break;
             }
+        }
+        if let Some(subscriber) = subscriber.as_mut().filter(|_| is_subscription_call(&incoming)) {
+            // What is waiting goes first (a loss notice included), so that the answer is
+            // followed only by events of the subscription it describes.
+            if !deliver(&mut out, subscriber, &mut waiting).await {
+                break;
+            }
+            if !out.send(Reply::immediate(answer_subscription_call(subscriber, incoming))).await {
+                break;
+            }
+            continue;
         }
         match engine.start(engine.admit(incoming, &in_flight)) {
             Answer::Ready(reply) => {
@@ -270,6 +342,16 @@ struct Output<W> {
 impl<W: AsyncWrite + Unpin> Output<W> {
     fn new(write: W, idle: Duration) -> Self {
         Output { writer: BufWriter::with_capacity(BUFFER, write), idle, alive: true }
+    }
+
+    /// Buffers one line that ends with its newline (writing out a full buffer). False once
+    /// the peer is gone.
+    async fn write_line(&mut self, line: &[u8]) -> bool {
+        if self.alive {
+            let written = bounded(self.idle, self.writer.write_all(line)).await;
+            self.settle(written);
+        }
+        self.alive
     }
 
     /// Buffers one reply's text and a newline (writing out a full buffer), then frees the

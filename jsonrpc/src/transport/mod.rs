@@ -5,7 +5,8 @@
 //!   announces to peers ([`HostPortScheme`]).
 //! - [`framing`]: newline-delimited JSON, bounded by the message size limit.
 //! - `lines`: one line-framed connection: reader, writer, auth, idle timeout, in-flight budget.
-//! - `tcp`, `stdio`, `http`: the listeners (HTTP serves `POST /jsonrpc` and REST routes);
+//! - `tcp`, `stdio`, `http`: the listeners (HTTP serves `POST /jsonrpc`, REST routes and, on
+//!   a server with events, the event stream `GET /events`);
 //!   Unix sockets are bound by `vproto_listen::bind_unix`.
 //! - `accept`: the accept loop of the socket listeners, with its connection limit.
 //! - `server`: the [`Server`] builder and [`RunningServer`]; `error`: [`ServeError`].
@@ -28,6 +29,6 @@ pub use addr::{
     spawn_exec, AddrError, ConnectAddr, HostPortScheme, ListenAddr, UnknownScheme, VchanAddr, WildcardHost,
 };
 pub use error::ServeError;
-pub use http::RestRoute;
+pub use http::{RestRoute, EVENTS_PATH, SUBSCRIBED_EVENT};
 pub use server::{RunningServer, Server};
 pub use vproto_listen::ShutdownHandle;

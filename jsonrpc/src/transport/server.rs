@@ -14,7 +14,7 @@ use super::{
     http::{HttpShared, RestRoute},
     lines, stdio, tcp, vchan,
 };
-use crate::{auth::Token, engine::Engine, limits::Limits};
+use crate::{auth::Token, engine::Engine, events::EventHub, limits::Limits};
 
 /// A server that is listening. Dropping it (and every [`ShutdownHandle`] taken from it) shuts it
 /// down: stop accepting, stop reading, let running calls finish (within
@@ -52,8 +52,8 @@ impl RunningServer {
     }
 }
 
-/// A JSON-RPC server: a handler, its limits, an optional token and REST routes, ready to
-/// listen on a [`ListenAddr`].
+/// A JSON-RPC server: a handler, its limits, an optional token, REST routes and events, ready
+/// to listen on a [`ListenAddr`].
 ///
 /// ```no_run
 /// # async fn example(handler: vproto_support::rpc::Router) -> Result<(), Box<dyn std::error::Error>> {
@@ -69,6 +69,7 @@ pub struct Server {
     limits: Limits,
     token: Option<Token>,
     routes: Vec<RestRoute>,
+    events: Option<EventHub>,
 }
 
 impl Server {
@@ -79,7 +80,7 @@ impl Server {
 
     /// A server for a shared handler.
     pub fn from_arc(handler: Arc<dyn Handler>) -> Self {
-        Server { handler, limits: Limits::default(), token: None, routes: Vec::new() }
+        Server { handler, limits: Limits::default(), token: None, routes: Vec::new(), events: None }
     }
 
     /// Sets the limits.
@@ -101,8 +102,26 @@ impl Server {
         self
     }
 
+    /// Serves the events of `hub` (docs/events.md): its services publish into `hub.sink()`,
+    /// stream connections (`unix:`, `tcp:` after `rpc.auth`, `stdio`, `vchan:`) subscribe with
+    /// `rpc.subscribe`, and `http://` listeners stream them from `GET /events` as Server-Sent
+    /// Events. One hub may serve several servers (the same services on two addresses).
+    pub fn with_events(mut self, hub: EventHub) -> Self {
+        self.events = Some(hub);
+        self
+    }
+
+    /// The sink its services publish into, when it serves events ([`Server::with_events`]).
+    pub fn event_sink(&self) -> Option<Arc<dyn vproto_support::rpc::events::EventSink>> {
+        self.events.as_ref().map(EventHub::sink)
+    }
+
     fn engine(&self) -> Arc<Engine> {
-        Arc::new(Engine::new(self.handler.clone(), self.limits.clone()))
+        let engine = Engine::new(self.handler.clone(), self.limits.clone());
+        Arc::new(match &self.events {
+            Some(hub) => engine.with_events(hub.clone()),
+            None => engine,
+        })
     }
 
     /// Listens on `addr` and serves in background tasks until shut down.
