@@ -1,5 +1,6 @@
 //! `stdio` servers and `exec:` clients, with real processes: this test binary re-runs itself
-//! with `--serve-stdio` as the child, so the server really reads stdin and writes stdout.
+//! with `--serve-stdio` as the child, so the server really reads stdin and writes stdout. The
+//! child serves events too (`test.publish` publishes them), so subscriptions cross real pipes.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::{
 use common::*;
 use serde_json::{json, Value};
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, Server};
-use vproto_support::rpc::{CallError, ClientTransport};
+use vproto_support::rpc::{events::Subscription, CallError, ClientTransport};
 
 fn exe() -> String {
     std::env::current_exe().expect("the test binary").display().to_string()
@@ -119,6 +120,22 @@ async fn dropping_the_client_ends_the_child() {
     .await;
 }
 
+async fn events_cross_a_real_stdio_child() {
+    let client = guard(Client::connect(&child_addr(), ClientOptions::default())).await.expect("spawns");
+    let subscription = Subscription { events: vec!["test.pong".into()], ..Subscription::default() };
+    let mut events = guard(client.subscribe(subscription)).await.expect("subscribes");
+    let published = client.request("test.publish", json!({"event": "test.ping", "count": 2})).await.unwrap();
+    assert_eq!(published, json!(2));
+    guard(client.request("test.publish", json!({"event": "test.pong", "from": 5, "count": 3}))).await.unwrap();
+    for n in 5..8 {
+        let event = guard(events.next()).await.expect("an event");
+        assert_eq!((event.method.as_str(), &event.params), ("test.pong", &json!({"n": n, "thing": "newest"})));
+    }
+    // Nothing else came: the next event is the one published after this.
+    guard(client.request("test.publish", json!({"event": "test.pong", "from": 9}))).await.unwrap();
+    assert_eq!(guard(events.next()).await.expect("an event").params["n"], json!(9));
+}
+
 type Test = fn() -> Pin<Box<dyn Future<Output = ()>>>;
 
 fn main() {
@@ -126,7 +143,9 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     if args.iter().any(|arg| arg == "--serve-stdio") {
         runtime.block_on(async {
-            let server = Server::new(TestHandler::default()).bind(&ListenAddr::Stdio).await.expect("stdio");
+            let hub = test_hub();
+            let handler = Publishing { inner: TestHandler::default(), sink: hub.sink() };
+            let server = Server::new(handler).with_events(hub).bind(&ListenAddr::Stdio).await.expect("stdio");
             server.wait().await;
         });
         runtime.shutdown_timeout(Duration::from_secs(1));
@@ -139,6 +158,7 @@ fn main() {
             Box::pin(a_child_that_exits_fails_calls_with_a_transport_error())
         }),
         ("dropping_the_client_ends_the_child", || Box::pin(dropping_the_client_ends_the_child())),
+        ("events_cross_a_real_stdio_child", || Box::pin(events_cross_a_real_stdio_child())),
     ];
     if args.iter().any(|arg| arg == "--list") {
         for (name, _) in tests {

@@ -36,7 +36,7 @@ fn routes() -> Vec<RestRoute> {
 }
 
 async fn rest_server(token: Option<&'static str>, limits: Limits) -> TestServer {
-    start_with("http", Setup { token, routes: routes(), limits: Some(limits) }).await
+    start_with("http", Setup { token, routes: routes(), limits: Some(limits), ..Setup::default() }).await
 }
 
 fn json_body(body: &str) -> Value {

@@ -1,4 +1,5 @@
-//! The line-transport client: one connection, requests multiplexed by id.
+//! The line-transport client: one connection, requests multiplexed by id, and the events it
+//! subscribed to routed to their streams (docs/events.md).
 
 use std::{
     collections::HashMap,
@@ -8,7 +9,7 @@ use std::{
     },
 };
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
     net::{TcpStream, UnixStream},
@@ -17,9 +18,16 @@ use tokio::{
     task::JoinHandle,
     time::timeout,
 };
-use vproto_support::rpc::{CallError, RpcError};
+use vproto_support::rpc::{
+    events::{RawEvent, RawEvents, Subscription, SUBSCRIBE, SUBSCRIPTION_LOST, UNSUBSCRIBE},
+    BoxFuture, CallError, RpcError,
+};
 
-use super::{describe, request_text, ClientOptions, ConnectAddr};
+use super::{
+    describe,
+    events::{self, EventSender, EventStream, Wants},
+    request_text, ClientOptions, ConnectAddr,
+};
 use crate::transport::{
     framing::{Line, LineReader},
     spawn_exec, ListenAddr,
@@ -27,13 +35,23 @@ use crate::transport::{
 
 type Answer = Result<Value, CallError>;
 
-/// Requests waiting for their answers, and why the connection closed once it has.
+/// Requests waiting for their answers, the event streams, and why the connection closed once
+/// it has.
 #[derive(Default)]
 struct State {
     waiting: HashMap<u64, oneshot::Sender<Answer>>,
     closed: Option<String>,
     /// The last error the server sent with an id we could not match (e.g. null).
     unmatched: Option<RpcError>,
+    streams: Vec<Stream>,
+    next_stream: u64,
+}
+
+/// One event stream of the connection, as the reader routes notifications to it.
+struct Stream {
+    id: u64,
+    wants: Wants,
+    sender: EventSender,
 }
 
 #[derive(Default)]
@@ -59,6 +77,8 @@ impl Shared {
         for (_, waiter) in state.waiting.drain() {
             let _ = waiter.send(Err(CallError::Transport(reason.clone())));
         }
+        // Their streams end once they have read what came before.
+        state.streams.clear();
         state.closed = Some(reason);
     }
 
@@ -66,9 +86,28 @@ impl Shared {
         self.lock().closed.clone().unwrap_or_else(|| "the connection is closed".to_string())
     }
 
-    /// Delivers one response object to its caller.
+    /// Hands a notification to the streams that want it; a loss ends every stream.
+    fn notification(&self, method: &str, params: Option<&Value>) {
+        let mut state = self.lock();
+        if state.streams.is_empty() {
+            tracing::debug!(method, "dropping a notification no stream wants");
+            return;
+        }
+        let event = RawEvent { method: method.to_string(), params: params.cloned().unwrap_or(Value::Null) };
+        let lost = method == SUBSCRIPTION_LOST;
+        state.streams.retain(|stream| !stream.wants.wants(method) || (stream.sender.send(event.clone()) && !lost));
+    }
+
+    /// Delivers one response object to its caller, or a notification to its streams.
     fn deliver(&self, response: &Value) {
         let Some(object) = response.as_object() else { return };
+        if let Some(method) = object.get("method").and_then(Value::as_str) {
+            // A request from the server is not answered; a notification is an event.
+            if !object.contains_key("id") {
+                self.notification(method, object.get("params"));
+            }
+            return;
+        }
         let answer = match (object.get("error"), object.get("result")) {
             (Some(error), _) => match RpcError::from_json(error) {
                 Some(error) => Err(CallError::Rpc(error)),
@@ -105,14 +144,19 @@ impl Drop for Waiting<'_> {
 /// A client over one line-framed connection.
 pub(super) struct LineClient {
     shared: Arc<Shared>,
-    outgoing: mpsc::Sender<String>,
+    connection: Arc<Connection>,
     next_id: AtomicU64,
     options: ClientOptions,
+}
+
+/// The connection's tasks, kept open by the client and by its event streams.
+struct Connection {
+    outgoing: mpsc::Sender<String>,
     tasks: [JoinHandle<()>; 2],
     _child: Option<Child>,
 }
 
-impl Drop for LineClient {
+impl Drop for Connection {
     fn drop(&mut self) {
         // The writer ends by itself once `outgoing` is dropped, closing our side.
         self.tasks[0].abort();
@@ -177,7 +221,8 @@ impl LineClient {
         let reader =
             tokio::spawn(read_answers(LineReader::new(BufReader::new(read), options.max_message_size), shared.clone()));
         let writer = tokio::spawn(write_requests(write, rx, shared.clone()));
-        Ok(LineClient { shared, outgoing, next_id: AtomicU64::new(1), options, tasks: [reader, writer], _child: child })
+        let connection = Arc::new(Connection { outgoing, tasks: [reader, writer], _child: child });
+        Ok(LineClient { shared, connection, next_id: AtomicU64::new(1), options })
     }
 
     /// Sends `rpc.auth` with the token, if there is one, within the connect timeout.
@@ -203,7 +248,7 @@ impl LineClient {
             state.waiting.insert(id, tx);
         }
         let _waiting = Waiting(&self.shared, id);
-        if self.outgoing.send(request_text(method, &params, Some(id))).await.is_err() {
+        if self.connection.outgoing.send(request_text(method, &params, Some(id))).await.is_err() {
             return Err(CallError::Transport(self.shared.closed_reason()));
         }
         match timeout(self.options.request_timeout, rx).await {
@@ -220,10 +265,87 @@ impl LineClient {
         if let Some(reason) = &self.shared.lock().closed {
             return Err(CallError::Transport(reason.clone()));
         }
-        self.outgoing
+        self.connection
+            .outgoing
             .send(request_text(method, &params, None))
             .await
             .map_err(|_| CallError::Transport(self.shared.closed_reason()))
+    }
+
+    /// Subscribes with `rpc.subscribe` and returns the stream of the events named (of every
+    /// event when none are). The stream is registered before the request goes, so no event
+    /// that follows the answer is missed; it keeps the connection open, and ends when the
+    /// connection does.
+    pub(super) async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn RawEvents>, CallError> {
+        let (sender, stream) = events::channel(self.options.event_queue);
+        let wants = Wants::of(&subscription);
+        let id = {
+            let mut state = self.shared.lock();
+            if let Some(reason) = &state.closed {
+                return Err(CallError::Transport(reason.clone()));
+            }
+            state.next_stream += 1;
+            let id = state.next_stream;
+            state.streams.push(Stream { id, wants: wants.clone(), sender });
+            id
+        };
+        let mut events = LineEvents {
+            stream,
+            id,
+            wants,
+            subscribed: false,
+            shared: self.shared.clone(),
+            connection: self.connection.clone(),
+        };
+        self.request(SUBSCRIBE, events::subscribe_params(&subscription)).await?;
+        events.subscribed = true;
+        Ok(Box::new(events))
+    }
+}
+
+/// One subscription's events over a line connection. Dropping it unsubscribes the events no
+/// other stream of the connection wants.
+struct LineEvents {
+    stream: EventStream,
+    id: u64,
+    wants: Wants,
+    subscribed: bool,
+    shared: Arc<Shared>,
+    connection: Arc<Connection>,
+}
+
+impl RawEvents for LineEvents {
+    fn next(&mut self) -> BoxFuture<'_, Option<RawEvent>> {
+        Box::pin(self.stream.recv())
+    }
+}
+
+impl Drop for LineEvents {
+    fn drop(&mut self) {
+        let params = {
+            let mut state = self.shared.lock();
+            state.streams.retain(|stream| stream.id != self.id);
+            if !self.subscribed || state.closed.is_some() {
+                return;
+            }
+            let others = &state.streams;
+            match &self.wants {
+                // What the server sends to the others is theirs; with none left, stop it all.
+                Wants::All if others.is_empty() => Value::Object(Map::new()),
+                Wants::All => return,
+                Wants::Names(_) if others.iter().any(|other| matches!(other.wants, Wants::All)) => return,
+                Wants::Names(names) => {
+                    let unwanted: Vec<&String> =
+                        names.iter().filter(|name| !others.iter().any(|other| other.wants.wants(name))).collect();
+                    if unwanted.is_empty() {
+                        return;
+                    }
+                    json!({ "events": unwanted })
+                }
+            }
+        };
+        // A notification: nothing to wait for, and nothing waits for it if the queue is full.
+        let _ = self.connection.outgoing.try_send(request_text(UNSUBSCRIBE, &params, None));
     }
 }
 

@@ -15,8 +15,15 @@
 //!   its [`RetryPolicy`] says so.
 //! - [`Pool`]: one [`Reconnecting`] client per [`ConnectAddr`], shared by its callers.
 //!
-//! Each layer is a `ClientTransport`, so generated typed clients take any of them.
+//! Each layer is a `ClientTransport`, so generated typed clients take any of them. Each also
+//! subscribes to events (`ClientTransport::subscribe`, docs/events.md): over a line transport
+//! with `rpc.subscribe` on its connection, over `http://` from the `GET /events` stream. A
+//! stream keeps its connection open and ends when that connection ends (the server closes it or
+//! shuts down, it breaks, or the server cut the subscription off with `rpc.subscription_lost`):
+//! events are not resumed on another connection, since those published in between are lost.
+//! Subscribe again to go on.
 
+mod events;
 mod http;
 mod line;
 mod pool;
@@ -26,7 +33,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
-use vproto_support::rpc::{BoxFuture, CallError, ClientTransport};
+use vproto_support::rpc::{
+    events::{RawEvents, Subscription},
+    BoxFuture, CallError, ClientTransport,
+};
 
 pub use self::{
     pool::Pool,
@@ -46,6 +56,10 @@ pub struct ClientOptions {
     pub token: Option<Token>,
     /// Largest answer accepted, in bytes. Default 16 MiB.
     pub max_message_size: usize,
+    /// Events an event stream holds for a caller that has not read them yet. One more, and the
+    /// stream ends with an `rpc.subscription_lost` of the client's own once the caller has read
+    /// what it holds: the connection's reader never waits for a caller. Default 1,024.
+    pub event_queue: usize,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +69,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(60),
             token: None,
             max_message_size: 16 * 1024 * 1024,
+            event_queue: 1024,
         }
     }
 }
@@ -132,6 +147,20 @@ impl ClientTransport for Client {
             match &self.inner {
                 Inner::Line(client) => client.notify(method, params).await,
                 Inner::Http(client) => client.notify(method, params).await,
+            }
+        })
+    }
+
+    /// Subscribes to events: `rpc.subscribe` on a line connection (the answer received before
+    /// this returns), `GET /events` over HTTP (its first event received). An empty
+    /// `subscription.events` asks for every event the server has; `versions` are the objects'
+    /// versions to read at. A line connection has one set of versions for all its events: a
+    /// later subscription's versions (when it gives any) apply to the earlier ones' too.
+    fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Box<dyn RawEvents>, CallError>> {
+        Box::pin(async move {
+            match &self.inner {
+                Inner::Line(client) => client.subscribe(subscription).await,
+                Inner::Http(client) => client.subscribe(subscription).await,
             }
         })
     }

@@ -14,7 +14,8 @@ use crate::transport::ConnectAddr;
 ///
 /// An address costs an entry for as long as the pool lives, and a connection only while it
 /// works: a broken one is dropped by its [`Reconnecting`] client and reopened on the next
-/// request.
+/// request. Event subscriptions go over the shared connection and end with it, as
+/// [`Reconnecting`]'s do.
 pub struct Pool {
     options: ClientOptions,
     retry: RetryPolicy,

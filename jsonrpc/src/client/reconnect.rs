@@ -5,7 +5,10 @@ use std::{future::Future, sync::Arc};
 
 use serde_json::Value;
 use tokio::sync::Mutex;
-use vproto_support::rpc::{BoxFuture, CallError, ClientTransport};
+use vproto_support::rpc::{
+    events::{RawEvents, Subscription},
+    BoxFuture, CallError, ClientTransport,
+};
 
 use super::{Client, ClientOptions};
 use crate::transport::ConnectAddr;
@@ -152,6 +155,18 @@ impl<C: Connect> ClientTransport for Reconnecting<C> {
 
     fn notify<'a>(&'a self, method: &'a str, params: Value) -> BoxFuture<'a, Result<(), CallError>> {
         Box::pin(self.send(params, move |connection, params| async move { connection.notify(method, params).await }))
+    }
+
+    /// Subscribes on the current connection (opening one if needed; a subscription that fails
+    /// on a broken connection is retried as the [`RetryPolicy`] says: subscribing twice does no
+    /// harm). The stream keeps that connection open and ends when it ends; it is not carried
+    /// over to the next connection, since the events published in between would be lost
+    /// unseen: subscribe again.
+    fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Box<dyn RawEvents>, CallError>> {
+        Box::pin(self.send(Value::Null, move |connection, _| {
+            let subscription = subscription.clone();
+            async move { connection.subscribe(subscription).await }
+        }))
     }
 }
 

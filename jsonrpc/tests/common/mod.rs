@@ -16,8 +16,17 @@ use tokio::{
     net::{TcpStream, UnixStream},
     sync::{Barrier, Semaphore},
 };
-use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, Limits, ListenAddr, RestRoute, RunningServer, Server, Token};
-use vproto_support::rpc::{codes, BoxFuture, ClientTransport, Handler, Params, RpcError};
+use vproto_jsonrpc::{
+    Client, ClientOptions, ConnectAddr, EventHub, Limits, ListenAddr, RestRoute, RunningServer, Server, Token,
+};
+use vproto_support::{
+    rpc::{
+        codes,
+        events::{Event, EventSink},
+        BoxFuture, ClientTransport, Handler, Params, RpcError,
+    },
+    wire::{Manifest, WireError, WirePath},
+};
 
 /// Fails a test that would otherwise hang; not a timing assertion.
 pub async fn guard<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -149,6 +158,7 @@ pub struct Setup {
     pub limits: Option<Limits>,
     pub token: Option<&'static str>,
     pub routes: Vec<RestRoute>,
+    pub events: Option<EventHub>,
 }
 
 /// Starts a server on `kind`: "unix" (a socket in a tempdir), "tcp" or "http" (loopback, port 0).
@@ -167,6 +177,9 @@ pub async fn start_with(kind: &str, setup: Setup) -> TestServer {
     let mut server = Server::new(handler).with_limits(setup.limits.unwrap_or_default()).with_rest_routes(setup.routes);
     if let Some(token) = setup.token {
         server = server.with_token(Token::new(token).expect("token"));
+    }
+    if let Some(hub) = setup.events {
+        server = server.with_events(hub);
     }
     let running = server.bind(&addr).await.expect("the server starts");
     let addr = running.local_addr().clone();
@@ -331,4 +344,97 @@ pub async fn http_raw(
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head: {text:?}"));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
     (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// The events the test servers serve.
+pub const EVENTS: &[&str] = &["test.ping", "test.pong"];
+
+/// A hub serving [`EVENTS`].
+pub fn test_hub() -> EventHub {
+    EventHub::new(EVENTS.iter().copied())
+}
+
+/// A schema-independent event: params `{"n": N, "thing": VERSION, "pad": "xxx…"}`, where
+/// `thing` is the version the manifest names for the object `Thing` (`"newest"` when it names
+/// none), so a payload shows the manifest it was written for; `Thing` at 0.0 cannot be written
+/// (a `WireError`). Each `to_params` call is counted in `written`.
+#[derive(Debug)]
+pub struct TestEvent {
+    pub name: &'static str,
+    pub n: u64,
+    pub pad: usize,
+    pub written: Arc<AtomicUsize>,
+}
+
+impl TestEvent {
+    pub fn new(name: &'static str, n: u64) -> Self {
+        TestEvent { name, n, pad: 0, written: Arc::default() }
+    }
+
+    pub fn padded(name: &'static str, n: u64, pad: usize) -> Self {
+        TestEvent { pad, ..TestEvent::new(name, n) }
+    }
+}
+
+impl Event for TestEvent {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn to_params(&self, manifest: &Manifest) -> Result<serde_json::Map<String, Value>, WireError> {
+        self.written.fetch_add(1, Ordering::SeqCst);
+        let thing = match manifest.get("Thing") {
+            Some(version) if version.to_string() == "0.0" => {
+                return Err(WireError::UnknownVersion {
+                    path: WirePath::root(),
+                    object: "Thing".into(),
+                    version: "0.0".into(),
+                    known: "1.0, 1.1".into(),
+                })
+            }
+            Some(version) => version.to_string(),
+            None => "newest".to_string(),
+        };
+        let mut params = serde_json::Map::new();
+        params.insert("n".into(), self.n.into());
+        params.insert("thing".into(), thing.into());
+        if self.pad > 0 {
+            params.insert("pad".into(), "x".repeat(self.pad).into());
+        }
+        Ok(params)
+    }
+}
+
+/// The test handler plus `test.publish` `{"event": NAME, "from": N, "count": C}`, which
+/// publishes events `from..from + count` of that name into `sink` and answers how many.
+pub struct Publishing {
+    pub inner: TestHandler,
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl Handler for Publishing {
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        if method != "test.publish" {
+            return self.inner.handle(method, params);
+        }
+        Box::pin(async move {
+            let params = params_json(&params);
+            let name = match params.get("event").and_then(Value::as_str) {
+                Some("test.pong") => "test.pong",
+                _ => "test.ping",
+            };
+            let from = params.get("from").and_then(Value::as_u64).unwrap_or(0);
+            let count = params.get("count").and_then(Value::as_u64).unwrap_or(1);
+            for n in from..from + count {
+                self.sink.publish(Arc::new(TestEvent::new(name, n)));
+            }
+            Ok(json!(count))
+        })
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        let mut methods = self.inner.methods();
+        methods.push("test.publish");
+        methods
+    }
 }
