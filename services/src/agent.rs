@@ -5,20 +5,25 @@
 //! timeout; a driver that cannot be reached makes the answer DriverUnavailable (after every
 //! other driver was still called), one that answers DiscoveryFailed has it passed on. The
 //! agent in turn says hello to its conductor ([`say_hello`]).
+//!
+//! Its events go through [`AgentOptions::events`]: `agent.driver_registered` at a driver's
+//! first hello, `agent.driver_missing` once per absence when the agent notices it (a call
+//! that lists its drivers, or the watchdog [`Agent::spawn_watchdog`] starts).
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 use vproto_api::{
-    AgentRegistration, AgentService, ComponentStatus, ConductorClient, DiscoveryState, DiscoveryStatus, DriverClient,
-    DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
+    AgentEvent, AgentRegistration, AgentService, ComponentStatus, ConductorClient, DiscoveryState, DiscoveryStatus,
+    DriverClient, DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData, ProtocolError,
+    ServiceError,
 };
 use vproto_jsonrpc::Token;
-use vproto_support::rpc::Answer;
+use vproto_support::rpc::{events::Publisher, Answer};
 
 use crate::{
     peer::{fan_out, hello_ack, HelloLoop, PeerFailure, PeerScheme, Peers},
-    roster::Roster,
+    roster::{Change, Roster},
 };
 
 /// How an agent treats its drivers.
@@ -32,6 +37,9 @@ pub struct AgentOptions {
     pub token: Option<Token>,
     /// Longest wait for one driver (connection included). Default 5 s.
     pub call_timeout: Duration,
+    /// Where its events go: the server's event hub, or nowhere (the default,
+    /// `Publisher::disconnected()`).
+    pub events: Publisher<AgentEvent>,
 }
 
 impl Default for AgentOptions {
@@ -41,6 +49,7 @@ impl Default for AgentOptions {
             peer_scheme: PeerScheme::Tcp,
             token: None,
             call_timeout: Duration::from_secs(5),
+            events: Publisher::disconnected(),
         }
     }
 }
@@ -61,8 +70,14 @@ impl Agent {
     /// An agent with no driver registered.
     pub fn new(options: AgentOptions) -> Self {
         let interval = Duration::from_secs(options.heartbeat_interval.as_secs().max(1));
+        let events = options.events;
+        let drivers = Roster::new("driver", interval).with_listener(move |change| {
+            if let Some(event) = driver_event(change) {
+                events.publish(event);
+            }
+        });
         Agent {
-            drivers: Arc::new(Roster::new("driver", interval)),
+            drivers: Arc::new(drivers),
             peers: Arc::new(Peers::new(options.peer_scheme, options.token, options.call_timeout)),
         }
     }
@@ -70,6 +85,13 @@ impl Agent {
     /// The registered drivers.
     pub fn drivers(&self) -> &Arc<Roster<DriverRegistration>> {
         &self.drivers
+    }
+
+    /// Checks liveness every half heartbeat interval, logging (and publishing
+    /// `agent.driver_missing` for) drivers that go missing even when nobody calls. Stops when
+    /// the task is aborted or the agent dropped.
+    pub fn spawn_watchdog(&self) -> JoinHandle<()> {
+        self.drivers.spawn_watchdog()
     }
 
     /// The drivers to contact: alive and READY. The others are skipped.
@@ -80,6 +102,18 @@ impl Agent {
             .filter(|view| view.alive && view.registration.status == ComponentStatus::Ready)
             .map(|view| Target { endpoint: view.endpoint, last_seen: view.last_seen })
             .collect()
+    }
+}
+
+/// The event a change of the drivers' roster is, if any (the schema has no event for a driver
+/// that comes back: its hello makes it a target again).
+fn driver_event(change: Change<DriverRegistration>) -> Option<AgentEvent> {
+    match change {
+        Change::Registered(view) => Some(AgentEvent::DriverRegistered { driver: view.registration }),
+        Change::Missing(view) => {
+            Some(AgentEvent::DriverMissing { driver: view.registration, last_seen: view.last_seen })
+        }
+        Change::Back { .. } => None,
     }
 }
 

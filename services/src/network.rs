@@ -24,6 +24,10 @@
 //! `create_port` answers the typed VIF with the negotiated versions (an `Answer` naming the
 //! VIF class and its port profile), and the generated `NetworkServer` writes it at them.
 //!
+//! A port created (not a repeated call answering an existing one) is also published as the
+//! event `network.port_created` through the host's publisher ([`NetworkHost::with_events`]),
+//! its VIF at each subscriber's versions.
+//!
 //! # Config
 //!
 //! ```json
@@ -50,12 +54,12 @@ use std::{
 use serde_json::Value;
 use vproto_api::{
     AnyVIFBase, AnyVIFPortProfileBase, FixedIP, FixedIPList, HostInfo, HostVIFInfo, IPAddress, IPNetwork, InstanceInfo,
-    MACAddress, Network as OsVifNetwork, NetworkNotFoundData, NetworkService, NoCompatibleVifData, PortInUseData,
-    ProtocolError, RouteList, ServiceError, Subnet, SubnetList, Uuid, VIFBridge, VIFOpenVSwitch,
+    MACAddress, Network as OsVifNetwork, NetworkEvent, NetworkNotFoundData, NetworkService, NoCompatibleVifData,
+    PortInUseData, ProtocolError, RouteList, ServiceError, Subnet, SubnetList, Uuid, VIFBridge, VIFOpenVSwitch,
     VIFPortProfileOpenVSwitch, VIFVHostUser, VIFVHostUserMode, REGISTRY,
 };
 use vproto_support::{
-    rpc::Answer,
+    rpc::{events::Publisher, Answer},
     wire::{Version, WireError, WirePath},
 };
 
@@ -329,22 +333,29 @@ pub fn negotiate(host_info: &HostInfo, classes: &[&'static str]) -> Option<Choic
 pub struct NetworkHost {
     config: NetworkHostConfig,
     ports: Mutex<HashMap<String, Port>>,
+    events: Publisher<NetworkEvent>,
 }
 
 impl NetworkHost {
-    /// A host serving the configured networks, with no port yet.
+    /// A host serving the configured networks, with no port yet, publishing nowhere.
     pub fn new(config: NetworkHostConfig) -> Self {
-        NetworkHost { config, ports: Mutex::new(HashMap::new()) }
+        NetworkHost { config, ports: Mutex::new(HashMap::new()), events: Publisher::disconnected() }
+    }
+
+    /// The host, publishing `network.port_created` through `events`.
+    pub fn with_events(mut self, events: Publisher<NetworkEvent>) -> Self {
+        self.events = events;
+        self
     }
 
     /// The port `port_id` for `instance` on `network`: the existing one, PortInUse, or a new
-    /// one with addresses allocated.
-    fn port(&self, network: &NetworkConfig, instance: &Uuid, port_id: &Uuid) -> Result<Port, ServiceError> {
+    /// one with addresses allocated; and whether it is new.
+    fn port(&self, network: &NetworkConfig, instance: &Uuid, port_id: &Uuid) -> Result<(Port, bool), ServiceError> {
         let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
         let key = port_id.as_str().to_ascii_lowercase();
         if let Some(existing) = ports.get(&key) {
             if same_uuid(&existing.instance, instance) && same_uuid(&existing.network, &network.id) {
-                return Ok(existing.clone());
+                return Ok((existing.clone(), false));
             }
             return Err(ProtocolError::PortInUse(PortInUseData {
                 port_id: port_id.clone(),
@@ -368,7 +379,7 @@ impl NetworkHost {
             .map_err(|e| ServiceError::Internal(format!("MAC address: {e}")))?;
         let port = Port { instance: instance.clone(), network: network.id.clone(), mac, ips };
         ports.insert(key, port.clone());
-        Ok(port)
+        Ok((port, true))
     }
 
     fn build(
@@ -481,12 +492,20 @@ impl NetworkService for NetworkHost {
             })
             .into());
         };
-        let port = self.port(network, &instance.uuid, &port_id)?;
+        let (port, created) = self.port(network, &instance.uuid, &port_id)?;
         tracing::info!(
             port = %port_id, instance = %instance.uuid, network = %network_id, class = choice.class,
-            version = %choice.version, plugin = %choice.plugin, "port created"
+            version = %choice.version, plugin = %choice.plugin, created, "port answered"
         );
         let vif = self.build(network, &port, &port_id, &choice)?;
+        if created {
+            self.events.publish(NetworkEvent::PortCreated {
+                instance,
+                network_id: network.id.clone(),
+                port_id: port_id.clone(),
+                vif: vif.clone(),
+            });
+        }
         let answer = Answer::current(vif).at_version(choice.class, choice.version);
         Ok(match (profile_of(choice.class), choice.profile) {
             (Some(profile), Some(version)) => answer.at_version(profile, version),

@@ -5,6 +5,12 @@
 //! listed, not alive, and the roster logs a warning once when it notices (the seed's "if one
 //! has reported in previously and then goes away we can have an alarm for that"), and an
 //! info line when it comes back.
+//!
+//! Each of those moments is also a [`Change`] handed to the roster's listener
+//! ([`Roster::with_listener`]), which the services turn into their events: a member's first
+//! hello is [`Change::Registered`]; noticing that it went missing (by a sweep, or by a hello
+//! that arrives after the window before any sweep noticed) is [`Change::Missing`], once per
+//! absence; its next hello is [`Change::Back`]. A hello within the window is no change.
 
 use std::{
     collections::BTreeMap,
@@ -27,6 +33,17 @@ struct Member<R> {
     missing: bool,
 }
 
+impl<R: Clone> Member<R> {
+    fn view(&self, endpoint: &Endpoint, alive: bool) -> MemberView<R> {
+        MemberView {
+            endpoint: endpoint.clone(),
+            registration: self.registration.clone(),
+            last_seen: rfc3339(self.last_seen_wall),
+            alive,
+        }
+    }
+}
+
 /// One member as of a [`Roster::sweep`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberView<R> {
@@ -40,17 +57,46 @@ pub struct MemberView<R> {
     pub alive: bool,
 }
 
+/// A moment in a member's life the roster reports to its listener.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<R> {
+    /// Its first hello: the member as registered now (alive).
+    Registered(MemberView<R>),
+    /// It went missing: the member as listed now (not alive, `last_seen` its last hello).
+    /// Reported once per absence.
+    Missing(MemberView<R>),
+    /// A hello from a member that had gone missing: the member as listed now (alive again).
+    Back {
+        /// The member, `last_seen` the hello that brought it back.
+        member: MemberView<R>,
+        /// Its last hello before it went missing (RFC 3339, UTC).
+        missing_since: String,
+    },
+}
+
+/// What a roster hands its changes to (see [`Roster::with_listener`]).
+pub type Listener<R> = Box<dyn Fn(Change<R>) + Send + Sync>;
+
 /// The registered members of one kind (`driver`, `agent`), by endpoint.
 pub struct Roster<R> {
     what: &'static str,
     interval: Duration,
     members: Mutex<BTreeMap<Endpoint, Member<R>>>,
+    listener: Option<Listener<R>>,
 }
 
 impl<R: Clone> Roster<R> {
     /// An empty roster of `what`s that must say hello every `interval`.
     pub fn new(what: &'static str, interval: Duration) -> Self {
-        Roster { what, interval, members: Mutex::new(BTreeMap::new()) }
+        Roster { what, interval, members: Mutex::new(BTreeMap::new()), listener: None }
+    }
+
+    /// The roster, handing every [`Change`] to `listener` as it happens, in the order they
+    /// happen (it is called with the roster locked, so it must not block or call the roster:
+    /// publishing an event is what it is for).
+    pub fn with_listener(mut self, listener: impl Fn(Change<R>) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Box::new(listener));
+        self
     }
 
     /// The heartbeat interval members are given.
@@ -63,26 +109,56 @@ impl<R: Clone> Roster<R> {
         self.interval * MISSED_HEARTBEATS
     }
 
+    fn tell(&self, change: impl FnOnce() -> Change<R>) {
+        if let Some(listener) = &self.listener {
+            listener(change());
+        }
+    }
+
+    /// Marks `member` missing, logging and reporting it; `alive` false.
+    fn went_missing(&self, endpoint: &Endpoint, member: &mut Member<R>) {
+        member.missing = true;
+        let last_seen = rfc3339(member.last_seen_wall);
+        tracing::warn!(
+            %endpoint,
+            %last_seen,
+            "{} is missing: no hello for {} heartbeat intervals ({:?})",
+            self.what,
+            MISSED_HEARTBEATS,
+            self.window()
+        );
+        self.tell(|| Change::Missing(member.view(endpoint, false)));
+    }
+
     /// Records a hello from `endpoint`.
     pub fn hello(&self, endpoint: Endpoint, registration: R) {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         let (now, wall) = (Instant::now(), SystemTime::now());
         match members.get_mut(&endpoint) {
             Some(member) => {
-                if member.missing || now.duration_since(member.last_seen) > self.window() {
-                    tracing::info!(%endpoint, "{} is back", self.what);
+                // Gone for longer than the window, though no sweep noticed yet: it went
+                // missing all the same, and is noticed now.
+                if !member.missing && now.duration_since(member.last_seen) > self.window() {
+                    self.went_missing(&endpoint, member);
                 }
+                let back = member.missing.then(|| rfc3339(member.last_seen_wall));
                 *member = Member { registration, last_seen: now, last_seen_wall: wall, missing: false };
+                if let Some(missing_since) = back {
+                    tracing::info!(%endpoint, %missing_since, "{} is back", self.what);
+                    self.tell(|| Change::Back { member: member.view(&endpoint, true), missing_since });
+                }
             }
             None => {
                 tracing::info!(%endpoint, "{} registered", self.what);
-                members.insert(endpoint, Member { registration, last_seen: now, last_seen_wall: wall, missing: false });
+                let member = Member { registration, last_seen: now, last_seen_wall: wall, missing: false };
+                self.tell(|| Change::Registered(member.view(&endpoint, true)));
+                members.insert(endpoint, member);
             }
         }
     }
 
-    /// Every member with its liveness now, in endpoint order; logs a warning for each member
-    /// found missing since the last sweep.
+    /// Every member with its liveness now, in endpoint order; logs a warning (and reports
+    /// [`Change::Missing`]) for each member found missing since the last sweep.
     pub fn sweep(&self) -> Vec<MemberView<R>> {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -91,26 +167,18 @@ impl<R: Clone> Roster<R> {
             .iter_mut()
             .map(|(endpoint, member)| {
                 let alive = now.duration_since(member.last_seen) <= window;
-                let last_seen = rfc3339(member.last_seen_wall);
                 if !alive && !member.missing {
-                    member.missing = true;
-                    tracing::warn!(
-                        %endpoint,
-                        %last_seen,
-                        "{} is missing: no hello for {} heartbeat intervals ({window:?})",
-                        self.what,
-                        MISSED_HEARTBEATS
-                    );
+                    self.went_missing(endpoint, member);
                 }
-                MemberView { endpoint: endpoint.clone(), registration: member.registration.clone(), last_seen, alive }
+                member.view(endpoint, alive)
             })
             .collect()
     }
 }
 
 impl<R: Clone + Send + 'static> Roster<R> {
-    /// Sweeps every half interval, so a member that goes missing is logged even when nobody
-    /// asks. Runs until the task is aborted.
+    /// Sweeps every half interval, so a member that goes missing is noticed (logged and
+    /// reported) even when nobody asks. Runs until the task is aborted or the roster dropped.
     pub fn spawn_watchdog(self: &Arc<Self>) -> JoinHandle<()> {
         let roster = Arc::downgrade(self);
         let period = self.interval / 2;
@@ -154,5 +222,70 @@ mod tests {
         let views: Vec<(String, i32)> =
             roster.sweep().into_iter().map(|v| (v.endpoint.to_string(), v.registration)).collect();
         assert_eq!(views, vec![("a:1".to_string(), 2), ("b:2".to_string(), 3)]);
+    }
+
+    type Changes = Arc<Mutex<Vec<Change<&'static str>>>>;
+
+    /// A roster whose changes land in the returned list.
+    fn recorded(interval: Duration) -> (Roster<&'static str>, Changes) {
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let sink = changes.clone();
+        let roster = Roster::new("agent", interval).with_listener(move |change| sink.lock().unwrap().push(change));
+        (roster, changes)
+    }
+
+    /// The changes reported since the last call, as `kind endpoint alive`; a Back's
+    /// `missing_since` must be the `last_seen` of the Missing before it.
+    fn taken(changes: &Mutex<Vec<Change<&'static str>>>) -> Vec<String> {
+        let taken = std::mem::take(&mut *changes.lock().unwrap());
+        taken
+            .into_iter()
+            .map(|change| match change {
+                Change::Registered(view) => format!("registered {} {}", view.endpoint, view.alive),
+                Change::Missing(view) => format!("missing {} {} {}", view.endpoint, view.alive, view.last_seen),
+                Change::Back { member, missing_since } => {
+                    format!("back {} {} {missing_since}", member.endpoint, member.alive)
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_are_reported_once_per_transition() {
+        let (roster, changes) = recorded(Duration::from_secs(1));
+        let endpoint = Endpoint::new("compute-1:1337").unwrap();
+        roster.hello(endpoint.clone(), "READY");
+        assert_eq!(taken(&changes), ["registered compute-1:1337 true"]);
+        roster.hello(endpoint.clone(), "READY");
+        let seen = roster.sweep().remove(0).last_seen;
+        assert!(taken(&changes).is_empty(), "a heartbeat within the window is no change");
+
+        tokio::time::advance(Duration::from_millis(3_001)).await;
+        roster.sweep();
+        roster.sweep();
+        assert_eq!(taken(&changes), [format!("missing compute-1:1337 false {seen}")], "reported once");
+        roster.hello(endpoint.clone(), "READY");
+        roster.hello(endpoint.clone(), "READY");
+        assert_eq!(taken(&changes), [format!("back compute-1:1337 true {seen}")], "back once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hello_after_an_unnoticed_absence_reports_missing_then_back() {
+        let (roster, changes) = recorded(Duration::from_secs(1));
+        let endpoint = Endpoint::new("compute-1:1337").unwrap();
+        roster.hello(endpoint.clone(), "READY");
+        let seen = roster.sweep().remove(0).last_seen;
+        tokio::time::advance(Duration::from_secs(4)).await;
+        roster.hello(endpoint.clone(), "READY");
+        assert_eq!(
+            taken(&changes),
+            [
+                "registered compute-1:1337 true".to_string(),
+                format!("missing compute-1:1337 false {seen}"),
+                format!("back compute-1:1337 true {seen}")
+            ]
+        );
+        roster.sweep();
+        assert!(taken(&changes).is_empty());
     }
 }
