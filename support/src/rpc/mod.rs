@@ -293,7 +293,8 @@ impl Discover {
     }
 
     /// Serves one document describing several hosted services: the first document's `info`,
-    /// every document's methods in order, and the union of their `components.schemas` (the
+    /// every document's methods and events (`x-events`) in order, and the union of their
+    /// `components.schemas` (the
     /// generated per-service documents of one protocol agree on every schema they share).
     pub fn merged<'t>(texts: impl IntoIterator<Item = &'t str>) -> Result<Self, serde_json::Error> {
         let mut merged: Option<Value> = None;
@@ -304,10 +305,16 @@ impl Discover {
                 continue;
             };
             let Value::Object(mut document) = document else { continue };
-            if let (Some(Value::Array(methods)), Some(Value::Array(more))) =
-                (into.get_mut("methods"), document.remove("methods"))
-            {
-                methods.extend(more);
+            for list in ["methods", "x-events"] {
+                let Some(Value::Array(more)) = document.remove(list) else { continue };
+                match into.get_mut(list) {
+                    Some(Value::Array(items)) => items.extend(more),
+                    _ => {
+                        if let Some(into) = into.as_object_mut() {
+                            into.insert(list.to_string(), Value::Array(more));
+                        }
+                    }
+                }
             }
             let schemas = document.get_mut("components").and_then(|c| c.get_mut("schemas")).map(Value::take);
             if let (Some(Value::Object(into)), Some(Value::Object(more))) =
@@ -369,5 +376,35 @@ pub trait ClientTransport: Send + Sync {
     ) -> BoxFuture<'_, Result<Box<dyn events::RawEvents>, CallError>> {
         let _ = subscription;
         Box::pin(async { Err(CallError::Transport("this transport carries no events".to_string())) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn merged_documents_keep_every_services_methods_and_events() {
+        let first = json!({"openrpc": "1.3.2", "info": {"title": "a"}, "methods": [{"name": "a.m"}],
+            "x-events": [{"name": "a.e"}], "components": {"schemas": {"A": {}}}});
+        let second = json!({"openrpc": "1.3.2", "info": {"title": "b"}, "methods": [{"name": "b.m"}],
+            "x-events": [{"name": "b.e"}], "components": {"schemas": {"B": {}}}});
+        let third = json!({"openrpc": "1.3.2", "methods": [{"name": "c.m"}]});
+        let texts = [first.to_string(), second.to_string(), third.to_string()];
+        let merged = Discover::merged(texts.iter().map(String::as_str)).unwrap();
+        let names = |merged: &Discover, list: &str| -> Vec<String> {
+            merged.document[list].as_array().unwrap().iter().map(|item| item["name"].as_str().unwrap().into()).collect()
+        };
+        assert_eq!(names(&merged, "methods"), ["a.m", "b.m", "c.m"]);
+        assert_eq!(names(&merged, "x-events"), ["a.e", "b.e"]);
+        assert_eq!(merged.document["info"]["title"], "a");
+        assert!(merged.document["components"]["schemas"].get("B").is_some());
+
+        // Events of a later document survive a first one without any.
+        let texts = [third.to_string(), second.to_string()];
+        let merged = Discover::merged(texts.iter().map(String::as_str)).unwrap();
+        assert_eq!(names(&merged, "x-events"), ["b.e"]);
     }
 }
