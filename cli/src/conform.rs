@@ -10,7 +10,10 @@ use std::{
 };
 
 use serde_json::json;
-use vproto_api::{service_openrpc, AgentServer, ConductorServer, DriverServer, Endpoint, GuestServer, NetworkServer};
+use vproto_api::{
+    service_openrpc, AgentEvent, AgentServer, ConductorEvent, ConductorServer, DriverServer, Endpoint, GuestServer,
+    NetworkEvent, NetworkServer,
+};
 use vproto_conformance::{
     coverage::MethodCoverage,
     mock::{serve_mock, MockOptions},
@@ -18,7 +21,7 @@ use vproto_conformance::{
     run::{apply_known_failures, load_known_failures, run_suite, Patterns, Selection, SuiteRun, Target},
     Description, Fixtures,
 };
-use vproto_jsonrpc::{load_token, Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
+use vproto_jsonrpc::{load_token, Client, ClientOptions, ConnectAddr, EventHub, ListenAddr, RunningServer, Server};
 use vproto_services::{
     agent::{Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
@@ -28,7 +31,7 @@ use vproto_services::{
 };
 use vproto_support::rpc::{ClientTransport, Discover, Router};
 
-use crate::{duration::parse_duration, CliError};
+use crate::{duration::parse_duration, serve::event_hub, CliError};
 
 /// Arguments of `vproto conform`.
 #[derive(clap::Args)]
@@ -258,10 +261,15 @@ fn reference_network_config() -> serde_json::Value {
     }]})
 }
 
-async fn bind(router: Router, addr: &ListenAddr) -> Result<RunningServer, CliError> {
+/// Serves `router` (and the events of `events`, when its service has any) on `addr`.
+async fn bind(router: Router, events: Option<EventHub>, addr: &ListenAddr) -> Result<RunningServer, CliError> {
     let discover = Discover::hosting(&router, service_openrpc)
         .map_err(|e| CliError::Usage(format!("the OpenRPC document: {e}")))?;
-    Server::new(router.with(discover)).bind(addr).await.map_err(|e| CliError::Usage(format!("reference services: {e}")))
+    let mut server = Server::new(router.with(discover));
+    if let Some(hub) = events {
+        server = server.with_events(hub);
+    }
+    server.bind(addr).await.map_err(|e| CliError::Usage(format!("reference services: {e}")))
 }
 
 /// Says hello once, in-process, as a registering component would.
@@ -277,7 +285,8 @@ async fn hello(at: &ListenAddr, method: &str, params: &serde_json::Value) -> Res
 }
 
 /// Starts the reference services on temporary Unix sockets (the driver and the agent also on
-/// loopback TCP, where the agent and the conductor reach them), registers the driver with the
+/// loopback TCP, where the agent and the conductor reach them), each with its events as
+/// `vproto serve` serves them, registers the driver with the
 /// agent and the agent with the conductor, and runs the suite against each service. The guest
 /// channel answers from this machine's own NICs, followed from netlink as `vproto serve guest`
 /// does.
@@ -299,29 +308,36 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         DriverConfig::from_json(&reference_driver_config()).map_err(|e| CliError::Usage(e.to_string()))?;
     let driver = Arc::new(Driver::new(driver_config));
     let driver_router = Router::new().with(DriverServer(driver.clone()));
-    let agent = Arc::new(Agent::new(AgentOptions { call_timeout: agent_timeout, ..AgentOptions::default() }));
+    let (agent_hub, events) = event_hub::<AgentEvent>();
+    let agent = Arc::new(Agent::new(AgentOptions { call_timeout: agent_timeout, events, ..AgentOptions::default() }));
     let agent_router = Router::new().with(AgentServer(agent));
-    let conductor =
-        Arc::new(Conductor::new(ConductorOptions { call_timeout: conductor_timeout, ..ConductorOptions::default() }));
+    let (conductor_hub, events) = event_hub::<ConductorEvent>();
+    let conductor = Arc::new(Conductor::new(ConductorOptions {
+        call_timeout: conductor_timeout,
+        events,
+        ..ConductorOptions::default()
+    }));
     let conductor_router = Router::new().with(ConductorServer(conductor));
     let network_config =
         NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| CliError::Usage(e.to_string()))?;
-    let network_router = Router::new().with(NetworkServer(Arc::new(NetworkHost::new(network_config))));
+    let (network_hub, events) = event_hub::<NetworkEvent>();
+    let network_router =
+        Router::new().with(NetworkServer(Arc::new(NetworkHost::new(network_config).with_events(events))));
     let (guest, follower) = GuestChannel::standalone();
     let guest_router = Router::new().with(GuestServer(Arc::new(guest)));
 
     let mut servers = Vec::new();
     let mut targets = Vec::new();
-    for (name, router, tcp) in [
-        ("driver", driver_router, true),
-        ("agent", agent_router, true),
-        ("conductor", conductor_router, false),
-        ("network", network_router, false),
-        ("guest", guest_router, false),
+    for (name, router, events, tcp) in [
+        ("driver", driver_router, None, true),
+        ("agent", agent_router, Some(agent_hub), true),
+        ("conductor", conductor_router, Some(conductor_hub), false),
+        ("network", network_router, Some(network_hub), false),
+        ("guest", guest_router, None, false),
     ] {
-        let on_unix = bind(router.clone(), &unix(name)).await?;
+        let on_unix = bind(router.clone(), events.clone(), &unix(name)).await?;
         let tcp_addr = if tcp {
-            let on_tcp = bind(router, &loopback).await?;
+            let on_tcp = bind(router, events, &loopback).await?;
             let addr = on_tcp.local_addr().clone();
             servers.push(on_tcp);
             Some(addr)

@@ -17,6 +17,13 @@
 //! `guest` is the guest channel a guest agent serves to dom0 (`vproto agent --vchan`), here
 //! on any transport: this machine's GuestInfo and its NICs' counters, the NICs followed from
 //! netlink as the agent follows them (no Xenstore).
+//!
+//! A service with events (agent, conductor, network) publishes them into the server's event
+//! hub, which knows exactly that service's events: clients subscribe with `rpc.subscribe`
+//! (`vproto watch`), or from `GET /events` on `http://`; a subscription naming any other event
+//! is refused. The agent and the conductor watch their rosters, so a peer that goes missing is
+//! logged and published as soon as its three heartbeat intervals are over, even when nobody
+//! calls.
 
 use std::{
     io::{IsTerminal, Write},
@@ -27,10 +34,10 @@ use std::{
 
 use tokio::task::JoinHandle;
 use vproto_api::{
-    service_openrpc, AgentRegistration, AgentServer, ComponentStatus, ConductorServer, DriverRegistration,
-    DriverServer, Endpoint, GuestServer, NetworkServer, HTTP_BINDINGS,
+    service_openrpc, AgentEvent, AgentRegistration, AgentServer, ComponentStatus, ConductorEvent, ConductorServer,
+    DriverRegistration, DriverServer, Endpoint, GuestServer, NetworkEvent, NetworkServer, HTTP_BINDINGS,
 };
-use vproto_jsonrpc::{load_token, ClientOptions, ConnectAddr, ListenAddr, RestRoute, Server, Token};
+use vproto_jsonrpc::{load_token, ClientOptions, ConnectAddr, EventHub, ListenAddr, RestRoute, Server, Token};
 use vproto_listen::TerminationSignals;
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
@@ -41,7 +48,10 @@ use vproto_services::{
     peer::{endpoint_of, HelloLoop},
     PeerScheme,
 };
-use vproto_support::rpc::{Discover, Router};
+use vproto_support::rpc::{
+    events::{Event, EventSet, Publisher},
+    Discover, Router,
+};
 
 use crate::{duration::parse_duration, CliError};
 
@@ -169,9 +179,18 @@ struct Built {
     router: Router,
     /// The driver, to set its endpoint once the listen address is known.
     driver: Option<Arc<Driver>>,
-    conductor: Option<Arc<Conductor>>,
-    /// The guest channel's NIC follower, to stop with the server.
-    follower: Option<JoinHandle<()>>,
+    /// The hub the service publishes its events into, when it has events.
+    events: Option<EventHub>,
+    /// Its background tasks (the guest channel's NIC follower, a roster's watchdog), to stop
+    /// with the server.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A hub serving the events of `E` (one service's), and a publisher into it.
+pub(crate) fn event_hub<E: Event + EventSet>() -> (EventHub, Publisher<E>) {
+    let hub = EventHub::new(E::NAMES.iter().copied());
+    let publisher = Publisher::new(hub.sink());
+    (hub, publisher)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -222,6 +241,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let discover = Discover::hosting(&built.router, service_openrpc)
         .map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
     let mut server = Server::new(built.router.with(discover));
+    if let Some(hub) = built.events {
+        server = server.with_events(hub);
+    }
     if let Some(token) = &token {
         server = server.with_token(token.clone());
     }
@@ -240,7 +262,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let (Some(driver), Some(Ok(endpoint))) = (&built.driver, &endpoint) {
         driver.set_endpoint(endpoint.clone());
     }
-    let mut background: Vec<JoinHandle<()>> = built.follower.into_iter().collect();
+    let mut background = built.tasks;
     if let Some(target) = register_with {
         let endpoint = match endpoint {
             Some(Ok(endpoint)) => endpoint,
@@ -279,10 +301,6 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             }
         }
     }
-    if let Some(conductor) = &built.conductor {
-        background.push(conductor.spawn_watchdog());
-    }
-
     // Ready: tell whoever started us where we listen, once a signal they send would be heard.
     let mut signals = TerminationSignals::watch();
     if local != ListenAddr::Stdio {
@@ -318,7 +336,7 @@ fn build(
             .as_ref()
             .ok_or_else(|| CliError::usage(format!("`serve {}` needs --config FILE", args.service.name())))
     };
-    let mut built = Built { router: Router::new(), driver: None, conductor: None, follower: None };
+    let mut built = Built { router: Router::new(), driver: None, events: None, tasks: Vec::new() };
     match args.service {
         Service::Driver => {
             let config = DriverConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
@@ -328,30 +346,39 @@ fn build(
             built.driver = Some(driver);
         }
         Service::Agent => {
-            let mut options = AgentOptions { heartbeat_interval, peer_scheme, token, ..AgentOptions::default() };
+            let (hub, events) = event_hub::<AgentEvent>();
+            let mut options =
+                AgentOptions { heartbeat_interval, peer_scheme, token, events, ..AgentOptions::default() };
             if let Some(timeout) = peer_timeout {
                 options.call_timeout = timeout;
             }
-            built.router = built.router.with(AgentServer(Arc::new(Agent::new(options))));
+            let agent = Arc::new(Agent::new(options));
+            built.tasks.push(agent.spawn_watchdog());
+            built.router = built.router.with(AgentServer(agent));
+            built.events = Some(hub);
         }
         Service::Conductor => {
+            let (hub, events) = event_hub::<ConductorEvent>();
             let mut options =
-                ConductorOptions { heartbeat_interval, peer_scheme, token, ..ConductorOptions::default() };
+                ConductorOptions { heartbeat_interval, peer_scheme, token, events, ..ConductorOptions::default() };
             if let Some(timeout) = peer_timeout {
                 options.call_timeout = timeout;
             }
             let conductor = Arc::new(Conductor::new(options));
-            built.router = built.router.with(ConductorServer(conductor.clone()));
-            built.conductor = Some(conductor);
+            built.tasks.push(conductor.spawn_watchdog());
+            built.router = built.router.with(ConductorServer(conductor));
+            built.events = Some(hub);
         }
         Service::Network => {
             let config = NetworkHostConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
             tracing::info!(networks = config.networks.len(), "network host configured");
-            built.router = built.router.with(NetworkServer(Arc::new(NetworkHost::new(config))));
+            let (hub, events) = event_hub::<NetworkEvent>();
+            built.router = built.router.with(NetworkServer(Arc::new(NetworkHost::new(config).with_events(events))));
+            built.events = Some(hub);
         }
         Service::Guest => {
             let (guest, follower) = GuestChannel::standalone();
-            built.follower = Some(follower);
+            built.tasks.push(follower);
             built.router = built.router.with(GuestServer(Arc::new(guest)));
         }
     }

@@ -87,8 +87,8 @@ impl Agent {
         &self.drivers
     }
 
-    /// Checks liveness every half heartbeat interval, logging (and publishing
-    /// `agent.driver_missing` for) drivers that go missing even when nobody calls. Stops when
+    /// Checks liveness as soon as a driver can go missing ([`Roster::spawn_watchdog`]), logging
+    /// (and publishing `agent.driver_missing` for) drivers that go missing even when nobody calls. Stops when
     /// the task is aborted or the agent dropped.
     pub fn spawn_watchdog(&self) -> JoinHandle<()> {
         self.drivers.spawn_watchdog()

@@ -109,8 +109,9 @@ impl Conductor {
         &self.agents
     }
 
-    /// Checks liveness every half heartbeat interval, logging agents that go missing even
-    /// when nobody calls. Stops when the task is aborted or the conductor dropped.
+    /// Checks liveness as soon as an agent can go missing ([`Roster::spawn_watchdog`]), logging
+    /// (and publishing `conductor.agent_missing` for) agents that go missing even when nobody
+    /// calls. Stops when the task is aborted or the conductor dropped.
     pub fn spawn_watchdog(&self) -> JoinHandle<()> {
         self.agents.spawn_watchdog()
     }

@@ -177,20 +177,36 @@ impl<R: Clone> Roster<R> {
 }
 
 impl<R: Clone + Send + 'static> Roster<R> {
-    /// Sweeps every half interval, so a member that goes missing is noticed (logged and
-    /// reported) even when nobody asks. Runs until the task is aborted or the roster dropped.
+    /// Sweeps when a member can first be found missing (just past the window after its last
+    /// hello), and at least every half interval, so a member that goes missing is noticed
+    /// (logged and reported) at once even when nobody asks. Runs until the task is aborted or
+    /// the roster dropped.
     pub fn spawn_watchdog(self: &Arc<Self>) -> JoinHandle<()> {
         let roster = Arc::downgrade(self);
         let period = self.interval / 2;
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                let wake = {
+                    let Some(roster) = roster.upgrade() else { return };
+                    let latest = Instant::now() + period;
+                    roster.next_deadline().map_or(latest, |deadline| deadline.min(latest))
+                };
+                tokio::time::sleep_until(wake).await;
                 let Some(roster) = roster.upgrade() else { return };
                 roster.sweep();
             }
         })
+    }
+}
+
+impl<R> Roster<R> {
+    /// The first moment a member not yet missing will be found missing if it stays silent: a
+    /// millisecond past the window after its last hello (a member is alive for the whole
+    /// window). Hellos only move it later.
+    fn next_deadline(&self) -> Option<Instant> {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let window = self.interval * MISSED_HEARTBEATS + Duration::from_millis(1);
+        members.values().filter(|member| !member.missing).map(|member| member.last_seen + window).min()
     }
 }
 

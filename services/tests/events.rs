@@ -129,8 +129,10 @@ async fn the_conductor_watchdog_notices_a_missing_agent_without_a_call() {
     conductor.hello(agent_registration(&endpoint("compute-1:1337"))).await.unwrap();
     conductor.hello(agent_registration(&endpoint("compute-2:1337"))).await.unwrap();
     assert_eq!(sink.take::<ConductorEvent>().len(), 2);
-    // The watchdog sweeps every half interval: within 3.5 intervals of the last hello.
-    tokio::time::sleep(Duration::from_millis(3_750)).await;
+    // The watchdog wakes when the window is over: missing just past three intervals.
+    tokio::time::sleep(Duration::from_millis(2_990)).await;
+    assert!(sink.take::<ConductorEvent>().is_empty(), "alive for three whole intervals");
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let events = sink.take::<ConductorEvent>();
     let missing: Vec<&str> = events
         .iter()
