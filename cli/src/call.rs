@@ -8,7 +8,7 @@
 
 use std::{
     io::{Read, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -49,9 +49,9 @@ fn schema_methods() -> Vec<String> {
     methods
 }
 
-/// The known methods close to `method`: a small edit away, or with the same method name in
-/// another service, or the methods of the service named.
-fn close_names<'a>(method: &str, known: &'a [String]) -> Vec<&'a str> {
+/// The known methods (or events: any `service.name`) close to `method`: a small edit away, or
+/// with the same name in another service, or those of the service named.
+pub(crate) fn close_names<'a>(method: &str, known: &'a [String]) -> Vec<&'a str> {
     let (service, name) = method.split_once('.').unwrap_or(("", method));
     let mut close: Vec<&str> = known
         .iter()
@@ -133,7 +133,7 @@ fn error_name(error: &RpcError) -> Option<&'static str> {
 }
 
 /// A server's error answer, readably: code, name, message, then the data.
-fn describe(method: &str, error: &RpcError) -> String {
+pub(crate) fn describe(method: &str, error: &RpcError) -> String {
     let name = error_name(error).map(|name| format!(" {name}")).unwrap_or_default();
     let mut text = format!("{method} failed: error {}{name}: {}", error.code, error.message);
     if error.code == codes::INVALID_PARAMS {
@@ -143,6 +143,32 @@ fn describe(method: &str, error: &RpcError) -> String {
         text.push_str(&format!("\n  data: {}", pretty.replace('\n', "\n  ")));
     }
     text
+}
+
+/// A client command's `--connect`, `--token-file` and `--timeout` (`default` when not given):
+/// the address, and options with the token, the timeout for answers and at most 10 s of it for
+/// connecting. Every problem is a usage error naming its option.
+pub(crate) fn client_args(
+    connect: &str,
+    token_file: Option<&Path>,
+    timeout: Option<&str>,
+    default: Duration,
+) -> Result<(ConnectAddr, ClientOptions), CliError> {
+    let addr: ConnectAddr = connect.parse().map_err(|e| CliError::usage(format!("--connect: {e}")))?;
+    let token = token_file
+        .map(|path| load_token(path).map_err(|e| CliError::usage(format!("--token-file: {e}"))))
+        .transpose()?;
+    let request_timeout = match timeout {
+        Some(text) => parse_duration(text).map_err(|e| CliError::usage(format!("--timeout: {e}")))?,
+        None => default,
+    };
+    let options = ClientOptions {
+        token,
+        request_timeout,
+        connect_timeout: request_timeout.min(Duration::from_secs(10)),
+        ..ClientOptions::default()
+    };
+    Ok((addr, options))
 }
 
 /// Runs `vproto call`.
@@ -163,22 +189,8 @@ pub async fn run(args: CallArgs) -> Result<(), CliError> {
     } else {
         return Err(unknown_method(method, &known));
     };
-    let addr: ConnectAddr = args.connect.parse().map_err(|e| CliError::usage(format!("--connect: {e}")))?;
-    let token = args
-        .token_file
-        .as_ref()
-        .map(|path| load_token(path).map_err(|e| CliError::usage(format!("--token-file: {e}"))))
-        .transpose()?;
-    let request_timeout = match args.timeout.as_deref() {
-        Some(text) => parse_duration(text).map_err(|e| CliError::usage(format!("--timeout: {e}")))?,
-        None => Duration::from_secs(60),
-    };
-    let options = ClientOptions {
-        token,
-        request_timeout,
-        connect_timeout: request_timeout.min(Duration::from_secs(10)),
-        ..ClientOptions::default()
-    };
+    let (addr, options) =
+        client_args(&args.connect, args.token_file.as_deref(), args.timeout.as_deref(), Duration::from_secs(60))?;
     let answer = async {
         let client = Client::connect(&addr, options).await?;
         client.request(method, Value::Object(params)).await

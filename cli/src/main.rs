@@ -9,6 +9,7 @@ mod error;
 mod guest_info;
 mod serve;
 mod vchan;
+mod watch;
 mod xenstored;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Call a method of a running service, checking the params against the schema first.
     Call(call::CallArgs),
+    /// Print a running service's events as NDJSON lines until SIGINT/SIGTERM.
+    Watch(watch::WatchArgs),
     /// Run the conformance suite against a server (--target, --reference) or a client (--serve).
     Conform(conform::ConformArgs),
     /// Read a Xen guest's data tree from Xenstore, validate it against the schema and print it as JSON.
@@ -51,6 +54,7 @@ impl Command {
             Command::Convert(_) => "convert",
             Command::Serve(_) => "serve",
             Command::Call(_) => "call",
+            Command::Watch(_) => "watch",
             Command::Conform(_) => "conform",
             Command::GuestInfo(_) => "guest-info",
             Command::Agent(_) => "agent",
@@ -65,6 +69,7 @@ impl Command {
             Command::GuestInfo(args) => block_on(guest_info::run(&args)),
             Command::Serve(args) => serve::run(args),
             Command::Call(args) => block_on(call::run(args)),
+            Command::Watch(args) => block_on(watch::run(args)),
             Command::Conform(args) => block_on(conform::run(args)),
             Command::Agent(args) => agent::run(args),
             Command::Xenstored(args) => xenstored::run(args),
