@@ -1,9 +1,11 @@
 //! The guest agent against the real kernel and real peers: `vproto xenstored` and `vproto agent`
 //! run inside a network namespace of their own with veth pairs; links, carriers, addresses and
 //! interfaces change with `ip`, and Debian's xenstore-utils (`xenstore-ls`, `xenstore-read`)
-//! check that the data tree follows. Needs root and iproute2; skips with a message otherwise.
+//! check that the data tree follows; `vproto guest-info --watch` follows it from dom0's side.
+//! Needs root and iproute2; skips with a message otherwise.
 
 mod guest_agent_support;
+mod lines_support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use guest_agent_support::{start_xenstored, Netns, Process, DEADLINE, VPROTO};
+use lines_support::Lines;
+use serde_json::Value;
 
 const MAC_A: &str = "02:00:00:00:00:a0";
 const MAC_B: &str = "02:00:00:00:00:b0";
@@ -300,4 +304,65 @@ fn legacy_layout_numbers_vifs_by_name() {
     assert!(fixture.read("data/vproto").is_none(), "the legacy layout writes no v1 tree");
     fixture.netns.ip(&["addr", "del", "203.0.113.5/24", "dev", "eth0"]);
     fixture.wait_for("legacy address removed", |f| expect(f, "attr/vif/0/ipv4/0", None));
+}
+
+/// The NIC of `tree` (a GuestInfo line of `vproto guest-info --watch`) whose MAC is `mac`.
+fn nic_of<'a>(tree: &'a Value, mac: &str) -> &'a Value {
+    let nics = tree["nics"].as_array().unwrap_or_else(|| panic!("no nics in {tree}"));
+    nics.iter().find(|nic| nic["mac"] == mac).unwrap_or_else(|| panic!("no NIC {mac} in {tree}"))
+}
+
+/// `vproto guest-info --watch` on the fixture's guest, from dom0's side of the same store.
+fn guest_info_watch(fixture: &Fixture, domain: &str) -> Lines {
+    let mut command = Command::new(VPROTO);
+    let xenstore = format!("unix:{}", fixture.socket.display());
+    command.args(["guest-info", "--watch", "--xenstore", &xenstore, "--domain", domain]);
+    Lines::spawn("vproto guest-info --watch", command)
+}
+
+#[test]
+fn guest_info_watch_prints_a_line_within_100_ms_of_a_link_going_down() {
+    skip_unless_able!();
+    let mut fixture = Fixture::start("/local/domain/4");
+    fixture.netns.ip(&["link", "set", "va0", "up"]);
+    fixture.netns.ip(&["link", "set", "vb0", "up"]);
+    fixture.start_agent("v1");
+    fixture.wait_for("both ends up with carrier", |f| {
+        expect_all(f, &[(&nic(MAC_A, "link/carrier"), Some("1")), (&nic(MAC_B, "link/carrier"), Some("1"))])
+    });
+
+    let mut watch = guest_info_watch(&fixture, "4");
+    let first = watch.json_line(DEADLINE);
+    assert_eq!(nic_of(&first, MAC_A)["link"]["admin_up"], true, "{first}");
+    assert_eq!(first["os"]["kernel_version"].as_str(), Some(kernel_release().as_str()), "{first}");
+
+    // The agent publishes the change in one transaction; the watch reads it after 20 ms of
+    // quiet. Lines for other changes (the kernel's link-local addresses) may come first.
+    let started = Instant::now();
+    fixture.netns.ip(&["link", "set", "va0", "down"]);
+    let down = loop {
+        let line = watch.json_line(DEADLINE);
+        if nic_of(&line, MAC_A)["link"]["admin_up"] == false {
+            break line;
+        }
+    };
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(100), "the line came {elapsed:?} after `ip link set va0 down`");
+    assert_eq!(nic_of(&down, MAC_A)["link"]["carrier"], false, "{down}");
+    assert_eq!(nic_of(&down, MAC_B)["link"]["carrier"], false, "the peer loses carrier too: {down}");
+
+    // A signal ends a watch with success.
+    let mut other = guest_info_watch(&fixture, "4");
+    other.json_line(DEADLINE);
+    other.signal("INT");
+    let (code, stderr) = other.exit();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A tree that becomes invalid ends it, naming the path and why.
+    let version = fixture.full("data/vproto/protocol/layout_version");
+    let written = fixture.xenstore("xenstore-write").args([&version, "9.0.0"]).status().unwrap();
+    assert!(written.success());
+    let (code, stderr) = watch.exit();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&version) && stderr.contains("9.0.0"), "{stderr}");
 }

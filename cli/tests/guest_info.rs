@@ -1,6 +1,8 @@
 //! `vproto guest-info` against real peers: `vproto xenstored`, with the guest's
 //! tree written by Debian's `xenstore-write` over the guest's own socket (so
-//! relative paths land under /local/domain/5, as in a real guest).
+//! relative paths land under /local/domain/5, as in a real guest). `--watch` follows it.
+
+mod lines_support;
 
 use std::{
     collections::BTreeMap,
@@ -9,6 +11,7 @@ use std::{
     process::{Child, Command, Output, Stdio},
 };
 
+use lines_support::{Lines, DEADLINE};
 use serde_json::{json, Value};
 use vproto_api::{GuestAddress, GuestInfo, GuestNic, GuestProtocol, IPAddress, LinkState, MACAddress, OsInfo};
 use vproto_services::guest_tree::GuestLayout;
@@ -65,6 +68,15 @@ impl Xenstored {
     /// Writes absolute `pairs` as dom0 (the toolstack) would.
     fn dom0_write(&self, pairs: &BTreeMap<String, String>) {
         self.xenstore_write(&self.dom0, pairs);
+    }
+
+    /// The toolstack's VIF 0 of the guest (fa:16:3e:11:22:33), in Xenbus `state` (4:
+    /// connected, 6: closed).
+    fn toolstack_vif(&self, state: &str) {
+        let mut toolstack = BTreeMap::new();
+        toolstack.insert(format!("/local/domain/{DOMID}/device/vif/0/mac"), "fa:16:3e:11:22:33".to_string());
+        toolstack.insert(format!("/local/domain/{DOMID}/device/vif/0/state"), state.to_string());
+        self.dom0_write(&toolstack);
     }
 
     fn xenstore_write(&self, socket: &Path, pairs: &BTreeMap<String, String>) {
@@ -194,10 +206,7 @@ fn reads_the_legacy_tree_with_the_toolstack_nodes() {
     let xenstored = Xenstored::start();
     xenstored.guest_write(&GuestLayout::Legacy.encode(&info()));
     refused(&xenstored.guest_info("legacy"), "/local/domain/5/device/vif/0/mac: missing");
-    let mut toolstack = BTreeMap::new();
-    toolstack.insert(format!("/local/domain/{DOMID}/device/vif/0/mac"), "fa:16:3e:11:22:33".to_string());
-    toolstack.insert(format!("/local/domain/{DOMID}/device/vif/0/state"), "4".to_string());
-    xenstored.dom0_write(&toolstack);
+    xenstored.toolstack_vif("4");
     let printed = json_out(&xenstored.guest_info("legacy"));
     assert_eq!(printed["protocol"]["layout_version"], "0.0.0");
     assert_eq!(printed["os"]["version"], "12");
@@ -208,6 +217,45 @@ fn reads_the_legacy_tree_with_the_toolstack_nodes() {
     );
     // The v1 reader finds no v1 tree here and says where to look.
     refused(&xenstored.guest_info("v1"), "try --layout legacy");
+}
+
+#[test]
+fn watch_prints_the_tree_then_each_change_once_until_it_becomes_invalid() {
+    if let Some(reason) = skip_reason() {
+        return vproto_test_support::missing_peer(&reason);
+    }
+    let xenstored = Xenstored::start();
+    xenstored.guest_write(&GuestLayout::Legacy.encode(&info()));
+    xenstored.toolstack_vif("4");
+    let mut command = vproto();
+    command.args(["guest-info", "--watch", "--xenstore", &format!("unix:{}", xenstored.dom0.display())]);
+    command.args(["--domain", &DOMID.to_string(), "--layout", "legacy"]);
+    let mut watch = Lines::spawn("vproto guest-info --watch", command);
+    let first = watch.json_line(DEADLINE);
+    assert_eq!(first["nics"][0]["link"], json!({"admin_up": true, "carrier": true}));
+
+    // The legacy layout reads the toolstack's nodes too: they are watched as well.
+    xenstored.toolstack_vif("6");
+    let closed = watch.json_line(DEADLINE);
+    assert_eq!(closed["nics"][0]["link"], json!({"admin_up": false, "carrier": false}), "{closed}");
+
+    // Nodes written one by one (xenstore-write sends one request each) make one line, and a
+    // write that changes nothing makes none.
+    let mut os = BTreeMap::new();
+    for (key, value) in [("data/os_name", "Debian GNU/Linux 13"), ("data/os_majorver", "13"), ("data/os_minorver", "1")]
+    {
+        os.insert(key.to_string(), value.to_string());
+    }
+    xenstored.guest_write(&os);
+    xenstored.guest_write(&os);
+    let upgraded = watch.json_line(DEADLINE);
+    assert_eq!(upgraded["os"]["version"], "13.1", "{upgraded}");
+    assert!(watch.stdout.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "one line for the burst");
+
+    xenstored.guest_rm("data/os_name");
+    let (code, stderr) = watch.exit();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("/local/domain/5/data/os_name: missing"), "{stderr}");
 }
 
 #[test]
