@@ -22,9 +22,9 @@ use std::{
     },
 };
 
+use futures_util::task::AtomicWaker;
 use serde_json::{json, Map, Value};
 use smallvec::SmallVec;
-use tokio::sync::Notify;
 use vproto_support::{
     rpc::{
         events::{Event, EventSink, SUBSCRIPTION_LOST},
@@ -80,7 +80,7 @@ struct Hub {
 }
 
 /// The payloads one publish wrote, by manifest (`None`: it could not be written at it).
-type Written<'a> = SmallVec<[(&'a Manifest, Option<Arc<Payload>>); 2]>;
+type Written<'a> = SmallVec<[(&'a Manifest, Option<Payload>); 2]>;
 
 #[derive(Clone)]
 struct Entry {
@@ -154,7 +154,7 @@ impl EventSink for EventHub {
                 {
                     Some((_, payload)) => payload.clone(),
                     None => {
-                        let payload = Payload::write(&*event, index, manifest).map(Arc::new);
+                        let payload = Payload::write(&*event, index, manifest);
                         written.push((manifest, payload.clone()));
                         payload
                     }
@@ -219,12 +219,21 @@ impl Hub {
     }
 }
 
+/// The capacity of a thread's scratch buffer for writing events; a larger event's buffer is
+/// not kept.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+}
+
 /// One event as written for one manifest: the whole JSON-RPC notification line, newline
-/// included, shared by every subscriber reading at that manifest.
+/// included, shared by every subscriber reading at that manifest (a clone shares the line).
+#[derive(Clone)]
 pub(crate) struct Payload {
     event: usize,
     name: &'static str,
-    line: Box<[u8]>,
+    line: Arc<[u8]>,
     params: Range<usize>,
 }
 
@@ -240,18 +249,26 @@ impl Payload {
                 return None;
             }
         };
-        let mut line = Vec::with_capacity(128);
-        line.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
-        serde_json::to_writer(&mut line, name).ok()?;
-        line.extend_from_slice(br#","params":"#);
-        let start = line.len();
-        if let Err(error) = serde_json::to_writer(&mut line, &params) {
-            tracing::warn!(event = name, %error, "an event's params cannot be written; not sent");
-            return None;
-        }
-        let params = start..line.len();
-        line.extend_from_slice(b"}\n");
-        Some(Payload { event: index, name, line: line.into_boxed_slice(), params })
+        // Written into this thread's scratch buffer, then copied once into a line of its exact
+        // size (growing a fresh buffer would reallocate, and shrinking it again).
+        SCRATCH.with_borrow_mut(|line| {
+            line.clear();
+            line.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
+            serde_json::to_writer(&mut *line, name).ok()?;
+            line.extend_from_slice(br#","params":"#);
+            let start = line.len();
+            if let Err(error) = serde_json::to_writer(&mut *line, &params) {
+                tracing::warn!(event = name, %error, "an event's params cannot be written; not sent");
+                return None;
+            }
+            let params = start..line.len();
+            line.extend_from_slice(b"}\n");
+            let payload = Payload { event: index, name, line: line.as_slice().into(), params };
+            if line.capacity() > SCRATCH_KEPT {
+                *line = Vec::with_capacity(SCRATCH_KEPT);
+            }
+            Some(payload)
+        })
     }
 
     /// The notification line, newline included.
@@ -315,12 +332,13 @@ struct Queue {
     state: Mutex<QueueState>,
     /// Set while events or a loss wait (a lock-free look for the connection's loop).
     ready: AtomicBool,
-    wake: Notify,
+    /// The connection's task, when it waits (one waiter: lock-free, unlike tokio's `Notify`).
+    waker: AtomicWaker,
 }
 
 #[derive(Default)]
 struct QueueState {
-    items: VecDeque<Arc<Payload>>,
+    items: VecDeque<Payload>,
     bytes: usize,
     lost: Option<Lost>,
     /// Out of the table for good.
@@ -329,7 +347,7 @@ struct QueueState {
 
 impl Queue {
     fn new(bound: Bound) -> Self {
-        Queue { bound, state: Mutex::default(), ready: AtomicBool::new(false), wake: Notify::new() }
+        Queue { bound, state: Mutex::default(), ready: AtomicBool::new(false), waker: AtomicWaker::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -339,7 +357,7 @@ impl Queue {
     /// Appends one payload, or ends the subscription when the bound is reached. One payload is
     /// always taken into an empty queue, however large, so the byte bound never starves a
     /// connection that keeps up.
-    fn push(&self, payload: Arc<Payload>) -> Push {
+    fn push(&self, payload: Payload) -> Push {
         let mut state = self.lock();
         if state.lost.is_some() || state.closed {
             return Push::Skipped;
@@ -360,7 +378,7 @@ impl Queue {
             });
             self.ready.store(true, Ordering::Release);
             drop(state);
-            self.wake.notify_one();
+            self.waker.wake();
             return Push::Lost;
         }
         let was_empty = state.items.is_empty();
@@ -369,7 +387,7 @@ impl Queue {
         if was_empty {
             self.ready.store(true, Ordering::Release);
             drop(state);
-            self.wake.notify_one();
+            self.waker.wake();
         }
         Push::Queued
     }
@@ -502,18 +520,24 @@ impl Subscriber {
         self.active.as_ref().is_some_and(|active| active.queue.ready.load(Ordering::Acquire))
     }
 
-    /// Waits until events or a loss may be waiting; never, while not subscribed. Cancel-safe.
+    /// Waits until events or a loss are waiting; never, while not subscribed. Cancel-safe; one
+    /// task waits (the connection's).
     pub(crate) async fn wait(&self) {
-        match &self.active {
-            Some(active) if active.queue.ready.load(Ordering::Acquire) => {}
-            Some(active) => active.queue.wake.notified().await,
-            None => std::future::pending().await,
-        }
+        let Some(active) = &self.active else { return std::future::pending().await };
+        std::future::poll_fn(|cx| {
+            // Registered before looking, so a push after the look wakes this task.
+            active.queue.waker.register(cx.waker());
+            match active.queue.ready.load(Ordering::Acquire) {
+                true => std::task::Poll::Ready(()),
+                false => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Swaps what is waiting into `into` (which must be empty, and is reused from one call to
     /// the next to keep its capacity); returns the loss, after which it is no longer subscribed.
-    pub(crate) fn take(&mut self, into: &mut VecDeque<Arc<Payload>>) -> Option<Lost> {
+    pub(crate) fn take(&mut self, into: &mut VecDeque<Payload>) -> Option<Lost> {
         let active = self.active.as_ref()?;
         let lost = {
             let mut state = active.queue.lock();

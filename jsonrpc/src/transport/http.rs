@@ -506,7 +506,7 @@ fn event_stream(subscriber: Subscriber, shutdown: ShutdownSignal, first: Bytes) 
         subscriber: Subscriber,
         shutdown: ShutdownSignal,
         first: Option<Bytes>,
-        waiting: VecDeque<Arc<Payload>>,
+        waiting: VecDeque<Payload>,
         done: bool,
     }
     let state = State { subscriber, shutdown, first: Some(first), waiting: VecDeque::new(), done: false };

@@ -117,7 +117,7 @@ async fn events_ready(subscriber: Option<&Subscriber>) {
 async fn deliver<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     subscriber: &mut Subscriber,
-    waiting: &mut VecDeque<Arc<Payload>>,
+    waiting: &mut VecDeque<Payload>,
 ) -> bool {
     let lost = subscriber.take(waiting);
     for payload in waiting.drain(..) {
