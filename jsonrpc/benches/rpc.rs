@@ -39,6 +39,8 @@
 //! `VPROTO_BENCH_FILTER` (comma-separated name parts; `=NAME` for one exact name). Command-line arguments
 //! (criterion's, from `cargo xtask bench -- ...`) are ignored.
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     env,
@@ -51,6 +53,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{median, micros, runtime};
 use jsonrpsee::core::client::ClientT;
 use serde_json::{json, Map, Value};
 use tokio::{
@@ -757,20 +760,6 @@ impl Summary {
     }
 }
 
-fn micros(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1e6)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// Runs `call` back to back for `duration`; nanoseconds per call.
 async fn per_call<F: Future<Output = ()>>(duration: Duration, mut call: impl FnMut() -> F) -> f64 {
     let start = Instant::now();
@@ -813,16 +802,8 @@ async fn in_parallel(
 
 fn main() {
     let settings = Settings::from_env();
-    let runtime = |name: &str| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(settings.threads)
-            .thread_name(name)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-    };
-    let servers_runtime: Runtime = runtime("servers");
-    let clients_runtime: Runtime = runtime("clients");
+    let servers_runtime: Runtime = runtime("servers", settings.threads);
+    let clients_runtime: Runtime = runtime("clients", settings.threads);
     let servers = servers_runtime.block_on(start_servers());
 
     // The same request everywhere: `bench.echo` with one string of the payload size.
