@@ -26,8 +26,9 @@ pub struct Limits {
     /// requests in flight"` and excess notifications dropped. Default 64.
     pub max_in_flight: usize,
     /// A connection with nothing in flight that completes no message for this long is closed
-    /// (HTTP: no request); a peer that does not read its answers for this long is disconnected
-    /// too. Default 300 s.
+    /// (HTTP: no request), unless it is subscribed to events (it is waiting for them); a peer
+    /// that does not read its answers or events for this long is disconnected too. Default
+    /// 300 s.
     pub idle_timeout: Duration,
     /// Connections a listener serves at once; further ones get one `-32000 "too many
     /// connections"` answer (HTTP: status 503) and are closed. Default 10,000.

@@ -2,7 +2,7 @@
 //!
 //! Tokio reads stdin on a blocking thread that cannot be interrupted: a program that stops
 //! serving before stdin closes should leave its runtime with `Runtime::shutdown_timeout`.
-//! Nothing but responses may be written to stdout; log to stderr.
+//! Nothing but responses (and event notifications) may be written to stdout; log to stderr.
 
 use std::sync::Arc;
 
