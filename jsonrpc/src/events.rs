@@ -1,5 +1,5 @@
 //! Events on the server side (docs/events.md): the [`EventHub`] services publish into, and
-//! each connection's [`Subscriber`] that `rpc.subscribe` registers with it.
+//! each connection's `Subscriber` that `rpc.subscribe` registers with it.
 //!
 //! ```text
 //!   Publisher<E> ──► EventHub::publish: one payload per distinct manifest ──► per-connection queue
