@@ -199,6 +199,24 @@ fn bind_interdomain_checks_the_domain_and_the_port() {
 }
 
 #[test]
+fn an_event_sent_just_before_its_sender_unbound_is_delivered() {
+    // A loaded receiver reads the connection's hello and the event only after the sender has
+    // notified and unbound (which puts the receiver's port back to unbound): the event must
+    // still come through, or a vchan server waiting for its client's close waits forever.
+    let d = domains();
+    let ev0 = d.dom0.open_channel(true).unwrap();
+    let ev5 = d.dom5.open_channel(true).unwrap();
+    let p0 = ev0.bind_unbound(5).unwrap();
+    let p5 = ev5.bind_interdomain(0, p0).unwrap();
+    ev5.notify(p5).unwrap();
+    ev5.unbind(p5).unwrap();
+    assert_eq!(ev0.pending().unwrap(), Some(p0));
+    // And the port can be bound again by the same domain.
+    let again = d.dom5.open_channel(true).unwrap();
+    again.bind_interdomain(0, p0).expect("the port is unbound again");
+}
+
+#[test]
 fn a_notify_to_a_peer_gone_is_lost_not_an_error() {
     let d = domains();
     let (ev0, p0, ev5, _p5) = connected(&d);
