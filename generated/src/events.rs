@@ -153,7 +153,7 @@ pub enum ConductorEvent {
         /// The agent as conductor.list_agents lists it now: its endpoint, the status it registered with, when it did (last_seen) and alive true.
         agent: AgentState,
     },
-    /// `conductor.discovery_finished`: A discovery run on an agent's node ended (agent.start_discovery went from IN-PROGRESS to DONE or FAILED), as the conductor followed it: subscribers learn when the node's hardware list is complete without polling conductor.list_hardware.
+    /// `conductor.discovery_finished`: A discovery run on an agent's node ended (it went from IN-PROGRESS to DONE or FAILED), as the conductor followed it after conductor.start_discovery (agent.discovery_status): subscribers learn when the node's hardware list is complete without polling conductor.list_hardware. Sent once per run.
     ///
     /// Since protocol version 1.2.
     DiscoveryFinished {

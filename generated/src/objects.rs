@@ -261,6 +261,158 @@ impl vproto_support::wire::WireValue for AccStatus {
         serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
+/// One agent's entry in the answer to `conductor.start_discovery`: the node's agent and the state of the discovery run it answered (agent.start_discovery's status).
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version (protocol 1.2)
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct AgentDiscovery {
+    /// The endpoint of the agent that was triggered.
+    ///
+    /// Since AgentDiscovery 1.0.
+    pub agent: Endpoint,
+    /// The state of the node's run when the agent answered: IN-PROGRESS (the conductor follows it to its end and publishes conductor.discovery_finished), DONE or FAILED.
+    ///
+    /// Since AgentDiscovery 1.0.
+    pub status: DiscoveryState,
+}
+/// How AgentDiscovery converts between versions.
+pub static AGENT_DISCOVERY_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "AgentDiscovery",
+    namespace: "cyborg",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("agent", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for AgentDiscovery {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &AGENT_DISCOVERY_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("agent".into(), vproto_support::wire::WireValue::to_wire(&self.agent));
+        data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            agent: vproto_support::wire::read_required::<Endpoint>(data, "AgentDiscovery", "agent", &vproto_support::wire::FieldChecks::NONE, path)?,
+            status: vproto_support::wire::read_required::<DiscoveryState>(data, "AgentDiscovery", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for AgentDiscovery {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&AGENT_DISCOVERY_INFO, 0, &self.agent)?;
+            sink.field(&AGENT_DISCOVERY_INFO, 1, &self.status)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for AgentDiscovery {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
+/// The answer to `conductor.start_discovery`: one entry per agent discovery was started on.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version (protocol 1.2)
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct AgentDiscoveryList {
+    /// The agents triggered, ordered by endpoint; empty when no agent is alive and READY (or the one asked for is not).
+    ///
+    /// Since AgentDiscoveryList 1.0.
+    pub agents: Vec<AgentDiscovery>,
+}
+/// How AgentDiscoveryList converts between versions.
+pub static AGENT_DISCOVERY_LIST_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "AgentDiscoveryList",
+    namespace: "cyborg",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("agents", vproto_support::wire::Version::new(1, 0)).child("AgentDiscovery", false, &[(vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 0))]),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for AgentDiscoveryList {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &AGENT_DISCOVERY_LIST_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("agents".into(), vproto_support::wire::WireValue::to_wire(&self.agents));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            agents: vproto_support::wire::read_required::<Vec<AgentDiscovery>>(data, "AgentDiscoveryList", "agents", &vproto_support::wire::FieldChecks::NONE, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for AgentDiscoveryList {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&AGENT_DISCOVERY_LIST_INFO, 0, &self.agents)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for AgentDiscoveryList {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// The answer to `conductor.list_agents` (`GET /agents`): every agent that has registered with the conductor.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -6043,6 +6195,8 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &ACC_CAPABILITY_INFO,
         &ACC_SPECS_INFO,
         &ACC_STATUS_INFO,
+        &AGENT_DISCOVERY_INFO,
+        &AGENT_DISCOVERY_LIST_INFO,
         &AGENT_LIST_INFO,
         &AGENT_REGISTRATION_INFO,
         &AGENT_STATE_INFO,

@@ -230,6 +230,13 @@ pub type ClientError = vproto_support::rpc::ClientError<ProtocolError>;
 pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
     vproto_support::rpc::HttpBinding {
         service: "agent",
+        http_method: "GET",
+        path: "/discovery",
+        method: "agent.discovery_status",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "agent",
         http_method: "POST",
         path: "/hello",
         method: "agent.hello",
@@ -268,6 +275,20 @@ pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
         http_method: "GET",
         path: "/hardware",
         method: "conductor.list_hardware",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "conductor",
+        http_method: "POST",
+        path: "/discovery",
+        method: "conductor.start_discovery",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "driver",
+        http_method: "GET",
+        path: "/discovery",
+        method: "driver.discovery_status",
         body: None,
     },
     vproto_support::rpc::HttpBinding {
@@ -310,6 +331,14 @@ pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
 
  Since protocol version 1.0.*/
 pub trait AgentService: Send + Sync + 'static {
+    /** `agent.discovery_status`: Answers the combined state of the latest discovery runs of every alive, READY driver registered with the agent (driver.discovery_status on each), without starting any: IN-PROGRESS while any driver's run is, else FAILED if any driver's latest run failed, else DONE (also when no driver is registered). A driver that cannot be reached makes the answer DriverUnavailable, after the others were asked. The conductor follows a run it started (conductor.start_discovery) with this method.
+
+ Since protocol version 1.2. Bound to HTTP `GET /discovery`. Errors: DriverUnavailable.*/
+    fn discovery_status(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<DiscoveryStatus>, ServiceError>,
+    > + Send;
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
  Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
@@ -354,6 +383,23 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
     > {
         Box::pin(async move {
             match method {
+                "agent.discovery_status" => {
+                    let params = params.into_named(&[])?;
+                    vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "agent.discovery_status.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .discovery_status()
+                        .await
+                        .map_err(|error| {
+                            error
+                                .into_rpc("agent.discovery_status", &["DriverUnavailable"])
+                        })?;
+                    result.into_result(&REGISTRY, "agent.discovery_status")
+                }
                 "agent.hello" => {
                     let params = params.into_named(&["registration"])?;
                     let params = vproto_support::rpc::validate_params(
@@ -419,7 +465,10 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
         })
     }
     fn methods(&self) -> Vec<&'static str> {
-        vec!["agent.hello", "agent.list_hardware", "agent.start_discovery"]
+        vec![
+            "agent.discovery_status", "agent.hello", "agent.list_hardware",
+            "agent.start_discovery"
+        ]
     }
 }
 /// A typed client of the `agent` service.
@@ -430,6 +479,32 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
+    }
+    /** `agent.discovery_status`: Answers the combined state of the latest discovery runs of every alive, READY driver registered with the agent (driver.discovery_status on each), without starting any: IN-PROGRESS while any driver's run is, else FAILED if any driver's latest run failed, else DONE (also when no driver is registered). A driver that cannot be reached makes the answer DriverUnavailable, after the others were asked. The conductor follows a run it started (conductor.start_discovery) with this method.
+
+ Since protocol version 1.2. Bound to HTTP `GET /discovery`. Errors: DriverUnavailable.*/
+    pub async fn discovery_status(&self) -> Result<DiscoveryStatus, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request("agent.discovery_status", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("agent.discovery_status", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
@@ -564,6 +639,15 @@ pub trait ConductorService: Send + Sync + 'static {
     ) -> impl std::future::Future<
         Output = Result<vproto_support::rpc::Answer<HardwareList>, ServiceError>,
     > + Send;
+    /** `conductor.start_discovery`: Triggers discovery on every alive, READY agent registered with the conductor (agent.start_discovery on each, concurrently), or only on the one at `agent` when given (on none when that agent is not registered, alive and READY), and answers each agent's state. The conductor follows every run answered IN-PROGRESS (agent.discovery_status, polled until DONE or FAILED, within its follow timeout) and publishes conductor.discovery_finished once per run; a run answered DONE or FAILED at once is published at once. Idempotent as agent.start_discovery is: a run in progress is joined, and followed once. An agent that cannot be reached or answers an error (DiscoveryFailed, DriverUnavailable: its message goes into `reason`) makes the answer AgentUnavailable, after the others were triggered.
+
+ Since protocol version 1.2. Bound to HTTP `POST /discovery`. Errors: AgentUnavailable.*/
+    fn start_discovery(
+        &self,
+        agent: Option<Endpoint>,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<AgentDiscoveryList>, ServiceError>,
+    > + Send;
 }
 /// Serves `conductor.*` from a [`ConductorService`], validating params against the schema.
 pub struct ConductorServer<S>(pub std::sync::Arc<S>);
@@ -638,12 +722,39 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         })?;
                     result.into_result(&REGISTRY, "conductor.list_hardware")
                 }
+                "conductor.start_discovery" => {
+                    let params = params.into_named(&["agent"])?;
+                    let params = vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "conductor.start_discovery.params",
+                        params,
+                    )?;
+                    let agent: Option<Endpoint> = vproto_support::rpc::read_param(
+                        &params,
+                        "agent",
+                    )?;
+                    let result = self
+                        .0
+                        .start_discovery(agent)
+                        .await
+                        .map_err(|error| {
+                            error
+                                .into_rpc(
+                                    "conductor.start_discovery",
+                                    &["AgentUnavailable"],
+                                )
+                        })?;
+                    result.into_result(&REGISTRY, "conductor.start_discovery")
+                }
                 other => Err(vproto_support::rpc::RpcError::method_not_found(other)),
             }
         })
     }
     fn methods(&self) -> Vec<&'static str> {
-        vec!["conductor.hello", "conductor.list_agents", "conductor.list_hardware"]
+        vec![
+            "conductor.hello", "conductor.list_agents", "conductor.list_hardware",
+            "conductor.start_discovery"
+        ]
     }
 }
 /// A typed client of the `conductor` service.
@@ -747,6 +858,48 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
             )
             .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
+    /** `conductor.start_discovery`: Triggers discovery on every alive, READY agent registered with the conductor (agent.start_discovery on each, concurrently), or only on the one at `agent` when given (on none when that agent is not registered, alive and READY), and answers each agent's state. The conductor follows every run answered IN-PROGRESS (agent.discovery_status, polled until DONE or FAILED, within its follow timeout) and publishes conductor.discovery_finished once per run; a run answered DONE or FAILED at once is published at once. Idempotent as agent.start_discovery is: a run in progress is joined, and followed once. An agent that cannot be reached or answers an error (DiscoveryFailed, DriverUnavailable: its message goes into `reason`) makes the answer AgentUnavailable, after the others were triggered.
+
+ Since protocol version 1.2. Bound to HTTP `POST /discovery`. Errors: AgentUnavailable.*/
+    pub async fn start_discovery(
+        &self,
+        agent: Option<&Endpoint>,
+    ) -> Result<AgentDiscoveryList, ClientError> {
+        let mut params = serde_json::Map::new();
+        if let Some(value) = agent {
+            params
+                .insert(
+                    "agent".to_string(),
+                    vproto_support::wire::WireValue::to_wire(value),
+                );
+        }
+        let value = match self
+            .transport
+            .request(
+                "conductor.start_discovery",
+                serde_json::Value::Object(params.clone()),
+            )
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request(
+                        "conductor.start_discovery",
+                        serde_json::Value::Object(params),
+                    )
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
     /// Subscribes to `events` of the `conductor` service (wire names, such as [`ConductorEvent::NAMES`]; a name
     /// this client does not know comes through as `Received::Unknown`), every versioned object in them
     /// written at the version `versions` names for it (its newest when it names none).
@@ -769,6 +922,14 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
 
  Since protocol version 1.0.*/
 pub trait DriverService: Send + Sync + 'static {
+    /** `driver.discovery_status`: Answers the state of the driver's latest discovery run without starting one: IN-PROGRESS while it runs, DONE or FAILED once it ended. Before any run nothing is running and nothing was found, which is answered DONE (as driver.list_hardware answers an empty list). A caller that started a run with driver.start_discovery follows it with this method.
+
+ Since protocol version 1.2. Bound to HTTP `GET /discovery`.*/
+    fn discovery_status(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<DiscoveryStatus>, ServiceError>,
+    > + Send;
     /** `driver.list_hardware`: Lists the hardware the driver has discovered: physical devices on the node, which may or may not be ready to use or even fully supported (not accelerators, which are the ready-to-use entries of the public API). While a discovery run is in progress, lists what it has found so far; before any run, the list is empty.
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`.*/
@@ -804,6 +965,22 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
     > {
         Box::pin(async move {
             match method {
+                "driver.discovery_status" => {
+                    let params = params.into_named(&[])?;
+                    vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "driver.discovery_status.params",
+                        params,
+                    )?;
+                    let result = self
+                        .0
+                        .discovery_status()
+                        .await
+                        .map_err(|error| {
+                            error.into_rpc("driver.discovery_status", &[])
+                        })?;
+                    result.into_result(&REGISTRY, "driver.discovery_status")
+                }
                 "driver.list_hardware" => {
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
@@ -840,7 +1017,7 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
         })
     }
     fn methods(&self) -> Vec<&'static str> {
-        vec!["driver.list_hardware", "driver.start_discovery"]
+        vec!["driver.discovery_status", "driver.list_hardware", "driver.start_discovery"]
     }
 }
 /// A typed client of the `driver` service.
@@ -851,6 +1028,38 @@ impl<T: vproto_support::rpc::ClientTransport> DriverClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
+    }
+    /** `driver.discovery_status`: Answers the state of the driver's latest discovery run without starting one: IN-PROGRESS while it runs, DONE or FAILED once it ended. Before any run nothing is running and nothing was found, which is answered DONE (as driver.list_hardware answers an empty list). A caller that started a run with driver.start_discovery follows it with this method.
+
+ Since protocol version 1.2. Bound to HTTP `GET /discovery`.*/
+    pub async fn discovery_status(&self) -> Result<DiscoveryStatus, ClientError> {
+        let mut params = serde_json::Map::new();
+        let value = match self
+            .transport
+            .request(
+                "driver.discovery_status",
+                serde_json::Value::Object(params.clone()),
+            )
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request(
+                        "driver.discovery_status",
+                        serde_json::Value::Object(params),
+                    )
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `driver.list_hardware`: Lists the hardware the driver has discovered: physical devices on the node, which may or may not be ready to use or even fully supported (not accelerators, which are the ready-to-use entries of the public API). While a discovery run is in progress, lists what it has found so far; before any run, the list is empty.
 

@@ -10,19 +10,19 @@
 //! first hello, `agent.driver_missing` once per absence when the agent notices it (a call
 //! that lists its drivers, or the watchdog [`Agent::spawn_watchdog`] starts).
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, future::Future, sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 use vproto_api::{
-    AgentEvent, AgentRegistration, AgentService, ComponentStatus, ConductorClient, DiscoveryState, DiscoveryStatus,
-    DriverClient, DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData, ProtocolError,
-    ServiceError,
+    AgentEvent, AgentRegistration, AgentService, ClientError, ComponentStatus, ConductorClient, DiscoveryState,
+    DiscoveryStatus, DriverClient, DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData,
+    ProtocolError, ServiceError,
 };
 use vproto_jsonrpc::Token;
 use vproto_support::rpc::{events::Publisher, Answer};
 
 use crate::{
-    peer::{fan_out, hello_ack, HelloLoop, PeerFailure, PeerScheme, Peers},
+    peer::{fan_out, hello_ack, HelloLoop, PeerClient, PeerFailure, PeerScheme, Peers},
     roster::{Change, Roster},
 };
 
@@ -164,42 +164,66 @@ impl AgentService for Agent {
     }
 
     async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        self.node_discovery(|client| async move { DriverClient::new(client).start_discovery().await }).await
+    }
+
+    async fn discovery_status(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        self.node_discovery(|client| async move { DriverClient::new(client).discovery_status().await }).await
+    }
+}
+
+impl Agent {
+    /// Asks every target driver for its discovery state with `call` (a trigger, or a status
+    /// read) and answers the node's ([`combined`]).
+    async fn node_discovery<F, Fut>(&self, call: F) -> Result<Answer<DiscoveryStatus>, ServiceError>
+    where
+        F: Fn(PeerClient) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<DiscoveryStatus, ClientError>> + Send + 'static,
+    {
         let targets = self.targets();
         let endpoints = targets.iter().map(|t| t.endpoint.clone()).collect();
-        let outcomes =
-            fan_out(&self.peers, endpoints, |client| async move { DriverClient::new(client).start_discovery().await })
-                .await;
-        let (mut in_progress, mut failed) = (false, false);
-        let mut error = None;
-        for (target, (_, outcome)) in targets.iter().zip(outcomes) {
-            match outcome {
-                Ok(status) => match status.status {
-                    DiscoveryState::InProgress => in_progress = true,
-                    DiscoveryState::Failed => failed = true,
-                    DiscoveryState::Done => {}
-                },
-                // Passed on unchanged.
-                Err(PeerFailure::Declared(declared @ ProtocolError::DiscoveryFailed(_))) => {
-                    tracing::warn!(endpoint = %target.endpoint, error = %declared, "driver could not start discovery");
-                    error.get_or_insert(declared);
-                }
-                Err(failure) => {
-                    error.get_or_insert(driver_unavailable(target, &failure));
-                }
+        let outcomes = fan_out(&self.peers, endpoints, call).await;
+        Ok(DiscoveryStatus { status: combined(&targets, outcomes)? }.into())
+    }
+}
+
+/// The node's state from its drivers' answers (to `driver.start_discovery` or
+/// `driver.discovery_status`): IN-PROGRESS while any run is, else FAILED if any failed, else
+/// DONE. A driver's DiscoveryFailed is passed on unchanged, one that cannot be reached is
+/// DriverUnavailable (the first error wins; every driver was called before).
+fn combined(
+    targets: &[Target],
+    outcomes: Vec<(Endpoint, Result<DiscoveryStatus, PeerFailure>)>,
+) -> Result<DiscoveryState, ProtocolError> {
+    let (mut in_progress, mut failed) = (false, false);
+    let mut error = None;
+    for (target, (_, outcome)) in targets.iter().zip(outcomes) {
+        match outcome {
+            Ok(status) => match status.status {
+                DiscoveryState::InProgress => in_progress = true,
+                DiscoveryState::Failed => failed = true,
+                DiscoveryState::Done => {}
+            },
+            // Passed on unchanged.
+            Err(PeerFailure::Declared(declared @ ProtocolError::DiscoveryFailed(_))) => {
+                tracing::warn!(endpoint = %target.endpoint, error = %declared, "driver could not start discovery");
+                error.get_or_insert(declared);
+            }
+            Err(failure) => {
+                error.get_or_insert(driver_unavailable(target, &failure));
             }
         }
-        if let Some(error) = error {
-            return Err(error.into());
-        }
-        let status = if in_progress {
-            DiscoveryState::InProgress
-        } else if failed {
-            DiscoveryState::Failed
-        } else {
-            DiscoveryState::Done
-        };
-        Ok(DiscoveryStatus { status }.into())
     }
+    if let Some(error) = error {
+        return Err(error);
+    }
+    Ok(if in_progress {
+        DiscoveryState::InProgress
+    } else if failed {
+        DiscoveryState::Failed
+    } else {
+        DiscoveryState::Done
+    })
 }
 
 /// Says hello to the conductor now and every half heartbeat interval after, as `registration`.

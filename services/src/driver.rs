@@ -246,6 +246,12 @@ impl DriverService for Driver {
         Ok(DiscoveryStatus { status }.into())
     }
 
+    async fn discovery_status(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        // Before any run nothing runs and nothing was found: DONE, as the empty hardware list.
+        let status = self.state().unwrap_or(DiscoveryState::Done);
+        Ok(DiscoveryStatus { status }.into())
+    }
+
     async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
         let found = self.found();
         Ok(HardwareList { hardware: self.config.hardware[..found].to_vec() }.into())

@@ -9,9 +9,9 @@ use std::{
 
 use serde_json::{json, Value};
 use vproto_api::{
-    AgentEvent, AgentRegistration, AgentServer, AgentService, AgentState, ComponentStatus, ConductorEvent,
-    ConductorService, DeviceType, DiscoveryState, DiscoveryStatus, DriverRegistration, DriverServer, Endpoint,
-    NetworkEvent, NetworkServer,
+    AgentClient, AgentDiscovery, AgentDiscoveryList, AgentEvent, AgentRegistration, AgentServer, AgentService,
+    AgentState, ComponentStatus, ConductorEvent, ConductorService, DeviceType, DiscoveryState, DiscoveryStatus,
+    DriverRegistration, DriverServer, Endpoint, NetworkEvent, NetworkServer,
 };
 use vproto_jsonrpc::{ListenAddr, RunningServer, Server};
 use vproto_services::{
@@ -190,6 +190,12 @@ async fn listen(server: Server) -> (RunningServer, Endpoint) {
 
 /// An agent on loopback with one registered driver whose runs behave as `discovery` says.
 async fn node(discovery: Value) -> (Vec<RunningServer>, Endpoint) {
+    let (servers, endpoint, _) = node_with_driver(discovery).await;
+    (servers, endpoint)
+}
+
+/// [`node`], with its driver.
+async fn node_with_driver(discovery: Value) -> (Vec<RunningServer>, Endpoint, Arc<Driver>) {
     let config = DriverConfig::from_json(&json!({
         "device_type": "CRYPTO",
         "hardware": [{
@@ -213,7 +219,7 @@ async fn node(discovery: Value) -> (Vec<RunningServer>, Endpoint) {
         .await
         .unwrap();
     let (agent_server, agent_endpoint) = listen(Server::new(AgentServer(agent))).await;
-    (vec![driver_server, agent_server], agent_endpoint)
+    (vec![driver_server, agent_server], agent_endpoint, driver)
 }
 
 #[tokio::test]
@@ -222,7 +228,7 @@ async fn discovery_the_conductor_started_is_published_when_it_is_answered_as_end
     let conductor = conductor(events);
 
     let (_done, done) = node(json!({"duration_ms": 0})).await;
-    assert_eq!(conductor.start_discovery(&done).await.unwrap(), DiscoveryState::Done);
+    assert_eq!(conductor.start_discovery_on(&done).await.unwrap(), DiscoveryState::Done);
     match &sink.take::<ConductorEvent>()[..] {
         [ConductorEvent::DiscoveryFinished { agent, hardware: Some(list), status }] => {
             assert_eq!((agent, status), (&done, &DiscoveryStatus { status: DiscoveryState::Done }));
@@ -232,7 +238,7 @@ async fn discovery_the_conductor_started_is_published_when_it_is_answered_as_end
     }
 
     let (_failed, failed) = node(json!({"duration_ms": 0, "outcome": "FAILED"})).await;
-    assert_eq!(conductor.start_discovery(&failed).await.unwrap(), DiscoveryState::Failed);
+    assert_eq!(conductor.start_discovery_on(&failed).await.unwrap(), DiscoveryState::Failed);
     assert_eq!(
         sink.take::<ConductorEvent>(),
         [ConductorEvent::DiscoveryFinished {
@@ -242,13 +248,113 @@ async fn discovery_the_conductor_started_is_published_when_it_is_answered_as_end
         }]
     );
 
-    // A run still going is no event; neither is an agent that cannot be reached.
+    // A run still going is no event (yet: it is followed); neither is an agent that cannot be
+    // reached.
     let (_slow, slow) = node(json!({"duration_ms": 60_000})).await;
-    assert_eq!(conductor.start_discovery(&slow).await.unwrap(), DiscoveryState::InProgress);
+    assert_eq!(conductor.start_discovery_on(&slow).await.unwrap(), DiscoveryState::InProgress);
+    assert!(conductor.follows(&slow));
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nobody = endpoint(&format!("127.0.0.1:{}", unused.local_addr().unwrap().port()));
     drop(unused);
-    assert!(conductor.start_discovery(&nobody).await.is_err());
+    assert!(conductor.start_discovery_on(&nobody).await.is_err());
+    assert!(sink.take::<ConductorEvent>().is_empty());
+}
+
+/// Polls `sink` until it holds an event (at most 10 s), then waits a little for any other.
+async fn wait_for_events(sink: &Captured) -> Vec<ConductorEvent> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.events.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sink.take::<ConductorEvent>()
+}
+
+#[tokio::test]
+async fn the_conductor_follows_the_discovery_it_starts_to_one_discovery_finished() {
+    let (events, sink) = Captured::publisher();
+    let conductor = Conductor::new(ConductorOptions {
+        heartbeat_interval: Duration::from_secs(30),
+        call_timeout: Duration::from_secs(2),
+        events,
+        discovery_poll: Duration::from_millis(20),
+        ..ConductorOptions::default()
+    });
+    let (_node, agent, driver) = node_with_driver(json!({"duration_ms": 400})).await;
+    let agents = AgentClient::new(
+        vproto_jsonrpc::Client::connect(
+            &format!("tcp:{agent}").parse().unwrap(),
+            vproto_jsonrpc::ClientOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+
+    // Status is read without starting a run: before any, DONE with nothing found.
+    assert_eq!(agents.discovery_status().await.unwrap().status, DiscoveryState::Done);
+    assert_eq!(driver.state(), None);
+    // Nobody registered: nothing triggered.
+    assert!(ConductorService::start_discovery(&conductor, None).await.unwrap().into_value().agents.is_empty());
+
+    conductor.hello(agent_registration(&agent)).await.unwrap();
+    assert!(matches!(&sink.take::<ConductorEvent>()[..], [ConductorEvent::AgentRegistered { .. }]));
+    let expected = AgentDiscoveryList {
+        agents: vec![AgentDiscovery { agent: agent.clone(), status: DiscoveryState::InProgress }],
+    };
+    assert_eq!(ConductorService::start_discovery(&conductor, None).await.unwrap().into_value(), expected);
+    // A second trigger joins the run (and its follower).
+    assert_eq!(
+        ConductorService::start_discovery(&conductor, Some(agent.clone())).await.unwrap().into_value(),
+        expected
+    );
+    assert!(conductor.follows(&agent));
+    assert_eq!(agents.discovery_status().await.unwrap().status, DiscoveryState::InProgress);
+    // Another agent's endpoint selects no agent.
+    let other = endpoint("compute-9:1337");
+    assert!(ConductorService::start_discovery(&conductor, Some(other)).await.unwrap().into_value().agents.is_empty());
+
+    match &wait_for_events(&sink).await[..] {
+        [ConductorEvent::DiscoveryFinished { agent: finished, hardware: Some(list), status }] => {
+            assert_eq!((finished, status), (&agent, &DiscoveryStatus { status: DiscoveryState::Done }));
+            assert_eq!(list.hardware.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!conductor.follows(&agent));
+    // Reading the status again starts nothing: still DONE, no new run, no new event.
+    assert_eq!(agents.discovery_status().await.unwrap().status, DiscoveryState::Done);
+    assert_eq!(driver.state(), Some(DiscoveryState::Done));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(sink.take::<ConductorEvent>().is_empty());
+
+    // The next trigger is a new run, followed to its own single event.
+    assert_eq!(ConductorService::start_discovery(&conductor, None).await.unwrap().into_value(), expected);
+    assert!(matches!(&wait_for_events(&sink).await[..], [ConductorEvent::DiscoveryFinished { .. }]));
+}
+
+#[tokio::test]
+async fn a_followed_run_is_given_up_after_the_timeout_and_an_agent_that_fails_is_agent_unavailable() {
+    let (events, sink) = Captured::publisher();
+    let conductor = Conductor::new(ConductorOptions {
+        call_timeout: Duration::from_secs(2),
+        events,
+        discovery_poll: Duration::from_millis(20),
+        discovery_timeout: Duration::from_millis(200),
+        ..ConductorOptions::default()
+    });
+    let (_slow, slow) = node(json!({"duration_ms": 60_000})).await;
+    conductor.hello(agent_registration(&slow)).await.unwrap();
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = endpoint(&format!("127.0.0.1:{}", unused.local_addr().unwrap().port()));
+    drop(unused);
+    conductor.hello(agent_registration(&nobody)).await.unwrap();
+    assert_eq!(sink.take::<ConductorEvent>().len(), 2); // agent_registered, twice
+    let error = ConductorService::start_discovery(&conductor, None).await.unwrap_err();
+    assert!(error.to_string().contains("Agent unavailable") || error.to_string().contains(nobody.as_str()), "{error}");
+    // The reachable agent was still triggered, and its run followed until the timeout.
+    assert!(conductor.follows(&slow));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!conductor.follows(&slow));
     assert!(sink.take::<ConductorEvent>().is_empty());
 }
 
