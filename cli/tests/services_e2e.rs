@@ -218,6 +218,15 @@ fn the_conductor_lists_the_drivers_hardware_and_notices_a_dead_agent() {
     assert_eq!(hardware[0]["uuid"], CRYPTO);
     assert_eq!(hardware[0]["acc_specs"]["device_type"], "CRYPTO");
 
+    // Discovery through the conductor: a new run (the first one ended with its hardware listed),
+    // followed until it ends and published once; reading the status starts no run.
+    let started = call_ok(&["--connect", &socket, "conductor.start_discovery"]);
+    assert_eq!(started, json!({"agents": [{"agent": endpoint, "status": "IN-PROGRESS"}]}));
+    poll("the conductor to see the run end", 20, &all, || conductor.log().contains("discovery finished").then_some(()));
+    let status = call_ok(&["--connect", &agent.addr, "--token-file", &token, "agent.discovery_status"]);
+    assert_eq!(status, json!({"status": "DONE"}));
+    assert_eq!(conductor.log().matches("discovery finished").count(), 1, "{}", conductor.log());
+
     // The agent dies: the conductor lists it, not alive, and says so in its log.
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();
