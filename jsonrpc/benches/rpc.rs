@@ -139,6 +139,10 @@ impl AgentService for BenchAgent {
     async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
         Ok(DiscoveryStatus { status: DiscoveryState::Done }.into())
     }
+
+    async fn discovery_status(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        Ok(DiscoveryStatus { status: DiscoveryState::Done }.into())
+    }
 }
 
 /// `agent.hello` as the generated `AgentServer` serves it, less the JSON Schema validation:
