@@ -32,7 +32,8 @@
 //!
 //! Environment: `VPROTO_BENCH_SECS` (default 2), `VPROTO_BENCH_ROUNDS` (3),
 //! `VPROTO_BENCH_SUBSCRIBERS` (`1,16,256`), `VPROTO_BENCH_PAYLOAD` (bytes of the event's `pad`
-//! string, default 64), `VPROTO_BENCH_WINDOW` (128), `VPROTO_BENCH_THREADS`. Command-line
+//! string, default 64), `VPROTO_BENCH_WINDOW` (128), `VPROTO_BENCH_THREADS`,
+//! `VPROTO_BENCH_FILTER` (only the fan-out whose name contains it, `hub` or `raw`: to profile). Command-line
 //! arguments (criterion's, from `cargo xtask bench -- ...`) are ignored.
 
 mod common;
@@ -78,6 +79,8 @@ struct Settings {
     window: u64,
     threads: usize,
     rounds: usize,
+    /// Only the fan-out whose name contains this (to profile one).
+    only: Option<String>,
 }
 
 impl Settings {
@@ -97,6 +100,7 @@ impl Settings {
             window: number("VPROTO_BENCH_WINDOW").unwrap_or(128) as u64,
             threads: number("VPROTO_BENCH_THREADS").unwrap_or(cpus),
             rounds: number("VPROTO_BENCH_ROUNDS").unwrap_or(3),
+            only: var("VPROTO_BENCH_FILTER"),
         }
     }
 }
@@ -504,6 +508,9 @@ fn main() {
         let mut results = BTreeMap::new();
         for &subscribers in &settings.levels {
             for (name, fanout, path) in &targets {
+                if settings.only.as_deref().is_some_and(|only| !name.contains(only)) {
+                    continue;
+                }
                 let stats = measure((&servers, &clients), fanout, path, subscribers, &settings, &pad);
                 println!(
                     "round {round}  {subscribers:>3} subscribers  {name:<12} {:>9.0} events/s  loaded p50 {:>8} us p99 \
