@@ -94,7 +94,7 @@ pub trait EventSet: Sized + Send + 'static {
 /// What a client asks to receive.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Subscription {
-    /// Event names, `service.event`.
+    /// Event names, `service.event`; empty means every event the server serves.
     pub events: Vec<String>,
     /// The versions of versioned objects it reads (an oslo-style manifest); objects not named
     /// come at their newest version.
