@@ -10,9 +10,9 @@ stdout once listening; SIGTERM or SIGINT stop it and remove the socket):
     server.py --driver-config DRIVER.json --network-config NETWORK.json [--listen stdio|unix:PATH]
               [--openrpc FILE]
 
-Methods: rpc.discover (the description itself), driver.start_discovery, driver.list_hardware and
-network.create_port. Every request's params are validated against the method's params schema
-(-32602 listing each violation as {pointer, message}); a versioned object newer than this server
+Methods: rpc.discover (the description itself), driver.start_discovery, driver.discovery_status,
+driver.list_hardware and network.create_port. Every request's params are validated against the
+method's params schema (-32602 listing each violation as {pointer, message}); a versioned object newer than this server
 knows is answered first with the declared UnsupportedVersion error naming it and the newest
 version the description lists; anything unexpected is logged on stderr and answered -32603
 without details.
@@ -110,6 +110,11 @@ class Driver:
                 self.started = time.monotonic()
                 state = self._state() or "IN-PROGRESS"
             return {"status": state}
+
+    def discovery_status(self, _params):
+        """The latest run's state, starting none (DONE before any run, as vproto's driver)."""
+        with self.lock:
+            return {"status": self._state() or "DONE"}
 
     def list_hardware(self, _params):
         with self.lock:
@@ -264,6 +269,7 @@ class Server:
         self.description = description
         self.handlers = {
             "driver.start_discovery": lambda params, _method: driver.start_discovery(params),
+            "driver.discovery_status": lambda params, _method: driver.discovery_status(params),
             "driver.list_hardware": lambda params, _method: driver.list_hardware(params),
             "network.create_port": network.create_port,
         }
