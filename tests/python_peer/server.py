@@ -13,9 +13,9 @@ stdout once listening; SIGTERM or SIGINT stop it and remove the socket):
 Methods: rpc.discover (the description itself), driver.start_discovery, driver.discovery_status,
 driver.list_hardware and network.create_port. Every request's params are validated against the
 method's params schema (-32602 listing each violation as {pointer, message}); a versioned object
-newer than this server knows is answered first with the declared UnsupportedVersion error naming it and the newest
-version the description lists; anything unexpected is logged on stderr and answered -32603
-without details.
+newer than this server knows is answered first with the declared UnsupportedVersion error naming it
+and the newest version the description lists; anything unexpected is logged on stderr and answered
+-32603 without details.
 
 Configs:
 - driver: {"hardware": [Hardware...], "discovery": {"duration_ms": 500, "outcome": "DONE"}}; a
