@@ -64,16 +64,19 @@ def test_service_openrpc_documents_hold_only_their_service(service):
     document = json.loads((SCHEMA / "openrpc" / f"{service}.json").read_text())
     own = [m for m in WHOLE["methods"] if m["name"].split(".")[0] == service]
     assert document["methods"] == own
+    own_events = [e for e in WHOLE.get("x-events", []) if e["name"].split(".")[0] == service]
+    assert document.get("x-events", []) == own_events
     schemas = document["components"]["schemas"]
     for reference in references(document):
         name = reference.removeprefix("#/components/schemas/")
         assert name in schemas, f"{service}: dangling {reference}"
         assert schemas[name] == WHOLE["components"]["schemas"][name]
     reached = set()
-    pending = [r.removeprefix("#/components/schemas/") for r in references(document["methods"])]
+    roots = [document["methods"], document.get("x-events", [])]
+    pending = [r.removeprefix("#/components/schemas/") for root in roots for r in references(root)]
     while pending:
         name = pending.pop()
         if name not in reached:
             reached.add(name)
             pending.extend(r.removeprefix("#/components/schemas/") for r in references(schemas[name]))
-    assert set(schemas) == reached, "no component the methods do not reach"
+    assert set(schemas) == reached, "no component the methods and events do not reach"
