@@ -149,7 +149,7 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
         generated: args.generated,
         fixtures: &fixtures,
     };
-    let SuiteRun { mut outcomes, coverage } = if let Some(listen) = &args.serve {
+    let SuiteRun { mut outcomes, coverage, not_exercised } = if let Some(listen) = &args.serve {
         let listen: ListenAddr = listen.parse().map_err(|e| CliError::Usage(format!("--serve: {e}")))?;
         if args.sessions == Some(0) {
             return Err(CliError::Usage("--sessions: give at least 1".into()));
@@ -172,7 +172,7 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
             serve_mock(description.clone(), &listen, options).await.map_err(|e| CliError::Usage(e.to_string()))?;
         outcomes.retain(|outcome| only.is_empty() || only.matches(&outcome.id));
         // The mock calls no method: there is no result to cover.
-        SuiteRun { outcomes, coverage: Vec::new() }
+        SuiteRun { outcomes, coverage: Vec::new(), not_exercised: Vec::new() }
     } else {
         if args.sessions.is_some() || args.idle.is_some() {
             return Err(CliError::Usage("--sessions and --idle apply to --serve only".into()));
@@ -204,7 +204,7 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
         return Err(CliError::Usage("no case ran: --only matches none of the cases".into()));
     }
     apply_known_failures(&mut outcomes, &known);
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = not_exercised.iter().map(|note| format!("not exercised: {note}")).collect();
     let ids: Vec<&str> = outcomes.iter().map(|o| o.id.as_str()).collect();
     for unused in known.unused(&ids) {
         notes.push(format!("the known failure `{unused}` matches no case that ran"));
@@ -377,6 +377,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
 
     let mut outcomes = Vec::new();
     let mut coverage: Vec<MethodCoverage> = Vec::new();
+    let mut not_exercised: Vec<String> = Vec::new();
     for (name, addr, _) in &targets {
         if !selection.services.is_empty() && !selection.services.iter().any(|s| s == name) {
             continue;
@@ -393,10 +394,11 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         let run = run_suite(&service, &target).await.map_err(|e| CliError::Usage(e.to_string()))?;
         outcomes.extend(run.outcomes);
         coverage.extend(run.coverage);
+        not_exercised.extend(run.not_exercised);
     }
     for server in servers {
         server.shutdown().await;
     }
     follower.abort();
-    Ok(SuiteRun { outcomes, coverage })
+    Ok(SuiteRun { outcomes, coverage, not_exercised })
 }

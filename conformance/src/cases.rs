@@ -414,7 +414,7 @@ impl Plan<'_> {
     }
 
     /// The params of one of `method`'s examples, by name, with the fixtures' values.
-    fn example_params(&self, method: &Method, example: &Example) -> Value {
+    pub fn example_params(&self, method: &Method, example: &Example) -> Value {
         self.fixtures.apply(&method.name, Value::Object(example.params.iter().cloned().collect()))
     }
 

@@ -98,9 +98,7 @@ pub struct HttpRoute {
 impl Method {
     /// The schema of the params by name: an object of the declared params.
     pub fn params_schema(&self) -> Value {
-        let properties: Map<String, Value> = self.params.iter().map(|p| (p.name.clone(), p.schema.clone())).collect();
-        let required: Vec<Value> = self.params.iter().filter(|p| p.required).map(|p| p.name.clone().into()).collect();
-        json!({"type": "object", "properties": properties, "required": required})
+        params_object_schema(&self.params)
     }
 
     /// The declared error with `code`.
@@ -129,6 +127,33 @@ impl Method {
     }
 }
 
+/// An event a service publishes (`x-events`): a notification sent to the clients that
+/// subscribed to it (docs/events.md).
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// `service.event`.
+    pub name: String,
+    /// The service: the part of the name before the first dot.
+    pub service: String,
+    /// Its params (the payload), in declared order.
+    pub params: Vec<Param>,
+    /// Its examples (their `result` is always `None`).
+    pub examples: Vec<Example>,
+}
+
+impl Event {
+    /// The schema of the payload: an object of the declared params.
+    pub fn params_schema(&self) -> Value {
+        params_object_schema(&self.params)
+    }
+}
+
+fn params_object_schema(params: &[Param]) -> Value {
+    let properties: Map<String, Value> = params.iter().map(|p| (p.name.clone(), p.schema.clone())).collect();
+    let required: Vec<Value> = params.iter().filter(|p| p.required).map(|p| p.name.clone().into()).collect();
+    json!({"type": "object", "properties": properties, "required": required})
+}
+
 /// Compiled validators by schema text.
 type Cache = Mutex<HashMap<String, Arc<jsonschema::Validator>>>;
 
@@ -136,6 +161,8 @@ type Cache = Mutex<HashMap<String, Arc<jsonschema::Validator>>>;
 pub struct Description {
     /// Every method, sorted by name.
     pub methods: Vec<Method>,
+    /// Every event (`x-events`), sorted by name.
+    pub events: Vec<Event>,
     /// The schema definitions (`components.schemas`), refs rewritten to `#/$defs/`.
     pub defs: Map<String, Value>,
     /// The protocol version (`info.version`).
@@ -206,7 +233,21 @@ impl Description {
             methods.push(Self::method(raw, &at)?);
         }
         methods.sort_by(|a, b| a.name.cmp(&b.name));
-        let description = Description { methods, defs, version, document: original, cache: Mutex::default() };
+        let mut events = Vec::new();
+        match document.get("x-events") {
+            None => {}
+            Some(Value::Array(raw_events)) => {
+                for (index, raw) in raw_events.iter().enumerate() {
+                    let at = format!("/x-events/{index}");
+                    let method = Self::method(raw, &at)?;
+                    let Method { name, service, params, examples, .. } = method;
+                    events.push(Event { name, service, params, examples });
+                }
+            }
+            Some(_) => return Err(bad("/x-events", "an array of events is required")),
+        }
+        events.sort_by(|a, b| a.name.cmp(&b.name));
+        let description = Description { methods, events, defs, version, document: original, cache: Mutex::default() };
         // Every schema must compile, so a broken description fails here, not mid-run.
         for (index, method) in description.methods.iter().enumerate() {
             let at = format!("method {}", method.name);
@@ -214,6 +255,11 @@ impl Description {
                 .validator(&method.params_schema())
                 .map_err(|why| bad(format!("/methods/{index}"), why.to_string()))?;
             description.validator(&method.result).map_err(|why| bad(format!("{at} result"), why.to_string()))?;
+        }
+        for event in &description.events {
+            description
+                .validator(&event.params_schema())
+                .map_err(|why| bad(format!("event {}", event.name), why.to_string()))?;
         }
         Ok(description)
     }
@@ -291,6 +337,11 @@ impl Description {
         self.methods.iter().find(|method| method.name == name)
     }
 
+    /// The events of `service`, by name.
+    pub fn events_of(&self, service: &str) -> Vec<&Event> {
+        self.events.iter().filter(|event| event.service == service).collect()
+    }
+
     /// The services, in order of first appearance among the sorted methods.
     pub fn services(&self) -> Vec<String> {
         let mut services: Vec<String> = Vec::new();
@@ -361,6 +412,19 @@ impl Description {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_read_from_x_events() {
+        let description = Description::published().unwrap();
+        let network = description.events_of("network");
+        assert_eq!(network.len(), 1, "{network:#?}");
+        let event = network[0];
+        assert_eq!(event.name, "network.port_created");
+        let example = Value::Object(event.examples[0].params.iter().cloned().collect());
+        assert!(description.is_valid(&event.params_schema(), &example));
+        assert!(!description.is_valid(&event.params_schema(), &json!({})));
+        assert!(description.events_of("driver").is_empty());
+    }
 
     #[test]
     fn the_published_description_loads() {

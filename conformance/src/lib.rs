@@ -120,6 +120,7 @@ pub mod check;
 pub mod conn;
 pub mod coverage;
 pub mod description;
+pub mod events;
 pub mod fixtures;
 pub mod generate;
 pub mod mock;

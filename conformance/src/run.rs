@@ -19,6 +19,7 @@ use crate::{
     conn::{Conn, ConnError},
     coverage::{MethodCoverage, Tally},
     description::Description,
+    events::run_events,
     fixtures::Fixtures,
 };
 
@@ -276,6 +277,8 @@ pub struct SuiteRun {
     /// The coverage of each method: every method of the services tested, or with `--only`
     /// every method a selected case called in a way that could succeed.
     pub coverage: Vec<MethodCoverage>,
+    /// What the event cases could not exercise, in words (see [`crate::events`]).
+    pub not_exercised: Vec<String>,
 }
 
 /// A connection that is reopened when it breaks.
@@ -519,7 +522,17 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Sui
             duration: started.elapsed(),
         });
     }
-    let _ = writeln!(stderr, "conform: {}: {} cases run, {failed} failed", target.label, cases.len());
+    let events = run_events(&plan, target, selection.only).await;
+    for outcome in events.outcomes.iter().filter(|o| o.status.fails_run()) {
+        failed += 1;
+        let _ = writeln!(stderr, "conform: {}: FAIL {}", target.label, outcome.id);
+    }
+    let ran = cases.len() + events.outcomes.len();
+    outcomes.extend(events.outcomes);
+    let _ = writeln!(stderr, "conform: {}: {ran} cases run, {failed} failed", target.label);
+    for note in &events.not_exercised {
+        let _ = writeln!(stderr, "conform: not exercised: {note}");
+    }
     let coverage = tally.finish();
     let uncovered: Vec<&str> = coverage.iter().filter(|c| !c.covered()).map(|c| c.method.as_str()).collect();
     if !uncovered.is_empty() {
@@ -530,7 +543,7 @@ pub async fn run_suite(selection: &Selection<'_>, target: &Target) -> Result<Sui
             uncovered.join(", ")
         );
     }
-    Ok(SuiteRun { outcomes, coverage })
+    Ok(SuiteRun { outcomes, coverage, not_exercised: events.not_exercised })
 }
 
 /// Applies the known failures: listed failures become expected, listed passes "now passing".
