@@ -58,6 +58,8 @@ fn meant_for(kind: Break) -> &'static [&'static str] {
         Break::WrapsResultsInList => {
             &["method/network.create_port/valid/example-1", "method/network.create_port/valid/example-1/by-position"]
         }
+        Break::EventsBeforeSubscribe => &["events/network/silent-before-subscribe", "events/network/after-unsubscribe"],
+        Break::InvalidEventPayload => &["events/network/delivery"],
     }
 }
 

@@ -11,7 +11,11 @@
 //! [`Break::None`] touches nothing: frames go to the engine and replies come back byte for
 //! byte, so the unbroken build is the reference services themselves.
 
-use std::{str::FromStr, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    str::FromStr,
+    sync::Arc,
+};
 
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -83,11 +87,17 @@ pub enum Break {
     /// untouched, so on a host whose data no call of the suite names it shows only when
     /// fixtures make a successful call possible.
     WrapsResultsInList,
+    /// `network.port_created` is sent after every port created, to every connection, whether
+    /// it subscribed or not.
+    EventsBeforeSubscribe,
+    /// `network.port_created` is sent to its subscribers with params that leave out every
+    /// required member (`{}`).
+    InvalidEventPayload,
 }
 
 impl Break {
     /// Every kind, [`Break::None`] first.
-    pub const ALL: [Break; 20] = [
+    pub const ALL: [Break; 22] = [
         Break::None,
         Break::WrongErrorCode,
         Break::MissingResultField,
@@ -108,6 +118,8 @@ impl Break {
         Break::NoPositionalParams,
         Break::InvalidParamsAsInternal,
         Break::WrapsResultsInList,
+        Break::EventsBeforeSubscribe,
+        Break::InvalidEventPayload,
     ];
 
     /// The kind's name on the command line.
@@ -133,6 +145,8 @@ impl Break {
             Break::NoPositionalParams => "no-positional-params",
             Break::InvalidParamsAsInternal => "invalid-params-as-internal",
             Break::WrapsResultsInList => "wraps-results-in-list",
+            Break::EventsBeforeSubscribe => "events-before-subscribe",
+            Break::InvalidEventPayload => "invalid-event-payload",
         }
     }
 }
@@ -441,6 +455,87 @@ fn recode(reply: &str, from: i64, to: i64) -> String {
     })
 }
 
+/// The network service's events on this one connection (docs/events.md): `rpc.subscribe` and
+/// `rpc.unsubscribe` answered here, and `network.port_created` (its payload the schema's example)
+/// sent after each port created to a subscribed connection, unless the mistake says otherwise.
+struct Events {
+    kind: Break,
+    /// Each event served, with its payload.
+    served: BTreeMap<String, Value>,
+    subscribed: BTreeSet<String>,
+}
+
+/// The event sent after each port created.
+const PORT_CREATED: &str = "network.port_created";
+
+impl Events {
+    fn new(kind: Break) -> Result<Self, String> {
+        let document: Value =
+            serde_json::from_str(vproto_api::OPENRPC).map_err(|e| format!("the OpenRPC document: {e}"))?;
+        let served = document["x-events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|event| event["name"].as_str().is_some_and(|name| name.starts_with("network.")))
+            .map(|event| {
+                let payload: Map<String, Value> = event["examples"][0]["params"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|pair| Some((pair["name"].as_str()?.to_string(), pair["value"].clone())))
+                    .collect();
+                (event["name"].as_str().unwrap_or_default().to_string(), Value::Object(payload))
+            })
+            .collect();
+        Ok(Events { kind, served, subscribed: BTreeSet::new() })
+    }
+
+    /// The answer to `frame` when it is a lone `rpc.subscribe` or `rpc.unsubscribe` request.
+    fn subscription(&mut self, frame: &[u8]) -> Option<String> {
+        let request: Value = serde_json::from_slice(frame).ok()?;
+        let method = request.get("method")?.as_str()?;
+        let id = request.get("id")?.clone();
+        if method != "rpc.subscribe" && method != "rpc.unsubscribe" {
+            return None;
+        }
+        let names: Vec<String> = match request.pointer("/params/events") {
+            None | Some(Value::Null) => self.served.keys().cloned().collect(),
+            Some(list) => list.as_array()?.iter().map(|name| name.as_str().unwrap_or_default().to_string()).collect(),
+        };
+        if let Some(unknown) = names.iter().find(|name| !self.served.contains_key(*name)) {
+            let data = [json!({ "pointer": "/events", "message": format!("no event `{unknown}` on this server") })];
+            let error = json!({ "code": codes::INVALID_PARAMS, "message": "Invalid params", "data": data });
+            return Some(json!({ "jsonrpc": "2.0", "error": error, "id": id }).to_string());
+        }
+        let result = if method == "rpc.subscribe" {
+            self.subscribed.extend(names);
+            json!({ "subscribed": self.subscribed })
+        } else {
+            let gone: Vec<String> = names.into_iter().filter(|name| self.subscribed.remove(name)).collect();
+            json!({ "unsubscribed": gone })
+        };
+        Some(json!({ "jsonrpc": "2.0", "result": result, "id": id }).to_string())
+    }
+
+    /// The notification to send after `reply` answered `frame`, if any.
+    fn after(&self, frame: &[u8], reply: Option<&str>) -> Option<String> {
+        let request: Value = serde_json::from_slice(frame).ok()?;
+        let answered: Value = serde_json::from_str(reply?).ok()?;
+        if request.get("method")? != "network.create_port" || answered.get("result").is_none() {
+            return None;
+        }
+        let to_everyone = self.kind == Break::EventsBeforeSubscribe;
+        if !to_everyone && !self.subscribed.contains(PORT_CREATED) {
+            return None;
+        }
+        let params = match self.kind {
+            Break::InvalidEventPayload => json!({}),
+            _ => self.served.get(PORT_CREATED)?.clone(),
+        };
+        Some(json!({ "jsonrpc": "2.0", "method": PORT_CREATED, "params": params }).to_string())
+    }
+}
+
 /// What `serve-broken` reads from its command line.
 pub struct Options {
     /// The mistake.
@@ -495,12 +590,23 @@ pub async fn serve(options: Options) -> Result<(), String> {
     // that provoked it, not interleaved with later ones.
     let mut stdout = tokio::io::stdout();
     let mut reader = LineReader::new(BufReader::new(tokio::io::stdin()), limits.max_message_size);
+    let mut events = Events::new(options.kind)?;
     while let Some(line) = reader.next().await.map_err(|e| format!("reading stdin: {e}"))? {
-        let text = match line {
-            Line::TooLarge => Some(Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json()),
-            Line::Frame(frame) => server.answer(frame.to_vec()).await,
+        let (text, event) = match line {
+            Line::TooLarge => {
+                (Some(Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json()), None)
+            }
+            Line::Frame(frame) => match events.subscription(frame) {
+                Some(answer) => (Some(answer), None),
+                None => {
+                    let frame = frame.to_vec();
+                    let text = server.answer(frame.clone()).await;
+                    let event = events.after(&frame, text.as_deref());
+                    (text, event)
+                }
+            },
         };
-        if let Some(mut text) = text {
+        for mut text in text.into_iter().chain(event) {
             text.push('\n');
             stdout.write_all(text.as_bytes()).await.map_err(|e| format!("writing stdout: {e}"))?;
             stdout.flush().await.map_err(|e| format!("writing stdout: {e}"))?;
