@@ -15,6 +15,12 @@
 //!    the method's other declared errors (in declaration order, once each, with generated
 //!    `data`), then results again.
 //!
+//! 3. **events**: the mock serves every event of the description (`x-events`, docs/events.md):
+//!    `rpc.subscribe` and `rpc.unsubscribe` are answered by vproto-jsonrpc's transport, and
+//!    whenever a connection subscribes the mock publishes every example of every event (their
+//!    params as the description writes them, whatever versions the client asked for), so the
+//!    client under test receives each example of the events it subscribed to, and nothing else.
+//!
 //! A session ends when stdin closes (`stdio`), when `sessions` connections have closed (`unix:`,
 //! `tcp:`), after `idle` without a request once one arrived, or at `timeout`.
 
@@ -29,10 +35,10 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UnixListener},
 };
-use vproto_jsonrpc::{ListenAddr, ServeError, Server};
+use vproto_jsonrpc::{EventHub, ListenAddr, ServeError, Server};
 use vproto_support::{
-    rpc::{codes, BoxFuture, Handler, Params, RpcError},
-    wire::{keys, Version},
+    rpc::{codes, events::Event, BoxFuture, Handler, Params, RpcError},
+    wire::{keys, Manifest, Version, WireError},
 };
 
 use crate::{
@@ -256,6 +262,57 @@ impl Handler for Mock {
     }
 }
 
+/// One example of an event of the description, published as the description writes it.
+#[derive(Debug)]
+struct ExampleEvent {
+    name: &'static str,
+    params: Map<String, Value>,
+}
+
+impl Event for ExampleEvent {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn to_params(&self, _manifest: &Manifest) -> Result<Map<String, Value>, WireError> {
+        Ok(self.params.clone())
+    }
+}
+
+/// Every example of every event of `description`.
+fn example_events(description: &Description) -> Vec<Arc<ExampleEvent>> {
+    description
+        .events
+        .iter()
+        .flat_map(|event| {
+            // The sink names events as 'static: the few names of one description are leaked once.
+            let name: &'static str = Box::leak(event.name.clone().into_boxed_str());
+            event
+                .examples
+                .iter()
+                .map(move |example| Arc::new(ExampleEvent { name, params: example.params.iter().cloned().collect() }))
+        })
+        .collect()
+}
+
+/// Publishes every example event into `hub` each time it has more subscribers than when last
+/// checked (every 20 ms), so each connection that subscribes receives the examples of the
+/// events it named; never returns.
+async fn emit_examples(hub: EventHub, examples: Vec<Arc<ExampleEvent>>) {
+    let sink = hub.sink();
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = hub.stats().subscribers;
+        if now > last {
+            for example in &examples {
+                sink.publish(example.clone());
+            }
+        }
+        last = now;
+    }
+}
+
 /// Why the mock could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum MockError {
@@ -300,6 +357,8 @@ pub async fn serve_mock(
         seed: options.seed,
     });
     let handler: Arc<dyn Handler> = mock.clone();
+    let hub = EventHub::new(description.events.iter().map(|event| event.name.clone()));
+    let emitter = tokio::spawn(emit_examples(hub.clone(), example_events(&description)));
     let started = Instant::now();
     let ended = {
         let mock = mock.clone();
@@ -316,32 +375,37 @@ pub async fn serve_mock(
     };
     match (listen, options.sessions) {
         (ListenAddr::Stdio, _) => {
-            let serve = Server::from_arc(handler).serve_io(tokio::io::stdin(), tokio::io::stdout());
+            let serve = Server::from_arc(handler).with_events(hub).serve_io(tokio::io::stdin(), tokio::io::stdout());
             tokio::select! { () = serve => {}, () = ended => {} }
         }
         (ListenAddr::Unix(_) | ListenAddr::Tcp { .. }, Some(sessions)) => {
-            let result =
-                tokio::select! { result = accept_sessions(handler, listen, sessions) => result, () = ended => Ok(()) };
+            let result = tokio::select! { result = accept_sessions(handler, hub, listen, sessions) => result, () = ended => Ok(()) };
             if let ListenAddr::Unix(path) = listen {
                 let _ = std::fs::remove_file(path);
             }
             result?;
         }
         _ => {
-            let running = Server::from_arc(handler).bind(listen).await?;
+            let running = Server::from_arc(handler).with_events(hub).bind(listen).await?;
             eprintln!("vproto conform: serving on {}", running.local_addr());
             ended.await;
             running.shutdown().await;
         }
     }
+    emitter.abort();
     Ok(outcomes(&mock, started.elapsed()))
 }
 
 /// Accepts connections on a Unix or TCP listener until `sessions` of them have closed.
-async fn accept_sessions(handler: Arc<dyn Handler>, listen: &ListenAddr, sessions: usize) -> Result<(), MockError> {
+async fn accept_sessions(
+    handler: Arc<dyn Handler>,
+    hub: EventHub,
+    listen: &ListenAddr,
+    sessions: usize,
+) -> Result<(), MockError> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let serve = |read: BoxRead, write: BoxWrite| {
-        let server = Server::from_arc(handler.clone());
+        let server = Server::from_arc(handler.clone()).with_events(hub.clone());
         let done = done_tx.clone();
         tokio::spawn(async move {
             server.serve_io(read, write).await;
@@ -460,4 +524,50 @@ fn outcomes(mock: &Mock, elapsed: Duration) -> Vec<Outcome> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Conn;
+    use vproto_jsonrpc::ConnectAddr;
+
+    #[tokio::test]
+    async fn a_subscribed_client_receives_the_examples_of_its_events_only() {
+        let description = Arc::new(Description::published().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mock.sock");
+        let listen = ListenAddr::Unix(path.clone());
+        let options =
+            MockOptions { sessions: Some(1), idle: Duration::from_secs(2), timeout: Duration::from_secs(20), seed: 0 };
+        let serving = tokio::spawn({
+            let description = description.clone();
+            async move { serve_mock(description, &listen, options).await }
+        });
+        let addr = ConnectAddr::Listen(ListenAddr::Unix(path.clone()));
+        let mut conn = loop {
+            match Conn::open(&addr, None, Duration::from_secs(5)).await {
+                Ok(conn) => break conn,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        conn.send_line(
+            r#"{"jsonrpc":"2.0","method":"rpc.subscribe","params":{"events":["network.port_created"]},"id":1}"#,
+        )
+        .await
+        .unwrap();
+        let answer: Value = serde_json::from_str(&conn.read_line().await.unwrap()).unwrap();
+        assert_eq!(answer["result"], json!({"subscribed": ["network.port_created"]}), "{answer}");
+        let event: Value = serde_json::from_str(&conn.read_line().await.unwrap()).unwrap();
+        assert_eq!(event["method"], "network.port_created", "{event}");
+        let declared = description.events.iter().find(|e| e.name == "network.port_created").unwrap();
+        assert!(description.is_valid(&declared.params_schema(), &event["params"]), "{event}");
+        // Nothing else: the other events were published to no one.
+        assert_eq!(conn.line_within(Duration::from_millis(200)).await.unwrap(), None);
+        conn.send_line(r#"{"jsonrpc":"2.0","method":"driver.list_hardware","params":{},"id":2}"#).await.unwrap();
+        conn.read_line().await.unwrap();
+        drop(conn);
+        let outcomes = serving.await.unwrap().unwrap();
+        assert!(outcomes.iter().all(|o| o.status == Status::Pass), "{outcomes:#?}");
+    }
 }
