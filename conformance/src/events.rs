@@ -39,7 +39,7 @@ use crate::{
 const EVENT_GRACE: Duration = Duration::from_millis(200);
 
 /// How long the slow-subscriber case keeps calling.
-const SLOW_FOR: Duration = Duration::from_secs(3);
+const SLOW_FOR: Duration = Duration::from_secs(1);
 
 /// The notification that ends a subscription (docs/events.md).
 const SUBSCRIPTION_LOST: &str = "rpc.subscription_lost";

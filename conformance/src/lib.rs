@@ -51,6 +51,7 @@
 //! | `tolerance/<m>/unknown-field/<pointer>` | an unknown member added to an object whose schema says `additionalProperties: true` (`tolerate_unknown_fields`) | accepted (not `-32602`) |
 //! | `tolerance/<m>/unknown-value/<pointer>` | a value outside an open enumeration (`x-known-values`) | accepted (not `-32602`) |
 //! | `rest/<m>/example-<n>` | (`http://` targets) the n-th example on the method's REST route (`x-http`): the params object as the body of POST/PUT/PATCH, no body otherwise; on a route with a body param (`x-http.body`) the param's value itself, and `.../wrapped` with the params object | 2xx with a valid result as the body, or another status with an error object the method declares |
+//! | `events/<s>/...` | (line targets, services publishing events) subscriptions and notifications: see [`events`] | nothing before subscribing or after unsubscribing, only what was subscribed to, payloads valid |
 //! | `serve/<m>/request-valid` | (serve mode) every request the client sent for `<m>` | valid params |
 //! | `serve/<m>/backlevel-retry` | (serve mode) UnsupportedVersion answered to the first request carrying a versioned object with an older version | the client retries with that object at the named version |
 //! | `serve/session` | (serve mode) the session as a whole | at least one request arrived |
