@@ -169,8 +169,15 @@ impl Service<'_> {
     /// On a server shared by connections (`unix:`, `tcp:`), a side connection subscribed to the
     /// service's events while the calls run shows what they published; its notifications are
     /// checked too.
-    async fn silent_before_subscribe(&self, wire: &mut Wire, seen: &mut BTreeSet<String>) -> Result<(), String> {
-        let mut side = match shared(self.target) {
+    async fn silent_before_subscribe(
+        &self,
+        wire: &mut Wire,
+        seen: &mut BTreeSet<String>,
+        serves_events: bool,
+    ) -> Result<(), String> {
+        // A target that serves no events refuses the side connection's subscription: the
+        // silence of the main one is still checked.
+        let mut side = match shared(self.target) && serves_events {
             true => {
                 let mut side = Wire::open(self.target).await?;
                 self.subscribe(&mut side, &self.events).await?;
@@ -377,7 +384,7 @@ pub async fn run_events(plan: &Plan<'_>, target: &Target, only: &Patterns) -> Ev
             };
             let case = id.rsplit_once(&format!("events/{service}/")).map_or("", |(_, rest)| rest);
             let verdict = match case {
-                "silent-before-subscribe" => ctx.silent_before_subscribe(&mut wire, &mut seen).await,
+                "silent-before-subscribe" => ctx.silent_before_subscribe(&mut wire, &mut seen, serves_events).await,
                 "subscribe-all" => ctx.subscribe_all(&mut wire).await,
                 "subscribe-unknown" => ctx.subscribe_unknown(&mut wire, service).await,
                 "delivery" => ctx.delivery(&mut wire, &events, &mut seen).await,
