@@ -284,15 +284,22 @@ fn c_toolchain_missing() -> Option<String> {
 /// it again: it takes a fraction of a second and is never stale). `Err` is why it cannot be
 /// built here.
 fn build_c_peer() -> Result<PathBuf, String> {
+    build_vchan_program("tests/vchan/peer.c", "vchan-peer", "peer")
+}
+
+/// Compiles the C program `source` (relative to the workspace) against Xen's libxenvchan into
+/// `<target>/<dir>/<name>`. `Err` is why it cannot be built here (no gcc or libxen-dev); a
+/// compile error in the program itself panics, as a bug of ours, not a missing peer.
+pub fn build_vchan_program(source: &str, dir: &str, name: &str) -> Result<PathBuf, String> {
     if let Some(missing) = c_toolchain_missing() {
         return Err(missing);
     }
-    let dir = target_dir().join("vchan-peer");
+    let dir = target_dir().join(dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let out = dir.join("peer");
-    // Built under a private name then renamed: concurrent test runs never run half a binary.
-    let partial = dir.join(format!("peer.{}", std::process::id()));
-    let source = workspace().join("tests/vchan/peer.c");
+    let out = dir.join(name);
+    // Built under a private name then renamed: concurrent runs never run half a binary.
+    let partial = dir.join(format!("{name}.{}", std::process::id()));
+    let source = workspace().join(source);
     let output = std::process::Command::new("gcc")
         .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(&partial)
@@ -301,7 +308,6 @@ fn build_c_peer() -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("cannot run gcc: {e}"))?;
     if !output.status.success() {
-        // Installed but failing: a bug in peer.c, not a missing peer.
         panic!("gcc {} failed ({}):\n{}", source.display(), output.status, String::from_utf8_lossy(&output.stderr));
     }
     std::fs::rename(&partial, &out).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;

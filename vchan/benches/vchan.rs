@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, Server};
 use vproto_support::rpc::{BoxFuture, ClientTransport, Handler, Params, RpcError};
+use vproto_test_support::vchan as vchan_harness;
 use vproto_vchan::{backend::sim::SimBackend, Backend, ServerOptions};
 use vproto_xenstore::{server, Xenstore, XenstoreAddr};
 
@@ -61,13 +62,6 @@ fn main() {
         eprintln!("vchan benchmark: {why}");
         std::process::exit(1);
     }
-}
-
-/// The workspace's target directory.
-fn target_dir() -> PathBuf {
-    env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 struct Setup {
@@ -98,27 +92,8 @@ impl Setup {
 }
 
 fn prepare() -> Result<Setup, String> {
-    let sim_libs =
-        env::var_os("VPROTO_VCHAN_SIM_LIBS").map(PathBuf::from).unwrap_or_else(|| target_dir().join("vchan-sim"));
-    for lib in ["libxengnttab.so.1", "libxenevtchn.so.1"] {
-        if !sim_libs.join(lib).exists() {
-            return Err(format!("{} is missing: run `cargo xtask vchan-sim` first", sim_libs.join(lib).display()));
-        }
-    }
-    let out = target_dir().join("vchan-bench");
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let c_peer = out.join("bench_peer");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bench_peer.c");
-    let status = Command::new("gcc")
-        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&c_peer)
-        .arg(&source)
-        .arg("-lxenvchan")
-        .status()
-        .map_err(|e| format!("gcc: {e} (install gcc and libxen-dev)"))?;
-    if !status.success() {
-        return Err("gcc could not build bench_peer.c against libxenvchan (install libxen-dev)".into());
-    }
+    let c_peer = vchan_harness::build_vchan_program("vchan/benches/bench_peer.c", "vchan-bench", "bench_peer")?;
+    let sim_libs = vchan_harness::sim_libs().to_path_buf();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     Ok(Setup { dir, c_peer, sim_libs })
 }
