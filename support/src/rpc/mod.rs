@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::wire::WireError;
 
 pub mod events;
+pub mod roles;
 mod service;
 mod validate;
 
@@ -36,6 +37,9 @@ pub mod codes {
     pub const LIMIT_EXCEEDED: i64 = -32000;
     /// Implementation-defined server error: the caller is not authorized.
     pub const UNAUTHORIZED: i64 = -32001;
+    /// Implementation-defined server error: the caller's role may not call the method (see
+    /// [`super::roles`]).
+    pub const FORBIDDEN: i64 = -32003;
 }
 
 /// A boxed future that can cross threads.
