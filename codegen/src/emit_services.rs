@@ -17,7 +17,7 @@ use crate::{
 
 /// Emits errors, service traits, dispatchers and clients.
 pub fn emit_services(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> TokenStream {
-    let mut items = vec![emit_errors(ir, wire, rpc), emit_http_bindings(ir, rpc)];
+    let mut items = vec![emit_errors(ir, wire, rpc), emit_http_bindings(ir, rpc), emit_method_roles(ir)];
     items.extend(ir.services.iter().map(|service| emit_service(ir, service, wire, rpc)));
     quote! { #(#items)* }
 }
@@ -222,8 +222,16 @@ fn dispatch_arm(ir: &SchemaIr, signature: &Signature, rpc: &syn::Path) -> TokenS
     } else {
         quote! { let params = #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
     };
+    // A role the method is not open to learns nothing more of it, not even whether its params are valid.
+    let roles = &method.roles;
+    let check_role = if roles.is_empty() {
+        quote! {}
+    } else {
+        quote! { #rpc::roles::check(#wire_name, &[#(#roles),*])?; }
+    };
     quote! {
         #wire_name => {
+            #check_role
             let params = params.into_named(&[#(#param_names),*])?;
             #negotiate
             #validate
@@ -404,6 +412,20 @@ pub fn emit_backlevel(ir: &SchemaIr, wire: &syn::Path, rpc: &syn::Path) -> Token
             }
             converted > 0
         }
+    }
+}
+
+/// The `METHOD_ROLES` table: each method the schema opens to some roles only, with those roles.
+fn emit_method_roles(ir: &SchemaIr) -> TokenStream {
+    let methods = ir.services.iter().flat_map(|service| &service.methods).filter(|method| !method.roles.is_empty());
+    let rows = methods.map(|method| {
+        let (wire_name, roles) = (&method.wire_name, &method.roles);
+        quote! { (#wire_name, &[#(#roles),*]) }
+    });
+    quote! {
+        /// The methods the schema opens to some roles only, with those roles (every other method is
+        /// open to every caller); the dispatchers refuse other roles with -32003 Forbidden.
+        pub const METHOD_ROLES: &[(&str, &[&str])] = &[#(#rows),*];
     }
 }
 

@@ -394,6 +394,11 @@ pub struct Method {
     /// A REST binding for HTTP transports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpBinding>,
+    /// The roles whose callers may call the method (lower_snake_case names, such as `driver`
+    /// or `operator`), checked by the generated dispatcher against the role of the token the
+    /// caller presented; absent, every caller may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
     /// Example calls, used in docs and by the conformance suite.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<Example>,

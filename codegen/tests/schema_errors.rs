@@ -188,3 +188,22 @@ fn a_route_body_names_a_param_that_can_stand_for_the_body() {
                                         "schema": {"type": "object", "additionalProperties": {"type": "string"}}});
     assert_error(&named_map, body, "may hold a member named `tags`");
 }
+
+#[test]
+fn roles_name_each_role_once_in_lower_snake_case_and_never_none() {
+    let with_roles = |roles: Value| {
+        let mut schema = with_route(json!({"method": "POST", "path": "/things"}), json!({}));
+        schema["services"]["things"]["methods"]["put"]["roles"] = roles;
+        schema
+    };
+    let valid = with_roles(json!(["operator", "agent"]));
+    let parsed = parse_schema(&valid.to_string(), "test.json").unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        parsed.services["things"].methods["put"].roles.as_deref(),
+        Some(&["operator".into(), "agent".into()][..])
+    );
+    let at = "/services/things/methods/put/roles";
+    assert_error(&with_roles(json!([])), at, "opens the method to nobody");
+    assert_error(&with_roles(json!(["Operator"])), &format!("{at}/0"), "`Operator` is not a valid role name");
+    assert_error(&with_roles(json!(["agent", "agent"])), &format!("{at}/1"), "`agent` is named twice");
+}

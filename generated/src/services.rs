@@ -327,6 +327,21 @@ pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
         body: None,
     },
 ];
+/// The methods the schema opens to some roles only, with those roles (every other method is
+/// open to every caller); the dispatchers refuse other roles with -32003 Forbidden.
+pub const METHOD_ROLES: &[(&str, &[&str])] = &[
+    ("agent.discovery_status", &["conductor", "operator"]),
+    ("agent.hello", &["driver"]),
+    ("agent.list_hardware", &["conductor", "operator"]),
+    ("agent.start_discovery", &["conductor", "operator"]),
+    ("conductor.hello", &["agent"]),
+    ("conductor.list_agents", &["operator"]),
+    ("conductor.list_hardware", &["operator"]),
+    ("conductor.start_discovery", &["operator"]),
+    ("driver.discovery_status", &["agent", "operator"]),
+    ("driver.list_hardware", &["agent", "operator"]),
+    ("driver.start_discovery", &["agent", "operator"]),
+];
 /** The Cyborg agent of a node: drivers register with it, and it fans discovery and hardware listing out to its alive drivers, so its callers see one answer per node. Its callers are the node's drivers (hello) and the conductor.
 
  Since protocol version 1.0.*/
@@ -384,6 +399,10 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
         Box::pin(async move {
             match method {
                 "agent.discovery_status" => {
+                    vproto_support::rpc::roles::check(
+                        "agent.discovery_status",
+                        &["conductor", "operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -401,6 +420,7 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                     result.into_result(&REGISTRY, "agent.discovery_status")
                 }
                 "agent.hello" => {
+                    vproto_support::rpc::roles::check("agent.hello", &["driver"])?;
                     let params = params.into_named(&["registration"])?;
                     let params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -425,6 +445,10 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                     result.into_result(&REGISTRY, "agent.hello")
                 }
                 "agent.list_hardware" => {
+                    vproto_support::rpc::roles::check(
+                        "agent.list_hardware",
+                        &["conductor", "operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -441,6 +465,10 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                     result.into_result(&REGISTRY, "agent.list_hardware")
                 }
                 "agent.start_discovery" => {
+                    vproto_support::rpc::roles::check(
+                        "agent.start_discovery",
+                        &["conductor", "operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -668,6 +696,7 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
         Box::pin(async move {
             match method {
                 "conductor.hello" => {
+                    vproto_support::rpc::roles::check("conductor.hello", &["agent"])?;
                     let params = params.into_named(&["registration"])?;
                     let params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -692,6 +721,10 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                     result.into_result(&REGISTRY, "conductor.hello")
                 }
                 "conductor.list_agents" => {
+                    vproto_support::rpc::roles::check(
+                        "conductor.list_agents",
+                        &["operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -706,6 +739,10 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                     result.into_result(&REGISTRY, "conductor.list_agents")
                 }
                 "conductor.list_hardware" => {
+                    vproto_support::rpc::roles::check(
+                        "conductor.list_hardware",
+                        &["operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -723,6 +760,10 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                     result.into_result(&REGISTRY, "conductor.list_hardware")
                 }
                 "conductor.start_discovery" => {
+                    vproto_support::rpc::roles::check(
+                        "conductor.start_discovery",
+                        &["operator"],
+                    )?;
                     let params = params.into_named(&["agent"])?;
                     let params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -966,6 +1007,10 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
         Box::pin(async move {
             match method {
                 "driver.discovery_status" => {
+                    vproto_support::rpc::roles::check(
+                        "driver.discovery_status",
+                        &["agent", "operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -982,6 +1027,10 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
                     result.into_result(&REGISTRY, "driver.discovery_status")
                 }
                 "driver.list_hardware" => {
+                    vproto_support::rpc::roles::check(
+                        "driver.list_hardware",
+                        &["agent", "operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
@@ -996,6 +1045,10 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
                     result.into_result(&REGISTRY, "driver.list_hardware")
                 }
                 "driver.start_discovery" => {
+                    vproto_support::rpc::roles::check(
+                        "driver.start_discovery",
+                        &["agent", "operator"],
+                    )?;
                     let params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,

@@ -52,6 +52,9 @@ impl Checker<'_> {
                         );
                     }
                 }
+                if let Some(roles) = &method.roles {
+                    self.roles(&at, roles);
+                }
                 if let Some(http) = &method.http {
                     if !http.path.starts_with('/') {
                         self.out.push(
@@ -77,6 +80,29 @@ impl Checker<'_> {
                         self.http_body(&format!("{at}/http/body"), method, http.method, body);
                     }
                 }
+            }
+        }
+    }
+
+    /// A method's `roles`: lower_snake_case names, each once; absent rather than empty.
+    fn roles(&mut self, at: &str, roles: &[String]) {
+        if roles.is_empty() {
+            self.out.push(
+                format!("{at}/roles"),
+                "an empty `roles` opens the method to nobody",
+                "name a role, or remove `roles` to open it to every caller",
+            );
+        }
+        for (index, role) in roles.iter().enumerate() {
+            if !is_field_name(role) {
+                self.out.push(
+                    format!("{at}/roles/{index}"),
+                    format!("`{role}` is not a valid role name"),
+                    "use lower_snake_case, such as driver or operator",
+                );
+            }
+            if roles[..index].contains(role) {
+                self.out.push(format!("{at}/roles/{index}"), format!("`{role}` is named twice"), "name each role once");
             }
         }
     }

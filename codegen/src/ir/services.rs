@@ -135,6 +135,8 @@ pub struct MethodIr<'s> {
     pub negotiates: bool,
     /// The REST binding, for HTTP transports.
     pub http: Option<HttpIr<'s>>,
+    /// The roles that may call it; empty: every caller.
+    pub roles: Vec<&'s str>,
     /// Example calls.
     pub examples: &'s [Example],
 }
@@ -163,6 +165,7 @@ impl<'s> MethodIr<'s> {
                 path: &http.path,
                 body: http.body.as_deref(),
             }),
+            roles: method.roles.iter().flatten().map(String::as_str).collect(),
             examples: &method.examples,
         }
     }
