@@ -1,6 +1,7 @@
 //! Raw connections to a target: exact bytes out, exact bytes back, so the suite can send what
 //! no well-behaved client would (broken JSON, odd ids, batches) and see precisely what comes
-//! back. Line transports (`unix:`, `tcp:`, `exec:`) send one frame per line; `http://` posts
+//! back. Line transports (`unix:`, `tcp:`, `exec:`, `vchan:`, and `amqp://`, where each line is
+//! one message) send one frame per line; `http://` posts
 //! each frame to `/jsonrpc`, or sends it to a REST route.
 
 use std::{io, time::Duration};
@@ -161,6 +162,12 @@ impl Conn {
                     .await
                     .map_err(|e| failed(ConnError::Unreachable(std::io::Error::other(e))))?;
                 let (read, write) = chan.into_split();
+                line(Box::new(read), Box::new(write), None)
+            }
+            ConnectAddr::Listen(ListenAddr::Amqp(amqp_addr)) => {
+                let (read, write) = vproto_jsonrpc::transport::amqp::connect(amqp_addr, wait, wait, MAX_ANSWER)
+                    .await
+                    .map_err(|e| failed(ConnError::Unreachable(std::io::Error::other(e))))?;
                 line(Box::new(read), Box::new(write), None)
             }
             ConnectAddr::Listen(ListenAddr::Stdio) => return Err(failed(ConnError::Stdio)),

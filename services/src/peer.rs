@@ -4,16 +4,21 @@
 //! with.
 //!
 //! The generic layers (the pool, reconnection and retry, building an address from an announced
-//! `host:port`) are vproto-jsonrpc's ([`Pool`], `Reconnecting`, [`PeerScheme`]); what is here
-//! is Cyborg's: endpoints, [`PeerFailure`] as the services report it, and hello.
+//! `host:port`) are vproto-jsonrpc's ([`Pool`], `Reconnecting`, `HostPortScheme`); what is here
+//! is Cyborg's: endpoints, how a [`PeerScheme`] reaches them, [`PeerFailure`] as the services
+//! report it, and hello.
+//!
+//! On a message bus ([`PeerScheme::Bus`], docs/bus.md) no endpoint is dialled: a component's
+//! endpoint names its instance queue, `SERVICE.ENDPOINT`, on the broker every component shares
+//! ([`bus_addr`]); one that gives none is `HOSTNAME:BROKER_PORT` ([`bus_endpoint`]).
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, str::FromStr, sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 use vproto_api::{ClientError, Endpoint, HelloAck, ProtocolError};
-pub use vproto_jsonrpc::HostPortScheme as PeerScheme;
 use vproto_jsonrpc::{
-    transport::WildcardHost, ClientOptions, ConnectAddr, Dial, ListenAddr, Pool, Reconnecting, RetryPolicy, Token,
+    transport::{AddrError, AmqpAddr, AmqpBroker, AmqpRoute, UnknownScheme, WildcardHost},
+    ClientOptions, ConnectAddr, Dial, HostPortScheme, ListenAddr, Pool, Reconnecting, RetryPolicy, Token,
 };
 use vproto_support::{
     rpc::{CallError, DeclaredError},
@@ -22,6 +27,75 @@ use vproto_support::{
 
 /// The client a peer is called through: a pooled, reconnecting JSON-RPC client.
 pub type PeerClient = Reconnecting<Dial>;
+
+/// How the endpoints registered with a component are reached.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PeerScheme {
+    /// `tcp:HOST:PORT`: the endpoint dialled over newline-delimited JSON-RPC.
+    #[default]
+    Tcp,
+    /// `http://HOST:PORT`: the endpoint dialled over HTTP (`POST /jsonrpc`).
+    Http,
+    /// Through a RabbitMQ broker: the peer of endpoint `E` is the instance `SERVICE.E` of
+    /// `service` there, whatever `E`'s host and port; nothing is dialled but the broker.
+    Bus {
+        /// The broker every component shares.
+        broker: AmqpBroker,
+        /// The peers' service: `driver` for an agent, `agent` for the conductor.
+        service: String,
+    },
+}
+
+impl PeerScheme {
+    /// The address the peer announcing `endpoint` is called at.
+    pub fn connect_addr(&self, endpoint: &Endpoint) -> Result<ConnectAddr, AddrError> {
+        match self {
+            PeerScheme::Tcp => HostPortScheme::Tcp.connect_addr(endpoint.as_str()),
+            PeerScheme::Http => HostPortScheme::Http.connect_addr(endpoint.as_str()),
+            PeerScheme::Bus { broker, service } => {
+                Ok(ConnectAddr::Listen(ListenAddr::Amqp(bus_addr(broker, service, endpoint))))
+            }
+        }
+    }
+}
+
+impl FromStr for PeerScheme {
+    type Err = UnknownScheme;
+
+    /// `tcp` or `http` (a bus is given as a broker, not by name).
+    fn from_str(text: &str) -> Result<Self, UnknownScheme> {
+        Ok(match text.parse::<HostPortScheme>()? {
+            HostPortScheme::Tcp => PeerScheme::Tcp,
+            HostPortScheme::Http => PeerScheme::Http,
+        })
+    }
+}
+
+impl fmt::Display for PeerScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerScheme::Tcp => f.write_str("tcp"),
+            PeerScheme::Http => f.write_str("http"),
+            PeerScheme::Bus { broker, service } => write!(f, "{broker}/{service}.ENDPOINT"),
+        }
+    }
+}
+
+/// The instance of `service` announcing `endpoint` on `broker`: `amqp://BROKER/SERVICE.ENDPOINT`.
+pub fn bus_addr(broker: &AmqpBroker, service: &str, endpoint: &Endpoint) -> AmqpAddr {
+    AmqpAddr::new(broker.clone(), service, AmqpRoute::Instance(endpoint.as_str().to_string()))
+}
+
+/// The endpoint a component on the bus announces when it is given none: this machine's host
+/// name (`localhost` when it is not a valid endpoint host) and the broker's port. Components of
+/// different services on one machine share it (their queues differ by service); two of one
+/// service on one machine need `--endpoint`.
+pub fn bus_endpoint(broker: &AmqpBroker) -> Endpoint {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    Endpoint::new(format!("{}:{}", host.trim(), broker.port))
+        .or_else(|_| Endpoint::new(format!("localhost:{}", broker.port)))
+        .expect("localhost:PORT is an endpoint")
+}
 
 /// The endpoint (`host:port`) a component listening on `addr` can announce: `None` for
 /// `unix:` and `stdio`, an error for a wildcard host, which peers cannot dial.
@@ -72,17 +146,17 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// A pool dialling endpoints with `scheme`, presenting `token` (if any), and giving each
-    /// call (connection included) `timeout`.
+    /// A pool reaching endpoints by `scheme`, presenting `token` (if any; not on the bus), and
+    /// giving each call (connection included) `timeout`.
     pub fn new(scheme: PeerScheme, token: Option<Token>, timeout: Duration) -> Self {
         let options =
             ClientOptions { connect_timeout: timeout, request_timeout: timeout, token, ..ClientOptions::default() };
         Peers { scheme, timeout, pool: Pool::new(options, RetryPolicy::OnceAfterReuse) }
     }
 
-    /// The scheme endpoints are dialled with.
-    pub fn scheme(&self) -> PeerScheme {
-        self.scheme
+    /// How endpoints are reached.
+    pub fn scheme(&self) -> &PeerScheme {
+        &self.scheme
     }
 
     /// Calls the peer at `endpoint` with `call`, within the pool's timeout.
@@ -91,7 +165,7 @@ impl Peers {
         F: FnOnce(PeerClient) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let addr = self.scheme.connect_addr(endpoint.as_str()).map_err(|e| PeerFailure::Unreachable(e.to_string()))?;
+        let addr = self.scheme.connect_addr(endpoint).map_err(|e| PeerFailure::Unreachable(e.to_string()))?;
         let client = self.pool.client(&addr);
         let answer = match tokio::time::timeout(self.timeout, call(client.clone())).await {
             Ok(answer) => answer,

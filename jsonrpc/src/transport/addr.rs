@@ -1,15 +1,20 @@
 //! Listen and connect addresses, as given on a command line:
-//! `unix:PATH`, `tcp:HOST:PORT`, `stdio`, `http://HOST:PORT`, `vchan:PEER:XS_PATH`, and for
-//! clients `exec:COMMAND`;
+//! `unix:PATH`, `tcp:HOST:PORT`, `stdio`, `http://HOST:PORT`, `vchan:PEER:XS_PATH`,
+//! `amqp://HOST:PORT[/VHOST]/SERVICE[.HOST]`, and for clients `exec:COMMAND`;
 //! and the `HOST:PORT` a server announces to its peers, dialled with a [`HostPortScheme`].
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
-pub use super::vchan::VchanAddr;
+pub use super::{
+    amqp::{AmqpAddr, AmqpBroker, Route as AmqpRoute},
+    vchan::VchanAddr,
+};
 
 /// The forms an address may take, for error messages.
-const LISTEN_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT or vchan:PEER:XS_PATH";
-const CONNECT_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT, vchan:PEER:XS_PATH or exec:COMMAND";
+const LISTEN_FORMS: &str =
+    "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT, vchan:PEER:XS_PATH or amqp://HOST:PORT[/VHOST]/SERVICE[.HOST]";
+const CONNECT_FORMS: &str = "unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT, vchan:PEER:XS_PATH, \
+                             amqp://HOST:PORT[/VHOST]/SERVICE[.HOST] or exec:COMMAND";
 
 /// Why an address string was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +50,11 @@ pub enum ListenAddr {
     /// `vchan:PEER:XS_PATH`: newline-delimited JSON over a Xen vchan with domain PEER, published
     /// at XS_PATH in Xenstore (see [`super::vchan`]). No token: only PEER can connect.
     Vchan(VchanAddr),
+    /// `amqp://[USER:PASS@]HOST:PORT[/VHOST]/SERVICE[.HOST]`: JSON-RPC over a RabbitMQ broker
+    /// (see [`super::amqp`]). A server consumes the service's shared queue, the instance's
+    /// queue and the fanout; a client calls whichever the address names. No token: the
+    /// broker's credentials admit.
+    Amqp(AmqpAddr),
 }
 
 /// Where a client connects: a [`ListenAddr`], or a command to spawn and talk to over its
@@ -117,6 +127,9 @@ impl FromStr for ListenAddr {
         if input.starts_with("vchan:") {
             return input.parse().map(ListenAddr::Vchan);
         }
+        if input.starts_with("amqp://") || input.starts_with("amqps://") {
+            return input.parse().map(ListenAddr::Amqp);
+        }
         if input.starts_with("https://") {
             return Err(error(input, "https is not served; listen on http://127.0.0.1:PORT behind a TLS proxy"));
         }
@@ -135,6 +148,7 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Stdio => f.write_str("stdio"),
             ListenAddr::Http { host, port } => write!(f, "http://{}:{port}", bracketed(host)),
             ListenAddr::Vchan(addr) => addr.fmt(f),
+            ListenAddr::Amqp(addr) => addr.fmt(f),
         }
     }
 }
@@ -146,7 +160,7 @@ impl ListenAddr {
     pub fn announced_host_port(&self) -> Option<Result<String, WildcardHost>> {
         let (host, port) = match self {
             ListenAddr::Tcp { host, port } | ListenAddr::Http { host, port } => (host, *port),
-            ListenAddr::Unix(_) | ListenAddr::Stdio | ListenAddr::Vchan(_) => return None,
+            ListenAddr::Unix(_) | ListenAddr::Stdio | ListenAddr::Vchan(_) | ListenAddr::Amqp(_) => return None,
         };
         if matches!(host.as_str(), "0.0.0.0" | "::" | "[::]") {
             return Some(Err(WildcardHost(self.clone())));

@@ -118,8 +118,8 @@ pub enum Route {
 /// fanout.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AmqpAddr {
-    /// The broker.
-    pub broker: AmqpBroker,
+    /// The broker (shared: many addresses name one broker).
+    pub broker: Arc<AmqpBroker>,
     /// The service (`agent`, `conductor`, ...): letters, digits, `_` and `-`.
     pub service: String,
     /// Which of its queues.
@@ -309,8 +309,8 @@ impl fmt::Display for AmqpBroker {
 
 impl AmqpAddr {
     /// The address of `service` on `broker`, by `route`.
-    pub fn new(broker: AmqpBroker, service: impl Into<String>, route: Route) -> Self {
-        AmqpAddr { broker, service: service.into(), route }
+    pub fn new(broker: impl Into<Arc<AmqpBroker>>, service: impl Into<String>, route: Route) -> Self {
+        AmqpAddr { broker: broker.into(), service: service.into(), route }
     }
 
     /// The queue a message to this address goes to (`None` for a fanout, which goes to an
@@ -363,7 +363,7 @@ impl FromStr for AmqpAddr {
             }
         };
         check_service(input, service)?;
-        Ok(AmqpAddr { broker, service: service.to_string(), route })
+        Ok(AmqpAddr { broker: Arc::new(broker), service: service.to_string(), route })
     }
 }
 

@@ -5,6 +5,8 @@
 //!   announces to peers ([`HostPortScheme`]).
 //! - [`framing`]: newline-delimited JSON, bounded by the message size limit.
 //! - `lines`: one line-framed connection: reader, writer, auth, idle timeout, in-flight budget.
+//! - [`amqp`]: JSON-RPC over a RabbitMQ broker, routed as oslo.messaging routes RPC (a server
+//!   consuming its service's queues, a client seeing the bus as a line connection).
 //! - `tcp`, `stdio`, `http`: the listeners (HTTP serves `POST /jsonrpc`, REST routes and, on
 //!   a server with events, the event stream `GET /events`);
 //!   Unix sockets are bound by `vproto_listen::bind_unix`.
@@ -16,6 +18,7 @@
 
 mod accept;
 pub mod addr;
+pub mod amqp;
 mod error;
 pub mod framing;
 mod http;
@@ -26,7 +29,8 @@ mod tcp;
 pub mod vchan;
 
 pub use addr::{
-    spawn_exec, AddrError, ConnectAddr, HostPortScheme, ListenAddr, UnknownScheme, VchanAddr, WildcardHost,
+    spawn_exec, AddrError, AmqpAddr, AmqpBroker, AmqpRoute, ConnectAddr, HostPortScheme, ListenAddr, UnknownScheme,
+    VchanAddr, WildcardHost,
 };
 pub use error::ServeError;
 pub use http::{RestRoute, EVENTS_PATH, SUBSCRIBED_EVENT};
