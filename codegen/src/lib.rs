@@ -34,6 +34,7 @@ pub mod emit_openapi;
 pub mod emit_openrpc;
 pub mod emit_rust;
 pub mod emit_services;
+pub mod emit_templates;
 pub mod examples;
 pub mod ir;
 pub mod load;
@@ -130,6 +131,16 @@ pub struct Generated {
     pub service_openapi: BTreeMap<String, String>,
     /// Object versions the lock does not list yet, as `Object version`.
     pub unpublished: Vec<String>,
+    /// The IR's serializable view, which templates render ([`Generated::render_templates`]).
+    pub view: ir::view::SchemaView,
+}
+
+impl Generated {
+    /// Renders the handlebars templates of `dir` (see [`emit_templates`] for its layout) over
+    /// this schema: the files to write, relative to the output directory.
+    pub fn render_templates(&self, dir: &Path) -> Result<emit_templates::Rendered, emit_templates::TemplateError> {
+        emit_templates::render_dir(dir, &self.view)
+    }
 }
 
 impl Generator {
@@ -194,6 +205,7 @@ impl Generator {
         }
         let ir = ir::SchemaIr::new(&schema);
         let documents = PublishedDocuments::new(&ir);
+        let view = ir::view::SchemaView::new(&ir, documents.json_schema.clone());
         let pretty = |document: &serde_json::Value| {
             let mut text = serde_json::to_string_pretty(document).expect("JSON always serializes");
             text.push('\n');
@@ -224,7 +236,29 @@ impl Generator {
             meta_schema: meta::meta_schema_text(),
             json_schema,
             unpublished,
+            view,
         })
+    }
+
+    /// Generates, then renders the templates of `templates` (another language, a site; see
+    /// [`emit_templates`]) into the directory `out`, creating it and its folders; returns the
+    /// files written, relative to `out`.
+    ///
+    /// ```no_run
+    /// vproto_codegen::Generator::new("schema/my-protocol.json")
+    ///     .write_templates("templates/go".as_ref(), "clients/go".as_ref())
+    ///     .unwrap_or_else(|error| panic!("{error}"));
+    /// ```
+    pub fn write_templates(&self, templates: &Path, out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+        let rendered = self.generate()?.render_templates(templates)?;
+        for (path, contents) in &rendered {
+            let target = out.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&target, contents).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        }
+        Ok(rendered.into_keys().collect())
     }
 
     /// Generates and writes the Rust, every kind in one module, to `path` (for `build.rs`).

@@ -111,6 +111,45 @@ const GENERATED_FILES: [&str; 4] =
 /// whole: a file there that no service of the schema produces is stale.
 const GENERATED_FOLDERS: [&str; 2] = ["schema/openrpc", "schema/openapi"];
 
+/// The template directories codegen renders (`vproto_codegen::emit_templates`) and the folder
+/// each renders into, relative to the workspace root. Codegen owns those folders whole, except
+/// for what installing and testing the clients leaves there ([`TEMPLATE_OUTPUT_IGNORED`]).
+const TEMPLATE_OUTPUTS: [(&str, &str); 3] = [
+    ("templates/python", "clients/python"),
+    ("templates/typescript", "clients/typescript"),
+    ("templates/reference", "docs/reference"),
+];
+
+/// Names under the template outputs that are not generated: package managers' and test
+/// runners' leftovers, never stale.
+const TEMPLATE_OUTPUT_IGNORED: [&str; 7] =
+    ["node_modules", "package-lock.json", "__pycache__", ".pytest_cache", "build", "dist", "vproto_client.egg-info"];
+
+/// Every file the templates render, relative to the workspace root.
+fn rendered_files(generated: &vproto_codegen::Generated) -> Result<Vec<(PathBuf, String)>, String> {
+    let root = root();
+    let mut files = Vec::new();
+    for (templates, out) in TEMPLATE_OUTPUTS {
+        for (path, contents) in generated.render_templates(&root.join(templates)).map_err(|e| e.to_string())? {
+            let text = String::from_utf8(contents)
+                .map_err(|_| format!("{templates}/{}: renders to bytes that are not UTF-8", path.display()))?;
+            files.push((Path::new(out).join(path), text));
+        }
+    }
+    Ok(files)
+}
+
+/// The files under the template outputs (recursively, without [`TEMPLATE_OUTPUT_IGNORED`]),
+/// relative to the workspace root, sorted.
+fn files_in_template_outputs(root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = TEMPLATE_OUTPUTS
+        .iter()
+        .flat_map(|(_, out)| files_under(root, Path::new(out), &TEMPLATE_OUTPUT_IGNORED))
+        .collect();
+    found.sort();
+    found
+}
+
 /// Every file codegen writes, with its contents, relative to the workspace root.
 fn generated_files(generated: vproto_codegen::Generated) -> Vec<(PathBuf, String)> {
     let rust = generated.rust.files().into_iter().map(|(file, text)| (Path::new(GENERATED_RUST).join(file), text));
@@ -148,22 +187,29 @@ fn codegen(check: bool) -> Result<(), String> {
     }
     let generated = generator().generate().map_err(|d| d.to_string())?;
     let unpublished = generated.unpublished.clone();
-    let files = generated_files(generated);
+    let rendered = rendered_files(&generated)?;
+    let mut files = generated_files(generated);
+    files.extend(rendered);
     if !check {
         for folder in GENERATED_FOLDERS {
             std::fs::create_dir_all(root.join(folder)).map_err(|e| format!("cannot create {folder}: {e}"))?;
+        }
+        for (path, _) in &files {
+            if let Some(parent) = root.join(path).parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
         }
     }
     let mut stale = 0;
     for (path, contents) in &files {
         stale += usize::from(ensure_file_contents(&root.join(path), contents, check)?);
     }
-    for leftover in
-        files_in_generated_folders(&root).into_iter().filter(|found| !files.iter().any(|(path, _)| path == found))
-    {
+    let mut found = files_in_generated_folders(&root);
+    found.extend(files_in_template_outputs(&root));
+    for leftover in found.into_iter().filter(|found| !files.iter().any(|(path, _)| path == found)) {
         stale += 1;
         if check {
-            eprintln!("stale: {} (no service of the schema produces it)", leftover.display());
+            eprintln!("stale: {} (codegen no longer produces it)", leftover.display());
         } else {
             std::fs::remove_file(root.join(&leftover))
                 .map_err(|e| format!("cannot remove {}: {e}", leftover.display()))?;
@@ -205,13 +251,37 @@ fn codegen_fingerprint(root: &Path) -> Option<String> {
     let rust = vproto_codegen::emit_rust::RustModules::file_names().map(|file| Path::new(GENERATED_RUST).join(file));
     let fixed =
         ["schema/vproto.json", "schema/vproto.lock"].iter().chain(&GENERATED_FILES).map(PathBuf::from).chain(rust);
-    for path in fixed.chain(files_in_generated_folders(root)) {
+    let templates = TEMPLATE_OUTPUTS.iter().flat_map(|(templates, _)| files_under(root, Path::new(templates), &[]));
+    for path in fixed.chain(files_in_generated_folders(root)).chain(files_in_template_outputs(root)).chain(templates) {
         let bytes = std::fs::read(root.join(&path)).ok()?;
         hasher.update(path.as_os_str().as_encoded_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }
     Some(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Every file under `dir` (relative to `root`), recursively, relative to `root`, sorted;
+/// entries named in `ignored` are skipped.
+fn files_under(root: &Path, dir: &Path, ignored: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(root.join(&dir)) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            if ignored.iter().any(|name| entry.file_name() == *name) {
+                continue;
+            }
+            let path = dir.join(entry.file_name());
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn lock() -> Result<(), String> {

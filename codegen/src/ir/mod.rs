@@ -23,6 +23,7 @@ mod objects;
 mod services;
 mod trees;
 mod types;
+pub mod view;
 
 pub use objects::{ChildIr, FieldIr, ObjectIr};
 pub use services::{ErrorIr, EventIr, HttpIr, MethodIr, ParamIr, ServiceIr, UNSUPPORTED_VERSION};

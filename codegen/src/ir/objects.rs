@@ -33,6 +33,8 @@ pub struct ObjectIr<'s> {
     pub extends: Option<&'s Extends>,
     /// Readers of the plain wire form skip fields they do not know.
     pub tolerate_unknown_fields: bool,
+    /// Never sent itself, only as one of its subclasses.
+    pub is_abstract: bool,
     /// Every field of every version, the bases' first (in declaration order), removed ones
     /// included; [`ObjectIr::current_fields`] are the struct's, [`ObjectIr::declared_fields`]
     /// the object's own.
@@ -59,6 +61,7 @@ impl<'s> ObjectIr<'s> {
             deprecated: object.deprecated.as_ref(),
             extends: object.extends.as_ref(),
             tolerate_unknown_fields: object.tolerate_unknown_fields,
+            is_abstract: object.is_abstract,
             fields,
         }
     }
