@@ -27,6 +27,7 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod diff;
 pub mod emit_data_tree;
 pub mod emit_events;
 pub mod emit_json_schema;
