@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import vproto_client
 from vproto_client import errors, objects
 from vproto_client.services import METHODS
 
-from conftest import PYTHON_CLIENT, ConformServe, free_port, openrpc_methods, vproto_call
+from client_harness import PYTHON_CLIENT, ConformServe, free_port, openrpc_methods, vproto_call
 
 
 def discover(client) -> None:
@@ -63,8 +64,11 @@ def test_pip_install_into_a_fresh_venv_and_a_five_line_script(tmp_path, driver_a
     site = next(Path(p) for p in sys.path if p.endswith("site-packages") and "jsonschema" in os.listdir(p))
     fresh_site = next((fresh / "lib").glob("python3*/site-packages"))
     (fresh_site / "test-deps.pth").write_text(str(site) + "\n", encoding="utf-8")
+    # Built from a copy: pip's build leaves build/ and *.egg-info beside the sources.
+    source = tmp_path / "vproto-client"
+    shutil.copytree(PYTHON_CLIENT, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation",
-                              str(PYTHON_CLIENT)], capture_output=True, timeout=300, check=False)
+                              str(source)], capture_output=True, timeout=300, check=False)
     assert install.returncode == 0, install.stderr.decode()
     script = tmp_path / "list.py"
     script.write_text(
