@@ -322,6 +322,8 @@ pub struct MethodView {
     pub errors: Vec<ErrorView>,
     /// It declares UnsupportedVersion: clients backlevel and retry.
     pub negotiates: bool,
+    /// The roles whose callers may call it; empty: every caller.
+    pub roles: Vec<String>,
     /// Its REST binding.
     pub http: Option<HttpView>,
     /// Example calls.
@@ -690,6 +692,7 @@ impl MethodView {
             notification: method.notification,
             errors: method.errors.iter().map(|error| ErrorView::new(ir, error)).collect(),
             negotiates: method.negotiates,
+            roles: method.roles.iter().map(|role| role.to_string()).collect(),
             http: method.http.as_ref().map(|http| HttpView {
                 method: http.method.as_str().into(),
                 path: http.path.into(),
