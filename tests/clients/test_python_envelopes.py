@@ -58,3 +58,15 @@ def test_a_version_newer_than_known_is_refused():
     newer = dict(current, **{interop.VERSION: "9.0"})
     with pytest.raises(vproto_client.WireError, match="newer than"):
         vproto_client.from_primitive(newer)
+
+
+@pytest.mark.parametrize("name,version,mode", [case for case in interop.CASES if case.values[2] == interop.PLAIN])
+def test_the_dataclass_of_each_version_holds_that_versions_fields(name, version, mode, tmp_path):
+    from vproto_client import versions
+
+    current = interop.SAMPLES[name]().obj_to_primitive()
+    cls = getattr(versions, f"{name}_{version.replace('.', '_')}")
+    at_version = cls.from_primitive(current)
+    rust = interop.vproto_convert(current, version, None, tmp_path)
+    assert set(cls._ATTRS) >= set(rust[interop.DATA]), "the class declares every field the version carries"
+    assert interop.canonical(at_version.to_primitive()) == interop.canonical(rust)
