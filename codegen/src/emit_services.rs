@@ -291,7 +291,8 @@ fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &s
         };
         quote! { #retry #decode }
     };
-    let mutability = if unsupported_code.is_some() && !method.notification {
+    // The map is filled with the params, and refilled by a backlevel retry.
+    let mutability = if !method.params.is_empty() || (unsupported_code.is_some() && !method.notification) {
         quote! { mut }
     } else {
         quote! {}
