@@ -803,7 +803,9 @@ impl<'e> Importer<'e> {
             version,
             history,
         };
-        Imported { schema: crate::assemble(protocol, self.types, self.objects, self.services), notes: self.notes }
+        let mut notes = self.notes;
+        let schema = crate::assemble(protocol, self.types, self.objects, self.services, &mut notes);
+        Imported { schema, notes }
     }
 }
 

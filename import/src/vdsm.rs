@@ -611,7 +611,9 @@ impl Importer {
             version,
             history,
         };
-        Imported { schema: crate::assemble(protocol, types, self.objects, self.services), notes: self.notes }
+        let mut notes = self.notes;
+        let schema = crate::assemble(protocol, types, self.objects, self.services, &mut notes);
+        Imported { schema, notes }
     }
 }
 
