@@ -339,9 +339,9 @@ fn test() -> Result<(), String> {
         cargo().args(["test", "-p", "vproto-guest-agent", "--test", "agent"]).env("VPROTO_GUEST_AGENT_BIN", &shipped),
     )?;
     run(
-        "os-vif interop (pytest)",
+        "os-vif interop, published documents, generated clients and reference site (pytest)",
         Command::new(&python)
-            .args(["-m", "pytest", "tests/osvif", "tests/documents", "-q"])
+            .args(["-m", "pytest", "tests/osvif", "tests/documents", "tests/clients", "-q"])
             .env("VPROTO_BIN", root().join("target/debug/vproto")),
     )
 }
@@ -402,9 +402,10 @@ fn bench(args: &[String]) -> Result<(), String> {
 /// The Debian packages the tests and benchmarks use as real peers: `ip` (network namespaces and
 /// veth pairs) for the netlink and guest agent tests, Xen's own xenstore-utils and python3-pyxs
 /// as foreign Xenstore clients, python3-venv (ensurepip) for the test venv, and gcc with Xen's
-/// libxenvchan (libxen-dev: headers; libxenmisc4.17: the library) for the vchan tests' C peer.
-const SYSTEM_PACKAGES: [&str; 7] =
-    ["iproute2", "xenstore-utils", "python3-pyxs", "python3-venv", "gcc", "libxen-dev", "libxenmisc4.17"];
+/// libxenvchan (libxen-dev: headers; libxenmisc4.17: the library) for the vchan tests' C peer,
+/// chromium (headless) for the generated reference site's browser test.
+const SYSTEM_PACKAGES: [&str; 8] =
+    ["iproute2", "xenstore-utils", "python3-pyxs", "python3-venv", "gcc", "libxen-dev", "libxenmisc4.17", "chromium"];
 
 /// Installs the missing [`SYSTEM_PACKAGES`] with apt when running as root; otherwise says which
 /// are missing and how to install them (an error under `CI`, where the tests needing them would
