@@ -6,6 +6,7 @@ mod conform;
 mod convert;
 mod duration;
 mod error;
+mod generate;
 mod guest_info;
 mod serve;
 mod vchan;
@@ -45,6 +46,8 @@ enum Command {
     Xenstored(xenstored::XenstoredArgs),
     /// Carry stdin and stdout over a Xen vchan to another domain (listen or connect).
     Vchan(vchan::VchanArgs),
+    /// Render a directory of handlebars templates (another language's client, a site) over a schema.
+    Generate(generate::GenerateArgs),
 }
 
 impl Command {
@@ -60,6 +63,7 @@ impl Command {
             Command::Agent(_) => "agent",
             Command::Xenstored(_) => "xenstored",
             Command::Vchan(_) => "vchan",
+            Command::Generate(_) => "generate",
         }
     }
 
@@ -74,6 +78,7 @@ impl Command {
             Command::Agent(args) => agent::run(args),
             Command::Xenstored(args) => xenstored::run(args),
             Command::Vchan(args) => vchan::run(args),
+            Command::Generate(args) => generate::run(&args),
         }
     }
 }
