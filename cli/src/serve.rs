@@ -18,6 +18,13 @@
 //! on any transport: this machine's GuestInfo and its NICs' counters, the NICs followed from
 //! netlink as the agent follows them (no Xenstore).
 //!
+//! The conductor keeps its agents, their inventories and its discovery runs in `--state`:
+//! `sqlite:PATH` (the default: `conductor.db` in the state directory, which is
+//! `$STATE_DIRECTORY` as systemd's `StateDirectory=` sets it, else `$XDG_STATE_HOME/vproto`,
+//! else `~/.local/state/vproto`), `postgres://...` (several
+//! conductors sharing one state) or `memory` (nothing kept). Its schema is migrated at start;
+//! one written by a newer vproto is refused (exit 1).
+//!
 //! A service with events (agent, conductor, network) publishes them into the server's event
 //! hub, which knows exactly that service's events: clients subscribe with `rpc.subscribe`
 //! (`vproto watch`), or from `GET /events` on `http://`; a subscription naming any other event
@@ -45,6 +52,7 @@ use vproto_services::{
     driver::{self, Driver, DriverConfig},
     guest_channel::GuestChannel,
     network::{NetworkHost, NetworkHostConfig},
+    store::{StateUrl, Store},
     peer::{endpoint_of, HelloLoop},
     PeerScheme,
 };
@@ -122,6 +130,10 @@ pub struct ServeArgs {
     /// driver, agent: wait between hello attempts while the target cannot be reached [default: 2s].
     #[arg(long, value_name = "DURATION")]
     hello_retry: Option<String>,
+    /// conductor: where its state is kept: sqlite:PATH, postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB
+    /// or memory [default: sqlite:conductor.db in the state directory].
+    #[arg(long, value_name = "URL")]
+    state: Option<String>,
     /// Log filter, such as `debug` or `vproto_services=debug` [default: $VPROTO_LOG, else info].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -151,7 +163,7 @@ pub(crate) fn init_logging(flag: Option<&str>) -> Result<(), CliError> {
 /// Refuses the options that do not apply to the service.
 fn check_applicable(args: &ServeArgs) -> Result<(), CliError> {
     let service = args.service;
-    let given: [(&str, bool, &[Service]); 8] = [
+    let given: [(&str, bool, &[Service]); 9] = [
         ("--config", args.config.is_some(), &[Service::Driver, Service::Network]),
         ("--agent", args.agent.is_some(), &[Service::Driver]),
         ("--conductor", args.conductor.is_some(), &[Service::Agent]),
@@ -160,6 +172,7 @@ fn check_applicable(args: &ServeArgs) -> Result<(), CliError> {
         ("--heartbeat-interval", args.heartbeat_interval.is_some(), &[Service::Agent, Service::Conductor]),
         ("--peer-timeout", args.peer_timeout.is_some(), &[Service::Driver, Service::Agent, Service::Conductor]),
         ("--hello-retry", args.hello_retry.is_some(), &[Service::Driver, Service::Agent]),
+        ("--state", args.state.is_some(), &[Service::Conductor]),
     ];
     for (flag, present, services) in given {
         if present && !services.contains(&service) {
@@ -237,7 +250,11 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         _ => None,
     };
 
-    let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout)?;
+    let store = match service {
+        Service::Conductor => Some(open_state(args.state.as_deref()).await?),
+        _ => None,
+    };
+    let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout, store)?;
     let discover = Discover::hosting(&built.router, service_openrpc)
         .map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
     let mut server = Server::new(built.router.with(discover));
@@ -289,13 +306,18 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
                     endpoint,
                     status: ComponentStatus::Ready,
                     r#type: driver.config().device_type.clone(),
+                    protocol_version: Some(vproto_api::PROTOCOL_VERSION.to_string()),
                 };
                 background
                     .push(driver::say_hello(HelloLoop { target, options, retry: hello_retry, what }, registration));
             }
             _ => {
                 let what = "conductor";
-                let registration = AgentRegistration { endpoint, status: ComponentStatus::Ready };
+                let registration = AgentRegistration {
+                    endpoint,
+                    status: ComponentStatus::Ready,
+                    protocol_version: Some(vproto_api::PROTOCOL_VERSION.to_string()),
+                };
                 background
                     .push(agent::say_hello(HelloLoop { target, options, retry: hello_retry, what }, registration));
             }
@@ -330,6 +352,7 @@ fn build(
     peer_scheme: PeerScheme,
     heartbeat_interval: Duration,
     peer_timeout: Option<Duration>,
+    store: Option<Store>,
 ) -> Result<Built, CliError> {
     let config = || {
         args.config
@@ -364,7 +387,7 @@ fn build(
             if let Some(timeout) = peer_timeout {
                 options.call_timeout = timeout;
             }
-            let conductor = Arc::new(Conductor::new(options));
+            let conductor = Arc::new(Conductor::with_store(options, store.unwrap_or_else(Store::memory)));
             built.tasks.push(conductor.spawn_watchdog());
             built.router = built.router.with(ConductorServer(conductor));
             built.events = Some(hub);
@@ -383,4 +406,40 @@ fn build(
         }
     }
     Ok(built)
+}
+
+/// The conductor's store: `--state` (`memory`, `sqlite:PATH`, `postgres://...`), else
+/// `conductor.db` in the state directory; opened and migrated now.
+async fn open_state(flag: Option<&str>) -> Result<Store, CliError> {
+    let url = match flag {
+        Some("memory") => {
+            tracing::info!("conductor state in memory: nothing is kept across restarts");
+            return Ok(Store::memory());
+        }
+        Some(text) => text.parse::<StateUrl>().map_err(|e| CliError::usage(format!("--state: {e}")))?,
+        None => StateUrl::Sqlite(default_state_dir()?.join("conductor.db")),
+    };
+    let store = Store::open(&url).await.map_err(|e| CliError::failed(e.to_string()))?;
+    tracing::info!(state = %url, "conductor state opened");
+    Ok(store)
+}
+
+/// Where the conductor keeps its state when `--state` is not given: `$STATE_DIRECTORY`
+/// (systemd's `StateDirectory=`; the first of several), else `$XDG_STATE_HOME/vproto`, else
+/// `~/.local/state/vproto`.
+fn default_state_dir() -> Result<PathBuf, CliError> {
+    let env = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(dirs) = env("STATE_DIRECTORY") {
+        let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        return Ok(PathBuf::from(first));
+    }
+    if let Some(state) = env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(state).join("vproto"));
+    }
+    match env("HOME") {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/vproto")),
+        None => {
+            Err(CliError::usage("no state directory (no $STATE_DIRECTORY, $XDG_STATE_HOME or $HOME): give --state"))
+        }
+    }
 }

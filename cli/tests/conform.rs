@@ -56,6 +56,8 @@ fn serve(args: &[&str]) -> Served {
     let mut child = Command::new(VPROTO)
         .arg("serve")
         .args(args)
+        // A conductor's state is its own, not the machine's default file other tests share.
+        .args(if args.first() == Some(&"conductor") { &["--state", "memory"][..] } else { &[] })
         .args(["--log", "error"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

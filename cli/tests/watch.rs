@@ -23,7 +23,9 @@ fn vproto(what: &str, args: &[&str]) -> Lines {
 
 /// `vproto serve ARGS`, once it printed its address.
 fn serve(what: &str, args: &[&str]) -> Lines {
-    let mut lines = vproto(what, &[&["serve"], args].concat());
+    // A conductor's state is its own, not the machine's default file other tests share.
+    let state: &[&str] = if args.first() == Some(&"conductor") { &["--state", "memory"] } else { &[] };
+    let mut lines = vproto(what, &[&["serve"], args, state].concat());
     lines.stdout_line(DEADLINE);
     lines
 }

@@ -487,10 +487,11 @@ impl vproto_support::wire::WireValue for AgentList {
 }
 /// What a Cyborg agent sends the conductor (`POST /hello`) once installed and ready: its status and endpoint.
 ///
-/// Wire form: plain JSON object. Current version: 1.0.
+/// Wire form: plain JSON object. Current version: 1.1.
 ///
 /// Version history:
 /// - 1.0: Initial version
+/// - 1.1: protocol_version (protocol 1.3)
 #[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
 #[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct AgentRegistration {
@@ -498,6 +499,10 @@ pub struct AgentRegistration {
     ///
     /// Since AgentRegistration 1.0.
     pub endpoint: Endpoint,
+    /// The vproto protocol version, MAJOR.MINOR, the agent speaks. The conductor refuses a major it does not understand (UnsupportedProtocol) and lists the version (it is stored); absent, the agent is taken to speak the conductor's major (agents older than protocol 1.3 send none).
+    ///
+    /// Since AgentRegistration 1.1. May be left unset.
+    pub protocol_version: Option<String>,
     /// Whether the agent is ready to use.
     ///
     /// Since AgentRegistration 1.0.
@@ -508,10 +513,11 @@ pub static AGENT_REGISTRATION_INFO: vproto_support::wire::ObjectInfo = vproto_su
     name: "AgentRegistration",
     namespace: "cyborg",
     wire: vproto_support::wire::WireForm::Plain,
-    version: vproto_support::wire::Version::new(1, 0),
-    versions: &[vproto_support::wire::Version::new(1, 0)],
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
         vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("protocol_version", vproto_support::wire::Version::new(1, 1)),
         vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
     ],
     base: None,
@@ -527,6 +533,7 @@ impl vproto_support::wire::PlainObject for AgentRegistration {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        vproto_support::wire::insert_optional(&mut data, "protocol_version", self.protocol_version.as_ref());
         data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
         data
     }
@@ -536,6 +543,7 @@ impl vproto_support::wire::PlainObject for AgentRegistration {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             endpoint: vproto_support::wire::read_required::<Endpoint>(data, "AgentRegistration", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            protocol_version: vproto_support::wire::read_optional::<String>(data, "protocol_version", &FIELD_CHECKS_1, path)?,
             status: vproto_support::wire::read_required::<ComponentStatus>(data, "AgentRegistration", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
@@ -549,7 +557,8 @@ impl vproto_support::wire::StreamValue for AgentRegistration {
     ) -> Result<(), vproto_support::wire::WireError> {
         vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&AGENT_REGISTRATION_INFO, 0, &self.endpoint)?;
-            sink.field(&AGENT_REGISTRATION_INFO, 1, &self.status)?;
+            sink.optional_field(&AGENT_REGISTRATION_INFO, 1, self.protocol_version.as_ref())?;
+            sink.field(&AGENT_REGISTRATION_INFO, 2, &self.status)?;
             Ok(())
         })
     }
@@ -629,7 +638,7 @@ impl vproto_support::wire::PlainObject for AgentState {
         Ok(Self {
             alive: vproto_support::wire::read_required::<bool>(data, "AgentState", "alive", &vproto_support::wire::FieldChecks::NONE, path)?,
             endpoint: vproto_support::wire::read_required::<Endpoint>(data, "AgentState", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
-            last_seen: vproto_support::wire::read_required::<String>(data, "AgentState", "last_seen", &FIELD_CHECKS_1, path)?,
+            last_seen: vproto_support::wire::read_required::<String>(data, "AgentState", "last_seen", &FIELD_CHECKS_2, path)?,
             status: vproto_support::wire::read_required::<ComponentStatus>(data, "AgentState", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
@@ -834,6 +843,86 @@ impl vproto_support::wire::WireValue for DatapathOffloadRepresentor {
         vproto_support::wire::VersionedObject::to_current_primitive(self)
     }
 }
+/// The answer to agent.deregister and conductor.deregister: the component at the endpoint is forgotten (no longer listed, contacted or alarmed on, until it says hello again).
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version (protocol 1.3)
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct Deregistration {
+    /// Whether a component was registered there (false: nothing to forget; deregistering is idempotent).
+    ///
+    /// Since Deregistration 1.0.
+    pub deregistered: bool,
+    /// The endpoint deregistered.
+    ///
+    /// Since Deregistration 1.0.
+    pub endpoint: Endpoint,
+}
+/// How Deregistration converts between versions.
+pub static DEREGISTRATION_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "Deregistration",
+    namespace: "cyborg",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("deregistered", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for Deregistration {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &DEREGISTRATION_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("deregistered".into(), vproto_support::wire::WireValue::to_wire(&self.deregistered));
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            deregistered: vproto_support::wire::read_required::<bool>(data, "Deregistration", "deregistered", &vproto_support::wire::FieldChecks::NONE, path)?,
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "Deregistration", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for Deregistration {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&DEREGISTRATION_INFO, 0, &self.deregistered)?;
+            sink.field(&DEREGISTRATION_INFO, 1, &self.endpoint)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for Deregistration {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// The `data` of the DiscoveryFailed error: which driver could not run discovery, and why.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -988,10 +1077,11 @@ impl vproto_support::wire::WireValue for DiscoveryStatus {
 }
 /// What a Cyborg driver sends its agent (`POST /hello`) once installed and ready: its status, endpoint and the device type it supports.
 ///
-/// Wire form: plain JSON object. Current version: 1.0.
+/// Wire form: plain JSON object. Current version: 1.1.
 ///
 /// Version history:
 /// - 1.0: Initial version
+/// - 1.1: protocol_version (protocol 1.3)
 #[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
 #[builder(crate = ::vproto_support::__private::bon, on(String, into))]
 pub struct DriverRegistration {
@@ -999,6 +1089,10 @@ pub struct DriverRegistration {
     ///
     /// Since DriverRegistration 1.0.
     pub endpoint: Endpoint,
+    /// The vproto protocol version, MAJOR.MINOR, the driver speaks. The agent refuses a major it does not understand (UnsupportedProtocol); absent, the driver is taken to speak the agent's major (drivers older than protocol 1.3 send none).
+    ///
+    /// Since DriverRegistration 1.1. May be left unset.
+    pub protocol_version: Option<String>,
     /// Whether the driver is ready to use.
     ///
     /// Since DriverRegistration 1.0.
@@ -1013,10 +1107,11 @@ pub static DRIVER_REGISTRATION_INFO: vproto_support::wire::ObjectInfo = vproto_s
     name: "DriverRegistration",
     namespace: "cyborg",
     wire: vproto_support::wire::WireForm::Plain,
-    version: vproto_support::wire::Version::new(1, 0),
-    versions: &[vproto_support::wire::Version::new(1, 0)],
+    version: vproto_support::wire::Version::new(1, 1),
+    versions: &[vproto_support::wire::Version::new(1, 0), vproto_support::wire::Version::new(1, 1)],
     fields: &[
         vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("protocol_version", vproto_support::wire::Version::new(1, 1)),
         vproto_support::wire::FieldInfo::new("status", vproto_support::wire::Version::new(1, 0)),
         vproto_support::wire::FieldInfo::new("type", vproto_support::wire::Version::new(1, 0)),
     ],
@@ -1033,6 +1128,7 @@ impl vproto_support::wire::PlainObject for DriverRegistration {
     fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut data = serde_json::Map::new();
         data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        vproto_support::wire::insert_optional(&mut data, "protocol_version", self.protocol_version.as_ref());
         data.insert("status".into(), vproto_support::wire::WireValue::to_wire(&self.status));
         data.insert("type".into(), vproto_support::wire::WireValue::to_wire(&self.r#type));
         data
@@ -1043,6 +1139,7 @@ impl vproto_support::wire::PlainObject for DriverRegistration {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             endpoint: vproto_support::wire::read_required::<Endpoint>(data, "DriverRegistration", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            protocol_version: vproto_support::wire::read_optional::<String>(data, "protocol_version", &FIELD_CHECKS_1, path)?,
             status: vproto_support::wire::read_required::<ComponentStatus>(data, "DriverRegistration", "status", &vproto_support::wire::FieldChecks::NONE, path)?,
             r#type: vproto_support::wire::read_required::<DeviceType>(data, "DriverRegistration", "type", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
@@ -1057,8 +1154,9 @@ impl vproto_support::wire::StreamValue for DriverRegistration {
     ) -> Result<(), vproto_support::wire::WireError> {
         vproto_support::wire::write_plain(out, ctx, |sink| {
             sink.field(&DRIVER_REGISTRATION_INFO, 0, &self.endpoint)?;
-            sink.field(&DRIVER_REGISTRATION_INFO, 1, &self.status)?;
-            sink.field(&DRIVER_REGISTRATION_INFO, 2, &self.r#type)?;
+            sink.optional_field(&DRIVER_REGISTRATION_INFO, 1, self.protocol_version.as_ref())?;
+            sink.field(&DRIVER_REGISTRATION_INFO, 2, &self.status)?;
+            sink.field(&DRIVER_REGISTRATION_INFO, 3, &self.r#type)?;
             Ok(())
         })
     }
@@ -1305,7 +1403,7 @@ impl vproto_support::wire::PlainObject for GuestAddress {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             address: vproto_support::wire::read_required::<IPAddress>(data, "GuestAddress", "address", &vproto_support::wire::FieldChecks::NONE, path)?,
-            prefix_length: vproto_support::wire::read_required::<i64>(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_2, path)?,
+            prefix_length: vproto_support::wire::read_required::<i64>(data, "GuestAddress", "prefix_length", &FIELD_CHECKS_3, path)?,
         })
     }
 }
@@ -1668,7 +1766,7 @@ impl vproto_support::wire::PlainObject for GuestNicCountersList {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             nics: vproto_support::wire::read_required::<Vec<GuestNicCounters>>(data, "GuestNicCountersList", "nics", &vproto_support::wire::FieldChecks::NONE, path)?,
-            read_at: vproto_support::wire::read_required::<String>(data, "GuestNicCountersList", "read_at", &FIELD_CHECKS_1, path)?,
+            read_at: vproto_support::wire::read_required::<String>(data, "GuestNicCountersList", "read_at", &FIELD_CHECKS_2, path)?,
         })
     }
 }
@@ -1747,8 +1845,8 @@ impl vproto_support::wire::PlainObject for GuestProtocol {
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            layout_version: vproto_support::wire::read_required::<String>(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_3, path)?,
-            name: vproto_support::wire::read_required::<String>(data, "GuestProtocol", "name", &FIELD_CHECKS_4, path)?,
+            layout_version: vproto_support::wire::read_required::<String>(data, "GuestProtocol", "layout_version", &FIELD_CHECKS_4, path)?,
+            name: vproto_support::wire::read_required::<String>(data, "GuestProtocol", "name", &FIELD_CHECKS_5, path)?,
         })
     }
 }
@@ -1987,8 +2085,8 @@ impl vproto_support::wire::PlainObject for HelloAck {
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            heartbeat_interval: vproto_support::wire::read_required::<i64>(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_5, path)?,
-            protocol_version: vproto_support::wire::read_required::<String>(data, "HelloAck", "protocol_version", &FIELD_CHECKS_6, path)?,
+            heartbeat_interval: vproto_support::wire::read_required::<i64>(data, "HelloAck", "heartbeat_interval", &FIELD_CHECKS_6, path)?,
+            protocol_version: vproto_support::wire::read_required::<String>(data, "HelloAck", "protocol_version", &FIELD_CHECKS_1, path)?,
         })
     }
 }
@@ -2877,7 +2975,7 @@ impl vproto_support::wire::PlainObject for NoCompatibleVersionData {
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            max_version: vproto_support::wire::read_required::<String>(data, "NoCompatibleVersionData", "max_version", &FIELD_CHECKS_6, path)?,
+            max_version: vproto_support::wire::read_required::<String>(data, "NoCompatibleVersionData", "max_version", &FIELD_CHECKS_1, path)?,
             object: vproto_support::wire::read_required::<String>(data, "NoCompatibleVersionData", "object", &FIELD_CHECKS_7, path)?,
         })
     }
@@ -3141,7 +3239,7 @@ impl vproto_support::wire::PlainObject for PeerUnavailableData {
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
             endpoint: vproto_support::wire::read_required::<Endpoint>(data, "PeerUnavailableData", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
-            last_seen: vproto_support::wire::read_required::<String>(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_1, path)?,
+            last_seen: vproto_support::wire::read_required::<String>(data, "PeerUnavailableData", "last_seen", &FIELD_CHECKS_2, path)?,
             reason: vproto_support::wire::read_optional::<String>(data, "reason", &vproto_support::wire::FieldChecks::NONE, path)?,
         })
     }
@@ -3836,6 +3934,86 @@ impl vproto_support::wire::WireValue for UnknownNicData {
         serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
+/// The `data` of the UnsupportedProtocol error: the protocol version the hello declared and the ones the receiver accepts.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version (protocol 1.3)
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct UnsupportedProtocolData {
+    /// The versions the receiver accepts, as MAJOR.x (any minor of a major it speaks), such as ["1.x"].
+    ///
+    /// Since UnsupportedProtocolData 1.0.
+    pub accepted: Vec<String>,
+    /// The version the registration declared, MAJOR.MINOR.
+    ///
+    /// Since UnsupportedProtocolData 1.0.
+    pub protocol_version: String,
+}
+/// How UnsupportedProtocolData converts between versions.
+pub static UNSUPPORTED_PROTOCOL_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "UnsupportedProtocolData",
+    namespace: "cyborg",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("accepted", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("protocol_version", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for UnsupportedProtocolData {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &UNSUPPORTED_PROTOCOL_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("accepted".into(), vproto_support::wire::WireValue::to_wire(&self.accepted));
+        data.insert("protocol_version".into(), vproto_support::wire::WireValue::to_wire(&self.protocol_version));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            accepted: vproto_support::wire::read_required::<Vec<String>>(data, "UnsupportedProtocolData", "accepted", &FIELD_CHECKS_10, path)?,
+            protocol_version: vproto_support::wire::read_required::<String>(data, "UnsupportedProtocolData", "protocol_version", &FIELD_CHECKS_1, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for UnsupportedProtocolData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&UNSUPPORTED_PROTOCOL_DATA_INFO, 0, &self.accepted)?;
+            sink.field(&UNSUPPORTED_PROTOCOL_DATA_INFO, 1, &self.protocol_version)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for UnsupportedProtocolData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// The `data` of the UnsupportedVersion error: which object the server could not read and the highest version of it that the server supports, so the client can backlevel the object to that version and retry.
 ///
 /// Wire form: plain JSON object. Current version: 1.0.
@@ -3886,7 +4064,7 @@ impl vproto_support::wire::PlainObject for UnsupportedVersionData {
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
         Ok(Self {
-            max_version: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_6, path)?,
+            max_version: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "max_version", &FIELD_CHECKS_1, path)?,
             object: vproto_support::wire::read_required::<String>(data, "UnsupportedVersionData", "object", &FIELD_CHECKS_7, path)?,
         })
     }
@@ -6202,6 +6380,7 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &AGENT_STATE_INFO,
         &DATAPATH_OFFLOAD_BASE_INFO,
         &DATAPATH_OFFLOAD_REPRESENTOR_INFO,
+        &DEREGISTRATION_INFO,
         &DISCOVERY_FAILED_DATA_INFO,
         &DISCOVERY_STATUS_INFO,
         &DRIVER_REGISTRATION_INFO,
@@ -6235,6 +6414,7 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &SUBNET_LIST_INFO,
         &TRAFFIC_COUNTERS_INFO,
         &UNKNOWN_NIC_DATA_INFO,
+        &UNSUPPORTED_PROTOCOL_DATA_INFO,
         &UNSUPPORTED_VERSION_DATA_INFO,
         &VIF_BASE_INFO,
         &VIF_BRIDGE_INFO,
@@ -6413,7 +6593,7 @@ static FIELD_CHECKS_0: vproto_support::wire::FieldChecks = vproto_support::wire:
 static FIELD_CHECKS_1: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
         &vproto_support::wire::Constraints {
-            format: Some("date-time"),
+            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
             ..vproto_support::wire::Constraints::NONE
         },
     ),
@@ -6421,6 +6601,16 @@ static FIELD_CHECKS_1: vproto_support::wire::FieldChecks = vproto_support::wire:
 };
 /// Constraints shared by object fields (see `FieldChecks`).
 static FIELD_CHECKS_2: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
+    value: Some(
+        &vproto_support::wire::Constraints {
+            format: Some("date-time"),
+            ..vproto_support::wire::Constraints::NONE
+        },
+    ),
+    items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_3: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
         &vproto_support::wire::Constraints {
             minimum: Some(0),
@@ -6431,7 +6621,7 @@ static FIELD_CHECKS_2: vproto_support::wire::FieldChecks = vproto_support::wire:
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_3: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
+static FIELD_CHECKS_4: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
         &vproto_support::wire::Constraints {
             pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
@@ -6441,7 +6631,7 @@ static FIELD_CHECKS_3: vproto_support::wire::FieldChecks = vproto_support::wire:
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_4: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
+static FIELD_CHECKS_5: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
         &vproto_support::wire::Constraints {
             one_of: Some(&["vproto-guest-data"]),
@@ -6451,20 +6641,10 @@ static FIELD_CHECKS_4: vproto_support::wire::FieldChecks = vproto_support::wire:
     items: None,
 };
 /// Constraints shared by object fields (see `FieldChecks`).
-static FIELD_CHECKS_5: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
-    value: Some(
-        &vproto_support::wire::Constraints {
-            minimum: Some(1),
-            ..vproto_support::wire::Constraints::NONE
-        },
-    ),
-    items: None,
-};
-/// Constraints shared by object fields (see `FieldChecks`).
 static FIELD_CHECKS_6: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
     value: Some(
         &vproto_support::wire::Constraints {
-            pattern: Some("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)$"),
+            minimum: Some(1),
             ..vproto_support::wire::Constraints::NONE
         },
     ),
@@ -6500,6 +6680,21 @@ static FIELD_CHECKS_9: vproto_support::wire::FieldChecks = vproto_support::wire:
         },
     ),
     items: None,
+};
+/// Constraints shared by object fields (see `FieldChecks`).
+static FIELD_CHECKS_10: vproto_support::wire::FieldChecks = vproto_support::wire::FieldChecks {
+    value: Some(
+        &vproto_support::wire::Constraints {
+            min_items: Some(1),
+            ..vproto_support::wire::Constraints::NONE
+        },
+    ),
+    items: Some(
+        &vproto_support::wire::Constraints {
+            pattern: Some("^(0|[1-9][0-9]*)\\.x$"),
+            ..vproto_support::wire::Constraints::NONE
+        },
+    ),
 };
 /// A DatapathOffloadBase or any of its subclasses, told apart on the wire by `versioned_object.name`.
 #[derive(Clone, Debug, PartialEq)]

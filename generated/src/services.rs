@@ -24,6 +24,8 @@ pub enum ProtocolError {
     PortInUse(PortInUseData),
     /// The guest has no NIC matching the name and MAC address the caller filtered on (every filter given must match the same NIC). `data` repeats the filter. NICs come and go (hotplug, renames), so a caller that asked for a NIC by name may call guest.info or guest.nic_counters without filter to see which NICs there are. Codes 1200-1299 are for the guest service. (code 1200, since 1.1).
     UnknownNic(UnknownNicData),
+    /// A hello (agent.hello from a driver, conductor.hello from an agent) declared a protocol_version whose major the receiver does not understand. Nothing was recorded. `data` repeats the version and names the ones accepted (MAJOR.x): the component must be upgraded, or registered with a receiver of its major. (code 1103, since 1.3).
+    UnsupportedProtocol(UnsupportedProtocolData),
     /// A versioned object in the params is at a version newer than the server can read (for network.create_port, the HostInfo the service host sent, or one of its nested HostPluginInfo/HostVIFInfo objects). `data` names the object and the highest version of it the server supports: the client backlevels that object to `max_version` (for HostInfo, with its children at the versions pinned for that version) and retries the call unchanged otherwise. Codes 1000-1099 are for object negotiation and the network service. (code 1000, since 1.0).
     UnsupportedVersion(UnsupportedVersionData),
 }
@@ -38,6 +40,7 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::NoCompatibleVif(_) => "NoCompatibleVif",
             Self::PortInUse(_) => "PortInUse",
             Self::UnknownNic(_) => "UnknownNic",
+            Self::UnsupportedProtocol(_) => "UnsupportedProtocol",
             Self::UnsupportedVersion(_) => "UnsupportedVersion",
         }
     }
@@ -51,6 +54,7 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::NoCompatibleVif(_) => 1001i64,
             Self::PortInUse(_) => 1003i64,
             Self::UnknownNic(_) => 1200i64,
+            Self::UnsupportedProtocol(_) => 1103i64,
             Self::UnsupportedVersion(_) => 1000i64,
         }
     }
@@ -97,6 +101,12 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             }
             Self::UnknownNic(data) => {
                 ("Unknown NIC", Some(vproto_support::wire::WireValue::to_wire(data)))
+            }
+            Self::UnsupportedProtocol(data) => {
+                (
+                    "Unsupported protocol",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
             }
             Self::UnsupportedVersion(data) => {
                 (
@@ -201,6 +211,17 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
                         .map(Self::UnknownNic),
                 )
             }
+            1103i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    vproto_support::wire::WireValue::from_wire(
+                            data,
+                            &vproto_support::wire::WirePath::root()
+                                .field("UnsupportedProtocol"),
+                        )
+                        .map(Self::UnsupportedProtocol),
+                )
+            }
             1000i64 => {
                 let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
                 Some(
@@ -230,6 +251,13 @@ pub type ClientError = vproto_support::rpc::ClientError<ProtocolError>;
 pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
     vproto_support::rpc::HttpBinding {
         service: "agent",
+        http_method: "POST",
+        path: "/deregister",
+        method: "agent.deregister",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "agent",
         http_method: "GET",
         path: "/discovery",
         method: "agent.discovery_status",
@@ -254,6 +282,20 @@ pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
         http_method: "POST",
         path: "/discovery",
         method: "agent.start_discovery",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "conductor",
+        http_method: "POST",
+        path: "/deregister",
+        method: "conductor.deregister",
+        body: None,
+    },
+    vproto_support::rpc::HttpBinding {
+        service: "conductor",
+        http_method: "GET",
+        path: "/discovery",
+        method: "conductor.discovery_status",
         body: None,
     },
     vproto_support::rpc::HttpBinding {
@@ -330,10 +372,13 @@ pub const HTTP_BINDINGS: &[vproto_support::rpc::HttpBinding] = &[
 /// The methods the schema opens to some roles only, with those roles (every other method is
 /// open to every caller); the dispatchers refuse other roles with -32003 Forbidden.
 pub const METHOD_ROLES: &[(&str, &[&str])] = &[
+    ("agent.deregister", &["driver", "operator"]),
     ("agent.discovery_status", &["conductor", "operator"]),
     ("agent.hello", &["driver"]),
     ("agent.list_hardware", &["conductor", "operator"]),
     ("agent.start_discovery", &["conductor", "operator"]),
+    ("conductor.deregister", &["agent", "operator"]),
+    ("conductor.discovery_status", &["operator"]),
     ("conductor.hello", &["agent"]),
     ("conductor.list_agents", &["operator"]),
     ("conductor.list_hardware", &["operator"]),
@@ -346,6 +391,15 @@ pub const METHOD_ROLES: &[(&str, &[&str])] = &[
 
  Since protocol version 1.0.*/
 pub trait AgentService: Send + Sync + 'static {
+    /** `agent.deregister`: Forgets the driver registered at `endpoint` (a driver being removed from the node says so, rather than going missing): it is no longer contacted or reported missing, until it says hello again, which registers it anew. Idempotent.
+
+ Since protocol version 1.3. Bound to HTTP `POST /deregister`.*/
+    fn deregister(
+        &self,
+        endpoint: Endpoint,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<Deregistration>, ServiceError>,
+    > + Send;
     /** `agent.discovery_status`: Answers the combined state of the latest discovery runs of every alive, READY driver registered with the agent (driver.discovery_status on each), without starting any: IN-PROGRESS while any driver's run is, else FAILED if any driver's latest run failed, else DONE (also when no driver is registered). A driver that cannot be reached makes the answer DriverUnavailable, after the others were asked. The conductor follows a run it started (conductor.start_discovery) with this method.
 
  Since protocol version 1.2. Bound to HTTP `GET /discovery`. Errors: DriverUnavailable.*/
@@ -356,7 +410,7 @@ pub trait AgentService: Send + Sync + 'static {
     > + Send;
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
     fn hello(
         &self,
         registration: DriverRegistration,
@@ -398,6 +452,34 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
     > {
         Box::pin(async move {
             match method {
+                "agent.deregister" => {
+                    vproto_support::rpc::roles::check(
+                        "agent.deregister",
+                        &["driver", "operator"],
+                    )?;
+                    let params = params.into_named(&["endpoint"])?;
+                    let params = vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "agent.deregister.params",
+                        params,
+                    )?;
+                    let endpoint: Endpoint = vproto_support::rpc::read_param(
+                            &params,
+                            "endpoint",
+                        )?
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "endpoint"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let result = self
+                        .0
+                        .deregister(endpoint)
+                        .await
+                        .map_err(|error| error.into_rpc("agent.deregister", &[]))?;
+                    result.into_result(&REGISTRY, "agent.deregister")
+                }
                 "agent.discovery_status" => {
                     vproto_support::rpc::roles::check(
                         "agent.discovery_status",
@@ -441,7 +523,9 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                         .0
                         .hello(registration)
                         .await
-                        .map_err(|error| error.into_rpc("agent.hello", &[]))?;
+                        .map_err(|error| {
+                            error.into_rpc("agent.hello", &["UnsupportedProtocol"])
+                        })?;
                     result.into_result(&REGISTRY, "agent.hello")
                 }
                 "agent.list_hardware" => {
@@ -494,8 +578,8 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
     }
     fn methods(&self) -> Vec<&'static str> {
         vec![
-            "agent.discovery_status", "agent.hello", "agent.list_hardware",
-            "agent.start_discovery"
+            "agent.deregister", "agent.discovery_status", "agent.hello",
+            "agent.list_hardware", "agent.start_discovery"
         ]
     }
 }
@@ -507,6 +591,40 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
     /// A client calling through `transport`.
     pub fn new(transport: T) -> Self {
         Self { transport }
+    }
+    /** `agent.deregister`: Forgets the driver registered at `endpoint` (a driver being removed from the node says so, rather than going missing): it is no longer contacted or reported missing, until it says hello again, which registers it anew. Idempotent.
+
+ Since protocol version 1.3. Bound to HTTP `POST /deregister`.*/
+    pub async fn deregister(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<Deregistration, ClientError> {
+        let mut params = serde_json::Map::new();
+        params
+            .insert(
+                "endpoint".to_string(),
+                vproto_support::wire::WireValue::to_wire(endpoint),
+            );
+        let value = match self
+            .transport
+            .request("agent.deregister", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("agent.deregister", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
     /** `agent.discovery_status`: Answers the combined state of the latest discovery runs of every alive, READY driver registered with the agent (driver.discovery_status on each), without starting any: IN-PROGRESS while any driver's run is, else FAILED if any driver's latest run failed, else DONE (also when no driver is registered). A driver that cannot be reached makes the answer DriverUnavailable, after the others were asked. The conductor follows a run it started (conductor.start_discovery) with this method.
 
@@ -536,7 +654,7 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
     }
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
     pub async fn hello(
         &self,
         registration: &DriverRegistration,
@@ -642,9 +760,27 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
 
  Since protocol version 1.0.*/
 pub trait ConductorService: Send + Sync + 'static {
+    /** `conductor.deregister`: Forgets the agent registered at `endpoint` (a node being retired says so, rather than going missing): it is no longer listed, contacted or reported missing, and its inventory and discovery runs are dropped, until it says hello again, which registers it anew. Idempotent.
+
+ Since protocol version 1.3. Bound to HTTP `POST /deregister`.*/
+    fn deregister(
+        &self,
+        endpoint: Endpoint,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<Deregistration>, ServiceError>,
+    > + Send;
+    /** `conductor.discovery_status`: Answers the latest discovery run the conductor started on each agent (conductor.start_discovery), or only on the one at `agent` when given, as the conductor recorded it: IN-PROGRESS while it follows the run, then DONE or FAILED as it ended. Starts no run and contacts no agent; an agent the conductor never started a run on is not listed. The runs are kept in the conductor's state, across restarts and across the conductors sharing one database.
+
+ Since protocol version 1.3. Bound to HTTP `GET /discovery`.*/
+    fn discovery_status(
+        &self,
+        agent: Option<Endpoint>,
+    ) -> impl std::future::Future<
+        Output = Result<vproto_support::rpc::Answer<AgentDiscoveryList>, ServiceError>,
+    > + Send;
     /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
     fn hello(
         &self,
         registration: AgentRegistration,
@@ -695,6 +831,58 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
     > {
         Box::pin(async move {
             match method {
+                "conductor.deregister" => {
+                    vproto_support::rpc::roles::check(
+                        "conductor.deregister",
+                        &["agent", "operator"],
+                    )?;
+                    let params = params.into_named(&["endpoint"])?;
+                    let params = vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "conductor.deregister.params",
+                        params,
+                    )?;
+                    let endpoint: Endpoint = vproto_support::rpc::read_param(
+                            &params,
+                            "endpoint",
+                        )?
+                        .ok_or_else(|| vproto_support::rpc::invalid_params(
+                            vec![
+                                (format!("/{}", "endpoint"), "missing required param"
+                                .into())
+                            ],
+                        ))?;
+                    let result = self
+                        .0
+                        .deregister(endpoint)
+                        .await
+                        .map_err(|error| error.into_rpc("conductor.deregister", &[]))?;
+                    result.into_result(&REGISTRY, "conductor.deregister")
+                }
+                "conductor.discovery_status" => {
+                    vproto_support::rpc::roles::check(
+                        "conductor.discovery_status",
+                        &["operator"],
+                    )?;
+                    let params = params.into_named(&["agent"])?;
+                    let params = vproto_support::rpc::validate_params(
+                        JSON_SCHEMA,
+                        "conductor.discovery_status.params",
+                        params,
+                    )?;
+                    let agent: Option<Endpoint> = vproto_support::rpc::read_param(
+                        &params,
+                        "agent",
+                    )?;
+                    let result = self
+                        .0
+                        .discovery_status(agent)
+                        .await
+                        .map_err(|error| {
+                            error.into_rpc("conductor.discovery_status", &[])
+                        })?;
+                    result.into_result(&REGISTRY, "conductor.discovery_status")
+                }
                 "conductor.hello" => {
                     vproto_support::rpc::roles::check("conductor.hello", &["agent"])?;
                     let params = params.into_named(&["registration"])?;
@@ -717,7 +905,9 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         .0
                         .hello(registration)
                         .await
-                        .map_err(|error| error.into_rpc("conductor.hello", &[]))?;
+                        .map_err(|error| {
+                            error.into_rpc("conductor.hello", &["UnsupportedProtocol"])
+                        })?;
                     result.into_result(&REGISTRY, "conductor.hello")
                 }
                 "conductor.list_agents" => {
@@ -793,7 +983,8 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
     }
     fn methods(&self) -> Vec<&'static str> {
         vec![
-            "conductor.hello", "conductor.list_agents", "conductor.list_hardware",
+            "conductor.deregister", "conductor.discovery_status", "conductor.hello",
+            "conductor.list_agents", "conductor.list_hardware",
             "conductor.start_discovery"
         ]
     }
@@ -807,9 +998,85 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
     pub fn new(transport: T) -> Self {
         Self { transport }
     }
+    /** `conductor.deregister`: Forgets the agent registered at `endpoint` (a node being retired says so, rather than going missing): it is no longer listed, contacted or reported missing, and its inventory and discovery runs are dropped, until it says hello again, which registers it anew. Idempotent.
+
+ Since protocol version 1.3. Bound to HTTP `POST /deregister`.*/
+    pub async fn deregister(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<Deregistration, ClientError> {
+        let mut params = serde_json::Map::new();
+        params
+            .insert(
+                "endpoint".to_string(),
+                vproto_support::wire::WireValue::to_wire(endpoint),
+            );
+        let value = match self
+            .transport
+            .request("conductor.deregister", serde_json::Value::Object(params.clone()))
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request("conductor.deregister", serde_json::Value::Object(params))
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
+    /** `conductor.discovery_status`: Answers the latest discovery run the conductor started on each agent (conductor.start_discovery), or only on the one at `agent` when given, as the conductor recorded it: IN-PROGRESS while it follows the run, then DONE or FAILED as it ended. Starts no run and contacts no agent; an agent the conductor never started a run on is not listed. The runs are kept in the conductor's state, across restarts and across the conductors sharing one database.
+
+ Since protocol version 1.3. Bound to HTTP `GET /discovery`.*/
+    pub async fn discovery_status(
+        &self,
+        agent: Option<&Endpoint>,
+    ) -> Result<AgentDiscoveryList, ClientError> {
+        let mut params = serde_json::Map::new();
+        if let Some(value) = agent {
+            params
+                .insert(
+                    "agent".to_string(),
+                    vproto_support::wire::WireValue::to_wire(value),
+                );
+        }
+        let value = match self
+            .transport
+            .request(
+                "conductor.discovery_status",
+                serde_json::Value::Object(params.clone()),
+            )
+            .await
+        {
+            Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
+                if !backlevel_params(&mut params, &error) {
+                    return Err(vproto_support::rpc::CallError::Rpc(error).into());
+                }
+                self.transport
+                    .request(
+                        "conductor.discovery_status",
+                        serde_json::Value::Object(params),
+                    )
+                    .await?
+            }
+            other => other?,
+        };
+        vproto_support::wire::WireValue::from_wire(
+                &value,
+                &vproto_support::wire::WirePath::root().field("result"),
+            )
+            .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
+    }
     /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`).*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
     pub async fn hello(
         &self,
         registration: &AgentRegistration,

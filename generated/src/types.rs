@@ -8,7 +8,7 @@ use super::*;
 /// The protocol's name.
 pub const PROTOCOL_NAME: &str = "vproto";
 /// The protocol's current version.
-pub const PROTOCOL_VERSION: &str = "1.2";
+pub const PROTOCOL_VERSION: &str = "1.3";
 /// Readiness a Cyborg driver or agent reports when it registers.
 ///
 /// Since protocol version 1.0.

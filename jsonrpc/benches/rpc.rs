@@ -62,8 +62,8 @@ use tokio::{
     runtime::Runtime,
 };
 use vproto_api::{
-    AgentServer, AgentService, DiscoveryState, DiscoveryStatus, DriverRegistration, HardwareList, HelloAck,
-    ServiceError, REGISTRY,
+    AgentServer, AgentService, Deregistration, DiscoveryState, DiscoveryStatus, DriverRegistration, Endpoint,
+    HardwareList, HelloAck, ServiceError, REGISTRY,
 };
 use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
 use vproto_support::rpc::{codes, read_param, Answer, BoxFuture, ClientTransport, Handler, Params, RpcError};
@@ -142,6 +142,10 @@ impl AgentService for BenchAgent {
 
     async fn discovery_status(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
         Ok(DiscoveryStatus { status: DiscoveryState::Done }.into())
+    }
+
+    async fn deregister(&self, endpoint: Endpoint) -> Result<Answer<Deregistration>, ServiceError> {
+        Ok(Deregistration { endpoint, deregistered: false }.into())
     }
 }
 

@@ -14,16 +14,16 @@ use std::{collections::BTreeSet, future::Future, sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 use vproto_api::{
-    AgentEvent, AgentRegistration, AgentService, ClientError, ComponentStatus, ConductorClient, DiscoveryState,
-    DiscoveryStatus, DriverClient, DriverRegistration, Endpoint, HardwareList, HelloAck, PeerUnavailableData,
-    ProtocolError, ServiceError,
+    AgentEvent, AgentRegistration, AgentService, ClientError, ComponentStatus, ConductorClient, Deregistration,
+    DiscoveryState, DiscoveryStatus, DriverClient, DriverRegistration, Endpoint, HardwareList, HelloAck,
+    PeerUnavailableData, ProtocolError, ServiceError,
 };
 use vproto_jsonrpc::Token;
 use vproto_support::rpc::{events::Publisher, Answer};
 
 use crate::{
     peer::{fan_out, hello_ack, HelloLoop, PeerClient, PeerFailure, PeerScheme, Peers},
-    roster::{Change, Roster},
+    roster::{check_protocol, Change, Roster},
 };
 
 /// How an agent treats its drivers.
@@ -128,8 +128,14 @@ fn driver_unavailable(target: &Target, failure: &PeerFailure) -> ProtocolError {
 
 impl AgentService for Agent {
     async fn hello(&self, registration: DriverRegistration) -> Result<Answer<HelloAck>, ServiceError> {
+        check_protocol(registration.protocol_version.as_deref())?;
         self.drivers.hello(registration.endpoint.clone(), registration);
         Ok(hello_ack(self.drivers.interval()).into())
+    }
+
+    async fn deregister(&self, endpoint: Endpoint) -> Result<Answer<Deregistration>, ServiceError> {
+        let deregistered = self.drivers.remove(&endpoint);
+        Ok(Deregistration { endpoint, deregistered }.into())
     }
 
     async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {

@@ -1,21 +1,30 @@
 //! The Cyborg conductor (`conductor.*`).
 //!
-//! Agents register with `conductor.hello` (also their heartbeat). `conductor.list_hardware`
-//! gathers `agent.list_hardware` concurrently from every alive, READY agent;
-//! `conductor.list_agents` lists every agent that ever registered, with `alive` false for one
-//! silent for three heartbeat intervals. The seed worries that "we won't really know when
-//! we're missing an agent": an agent that registered once and went away is listed not alive,
-//! and a warning is logged when that is noticed (by a call, or by the watchdog that
-//! [`Conductor::spawn_watchdog`] starts).
+//! Agents register with `conductor.hello` (also their heartbeat). The conductor keeps what it
+//! learns in its [`Store`] (in memory, SQLite or PostgreSQL, see [`crate::store`]):
+//! `conductor.list_agents` lists every agent that ever registered (and did not deregister),
+//! with `alive` false for one silent for three heartbeat intervals, and
+//! `conductor.list_hardware` answers the inventories of the alive, READY agents as stored.
+//! Inventories are refreshed (`agent.list_hardware`) when an agent registers, comes back,
+//! turns READY or reports while its inventory is empty, and when a discovery run the conductor
+//! follows ends DONE, not on every read; an alive READY agent whose inventory was never
+//! obtained is asked at the read, and one that cannot answer makes it AgentUnavailable.
+//!
+//! The seed worries that "we won't really know when we're missing an agent": an agent that
+//! registered once and went away is listed not alive, and a warning is logged when that is
+//! noticed (by a call, or by the watchdog that [`Conductor::spawn_watchdog`] starts). The
+//! notice is a flag in the store, set once per absence by whichever conductor (of those
+//! sharing a database) sees it first, and kept across restarts: an agent that went away while
+//! the conductor was down is noticed when it is back, one already noticed is not again.
 //!
 //! # Events
 //!
 //! The conductor publishes through [`ConductorOptions::events`]: `conductor.agent_registered`
 //! at an agent's first hello, `conductor.agent_missing` once per absence when it is noticed
 //! (Cyborg's missing-agent alarm, beside the log line), `conductor.agent_back` at the hello of
-//! an agent that had gone missing (the roster's [`Change`]s), and
-//! `conductor.discovery_finished` when a discovery run the conductor started on an agent
-//! (`conductor.start_discovery`, or [`Conductor::start_discovery_on`]) ends.
+//! an agent that had gone missing, and `conductor.discovery_finished` when a discovery run the
+//! conductor started on an agent (`conductor.start_discovery`, or
+//! [`Conductor::start_discovery_on`]) ends.
 //!
 //! # Following discovery
 //!
@@ -23,26 +32,29 @@
 //! (which starts no run) every [`ConductorOptions::discovery_poll`], for at most
 //! [`ConductorOptions::discovery_timeout`]; `conductor.discovery_finished` is published once,
 //! when the run is answered DONE or FAILED. One follower per agent: a trigger that joins a run
-//! already followed adds none. Followers are aborted when the conductor is dropped.
+//! already followed adds none. Followers are aborted when the conductor is dropped. Each run
+//! is recorded in the store with its outcome, which `Conductor::discovery_status` reads.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
     time::Duration,
 };
 
 use tokio::task::{AbortHandle, JoinHandle};
 use vproto_api::{
     AgentClient, AgentDiscovery, AgentDiscoveryList, AgentList, AgentRegistration, AgentState, ComponentStatus,
-    ConductorEvent, ConductorService, DiscoveryState, DiscoveryStatus, Endpoint, HardwareList, HelloAck,
-    PeerUnavailableData, ProtocolError, ServiceError,
+    ConductorEvent, ConductorService, Deregistration, DiscoveryState, DiscoveryStatus, Endpoint, HardwareList,
+    HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
 };
 use vproto_jsonrpc::Token;
 use vproto_support::rpc::{events::Publisher, Answer, DeclaredError};
 
 use crate::{
     peer::{fan_out, hello_ack, PeerFailure, PeerScheme, Peers},
-    roster::{Change, MemberView, Roster},
+    roster::check_protocol,
+    store::{AgentRecord, Hello, Millis, Store, StoreError},
+    time::{rfc3339_of_millis, Clock},
 };
 
 /// How a conductor treats its agents.
@@ -84,18 +96,22 @@ impl Default for ConductorOptions {
 
 /// The conductor.
 pub struct Conductor {
-    agents: Arc<Roster<AgentRegistration>>,
+    store: Arc<Store>,
+    clock: Clock,
+    interval: Duration,
     peers: Arc<Peers>,
     events: Publisher<ConductorEvent>,
-    /// The agents whose discovery run a task follows, and that task.
-    followed: Arc<Mutex<BTreeMap<Endpoint, AbortHandle>>>,
+    /// The agents whose discovery run a task follows, and that task (`None` while it starts).
+    followed: Arc<Mutex<BTreeMap<Endpoint, Option<AbortHandle>>>>,
+    /// The agents whose inventory is being fetched.
+    refreshing: Arc<Mutex<BTreeSet<Endpoint>>>,
     discovery_poll: Duration,
     discovery_timeout: Duration,
 }
 
 impl Drop for Conductor {
     fn drop(&mut self) {
-        for (_, follower) in std::mem::take(&mut *lock(&self.followed)) {
+        for follower in std::mem::take(&mut *lock(&self.followed)).into_values().flatten() {
             follower.abort();
         }
     }
@@ -105,59 +121,129 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An agent as `conductor.list_agents` lists it.
-fn agent_state(view: MemberView<AgentRegistration>) -> AgentState {
+/// A store failure as the caller sees it: an internal error (logged by the dispatcher).
+fn internal(error: StoreError) -> ServiceError {
+    ServiceError::Internal(error.to_string())
+}
+
+/// An agent as `conductor.list_agents` lists it at `now`.
+fn agent_state(record: &AgentRecord, now: Millis) -> AgentState {
     AgentState {
-        alive: view.alive,
-        endpoint: view.endpoint,
-        last_seen: view.last_seen,
-        status: view.registration.status,
+        alive: record.alive(now),
+        endpoint: record.endpoint.clone(),
+        last_seen: rfc3339_of_millis(record.last_seen),
+        status: record.status.clone(),
     }
 }
 
-/// The event a change of the agents' roster is.
-fn agent_event(change: Change<AgentRegistration>) -> ConductorEvent {
-    match change {
-        Change::Registered(view) => ConductorEvent::AgentRegistered { agent: agent_state(view) },
-        Change::Missing(view) => ConductorEvent::AgentMissing { agent: agent_state(view) },
-        Change::Back { member, missing_since } => {
-            ConductorEvent::AgentBack { agent: agent_state(member), missing_since }
-        }
+/// Logs and publishes that the agents of `records` (just flagged missing) went missing.
+fn report_missing(events: &Publisher<ConductorEvent>, records: &[AgentRecord], window: Duration) {
+    for record in records {
+        let last_seen = rfc3339_of_millis(record.last_seen);
+        tracing::warn!(
+            endpoint = %record.endpoint,
+            %last_seen,
+            "agent is missing: no hello for {} heartbeat intervals ({window:?})",
+            crate::roster::MISSED_HEARTBEATS
+        );
+        let mut state = agent_state(record, record.deadline().saturating_add(1));
+        state.alive = false;
+        events.publish(ConductorEvent::AgentMissing { agent: state });
     }
 }
 
 impl Conductor {
-    /// A conductor with no agent registered.
+    /// A conductor with no agent registered, keeping its state in memory.
     pub fn new(options: ConductorOptions) -> Self {
-        let interval = Duration::from_secs(options.heartbeat_interval.as_secs().max(1));
-        let events = options.events;
-        let publisher = events.clone();
-        let agents = Roster::new("agent", interval).with_listener(move |change| publisher.publish(agent_event(change)));
+        Conductor::with_store(options, Store::memory())
+    }
+
+    /// A conductor keeping its state in `store` (which may already list agents: they are
+    /// judged alive or not by their last hello, as stored).
+    pub fn with_store(options: ConductorOptions, store: Store) -> Self {
         Conductor {
-            agents: Arc::new(agents),
+            store: Arc::new(store),
+            clock: Clock::now(),
+            interval: Duration::from_secs(options.heartbeat_interval.as_secs().max(1)),
             peers: Arc::new(Peers::new(options.peer_scheme, options.token, options.call_timeout)),
-            events,
+            events: options.events,
             followed: Arc::default(),
+            refreshing: Arc::default(),
             discovery_poll: options.discovery_poll.max(Duration::from_millis(1)),
             discovery_timeout: options.discovery_timeout,
         }
     }
 
-    /// The registered agents.
-    pub fn agents(&self) -> &Arc<Roster<AgentRegistration>> {
-        &self.agents
+    /// Where the conductor keeps its state.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
-    /// Checks liveness as soon as an agent can go missing ([`Roster::spawn_watchdog`]), logging
-    /// (and publishing `conductor.agent_missing` for) agents that go missing even when nobody
-    /// calls. Stops when the task is aborted or the conductor dropped.
+    /// How long an agent may stay silent and still count as alive.
+    fn window(&self) -> Duration {
+        self.interval * crate::roster::MISSED_HEARTBEATS
+    }
+
+    /// Flags (logs, publishes) the agents found missing at `now`.
+    async fn sweep(&self, now: Millis) -> Result<(), StoreError> {
+        let flagged = self.store.mark_missing(now).await?;
+        report_missing(&self.events, &flagged, self.window());
+        Ok(())
+    }
+
+    /// Checks liveness as soon as an agent can go missing (a millisecond past the earliest
+    /// deadline of the agents not yet noticed, and at least every half interval, for agents
+    /// another conductor sharing the store heard from), logging and publishing
+    /// `conductor.agent_missing` for agents that go missing even when nobody calls; at once,
+    /// too, for agents that went away while no conductor watched. Stops when the task is
+    /// aborted or the conductor dropped.
     pub fn spawn_watchdog(&self) -> JoinHandle<()> {
-        self.agents.spawn_watchdog()
+        let store: Weak<Store> = Arc::downgrade(&self.store);
+        let (clock, events, period, window) = (self.clock, self.events.clone(), self.interval / 2, self.window());
+        tokio::spawn(async move {
+            loop {
+                let wake = {
+                    let Some(store) = store.upgrade() else { return };
+                    let now = clock.now_millis();
+                    match store.mark_missing(now).await {
+                        Ok(flagged) => report_missing(&events, &flagged, window),
+                        Err(error) => tracing::error!(%error, "cannot check which agents are missing"),
+                    }
+                    let latest = now.saturating_add(period.as_millis() as Millis);
+                    match store.next_deadline().await {
+                        Ok(Some(deadline)) => deadline.saturating_add(1).min(latest),
+                        Ok(None) => latest,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot read when agents are due");
+                            latest
+                        }
+                    }
+                };
+                tokio::time::sleep_until(clock.instant_at(wake)).await;
+            }
+        })
+    }
+
+    /// Fetches the inventory of the agent at `endpoint` in the background and stores it
+    /// (unless a fetch of it is already under way).
+    fn refresh(&self, endpoint: &Endpoint) {
+        if !lock(&self.refreshing).insert(endpoint.clone()) {
+            return;
+        }
+        let (store, peers, refreshing, endpoint) =
+            (self.store.clone(), self.peers.clone(), self.refreshing.clone(), endpoint.clone());
+        tokio::spawn(async move {
+            match fetch_inventory(&store, &peers, &endpoint).await {
+                Ok(devices) => tracing::debug!(%endpoint, devices, "inventory refreshed"),
+                Err(failure) => tracing::warn!(%endpoint, reason = %failure, "cannot refresh the agent's inventory"),
+            }
+            lock(&refreshing).remove(&endpoint);
+        });
     }
 
     /// Starts discovery on the node of the agent at `agent` (`agent.start_discovery`, whether
     /// or not the agent is registered) and answers the state the agent answered. The run is
-    /// followed as `conductor.start_discovery` follows it: published as
+    /// recorded and followed as `conductor.start_discovery` does: published as
     /// `conductor.discovery_finished` at once if answered ended (DONE or FAILED: its drivers'
     /// runs were instant, or it has none), else when `agent.discovery_status` says it ended.
     pub async fn start_discovery_on(&self, agent: &Endpoint) -> Result<DiscoveryState, PeerFailure> {
@@ -172,9 +258,32 @@ impl Conductor {
         lock(&self.followed).contains_key(agent)
     }
 
-    /// After the agent at `agent` answered a trigger with `state`: publishes an ended run,
-    /// or follows one in progress (unless a follower already does, the trigger having joined
-    /// the run it follows).
+    /// The latest discovery run the conductor recorded for each agent (only the one at
+    /// `agent` when given), by agent, as `conductor.discovery_status` answers: its state as
+    /// last known, IN-PROGRESS while followed. Starts no run.
+    pub async fn discovery_status(&self, agent: Option<&Endpoint>) -> Result<AgentDiscoveryList, StoreError> {
+        let runs = self.store.latest_discoveries().await?;
+        let agents = runs
+            .into_iter()
+            .filter(|run| agent.is_none_or(|only| *only == run.agent))
+            .map(|run| AgentDiscovery { agent: run.agent, status: run.state })
+            .collect();
+        Ok(AgentDiscoveryList { agents })
+    }
+
+    /// Forgets the agent at `endpoint`: no longer listed, alarmed on or contacted (until it
+    /// says hello again, which registers it anew). False when it was not registered.
+    pub async fn deregister_agent(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        let removed = self.store.deregister(endpoint).await?;
+        if removed {
+            tracing::info!(%endpoint, "agent deregistered");
+        }
+        Ok(removed)
+    }
+
+    /// After the agent at `agent` answered a trigger with `state`: records the run, and
+    /// publishes it ended or follows it in progress (unless a follower already does, the
+    /// trigger having joined the run it follows: then nothing is recorded).
     async fn follow(&self, agent: &Endpoint, state: DiscoveryState) {
         {
             let mut followed = lock(&self.followed);
@@ -183,23 +292,68 @@ impl Conductor {
                 return;
             }
             if state == DiscoveryState::InProgress {
-                let (peers, events, registry) = (self.peers.clone(), self.events.clone(), self.followed.clone());
-                let (poll, timeout, endpoint) = (self.discovery_poll, self.discovery_timeout, agent.clone());
-                // Spawned with the lock held: the task cannot remove its entry before it is in.
-                let task = tokio::spawn(async move {
-                    let ended = follow_run(&peers, &endpoint, poll, timeout).await;
-                    // Forgotten before publishing, so a trigger after the event follows the next run.
-                    lock(&registry).remove(&endpoint);
-                    if let Some(state) = ended {
-                        discovery_finished(&peers, &events, &endpoint, state).await;
-                    }
-                });
-                followed.insert(agent.clone(), task.abort_handle());
-                return;
+                // Reserved while the run is recorded: a concurrent trigger joins it.
+                followed.insert(agent.clone(), None);
             }
         }
-        discovery_finished(&self.peers, &self.events, agent, state).await;
+        let run = match self.store.discovery_started(agent, &state, self.clock.now_millis()).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::error!(endpoint = %agent, %error, "cannot record the discovery run");
+                None
+            }
+        };
+        if state != DiscoveryState::InProgress {
+            discovery_finished(&self.finisher(), agent, state).await;
+            return;
+        }
+        let (finisher, registry) = (self.finisher(), self.followed.clone());
+        let (peers, poll, timeout, endpoint) =
+            (self.peers.clone(), self.discovery_poll, self.discovery_timeout, agent.clone());
+        let mut followed = lock(&self.followed);
+        // Spawned with the lock held: the task cannot remove its entry before it is in.
+        let task = tokio::spawn(async move {
+            let ended = follow_run(&peers, &endpoint, poll, timeout).await;
+            // Forgotten before publishing, so a trigger after the event follows the next run.
+            lock(&registry).remove(&endpoint);
+            if let Some(state) = ended {
+                if let Some(id) = run {
+                    if let Err(error) = finisher.store.discovery_ended(id, &state, finisher.clock.now_millis()).await {
+                        tracing::error!(%endpoint, %error, "cannot record the end of the discovery run");
+                    }
+                }
+                discovery_finished(&finisher, &endpoint, state).await;
+            }
+        });
+        followed.insert(agent.clone(), Some(task.abort_handle()));
     }
+
+    fn finisher(&self) -> Finisher {
+        Finisher {
+            store: self.store.clone(),
+            clock: self.clock,
+            peers: self.peers.clone(),
+            events: self.events.clone(),
+        }
+    }
+}
+
+/// What publishing a run's end needs.
+struct Finisher {
+    store: Arc<Store>,
+    clock: Clock,
+    peers: Arc<Peers>,
+    events: Publisher<ConductorEvent>,
+}
+
+/// Asks the agent at `endpoint` for its hardware and stores it; answers how many devices.
+async fn fetch_inventory(store: &Store, peers: &Peers, endpoint: &Endpoint) -> Result<usize, String> {
+    let list = peers
+        .call(endpoint, |client| async move { AgentClient::new(client).list_hardware().await })
+        .await
+        .map_err(|failure| failure.to_string())?;
+    store.set_hardware(endpoint, &list).await.map_err(|e| e.to_string())?;
+    Ok(list.hardware.len())
 }
 
 /// Polls `agent.discovery_status` of the agent at `agent` every `poll` until its run ends
@@ -222,17 +376,22 @@ async fn follow_run(peers: &Peers, agent: &Endpoint, poll: Duration, timeout: Du
 }
 
 /// Publishes that the discovery run of the node at `agent` ended `state`, with the hardware
-/// the agent lists after a DONE run (none when it cannot be asked).
-async fn discovery_finished(
-    peers: &Peers,
-    events: &Publisher<ConductorEvent>,
-    agent: &Endpoint,
-    state: DiscoveryState,
-) {
+/// the agent lists after a DONE run (none when it cannot be asked), which becomes its stored
+/// inventory.
+async fn discovery_finished(finisher: &Finisher, agent: &Endpoint, state: DiscoveryState) {
     let hardware = match state {
         DiscoveryState::Done => {
-            match peers.call(agent, |client| async move { AgentClient::new(client).list_hardware().await }).await {
-                Ok(list) => Some(list),
+            match finisher
+                .peers
+                .call(agent, |client| async move { AgentClient::new(client).list_hardware().await })
+                .await
+            {
+                Ok(list) => {
+                    if let Err(error) = finisher.store.set_hardware(agent, &list).await {
+                        tracing::error!(endpoint = %agent, %error, "cannot store the hardware discovery found");
+                    }
+                    Some(list)
+                }
                 Err(failure) => {
                     tracing::warn!(endpoint = %agent, reason = %failure, "cannot list the hardware discovery found");
                     None
@@ -242,7 +401,7 @@ async fn discovery_finished(
         _ => None,
     };
     tracing::info!(endpoint = %agent, status = %state, "discovery finished");
-    events.publish(ConductorEvent::DiscoveryFinished {
+    finisher.events.publish(ConductorEvent::DiscoveryFinished {
         agent: agent.clone(),
         hardware,
         status: DiscoveryStatus { status: state },
@@ -260,48 +419,108 @@ fn agent_unavailable(endpoint: Endpoint, last_seen: String, failure: &PeerFailur
 }
 
 impl Conductor {
-    /// The agents to contact (alive and READY; only the one at `only` when given), with their
-    /// last hello.
-    fn targets(&self, only: Option<&Endpoint>) -> Vec<(Endpoint, String)> {
-        self.agents
-            .sweep()
+    /// The agents to contact at `now` (alive and READY; only the one at `only` when given),
+    /// by endpoint, after flagging those found missing.
+    async fn targets(&self, now: Millis, only: Option<&Endpoint>) -> Result<Vec<AgentRecord>, StoreError> {
+        self.sweep(now).await?;
+        let records = self.store.agents().await?;
+        Ok(records
             .into_iter()
-            .filter(|view| view.alive && view.registration.status == ComponentStatus::Ready)
-            .filter(|view| only.is_none_or(|only| *only == view.endpoint))
-            .map(|view| (view.endpoint, view.last_seen))
-            .collect()
+            .filter(|record| record.alive(now) && record.status == ComponentStatus::Ready)
+            .filter(|record| only.is_none_or(|only| *only == record.endpoint))
+            .collect())
+    }
+
+    /// Records a hello and tells what it changed: registered, or back (after missing, noticed
+    /// now if no sweep had), and refreshes the inventory when it may have changed.
+    async fn record_hello(&self, registration: &AgentRegistration) -> Result<(), StoreError> {
+        let now = self.clock.now_millis();
+        let hello = Hello {
+            endpoint: registration.endpoint.clone(),
+            status: registration.status.clone(),
+            protocol_version: registration.protocol_version.clone(),
+            at: now,
+            heartbeat: self.interval.as_millis() as Millis,
+        };
+        let previous = self.store.hello(&hello).await?;
+        let current = hello.applied(previous.as_ref());
+        let ready = current.status == ComponentStatus::Ready;
+        let Some(previous) = previous else {
+            tracing::info!(endpoint = %current.endpoint, "agent registered");
+            self.events.publish(ConductorEvent::AgentRegistered { agent: agent_state(&current, now) });
+            if ready {
+                self.refresh(&current.endpoint);
+            }
+            return Ok(());
+        };
+        if !previous.missing && !previous.alive(now) {
+            // Gone for longer than the window, though no sweep noticed yet: it went missing
+            // all the same, and is noticed now.
+            let mut flagged = previous.clone();
+            flagged.missing = true;
+            report_missing(&self.events, &[flagged], self.window());
+        }
+        if previous.missing || !previous.alive(now) {
+            let missing_since = rfc3339_of_millis(previous.last_seen);
+            tracing::info!(endpoint = %current.endpoint, %missing_since, "agent is back");
+            self.events.publish(ConductorEvent::AgentBack { agent: agent_state(&current, now), missing_since });
+            if ready {
+                self.refresh(&current.endpoint);
+            }
+        } else if ready
+            && (previous.status != ComponentStatus::Ready
+                || previous.hardware.as_ref().is_none_or(|list| list.hardware.is_empty()))
+        {
+            self.refresh(&current.endpoint);
+        }
+        Ok(())
     }
 }
 
 impl ConductorService for Conductor {
     async fn hello(&self, registration: AgentRegistration) -> Result<Answer<HelloAck>, ServiceError> {
-        self.agents.hello(registration.endpoint.clone(), registration);
-        Ok(hello_ack(self.agents.interval()).into())
+        check_protocol(registration.protocol_version.as_deref())?;
+        self.record_hello(&registration).await.map_err(internal)?;
+        Ok(hello_ack(self.interval).into())
     }
 
     async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
-        let targets = self.targets(None);
-        let endpoints = targets.iter().map(|(endpoint, _)| endpoint.clone()).collect();
-        let outcomes =
-            fan_out(&self.peers, endpoints, |client| async move { AgentClient::new(client).list_hardware().await })
-                .await;
+        let now = self.clock.now_millis();
+        let targets = self.targets(now, None).await.map_err(internal)?;
+        // Inventories never obtained are asked for now.
+        let unknown: Vec<Endpoint> =
+            targets.iter().filter(|record| record.hardware.is_none()).map(|record| record.endpoint.clone()).collect();
+        let mut fetched: BTreeMap<Endpoint, Result<HardwareList, PeerFailure>> =
+            fan_out(&self.peers, unknown, |client| async move { AgentClient::new(client).list_hardware().await })
+                .await
+                .into_iter()
+                .collect();
         let mut hardware = Vec::new();
         let mut uuids = BTreeSet::new();
         let mut error = None;
-        for ((endpoint, last_seen), (_, outcome)) in targets.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(list) => {
-                    for device in list.hardware {
-                        if uuids.insert(device.uuid.clone()) {
-                            hardware.push(device);
-                        } else {
-                            tracing::warn!(%endpoint, uuid = %device.uuid, "device listed twice; keeping the first");
-                        }
-                    }
+        for record in targets {
+            let list = match (record.hardware, fetched.remove(&record.endpoint)) {
+                (Some(list), _) => list,
+                (None, Some(Ok(list))) => {
+                    self.store.set_hardware(&record.endpoint, &list).await.map_err(internal)?;
+                    list
                 }
-                Err(failure) => {
+                (None, Some(Err(failure))) => {
                     // An agent's own error (DriverUnavailable, ...) goes into `reason` too.
-                    error.get_or_insert(agent_unavailable(endpoint, last_seen, &failure));
+                    error.get_or_insert(agent_unavailable(
+                        record.endpoint,
+                        rfc3339_of_millis(record.last_seen),
+                        &failure,
+                    ));
+                    continue;
+                }
+                (None, None) => continue,
+            };
+            for device in list.hardware {
+                if uuids.insert(device.uuid.clone()) {
+                    hardware.push(device);
+                } else {
+                    tracing::warn!(endpoint = %record.endpoint, uuid = %device.uuid, "device listed twice; keeping the first");
                 }
             }
         }
@@ -311,28 +530,40 @@ impl ConductorService for Conductor {
         }
     }
 
+    async fn discovery_status(&self, agent: Option<Endpoint>) -> Result<Answer<AgentDiscoveryList>, ServiceError> {
+        Ok(Conductor::discovery_status(self, agent.as_ref()).await.map_err(internal)?.into())
+    }
+
+    async fn deregister(&self, endpoint: Endpoint) -> Result<Answer<Deregistration>, ServiceError> {
+        let deregistered = self.deregister_agent(&endpoint).await.map_err(internal)?;
+        Ok(Deregistration { endpoint, deregistered }.into())
+    }
+
     async fn list_agents(&self) -> Result<Answer<AgentList>, ServiceError> {
-        let agents = self.agents.sweep().into_iter().map(agent_state).collect();
+        let now = self.clock.now_millis();
+        self.sweep(now).await.map_err(internal)?;
+        let records = self.store.agents().await.map_err(internal)?;
+        let agents = records.iter().map(|record| agent_state(record, now)).collect();
         Ok(AgentList { agents }.into())
     }
 
     async fn start_discovery(&self, agent: Option<Endpoint>) -> Result<Answer<AgentDiscoveryList>, ServiceError> {
-        let mut targets = self.targets(agent.as_ref());
-        targets.sort();
-        let endpoints = targets.iter().map(|(endpoint, _)| endpoint.clone()).collect();
+        let targets = self.targets(self.clock.now_millis(), agent.as_ref()).await.map_err(internal)?;
+        let endpoints = targets.iter().map(|record| record.endpoint.clone()).collect();
         let outcomes =
             fan_out(&self.peers, endpoints, |client| async move { AgentClient::new(client).start_discovery().await })
                 .await;
         let mut agents = Vec::new();
         let mut error = None;
-        for ((endpoint, last_seen), (_, outcome)) in targets.into_iter().zip(outcomes) {
+        for (record, (_, outcome)) in targets.into_iter().zip(outcomes) {
             match outcome {
                 Ok(status) => {
-                    self.follow(&endpoint, status.status.clone()).await;
-                    agents.push(AgentDiscovery { agent: endpoint, status: status.status });
+                    self.follow(&record.endpoint, status.status.clone()).await;
+                    agents.push(AgentDiscovery { agent: record.endpoint, status: status.status });
                 }
                 Err(failure) => {
-                    error.get_or_insert(agent_unavailable(endpoint, last_seen, &failure));
+                    let last_seen = rfc3339_of_millis(record.last_seen);
+                    error.get_or_insert(agent_unavailable(record.endpoint, last_seen, &failure));
                 }
             }
         }

@@ -21,7 +21,9 @@
 //! The shared machinery: [`peer`] (how a registered `host:port` endpoint is reached through
 //! vproto-jsonrpc's pool of reconnecting clients, concurrent fan-out with timeouts, and the
 //! periodic hello a component sends to the one it registers with) and [`roster`] (who
-//! registered, when they were last heard from and whether they are still alive).
+//! registered, when they were last heard from and whether they are still alive: the agent's
+//! drivers), and [`store`] (the conductor's agents, inventories and discovery runs, in memory,
+//! SQLite or PostgreSQL).
 //!
 //! # Endpoints and addresses
 //!
@@ -58,6 +60,8 @@ pub mod network;
 pub mod peer;
 #[cfg(feature = "reference-services")]
 pub mod roster;
+#[cfg(feature = "reference-services")]
+pub mod store;
 #[cfg(any(feature = "reference-services", feature = "guest-channel"))]
 mod time;
 

@@ -19,12 +19,32 @@ use std::{
 };
 
 use tokio::{task::JoinHandle, time::Instant};
-use vproto_api::Endpoint;
+use vproto_api::{Endpoint, ProtocolError, UnsupportedProtocolData};
 
 use crate::time::rfc3339;
 
 /// How many heartbeat intervals a member may stay silent and still count as alive.
 pub const MISSED_HEARTBEATS: u32 = 3;
+
+/// The major of the protocol version this build speaks (`vproto_api::PROTOCOL_VERSION`).
+fn own_major() -> &'static str {
+    vproto_api::PROTOCOL_VERSION.split('.').next().unwrap_or_default()
+}
+
+/// Checks the protocol version a hello declared: absent (a component older than protocol 1.3)
+/// or of this build's major is accepted; any other major is UnsupportedProtocol, naming the
+/// versions accepted (`MAJOR.x`).
+pub fn check_protocol(declared: Option<&str>) -> Result<(), ProtocolError> {
+    let Some(version) = declared else { return Ok(()) };
+    if version.split('.').next() == Some(own_major()) {
+        return Ok(());
+    }
+    tracing::warn!(protocol_version = version, "hello refused: a protocol major this build does not speak");
+    Err(ProtocolError::UnsupportedProtocol(UnsupportedProtocolData {
+        protocol_version: version.to_string(),
+        accepted: vec![format!("{}.x", own_major())],
+    }))
+}
 
 struct Member<R> {
     registration: R,
@@ -155,6 +175,17 @@ impl<R: Clone> Roster<R> {
                 members.insert(endpoint, member);
             }
         }
+    }
+
+    /// Forgets the member at `endpoint` (deregistered: no change is reported); false when it
+    /// was not registered.
+    pub fn remove(&self, endpoint: &Endpoint) -> bool {
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = members.remove(endpoint).is_some();
+        if removed {
+            tracing::info!(%endpoint, "{} deregistered", self.what);
+        }
+        removed
     }
 
     /// Every member with its liveness now, in endpoint order; logs a warning (and reports

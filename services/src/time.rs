@@ -1,6 +1,41 @@
 //! RFC 3339 timestamps without a date-time dependency.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch as RFC 3339 with whole seconds (see [`rfc3339`]).
+pub fn rfc3339_of_millis(millis: i64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64))
+}
+
+/// A wall clock in milliseconds since the Unix epoch that moves with tokio's clock: read once
+/// from the system at creation, then advanced by tokio's monotonic time (so a test that pauses
+/// and advances tokio's time moves it too, and the system clock being set back does not).
+#[cfg(feature = "reference-services")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    wall: i64,
+    instant: tokio::time::Instant,
+}
+
+#[cfg(feature = "reference-services")]
+impl Clock {
+    /// A clock reading the system time now.
+    pub(crate) fn now() -> Self {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        Clock { wall, instant: tokio::time::Instant::now() }
+    }
+
+    /// The time now, in milliseconds since the Unix epoch.
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.wall.saturating_add(self.instant.elapsed().as_millis() as i64)
+    }
+
+    /// The tokio instant at which the clock reads `millis` (now, for a time past).
+    pub(crate) fn instant_at(&self, millis: i64) -> tokio::time::Instant {
+        let ahead = millis.saturating_sub(self.now_millis()).max(0) as u64;
+        tokio::time::Instant::now() + Duration::from_millis(ahead)
+    }
+}
 
 /// `time` in UTC as RFC 3339 with whole seconds, such as `2024-05-14T09:30:12Z`.
 /// Times before 1970 are written as the epoch.

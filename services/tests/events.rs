@@ -78,7 +78,7 @@ fn conductor(events: Publisher<ConductorEvent>) -> Conductor {
 }
 
 fn agent_registration(at: &Endpoint) -> AgentRegistration {
-    AgentRegistration { endpoint: at.clone(), status: ComponentStatus::Ready }
+    AgentRegistration { endpoint: at.clone(), status: ComponentStatus::Ready, protocol_version: None }
 }
 
 #[tokio::test(start_paused = true)]
@@ -114,8 +114,22 @@ async fn the_conductor_publishes_registered_missing_once_and_back_once() {
     assert_eq!(sink.take::<ConductorEvent>(), [ConductorEvent::AgentMissing { agent: missing }]);
 
     // Back, once: its next heartbeat is no event.
-    conductor.hello(AgentRegistration { endpoint: compute.clone(), status: ComponentStatus::NotReady }).await.unwrap();
-    conductor.hello(AgentRegistration { endpoint: compute.clone(), status: ComponentStatus::NotReady }).await.unwrap();
+    conductor
+        .hello(AgentRegistration {
+            endpoint: compute.clone(),
+            status: ComponentStatus::NotReady,
+            protocol_version: None,
+        })
+        .await
+        .unwrap();
+    conductor
+        .hello(AgentRegistration {
+            endpoint: compute.clone(),
+            status: ComponentStatus::NotReady,
+            protocol_version: None,
+        })
+        .await
+        .unwrap();
     let now = conductor.list_agents().await.unwrap().into_value().agents.remove(0);
     assert_eq!((now.alive, &now.status), (true, &ComponentStatus::NotReady));
     assert_eq!(sink.take::<ConductorEvent>(), [ConductorEvent::AgentBack { agent: now, missing_since: last_hello }]);
@@ -157,6 +171,7 @@ async fn the_agent_publishes_driver_registered_and_driver_missing_once() {
         endpoint: endpoint("localhost:1337"),
         status: ComponentStatus::Ready,
         r#type: DeviceType::Crypto,
+        protocol_version: None,
     };
     agent.hello(driver.clone()).await.unwrap();
     agent.hello(driver.clone()).await.unwrap();
@@ -215,6 +230,7 @@ async fn node_with_driver(discovery: Value) -> (Vec<RunningServer>, Endpoint, Ar
             endpoint: driver_endpoint,
             status: ComponentStatus::Ready,
             r#type: DeviceType::Crypto,
+            protocol_version: None,
         })
         .await
         .unwrap();

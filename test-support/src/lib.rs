@@ -6,6 +6,9 @@
 //! and `.ci/run`'s runner do) it fails, so a missing package can never pass as green.
 //! `cargo xtask test` installs the packages when it runs as root, so neither happens there.
 //!
+//! With the `postgres` feature, [`postgres`] makes private PostgreSQL clusters (the conductor's
+//! shared state).
+//!
 //! With the `vchan` feature, [`vchan`] is the vchan interop harness (Xenstore rendezvous, the
 //! simulation's libraries, the C peer on Xen's libxenvchan, the checked data stream).
 //!
@@ -23,6 +26,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "vchan")]
 pub mod vchan;
 
