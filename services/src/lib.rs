@@ -59,6 +59,8 @@ pub mod network;
 #[cfg(feature = "reference-services")]
 pub mod peer;
 #[cfg(feature = "reference-services")]
+pub mod peer_policy;
+#[cfg(feature = "reference-services")]
 pub mod roster;
 #[cfg(feature = "reference-services")]
 pub mod store;
