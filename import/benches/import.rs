@@ -9,7 +9,7 @@ mod support;
 use std::{hint::black_box, path::Path, time::Duration};
 
 use criterion::Criterion;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use vproto_codegen::{diff::diff, parse_schema, Generator};
 use vproto_import::{qapi, vdsm, Imported};
 
