@@ -6,6 +6,9 @@
 //! and `.ci/run`'s runner do) it fails, so a missing package can never pass as green.
 //! `cargo xtask test` installs the packages when it runs as root, so neither happens there.
 //!
+//! [`rabbitmq`] starts private RabbitMQ brokers (killable and restartable) for the `amqp://`
+//! transport's tests.
+//!
 //! With the `postgres` feature, [`postgres`] makes private PostgreSQL clusters (the conductor's
 //! shared state).
 //!
@@ -28,6 +31,7 @@
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod rabbitmq;
 #[cfg(feature = "vchan")]
 pub mod vchan;
 
