@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::wire::WireError;
 
+pub mod compat;
 pub mod events;
 pub mod roles;
 mod service;
