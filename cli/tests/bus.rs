@@ -4,77 +4,46 @@
 //! is killed (SIGKILL) and started again, and the three recover by themselves.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, ChildStdout, Command, Output, Stdio},
-    sync::mpsc,
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
-use vproto_test_support::{missing_peer, rabbitmq::Broker};
+use vproto_test_support::{missing_peer, rabbitmq::Broker, Process};
 
 const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
 const CRYPTO: &str = "8e45a2ea-5364-4b0d-a252-bf8becaa606e";
 
 /// A `vproto serve` process, killed when dropped.
 struct Service {
-    child: Child,
+    process: Process,
     name: &'static str,
-    log: std::path::PathBuf,
-    _stdout: BufReader<ChildStdout>,
 }
 
 impl Service {
     /// Starts `vproto serve ARGS` and waits for the address it prints once serving.
     fn start(dir: &Path, name: &'static str, args: &[&str]) -> (Service, String) {
-        let log = dir.join(format!("{name}.log"));
-        let mut child = Command::new(VPROTO)
+        let mut command = Command::new(VPROTO);
+        command
             .arg("serve")
             .args(args)
-            .env("VPROTO_LOG", "info,vproto_jsonrpc=debug")
+            .env("VPROTO_LOG", "info")
             // The conductor's default state lives here, not in the home directory.
-            .env("STATE_DIRECTORY", dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("vproto serve starts");
-        let (sender, receiver) = mpsc::channel();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = sender.send((line, reader));
-        });
-        match receiver.recv_timeout(Duration::from_secs(60)) {
-            Ok((line, reader)) if !line.trim().is_empty() => {
-                (Service { child, name, log, _stdout: reader }, line.trim().to_string())
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{name} did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            }
-        }
+            .env("STATE_DIRECTORY", dir);
+        let (process, addr) = Process::serving(command, dir.join(format!("{name}.log")), Duration::from_secs(60));
+        (Service { process, name }, addr)
     }
 
     fn log(&self) -> String {
-        format!("--- {} ---\n{}", self.name, std::fs::read_to_string(&self.log).unwrap_or_default())
+        format!("--- {} ---\n{}", self.name, self.process.log())
     }
 
     /// Panics if it has exited.
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.process.child.try_wait() {
             panic!("{} exited ({status}):\n{}", self.name, self.log());
         }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Process {
     /// The child.
     pub child: Child,
     log: PathBuf,
+    /// Its stdout after the line [`Process::serving`] read, kept open so it may go on writing.
+    _stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl Process {
@@ -59,7 +61,37 @@ impl Process {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
-        Process { child, log }
+        Process { child, log, _stdout: None }
+    }
+
+    /// Starts `command` (a server that prints where it serves once ready, as `vproto serve`
+    /// does) with its stderr in `log`, and waits up to `wait` for that first line of its
+    /// stdout; panics with its log if none comes.
+    pub fn serving(mut command: Command, log: PathBuf, wait: std::time::Duration) -> (Process, String) {
+        use std::io::BufRead;
+        let file =
+            std::fs::File::create(&log).unwrap_or_else(|error| panic!("cannot create {}: {error}", log.display()));
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("a piped stdout"));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = sender.send((line, reader));
+        });
+        let mut process = Process { child, log, _stdout: None };
+        match receiver.recv_timeout(wait) {
+            Ok((line, reader)) if !line.trim().is_empty() => {
+                process._stdout = Some(reader);
+                (process, line.trim().to_string())
+            }
+            _ => panic!("{command:?} printed no address within {wait:?}:\n{}", process.log()),
+        }
     }
 
     /// What it logged so far.
