@@ -102,9 +102,9 @@ pub fn bus_endpoint(broker: &AmqpBroker) -> Endpoint {
 pub fn endpoint_of(addr: &ListenAddr) -> Option<Result<Endpoint, EndpointError>> {
     let announced = match addr.announced_host_port()? {
         Ok(host_port) => host_port,
-        Err(wildcard) => return Some(Err(EndpointError::Wildcard(wildcard))),
+        Err(wildcard) => return Some(Err(EndpointError::Wildcard(Box::new(wildcard)))),
     };
-    Some(Endpoint::new(announced).map_err(|why| EndpointError::Invalid { addr: addr.clone(), why }))
+    Some(Endpoint::new(announced).map_err(|why| EndpointError::Invalid { addr: Box::new(addr.clone()), why }))
 }
 
 /// Why a listening address gives no endpoint to announce.
@@ -112,10 +112,10 @@ pub fn endpoint_of(addr: &ListenAddr) -> Option<Result<Endpoint, EndpointError>>
 pub enum EndpointError {
     /// The address listens on every host: the endpoint has to be given.
     #[error("{0}: give --endpoint HOST:PORT")]
-    Wildcard(WildcardHost),
+    Wildcard(Box<WildcardHost>),
     /// The announced `host:port` is not a valid endpoint.
     #[error("{addr} gives no valid endpoint: {why}")]
-    Invalid { addr: ListenAddr, why: WireError },
+    Invalid { addr: Box<ListenAddr>, why: WireError },
 }
 
 /// Why a peer gave no usable answer.
