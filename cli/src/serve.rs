@@ -25,6 +25,10 @@
 //! conductors sharing one state) or `memory` (nothing kept). Its schema is migrated at start;
 //! one written by a newer vproto is refused (exit 1).
 //!
+//! With `--bus amqp://...` a driver, agent or conductor is served on a RabbitMQ broker too (and
+//! `--listen` becomes optional), and reaches its peers through it by name ([`bus`],
+//! docs/bus.md).
+//!
 //! A service with events (agent, conductor, network) publishes them into the server's event
 //! hub, which knows exactly that service's events: clients subscribe with `rpc.subscribe`
 //! (`vproto watch`), or from `GET /events` on `http://`; a subscription naming any other event
@@ -44,7 +48,9 @@ use vproto_api::{
     service_openrpc, AgentEvent, AgentRegistration, AgentServer, ComponentStatus, ConductorEvent, ConductorServer,
     DriverRegistration, DriverServer, Endpoint, GuestServer, NetworkEvent, NetworkServer, HTTP_BINDINGS,
 };
-use vproto_jsonrpc::{load_token, ClientOptions, ConnectAddr, EventHub, ListenAddr, RestRoute, Server, Token};
+use vproto_jsonrpc::{
+    load_token, ClientOptions, ConnectAddr, EventHub, ListenAddr, RestRoute, RunningServer, Server, Token,
+};
 use vproto_listen::TerminationSignals;
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
@@ -62,6 +68,8 @@ use vproto_support::rpc::{
 };
 
 use crate::{duration::parse_duration, CliError};
+
+mod bus;
 
 /// The services `vproto serve` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -96,9 +104,13 @@ pub struct ServeArgs {
     /// The service to run.
     #[arg(value_enum)]
     service: Service,
-    /// Where to listen: unix:PATH, tcp:HOST:PORT, http://HOST:PORT or stdio.
-    #[arg(long, value_name = "ADDR")]
-    listen: String,
+    /// Where to listen: unix:PATH, tcp:HOST:PORT, http://HOST:PORT or stdio (optional with --bus).
+    #[arg(long, value_name = "ADDR", required_unless_present = "bus")]
+    listen: Option<String>,
+    /// driver, agent, conductor: a RabbitMQ broker, amqp://[USER:PASS@]HOST:PORT[/VHOST], to
+    /// serve on and to reach the other components through by name (docs/bus.md).
+    #[arg(long, value_name = "URL")]
+    bus: Option<String>,
     /// A file (mode 0600) holding the token clients must present on tcp:/http:// listeners;
     /// also presented to the agent, conductor or drivers this service calls.
     #[arg(long, value_name = "FILE")]
@@ -163,7 +175,7 @@ pub(crate) fn init_logging(flag: Option<&str>) -> Result<(), CliError> {
 /// Refuses the options that do not apply to the service.
 fn check_applicable(args: &ServeArgs) -> Result<(), CliError> {
     let service = args.service;
-    let given: [(&str, bool, &[Service]); 9] = [
+    let given: [(&str, bool, &[Service]); 10] = [
         ("--config", args.config.is_some(), &[Service::Driver, Service::Network]),
         ("--agent", args.agent.is_some(), &[Service::Driver]),
         ("--conductor", args.conductor.is_some(), &[Service::Agent]),
@@ -173,6 +185,7 @@ fn check_applicable(args: &ServeArgs) -> Result<(), CliError> {
         ("--peer-timeout", args.peer_timeout.is_some(), &[Service::Driver, Service::Agent, Service::Conductor]),
         ("--hello-retry", args.hello_retry.is_some(), &[Service::Driver, Service::Agent]),
         ("--state", args.state.is_some(), &[Service::Conductor]),
+        ("--bus", args.bus.is_some(), &[Service::Driver, Service::Agent, Service::Conductor]),
     ];
     for (flag, present, services) in given {
         if present && !services.contains(&service) {
@@ -209,18 +222,23 @@ pub(crate) fn event_hub<E: Event + EventSet>() -> (EventHub, Publisher<E>) {
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     check_applicable(&args)?;
     let service = args.service;
-    let listen: ListenAddr = args.listen.parse().map_err(|e| CliError::usage(format!("--listen: {e}")))?;
+    let listen: Option<ListenAddr> =
+        args.listen.as_deref().map(str::parse).transpose().map_err(|e| CliError::usage(format!("--listen: {e}")))?;
+    let bus = bus::Bus::from_args(&args)?;
     let token: Option<Token> = args
         .token_file
         .as_ref()
         .map(|path| load_token(path).map_err(|e| CliError::usage(format!("--token-file: {e}"))))
         .transpose()?;
-    let peer_scheme: PeerScheme = args
-        .peer_scheme
-        .as_deref()
-        .unwrap_or("tcp")
-        .parse()
-        .map_err(|e| CliError::usage(format!("--peer-scheme: {e}")))?;
+    let peer_scheme: PeerScheme = match &bus {
+        Some(bus) => bus.peer_scheme(service.name()),
+        None => args
+            .peer_scheme
+            .as_deref()
+            .unwrap_or("tcp")
+            .parse()
+            .map_err(|e| CliError::usage(format!("--peer-scheme: {e}")))?,
+    };
     let heartbeat_interval = match args.heartbeat_interval {
         Some(0) => return Err(CliError::usage("--heartbeat-interval: give at least 1 second")),
         Some(seconds) => Duration::from_secs(seconds),
@@ -247,7 +265,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
                 CliError::usage(format!("--{}: {e}", if service == Service::Driver { "agent" } else { "conductor" }))
             })?)
         }
-        _ => None,
+        _ => bus.as_ref().and_then(|bus| bus.register_with(service.name())),
     };
 
     let store = match service {
@@ -264,20 +282,33 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(token) = &token {
         server = server.with_token(token.clone());
     }
-    if matches!(listen, ListenAddr::Http { .. }) {
+    let bus_server = server.clone();
+    if matches!(listen, Some(ListenAddr::Http { .. })) {
         let routes = HTTP_BINDINGS.iter().filter(|binding| binding.service == service.name()).map(RestRoute::from);
         server = server.with_rest_routes(routes);
     }
-    let running = server.bind(&listen).await.map_err(|e| CliError::failed(e.to_string()))?;
-    let local = running.local_addr().clone();
+    let mut servers = Vec::new();
+    if let Some(listen) = &listen {
+        servers.push(server.bind(listen).await.map_err(|e| CliError::failed(e.to_string()))?);
+    }
+    let local = servers.first().map(|running| running.local_addr().clone());
 
-    // The endpoint this service announces, when it registers somewhere.
+    // The endpoint this service announces, when it registers somewhere (on the bus, also the
+    // name of its instance queue).
     let endpoint = endpoint_flag
         .map(Ok)
         .or_else(|| built.driver.as_ref().and_then(|driver| driver.config().endpoint.clone()).map(Ok))
-        .or_else(|| endpoint_of(&local));
+        .or_else(|| bus.as_ref().map(|bus| Ok(bus.endpoint())))
+        .or_else(|| local.as_ref().and_then(endpoint_of));
     if let (Some(driver), Some(Ok(endpoint))) = (&built.driver, &endpoint) {
         driver.set_endpoint(endpoint.clone());
+    }
+    if let Some(bus) = &bus {
+        let instance = match &endpoint {
+            Some(Ok(endpoint)) => endpoint.clone(),
+            _ => bus.endpoint(),
+        };
+        servers.push(bus.serve(bus_server, service.name(), &instance).await?);
     }
     let mut background = built.tasks;
     if let Some(target) = register_with {
@@ -286,7 +317,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             Some(Err(why)) => return Err(CliError::usage(why.to_string())),
             None => {
                 return Err(CliError::usage(format!(
-                    "{local} gives peers no host:port to reach this {}: give --endpoint HOST:PORT",
+                    "{} gives peers no host:port to reach this {}: give --endpoint HOST:PORT",
+                    local.as_ref().map_or_else(String::new, ToString::to_string),
                     service.name()
                 )))
             }
@@ -325,17 +357,21 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     // Ready: tell whoever started us where we listen, once a signal they send would be heard.
     let mut signals = TerminationSignals::watch();
-    if local != ListenAddr::Stdio {
+    for running in servers.iter().filter(|running| *running.local_addr() != ListenAddr::Stdio) {
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{local}").and_then(|()| stdout.flush());
+        let _ = writeln!(stdout, "{}", running.local_addr()).and_then(|()| stdout.flush());
     }
-    let handle = running.handle();
-    let mut finished = std::pin::pin!(running.wait());
+    let handles: Vec<_> = servers.iter().map(RunningServer::handle).collect();
+    let mut finished = std::pin::pin!(async move {
+        for running in servers {
+            running.wait().await;
+        }
+    });
     tokio::select! {
         () = &mut finished => tracing::info!("input closed; stopping"),
         signal = signals.recv() => {
             tracing::info!(%signal, "shutting down");
-            handle.shutdown();
+            handles.iter().for_each(|handle| handle.shutdown());
             finished.await;
         }
     }

@@ -403,9 +403,19 @@ fn bench(args: &[String]) -> Result<(), String> {
 /// veth pairs) for the netlink and guest agent tests, Xen's own xenstore-utils and python3-pyxs
 /// as foreign Xenstore clients, python3-venv (ensurepip) for the test venv, and gcc with Xen's
 /// libxenvchan (libxen-dev: headers; libxenmisc4.17: the library) for the vchan tests' C peer,
-/// chromium (headless) for the generated reference site's browser test.
-const SYSTEM_PACKAGES: [&str; 8] =
-    ["iproute2", "xenstore-utils", "python3-pyxs", "python3-venv", "gcc", "libxen-dev", "libxenmisc4.17", "chromium"];
+/// chromium (headless) for the generated reference site's browser test, rabbitmq-server for the
+/// amqp:// transport's private brokers.
+const SYSTEM_PACKAGES: [&str; 9] = [
+    "iproute2",
+    "xenstore-utils",
+    "python3-pyxs",
+    "python3-venv",
+    "gcc",
+    "libxen-dev",
+    "libxenmisc4.17",
+    "chromium",
+    "rabbitmq-server",
+];
 
 /// Installs the missing [`SYSTEM_PACKAGES`] with apt when running as root; otherwise says which
 /// are missing and how to install them (an error under `CI`, where the tests needing them would

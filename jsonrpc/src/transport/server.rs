@@ -10,6 +10,7 @@ use vproto_support::rpc::Handler;
 use super::{
     accept::{accept_loop, Listener, Protocol},
     addr::ListenAddr,
+    amqp,
     error::ServeError,
     http::{HttpShared, RestRoute},
     lines, stdio, tcp, vchan,
@@ -149,6 +150,15 @@ impl Server {
                 let listener = vchan::bind(vchan_addr).await.map_err(|why| bind_error(std::io::Error::other(why)))?;
                 let task = accept_loop(Listener::Vchan(listener), engine, Protocol::Lines(None), signal, None);
                 (addr.clone(), tokio::spawn(task))
+            }
+            ListenAddr::Amqp(amqp_addr) => {
+                // The first connection is made here, so a broker that cannot be reached is an
+                // error at once; later losses are reconnected by the serving task.
+                let prefetch = u16::try_from(self.limits.max_in_flight).unwrap_or(u16::MAX);
+                let session = amqp::open(amqp_addr, prefetch, std::time::Duration::from_secs(10))
+                    .await
+                    .map_err(|why| bind_error(std::io::Error::other(why)))?;
+                (addr.clone(), tokio::spawn(amqp::serve(amqp_addr.clone(), session, engine, signal)))
             }
             ListenAddr::Http { host, port } => {
                 let shared = Arc::new(HttpShared::new(engine.clone(), self.token.clone(), &self.routes)?);
