@@ -155,7 +155,12 @@ fn addresses_parse_and_print() {
     }
     assert_eq!("http://h:1/".parse::<ListenAddr>(), Ok(ListenAddr::Http { host: "h".into(), port: 1 }));
     let refused = [
-        ("", "expected unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT or vchan:PEER:XS_PATH"),
+        (
+            "",
+            "expected unix:PATH, tcp:HOST:PORT, stdio, http://HOST:PORT, vchan:PEER:XS_PATH or \
+             amqp://HOST:PORT[/VHOST]/SERVICE[.HOST]",
+        ),
+        ("amqp://127.0.0.1:5672/", "the service is missing"),
         ("vchan:0", "the Xenstore path is missing"),
         ("vchan:dom0:/x", "must be a domain id"),
         ("vchan:70000:/x", "must be a domain id"),
