@@ -118,8 +118,11 @@ def serve_driver(transport: str, tmp_path: Path):
         address = f"tcp:127.0.0.1:{free_port()}"
     else:
         address = f"http://127.0.0.1:{free_port()}"
+    # tcp: and http:// listeners want credentials: a token every caller presents.
+    credentials = [] if transport == "unix" else ["--token-file", str(token_file(tmp_path))]
     process = subprocess.Popen(
-        [vproto(), "serve", "driver", "--listen", address, "--config", str(REPO / "examples" / "driver.json")],
+        [vproto(), "serve", "driver", "--listen", address, "--config", str(REPO / "examples" / "driver.json"),
+         *credentials],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: can_connect(address), f"vproto serve driver --listen {address}", process)
@@ -128,10 +131,29 @@ def serve_driver(transport: str, tmp_path: Path):
         stop(process)
 
 
-def vproto_call(address: str, method: str) -> dict:
+#: The token of the test servers on tcp: and http:// (written to a 0600 file per test).
+TOKEN = "vproto-clients-test-token-7f3a9c"
+
+
+def token_file(directory: Path) -> Path:
+    """A mode 0600 file holding TOKEN in `directory`."""
+    path = directory / "token"
+    if not path.exists():
+        path.write_text(TOKEN + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return path
+
+
+def token_for(address: str):
+    """The token to present to `address` (None for a Unix socket)."""
+    return None if address.startswith("unix:") else TOKEN
+
+
+def vproto_call(address: str, method: str, directory: Path) -> dict:
     """What the Rust client (`vproto call`) gets from `method` at `address`."""
-    proc = subprocess.run([vproto(), "call", "--connect", address, method], capture_output=True, timeout=60,
-                          check=False)
+    credentials = [] if address.startswith("unix:") else ["--token-file", str(token_file(directory))]
+    proc = subprocess.run([vproto(), "call", "--connect", address, *credentials, method], capture_output=True,
+                          timeout=60, check=False)
     assert proc.returncode == 0, f"vproto call {method}: {proc.stderr.decode()}"
     return json.loads(proc.stdout)
 

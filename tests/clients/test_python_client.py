@@ -29,7 +29,7 @@ import vproto_client
 from vproto_client import errors, objects
 from vproto_client.services import METHODS
 
-from client_harness import PYTHON_CLIENT, ConformServe, free_port, openrpc_methods, vproto_call
+from client_harness import PYTHON_CLIENT, ConformServe, free_port, openrpc_methods, token_for, vproto_call
 
 
 def discover(client) -> None:
@@ -44,15 +44,15 @@ def discover(client) -> None:
     assert isinstance(status, objects.DiscoveryStatus)
 
 
-def test_list_hardware_returns_typed_objects(driver_address):
-    with vproto_client.connect(driver_address) as client:
+def test_list_hardware_returns_typed_objects(driver_address, tmp_path):
+    with vproto_client.connect(driver_address, token=token_for(driver_address)) as client:
         discover(client)
         listed = client.driver.list_hardware()
     assert isinstance(listed, objects.HardwareList)
     assert listed.hardware and all(isinstance(item, objects.Hardware) for item in listed.hardware)
     # The same answer the Rust client reads, field for field.
-    assert vproto_client.dumps(listed.to_json()) == vproto_client.dumps(vproto_call(driver_address, "driver.list_hardware"))
-    assert listed.hardware[0].uuid == vproto_call(driver_address, "driver.list_hardware")["hardware"][0]["uuid"]
+    assert vproto_client.dumps(listed.to_json()) == vproto_client.dumps(vproto_call(driver_address, "driver.list_hardware", tmp_path))
+    assert listed.hardware[0].uuid == vproto_call(driver_address, "driver.list_hardware", tmp_path)["hardware"][0]["uuid"]
 
 
 def test_pip_install_into_a_fresh_venv_and_a_five_line_script(tmp_path, driver_address):
@@ -73,17 +73,18 @@ def test_pip_install_into_a_fresh_venv_and_a_five_line_script(tmp_path, driver_a
     script = tmp_path / "list.py"
     script.write_text(
         "import sys, vproto_client\n"
-        "client = vproto_client.connect(sys.argv[1])\n"
+        "client = vproto_client.connect(sys.argv[1], token=sys.argv[2] if len(sys.argv) > 2 else None)\n"
         "for hardware in client.driver.list_hardware().hardware:\n"
         "    print(hardware.uuid, type(hardware).__name__, vproto_client.__file__)\n"
         "client.close()\n", encoding="utf-8")
-    with vproto_client.connect(driver_address) as client:
+    with vproto_client.connect(driver_address, token=token_for(driver_address)) as client:
         discover(client)
-    run = subprocess.run([str(python), str(script), driver_address], capture_output=True, timeout=60, check=False,
+    token = [token_for(driver_address)] if token_for(driver_address) else []
+    run = subprocess.run([str(python), str(script), driver_address, *token], capture_output=True, timeout=60, check=False,
                          cwd=tmp_path)
     assert run.returncode == 0, run.stderr.decode()
     lines = run.stdout.decode().splitlines()
-    expected = [item["uuid"] for item in vproto_call(driver_address, "driver.list_hardware")["hardware"]]
+    expected = [item["uuid"] for item in vproto_call(driver_address, "driver.list_hardware", tmp_path)["hardware"]]
     assert [line.split()[0] for line in lines] == expected
     assert all(line.split()[1] == "Hardware" for line in lines)
     assert all(str(fresh) in line.split()[2] for line in lines), "imported from the fresh venv"

@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from client_harness import HERE, OPENRPC, TYPESCRIPT_CLIENT, ConformServe, free_port, node_tools, openrpc_methods, vproto_call
+from client_harness import (HERE, OPENRPC, TYPESCRIPT_CLIENT, ConformServe, free_port, node_tools, openrpc_methods,
+                            token_for, vproto_call)
 
 DRIVER = HERE / "typescript" / "client.mjs"
 
@@ -36,10 +37,10 @@ def drive(node: str, *args: str) -> dict:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "http"])
-def test_list_hardware_under_node(built, transport, request):
+def test_list_hardware_under_node(built, transport, request, tmp_path):
     address = request.getfixturevalue("driver_address_" + transport)
-    got = drive(built, "list-hardware", address)
-    wanted = vproto_call(address, "driver.list_hardware")
+    got = drive(built, "list-hardware", address, token_for(address))
+    wanted = vproto_call(address, "driver.list_hardware", tmp_path)
     assert got["uuids"] == [item["uuid"] for item in wanted["hardware"]] and got["uuids"]
     assert got["wire"] == wanted
 

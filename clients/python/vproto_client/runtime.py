@@ -757,8 +757,21 @@ def _parse_answer(raw: bytes, address: str) -> dict:
     return answer
 
 
+def _authenticate(transport: LineTransport, token: str) -> None:
+    """Presents `token` as the connection's first message (`rpc.auth`, what vproto's `tcp:`
+    listeners with credentials expect)."""
+    answer = transport.exchange({"jsonrpc": "2.0", "method": "rpc.auth", "params": {"token": token}, "id": 0})
+    if "error" in answer:
+        transport.close()
+        error = answer["error"] if isinstance(answer["error"], dict) else {}
+        raise RpcError(error.get("code", 0), f"{transport.address} refused the token: {error.get('message')}",
+                       error.get("data"))
+
+
 def open_transport(address: str, timeout: float = 30.0, token: Optional[str] = None):
-    """A transport to `unix:PATH`, `tcp:HOST:PORT` or `http://HOST:PORT`."""
+    """A transport to `unix:PATH`, `tcp:HOST:PORT` or `http://HOST:PORT`; `token` is presented
+    as `rpc.auth` first on `tcp:` and as `Authorization: Bearer` over HTTP (Unix sockets need
+    none)."""
     try:
         if address.startswith("unix:"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -774,7 +787,10 @@ def open_transport(address: str, timeout: float = 30.0, token: Optional[str] = N
             if not host or not port.isdigit():
                 raise ValueError("expected tcp:HOST:PORT")
             sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-            return LineTransport(sock, address, timeout)
+            transport = LineTransport(sock, address, timeout)
+            if token:
+                _authenticate(transport, token)
+            return transport
         if address.startswith("http://"):
             parts = urllib.parse.urlsplit(address)
             if not parts.hostname or not parts.port:

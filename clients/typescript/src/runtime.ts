@@ -550,7 +550,8 @@ function parseAnswer(raw: string, address: string): JsonObject {
   return answer;
 }
 
-/** A transport to `unix:PATH`, `tcp:HOST:PORT` or `http://HOST:PORT`. */
+/** A transport to `unix:PATH`, `tcp:HOST:PORT` or `http://HOST:PORT`; `token` is presented as
+ * `rpc.auth` first on `tcp:` and as `Authorization: Bearer` over HTTP. */
 export async function openTransport(address: string, token?: string): Promise<Transport> {
   const connectSocket = (options: net.NetConnectOpts) =>
     new Promise<net.Socket>((resolve, reject) => {
@@ -566,7 +567,16 @@ export async function openTransport(address: string, token?: string): Promise<Tr
     const colon = rest.lastIndexOf(":");
     const port = Number(rest.slice(colon + 1));
     if (colon <= 0 || !Number.isInteger(port)) throw new TransportError(`cannot connect to ${address}: expected tcp:HOST:PORT`);
-    return new LineTransport(await connectSocket({ host: rest.slice(0, colon).replace(/^\[|\]$/g, ""), port }), address);
+    const transport = new LineTransport(await connectSocket({ host: rest.slice(0, colon).replace(/^\[|\]$/g, ""), port }), address);
+    if (token) {
+      // vproto's tcp: listeners with credentials expect `rpc.auth` as the first message.
+      const answer = await transport.exchange({ jsonrpc: "2.0", method: "rpc.auth", params: { token }, id: 0 });
+      if ("error" in answer) {
+        transport.close();
+        throw new TransportError(`${address} refused the token: ${JSON.stringify(answer.error)}`);
+      }
+    }
+    return transport;
   }
   if (address.startsWith("http://")) {
     const url = new URL(address);

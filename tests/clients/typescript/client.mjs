@@ -1,18 +1,18 @@
 // Drives the generated TypeScript client (clients/typescript, built to dist/) for
 // tests/clients/test_typescript_client.py:
 //
-//   node client.mjs list-hardware ADDR           discovery, then the driver's hardware as JSON
+//   node client.mjs list-hardware ADDR TOKEN     discovery, then the driver's hardware as JSON
 //   node client.mjs every-method ADDR OPENRPC    every method with its first example, twice
 //
 // Prints one JSON line with what happened; exits 1 on any failure.
 import { readFileSync } from "node:fs";
 import { connect, errors, METHODS, REGISTRY, DeclaredError } from "../../../clients/typescript/dist/index.js";
 
-const [mode, address, openrpc] = process.argv.slice(2);
+const [mode, address, extra] = process.argv.slice(2);
 const camel = (name) => name.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
 
 async function listHardware() {
-  const client = await connect(address);
+  const client = await connect(address, { token: extra });
   try {
     let status = await client.driver.startDiscovery();
     const deadline = Date.now() + 30000;
@@ -29,7 +29,7 @@ async function listHardware() {
 }
 
 async function everyMethod() {
-  const description = JSON.parse(readFileSync(openrpc, "utf8"));
+  const description = JSON.parse(readFileSync(extra, "utf8"));
   const client = await connect(address);
   const outcomes = {};
   try {
