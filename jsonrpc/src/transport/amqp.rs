@@ -961,16 +961,20 @@ mod tests {
             (fanout.route.clone(), fanout.destination()),
             (Route::Fanout, ("agent_fanout".into(), String::new()))
         );
-        for text in ["amqp://h:1/agent", "amqp://u:p@h:1/v/agent.x.y", "amqp://h:1/agent.*"] {
+        for text in ["amqp://h:1/agent", "amqp://h:1/v/agent.x.y", "amqp://h:1/agent.*"] {
             let addr: AmqpAddr = text.parse().unwrap();
-            assert_eq!(addr.to_string().parse::<AmqpAddr>().unwrap().service, addr.service);
+            assert_eq!(addr.to_string().parse::<AmqpAddr>().unwrap(), addr);
         }
+        // The password is never shown.
+        let secret: AmqpAddr = "amqp://u:p@h:1/v/agent.x.y".parse().unwrap();
+        assert_eq!(secret.to_string(), "amqp://u@h:1/v/agent.x.y");
     }
 
     #[test]
     fn bad_addresses_say_what_is_wrong() {
         let cases = [
-            ("amqp://", "host is missing"),
+            ("amqp://", "service is missing"),
+            ("amqp:///agent", "host is missing"),
             ("amqp://h:0/agent", "not a port"),
             ("amqp://h:x/agent", "not a port"),
             ("amqp://::1/agent", "brackets"),
