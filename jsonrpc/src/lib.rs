@@ -33,14 +33,16 @@ pub mod engine;
 pub mod events;
 pub mod limits;
 pub mod message;
+pub mod tls;
 pub mod transport;
 
-pub use auth::{load_token, Token, TokenError};
+pub use auth::{load_token, Credentials, CredentialsError, Token, TokenError};
 pub use client::{Client, ClientOptions, Dial, Pool, Reconnecting, RetryPolicy};
 pub use engine::{Admitted, Answer, Engine, InFlight, InFlightSlot, Reply};
 pub use events::{EventHub, HubStats};
 pub use limits::Limits;
 pub use message::{Call, Entry, Id, Incoming, Response};
+pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::{
     AddrError, ConnectAddr, HostPortScheme, ListenAddr, RestRoute, RunningServer, ServeError, Server, ShutdownHandle,
     VchanAddr,

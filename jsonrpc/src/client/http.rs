@@ -9,6 +9,7 @@ use hyper::{
     header::{self, HeaderValue},
     Method, Request, StatusCode, Uri,
 };
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
@@ -31,11 +32,11 @@ use crate::transport::{EVENTS_PATH, SUBSCRIBED_EVENT};
 /// What a query value keeps unescaped: event and object names, versions.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-').remove(b':');
 
-/// A client posting to `http://HOST:PORT/jsonrpc`.
+/// A client posting to `http://HOST:PORT/jsonrpc` (`https://` with TLS).
 pub(super) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
-    /// `http://HOST:PORT`
+    /// `http://HOST:PORT` (`https://HOST:PORT` with TLS)
     base: String,
     authorization: Option<HeaderValue>,
     next_id: AtomicU64,
@@ -45,7 +46,8 @@ pub(super) struct HttpClient {
 impl HttpClient {
     pub(super) fn new(host: &str, port: u16, options: ClientOptions) -> Result<Self, CallError> {
         let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-        let base = format!("http://{host}:{port}");
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{host}:{port}");
         let uri: Uri =
             format!("{base}/jsonrpc").parse().map_err(|error| CallError::Transport(format!("bad address: {error}")))?;
         let authorization = match &options.token {
@@ -58,6 +60,14 @@ impl HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = match &options.tls {
+            // Only `https://` URIs are made with TLS, so the plain connector is never used for them.
+            Some(tls) => HttpsConnectorBuilder::new().with_tls_config((*tls.config()).clone()).https_only(),
+            None => HttpsConnectorBuilder::new().with_tls_config(plain_config()).https_or_http(),
+        }
+        .enable_http1()
+        .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(HttpClient { client, uri, base, authorization, next_id: AtomicU64::new(1), options })
     }
@@ -205,6 +215,15 @@ impl Drop for HttpEvents {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The TLS config of a client that never speaks TLS (its URIs are all `http://`): trusts nothing.
+fn plain_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
 }
 
 /// Reads Server-Sent Events from `body` into `sender` until the stream ends, the subscription

@@ -184,8 +184,21 @@ impl LineClient {
                     .map_err(timed_out)?
                     .map_err(|e| failed(e.to_string()))?;
                 let _ = stream.set_nodelay(true);
-                let (read, write) = stream.into_split();
-                let client = LineClient::start(read, write, None, options).await?;
+                let client = match options.tls.clone() {
+                    None => {
+                        let (read, write) = stream.into_split();
+                        LineClient::start(read, write, None, options).await?
+                    }
+                    Some(tls) => {
+                        let name = crate::tls::server_name(host).map_err(|e| failed(e.to_string()))?;
+                        let stream = timeout(connect_timeout, tls.connector().connect(name, stream))
+                            .await
+                            .map_err(|_| failed(format!("no TLS handshake within {connect_timeout:?}")))?
+                            .map_err(|e| failed(format!("TLS: {}", describe(&e))))?;
+                        let (read, write) = tokio::io::split(stream);
+                        LineClient::start(read, write, None, options).await?
+                    }
+                };
                 client.authenticate().await.map_err(|error| failed(error.to_string()))?;
                 Ok(client)
             }

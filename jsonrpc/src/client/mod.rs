@@ -43,7 +43,7 @@ pub use self::{
     reconnect::{Connect, Dial, Reconnecting, RetryPolicy},
 };
 pub use crate::transport::ConnectAddr;
-use crate::{auth::Token, transport::ListenAddr};
+use crate::{auth::Token, tls::ClientTls, transport::ListenAddr};
 
 /// How a [`Client`] connects and waits.
 #[derive(Clone, Debug)]
@@ -54,6 +54,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Sent as `rpc.auth` on `tcp:` connections and as `Authorization: Bearer` over HTTP.
     pub token: Option<Token>,
+    /// TLS on `tcp:` and `http://` connections: the server's certificate is checked against
+    /// the CA and the address's host; a client certificate is presented when it holds one.
+    pub tls: Option<ClientTls>,
     /// Largest answer accepted, in bytes. Default 16 MiB.
     pub max_message_size: usize,
     /// Events an event stream holds for a caller that has not read them yet. One more, and the
@@ -68,10 +71,22 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             token: None,
+            tls: DEFAULT_TLS.get().cloned(),
             max_message_size: 16 * 1024 * 1024,
             event_queue: 1024,
         }
     }
+}
+
+/// The TLS every [`ClientOptions::default`] starts with, once [`set_default_tls`] set it.
+static DEFAULT_TLS: std::sync::OnceLock<ClientTls> = std::sync::OnceLock::new();
+
+/// Makes every [`ClientOptions::default`] of this process speak `tls` on `tcp:` and `http://`:
+/// for a process whose peers all speak TLS (`vproto serve --tls-ca`), so that the clients its
+/// services make (a pool of peers, a hello loop) need not each be told. Set once; false (and
+/// nothing changed) when it already was.
+pub fn set_default_tls(tls: ClientTls) -> bool {
+    DEFAULT_TLS.set(tls).is_ok()
 }
 
 /// A JSON-RPC client connected to one server.

@@ -10,6 +10,7 @@ use tokio::{
     task::JoinSet,
     time::timeout,
 };
+use tokio_rustls::TlsAcceptor;
 use vproto_listen::{ShutdownSignal, SocketFile};
 use vproto_vchan::{Vchan, VchanListener};
 
@@ -18,15 +19,15 @@ use super::{
     lines,
 };
 use crate::{
-    auth::Token,
+    auth::Credentials,
     engine::{too_many_connections, Engine},
     message::{Id, Response},
 };
 
-/// A bound socket listener.
+/// A bound socket listener (TCP with its TLS, when it speaks TLS).
 pub(super) enum Listener {
     Unix(UnixListener),
-    Tcp(TcpListener),
+    Tcp(TcpListener, Option<TlsAcceptor>),
     Vchan(VchanListener),
 }
 
@@ -39,8 +40,8 @@ enum Stream {
 
 /// What is spoken on the accepted connections.
 pub(super) enum Protocol {
-    /// Newline-delimited JSON-RPC, with the token required first (tcp) or not (unix).
-    Lines(Option<Arc<Token>>),
+    /// Newline-delimited JSON-RPC, with a token required first (tcp) or not (unix).
+    Lines(Option<Arc<Credentials>>),
     /// HTTP/1.1.
     Http(Arc<HttpShared>),
 }
@@ -49,7 +50,7 @@ impl Listener {
     async fn accept(&mut self) -> io::Result<Stream> {
         match self {
             Listener::Unix(listener) => listener.accept().await.map(|(stream, _)| Stream::Unix(stream)),
-            Listener::Tcp(listener) => listener.accept().await.map(|(stream, _)| Stream::Tcp(stream)),
+            Listener::Tcp(listener, _) => listener.accept().await.map(|(stream, _)| Stream::Tcp(stream)),
             Listener::Vchan(listener) => listener.accept().await.map(Stream::Vchan).map_err(io::Error::other),
         }
     }
@@ -108,6 +109,27 @@ fn refuse(stream: Stream, message: Vec<u8>, lingering: &Arc<Semaphore>) {
     }
 }
 
+/// The TLS handshake of an accepted connection, within the idle timeout (10 s at most); `None`
+/// (logged) when it fails or takes too long.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    limit: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    match timeout(limit.min(Duration::from_secs(10)), acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(?peer, %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "no TLS handshake within the time allowed");
+            None
+        }
+    }
+}
+
 /// Accepts connections until shutdown, each served in its own task while a connection slot
 /// is free; connections beyond [`crate::limits::Limits::max_connections`] get one error and are closed.
 pub(super) async fn accept_loop(
@@ -120,6 +142,10 @@ pub(super) async fn accept_loop(
     let limits = engine.limits().clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let lingering = Arc::new(Semaphore::new(64));
+    let tls = match &listener {
+        Listener::Tcp(_, tls) => tls.clone(),
+        _ => None,
+    };
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -155,20 +181,37 @@ pub(super) async fn accept_loop(
                     drop(slot);
                 });
             }
-            (Protocol::Lines(token), Stream::Tcp(stream)) => {
+            (Protocol::Lines(credentials), Stream::Tcp(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let (read, write) = stream.into_split();
-                let token = token.clone();
+                let (credentials, tls, limit) = (credentials.clone(), tls.clone(), limits.idle_timeout);
                 connections.spawn(async move {
-                    lines::serve(engine, read, write, token, signal).await;
+                    match tls {
+                        None => {
+                            let (read, write) = stream.into_split();
+                            lines::serve(engine, read, write, credentials, signal).await;
+                        }
+                        Some(acceptor) => {
+                            if let Some(stream) = handshake(acceptor, stream, limit).await {
+                                let (read, write) = tokio::io::split(stream);
+                                lines::serve(engine, read, write, credentials, signal).await;
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }
             (Protocol::Http(shared), Stream::Tcp(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
+                let (shared, tls, limit) = (shared.clone(), tls.clone(), limits.idle_timeout);
                 connections.spawn(async move {
-                    http::serve_connection(shared, stream, signal).await;
+                    match tls {
+                        None => http::serve_connection(shared, stream, signal).await,
+                        Some(acceptor) => {
+                            if let Some(stream) = handshake(acceptor, stream, limit).await {
+                                http::serve_connection(shared, stream, signal).await;
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }

@@ -6,6 +6,7 @@
 //! | `POST /jsonrpc` | 200 with the JSON-RPC response (any error included), 204 for notifications only |
 //! | a REST route | 200 with the result; the error object with 400 (-32700, -32600, -32602), 404 (-32601), 409 (application errors, code >= 1000), 500 (-32603 and others) |
 //! | any request without `Authorization: Bearer TOKEN` when a token is set | 401 |
+//! | a call by a role the method is not open to (the schema's `roles`) | the error -32003 (403 on a REST route) |
 //! | a body over the size limit | 413 |
 //! | a call over the in-flight limit (REST) | 429 |
 //! | `GET /events?events=A,B&versions=OBJ:M.m,...` (a server with events) | 200, a `text/event-stream` of the events (docs/events.md); 400 with the error object for unknown events or a bad query |
@@ -38,9 +39,17 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
-use tokio::{net::TcpStream, time::Instant};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
 use vproto_support::{
-    rpc::{codes, events::SUBSCRIPTION_LOST, HttpBinding, Params, RpcError},
+    rpc::{
+        codes,
+        events::SUBSCRIPTION_LOST,
+        roles::{self, Caller},
+        HttpBinding, Params, RpcError,
+    },
     wire::{Manifest, Version},
 };
 
@@ -48,7 +57,7 @@ use vproto_listen::ShutdownSignal;
 
 use super::error::ServeError;
 use crate::{
-    auth::Token,
+    auth::Credentials,
     engine::{message_too_large, too_many_in_flight, unauthorized, Engine, InFlight},
     events::{Payload, Request as Subscription, Subscriber},
     message::{Id, Response},
@@ -115,14 +124,18 @@ struct BoundRoute {
 /// What every HTTP connection of a listener shares.
 pub(crate) struct HttpShared {
     engine: Arc<Engine>,
-    token: Option<Token>,
+    credentials: Option<Credentials>,
     /// path → the routes bound on it, one per HTTP method
     routes: BTreeMap<String, Vec<BoundRoute>>,
 }
 
 impl HttpShared {
     /// Checks and indexes the routes.
-    pub(crate) fn new(engine: Arc<Engine>, token: Option<Token>, routes: &[RestRoute]) -> Result<Self, ServeError> {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        credentials: Option<Credentials>,
+        routes: &[RestRoute],
+    ) -> Result<Self, ServeError> {
         let mut table: BTreeMap<String, Vec<BoundRoute>> = BTreeMap::new();
         for route in routes {
             let bad = |why: &'static str| ServeError::BadRestRoute {
@@ -157,7 +170,7 @@ impl HttpShared {
                 body: route.body.clone(),
             });
         }
-        Ok(HttpShared { engine, token, routes: table })
+        Ok(HttpShared { engine, credentials, routes: table })
     }
 }
 
@@ -207,7 +220,10 @@ struct Connection {
 }
 
 /// Serves one HTTP/1.1 connection until the peer closes it, it idles out, or shutdown.
-pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream, signal: ShutdownSignal) {
+pub(crate) async fn serve_connection<S>(shared: Arc<HttpShared>, stream: S, signal: ShutdownSignal)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = shared.engine.limits().clone();
     let connection = Arc::new(Connection {
         shared,
@@ -258,6 +274,14 @@ pub(crate) async fn serve_connection(shared: Arc<HttpShared>, stream: TcpStream,
     }
 }
 
+/// `call` run as `caller` (a role's calls with the role in place, for the dispatcher to check).
+async fn as_caller<T: Send>(caller: Caller, call: impl std::future::Future<Output = T> + Send) -> T {
+    match caller {
+        Caller::Trusted => call.await,
+        role => roles::scope(role, Box::pin(call)).await,
+    }
+}
+
 /// A JSON response.
 fn json(status: StatusCode, body: String) -> Body200 {
     let mut response = HttpResponse::new(Either::Left(Full::new(Bytes::from(body))));
@@ -272,6 +296,7 @@ fn status_for(code: i64) -> StatusCode {
         codes::PARSE_ERROR | codes::INVALID_REQUEST | codes::INVALID_PARAMS => StatusCode::BAD_REQUEST,
         codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
         codes::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
+        codes::FORBIDDEN => StatusCode::FORBIDDEN,
         codes::LIMIT_EXCEEDED => StatusCode::TOO_MANY_REQUESTS,
         code if code >= 1000 => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -315,14 +340,18 @@ impl Connection {
                 error.to_json().to_string()
             }
         };
-        if let Some(token) = &self.shared.token {
-            if !bearer(&request).is_some_and(|given| token.matches(given)) {
-                let error = unauthorized("send the header `Authorization: Bearer TOKEN`");
-                let mut response = json(StatusCode::UNAUTHORIZED, error_body(error));
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return response;
-            }
-        }
+        let caller = match &self.shared.credentials {
+            None => Caller::Trusted,
+            Some(credentials) => match bearer(&request).and_then(|given| credentials.identify(given)) {
+                Some(caller) => caller,
+                None => {
+                    let error = unauthorized("send the header `Authorization: Bearer TOKEN`");
+                    let mut response = json(StatusCode::UNAUTHORIZED, error_body(error));
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return response;
+                }
+            },
+        };
         if request.uri().path() == EVENTS_PATH && self.shared.engine.events().is_some() {
             return self.events(&request);
         }
@@ -337,7 +366,7 @@ impl Connection {
             return match read_body(request, max).await {
                 Err(BodyError::TooLarge) => json(StatusCode::PAYLOAD_TOO_LARGE, error_body(message_too_large(max))),
                 Err(BodyError::Broken(why)) => json(StatusCode::BAD_REQUEST, error_body(RpcError::parse_error(why))),
-                Ok(body) => match self.shared.engine.handle(&body, &self.in_flight).await.text {
+                Ok(body) => match as_caller(caller, self.shared.engine.handle(&body, &self.in_flight)).await.text {
                     Some(text) => json(StatusCode::OK, text),
                     None => {
                         let mut response = HttpResponse::new(Either::Left(Full::new(Bytes::new())));
@@ -347,10 +376,10 @@ impl Connection {
                 },
             };
         }
-        self.rest(request, max).await
+        self.rest(request, max, caller).await
     }
 
-    async fn rest(&self, request: Request<Body>, max: usize) -> Body200 {
+    async fn rest(&self, request: Request<Body>, max: usize, caller: Caller) -> Body200 {
         let path = request.uri().path().to_string();
         let error = |status: StatusCode, error: RpcError| json(status, error.to_json().to_string());
         let Some(bindings) = self.shared.routes.get(&path) else {
@@ -402,7 +431,7 @@ impl Connection {
         let Some(_slot) = self.in_flight.try_acquire() else {
             return error(StatusCode::TOO_MANY_REQUESTS, too_many_in_flight(self.in_flight.max()));
         };
-        match self.shared.engine.call(&route.rpc_method, params).await {
+        match as_caller(caller, self.shared.engine.call(&route.rpc_method, params)).await {
             Ok(result) => json(StatusCode::OK, result.to_string()),
             Err(rpc_error) => error(status_for(rpc_error.code), rpc_error),
         }

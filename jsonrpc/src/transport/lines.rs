@@ -23,6 +23,7 @@ use tokio::{
 };
 use vproto_support::rpc::{
     events::{SUBSCRIBE, UNSUBSCRIBE},
+    roles::{self, Caller},
     Params,
 };
 
@@ -30,7 +31,7 @@ use vproto_listen::ShutdownSignal;
 
 use super::framing::{Line, LineReader};
 use crate::{
-    auth::Token,
+    auth::Credentials,
     engine::{message_too_large, unauthorized, Answer, Engine, InFlight, Reply},
     events::{Payload, Subscriber},
     message::{Entry, Id, Incoming, Response},
@@ -57,15 +58,21 @@ fn token_param(params: &Params) -> Option<&str> {
     }
 }
 
-/// Handles `rpc.auth`: required first when the connection has a token; answered `true`
-/// afterwards (and on connections without a token) unless the handler serves it itself.
-fn auth_step(engine: &Engine, incoming: &Incoming, token: Option<&Token>, authed: &mut bool) -> AuthStep {
+/// Handles `rpc.auth`: required first when the connection has credentials (the token given
+/// says who the caller is from then on); answered `true` afterwards (and on connections
+/// without credentials) unless the handler serves it itself.
+fn auth_step(
+    engine: &Engine,
+    incoming: &Incoming,
+    credentials: Option<&Credentials>,
+    caller: &mut Option<Caller>,
+) -> AuthStep {
     let call = match incoming {
         Incoming::Single(Entry::Call(call)) => Some(call),
         _ => None,
     };
     let is_auth = call.is_some_and(|call| call.method == "rpc.auth");
-    if *authed {
+    if caller.is_some() {
         if is_auth && !engine.serves("rpc.auth") {
             let id = call.and_then(|call| call.id.clone());
             return AuthStep::Answer(id.map(|id| Response::result(id, Value::Bool(true)).to_json()));
@@ -80,13 +87,15 @@ fn auth_step(engine: &Engine, incoming: &Incoming, token: Option<&Token>, authed
     if call.id.is_none() {
         return refuse("rpc.auth must be a request (with an id), not a notification");
     }
-    match (token, token_param(&call.params)) {
-        (Some(token), Some(given)) if token.matches(given) => {
-            *authed = true;
+    let Some(given) = token_param(&call.params) else {
+        return refuse("rpc.auth needs params {\"token\": \"...\"}");
+    };
+    match credentials.and_then(|credentials| credentials.identify(given)) {
+        Some(identified) => {
+            *caller = Some(identified);
             AuthStep::Answer(Some(Response::result(reply_id, Value::Bool(true)).to_json()))
         }
-        (_, None) => refuse("rpc.auth needs params {\"token\": \"...\"}"),
-        _ => refuse("wrong token"),
+        None => refuse("wrong token"),
     }
 }
 
@@ -143,7 +152,7 @@ pub(crate) async fn serve<R, W>(
     engine: Arc<Engine>,
     read: R,
     write: W,
-    token: Option<Arc<Token>>,
+    credentials: Option<Arc<Credentials>>,
     shutdown: ShutdownSignal,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
@@ -156,7 +165,8 @@ pub(crate) async fn serve<R, W>(
     let mut stopping = std::pin::pin!(shutdown.wait_owned());
     let in_flight = InFlight::new(limits.max_in_flight);
     let mut running: FuturesUnordered<BoxFuture<'_, Reply>> = FuturesUnordered::new();
-    let mut authed = token.is_none();
+    // Who the caller is once known: at once without credentials, after `rpc.auth` with them.
+    let mut caller = credentials.is_none().then_some(Caller::Trusted);
     let mut refused = false;
     let mut subscriber = engine.events().map(|hub| Subscriber::new(hub, &limits));
     let mut waiting = VecDeque::new();
@@ -230,7 +240,7 @@ pub(crate) async fn serve<R, W>(
             }
         };
         let incoming = engine.parse(frame);
-        match auth_step(&engine, &incoming, token.as_deref(), &mut authed) {
+        match auth_step(&engine, &incoming, credentials.as_deref(), &mut caller) {
             AuthStep::Dispatch => {}
             AuthStep::Answer(text) => {
                 if !out.send(Reply::immediate(text)).await {
@@ -254,7 +264,15 @@ pub(crate) async fn serve<R, W>(
             }
             continue;
         }
-        match engine.start(engine.admit(incoming, &in_flight)) {
+        let answer = match caller.clone().filter(|caller| *caller != Caller::Trusted) {
+            // A role's calls run with the role in place, for the dispatcher to check.
+            Some(role) => match roles::with_caller(role.clone(), || engine.start(engine.admit(incoming, &in_flight))) {
+                Answer::Waiting(call) => Answer::Waiting(roles::scope(role, call)),
+                ready => ready,
+            },
+            None => engine.start(engine.admit(incoming, &in_flight)),
+        };
+        match answer {
             Answer::Ready(reply) => {
                 if !out.send(reply).await {
                     break;

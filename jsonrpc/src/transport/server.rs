@@ -15,7 +15,13 @@ use super::{
     http::{HttpShared, RestRoute},
     lines, stdio, tcp, vchan,
 };
-use crate::{auth::Token, engine::Engine, events::EventHub, limits::Limits};
+use crate::{
+    auth::{Credentials, Token},
+    engine::Engine,
+    events::EventHub,
+    limits::Limits,
+    tls::ServerTls,
+};
 
 /// A server that is listening. Dropping it (and every [`ShutdownHandle`] taken from it) shuts it
 /// down: stop accepting, stop reading, let running calls finish (within
@@ -53,8 +59,8 @@ impl RunningServer {
     }
 }
 
-/// A JSON-RPC server: a handler, its limits, an optional token, REST routes and events, ready
-/// to listen on a [`ListenAddr`].
+/// A JSON-RPC server: a handler, its limits, optional credentials and TLS, REST routes and
+/// events, ready to listen on a [`ListenAddr`].
 ///
 /// ```no_run
 /// # async fn example(handler: vproto_support::rpc::Router) -> Result<(), Box<dyn std::error::Error>> {
@@ -68,7 +74,8 @@ impl RunningServer {
 pub struct Server {
     handler: Arc<dyn Handler>,
     limits: Limits,
-    token: Option<Token>,
+    credentials: Option<Credentials>,
+    tls: Option<ServerTls>,
     routes: Vec<RestRoute>,
     events: Option<EventHub>,
 }
@@ -81,7 +88,7 @@ impl Server {
 
     /// A server for a shared handler.
     pub fn from_arc(handler: Arc<dyn Handler>) -> Self {
-        Server { handler, limits: Limits::default(), token: None, routes: Vec::new(), events: None }
+        Server { handler, limits: Limits::default(), credentials: None, tls: None, routes: Vec::new(), events: None }
     }
 
     /// Sets the limits.
@@ -93,7 +100,21 @@ impl Server {
     /// Requires a token on `tcp:` and `http://` listeners (Unix sockets and stdio ignore it:
     /// file permissions protect them).
     pub fn with_token(mut self, token: Token) -> Self {
-        self.token = Some(token);
+        self.credentials = Some(Credentials::shared(token));
+        self
+    }
+
+    /// Requires one of these tokens on `tcp:` and `http://` listeners: a role's token makes its
+    /// caller that role, whose calls the generated dispatchers check against the schema's
+    /// `roles` (see [`Credentials`]). Empty credentials are no credentials.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials).filter(|credentials| !credentials.is_empty());
+        self
+    }
+
+    /// Speaks TLS on `tcp:` and `http://` listeners (others ignore it).
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -141,9 +162,10 @@ impl Server {
             }
             ListenAddr::Tcp { host, port } => {
                 let (listener, local) =
-                    tcp::bind(host, *port, self.token.is_some(), false).await.map_err(bind_error)?;
-                let protocol = Protocol::Lines(self.token.map(Arc::new));
-                (local, tokio::spawn(accept_loop(Listener::Tcp(listener), engine, protocol, signal, None)))
+                    tcp::bind(host, *port, self.credentials.is_some(), false).await.map_err(bind_error)?;
+                let protocol = Protocol::Lines(self.credentials.map(Arc::new));
+                let listener = Listener::Tcp(listener, self.tls.as_ref().map(ServerTls::acceptor));
+                (local, tokio::spawn(accept_loop(listener, engine, protocol, signal, None)))
             }
             ListenAddr::Stdio => (addr.clone(), tokio::spawn(stdio::serve(engine, signal))),
             ListenAddr::Vchan(vchan_addr) => {
@@ -161,12 +183,11 @@ impl Server {
                 (addr.clone(), tokio::spawn(amqp::serve(amqp_addr.clone(), session, engine, signal)))
             }
             ListenAddr::Http { host, port } => {
-                let shared = Arc::new(HttpShared::new(engine.clone(), self.token.clone(), &self.routes)?);
-                let (listener, local) = tcp::bind(host, *port, self.token.is_some(), true).await.map_err(bind_error)?;
-                (
-                    local,
-                    tokio::spawn(accept_loop(Listener::Tcp(listener), engine, Protocol::Http(shared), signal, None)),
-                )
+                let shared = Arc::new(HttpShared::new(engine.clone(), self.credentials.clone(), &self.routes)?);
+                let (listener, local) =
+                    tcp::bind(host, *port, self.credentials.is_some(), true).await.map_err(bind_error)?;
+                let listener = Listener::Tcp(listener, self.tls.as_ref().map(ServerTls::acceptor));
+                (local, tokio::spawn(accept_loop(listener, engine, Protocol::Http(shared), signal, None)))
             }
         };
         tracing::info!(address = %local_addr, "serving JSON-RPC");
