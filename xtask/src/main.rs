@@ -3,13 +3,15 @@
 //! - `codegen [--check]`: regenerate the checked-in files from the schema, or
 //!   list the stale ones and fail.
 //! - `lock`: publish new object versions into `schema/vproto.lock`.
-//! - `test`: everything CI runs (format, lints, codegen freshness, Rust tests,
-//!   os-vif interop), after setting up what the tests need: Debian's packages (apt, as
+//! - `test`: everything CI runs (format, lints, codegen freshness, Rust tests, each fuzz
+//!   target for 10 s, os-vif interop), after setting up what the tests need: Debian's packages (apt, as
 //!   root, only when dpkg lacks one), rustfmt and clippy, the Python venv.
 //! - `bench`: the criterion benchmarks, side by side with their peers.
 //! - `guest-agent`: build the guest agent binary shipped to guests.
 //! - `vchan-sim`: build the vchan simulation's libxengnttab.so.1 and libxenevtchn.so.1.
+//! - `fuzz [--time SECONDS] [TARGET...]`: the libFuzzer targets of fuzz/ (see `fuzz.rs`).
 
+mod fuzz;
 mod vchan_sim;
 
 use std::{
@@ -48,6 +50,14 @@ enum Task {
     GuestAgent,
     /// Build the vchan simulation's drop-in libraries into target/vchan-sim/.
     VchanSim,
+    /// Run the fuzz targets (cargo-fuzz, libFuzzer), each for --time seconds.
+    Fuzz {
+        /// Seconds each target runs.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// The targets to run [default: all].
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +69,7 @@ fn main() -> ExitCode {
         Task::Bench { args } => bench(&args),
         Task::GuestAgent => guest_agent().map(|path| println!("{}", path.display())),
         Task::VchanSim => vchan_sim::build().map(|dir| println!("{}", dir.display())),
+        Task::Fuzz { time, targets } => fuzz::fuzz(time, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -315,6 +326,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const CI_FUZZ_SECONDS: u64 = 10;
+
 fn test() -> Result<(), String> {
     // Everything the tests meet as real peers is set up first, so that a fresh machine runs
     // every test; under `CI` a test whose peer is still missing fails rather than skips.
@@ -338,6 +352,8 @@ fn test() -> Result<(), String> {
         "guest agent tests (shipped binary)",
         cargo().args(["test", "-p", "vproto-guest-agent", "--test", "agent"]).env("VPROTO_GUEST_AGENT_BIN", &shipped),
     )?;
+    // Each decoder's fuzz target for a short while: a crash the corpus holds is caught here too.
+    fuzz::fuzz(CI_FUZZ_SECONDS, &[])?;
     run(
         "os-vif interop, published documents, generated clients and reference site (pytest)",
         Command::new(&python)
