@@ -312,3 +312,24 @@ pub fn hello_ack(heartbeat_interval: Duration) -> HelloAck {
         heartbeat_interval: heartbeat_interval.as_secs().max(1) as i64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_reach_an_endpoint_by_address_or_by_its_queue_on_the_bus() {
+        let endpoint = Endpoint::new("compute-1:1337").unwrap();
+        assert_eq!(PeerScheme::Tcp.connect_addr(&endpoint).unwrap().to_string(), "tcp:compute-1:1337");
+        assert_eq!(
+            "http".parse::<PeerScheme>().unwrap().connect_addr(&endpoint).unwrap().to_string(),
+            "http://compute-1:1337"
+        );
+        let broker: AmqpBroker = "amqp://127.0.0.1:5673".parse().unwrap();
+        let bus = PeerScheme::Bus { broker: broker.clone(), service: "agent".into() };
+        assert_eq!(bus.connect_addr(&endpoint).unwrap().to_string(), "amqp://127.0.0.1:5673/agent.compute-1:1337");
+        assert!("amqp".parse::<PeerScheme>().is_err());
+        // Whatever this machine is called, its default endpoint is a valid one on the broker's port.
+        assert!(bus_endpoint(&broker).as_str().ends_with(":5673"));
+    }
+}
