@@ -1,6 +1,7 @@
 //! The Cyborg services as three `vproto serve ... --bus` processes talking only through a
 //! private RabbitMQ broker (no address given but the broker's, none listening elsewhere):
-//! `vproto call` lists the driver's hardware at the conductor through the broker; the broker
+//! `vproto call` lists the driver's hardware at the conductor through the broker, and
+//! `vproto conform` passes against the driver through it; the broker
 //! is killed (SIGKILL) and started again, and the three recover by themselves.
 
 use std::{
@@ -131,6 +132,16 @@ fn three_services_on_the_bus_list_hardware_and_survive_a_broker_restart() {
     };
     let hardware = listed(services);
     assert_eq!((hardware.len(), &hardware[0]["uuid"]), (1, &json!(CRYPTO)));
+
+    // The conformance suite passes against the driver through the broker (each frame a message).
+    let conform =
+        Command::new(VPROTO).args(["conform", "--target", &driver_addr]).output().expect("vproto conform runs");
+    let report = String::from_utf8_lossy(&conform.stdout);
+    assert!(
+        conform.status.success() && report.contains("0 failed"),
+        "{report}{}",
+        String::from_utf8_lossy(&conform.stderr)
+    );
 
     // The broker dies: a call through it fails, saying why.
     broker.kill();
