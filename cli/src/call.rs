@@ -36,6 +36,8 @@ pub struct CallArgs {
     /// Longest wait for the answer, such as 30s [default: 60s].
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
+    #[command(flatten)]
+    tls: crate::serve::security::TlsArgs,
 }
 
 /// The methods of the schema, as `service.method`, sorted.
@@ -128,6 +130,7 @@ fn error_name(error: &RpcError) -> Option<&'static str> {
         codes::INTERNAL_ERROR => "InternalError",
         codes::LIMIT_EXCEEDED => "LimitExceeded",
         codes::UNAUTHORIZED => "Unauthorized",
+        codes::FORBIDDEN => "Forbidden",
         _ => return None,
     })
 }
@@ -191,6 +194,7 @@ pub async fn run(args: CallArgs) -> Result<(), CliError> {
     };
     let (addr, options) =
         client_args(&args.connect, args.token_file.as_deref(), args.timeout.as_deref(), Duration::from_secs(60))?;
+    let options = ClientOptions { tls: args.tls.client()?, ..options };
     let answer = async {
         let client = Client::connect(&addr, options).await?;
         client.request(method, Value::Object(params)).await

@@ -36,6 +36,11 @@
 //! logged and published as soon as its three heartbeat intervals are over, even when nobody
 //! calls.
 
+// The security options (`serve`'s, and the TLS ones `call` and `watch` flatten as
+// `crate::serve::security::TlsArgs`).
+#[path = "security.rs"]
+pub(crate) mod security;
+
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
@@ -58,8 +63,8 @@ use vproto_services::{
     driver::{self, Driver, DriverConfig},
     guest_channel::GuestChannel,
     network::{NetworkHost, NetworkHostConfig},
-    store::{StateUrl, Store},
     peer::{endpoint_of, HelloLoop},
+    store::{StateUrl, Store},
     PeerScheme,
 };
 use vproto_support::rpc::{
@@ -149,6 +154,8 @@ pub struct ServeArgs {
     /// Log filter, such as `debug` or `vproto_services=debug` [default: $VPROTO_LOG, else info].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    #[command(flatten)]
+    security: crate::serve::security::ServeSecurityArgs,
 }
 
 /// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).
@@ -272,15 +279,13 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         Service::Conductor => Some(open_state(args.state.as_deref()).await?),
         _ => None,
     };
+    let security = args.security.load(token.as_ref(), matches!(service, Service::Agent | Service::Conductor))?;
     let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout, store)?;
     let discover = Discover::hosting(&built.router, service_openrpc)
         .map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
-    let mut server = Server::new(built.router.with(discover));
+    let mut server = security.apply(Server::from_arc(security.guard(built.router.with(discover))), listen.as_ref())?;
     if let Some(hub) = built.events {
         server = server.with_events(hub);
-    }
-    if let Some(token) = &token {
-        server = server.with_token(token.clone());
     }
     let bus_server = server.clone();
     if matches!(listen, Some(ListenAddr::Http { .. })) {

@@ -53,6 +53,8 @@ pub struct WatchArgs {
     /// Longest wait for the connection and the subscription's answer [default: 10s].
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
+    #[command(flatten)]
+    tls: crate::serve::security::TlsArgs,
 }
 
 /// An event of the schema, as the OpenRPC document's `x-events` lists it.
@@ -160,6 +162,7 @@ pub async fn run(args: WatchArgs) -> Result<(), CliError> {
     let versions = read_versions(&args.versions)?;
     let (addr, options) =
         client_args(&args.connect, args.token_file.as_deref(), args.timeout.as_deref(), Duration::from_secs(10))?;
+    let options = vproto_jsonrpc::ClientOptions { tls: args.tls.client()?, ..options };
 
     // Heard from now on: a signal while connecting ends the command as one while watching does.
     let mut signals = TerminationSignals::watch();
