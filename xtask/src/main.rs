@@ -420,8 +420,8 @@ fn bench(args: &[String]) -> Result<(), String> {
 /// as foreign Xenstore clients, python3-venv (ensurepip) for the test venv, and gcc with Xen's
 /// libxenvchan (libxen-dev: headers; libxenmisc4.17: the library) for the vchan tests' C peer,
 /// chromium (headless) for the generated reference site's browser test, rabbitmq-server for the
-/// amqp:// transport's private brokers.
-const SYSTEM_PACKAGES: [&str; 9] = [
+/// amqp:// transport's private brokers, postgresql for the conductor state's private clusters.
+const SYSTEM_PACKAGES: [&str; 10] = [
     "iproute2",
     "xenstore-utils",
     "python3-pyxs",
@@ -431,6 +431,7 @@ const SYSTEM_PACKAGES: [&str; 9] = [
     "libxenmisc4.17",
     "chromium",
     "rabbitmq-server",
+    "postgresql",
 ];
 
 /// Installs the missing [`SYSTEM_PACKAGES`] with apt when running as root; otherwise says which

@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! vproto-load [--agents N] [--drivers D] [--samples M] [--vproto PATH] [--listen ADDR]
-//!             [--state URL] [--heartbeat-interval SECONDS] [--conductor-arg ARG]...
+//!             [--state URL] [--heartbeat-interval SECONDS] [--conductor-arg ARG]... [--conductor-log FILTER]
 //! ```
 //!
 //! The figures are printed as one Markdown table row (docs/benchmarks.md). Exit 1 when a
@@ -35,7 +35,7 @@ use vproto_api::{
     AgentRegistration, AgentServer, AgentService, ComponentStatus, ConductorClient, Deregistration, DiscoveryState,
     DiscoveryStatus, DriverRegistration, DriverService, Endpoint, HardwareList, HelloAck, ServiceError,
 };
-use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server};
+use vproto_jsonrpc::{Client, ClientOptions, ConnectAddr, ListenAddr, RunningServer, Server, Token};
 use vproto_services::{
     agent::say_hello,
     driver::{Driver, DriverConfig},
@@ -53,20 +53,26 @@ struct Options {
     state: String,
     heartbeat_interval: u64,
     conductor_args: Vec<String>,
-    /// The directory of the default state, removed at the end.
+    /// The conductor's log filter (`--log`).
+    conductor_log: String,
+    /// The directory of the default state and the token file, removed at the end.
     dir: PathBuf,
+    /// The token the conductor requires and presents to the agents, which require it too.
+    token: Token,
 }
 
 fn usage(why: &str) -> ! {
     eprintln!(
         "vproto-load: {why}\nusage: vproto-load [--agents N] [--drivers D] [--samples M] [--vproto PATH] \
-         [--listen ADDR] [--state URL] [--heartbeat-interval SECONDS] [--conductor-arg ARG]..."
+         [--listen ADDR] [--state URL] [--heartbeat-interval SECONDS] [--conductor-arg ARG]... [--conductor-log FILTER]"
     );
     std::process::exit(2)
 }
 
 fn parse_options() -> Options {
     let dir = std::env::temp_dir().join(format!("vproto-load-{}", std::process::id()));
+    let secret = format!("vproto-load-{}-{:?}", std::process::id(), Instant::now());
+    let token = Token::new(&secret).expect("a token");
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
     let mut options = Options {
         agents: 1_000,
@@ -77,7 +83,9 @@ fn parse_options() -> Options {
         state: format!("sqlite:{}", dir.join("conductor.db").display()),
         heartbeat_interval: 30,
         conductor_args: Vec::new(),
+        conductor_log: "warn".to_string(),
         dir,
+        token,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -95,6 +103,7 @@ fn parse_options() -> Options {
             "--listen" => options.listen = value(),
             "--state" => options.state = value(),
             "--conductor-arg" => options.conductor_args.push(value()),
+            "--conductor-log" => options.conductor_log = value(),
             "--help" | "-h" => usage("the conductor under N simulated agents"),
             other => usage(&format!("unknown argument `{other}`")),
         }
@@ -163,14 +172,26 @@ impl AgentService for SimAgent {
 
 /// Starts `vproto serve conductor` and waits for the address it prints.
 fn start_conductor(options: &Options) -> Child {
+    let token_file = options.dir.join("token");
+    if !token_file.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let written = std::fs::create_dir_all(&options.dir).and_then(|()| {
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file)?;
+            std::io::Write::write_all(&mut file, options.token.secret().as_bytes())
+        });
+        written.unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", token_file.display())));
+    }
     let mut command = Command::new(&options.vproto);
     command
         .args(["serve", "conductor", "--listen", &options.listen, "--state", &options.state])
-        .args(["--heartbeat-interval", &options.heartbeat_interval.to_string(), "--log", "warn"])
+        .args(["--heartbeat-interval", &options.heartbeat_interval.to_string(), "--log", &options.conductor_log])
+        .arg("--token-file")
+        .arg(&token_file)
         .args(&options.conductor_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let mut child = command.spawn().unwrap_or_else(|e| usage(&format!("cannot start {command:?}: {e}")));
+    *CONDUCTOR.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok();
@@ -181,8 +202,14 @@ fn start_conductor(options: &Options) -> Child {
     child
 }
 
+/// The conductor running now, stopped when the tool fails.
+static CONDUCTOR: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+
 fn fail(why: &str) -> ! {
     eprintln!("vproto-load: {why}");
+    if let Some(pid) = *CONDUCTOR.lock().unwrap_or_else(|p| p.into_inner()) {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
     std::process::exit(1)
 }
 
@@ -196,16 +223,20 @@ fn rss_kib(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
-async fn conductor_client(addr: &ConnectAddr) -> Option<ConductorClient<Client>> {
-    let options = ClientOptions { request_timeout: Duration::from_secs(10), ..ClientOptions::default() };
+async fn conductor_client(addr: &ConnectAddr, token: &Token) -> Option<ConductorClient<Client>> {
+    let options = ClientOptions {
+        request_timeout: Duration::from_secs(10),
+        token: Some(token.clone()),
+        ..ClientOptions::default()
+    };
     Client::connect(addr, options).await.ok().map(ConductorClient::new)
 }
 
 /// Polls `conductor.list_agents` until it lists at least `count` agents; answers when.
-async fn until_listed(addr: &ConnectAddr, count: usize, within: Duration) -> Option<Instant> {
+async fn until_listed(addr: &ConnectAddr, token: &Token, count: usize, within: Duration) -> Option<Instant> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Some(client) = conductor_client(addr).await {
+        if let Some(client) = conductor_client(addr, token).await {
             while Instant::now() < deadline {
                 match client.list_agents().await {
                     Ok(list) if list.agents.len() >= count => return Some(Instant::now()),
@@ -231,8 +262,9 @@ fn ms(duration: Duration) -> String {
 async fn main() {
     let options = parse_options();
     let addr: ConnectAddr = options.listen.parse().unwrap_or_else(|e| usage(&format!("--listen: {e}")));
+    let token = options.token.clone();
     let mut conductor = start_conductor(&options);
-    let client = conductor_client(&addr).await.unwrap_or_else(|| fail("cannot connect to the conductor"));
+    let client = conductor_client(&addr, &token).await.unwrap_or_else(|| fail("cannot connect to the conductor"));
     client.list_agents().await.unwrap_or_else(|e| fail(&format!("conductor.list_agents: {e}")));
     let rss_before = rss_kib(&conductor);
 
@@ -241,7 +273,13 @@ async fn main() {
     let mut servers: Vec<RunningServer> = Vec::with_capacity(options.agents);
     for node in 0..options.agents {
         let agent = Arc::new(SimAgent::new(node, options.drivers));
-        let server = Server::new(AgentServer(agent)).bind(&loopback).await.unwrap_or_else(|e| fail(&e.to_string()));
+        // Its drivers list what their (instant) discovery found.
+        agent.start_discovery().await.unwrap_or_else(|e| fail(&format!("simulated discovery: {e}")));
+        let server = Server::new(AgentServer(agent))
+            .with_token(token.clone())
+            .bind(&loopback)
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
         servers.push(server);
     }
     let registrations: Vec<AgentRegistration> = servers
@@ -262,14 +300,14 @@ async fn main() {
         .map(|registration| {
             let hello = HelloLoop {
                 target: addr.clone(),
-                options: ClientOptions::default(),
+                options: ClientOptions { token: Some(token.clone()), ..ClientOptions::default() },
                 retry: Duration::from_millis(100),
                 what: "conductor",
             };
             say_hello(hello, registration.clone())
         })
         .collect();
-    let Some(listed) = until_listed(&addr, options.agents, Duration::from_secs(120)).await else {
+    let Some(listed) = until_listed(&addr, &options.token, options.agents, Duration::from_secs(120)).await else {
         fail("the agents were not all listed within 120 s")
     };
     let storm = listed - started;
@@ -297,11 +335,11 @@ async fn main() {
 
     // Restart under load: a caller keeps listing hardware while the conductor is killed.
     let load = {
-        let addr = addr.clone();
+        let (addr, token) = (addr.clone(), token.clone());
         tokio::spawn(async move {
             let (mut answered, mut failed) = (0u64, 0u64);
             loop {
-                match conductor_client(&addr).await {
+                match conductor_client(&addr, &token).await {
                     Some(client) => loop {
                         match client.list_hardware().await {
                             Ok(_) => answered += 1,
@@ -331,7 +369,7 @@ async fn main() {
     let _ = conductor.wait();
     conductor = start_conductor(&options);
     let client = loop {
-        if let Some(client) = conductor_client(&addr).await {
+        if let Some(client) = conductor_client(&addr, &token).await {
             if let Ok(list) = client.list_agents().await {
                 break (client, list);
             }
