@@ -36,6 +36,8 @@ impl Service {
         let mut child = Command::new(VPROTO)
             .arg("serve")
             .args(args)
+            // A conductor's state is its own, not the machine's default file other tests share.
+            .args(if args.first() == Some(&"conductor") { &["--state", "memory"][..] } else { &[] })
             .env("VPROTO_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
