@@ -351,7 +351,7 @@ fn the_rest_bindings_are_served_on_http() {
     let driver = Service::start(
         dir.path(),
         "driver",
-        &["driver", "--listen", "http://127.0.0.1:0", "--config", &driver_config(dir.path())],
+        &["driver", "--listen", "http://127.0.0.1:0", "--config", &driver_config(dir.path()), "--insecure"],
     );
     let host_port = driver.addr.trim_start_matches("http://").to_string();
     let mut stream = std::net::TcpStream::connect(&host_port).unwrap();
@@ -390,9 +390,9 @@ fn the_seeds_flat_hello_body_registers_a_driver_over_http() {
     let driver = Service::start(
         dir.path(),
         "driver",
-        &["driver", "--listen", "tcp:127.0.0.1:0", "--config", &driver_config(dir.path())],
+        &["driver", "--listen", "tcp:127.0.0.1:0", "--config", &driver_config(dir.path()), "--insecure"],
     );
-    let agent = Service::start(dir.path(), "agent", &["agent", "--listen", "http://127.0.0.1:0"]);
+    let agent = Service::start(dir.path(), "agent", &["agent", "--listen", "http://127.0.0.1:0", "--insecure"]);
     let agent_at = agent.addr.trim_start_matches("http://").to_string();
     let endpoint = driver.addr.trim_start_matches("tcp:");
 
