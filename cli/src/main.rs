@@ -2,12 +2,15 @@
 
 mod agent;
 mod call;
+mod check;
 mod conform;
 mod convert;
+mod diff;
 mod duration;
 mod error;
 mod generate;
 mod guest_info;
+mod import;
 mod serve;
 mod vchan;
 mod watch;
@@ -46,8 +49,14 @@ enum Command {
     Xenstored(xenstored::XenstoredArgs),
     /// Carry stdin and stdout over a Xen vchan to another domain (listen or connect).
     Vchan(vchan::VchanArgs),
+    /// Validate a schema file and print what it holds and every diagnostic.
+    Check(check::CheckArgs),
     /// Render a directory of handlebars templates (another language's client, a site) over a schema.
     Generate(generate::GenerateArgs),
+    /// Classify every change between two schema revisions (exit 1 on a wire-breaking one).
+    Diff(diff::DiffArgs),
+    /// Write a vproto schema from vdsm's vdsm-api.yml or QEMU's QAPI schema.
+    Import(import::ImportArgs),
 }
 
 impl Command {
@@ -63,7 +72,10 @@ impl Command {
             Command::Agent(_) => "agent",
             Command::Xenstored(_) => "xenstored",
             Command::Vchan(_) => "vchan",
+            Command::Check(_) => "check",
             Command::Generate(_) => "generate",
+            Command::Diff(_) => "diff",
+            Command::Import(_) => "import",
         }
     }
 
@@ -78,7 +90,10 @@ impl Command {
             Command::Agent(args) => agent::run(args),
             Command::Xenstored(args) => xenstored::run(args),
             Command::Vchan(args) => vchan::run(args),
+            Command::Check(args) => check::run(&args),
             Command::Generate(args) => generate::run(&args),
+            Command::Diff(args) => diff::run(&args),
+            Command::Import(args) => import::run(&args),
         }
     }
 }
