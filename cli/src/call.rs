@@ -37,7 +37,7 @@ pub struct CallArgs {
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
     #[command(flatten)]
-    tls: crate::serve::security::TlsArgs,
+    tls: crate::security::TlsArgs,
 }
 
 /// The methods of the schema, as `service.method`, sorted.

@@ -11,6 +11,7 @@ mod error;
 mod generate;
 mod guest_info;
 mod import;
+mod security;
 mod serve;
 mod vchan;
 mod watch;

@@ -36,11 +36,6 @@
 //! logged and published as soon as its three heartbeat intervals are over, even when nobody
 //! calls.
 
-// The security options (`serve`'s, and the TLS ones `call` and `watch` flatten as
-// `crate::serve::security::TlsArgs`).
-#[path = "security.rs"]
-pub(crate) mod security;
-
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
@@ -155,7 +150,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
     #[command(flatten)]
-    security: crate::serve::security::ServeSecurityArgs,
+    security: crate::security::ServeSecurityArgs,
 }
 
 /// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).

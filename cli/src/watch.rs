@@ -54,7 +54,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
     #[command(flatten)]
-    tls: crate::serve::security::TlsArgs,
+    tls: crate::security::TlsArgs,
 }
 
 /// An event of the schema, as the OpenRPC document's `x-events` lists it.
