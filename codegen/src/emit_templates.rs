@@ -63,6 +63,9 @@ pub enum TemplateError {
         /// What the renderer said (with line and column).
         why: String,
     },
+    /// The generator was not asked for the view (`Generator::with_view`).
+    #[error("the view templates render was not built: configure the generator with `with_view()`")]
+    NoView,
     /// A template's path is not one the rules above allow.
     #[error("the template {path}: {why}")]
     Path {

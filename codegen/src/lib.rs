@@ -111,6 +111,7 @@ pub struct Generator {
     lock_path: Option<PathBuf>,
     rust: emit_rust::RustOptions,
     trees: emit_data_tree::TreeOptions,
+    view: bool,
 }
 
 /// Everything generated from a schema, by purpose.
@@ -132,15 +133,17 @@ pub struct Generated {
     pub service_openapi: BTreeMap<String, String>,
     /// Object versions the lock does not list yet, as `Object version`.
     pub unpublished: Vec<String>,
-    /// The IR's serializable view, which templates render ([`Generated::render_templates`]).
-    pub view: ir::view::SchemaView,
+    /// The IR's serializable view, which templates render ([`Generated::render_templates`]);
+    /// built only for a generator configured [`Generator::with_view`].
+    pub view: Option<ir::view::SchemaView>,
 }
 
 impl Generated {
     /// Renders the handlebars templates of `dir` (see [`emit_templates`] for its layout) over
     /// this schema: the files to write, relative to the output directory.
     pub fn render_templates(&self, dir: &Path) -> Result<emit_templates::Rendered, emit_templates::TemplateError> {
-        emit_templates::render_dir(dir, &self.view)
+        let view = self.view.as_ref().ok_or(emit_templates::TemplateError::NoView)?;
+        emit_templates::render_dir(dir, view)
     }
 }
 
@@ -152,7 +155,16 @@ impl Generator {
             lock_path: None,
             rust: emit_rust::RustOptions::default(),
             trees: emit_data_tree::TreeOptions::default(),
+            view: false,
         }
+    }
+
+    /// Also builds [`Generated::view`], the serializable view templates render
+    /// ([`Generated::render_templates`]); left out by default, since a `build.rs` emitting Rust
+    /// does not need it.
+    pub fn with_view(mut self) -> Self {
+        self.view = true;
+        self
     }
 
     /// Checks the schema against a lock of published versions.
@@ -206,7 +218,7 @@ impl Generator {
         }
         let ir = ir::SchemaIr::new(&schema);
         let documents = PublishedDocuments::new(&ir);
-        let view = ir::view::SchemaView::new(&ir, documents.json_schema.clone());
+        let view = self.view.then(|| ir::view::SchemaView::new(&ir, documents.json_schema.clone()));
         let pretty = |document: &serde_json::Value| {
             let mut text = serde_json::to_string_pretty(document).expect("JSON always serializes");
             text.push('\n');
@@ -251,7 +263,7 @@ impl Generator {
     ///     .unwrap_or_else(|error| panic!("{error}"));
     /// ```
     pub fn write_templates(&self, templates: &Path, out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
-        let rendered = self.generate()?.render_templates(templates)?;
+        let rendered = self.clone().with_view().generate()?.render_templates(templates)?;
         for (path, contents) in &rendered {
             let target = out.join(path);
             if let Some(parent) = target.parent() {

@@ -21,7 +21,7 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
 }
 
 fn view() -> SchemaView {
-    Generator::new(schema()).generate().unwrap_or_else(|d| panic!("{d}")).view
+    Generator::new(schema()).with_view().generate().unwrap_or_else(|d| panic!("{d}")).view.expect("asked for")
 }
 
 /// A tiny "Lua" client: a module of method constants, one file per object with its current
@@ -146,5 +146,13 @@ fn object_versions_agree_with_their_fields() {
 }
 
 fn view_render(dir: &Path) -> Result<vproto_codegen::emit_templates::Rendered, TemplateError> {
-    Generator::new(schema()).generate().unwrap_or_else(|d| panic!("{d}")).render_templates(dir)
+    Generator::new(schema()).with_view().generate().unwrap_or_else(|d| panic!("{d}")).render_templates(dir)
+}
+
+#[test]
+fn a_generator_not_asked_for_the_view_does_not_build_it() {
+    let generated = Generator::new(schema()).generate().unwrap_or_else(|d| panic!("{d}"));
+    assert!(generated.view.is_none());
+    let error = generated.render_templates(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_err();
+    assert!(matches!(error, TemplateError::NoView), "{error}");
 }

@@ -87,11 +87,14 @@ fn root() -> PathBuf {
 fn generator() -> Generator {
     let root = root();
     // generated/src/objects.rs reads the published documents that codegen writes to schema/.
-    Generator::new(root.join("schema/vproto.json")).lock_file(root.join("schema/vproto.lock")).include_documents(
-        "../../schema/vproto.schema.json",
-        "../../schema/vproto.openrpc.json",
-        "../../schema/openrpc",
-    )
+    Generator::new(root.join("schema/vproto.json"))
+        .lock_file(root.join("schema/vproto.lock"))
+        .with_view()
+        .include_documents(
+            "../../schema/vproto.schema.json",
+            "../../schema/vproto.openrpc.json",
+            "../../schema/openrpc",
+        )
 }
 
 /// Writes `contents` to `path` unless it already holds them; in check mode
