@@ -191,6 +191,18 @@ impl Conductor {
         Ok(())
     }
 
+    /// Every agent as stored, by endpoint, after flagging those found missing at `now`. The
+    /// flagging write runs only when a record read is past its deadline and not yet flagged:
+    /// none else can be flagged, so a read with no deadline passed writes nothing. The records
+    /// answered are those read (flagging changes only `missing`, which callers do not use).
+    async fn agents(&self, now: Millis) -> Result<Vec<AgentRecord>, StoreError> {
+        let records = self.store.agents().await?;
+        if records.iter().any(|record| !record.missing && !record.alive(now)) {
+            self.sweep(now).await?;
+        }
+        Ok(records)
+    }
+
     /// Checks liveness as soon as an agent can go missing (a millisecond past the earliest
     /// deadline of the agents not yet noticed, and at least every half interval, for agents
     /// another conductor sharing the store heard from), logging and publishing
@@ -422,8 +434,7 @@ impl Conductor {
     /// The agents to contact at `now` (alive and READY; only the one at `only` when given),
     /// by endpoint, after flagging those found missing.
     async fn targets(&self, now: Millis, only: Option<&Endpoint>) -> Result<Vec<AgentRecord>, StoreError> {
-        self.sweep(now).await?;
-        let records = self.store.agents().await?;
+        let records = self.agents(now).await?;
         Ok(records
             .into_iter()
             .filter(|record| record.alive(now) && record.status == ComponentStatus::Ready)
@@ -541,8 +552,7 @@ impl ConductorService for Conductor {
 
     async fn list_agents(&self) -> Result<Answer<AgentList>, ServiceError> {
         let now = self.clock.now_millis();
-        self.sweep(now).await.map_err(internal)?;
-        let records = self.store.agents().await.map_err(internal)?;
+        let records = Conductor::agents(self, now).await.map_err(internal)?;
         let agents = records.iter().map(|record| agent_state(record, now)).collect();
         Ok(AgentList { agents }.into())
     }

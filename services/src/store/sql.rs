@@ -1,7 +1,14 @@
 //! The SQL backends: SQLite and PostgreSQL through sqlx, one query text for both (`$N`
 //! placeholders, `ON CONFLICT`, `RETURNING`), run on whichever pool the state URL opened.
 
-use std::{future::Future, pin::Pin, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    str::FromStr,
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 
 use serde_json::Value;
 use sqlx::{
@@ -59,6 +66,17 @@ macro_rules! on {
 pub struct Sql {
     db: Db,
     url: String,
+    /// Decoded inventories by agent endpoint, each with the exact stored text it was decoded
+    /// from. Every read still fetches the rows (the database stays the truth: other conductors
+    /// may write it); a row whose text equals the remembered one is not decoded and validated
+    /// again, any other text is, and replaces the entry.
+    inventories: Mutex<HashMap<String, Inventory>>,
+}
+
+/// An inventory as stored, and as decoded from that text.
+struct Inventory {
+    text: String,
+    list: HardwareList,
 }
 
 const AGENT_COLUMNS: &str =
@@ -117,11 +135,44 @@ impl Sql {
             MigrateError::VersionMissing(version) => StoreError::Newer { url: shown.clone(), version, known },
             other => StoreError::Migrate { url: shown.clone(), reason: other.to_string() },
         })?;
-        Ok(Sql { db, url: shown })
+        Ok(Sql { db, url: shown, inventories: Mutex::default() })
     }
 
     pub(super) fn url(&self) -> &str {
         &self.url
+    }
+
+    fn inventories(&self) -> MutexGuard<'_, HashMap<String, Inventory>> {
+        self.inventories.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stored inventory `text` of the agent at `endpoint`, decoded: from the memo when it
+    /// holds this very text, else decoded, validated and remembered.
+    fn inventory(&self, endpoint: &str, text: String) -> Result<HardwareList, StoreError> {
+        if let Some(known) = self.inventories().get(endpoint).filter(|known| known.text == text) {
+            return Ok(known.list.clone());
+        }
+        let invalid = |reason: String| StoreError::Invalid { endpoint: endpoint.to_string(), what: "hardware", reason };
+        let value: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let list = HardwareList::from_wire(&value, &WirePath::root()).map_err(|e| invalid(e.to_string()))?;
+        self.inventories().insert(endpoint.to_string(), Inventory { text, list: list.clone() });
+        Ok(list)
+    }
+
+    /// The record a row holds (its inventory decoded through the memo).
+    fn record(&self, row: AgentRow) -> Result<AgentRecord, StoreError> {
+        let (endpoint_text, status, protocol_version, first_seen, last_seen, heartbeat, missing, hardware) = row;
+        let hardware = hardware.map(|text| self.inventory(&endpoint_text, text)).transpose()?;
+        Ok(AgentRecord {
+            status: wire_text::<ComponentStatus>(&endpoint_text, "status", &status)?,
+            endpoint: endpoint(&endpoint_text)?,
+            protocol_version,
+            first_seen,
+            last_seen,
+            heartbeat,
+            missing,
+            hardware,
+        })
     }
 
     /// ` FOR UPDATE` where the dialect has it (PostgreSQL; SQLite's one connection serializes).
@@ -169,7 +220,7 @@ impl Sql {
                 Some(row)
             };
             tx.commit().await.map_err(query_error)?;
-            previous.map(agent_record).transpose()
+            previous.map(|row| self.record(row)).transpose()
         })
     }
 
@@ -177,7 +228,10 @@ impl Sql {
         let select = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY endpoint");
         let rows: Vec<AgentRow> =
             on!(&self.db, pool => sqlx::query_as(&select).fetch_all(pool).await).map_err(query_error)?;
-        rows.into_iter().map(agent_record).collect()
+        // Forget the inventories of agents no longer stored (deregistered by another conductor).
+        let stored: HashMap<&str, bool> = rows.iter().map(|row| (row.0.as_str(), row.7.is_some())).collect();
+        self.inventories().retain(|endpoint, _| stored.get(endpoint.as_str()).copied().unwrap_or(false));
+        rows.into_iter().map(|row| self.record(row)).collect()
     }
 
     pub(super) async fn mark_missing(&self, now: Millis) -> Result<Vec<AgentRecord>, StoreError> {
@@ -189,7 +243,7 @@ impl Sql {
         let mut rows: Vec<AgentRow> =
             on!(&self.db, pool => sqlx::query_as(&update).bind(now).fetch_all(pool).await).map_err(query_error)?;
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows.into_iter().map(agent_record).collect()
+        rows.into_iter().map(|row| self.record(row)).collect()
     }
 
     pub(super) async fn next_deadline(&self) -> Result<Option<Millis>, StoreError> {
@@ -209,6 +263,9 @@ impl Sql {
             .await
             .map(|done| done.rows_affected()))
         .map_err(query_error)?;
+        if updated == 1 {
+            self.inventories().insert(endpoint.as_str().to_string(), Inventory { text, list: hardware.clone() });
+        }
         Ok(updated == 1)
     }
 
@@ -229,6 +286,7 @@ impl Sql {
             tx.commit().await.map_err(query_error)?;
             deleted
         });
+        self.inventories().remove(endpoint.as_str());
         Ok(deleted == 1)
     }
 
@@ -299,24 +357,61 @@ fn wire_text<T: WireValue>(endpoint: &str, what: &'static str, text: &str) -> Re
     })
 }
 
-fn agent_record(row: AgentRow) -> Result<AgentRecord, StoreError> {
-    let (endpoint_text, status, protocol_version, first_seen, last_seen, heartbeat, missing, hardware) = row;
-    let hardware = hardware
-        .map(|text| {
-            let invalid =
-                |reason: String| StoreError::Invalid { endpoint: endpoint_text.clone(), what: "hardware", reason };
-            let value: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-            HardwareList::from_wire(&value, &WirePath::root()).map_err(|e| invalid(e.to_string()))
-        })
-        .transpose()?;
-    Ok(AgentRecord {
-        status: wire_text::<ComponentStatus>(&endpoint_text, "status", &status)?,
-        endpoint: endpoint(&endpoint_text)?,
-        protocol_version,
-        first_seen,
-        last_seen,
-        heartbeat,
-        missing,
-        hardware,
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hardware(uuid: &str) -> HardwareList {
+        let value = serde_json::json!({"hardware": [{
+            "uuid": uuid,
+            "acc_specs": {"remote": false, "num": 1, "device_type": "GPU", "acc_capability": {"num": 1}},
+            "acc_status": {"setup_required": false, "reboot_required": false}
+        }]});
+        HardwareList::from_wire(&value, &WirePath::root()).unwrap()
+    }
+
+    fn uuids(records: &[AgentRecord]) -> Vec<String> {
+        records
+            .iter()
+            .flat_map(|record| record.hardware.iter().flat_map(|list| list.hardware.iter().map(|d| d.uuid.to_string())))
+            .collect()
+    }
+
+    /// Two conductors sharing one database: what one writes, the other's next read answers,
+    /// though it had the inventory before it remembered decoded.
+    #[tokio::test]
+    async fn a_changed_stored_inventory_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let url: StateUrl = format!("sqlite:{}", dir.path().join("state.db").display()).parse().unwrap();
+        let (ours, theirs) = (Sql::open(&url).await.unwrap(), Sql::open(&url).await.unwrap());
+        let agent = Endpoint::new("127.0.0.1:7001").unwrap();
+        let hello = Hello {
+            endpoint: agent.clone(),
+            status: ComponentStatus::Ready,
+            protocol_version: None,
+            at: 1_000,
+            heartbeat: 1_000,
+        };
+        ours.hello(&hello).await.unwrap();
+        let (first, second) = ("6f1c2a54-0000-4000-8000-000000000001", "6f1c2a54-0000-4000-8000-000000000002");
+        assert!(ours.set_hardware(&agent, &hardware(first)).await.unwrap());
+        assert_eq!(uuids(&ours.agents().await.unwrap()), [first]);
+        assert_eq!(uuids(&ours.agents().await.unwrap()), [first], "answered again from the memo");
+
+        // The other conductor stores another inventory: ours answers it.
+        assert!(theirs.set_hardware(&agent, &hardware(second)).await.unwrap());
+        assert_eq!(uuids(&ours.agents().await.unwrap()), [second]);
+        assert_eq!(uuids(&ours.mark_missing(i64::MAX).await.unwrap()), [second]);
+
+        // A stored text that no longer decodes is reported, not hidden by the memo.
+        on!(&theirs.db, pool => sqlx::query("UPDATE agents SET hardware = '{\"hardware\": 7}'").execute(pool).await.map(|_| ()))
+            .unwrap();
+        let error = ours.agents().await.unwrap_err();
+        assert!(matches!(error, StoreError::Invalid { what: "hardware", .. }), "{error}");
+
+        // Forgotten by the other conductor: gone from ours, and from its memo.
+        assert!(theirs.deregister(&agent).await.unwrap());
+        assert!(ours.agents().await.unwrap().is_empty());
+        assert!(ours.inventories().is_empty());
+    }
 }
