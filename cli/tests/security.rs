@@ -8,72 +8,37 @@
 mod certs;
 
 use std::{
-    io::{BufRead, BufReader},
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, Output, Stdio},
-    sync::mpsc,
+    path::Path,
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use certs::{PkiFiles, TestPki};
 use serde_json::{json, Value};
+use vproto_test_support::Process;
 
 const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
 const CRYPTO: &str = "8e45a2ea-5364-4b0d-a252-bf8becaa606e";
 
-/// A `vproto serve` process, killed when dropped.
+/// A `vproto serve` process (killed when dropped, as every [`Process`]) and the address it
+/// printed once listening.
 struct Service {
-    child: Child,
-    log: PathBuf,
-    /// The address it printed once listening.
+    process: Process,
     addr: String,
-    _stdout: BufReader<ChildStdout>,
 }
 
 impl Service {
     /// Starts `vproto serve ARGS` with its log in `dir`, and waits until it listens.
     fn start(dir: &Path, name: &str, args: &[&str]) -> Service {
-        let log = dir.join(format!("{name}.log"));
-        let mut child = Command::new(VPROTO)
-            .arg("serve")
-            .args(args)
-            .env("VPROTO_LOG", "info")
-            .env("STATE_DIRECTORY", dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("vproto serve starts");
-        let (sender, receiver) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = sender.send((line, reader));
-        });
-        match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok((line, reader)) if !line.trim().is_empty() => {
-                Service { child, log, addr: line.trim().to_string(), _stdout: reader }
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{name} did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            }
-        }
+        let mut command = Command::new(VPROTO);
+        command.arg("serve").args(args).env("VPROTO_LOG", "info").env("STATE_DIRECTORY", dir);
+        let (process, addr) = Process::serving(command, dir.join(format!("{name}.log")), Duration::from_secs(30));
+        Service { process, addr }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 
