@@ -795,7 +795,7 @@ pub trait ConductorService: Send + Sync + 'static {
     ) -> impl std::future::Future<
         Output = Result<vproto_support::rpc::Answer<AgentList>, ServiceError>,
     > + Send;
-    /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
+    /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor, from the conductor's state store: each agent's inventory as last reported (refreshed when the agent registers, comes back or turns READY, and when a discovery the conductor follows ends), concatenated; device uuids are unique. Only an agent whose inventory was never obtained is asked now (agent.list_hardware).
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: AgentUnavailable.*/
     fn list_hardware(
@@ -1134,7 +1134,7 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
             )
             .map_err(|e| ClientError::Call(vproto_support::rpc::decode_error(e)))
     }
-    /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
+    /** `conductor.list_hardware`: Lists the hardware across every alive, READY agent registered with the conductor, from the conductor's state store: each agent's inventory as last reported (refreshed when the agent registers, comes back or turns READY, and when a discovery the conductor follows ends), concatenated; device uuids are unique. Only an agent whose inventory was never obtained is asked now (agent.list_hardware).
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: AgentUnavailable.*/
     pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {

@@ -238,7 +238,7 @@ class ConductorService(ServiceProxy):
         return self._session.call(METHODS["conductor.list_agents"], {})
 
     def list_hardware(self) -> HardwareList:
-        """Lists the hardware across every alive, READY agent registered with the conductor (agent.list_hardware on each, concatenated; device uuids are unique).
+        """Lists the hardware across every alive, READY agent registered with the conductor, from the conductor's state store: each agent's inventory as last reported (refreshed when the agent registers, comes back or turns READY, and when a discovery the conductor follows ends), concatenated; device uuids are unique. Only an agent whose inventory was never obtained is asked now (agent.list_hardware).
 
         `conductor.list_hardware`, REST `GET /hardware`; since 1.0. Raises errors.AgentUnavailable.
         """
