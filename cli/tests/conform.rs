@@ -491,7 +491,7 @@ fn serve_mode_checks_that_clients_backlevel() {
 #[test]
 fn an_agent_over_http_takes_the_seeds_flat_hello_body_and_the_wrapped_one() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = serve(&["agent", "--listen", "http://127.0.0.1:0"]);
+    let agent = serve(&["agent", "--listen", "http://127.0.0.1:0", "--insecure"]);
     // The suite's hellos announce drivers that do not exist, so the agent's fan-out methods
     // have no result to check here: coverage is not what this test is about.
     let (code, report) = run_json(&["--target", &agent.addr, "--allow-uncovered"], dir.path());
