@@ -1172,6 +1172,86 @@ impl vproto_support::wire::WireValue for DriverRegistration {
         serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
     }
 }
+/// The `data` of the EndpointRefused error: the endpoint a hello announced and why it is not dialled.
+///
+/// Wire form: plain JSON object. Current version: 1.0.
+///
+/// Version history:
+/// - 1.0: Initial version (protocol 1.3)
+#[derive(Clone, Debug, PartialEq, ::vproto_support::__private::bon::Builder)]
+#[builder(crate = ::vproto_support::__private::bon, on(String, into))]
+pub struct EndpointRefusedData {
+    /// The endpoint the hello announced.
+    ///
+    /// Since EndpointRefusedData 1.0.
+    pub endpoint: Endpoint,
+    /// Why it is refused (an address outside the receiver's --allow-peers blocks, such as link-local 169.254.169.254, or a host name that does not resolve) and how to allow it; for people, not meant to be parsed.
+    ///
+    /// Since EndpointRefusedData 1.0.
+    pub reason: String,
+}
+/// How EndpointRefusedData converts between versions.
+pub static ENDPOINT_REFUSED_DATA_INFO: vproto_support::wire::ObjectInfo = vproto_support::wire::ObjectInfo {
+    name: "EndpointRefusedData",
+    namespace: "cyborg",
+    wire: vproto_support::wire::WireForm::Plain,
+    version: vproto_support::wire::Version::new(1, 0),
+    versions: &[vproto_support::wire::Version::new(1, 0)],
+    fields: &[
+        vproto_support::wire::FieldInfo::new("endpoint", vproto_support::wire::Version::new(1, 0)),
+        vproto_support::wire::FieldInfo::new("reason", vproto_support::wire::Version::new(1, 0)),
+    ],
+    base: None,
+    tolerate_unknown_fields: true,
+};
+impl vproto_support::wire::PlainObject for EndpointRefusedData {
+    fn registry() -> &'static vproto_support::wire::Registry {
+        &REGISTRY
+    }
+    fn info() -> &'static vproto_support::wire::ObjectInfo {
+        &ENDPOINT_REFUSED_DATA_INFO
+    }
+    fn to_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("endpoint".into(), vproto_support::wire::WireValue::to_wire(&self.endpoint));
+        data.insert("reason".into(), vproto_support::wire::WireValue::to_wire(&self.reason));
+        data
+    }
+    fn from_data(
+        data: &serde_json::Map<String, serde_json::Value>,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        Ok(Self {
+            endpoint: vproto_support::wire::read_required::<Endpoint>(data, "EndpointRefusedData", "endpoint", &vproto_support::wire::FieldChecks::NONE, path)?,
+            reason: vproto_support::wire::read_required::<String>(data, "EndpointRefusedData", "reason", &vproto_support::wire::FieldChecks::NONE, path)?,
+        })
+    }
+}
+impl vproto_support::wire::StreamValue for EndpointRefusedData {
+    fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        _target: Option<vproto_support::wire::Version>,
+        ctx: &vproto_support::wire::StreamContext<'_>,
+    ) -> Result<(), vproto_support::wire::WireError> {
+        vproto_support::wire::write_plain(out, ctx, |sink| {
+            sink.field(&ENDPOINT_REFUSED_DATA_INFO, 0, &self.endpoint)?;
+            sink.field(&ENDPOINT_REFUSED_DATA_INFO, 1, &self.reason)?;
+            Ok(())
+        })
+    }
+}
+impl vproto_support::wire::WireValue for EndpointRefusedData {
+    fn from_wire(
+        value: &serde_json::Value,
+        path: &vproto_support::wire::WirePath,
+    ) -> Result<Self, vproto_support::wire::WireError> {
+        <Self as vproto_support::wire::PlainObject>::from_json(value, path)
+    }
+    fn to_wire(&self) -> serde_json::Value {
+        serde_json::Value::Object(vproto_support::wire::PlainObject::to_data(self))
+    }
+}
 /// Represents a fixed IP: an address assigned to a port, with the floating IPs that map onto it.
 ///
 /// Wire form: `versioned_object` envelope. Current version: 1.0.
@@ -6384,6 +6464,7 @@ pub static REGISTRY: vproto_support::wire::Registry = vproto_support::wire::Regi
         &DISCOVERY_FAILED_DATA_INFO,
         &DISCOVERY_STATUS_INFO,
         &DRIVER_REGISTRATION_INFO,
+        &ENDPOINT_REFUSED_DATA_INFO,
         &FIXED_IP_INFO,
         &FIXED_IP_LIST_INFO,
         &GUEST_ADDRESS_INFO,

@@ -14,6 +14,8 @@ pub enum ProtocolError {
     DiscoveryFailed(DiscoveryFailedData),
     /// The agent could not reach an alive driver registered with it (connection refused, timeout or an answer that is not valid), so its answer would be incomplete. `data` names the driver's endpoint. Only alive drivers (those that sent hello within the last three heartbeat intervals) are contacted; the others are skipped. The agent keeps the registration, so the call may succeed once the driver is back. (code 1101, since 1.0).
     DriverUnavailable(PeerUnavailableData),
+    /// A hello (agent.hello from a driver, conductor.hello from an agent) announced an endpoint the receiver will not dial: an address outside the blocks it allows (by default loopback and the private ranges; never link-local, such as the cloud metadata address 169.254.169.254, nor the unspecified address), or a host name that does not resolve. Nothing was recorded and nothing was dialled. `data` names the endpoint and why. (code 1104, since 1.3).
+    EndpointRefused(EndpointRefusedData),
     /// The network host knows no network with the given id. Nothing was created. (code 1002, since 1.0).
     NetworkNotFound(NetworkNotFoundData),
     /// The caller asked for an object at a version the server does not write: one of another major than the server's. Within its major the server answers its own version, whatever minor was asked: plain objects' readers skip the fields they do not know and default the ones they lack, so a reader of one minor reads every minor of its major. `data` names the object and the newest version the server writes. A caller that also reads that major asks again with it; otherwise it cannot read this server's answers. (code 1004, since 1.1).
@@ -35,6 +37,7 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::AgentUnavailable(_) => "AgentUnavailable",
             Self::DiscoveryFailed(_) => "DiscoveryFailed",
             Self::DriverUnavailable(_) => "DriverUnavailable",
+            Self::EndpointRefused(_) => "EndpointRefused",
             Self::NetworkNotFound(_) => "NetworkNotFound",
             Self::NoCompatibleVersion(_) => "NoCompatibleVersion",
             Self::NoCompatibleVif(_) => "NoCompatibleVif",
@@ -49,6 +52,7 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::AgentUnavailable(_) => 1102i64,
             Self::DiscoveryFailed(_) => 1100i64,
             Self::DriverUnavailable(_) => 1101i64,
+            Self::EndpointRefused(_) => 1104i64,
             Self::NetworkNotFound(_) => 1002i64,
             Self::NoCompatibleVersion(_) => 1004i64,
             Self::NoCompatibleVif(_) => 1001i64,
@@ -75,6 +79,12 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
             Self::DriverUnavailable(data) => {
                 (
                     "Driver unavailable",
+                    Some(vproto_support::wire::WireValue::to_wire(data)),
+                )
+            }
+            Self::EndpointRefused(data) => {
+                (
+                    "Endpoint refused",
                     Some(vproto_support::wire::WireValue::to_wire(data)),
                 )
             }
@@ -156,6 +166,17 @@ impl vproto_support::rpc::DeclaredError for ProtocolError {
                                 .field("DriverUnavailable"),
                         )
                         .map(Self::DriverUnavailable),
+                )
+            }
+            1104i64 => {
+                let data = error.data.as_ref().unwrap_or(&serde_json::Value::Null);
+                Some(
+                    vproto_support::wire::WireValue::from_wire(
+                            data,
+                            &vproto_support::wire::WirePath::root()
+                                .field("EndpointRefused"),
+                        )
+                        .map(Self::EndpointRefused),
                 )
             }
             1002i64 => {
@@ -410,7 +431,7 @@ pub trait AgentService: Send + Sync + 'static {
     > + Send;
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol, EndpointRefused.*/
     fn hello(
         &self,
         registration: DriverRegistration,
@@ -524,7 +545,11 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                         .hello(registration)
                         .await
                         .map_err(|error| {
-                            error.into_rpc("agent.hello", &["UnsupportedProtocol"])
+                            error
+                                .into_rpc(
+                                    "agent.hello",
+                                    &["UnsupportedProtocol", "EndpointRefused"],
+                                )
                         })?;
                     result.into_result(&REGISTRY, "agent.hello")
                 }
@@ -654,7 +679,7 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
     }
     /** `agent.hello`: Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol, EndpointRefused.*/
     pub async fn hello(
         &self,
         registration: &DriverRegistration,
@@ -780,7 +805,7 @@ pub trait ConductorService: Send + Sync + 'static {
     > + Send;
     /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol, EndpointRefused.*/
     fn hello(
         &self,
         registration: AgentRegistration,
@@ -906,7 +931,11 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         .hello(registration)
                         .await
                         .map_err(|error| {
-                            error.into_rpc("conductor.hello", &["UnsupportedProtocol"])
+                            error
+                                .into_rpc(
+                                    "conductor.hello",
+                                    &["UnsupportedProtocol", "EndpointRefused"],
+                                )
                         })?;
                     result.into_result(&REGISTRY, "conductor.hello")
                 }
@@ -1076,7 +1105,7 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
     }
     /** `conductor.hello`: Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
- Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol.*/
+ Since protocol version 1.0. Bound to HTTP `POST /hello` (the body is `registration`). Errors: UnsupportedProtocol, EndpointRefused.*/
     pub async fn hello(
         &self,
         registration: &AgentRegistration,

@@ -7,7 +7,8 @@
 //! which addresses may be dialled (by default loopback and the private ranges, never link-local),
 //! and [`PeerPolicy::guard`] refuses a hello whose endpoint is outside them, before the
 //! registration is recorded, so nothing ever dials it; the component that announced it gets
-//! -32602 naming `/registration/endpoint`, the address and the flag that would allow it.
+//! the declared error EndpointRefused naming the endpoint, the address and the flag that would
+//! allow it.
 //!
 //! A host name is resolved when the hello comes, and every address it resolves to must be
 //! allowed. The name is dialled later by name, so a name whose records change afterwards is
@@ -24,8 +25,8 @@ use std::{
 };
 
 use serde_json::Value;
-use vproto_api::{JSON_SCHEMA, METHOD_ROLES};
-use vproto_support::rpc::{roles, validate_params, BoxFuture, Handler, Params, RpcError};
+use vproto_api::{Endpoint, EndpointRefusedData, ProtocolError, JSON_SCHEMA, METHOD_ROLES};
+use vproto_support::rpc::{roles, validate_params, BoxFuture, DeclaredError, Handler, Params, RpcError};
 
 /// An address block: an address and how many leading bits of it a member shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +234,18 @@ fn announced(method: &str, def: &'static str, param: &str, params: &Params) -> O
     valid.get(param)?.get("endpoint")?.as_str().map(str::to_string)
 }
 
+/// The declared EndpointRefused error for `endpoint`, which the params' validation already
+/// found to be an `Endpoint` (an internal error otherwise, never reached).
+fn refused(endpoint: String, reason: String) -> RpcError {
+    match Endpoint::new(endpoint) {
+        Ok(endpoint) => ProtocolError::EndpointRefused(EndpointRefusedData { endpoint, reason }).to_rpc(),
+        Err(error) => {
+            tracing::error!(%error, "a validated endpoint is not an Endpoint");
+            RpcError::internal()
+        }
+    }
+}
+
 impl<H: Handler> Handler for Guarded<H> {
     fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
         let Some((_, def, param)) = ANNOUNCING.iter().find(|(announcing, _, _)| *announcing == method) else {
@@ -240,9 +253,9 @@ impl<H: Handler> Handler for Guarded<H> {
         };
         Box::pin(async move {
             if let Some(endpoint) = announced(method, def, param, &params) {
-                if let Err(why) = self.policy.check_endpoint(&endpoint).await {
-                    tracing::warn!(method, %endpoint, %why, "refusing an announced endpoint");
-                    return Err(RpcError::invalid_params([(format!("/{param}/endpoint"), why)]));
+                if let Err(reason) = self.policy.check_endpoint(&endpoint).await {
+                    tracing::warn!(method, %endpoint, %reason, "refusing an announced endpoint");
+                    return Err(refused(endpoint, reason));
                 }
             }
             self.handler.handle(method, params).await
@@ -333,10 +346,10 @@ mod tests {
         let recorder = Recorder::default();
         let guarded = PeerPolicy::default().guard(recorder.clone());
         let refused = guarded.handle("agent.hello", hello("169.254.169.254:80", "READY")).await.unwrap_err();
-        assert_eq!(refused.code, vproto_support::rpc::codes::INVALID_PARAMS);
+        assert_eq!(refused.code, 1104, "EndpointRefused: {refused:?}");
         let data = refused.data.unwrap();
-        assert_eq!(data[0]["pointer"], "/registration/endpoint");
-        assert!(data[0]["message"].as_str().unwrap().contains("link-local"), "{data}");
+        assert_eq!(data["endpoint"], "169.254.169.254:80");
+        assert!(data["reason"].as_str().unwrap().contains("link-local"), "{data}");
         assert!(recorder.0.lock().unwrap().is_empty());
         // Allowed, invalid otherwise (the dispatcher says why), or another method: passed on.
         guarded.handle("agent.hello", hello("127.0.0.1:7002", "READY")).await.unwrap();

@@ -385,6 +385,32 @@ REGISTRY = Registry({
             },
         ],
     }),
+    "EndpointRefusedData": make_object({
+        "name": "EndpointRefusedData",
+        "namespace": "cyborg",
+        "versioned": False,
+        "version": "1.0",
+        "versions": ["1.0"],
+        "base": None,
+        "tolerate_unknown_fields": True,
+        "is_abstract": False,
+        "fields": [
+            {
+                "name": "endpoint", "since": "1.0", "removed": None,
+                "required": True, "nullable": False,
+                "default": None,
+                "child": None,
+                "type": {"item": None, "kind": "named", "members": None, "name": "Endpoint", "resolved": {"item": None, "kind": "string", "members": None, "name": None, "resolved": None, "schema": {"maxLength": 261, "pattern": "^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$", "type": "string"}, "versioned": False}, "schema": {"$ref": "#/types/Endpoint"}, "versioned": False},
+            },
+            {
+                "name": "reason", "since": "1.0", "removed": None,
+                "required": True, "nullable": False,
+                "default": None,
+                "child": None,
+                "type": {"item": None, "kind": "string", "members": None, "name": None, "resolved": None, "schema": {"type": "string"}, "versioned": False},
+            },
+        ],
+    }),
     "FixedIP": make_object({
         "name": "FixedIP",
         "namespace": "os_vif",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .runtime import DeclaredError
 
-__all__ = ["AgentUnavailable", "DiscoveryFailed", "DriverUnavailable", "NetworkNotFound", "NoCompatibleVersion", "NoCompatibleVif", "PortInUse", "UnknownNic", "UnsupportedProtocol", "UnsupportedVersion"]
+__all__ = ["AgentUnavailable", "DiscoveryFailed", "DriverUnavailable", "EndpointRefused", "NetworkNotFound", "NoCompatibleVersion", "NoCompatibleVif", "PortInUse", "UnknownNic", "UnsupportedProtocol", "UnsupportedVersion"]
 
 
 class AgentUnavailable(DeclaredError):
@@ -31,6 +31,14 @@ class DriverUnavailable(DeclaredError):
     CODE = 1101
     MESSAGE = "Driver unavailable"
     DATA_TYPE = {"item": None, "kind": "object", "members": None, "name": "PeerUnavailableData", "resolved": None, "schema": {"object": "PeerUnavailableData"}, "versioned": False}
+
+
+class EndpointRefused(DeclaredError):
+    """A hello (agent.hello from a driver, conductor.hello from an agent) announced an endpoint the receiver will not dial: an address outside the blocks it allows (by default loopback and the private ranges; never link-local, such as the cloud metadata address 169.254.169.254, nor the unspecified address), or a host name that does not resolve. Nothing was recorded and nothing was dialled. `data` names the endpoint and why. (code 1104, since 1.3)"""
+
+    CODE = 1104
+    MESSAGE = "Endpoint refused"
+    DATA_TYPE = {"item": None, "kind": "object", "members": None, "name": "EndpointRefusedData", "resolved": None, "schema": {"object": "EndpointRefusedData"}, "versioned": False}
 
 
 class NetworkNotFound(DeclaredError):
@@ -90,4 +98,4 @@ class UnsupportedVersion(DeclaredError):
 
 
 #: Every declared error class, by code.
-BY_CODE = {1102: AgentUnavailable, 1100: DiscoveryFailed, 1101: DriverUnavailable, 1002: NetworkNotFound, 1004: NoCompatibleVersion, 1001: NoCompatibleVif, 1003: PortInUse, 1200: UnknownNic, 1103: UnsupportedProtocol, 1000: UnsupportedVersion}
+BY_CODE = {1102: AgentUnavailable, 1100: DiscoveryFailed, 1101: DriverUnavailable, 1104: EndpointRefused, 1002: NetworkNotFound, 1004: NoCompatibleVersion, 1001: NoCompatibleVif, 1003: PortInUse, 1200: UnknownNic, 1103: UnsupportedProtocol, 1000: UnsupportedVersion}

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Union
 from .descriptors import REGISTRY
 from .runtime import UNSET, PlainObject, VersionedObject
 
-__all__ = ["AccCapability", "AccSpecs", "AccStatus", "AgentDiscovery", "AgentDiscoveryList", "AgentList", "AgentRegistration", "AgentState", "DatapathOffloadBase", "DatapathOffloadRepresentor", "Deregistration", "DiscoveryFailedData", "DiscoveryStatus", "DriverRegistration", "FixedIP", "FixedIPList", "GuestAddress", "GuestInfo", "GuestNic", "GuestNicCounters", "GuestNicCountersList", "GuestProtocol", "Hardware", "HardwareList", "HelloAck", "HostInfo", "HostPluginInfo", "HostPortProfileInfo", "HostVIFInfo", "InstanceInfo", "LinkState", "Network", "NetworkNotFoundData", "NoCompatibleVersionData", "NoCompatibleVifData", "OsInfo", "PeerUnavailableData", "PortInUseData", "Route", "RouteList", "Subnet", "SubnetList", "TrafficCounters", "UnknownNicData", "UnsupportedProtocolData", "UnsupportedVersionData", "VIFBase", "VIFBridge", "VIFDirect", "VIFGeneric", "VIFHostDevice", "VIFNestedDPDK", "VIFOpenVSwitch", "VIFPortProfile8021Qbg", "VIFPortProfile8021Qbh", "VIFPortProfileBase", "VIFPortProfileFPBridge", "VIFPortProfileFPOpenVSwitch", "VIFPortProfileFPTap", "VIFPortProfileK8sDPDK", "VIFPortProfileOVSRepresentor", "VIFPortProfileOpenVSwitch", "VIFVHostUser"]
+__all__ = ["AccCapability", "AccSpecs", "AccStatus", "AgentDiscovery", "AgentDiscoveryList", "AgentList", "AgentRegistration", "AgentState", "DatapathOffloadBase", "DatapathOffloadRepresentor", "Deregistration", "DiscoveryFailedData", "DiscoveryStatus", "DriverRegistration", "EndpointRefusedData", "FixedIP", "FixedIPList", "GuestAddress", "GuestInfo", "GuestNic", "GuestNicCounters", "GuestNicCountersList", "GuestProtocol", "Hardware", "HardwareList", "HelloAck", "HostInfo", "HostPluginInfo", "HostPortProfileInfo", "HostVIFInfo", "InstanceInfo", "LinkState", "Network", "NetworkNotFoundData", "NoCompatibleVersionData", "NoCompatibleVifData", "OsInfo", "PeerUnavailableData", "PortInUseData", "Route", "RouteList", "Subnet", "SubnetList", "TrafficCounters", "UnknownNicData", "UnsupportedProtocolData", "UnsupportedVersionData", "VIFBase", "VIFBridge", "VIFDirect", "VIFGeneric", "VIFHostDevice", "VIFNestedDPDK", "VIFOpenVSwitch", "VIFPortProfile8021Qbg", "VIFPortProfile8021Qbh", "VIFPortProfileBase", "VIFPortProfileFPBridge", "VIFPortProfileFPOpenVSwitch", "VIFPortProfileFPTap", "VIFPortProfileK8sDPDK", "VIFPortProfileOVSRepresentor", "VIFPortProfileOpenVSwitch", "VIFVHostUser"]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -230,6 +230,21 @@ class DriverRegistration(PlainObject):
     """Whether the driver is ready to use."""
     type_: str
     """The class of hardware the driver supports."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class EndpointRefusedData(PlainObject):
+    """The `data` of the EndpointRefused error: the endpoint a hello announced and why it is not dialled.
+
+    Plain object, version 1.0 (versions 1.0).
+    """
+
+    _NAME = "EndpointRefusedData"
+    _ATTRS = {"endpoint": "endpoint", "reason": "reason"}
+    endpoint: str
+    """The endpoint the hello announced."""
+    reason: str
+    """Why it is refused (an address outside the receiver's --allow-peers blocks, such as link-local 169.254.169.254, or a host name that does not resolve) and how to allow it; for people, not meant to be parsed."""
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -1187,7 +1202,7 @@ class VIFVHostUser(VersionedObject):
     """Name of the vhostuser port to create. Absent from version 1.0 data."""
 
 
-for _cls in (AccCapability, AccSpecs, AccStatus, AgentDiscovery, AgentDiscoveryList, AgentList, AgentRegistration, AgentState, DatapathOffloadBase, DatapathOffloadRepresentor, Deregistration, DiscoveryFailedData, DiscoveryStatus, DriverRegistration, FixedIP, FixedIPList, GuestAddress, GuestInfo, GuestNic, GuestNicCounters, GuestNicCountersList, GuestProtocol, Hardware, HardwareList, HelloAck, HostInfo, HostPluginInfo, HostPortProfileInfo, HostVIFInfo, InstanceInfo, LinkState, Network, NetworkNotFoundData, NoCompatibleVersionData, NoCompatibleVifData, OsInfo, PeerUnavailableData, PortInUseData, Route, RouteList, Subnet, SubnetList, TrafficCounters, UnknownNicData, UnsupportedProtocolData, UnsupportedVersionData, VIFBase, VIFBridge, VIFDirect, VIFGeneric, VIFHostDevice, VIFNestedDPDK, VIFOpenVSwitch, VIFPortProfile8021Qbg, VIFPortProfile8021Qbh, VIFPortProfileBase, VIFPortProfileFPBridge, VIFPortProfileFPOpenVSwitch, VIFPortProfileFPTap, VIFPortProfileK8sDPDK, VIFPortProfileOVSRepresentor, VIFPortProfileOpenVSwitch, VIFVHostUser, ):
+for _cls in (AccCapability, AccSpecs, AccStatus, AgentDiscovery, AgentDiscoveryList, AgentList, AgentRegistration, AgentState, DatapathOffloadBase, DatapathOffloadRepresentor, Deregistration, DiscoveryFailedData, DiscoveryStatus, DriverRegistration, EndpointRefusedData, FixedIP, FixedIPList, GuestAddress, GuestInfo, GuestNic, GuestNicCounters, GuestNicCountersList, GuestProtocol, Hardware, HardwareList, HelloAck, HostInfo, HostPluginInfo, HostPortProfileInfo, HostVIFInfo, InstanceInfo, LinkState, Network, NetworkNotFoundData, NoCompatibleVersionData, NoCompatibleVifData, OsInfo, PeerUnavailableData, PortInUseData, Route, RouteList, Subnet, SubnetList, TrafficCounters, UnknownNicData, UnsupportedProtocolData, UnsupportedVersionData, VIFBase, VIFBridge, VIFDirect, VIFGeneric, VIFHostDevice, VIFNestedDPDK, VIFOpenVSwitch, VIFPortProfile8021Qbg, VIFPortProfile8021Qbh, VIFPortProfileBase, VIFPortProfileFPBridge, VIFPortProfileFPOpenVSwitch, VIFPortProfileFPTap, VIFPortProfileK8sDPDK, VIFPortProfileOVSRepresentor, VIFPortProfileOpenVSwitch, VIFVHostUser, ):
     _cls._REGISTRY = REGISTRY
     REGISTRY.classes[_cls._NAME] = _cls
 del _cls

@@ -34,7 +34,7 @@ METHODS = {
         params_def="agent.hello.params",
         params={"registration": ("registration", {"item": None, "kind": "object", "members": None, "name": "DriverRegistration", "resolved": None, "schema": {"object": "DriverRegistration"}, "versioned": False})},
         result={"item": None, "kind": "object", "members": None, "name": "HelloAck", "resolved": None, "schema": {"object": "HelloAck"}, "versioned": False},
-        errors={1103: errors.UnsupportedProtocol},
+        errors={1103: errors.UnsupportedProtocol, 1104: errors.EndpointRefused},
         negotiates=False,
         notification=False,
     ),
@@ -79,7 +79,7 @@ METHODS = {
         params_def="conductor.hello.params",
         params={"registration": ("registration", {"item": None, "kind": "object", "members": None, "name": "AgentRegistration", "resolved": None, "schema": {"object": "AgentRegistration"}, "versioned": False})},
         result={"item": None, "kind": "object", "members": None, "name": "HelloAck", "resolved": None, "schema": {"object": "HelloAck"}, "versioned": False},
-        errors={1103: errors.UnsupportedProtocol},
+        errors={1103: errors.UnsupportedProtocol, 1104: errors.EndpointRefused},
         negotiates=False,
         notification=False,
     ),
@@ -187,7 +187,7 @@ class AgentService(ServiceProxy):
     def hello(self, registration: DriverRegistration) -> HelloAck:
         """Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
 
-        `agent.hello`, REST `POST /hello`; since 1.0. Raises errors.UnsupportedProtocol.
+        `agent.hello`, REST `POST /hello`; since 1.0. Raises errors.UnsupportedProtocol, errors.EndpointRefused.
         """
         return self._session.call(METHODS["agent.hello"], {"registration": registration})
 
@@ -226,7 +226,7 @@ class ConductorService(ServiceProxy):
     def hello(self, registration: AgentRegistration) -> HelloAck:
         """Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
 
-        `conductor.hello`, REST `POST /hello`; since 1.0. Raises errors.UnsupportedProtocol.
+        `conductor.hello`, REST `POST /hello`; since 1.0. Raises errors.UnsupportedProtocol, errors.EndpointRefused.
         """
         return self._session.call(METHODS["conductor.hello"], {"registration": registration})
 

@@ -338,6 +338,29 @@ const OBJECTS: Record<string, ObjectSpec> = {
       },
     ],
   },
+  "EndpointRefusedData": {
+    name: "EndpointRefusedData",
+    namespace: "cyborg",
+    versioned: false,
+    version: "1.0",
+    versions: ["1.0"],
+    base: null,
+    tolerate_unknown_fields: true,
+    fields: [
+      {
+        name: "endpoint", since: "1.0", removed: null,
+        required: true, nullable: false, default: null,
+        child: null,
+        type: {"item":null,"kind":"named","members":null,"name":"Endpoint","resolved":{"item":null,"kind":"string","members":null,"name":null,"resolved":null,"schema":{"maxLength":261,"pattern":"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$","type":"string"},"versioned":false},"schema":{"$ref":"#/types/Endpoint"},"versioned":false},
+      },
+      {
+        name: "reason", since: "1.0", removed: null,
+        required: true, nullable: false, default: null,
+        child: null,
+        type: {"item":null,"kind":"string","members":null,"name":null,"resolved":null,"schema":{"type":"string"},"versioned":false},
+      },
+    ],
+  },
   "FixedIP": {
     name: "FixedIP",
     namespace: "os_vif",

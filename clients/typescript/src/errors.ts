@@ -21,6 +21,12 @@ export class DriverUnavailable extends DeclaredError {
   static readonly MESSAGE = "Driver unavailable";
 }
 
+/** A hello (agent.hello from a driver, conductor.hello from an agent) announced an endpoint the receiver will not dial: an address outside the blocks it allows (by default loopback and the private ranges; never link-local, such as the cloud metadata address 169.254.169.254, nor the unspecified address), or a host name that does not resolve. Nothing was recorded and nothing was dialled. `data` names the endpoint and why. (code 1104) */
+export class EndpointRefused extends DeclaredError {
+  static readonly CODE = 1104;
+  static readonly MESSAGE = "Endpoint refused";
+}
+
 /** The network host knows no network with the given id. Nothing was created. (code 1002) */
 export class NetworkNotFound extends DeclaredError {
   static readonly CODE = 1002;

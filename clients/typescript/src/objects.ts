@@ -215,6 +215,18 @@ export interface DriverRegistration {
 }
 
 /**
+ * The `data` of the EndpointRefused error: the endpoint a hello announced and why it is not dialled.
+ *
+ * Plain object, version 1.0 (versions 1.0).
+ */
+export interface EndpointRefusedData {
+  /** The endpoint the hello announced. */
+  endpoint: Endpoint;
+  /** Why it is refused (an address outside the receiver's --allow-peers blocks, such as link-local 169.254.169.254, or a host name that does not resolve) and how to allow it; for people, not meant to be parsed. */
+  reason: string;
+}
+
+/**
  * Represents a fixed IP: an address assigned to a port, with the floating IPs that map onto it.
  *
  * Versioned object `os_vif.FixedIP`, version 1.0 (versions 1.0).

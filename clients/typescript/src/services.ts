@@ -25,7 +25,7 @@ export const METHODS: Record<string, MethodInfo> = {
     wireName: "agent.hello",
     params: [{ name: "registration", required: true, type: {"item":null,"kind":"object","members":null,"name":"DriverRegistration","resolved":null,"schema":{"object":"DriverRegistration"},"versioned":false} }],
     result: {"item":null,"kind":"object","members":null,"name":"HelloAck","resolved":null,"schema":{"object":"HelloAck"},"versioned":false},
-    errors: {1103: errors.UnsupportedProtocol},
+    errors: {1103: errors.UnsupportedProtocol, 1104: errors.EndpointRefused},
     negotiates: false,
   },
   "agent.list_hardware": {
@@ -60,7 +60,7 @@ export const METHODS: Record<string, MethodInfo> = {
     wireName: "conductor.hello",
     params: [{ name: "registration", required: true, type: {"item":null,"kind":"object","members":null,"name":"AgentRegistration","resolved":null,"schema":{"object":"AgentRegistration"},"versioned":false} }],
     result: {"item":null,"kind":"object","members":null,"name":"HelloAck","resolved":null,"schema":{"object":"HelloAck"},"versioned":false},
-    errors: {1103: errors.UnsupportedProtocol},
+    errors: {1103: errors.UnsupportedProtocol, 1104: errors.EndpointRefused},
     negotiates: false,
   },
   "conductor.list_agents": {
@@ -165,7 +165,7 @@ export class AgentService {
   /**
    * Registers a driver that has been installed on the node and is ready to use, with its endpoint and the device type it supports. Idempotent (the endpoint identifies the driver; a repeated hello updates its status and type) and also the driver's heartbeat: the driver sends hello again at least every heartbeat_interval seconds given in the answer. A driver that misses three heartbeats is no longer contacted, until it sends hello again. A driver that reports NOT-READY or ERROR is recorded but not contacted.
    *
-   * `agent.hello`, REST `POST /hello`; since 1.0. Throws `UnsupportedProtocol`.
+   * `agent.hello`, REST `POST /hello`; since 1.0. Throws `UnsupportedProtocol`, `EndpointRefused`.
    */
   async hello(params: AgentHelloParams): Promise<o.HelloAck> {
     return (await this.session.call(METHODS["agent.hello"], { ...params })) as o.HelloAck;
@@ -239,7 +239,7 @@ export class ConductorService {
   /**
    * Registers an agent that has been installed on a node and is ready to use, with its endpoint. Idempotent (the endpoint identifies the agent; a repeated hello updates its status and last_seen) and also the agent's heartbeat: the agent sends hello again at least every heartbeat_interval seconds given in the answer. An agent that misses three heartbeats is listed as not alive and no longer contacted, until it sends hello again.
    *
-   * `conductor.hello`, REST `POST /hello`; since 1.0. Throws `UnsupportedProtocol`.
+   * `conductor.hello`, REST `POST /hello`; since 1.0. Throws `UnsupportedProtocol`, `EndpointRefused`.
    */
   async hello(params: ConductorHelloParams): Promise<o.HelloAck> {
     return (await this.session.call(METHODS["conductor.hello"], { ...params })) as o.HelloAck;
