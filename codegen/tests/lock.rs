@@ -146,19 +146,23 @@ fn changing_a_published_event_payload_fails() {
 #[test]
 fn a_param_added_in_a_new_protocol_version_waits_to_be_published() {
     let mut schema = repo_schema();
-    schema["protocol"]["version"] = json!("1.3");
-    schema["protocol"]["history"].as_array_mut().unwrap().push(json!({"version": "1.3", "note": "A reason"}));
+    // The protocol version after the schema's current one, whichever that is.
+    let current = schema["protocol"]["version"].as_str().unwrap().to_string();
+    let (major, minor) = current.split_once('.').unwrap();
+    let next = format!("{major}.{}", minor.parse::<u32>().unwrap() + 1);
+    schema["protocol"]["version"] = json!(next);
+    schema["protocol"]["history"].as_array_mut().unwrap().push(json!({"version": next, "note": "A reason"}));
     agent_back(&mut schema)["params"]["reason"] =
-        json!({"description": "Why it went.", "schema": {"type": "string"}, "since": "1.3", "required": false});
+        json!({"description": "Why it went.", "schema": {"type": "string"}, "since": next, "required": false});
     let (dir, generator) = setup(&schema);
     let generated = generator.generate().unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(generated.unpublished, vec!["event conductor.agent_back 1.3".to_string()]);
+    assert_eq!(generated.unpublished, vec![format!("event conductor.agent_back {next}")]);
     assert!(generated.rust.events.contains("reason: Option<String>"));
 
     let old = Lock::parse(&std::fs::read_to_string(dir.path().join("vproto.lock")).unwrap()).unwrap();
     let new = Lock::of(&vproto_codegen::load_schema(&dir.path().join("schema.json")).unwrap());
     assert_eq!(new.events["conductor.agent_back"]["1.2"], old.events["conductor.agent_back"]["1.2"]);
-    assert!(new.events["conductor.agent_back"].contains_key("1.3"));
+    assert!(new.events["conductor.agent_back"].contains_key(&next));
 
     // Moving that `since` once published drops a published version.
     let mut moved = new.clone();
