@@ -144,14 +144,14 @@ async fn a_database_written_by_a_newer_vproto_is_refused() {
         .args([
             "-c",
             "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"INSERT INTO _sqlx_migrations \
-             (version, description, success, checksum, execution_time) VALUES (2, 'future', 1, x'00', 0)\"); c.commit()",
+             (version, description, success, checksum, execution_time) VALUES (3, 'future', 1, x'00', 0)\"); c.commit()",
         ])
         .arg(path)
         .status()
         .expect("python3 runs");
     assert!(status.success());
     match Store::open(&url).await {
-        Err(error @ StoreError::Newer { version: 2, known: 1, .. }) => {
+        Err(error @ StoreError::Newer { version: 3, known: 2, .. }) => {
             let text = error.to_string();
             assert!(text.contains("written by a newer vproto") && text.contains(&url.to_string()), "{text}");
         }

@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use vproto_api::{DiscoveryState, Endpoint, HardwareList};
@@ -57,7 +57,7 @@ impl Memory {
     pub(super) fn set_hardware(&self, endpoint: &Endpoint, hardware: &HardwareList) -> bool {
         match self.lock().agents.get_mut(endpoint) {
             Some(record) => {
-                record.hardware = Some(hardware.clone());
+                record.hardware = Some(Arc::new(hardware.clone()));
                 true
             }
             None => false,

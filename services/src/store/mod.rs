@@ -23,7 +23,7 @@
 mod memory;
 mod sql;
 
-use std::{fmt, path::PathBuf, str::FromStr};
+use std::{fmt, path::PathBuf, str::FromStr, sync::Arc};
 
 use vproto_api::{ComponentStatus, DiscoveryState, Endpoint, HardwareList};
 
@@ -155,8 +155,9 @@ pub struct AgentRecord {
     pub heartbeat: Millis,
     /// Whether it was found missing (and the alarm raised) since its last hello.
     pub missing: bool,
-    /// Its hardware as last reported, if it ever was.
-    pub hardware: Option<HardwareList>,
+    /// Its hardware as last reported, if it ever was: shared, not copied, by the records a
+    /// store answers while it does not change.
+    pub hardware: Option<Arc<HardwareList>>,
 }
 
 impl AgentRecord {

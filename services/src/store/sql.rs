@@ -1,14 +1,24 @@
 //! The SQL backends: SQLite and PostgreSQL through sqlx, one query text for both (`$N`
 //! placeholders, `ON CONFLICT`, `RETURNING`), run on whichever pool the state URL opened.
+//!
+//! # Revisions and the mirror
+//!
+//! Every transaction that writes agents takes the next value of the one-row `state_revision`
+//! counter and stamps the rows it wrote with it (`revision`; `hardware_revision` too when it
+//! wrote the inventory); a deregistration leaves the endpoint in `removed_agents` at its
+//! revision (migration 2). Each store keeps a [`Mirror`]: every agent as read at some revision
+//! R, with its inventory decoded. A read asks only what changed since R (one statement over
+//! the `revision` indexes, the inventory text only of the rows whose `hardware_revision` is
+//! past R) and applies it, so an unchanged inventory is neither read, decoded nor copied again.
+//!
+//! Architecture Invariant: revisions commit in the order they are taken, so the rows a
+//! snapshot shows past R are all that changed since the snapshot that gave R. A transaction
+//! bumps the counter after it locked (wrote) the rows it changes and before it commits, and
+//! touches no other row after: the counter's row lock orders the commits (SQLite has one writer
+//! at a time anyway) and cannot deadlock with the row locks. Several conductors on one
+//! PostgreSQL each read the others' writes at their next read.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    pin::Pin,
-    str::FromStr,
-    sync::{Mutex, MutexGuard},
-    time::Duration,
-};
+use std::{collections::BTreeMap, future::Future, pin::Pin, str::FromStr, sync::Arc, time::Duration};
 
 use serde_json::Value;
 use sqlx::{
@@ -24,10 +34,14 @@ use super::{AgentRecord, DiscoveryRun, Hello, Millis, StateUrl, StoreError};
 
 /// The migrations of each dialect, in order: (version, description, SQL). Add a new one at the
 /// end; never edit one a release shipped (the migrator checks their checksums).
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "agents inventories discovery runs", include_str!("migrations/sqlite/0001_initial.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "agents inventories discovery runs", include_str!("migrations/postgres/0001_initial.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "agents inventories discovery runs", include_str!("migrations/sqlite/0001_initial.sql")),
+    (2, "revisions", include_str!("migrations/sqlite/0002_revisions.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "agents inventories discovery runs", include_str!("migrations/postgres/0001_initial.sql")),
+    (2, "revisions", include_str!("migrations/postgres/0002_revisions.sql")),
+];
 
 /// Migrations compiled into the binary, as sqlx's migrator reads them.
 #[derive(Debug)]
@@ -66,23 +80,36 @@ macro_rules! on {
 pub struct Sql {
     db: Db,
     url: String,
-    /// Decoded inventories by agent endpoint, each with the exact stored text it was decoded
-    /// from. Every read still fetches the rows (the database stays the truth: other conductors
-    /// may write it); a row whose text equals the remembered one is not decoded and validated
-    /// again, any other text is, and replaces the entry.
-    inventories: Mutex<HashMap<String, Inventory>>,
+    /// The agents as last read. Reads are serialized by this lock (held across the query), so
+    /// the changes of one read are applied before the next read asks what changed since.
+    mirror: tokio::sync::Mutex<Mirror>,
 }
 
-/// An inventory as stored, and as decoded from that text.
-struct Inventory {
-    text: String,
-    list: HardwareList,
+/// Every agent as stored at `revision`, by endpoint.
+#[derive(Default)]
+struct Mirror {
+    revision: i64,
+    agents: BTreeMap<String, Mirrored>,
+}
+
+/// One agent of the [`Mirror`]: its record, and the revision of the inventory it holds.
+struct Mirrored {
+    hardware_revision: i64,
+    record: AgentRecord,
 }
 
 const AGENT_COLUMNS: &str =
     "endpoint, status, protocol_version, first_seen_ms, last_seen_ms, heartbeat_ms, missing, hardware";
 
+/// What changed since revision `$1`: the agents written since (their inventory text only when
+/// it was written since), then the agents removed since (`removed` 1, the other columns empty).
+const CHANGES: &str = "SELECT endpoint, status, protocol_version, first_seen_ms, last_seen_ms, heartbeat_ms, missing,      revision, hardware_revision, CASE WHEN hardware_revision > $1 THEN hardware END AS hardware,      CAST(0 AS BIGINT) AS removed FROM agents WHERE revision > $1      UNION ALL SELECT endpoint, '', NULL, 0, 0, 0, FALSE, revision, 0, NULL, CAST(1 AS BIGINT)      FROM removed_agents WHERE revision > $1";
+
+/// Takes the next revision (locking the counter until the transaction ends).
+const BUMP: &str = "UPDATE state_revision SET value = value + 1 WHERE id = 1 RETURNING value";
+
 type AgentRow = (String, String, Option<String>, i64, i64, i64, bool, Option<String>);
+type ChangeRow = (String, String, Option<String>, i64, i64, i64, bool, i64, i64, Option<String>, i64);
 type RunRow = (i64, String, String, i64, Option<i64>);
 
 fn query_error(error: sqlx::Error) -> StoreError {
@@ -135,34 +162,17 @@ impl Sql {
             MigrateError::VersionMissing(version) => StoreError::Newer { url: shown.clone(), version, known },
             other => StoreError::Migrate { url: shown.clone(), reason: other.to_string() },
         })?;
-        Ok(Sql { db, url: shown, inventories: Mutex::default() })
+        Ok(Sql { db, url: shown, mirror: tokio::sync::Mutex::default() })
     }
 
     pub(super) fn url(&self) -> &str {
         &self.url
     }
 
-    fn inventories(&self) -> MutexGuard<'_, HashMap<String, Inventory>> {
-        self.inventories.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The stored inventory `text` of the agent at `endpoint`, decoded: from the memo when it
-    /// holds this very text, else decoded, validated and remembered.
-    fn inventory(&self, endpoint: &str, text: String) -> Result<HardwareList, StoreError> {
-        if let Some(known) = self.inventories().get(endpoint).filter(|known| known.text == text) {
-            return Ok(known.list.clone());
-        }
-        let invalid = |reason: String| StoreError::Invalid { endpoint: endpoint.to_string(), what: "hardware", reason };
-        let value: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        let list = HardwareList::from_wire(&value, &WirePath::root()).map_err(|e| invalid(e.to_string()))?;
-        self.inventories().insert(endpoint.to_string(), Inventory { text, list: list.clone() });
-        Ok(list)
-    }
-
-    /// The record a row holds (its inventory decoded through the memo).
-    fn record(&self, row: AgentRow) -> Result<AgentRecord, StoreError> {
+    /// The record a row holds, its inventory decoded.
+    fn record(row: AgentRow) -> Result<AgentRecord, StoreError> {
         let (endpoint_text, status, protocol_version, first_seen, last_seen, heartbeat, missing, hardware) = row;
-        let hardware = hardware.map(|text| self.inventory(&endpoint_text, text)).transpose()?;
+        let hardware = hardware.map(|text| inventory(&endpoint_text, &text)).transpose()?;
         Ok(AgentRecord {
             status: wire_text::<ComponentStatus>(&endpoint_text, "status", &status)?,
             endpoint: endpoint(&endpoint_text)?,
@@ -171,7 +181,7 @@ impl Sql {
             last_seen,
             heartbeat,
             missing,
-            hardware,
+            hardware: hardware.map(Arc::new),
         })
     }
 
@@ -188,8 +198,8 @@ impl Sql {
         on!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(query_error)?;
             let inserted = sqlx::query(
-                "INSERT INTO agents (endpoint, status, protocol_version, first_seen_ms, last_seen_ms, heartbeat_ms, missing) \
-                 VALUES ($1, $2, $3, $4, $4, $5, FALSE) ON CONFLICT (endpoint) DO NOTHING",
+                "INSERT INTO agents (endpoint, status, protocol_version, first_seen_ms, last_seen_ms, heartbeat_ms, missing, \
+                 revision, hardware_revision) VALUES ($1, $2, $3, $4, $4, $5, FALSE, 0, 0) ON CONFLICT (endpoint) DO NOTHING",
             )
             .bind(hello.endpoint.as_str())
             .bind(hello.status.as_str())
@@ -201,37 +211,65 @@ impl Sql {
             .map_err(query_error)?
             .rows_affected();
             let previous = if inserted == 1 {
+                // The new row is ours until the commit: stamp it.
+                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
+                sqlx::query("UPDATE agents SET revision = $2, hardware_revision = $2 WHERE endpoint = $1")
+                    .bind(hello.endpoint.as_str())
+                    .bind(revision)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_error)?;
                 None
             } else {
                 let row: AgentRow =
                     sqlx::query_as(&select).bind(hello.endpoint.as_str()).fetch_one(&mut *tx).await.map_err(query_error)?;
+                // The row is locked (read FOR UPDATE) before the counter is.
+                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
                 sqlx::query(
                     "UPDATE agents SET status = $2, protocol_version = $3, last_seen_ms = $4, heartbeat_ms = $5, \
-                     missing = FALSE WHERE endpoint = $1",
+                     missing = FALSE, revision = $6 WHERE endpoint = $1",
                 )
                 .bind(hello.endpoint.as_str())
                 .bind(hello.status.as_str())
                 .bind(hello.protocol_version.as_deref())
                 .bind(hello.at)
                 .bind(hello.heartbeat)
+                .bind(revision)
                 .execute(&mut *tx)
                 .await
                 .map_err(query_error)?;
                 Some(row)
             };
             tx.commit().await.map_err(query_error)?;
-            previous.map(|row| self.record(row)).transpose()
+            previous.map(Sql::record).transpose()
         })
     }
 
+    /// Every agent as stored now: the mirror brought up to date with what changed since it
+    /// was last read, and its records (inventories shared, not copied).
     pub(super) async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let select = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY endpoint");
-        let rows: Vec<AgentRow> =
-            on!(&self.db, pool => sqlx::query_as(&select).fetch_all(pool).await).map_err(query_error)?;
-        // Forget the inventories of agents no longer stored (deregistered by another conductor).
-        let stored: HashMap<&str, bool> = rows.iter().map(|row| (row.0.as_str(), row.7.is_some())).collect();
-        self.inventories().retain(|endpoint, _| stored.get(endpoint.as_str()).copied().unwrap_or(false));
-        rows.into_iter().map(|row| self.record(row)).collect()
+        let mut mirror = self.mirror.lock().await;
+        loop {
+            let rows: Vec<ChangeRow> =
+                on!(&self.db, pool => sqlx::query_as(CHANGES).bind(mirror.revision).fetch_all(pool).await)
+                    .map_err(query_error)?;
+            match mirror.apply(rows) {
+                Ok(true) => break,
+                // A change the mirror cannot follow (not expected: see the invariant): read
+                // everything again.
+                Ok(false) if mirror.revision > 0 => {
+                    tracing::warn!(state = %self.url, "the conductor's copy of the state fell out of step; reading it all again");
+                    *mirror = Mirror::default();
+                }
+                Ok(false) => return Err(StoreError::Query("the state changed while it was read in full".to_string())),
+                Err(error) => {
+                    // Not to be trusted after a row it could not apply: read all at the next read.
+                    *mirror = Mirror::default();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(mirror.agents.values().map(|mirrored| mirrored.record.clone()).collect())
     }
 
     pub(super) async fn mark_missing(&self, now: Millis) -> Result<Vec<AgentRecord>, StoreError> {
@@ -240,10 +278,26 @@ impl Sql {
              RETURNING {AGENT_COLUMNS}",
             crate::roster::MISSED_HEARTBEATS
         );
-        let mut rows: Vec<AgentRow> =
-            on!(&self.db, pool => sqlx::query_as(&update).bind(now).fetch_all(pool).await).map_err(query_error)?;
+        let mut rows: Vec<AgentRow> = on!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(query_error)?;
+            let rows: Vec<AgentRow> = sqlx::query_as(&update).bind(now).fetch_all(&mut *tx).await.map_err(query_error)?;
+            if !rows.is_empty() {
+                // The rows flagged are locked (written) before the counter is.
+                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
+                for row in &rows {
+                    sqlx::query("UPDATE agents SET revision = $2 WHERE endpoint = $1")
+                        .bind(&row.0)
+                        .bind(revision)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(query_error)?;
+                }
+            }
+            tx.commit().await.map_err(query_error)?;
+            rows
+        });
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows.into_iter().map(|row| self.record(row)).collect()
+        rows.into_iter().map(Sql::record).collect()
     }
 
     pub(super) async fn next_deadline(&self) -> Result<Option<Millis>, StoreError> {
@@ -256,16 +310,27 @@ impl Sql {
 
     pub(super) async fn set_hardware(&self, endpoint: &Endpoint, hardware: &HardwareList) -> Result<bool, StoreError> {
         let text = hardware.to_wire().to_string();
-        let updated = on!(&self.db, pool => sqlx::query("UPDATE agents SET hardware = $2 WHERE endpoint = $1")
-            .bind(endpoint.as_str())
-            .bind(&text)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))
-        .map_err(query_error)?;
-        if updated == 1 {
-            self.inventories().insert(endpoint.as_str().to_string(), Inventory { text, list: hardware.clone() });
-        }
+        let updated = on!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(query_error)?;
+            let updated = sqlx::query("UPDATE agents SET hardware = $2 WHERE endpoint = $1")
+                .bind(endpoint.as_str())
+                .bind(&text)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?
+                .rows_affected();
+            if updated == 1 {
+                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
+                sqlx::query("UPDATE agents SET revision = $2, hardware_revision = $2 WHERE endpoint = $1")
+                    .bind(endpoint.as_str())
+                    .bind(revision)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_error)?;
+            }
+            tx.commit().await.map_err(query_error)?;
+            updated
+        });
         Ok(updated == 1)
     }
 
@@ -283,10 +348,21 @@ impl Sql {
                 .await
                 .map_err(query_error)?
                 .rows_affected();
+            if deleted == 1 {
+                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
+                sqlx::query(
+                    "INSERT INTO removed_agents (endpoint, revision) VALUES ($1, $2) \
+                     ON CONFLICT (endpoint) DO UPDATE SET revision = excluded.revision",
+                )
+                .bind(endpoint.as_str())
+                .bind(revision)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?;
+            }
             tx.commit().await.map_err(query_error)?;
             deleted
         });
-        self.inventories().remove(endpoint.as_str());
         Ok(deleted == 1)
     }
 
@@ -340,6 +416,63 @@ impl Sql {
     }
 }
 
+impl Mirror {
+    /// Applies what changed since `self.revision` (as [`CHANGES`] reads it): removals first,
+    /// then the agents written, each keeping the inventory it had unless a newer one was read.
+    /// False when a row refers to an inventory the mirror never read (it has to be read anew).
+    fn apply(&mut self, rows: Vec<ChangeRow>) -> Result<bool, StoreError> {
+        let since = self.revision;
+        let (removed, written): (Vec<ChangeRow>, Vec<ChangeRow>) = rows.into_iter().partition(|row| row.10 == 1);
+        for row in removed {
+            self.agents.remove(&row.0);
+            self.revision = self.revision.max(row.7);
+        }
+        for row in written {
+            let (
+                endpoint_text,
+                status,
+                protocol_version,
+                first_seen,
+                last_seen,
+                heartbeat,
+                missing,
+                revision,
+                hardware_revision,
+                text,
+                _,
+            ) = row;
+            let hardware = if hardware_revision > since {
+                text.map(|text| inventory(&endpoint_text, &text).map(Arc::new)).transpose()?
+            } else {
+                match self.agents.get(&endpoint_text) {
+                    Some(known) if known.hardware_revision == hardware_revision => known.record.hardware.clone(),
+                    _ => return Ok(false),
+                }
+            };
+            let record = AgentRecord {
+                status: wire_text::<ComponentStatus>(&endpoint_text, "status", &status)?,
+                endpoint: endpoint(&endpoint_text)?,
+                protocol_version,
+                first_seen,
+                last_seen,
+                heartbeat,
+                missing,
+                hardware,
+            };
+            self.agents.insert(endpoint_text, Mirrored { hardware_revision, record });
+            self.revision = self.revision.max(revision);
+        }
+        Ok(true)
+    }
+}
+
+/// A stored inventory text, decoded and validated.
+fn inventory(endpoint: &str, text: &str) -> Result<HardwareList, StoreError> {
+    let invalid = |reason: String| StoreError::Invalid { endpoint: endpoint.to_string(), what: "hardware", reason };
+    let value: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    HardwareList::from_wire(&value, &WirePath::root()).map_err(|e| invalid(e.to_string()))
+}
+
 fn endpoint(text: &str) -> Result<Endpoint, StoreError> {
     Endpoint::new(text).map_err(|e| StoreError::Invalid {
         endpoint: text.to_string(),
@@ -378,7 +511,7 @@ mod tests {
     }
 
     /// Two conductors sharing one database: what one writes, the other's next read answers,
-    /// though it had the inventory before it remembered decoded.
+    /// though it had the agent and its inventory in its mirror already.
     #[tokio::test]
     async fn a_changed_stored_inventory_is_seen() {
         let dir = tempfile::tempdir().unwrap();
@@ -396,22 +529,48 @@ mod tests {
         let (first, second) = ("6f1c2a54-0000-4000-8000-000000000001", "6f1c2a54-0000-4000-8000-000000000002");
         assert!(ours.set_hardware(&agent, &hardware(first)).await.unwrap());
         assert_eq!(uuids(&ours.agents().await.unwrap()), [first]);
-        assert_eq!(uuids(&ours.agents().await.unwrap()), [first], "answered again from the memo");
+        let before = ours.agents().await.unwrap();
+        assert_eq!(uuids(&before), [first], "answered again from the mirror");
+
+        // A hello through the other conductor: ours reads the new last hello, and keeps the
+        // inventory it had (the same one, not read or decoded again).
+        theirs.hello(&Hello { at: 5_000, ..hello.clone() }).await.unwrap();
+        let after = ours.agents().await.unwrap();
+        assert_eq!((after[0].last_seen, after[0].first_seen), (5_000, 1_000));
+        assert!(Arc::ptr_eq(before[0].hardware.as_ref().unwrap(), after[0].hardware.as_ref().unwrap()));
 
         // The other conductor stores another inventory: ours answers it.
         assert!(theirs.set_hardware(&agent, &hardware(second)).await.unwrap());
         assert_eq!(uuids(&ours.agents().await.unwrap()), [second]);
         assert_eq!(uuids(&ours.mark_missing(i64::MAX).await.unwrap()), [second]);
 
-        // A stored text that no longer decodes is reported, not hidden by the memo.
-        on!(&theirs.db, pool => sqlx::query("UPDATE agents SET hardware = '{\"hardware\": 7}'").execute(pool).await.map(|_| ()))
+        // A stored text that no longer decodes is reported, not hidden by the mirror.
+        on!(&theirs.db, pool => {
+            sqlx::query("UPDATE state_revision SET value = value + 1").execute(pool).await.unwrap();
+            sqlx::query(
+                "UPDATE agents SET hardware = '{\"hardware\": 7}', revision = (SELECT value FROM state_revision), \
+                 hardware_revision = (SELECT value FROM state_revision)",
+            )
+            .execute(pool)
+            .await
             .unwrap();
+        });
         let error = ours.agents().await.unwrap_err();
         assert!(matches!(error, StoreError::Invalid { what: "hardware", .. }), "{error}");
 
-        // Forgotten by the other conductor: gone from ours, and from its memo.
+        // Forgotten by the other conductor: gone from ours, and from its mirror.
         assert!(theirs.deregister(&agent).await.unwrap());
         assert!(ours.agents().await.unwrap().is_empty());
-        assert!(ours.inventories().is_empty());
+        assert!(ours.mirror.lock().await.agents.is_empty());
+
+        // Forgotten and registered again between two reads: ours lists it anew, without the
+        // inventory it had.
+        ours.hello(&hello).await.unwrap();
+        assert!(ours.set_hardware(&agent, &hardware(first)).await.unwrap());
+        assert_eq!(uuids(&ours.agents().await.unwrap()), [first]);
+        assert!(theirs.deregister(&agent).await.unwrap());
+        theirs.hello(&Hello { at: 9_000, ..hello.clone() }).await.unwrap();
+        let again = ours.agents().await.unwrap();
+        assert_eq!((again.len(), again[0].first_seen, again[0].hardware.is_none()), (1, 9_000, true));
     }
 }
