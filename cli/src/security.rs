@@ -12,15 +12,18 @@
 //!   schema opens to that role.
 //! - `--tls-client-ca FILE`: callers must present a certificate this CA signed.
 //!
-//! TLS: `--tls-cert`/`--tls-key` make the listener speak TLS; `--tls-ca` makes the clients of
-//! the process (`vproto call`, and the peers `serve` dials and says hello to) speak TLS to
-//! `tcp:`/`http://` servers whose certificate that CA signed, presenting `--tls-cert` as their
-//! client certificate. Unix sockets, stdio and vchan are unchanged: no token, no TLS.
+//! TLS: `--tls-cert`/`--tls-key` make the listener speak TLS; `--tls-ca` makes the clients
+//! (`vproto call`, and the peers `serve` dials and says hello to) speak TLS to `tcp:`/`http://`
+//! servers whose certificate that CA signed, and to an `amqps://` broker, presenting
+//! `--tls-cert` as their client certificate. It is given to each client explicitly (the peers
+//! through their [`PeerScheme`], the hello loop in its options): nothing process-wide, so two
+//! services in one process may trust different CAs. Unix sockets, stdio and vchan are
+//! unchanged: no token, no TLS.
 
 use std::path::PathBuf;
 
 use vproto_jsonrpc::{load_token, ClientTls, Credentials, ListenAddr, Server, ServerTls, Token};
-use vproto_services::peer_policy::PeerPolicy;
+use vproto_services::{peer_policy::PeerPolicy, PeerScheme};
 use vproto_support::rpc::Handler;
 
 use crate::CliError;
@@ -76,15 +79,22 @@ pub struct ServeSecurityArgs {
 pub struct ServeSecurity {
     credentials: Credentials,
     tls: Option<ServerTls>,
+    /// `--tls-ca`: how the service's own clients (its peers, its hello) speak TLS.
+    client: Option<ClientTls>,
     policy: Option<PeerPolicy>,
     client_ca: bool,
     insecure: bool,
 }
 
 impl ServeSecurityArgs {
+    /// The client TLS of `--tls-ca` (with `--tls-cert` as the client certificate), for what
+    /// needs it before [`ServeSecurityArgs::load`]: an `amqps://` broker of `--bus`.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, CliError> {
+        self.tls.client()
+    }
+
     /// Loads the files; `token` is serve's `--token-file`; `dials_peers` says whether the
-    /// service dials announced endpoints (agent, conductor), for `--allow-peers`. Sets the
-    /// client TLS of the process when `--tls-ca` is given, before its services make clients.
+    /// service dials announced endpoints (agent, conductor), for `--allow-peers`.
     pub fn load(&self, token: Option<&Token>, dials_peers: bool) -> Result<ServeSecurity, CliError> {
         let mut credentials = Credentials::new();
         for entry in &self.role_tokens {
@@ -117,14 +127,31 @@ impl ServeSecurityArgs {
             (None, true) => Some(PeerPolicy::default()),
             (None, false) => None,
         };
-        if let Some(client) = self.tls.client()? {
-            vproto_jsonrpc::client::set_default_tls(client);
-        }
-        Ok(ServeSecurity { credentials, tls, policy, client_ca: self.tls_client_ca.is_some(), insecure: self.insecure })
+        let client = self.tls.client()?;
+        Ok(ServeSecurity {
+            credentials,
+            tls,
+            client,
+            policy,
+            client_ca: self.tls_client_ca.is_some(),
+            insecure: self.insecure,
+        })
     }
 }
 
 impl ServeSecurity {
+    /// The TLS the service's clients speak to `tcp:`/`http://` servers (`--tls-ca`), for its
+    /// hello loop's `ClientOptions`.
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.client.clone()
+    }
+
+    /// `scheme` over the TLS of `--tls-ca`, if given: how the service dials the peers that
+    /// register with it.
+    pub fn peer_scheme(&self, scheme: PeerScheme) -> PeerScheme {
+        scheme.with_tls(self.client.clone())
+    }
+
     /// `handler`, its hellos checked against `--allow-peers` when the service dials peers.
     pub fn guard(&self, handler: impl Handler) -> std::sync::Arc<dyn Handler> {
         match &self.policy {

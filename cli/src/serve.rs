@@ -275,6 +275,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         _ => None,
     };
     let security = args.security.load(token.as_ref(), matches!(service, Service::Agent | Service::Conductor))?;
+    let peer_scheme = security.peer_scheme(peer_scheme);
     let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout, store)?;
     let discover = Discover::hosting(&built.router, service_openrpc)
         .map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
@@ -328,6 +329,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             connect_timeout: timeout,
             request_timeout: timeout,
             token: token.clone(),
+            tls: security.client_tls(),
             ..Default::default()
         };
         tracing::info!(%endpoint, target_addr = %target, "announcing this {} to its peer", service.name());

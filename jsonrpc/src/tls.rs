@@ -204,9 +204,36 @@ impl ServerTls {
 
 /// A client's TLS: the CA the servers' certificates must chain to, and optionally the
 /// certificate and key it presents to servers that require one.
+///
+/// Two values are equal when they are clones of one loaded configuration (the same files
+/// loaded twice are two configurations): that is how the bus tells the broker connections it
+/// may share apart.
 #[derive(Clone)]
 pub struct ClientTls {
     config: Arc<ClientConfig>,
+    /// The same, as PEM text, for lapin's TLS to an `amqps://` broker (which builds its own
+    /// rustls configuration from PEM).
+    pem: Arc<ClientPem>,
+}
+
+/// A [`ClientTls`] as PEM text.
+struct ClientPem {
+    ca: String,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.config, &other.config)
+    }
+}
+
+impl Eq for ClientTls {}
+
+impl std::hash::Hash for ClientTls {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.config).hash(state);
+    }
 }
 
 impl fmt::Debug for ClientTls {
@@ -236,7 +263,7 @@ impl ClientTls {
             .with_safe_default_protocol_versions()
             .map_err(|error| TlsError::Rejected { what: "the protocol versions", why: error.to_string() })?
             .with_root_certificates(ca.roots("CA certificate")?);
-        let config = match identity {
+        let config = match &identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 builder.with_client_auth_cert(cert.certificates("certificate")?, key.private_key()?).map_err(
@@ -244,10 +271,31 @@ impl ClientTls {
                 )?
             }
         };
-        Ok(ClientTls { config: Arc::new(config) })
+        let ca_text = String::from_utf8(ca.bytes).map_err(|_| TlsError::BadPem {
+            what: "CA certificate",
+            source_name: ca.source_name.clone(),
+            why: "is not text".to_string(),
+        })?;
+        let pem = ClientPem { ca: ca_text, identity: identity.map(|(cert, key)| (cert.bytes, key.bytes)) };
+        Ok(ClientTls { config: Arc::new(config), pem: Arc::new(pem) })
     }
 
-    pub(crate) fn config(&self) -> Arc<ClientConfig> {
+    /// lapin's TLS settings for an `amqps://` broker: the CA as the only trusted roots, and the
+    /// client certificate and key, if any.
+    pub(crate) fn amqp_config(&self) -> lapin::tcp::OwnedTLSConfig {
+        lapin::tcp::OwnedTLSConfig {
+            cert_chain: Some(self.pem.ca.clone()),
+            identity: self
+                .pem
+                .identity
+                .as_ref()
+                .map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem: pem.clone(), key: key.clone() }),
+        }
+    }
+
+    /// The rustls client config, for connections made outside this crate (the conformance
+    /// suite's raw connections).
+    pub fn config(&self) -> Arc<ClientConfig> {
         self.config.clone()
     }
 
@@ -257,6 +305,6 @@ impl ClientTls {
 }
 
 /// `host` as the name a server certificate is checked against.
-pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(host.to_string()).map_err(|_| TlsError::ServerName(host.to_string()))
 }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use vproto_api::{ClientError, Endpoint, HelloAck, ProtocolError};
 use vproto_jsonrpc::{
     transport::{AddrError, AmqpAddr, AmqpBroker, AmqpRoute, UnknownScheme, WildcardHost},
-    ClientOptions, ConnectAddr, Dial, HostPortScheme, ListenAddr, Pool, Reconnecting, RetryPolicy, Token,
+    ClientOptions, ClientTls, ConnectAddr, Dial, HostPortScheme, ListenAddr, Pool, Reconnecting, RetryPolicy, Token,
 };
 use vproto_support::{
     rpc::{CallError, DeclaredError},
@@ -36,6 +36,11 @@ pub enum PeerScheme {
     Tcp,
     /// `http://HOST:PORT`: the endpoint dialled over HTTP (`POST /jsonrpc`).
     Http,
+    /// `tcp:HOST:PORT` over TLS: the peer's certificate checked against this CA and HOST, and
+    /// this client certificate presented, if it holds one.
+    TcpTls(ClientTls),
+    /// `http://HOST:PORT` over TLS (HTTPS), checked as [`PeerScheme::TcpTls`].
+    HttpTls(ClientTls),
     /// Through a RabbitMQ broker: the peer of endpoint `E` is the instance `SERVICE.E` of
     /// `service` there, whatever `E`'s host and port; nothing is dialled but the broker.
     Bus {
@@ -50,11 +55,36 @@ impl PeerScheme {
     /// The address the peer announcing `endpoint` is called at.
     pub fn connect_addr(&self, endpoint: &Endpoint) -> Result<ConnectAddr, AddrError> {
         match self {
-            PeerScheme::Tcp => HostPortScheme::Tcp.connect_addr(endpoint.as_str()),
-            PeerScheme::Http => HostPortScheme::Http.connect_addr(endpoint.as_str()),
+            PeerScheme::Tcp | PeerScheme::TcpTls(_) => HostPortScheme::Tcp.connect_addr(endpoint.as_str()),
+            PeerScheme::Http | PeerScheme::HttpTls(_) => HostPortScheme::Http.connect_addr(endpoint.as_str()),
             PeerScheme::Bus { broker, service } => {
                 Ok(ConnectAddr::Listen(ListenAddr::Amqp(bus_addr(broker, service, endpoint))))
             }
+        }
+    }
+}
+
+impl PeerScheme {
+    /// This scheme over `tls` (none: unchanged): `tcp` and `http` become their TLS variants
+    /// (or change CA); on the bus, an `amqps://` broker given no TLS of its own takes it.
+    pub fn with_tls(self, tls: Option<ClientTls>) -> Self {
+        let Some(tls) = tls else { return self };
+        match self {
+            PeerScheme::Tcp | PeerScheme::TcpTls(_) => PeerScheme::TcpTls(tls),
+            PeerScheme::Http | PeerScheme::HttpTls(_) => PeerScheme::HttpTls(tls),
+            PeerScheme::Bus { broker, service } if broker.secure && broker.tls.is_none() => {
+                PeerScheme::Bus { broker: broker.with_tls(Some(tls)), service }
+            }
+            bus @ PeerScheme::Bus { .. } => bus,
+        }
+    }
+
+    /// The TLS peers are dialled with, if any (on the bus, the broker's).
+    pub fn tls(&self) -> Option<&ClientTls> {
+        match self {
+            PeerScheme::Tcp | PeerScheme::Http => None,
+            PeerScheme::TcpTls(tls) | PeerScheme::HttpTls(tls) => Some(tls),
+            PeerScheme::Bus { broker, .. } => broker.tls.as_ref(),
         }
     }
 }
@@ -76,6 +106,8 @@ impl fmt::Display for PeerScheme {
         match self {
             PeerScheme::Tcp => f.write_str("tcp"),
             PeerScheme::Http => f.write_str("http"),
+            PeerScheme::TcpTls(_) => f.write_str("tcp (TLS)"),
+            PeerScheme::HttpTls(_) => f.write_str("https"),
             PeerScheme::Bus { broker, service } => write!(f, "{broker}/{service}.ENDPOINT"),
         }
     }
@@ -146,11 +178,16 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// A pool reaching endpoints by `scheme`, presenting `token` (if any; not on the bus), and
-    /// giving each call (connection included) `timeout`.
+    /// A pool reaching endpoints by `scheme` (over its TLS, if any), presenting `token` (if
+    /// any; not on the bus), and giving each call (connection included) `timeout`.
     pub fn new(scheme: PeerScheme, token: Option<Token>, timeout: Duration) -> Self {
-        let options =
-            ClientOptions { connect_timeout: timeout, request_timeout: timeout, token, ..ClientOptions::default() };
+        let options = ClientOptions {
+            connect_timeout: timeout,
+            request_timeout: timeout,
+            token,
+            tls: scheme.tls().cloned(),
+            ..ClientOptions::default()
+        };
         Peers { scheme, timeout, pool: Pool::new(options, RetryPolicy::OnceAfterReuse) }
     }
 
@@ -237,7 +274,7 @@ where
 pub struct HelloLoop {
     /// Who to say hello to.
     pub target: ConnectAddr,
-    /// Connection options (timeouts, token).
+    /// Connection options (timeouts, token, TLS).
     pub options: ClientOptions,
     /// Wait between attempts while the target is unreachable.
     pub retry: Duration,

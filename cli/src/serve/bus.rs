@@ -29,6 +29,8 @@ pub(super) struct Bus {
 
 impl Bus {
     /// `--bus`, if given; refuses `--peer-scheme` beside it (peers are reached through the bus).
+    /// An `amqps://` broker is reached over the TLS of `--tls-ca` (with `--tls-cert` as the
+    /// client certificate), which it requires.
     pub(super) fn from_args(args: &ServeArgs) -> Result<Option<Bus>, CliError> {
         let Some(text) = args.bus.as_deref() else { return Ok(None) };
         if args.peer_scheme.is_some() {
@@ -37,6 +39,15 @@ impl Bus {
             ));
         }
         let broker = text.parse::<AmqpBroker>().map_err(|e| CliError::usage(format!("--bus: {e}")))?;
+        let broker = match (broker.secure, args.security.client_tls()?) {
+            (true, None) => {
+                return Err(CliError::usage(format!(
+                    "--bus {broker} is over TLS: give --tls-ca FILE (the CA that signed the broker's certificate)"
+                )))
+            }
+            (true, tls) => broker.with_tls(tls),
+            (false, _) => broker,
+        };
         Ok(Some(Bus { broker }))
     }
 

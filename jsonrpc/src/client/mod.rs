@@ -54,8 +54,11 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Sent as `rpc.auth` on `tcp:` connections and as `Authorization: Bearer` over HTTP.
     pub token: Option<Token>,
-    /// TLS on `tcp:` and `http://` connections: the server's certificate is checked against
-    /// the CA and the address's host; a client certificate is presented when it holds one.
+    /// TLS on `tcp:` and `http://` connections, and to an `amqps://` broker that was given
+    /// none of its own: the server's certificate is checked against the CA and the address's
+    /// host; a client certificate is presented when it holds one. None by default: there is
+    /// no process-wide TLS, each client is given its own (a service's peers through its
+    /// `PeerScheme`).
     pub tls: Option<ClientTls>,
     /// Largest answer accepted, in bytes. Default 16 MiB.
     pub max_message_size: usize,
@@ -71,22 +74,11 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             token: None,
-            tls: DEFAULT_TLS.get().cloned(),
+            tls: None,
             max_message_size: 16 * 1024 * 1024,
             event_queue: 1024,
         }
     }
-}
-
-/// The TLS every [`ClientOptions::default`] starts with, once [`set_default_tls`] set it.
-static DEFAULT_TLS: std::sync::OnceLock<ClientTls> = std::sync::OnceLock::new();
-
-/// Makes every [`ClientOptions::default`] of this process speak `tls` on `tcp:` and `http://`:
-/// for a process whose peers all speak TLS (`vproto serve --tls-ca`), so that the clients its
-/// services make (a pool of peers, a hello loop) need not each be told. Set once; false (and
-/// nothing changed) when it already was.
-pub fn set_default_tls(tls: ClientTls) -> bool {
-    DEFAULT_TLS.set(tls).is_ok()
 }
 
 /// A JSON-RPC client connected to one server.
