@@ -33,7 +33,7 @@ enum Found {
 /// Reads [`Line`]s of at most `max` bytes from a buffered reader.
 ///
 /// A line that arrived whole is lent straight out of the reader's buffer (no copy); one that
-/// arrived in pieces is assembled in a buffer of its own, reused from line to line.
+/// arrived in pieces is assembled in a buffer of its own, released once the frame is read.
 ///
 /// [`LineReader::next`] is cancel-safe: a partial line stays buffered when the future is
 /// dropped (for example by a timeout), and the next call goes on from there.
@@ -64,7 +64,8 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             self.inner.consume(std::mem::take(&mut self.lent));
         }
         if std::mem::take(&mut self.assembled) {
-            self.buf.clear();
+            // Released rather than kept: a connection between lines holds no frame buffer.
+            self.buf = Vec::new();
         }
         let found = self.find().await?;
         Ok(match found {

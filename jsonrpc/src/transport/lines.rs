@@ -8,8 +8,20 @@
 //! connection. Each reply holds its calls' in-flight slots until it is written. Events wait in
 //! the connection's bounded queue (`events.rs`) meanwhile; past its bound the subscription is
 //! lost, never the server's memory.
+//!
+//! Memory: an idle connection holds no I/O buffer. [`IdleFreeReader`] takes its read buffer
+//! only while bytes are arriving and gives it back as soon as a read would wait with nothing
+//! left in it; [`Output`] collects replies in a buffer that is released once they are written.
+//! What stays is the task, its timers and the socket (docs/reliability.md, "Load and faults").
 
-use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use futures_util::{
     future::BoxFuture,
@@ -18,7 +30,7 @@ use futures_util::{
 };
 use serde_json::Value;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt},
     time::{sleep_until, timeout, Instant, Sleep},
 };
 use vproto_support::rpc::{
@@ -37,7 +49,78 @@ use crate::{
     message::{Entry, Id, Incoming, Response},
 };
 
+/// The read buffer taken while bytes arrive, and the size of replies written out at once.
 const BUFFER: usize = 64 * 1024;
+
+/// A buffered reader whose buffer exists only while it holds bytes or is being filled: when
+/// a read finds nothing to read and nothing is left unread, the buffer is freed, so an idle
+/// connection holds none. Reading into it does not zero it (`poll_read_buf` writes into its
+/// spare capacity), so taking it again costs one allocation.
+pub(crate) struct IdleFreeReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<R> IdleFreeReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        IdleFreeReader { inner, buf: Vec::new(), pos: 0 }
+    }
+
+    /// Bytes of buffer held now (0 when idle).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for IdleFreeReader<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos >= this.buf.len() && out.remaining() >= BUFFER {
+            // Nothing buffered and a large read: straight into the caller's buffer.
+            this.buf = Vec::new();
+            this.pos = 0;
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        let available = std::task::ready!(Pin::new(&mut *this).poll_fill_buf(cx))?;
+        let n = available.len().min(out.remaining());
+        out.put_slice(&available[..n]);
+        Pin::new(this).consume(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncBufRead for IdleFreeReader<R> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.pos >= this.buf.len() {
+            this.buf.clear();
+            this.pos = 0;
+            if this.buf.capacity() == 0 {
+                this.buf.reserve_exact(BUFFER);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
+                Poll::Pending => {
+                    // Nothing to read, nothing held: give the buffer back while waiting.
+                    this.buf = Vec::new();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(error)) => {
+                    this.buf = Vec::new();
+                    return Poll::Ready(Err(error));
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+        Poll::Ready(Ok(&this.buf[this.pos..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        let this = self.get_mut();
+        this.pos = (this.pos + amount).min(this.buf.len());
+    }
+}
 
 /// What the auth step decided about a frame.
 enum AuthStep {
@@ -159,7 +242,7 @@ pub(crate) async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let limits = engine.limits().clone();
-    let mut reader = LineReader::new(BufReader::with_capacity(BUFFER, read), limits.max_message_size);
+    let mut reader = LineReader::new(IdleFreeReader::new(read), limits.max_message_size);
     let mut out = Output::new(write, limits.idle_timeout);
     let mut idle = IdleTimer::new(limits.idle_timeout);
     let mut stopping = std::pin::pin!(shutdown.wait_owned());
@@ -349,51 +432,77 @@ async fn bounded(
     }
 }
 
-/// The writing side of a connection: buffered, each write bounded by the idle timeout. Once a
+/// The writing side of a connection: replies are collected in a buffer and written out when
+/// it passes [`BUFFER`] bytes or on [`Output::flush`], each write bounded by the idle timeout;
+/// the buffer is released once written, so a connection waiting for input holds none. Once a
 /// write fails or times out the peer counts as gone and later replies are dropped.
 struct Output<W> {
-    writer: BufWriter<W>,
+    writer: W,
+    buf: Vec<u8>,
     idle: Duration,
     alive: bool,
 }
 
+/// The first allocation of a reply buffer: most replies (and a pipelined handful) fit.
+const FIRST_REPLY_BUFFER: usize = 4 * 1024;
+
 impl<W: AsyncWrite + Unpin> Output<W> {
-    fn new(write: W, idle: Duration) -> Self {
-        Output { writer: BufWriter::with_capacity(BUFFER, write), idle, alive: true }
+    fn new(writer: W, idle: Duration) -> Self {
+        Output { writer, buf: Vec::new(), idle, alive: true }
+    }
+
+    /// Buffers `parts` (one line: the last part ends with its newline), writing out a buffer
+    /// past [`BUFFER`] bytes. False once the peer is gone.
+    async fn buffer(&mut self, parts: &[&[u8]]) -> bool {
+        if !self.alive {
+            return false;
+        }
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(len.max(FIRST_REPLY_BUFFER));
+        }
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
+        if self.buf.len() >= BUFFER {
+            return self.write_out().await;
+        }
+        true
+    }
+
+    /// Writes out what is buffered and releases the buffer. False once the peer is gone.
+    async fn write_out(&mut self) -> bool {
+        if self.alive && !self.buf.is_empty() {
+            let (writer, buf) = (&mut self.writer, &self.buf);
+            let written = bounded(self.idle, async {
+                writer.write_all(buf).await?;
+                writer.flush().await
+            })
+            .await;
+            self.settle(written);
+        }
+        self.buf = Vec::new();
+        self.alive
     }
 
     /// Buffers one line that ends with its newline (writing out a full buffer). False once
     /// the peer is gone.
     async fn write_line(&mut self, line: &[u8]) -> bool {
-        if self.alive {
-            let written = bounded(self.idle, self.writer.write_all(line)).await;
-            self.settle(written);
-        }
-        self.alive
+        self.buffer(&[line]).await
     }
 
     /// Buffers one reply's text and a newline (writing out a full buffer), then frees the
     /// reply's in-flight slots. False once the peer is gone.
     async fn send(&mut self, reply: Reply) -> bool {
-        if let Some(text) = reply.text.as_deref().filter(|_| self.alive) {
-            let writer = &mut self.writer;
-            let written = bounded(self.idle, async {
-                writer.write_all(text.as_bytes()).await?;
-                writer.write_all(b"\n").await
-            })
-            .await;
-            self.settle(written);
+        match reply.text.as_deref() {
+            Some(text) => self.buffer(&[text.as_bytes(), b"\n"]).await,
+            None => self.alive,
         }
-        self.alive
     }
 
     /// Sends what is buffered. False once the peer is gone.
     async fn flush(&mut self) -> bool {
-        if self.alive && !self.writer.buffer().is_empty() {
-            let flushed = bounded(self.idle, self.writer.flush()).await;
-            self.settle(flushed);
-        }
-        self.alive
+        self.write_out().await
     }
 
     /// Flushes and shuts the writing side down, if the peer is still there.
@@ -408,5 +517,56 @@ impl<W: AsyncWrite + Unpin> Output<W> {
             tracing::debug!("peer stopped reading; dropping its answers");
             self.alive = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, AsyncBufReadExt, AsyncReadExt};
+
+    /// The reader holds a buffer only while it has bytes: none before any arrive, none once
+    /// they are read and the next read would wait, whatever size the lines were.
+    #[tokio::test]
+    async fn an_idle_reader_holds_no_buffer() {
+        let (mut peer, ours) = duplex(1 << 20);
+        let mut reader = IdleFreeReader::new(ours);
+        assert_eq!(reader.held(), 0);
+        for size in [10, 100_000, 3] {
+            let line = vec![b'a'; size];
+            peer.write_all(&line).await.unwrap();
+            peer.write_all(b"\n").await.unwrap();
+            let mut got = Vec::new();
+            reader.read_until(b'\n', &mut got).await.unwrap();
+            assert_eq!(got.len(), size + 1);
+            assert!(reader.fill_buf().now_or_never().is_none(), "nothing more to read");
+            assert_eq!(reader.held(), 0, "after a line of {size} bytes");
+        }
+        // Bytes that were buffered are kept until read, and the end of input is seen.
+        peer.write_all(b"xyz").await.unwrap();
+        drop(peer);
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "xyz");
+    }
+
+    /// Replies are buffered until flushed (one write for several), and the buffer is released
+    /// once written.
+    #[tokio::test]
+    async fn the_output_releases_its_buffer_once_written() {
+        let (mut peer, ours) = duplex(1 << 20);
+        let mut out = Output::new(ours, Duration::from_secs(5));
+        assert!(out.send(Reply::immediate(Some("one".into()))).await);
+        assert!(out.write_line(b"two\n").await);
+        assert!(out.buf.capacity() > 0);
+        assert!(out.flush().await);
+        assert_eq!(out.buf.capacity(), 0);
+        let big = "x".repeat(BUFFER + 10);
+        assert!(out.send(Reply::immediate(Some(big.clone()))).await);
+        assert_eq!(out.buf.capacity(), 0, "a buffer past BUFFER is written out at once");
+        out.close().await;
+        let mut written = String::new();
+        peer.read_to_string(&mut written).await.unwrap();
+        assert_eq!(written, format!("one\ntwo\n{big}\n"));
     }
 }
