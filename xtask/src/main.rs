@@ -10,8 +10,11 @@
 //! - `guest-agent`: build the guest agent binary shipped to guests.
 //! - `vchan-sim`: build the vchan simulation's libxengnttab.so.1 and libxenevtchn.so.1.
 //! - `fuzz [--time SECONDS] [TARGET...]`: the libFuzzer targets of fuzz/ (see `fuzz.rs`).
+//! - `stress [SCENARIO...] [--duration SECONDS]`: load, fault and soak scenarios against real
+//!   servers (see `stress.rs`).
 
 mod fuzz;
+mod stress;
 mod vchan_sim;
 
 use std::{
@@ -58,6 +61,21 @@ enum Task {
         /// The targets to run [default: all].
         targets: Vec<String>,
     },
+    /// Load, fault and soak scenarios against real servers: idle, slowloris, flood, xenstored,
+    /// soak [default: all but soak].
+    Stress {
+        /// The soak's length in seconds.
+        #[arg(long, default_value_t = 600)]
+        duration: u64,
+        /// Idle connections held in the idle scenario.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// The vproto binary [default: built with --release].
+        #[arg(long)]
+        vproto: Option<PathBuf>,
+        /// The scenarios to run.
+        scenarios: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +88,9 @@ fn main() -> ExitCode {
         Task::GuestAgent => guest_agent().map(|path| println!("{}", path.display())),
         Task::VchanSim => vchan_sim::build().map(|dir| println!("{}", dir.display())),
         Task::Fuzz { time, targets } => fuzz::fuzz(time, &targets),
+        Task::Stress { duration, connections, vproto, scenarios } => {
+            stress::stress(stress::Options { scenarios, duration, connections, vproto })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
