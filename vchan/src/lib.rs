@@ -13,4 +13,6 @@ pub use backend::Backend;
 pub use channel::{Vchan, VchanReader, VchanWriter, DEFAULT_SPIN};
 pub use listener::VchanListener;
 pub use rendezvous::{connect, listen, ServerOptions, VchanError};
+#[doc(hidden)]
+pub use ring::LoopbackPage;
 pub use ring::{CorruptRing, Role};

@@ -214,6 +214,102 @@ impl SharedPage {
     }
 }
 
+/// A shared page and both rings in this process's memory, both ends driven by the caller: what
+/// the fuzz target and the hostile corpus use to play a peer that writes any indices into the
+/// page (`store_index`) against the real ring reader and writer. Not part of the API.
+#[doc(hidden)]
+pub struct LoopbackPage {
+    page: *mut [u64; 512],
+    left: *mut [u8],
+    right: *mut [u8],
+    server: SharedPage,
+    client: SharedPage,
+}
+
+impl LoopbackPage {
+    /// A zeroed page with rings of `geometry`'s orders (checked, so at most 1 MiB each).
+    pub fn new(geometry: crate::layout::Geometry) -> LoopbackPage {
+        let page = Box::into_raw(Box::new([0u64; 512]));
+        let left = Box::into_raw(vec![0u8; 1 << geometry.left].into_boxed_slice());
+        let right = Box::into_raw(vec![0u8; 1 << geometry.right].into_boxed_slice());
+        let view = |role| {
+            // SAFETY: the page and ring data are allocated above and freed only by `drop`,
+            // after which neither view is used; every access goes through raw pointers.
+            unsafe { SharedPage::new(page.cast(), role, (left.cast(), geometry.left), (right.cast(), geometry.right)) }
+        };
+        LoopbackPage { page, left, right, server: view(Role::Server), client: view(Role::Client) }
+    }
+
+    fn side(&self, role: Role) -> &SharedPage {
+        match role {
+            Role::Server => &self.server,
+            Role::Client => &self.client,
+        }
+    }
+
+    /// `role` reads the ring it reads, as the channel does.
+    pub fn read(&self, role: Role, out: &mut [u8]) -> Result<usize, CorruptRing> {
+        self.side(role).read.read(out)
+    }
+
+    /// `role` writes the ring it writes, as the channel does.
+    pub fn write(&self, role: Role, input: &[u8]) -> Result<usize, CorruptRing> {
+        self.side(role).write.write(input)
+    }
+
+    /// Bytes `role` may read now.
+    pub fn ready(&self, role: Role) -> Result<u32, CorruptRing> {
+        self.side(role).read.ready()
+    }
+
+    /// Bytes `role` may write now.
+    pub fn space(&self, role: Role) -> Result<u32, CorruptRing> {
+        self.side(role).write.space()
+    }
+
+    /// Size of the ring `role` reads.
+    pub fn read_size(&self, role: Role) -> u32 {
+        self.side(role).read.size()
+    }
+
+    /// Stores `value` at an index's offset (`layout::LEFT_CONS`, `LEFT_PROD`, `RIGHT_CONS` or
+    /// `RIGHT_PROD`), as a peer in another domain may at any moment.
+    ///
+    /// # Panics
+    /// When `offset` is not one of the four.
+    pub fn store_index(&self, offset: usize, value: u32) {
+        self.index(offset).store(value, Ordering::Release);
+    }
+
+    /// The index at `offset` (as `store_index`).
+    pub fn load_index(&self, offset: usize) -> u32 {
+        self.index(offset).load(Ordering::Acquire)
+    }
+
+    fn index(&self, offset: usize) -> &AtomicU32 {
+        assert!([LEFT_CONS, LEFT_PROD, RIGHT_CONS, RIGHT_PROD].contains(&offset), "{offset} is not an index offset");
+        // SAFETY: a 4-aligned offset inside the page, which lives as long as `self`.
+        unsafe { &*self.page.cast::<u8>().add(offset).cast::<AtomicU32>() }
+    }
+}
+
+impl Drop for LoopbackPage {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `new` with Box and freed only here; the views are not used again.
+        unsafe {
+            drop(Box::from_raw(self.page));
+            drop(Box::from_raw(self.left));
+            drop(Box::from_raw(self.right));
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopbackPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackPage").field("server", &self.server).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

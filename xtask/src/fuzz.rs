@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use super::{cargo, root, run};
 
 /// Every target, as fuzz/Cargo.toml names them.
-pub const TARGETS: &[&str] = &["jsonrpc_lines", "osvif_envelope", "xenstore_client", "xenstore_server", "data_tree"];
+pub const TARGETS: &[&str] =
+    &["jsonrpc_lines", "osvif_envelope", "xenstore_client", "xenstore_server", "data_tree", "vchan_ring", "config"];
 
 /// What one target's run reached, from libFuzzer's last status line.
 struct Reached {
