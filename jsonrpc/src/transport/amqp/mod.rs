@@ -395,6 +395,8 @@ async fn confirmed(confirm: lapin::Result<lapin::publisher_confirm::PublisherCon
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
