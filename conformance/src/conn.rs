@@ -30,6 +30,16 @@ use vproto_jsonrpc::{
 /// The largest answer read, in bytes.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
+/// A bus client's options: `wait` to connect and for each answer, answers up to [`MAX_ANSWER`].
+fn amqp_options(wait: Duration) -> vproto_jsonrpc::client::ClientOptions {
+    vproto_jsonrpc::client::ClientOptions {
+        connect_timeout: wait,
+        request_timeout: wait,
+        max_message_size: MAX_ANSWER,
+        ..Default::default()
+    }
+}
+
 type Reader = LineReader<BufReader<Box<dyn AsyncRead + Unpin + Send>>>;
 
 enum Kind {
@@ -165,7 +175,7 @@ impl Conn {
                 line(Box::new(read), Box::new(write), None)
             }
             ConnectAddr::Listen(ListenAddr::Amqp(amqp_addr)) => {
-                let (read, write) = vproto_jsonrpc::transport::amqp::connect(amqp_addr, wait, wait, MAX_ANSWER)
+                let (read, write) = vproto_jsonrpc::transport::amqp::connect(amqp_addr, &amqp_options(wait))
                     .await
                     .map_err(|e| failed(ConnError::Unreachable(std::io::Error::other(e))))?;
                 line(Box::new(read), Box::new(write), None)

@@ -215,7 +215,7 @@ impl LineClient {
                 LineClient::start(read, write, None, options).await
             }
             ConnectAddr::Listen(ListenAddr::Amqp(amqp_addr)) => {
-                let (read, write) = crate::transport::amqp::connect_with(amqp_addr, &options).await.map_err(failed)?;
+                let (read, write) = crate::transport::amqp::connect(amqp_addr, &options).await.map_err(failed)?;
                 LineClient::start(read, write, None, options).await
             }
             ConnectAddr::Listen(ListenAddr::Http { .. }) => Err(failed("not a line transport".to_string())),

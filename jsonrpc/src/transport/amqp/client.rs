@@ -3,7 +3,6 @@
 use std::{
     fmt,
     sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -39,7 +38,7 @@ fn lost(addr: &AmqpAddr, why: impl fmt::Display) -> std::io::Error {
 /// one line. When the broker connection is lost the reading half fails with why. Takes from
 /// `options` the connect timeout, the expiry of each message (the request timeout), the
 /// largest line, and the TLS to an `amqps://` broker given no TLS of its own.
-pub async fn connect_with(
+pub async fn connect(
     addr: &AmqpAddr,
     options: &ClientOptions,
 ) -> Result<(impl AsyncRead + Unpin + Send + 'static, impl AsyncWrite + Unpin + Send + 'static), String> {
@@ -129,17 +128,6 @@ pub async fn connect_with(
     });
     let reader = tokio_util::io::StreamReader::new(tokio_stream_of(lines_rx));
     Ok((reader, app_write))
-}
-
-/// [`connect_with`] given only the timeouts and the largest line (no TLS of the client's own).
-pub async fn connect(
-    addr: &AmqpAddr,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    max_message_size: usize,
-) -> Result<(impl AsyncRead + Unpin + Send + 'static, impl AsyncWrite + Unpin + Send + 'static), String> {
-    let options = ClientOptions { connect_timeout, request_timeout, max_message_size, ..ClientOptions::default() };
-    connect_with(addr, &options).await
 }
 
 /// A receiver as a stream.

@@ -42,10 +42,7 @@ use lapin::{publisher_confirm::Confirmation, BasicProperties};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
 pub(super) use self::server::{open, serve};
-pub use self::{
-    client::{connect, connect_with},
-    connection::connections_to,
-};
+pub use self::{client::connect, connection::connections_to};
 use super::addr::AddrError;
 use crate::tls::ClientTls;
 
