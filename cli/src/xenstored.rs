@@ -37,6 +37,10 @@ pub struct XenstoredArgs {
     /// Open transactions per guest connection (ENOSPC beyond).
     #[arg(long, value_name = "N", default_value_t = Quotas::default().transactions_per_connection)]
     quota_transactions: usize,
+    /// Open connections per guest domain (the next one's first request is answered ENOSPC and
+    /// it is closed); dom0's are not counted.
+    #[arg(long, value_name = "N", default_value_t = Quotas::default().connections_per_domain)]
+    quota_connections: usize,
     /// Bytes queued for a connection that does not read its replies before it is closed.
     #[arg(long, value_name = "BYTES", default_value_t = Quotas::default().outbound_bytes)]
     max_outbound: usize,
@@ -63,6 +67,7 @@ pub fn run(args: XenstoredArgs) -> Result<(), CliError> {
             entry_size: args.quota_entry_size,
             watches_per_connection: args.quota_watches,
             transactions_per_connection: args.quota_transactions,
+            connections_per_domain: args.quota_connections,
             outbound_bytes: args.max_outbound,
         },
     };

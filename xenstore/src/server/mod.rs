@@ -15,8 +15,12 @@
 //! - transactions work on a snapshot; commit fails with `EAGAIN` when a node the transaction read
 //!   or wrote changed meanwhile; their watch events fire at commit;
 //! - quotas for guests (nodes owned, value size, watches and transactions per connection,
-//!   answered `ENOSPC`/`E2BIG` like C xenstored); a payload above 4096 bytes closes the
-//!   connection (Xen kills such clients); unknown or unsupported requests get `ENOSYS`;
+//!   answered `ENOSPC`/`E2BIG` like C xenstored; a transaction's commit is refused `ENOSPC`
+//!   when the nodes it adds would take its domain past the node quota, whatever other
+//!   transactions committed meanwhile); connections per guest domain (a connection beyond the
+//!   quota has its first request answered `ENOSPC` and is closed; dom0's are not counted); a
+//!   payload above 4096 bytes closes the connection (Xen kills such clients); unknown or
+//!   unsupported requests get `ENOSYS`;
 //! - every connection on `--socket` is dom0; a socket given with `--domain DOMID=PATH` makes its
 //!   connections that domain (unprivileged, relative paths under `/local/domain/DOMID`, which is
 //!   created for it and owned by it); dom0's relative paths resolve under `/local/domain/0`;
@@ -82,8 +86,10 @@ pub enum DomainSocketError {
     EmptyPath(String),
 }
 
-/// Limits applied to guests (unprivileged domains), with C xenstored's defaults, plus the
-/// outbound queue bound applied to every connection.
+/// Limits applied to guests (unprivileged domains), with C xenstored's defaults (C xenstored
+/// has no connection quota: a Xen guest has one ring; here each guest process may connect),
+/// plus the outbound queue bound applied to every connection. dom0 is exempt from all but
+/// `outbound_bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quotas {
     /// Nodes a guest may own (`ENOSPC` beyond). Default 1000.
@@ -94,6 +100,9 @@ pub struct Quotas {
     pub watches_per_connection: usize,
     /// Open transactions per guest connection (`ENOSPC` beyond). Default 10.
     pub transactions_per_connection: usize,
+    /// Open connections per guest domain: one more has its first request answered `ENOSPC`
+    /// and is closed. Default 32.
+    pub connections_per_domain: usize,
     /// Bytes of replies and events queued for a connection that does not read them before it is
     /// closed. Default 4 MiB.
     pub outbound_bytes: usize,
@@ -106,6 +115,7 @@ impl Default for Quotas {
             entry_size: 2048,
             watches_per_connection: 128,
             transactions_per_connection: 10,
+            connections_per_domain: 32,
             outbound_bytes: 4 << 20,
         }
     }
@@ -289,13 +299,43 @@ async fn write_loop(
     let _ = write.shutdown().await;
 }
 
+/// How long a refused connection has to send the request its refusal answers.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+/// Refused connections waiting for that request at once; beyond, they are closed unanswered.
+const REFUSALS_IN_FLIGHT: usize = 64;
+
+/// Answers the first request of a connection over its domain's connection quota with `ENOSPC`
+/// (waiting at most [`REFUSAL_WAIT`] for it), then closes it.
+async fn refuse(mut stream: UnixStream, state: &Mutex<State>, stop: ShutdownSignal) {
+    let answer = async {
+        let message = wire::read_message(&mut stream).await.ok()?;
+        let payload = wire::strings_payload(&[ErrorCode::NoSpc.as_str().as_bytes()]);
+        let reply = Message::new(MsgType::Error, message.req_id, message.tx_id, payload);
+        stream.write_all(&reply.encode()).await.ok()?;
+        stream.shutdown().await.ok()
+    };
+    tokio::select! {
+        _ = stop.wait() => {}
+        _ = tokio::time::timeout(REFUSAL_WAIT, answer) => {}
+    }
+    lock(state).refusing -= 1;
+}
+
 async fn serve_connection(stream: UnixStream, caller: Caller, state: Arc<Mutex<State>>, stop: ShutdownSignal) {
-    let (mut read, write) = stream.into_split();
     let (frames, queue) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let kill = Arc::new(Notify::new());
-    let limit = lock(&state).quotas.outbound_bytes;
-    let id = lock(&state).add_connection(caller, Outbox { frames, queued: queued.clone(), limit, kill: kill.clone() });
+    let admitted = {
+        let mut state = lock(&state);
+        let limit = state.quotas.outbound_bytes;
+        state.add_connection(caller, Outbox { frames, queued: queued.clone(), limit, kill: kill.clone() })
+    };
+    let id = match admitted {
+        Admission::Admitted(id) => id,
+        Admission::Refused => return refuse(stream, &state, stop).await,
+        Admission::Dropped => return,
+    };
+    let (mut read, write) = stream.into_split();
     let writer = tokio::spawn(write_loop(write, queue, queued, kill.clone()));
     tracing::debug!(id, domid = caller.domid, "xenstored: connection opened");
     let mut killed = false;
@@ -325,7 +365,7 @@ async fn serve_connection(stream: UnixStream, caller: Caller, state: Arc<Mutex<S
         }
     }
     // Dropping the connection drops its transactions, watches and queue sender.
-    lock(&state).conns.remove(&id);
+    lock(&state).remove_connection(id);
     if killed {
         writer.abort();
     } else {
@@ -349,6 +389,8 @@ struct WatchReg {
 struct Tx {
     snapshot: Store,
     tracker: Tracker,
+    /// Nodes the caller's domain owned when the transaction started.
+    owned_at_start: usize,
 }
 
 struct Conn {
@@ -366,6 +408,23 @@ struct State {
     next_conn: u64,
     next_tx: u32,
     introduced: BTreeSet<u32>,
+    /// Open connections per guest domain.
+    guest_connections: HashMap<u32, usize>,
+    /// Refused connections being answered ([`refuse`]).
+    refusing: usize,
+    /// Guest domains at their connection quota whose refusal was logged as a warning (once
+    /// until they drop below it).
+    warned: BTreeSet<u32>,
+}
+
+/// What [`State::add_connection`] decided.
+enum Admission {
+    /// Served under this id.
+    Admitted(u64),
+    /// Over its domain's connection quota: answer its first request `ENOSPC`.
+    Refused,
+    /// Over quota while [`REFUSALS_IN_FLIGHT`] others are being answered: closed at once.
+    Dropped,
 }
 
 /// A successful reply, and a message to send right after it (a watch's initial event).
@@ -401,14 +460,63 @@ impl State {
     fn new(quotas: Quotas) -> State {
         let mut gens = Generations::new();
         let store = Store::new(&mut gens);
-        State { store, gens, quotas, conns: HashMap::new(), next_conn: 1, next_tx: 1, introduced: BTreeSet::new() }
+        State {
+            store,
+            gens,
+            quotas,
+            conns: HashMap::new(),
+            next_conn: 1,
+            next_tx: 1,
+            introduced: BTreeSet::new(),
+            guest_connections: HashMap::new(),
+            refusing: 0,
+            warned: BTreeSet::new(),
+        }
     }
 
-    fn add_connection(&mut self, caller: Caller, out: Outbox) -> u64 {
+    /// Admits a connection unless it is a guest's beyond its domain's connection quota.
+    fn add_connection(&mut self, caller: Caller, out: Outbox) -> Admission {
+        if !caller.privileged {
+            let quota = self.quotas.connections_per_domain;
+            let open = self.guest_connections.entry(caller.domid).or_default();
+            if *open >= quota {
+                if self.warned.insert(caller.domid) {
+                    tracing::warn!(
+                        domid = caller.domid,
+                        quota,
+                        "xenstored: domain at its connection quota; refusing its further connections (ENOSPC)"
+                    );
+                } else {
+                    tracing::debug!(domid = caller.domid, quota, "xenstored: connection over quota refused");
+                }
+                if self.refusing >= REFUSALS_IN_FLIGHT {
+                    return Admission::Dropped;
+                }
+                self.refusing += 1;
+                return Admission::Refused;
+            }
+            *open += 1;
+        }
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(id, Conn { caller, out, watches: Vec::new(), txs: HashMap::new() });
-        id
+        Admission::Admitted(id)
+    }
+
+    /// Forgets a connection with its watches, transactions and queue.
+    fn remove_connection(&mut self, id: u64) {
+        let Some(conn) = self.conns.remove(&id) else { return };
+        if conn.caller.privileged {
+            return;
+        }
+        let domid = conn.caller.domid;
+        if let Some(open) = self.guest_connections.get_mut(&domid) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                self.guest_connections.remove(&domid);
+            }
+        }
+        self.warned.remove(&domid);
     }
 
     fn limits(&self) -> NodeLimits {
@@ -472,7 +580,7 @@ impl State {
             MsgType::Watch => self.watch(id, caller, &args),
             MsgType::Unwatch => self.unwatch(id, caller, &args),
             MsgType::TransactionStart => self.transaction_start(id, caller, message.tx_id),
-            MsgType::TransactionEnd => self.transaction_end(id, message.tx_id, &args),
+            MsgType::TransactionEnd => self.transaction_end(id, caller, message.tx_id, &args),
             MsgType::GetDomainPath => {
                 let domid = parse_domid(args.first())?;
                 Ok(Reply::data(wire::strings_payload(&[home(domid).as_bytes()])))
@@ -611,21 +719,23 @@ impl State {
             return Err(ErrorCode::Busy);
         }
         let quota = self.quotas.transactions_per_connection;
-        let snapshot = self.store.clone();
         let mut next = self.next_tx;
         let conn = self.conns.get_mut(&id).ok_or(ErrorCode::Io)?;
         if !caller.privileged && conn.txs.len() >= quota {
             return Err(ErrorCode::NoSpc);
         }
+        // Copied only once admitted: a refused start costs no copy of the store.
+        let snapshot = self.store.clone();
         while next == 0 || conn.txs.contains_key(&next) {
             next = next.wrapping_add(1);
         }
-        conn.txs.insert(next, Tx { snapshot, tracker: Tracker::default() });
+        let owned_at_start = snapshot.owned_by(caller.domid);
+        conn.txs.insert(next, Tx { snapshot, tracker: Tracker::default(), owned_at_start });
         self.next_tx = next.wrapping_add(1);
         Ok(Reply::data(wire::strings_payload(&[next.to_string().as_bytes()])))
     }
 
-    fn transaction_end(&mut self, id: u64, tx_id: u32, args: &[&[u8]]) -> Result<Reply, ErrorCode> {
+    fn transaction_end(&mut self, id: u64, caller: Caller, tx_id: u32, args: &[&[u8]]) -> Result<Reply, ErrorCode> {
         let commit = match args.first().copied() {
             Some(b"T") => true,
             Some(b"F") => false,
@@ -638,6 +748,12 @@ impl State {
         }
         if !self.store.unchanged(&tx.tracker.accessed) {
             return Err(ErrorCode::Again);
+        }
+        // Each transaction was checked against its own snapshot: the nodes it adds must still
+        // fit beside what the domain's other writes added meanwhile.
+        let added = tx.snapshot.owned_by(caller.domid).saturating_sub(tx.owned_at_start);
+        if !caller.privileged && added > 0 && self.store.owned_by(caller.domid) + added > self.quotas.nodes_per_domain {
+            return Err(ErrorCode::NoSpc);
         }
         self.store.apply(&tx.snapshot, &tx.tracker.modified);
         self.fire(&tx.tracker.events);
