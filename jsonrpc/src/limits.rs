@@ -30,8 +30,16 @@ pub struct Limits {
     /// that does not read its answers or events for this long is disconnected too. Default
     /// 300 s.
     pub idle_timeout: Duration,
+    /// A message must arrive whole within this time of its first byte (line framing: from
+    /// the line's first byte to its newline; HTTP: from a request's first byte to the end of
+    /// its body), or its connection is closed, with a warning in the log. A peer sending a
+    /// byte at a time (slow loris) thus holds a connection slot for this long, not for the
+    /// idle timeout. Socket listeners only (`stdio` has one trusted peer). Default 30 s.
+    pub message_timeout: Duration,
     /// Connections a listener serves at once; further ones get one `-32000 "too many
-    /// connections"` answer (HTTP: status 503) and are closed. Default 10,000.
+    /// connections"` answer (HTTP: status 503) and are closed. A listener raises the
+    /// process's soft open-file limit (`RLIMIT_NOFILE`) to fit this many, as far as the hard
+    /// limit allows, and logs the limit it ends with when that is lower. Default 65,536.
     pub max_connections: usize,
     /// On shutdown, how long running calls may take to finish before they are abandoned.
     /// Default 10 s.
@@ -54,7 +62,8 @@ impl Default for Limits {
             max_depth: 64,
             max_in_flight: 64,
             idle_timeout: Duration::from_secs(300),
-            max_connections: 10_000,
+            message_timeout: Duration::from_secs(30),
+            max_connections: 65_536,
             shutdown_grace: Duration::from_secs(10),
             max_queued_events: 1024,
             max_queued_event_bytes: 1024 * 1024,

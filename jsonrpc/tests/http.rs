@@ -262,6 +262,59 @@ async fn idle_http_connections_are_closed() {
     server.shutdown().await;
 }
 
+/// A request whose head or body arrives slower than the message timeout (from its first byte)
+/// has its connection closed, while a keep-alive connection idle between requests for longer
+/// than that is not.
+#[tokio::test]
+async fn slow_requests_are_cut_at_the_message_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limit = Duration::from_millis(400);
+    let server = rest_server(None, Limits { message_timeout: limit, ..Limits::default() }).await;
+    let addr = server.socket_addr();
+    let body = br#"{"jsonrpc":"2.0","method":"test.add","params":[1,2],"id":1}"#;
+    let whole = [
+        format!("POST /jsonrpc HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes(),
+        body.to_vec(),
+    ]
+    .concat();
+    // Keep-alive: a request, a pause longer than the limit, another request.
+    let mut patient = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        patient.write_all(&whole).await.unwrap();
+        let mut head = [0u8; 12];
+        guard(patient.read_exact(&mut head)).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        let mut rest = vec![0u8; 4096];
+        let _ = guard(patient.read(&mut rest)).await.unwrap();
+        tokio::time::sleep(limit * 2).await;
+    }
+    // A head sent a byte at a time, and a whole head with its body a byte at a time.
+    let head_len = whole.len() - body.len();
+    for (what, at_once) in [("head", 0), ("body", head_len)] {
+        let (mut read, mut write) = tokio::net::TcpStream::connect(&addr).await.unwrap().into_split();
+        let started = tokio::time::Instant::now();
+        write.write_all(&whole[..at_once]).await.unwrap();
+        let rest = whole[at_once..whole.len() - 1].to_vec();
+        let sender = tokio::spawn(async move {
+            for byte in rest {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if write.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let ended = tokio::time::timeout(limit * 4, read.read_to_end(&mut answer)).await;
+        sender.abort();
+        let cut_after = started.elapsed();
+        assert!(ended.is_ok(), "a slow {what} is cut within {:?}", limit * 4);
+        assert!(cut_after >= limit, "a slow {what} cut after {cut_after:?}, before the limit of {limit:?}");
+        assert!(!answer.starts_with(b"HTTP/1.1 200"), "a slow {what} is not answered");
+    }
+    assert_healthy_http(&server).await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_http_client_calls_and_notifies() {
     let server = rest_server(None, Limits::default()).await;

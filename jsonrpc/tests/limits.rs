@@ -311,3 +311,43 @@ async fn a_peer_that_never_reads_is_disconnected_without_harming_others() {
     assert_healthy(&server.addr).await;
     server.shutdown().await;
 }
+
+/// A line sent a byte at a time (slow loris) is cut at the message timeout, counted from its
+/// first byte, while another client is answered meanwhile; time between lines is not counted.
+#[tokio::test]
+async fn a_slow_line_is_cut_at_the_message_timeout_while_others_are_served() {
+    let limit = Duration::from_millis(400);
+    let server = start_limited("tcp", small(|l| l.message_timeout = limit)).await;
+    // Idle for longer than the message timeout, then a whole line: answered.
+    let mut patient = Raw::connect(&server.addr).await;
+    tokio::time::sleep(limit * 2).await;
+    patient.line(r#"{"jsonrpc":"2.0","method":"test.add","params":[1,2],"id":1}"#).await;
+    assert_eq!(patient.recv().await["result"], 3);
+    let (mut slow_read, mut slow) = tokio::net::TcpStream::connect(server.socket_addr()).await.unwrap().into_split();
+    let mut fast = Raw::connect(&server.addr).await;
+    let started = tokio::time::Instant::now();
+    let line = br#"{"jsonrpc":"2.0","method":"test.add","params":[1,1],"id":1}"#;
+    let mut answered = 0;
+    // A byte every 50 ms: the line would take 3 s, far past the limit.
+    for byte in line {
+        if slow.write_all(&[*byte]).await.is_err() || started.elapsed() > limit * 4 {
+            break;
+        }
+        fast.line(r#"{"jsonrpc":"2.0","method":"test.add","params":[2,2],"id":2}"#).await;
+        assert_eq!(fast.recv().await["result"], 4);
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    let ended = guard(tokio::io::AsyncReadExt::read_to_end(&mut slow_read, &mut rest)).await;
+    let cut_after = started.elapsed();
+    assert!(ended.is_err() || rest.is_empty(), "the slow client gets no answer: {rest:?}");
+    assert!(cut_after >= limit, "cut after {cut_after:?}, before the limit of {limit:?}");
+    assert!(cut_after < limit * 4, "cut after {cut_after:?}, long after the limit of {limit:?}");
+    assert!(answered >= 5, "the fast client was answered meanwhile ({answered} calls)");
+    // The patient connection, idle again, is still served.
+    patient.line(r#"{"jsonrpc":"2.0","method":"test.add","params":[3,4],"id":2}"#).await;
+    assert_eq!(patient.recv().await["result"], 7);
+    assert_healthy(&server.addr).await;
+    server.shutdown().await;
+}

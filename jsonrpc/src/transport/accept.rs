@@ -130,8 +130,55 @@ async fn handshake(
     }
 }
 
+/// Descriptors kept for everything but this listener's connections (its refusals, other
+/// listeners, outgoing connections, files), out of the open-file limit.
+fn reserved_descriptors(limit: u64) -> u64 {
+    (limit / 16).clamp(64, 1024)
+}
+
+/// Raises the process's soft open-file limit (`RLIMIT_NOFILE`) so that `connections` fit,
+/// as far as the hard limit allows (as Go's runtime does at start), and returns how many
+/// connections fit under the limit it ends with (logged when fewer than asked).
+fn fit_open_files(connections: usize) -> usize {
+    let wanted = connections as u64;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return connections;
+    }
+    let fits = |limit: u64| limit.saturating_sub(reserved_descriptors(limit));
+    let needed = wanted.saturating_add(reserved_descriptors(wanted)).max(wanted);
+    if fits(limit.rlim_cur) < wanted && limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: needed.min(limit.rlim_max), rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(
+                from = limit.rlim_cur,
+                to = raised.rlim_cur,
+                "raised the soft open-file limit (RLIMIT_NOFILE) for the connection limit"
+            );
+            limit.rlim_cur = raised.rlim_cur;
+        } else {
+            let error = io::Error::last_os_error();
+            tracing::warn!(%error, to = raised.rlim_cur, "could not raise the soft open-file limit (RLIMIT_NOFILE)");
+        }
+    }
+    let fit = fits(limit.rlim_cur).min(wanted);
+    if fit < wanted {
+        tracing::info!(
+            max_connections = connections,
+            serving = fit,
+            open_files = limit.rlim_cur,
+            hard = limit.rlim_max,
+            "the open-file limit caps the connections served at once; raise its hard limit (ulimit -Hn, systemd's LimitNOFILE=) to serve more"
+        );
+    }
+    usize::try_from(fit).unwrap_or(connections).max(1)
+}
+
 /// Accepts connections until shutdown, each served in its own task while a connection slot
-/// is free; connections beyond [`crate::limits::Limits::max_connections`] get one error and are closed.
+/// is free; connections beyond [`crate::limits::Limits::max_connections`] (or what the
+/// open-file limit allows, see [`fit_open_files`]) get one error and are closed.
 pub(super) async fn accept_loop(
     mut listener: Listener,
     engine: Arc<Engine>,
@@ -140,13 +187,16 @@ pub(super) async fn accept_loop(
     socket_file: Option<SocketFile>,
 ) {
     let limits = engine.limits().clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
+    let max_connections = fit_open_files(limits.max_connections).min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
     let lingering = Arc::new(Semaphore::new(64));
     let tls = match &listener {
         Listener::Tcp(_, tls) => tls.clone(),
         _ => None,
     };
     let mut connections = JoinSet::new();
+    // Whether accepting is failing (out of descriptors, most likely): logged once per spell.
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             _ = signal.wait() => break,
@@ -154,17 +204,24 @@ pub(super) async fn accept_loop(
         };
         while connections.try_join_next().is_some() {}
         let stream = match accepted {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("accepting connections again");
+                }
+                stream
+            }
             Err(error) => {
-                tracing::warn!(%error, "accept failed");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(%error, "accept failed; retrying every 50 ms while it fails");
+                }
                 // Out of file descriptors (or similar): let connections close before retrying.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(limit = limits.max_connections, "refusing a connection: too many connections");
-            let error = too_many_connections(limits.max_connections);
+            tracing::warn!(limit = max_connections, "refusing a connection: too many connections");
+            let error = too_many_connections(max_connections);
             let message = match &protocol {
                 Protocol::Lines(_) => format!("{}\n", Response::error(Id::null(), error).to_json()),
                 Protocol::Http(_) => http::refusal(&error),
@@ -172,12 +229,12 @@ pub(super) async fn accept_loop(
             refuse(stream, message.into_bytes(), &lingering);
             continue;
         };
-        let (engine, signal) = (engine.clone(), signal.child());
+        let (engine, signal, message_timeout) = (engine.clone(), signal.child(), limits.message_timeout);
         match (&protocol, stream) {
             (Protocol::Lines(_), Stream::Unix(stream)) => {
                 let (read, write) = stream.into_split();
                 connections.spawn(async move {
-                    lines::serve(engine, read, write, None, signal).await;
+                    lines::serve(engine, read, write, None, Some(message_timeout), signal).await;
                     drop(slot);
                 });
             }
@@ -188,12 +245,12 @@ pub(super) async fn accept_loop(
                     match tls {
                         None => {
                             let (read, write) = stream.into_split();
-                            lines::serve(engine, read, write, credentials, signal).await;
+                            lines::serve(engine, read, write, credentials, Some(message_timeout), signal).await;
                         }
                         Some(acceptor) => {
                             if let Some(stream) = handshake(acceptor, stream, limit).await {
                                 let (read, write) = tokio::io::split(stream);
-                                lines::serve(engine, read, write, credentials, signal).await;
+                                lines::serve(engine, read, write, credentials, Some(message_timeout), signal).await;
                             }
                         }
                     }
@@ -218,7 +275,7 @@ pub(super) async fn accept_loop(
             (Protocol::Lines(_), Stream::Vchan(chan)) => {
                 let (read, write) = chan.into_split();
                 connections.spawn(async move {
-                    lines::serve(engine, read, write, None, signal).await;
+                    lines::serve(engine, read, write, None, Some(message_timeout), signal).await;
                     drop(slot);
                 });
             }

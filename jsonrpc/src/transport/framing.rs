@@ -2,11 +2,16 @@
 //!
 //! [`LineReader`] never holds more than the size limit of one frame: a longer line is reported
 //! as [`Line::TooLarge`] as soon as it crosses the limit, and its rest is discarded up to the
-//! next newline, after which framing goes on normally.
+//! next newline, after which framing goes on normally. With a message timeout
+//! ([`LineReader::with_message_timeout`]), a line that is not whole within that time of its
+//! first byte fails the read with [`io::ErrorKind::TimedOut`].
 
-use std::io;
+use std::{io, time::Duration};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::{
+    io::{AsyncBufRead, AsyncBufReadExt},
+    time::{timeout_at, Instant},
+};
 
 /// One unit read from a line stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,12 +53,34 @@ pub struct LineReader<R> {
     lent: usize,
     /// Whether `buf` holds the last frame returned (cleared on the next read).
     assembled: bool,
+    /// How long a line may take from its first byte to its newline.
+    message_timeout: Option<Duration>,
+    /// When the first byte of the line being read arrived (`None` between lines).
+    started: Option<Instant>,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// Frames `inner`, allowing lines of up to `max` bytes.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner, buf: Vec::new(), max, discarding: false, eof: false, lent: 0, assembled: false }
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            max,
+            discarding: false,
+            eof: false,
+            lent: 0,
+            assembled: false,
+            message_timeout: None,
+            started: None,
+        }
+    }
+
+    /// Fails a read with [`io::ErrorKind::TimedOut`] once a line has taken longer than `limit`
+    /// from its first byte (a line over the size limit included, while it is skipped). A line
+    /// that arrives whole in one read never arms a timer.
+    pub fn with_message_timeout(mut self, limit: Duration) -> Self {
+        self.message_timeout = Some(limit);
+        self
     }
 
     /// The next line; blank lines are skipped. At end of input a final line without a newline
@@ -89,7 +116,22 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             if self.eof {
                 return Ok(Found::End);
             }
-            let available = self.inner.fill_buf().await?;
+            // Once a line has begun, wait for the rest no longer than its message timeout.
+            let deadline = self.message_timeout.zip(self.started).map(|(limit, started)| started + limit);
+            let available = match deadline {
+                None => self.inner.fill_buf().await?,
+                Some(deadline) => match timeout_at(deadline, self.inner.fill_buf()).await {
+                    Ok(filled) => filled?,
+                    Err(_) => {
+                        let limit = self.message_timeout.unwrap_or_default();
+                        let why = format!(
+                            "a message was not whole {limit:?} after its first byte ({} bytes of it read)",
+                            self.buf.len()
+                        );
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+                    }
+                },
+            };
             if available.is_empty() {
                 self.eof = true;
                 if self.discarding || self.buf.iter().all(u8::is_ascii_whitespace) {
@@ -100,6 +142,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             let newline = available.iter().position(|&byte| byte == b'\n');
             let taken = newline.unwrap_or(available.len());
             let consumed = newline.map_or(taken, |at| at + 1);
+            if self.message_timeout.is_some() {
+                // A line that ends here stops its clock; one that does not starts it, if this
+                // is its first piece (a skipped line's clock runs on from its start).
+                self.started = match newline {
+                    Some(_) => None,
+                    None => self.started.or_else(|| Some(Instant::now())),
+                };
+            }
             if self.discarding {
                 self.inner.consume(consumed);
                 self.discarding = newline.is_none();
@@ -167,6 +217,39 @@ mod tests {
         for capacity in [1, 2, 5, 7, 64] {
             let out = lines(b"abc\n\nd\nefghij\n \nk", 6, capacity).await;
             assert_eq!(out, vec![frame(b"abc"), frame(b"d"), frame(b"efghij"), frame(b"k")], "capacity {capacity}");
+        }
+    }
+
+    /// A line must be whole within the message timeout of its first byte: time between lines
+    /// does not count, a line in pieces within the limit is read, a slower one (a line being
+    /// skipped as too large included) fails the read with `TimedOut`.
+    #[tokio::test(start_paused = true)]
+    async fn a_line_slower_than_the_message_timeout_fails_the_read() {
+        use tokio::{io::AsyncWriteExt, time::sleep};
+        let second = Duration::from_secs(1);
+        for (max, pieces, expect_first) in
+            [(100, ["ab", "c\nd", "e\n"], frame(b"abc")), (2, ["abc", "d", "e\n"], None)]
+        {
+            let (mut peer, ours) = tokio::io::duplex(1024);
+            let mut reader = LineReader::new(BufReader::new(ours), max).with_message_timeout(second);
+            let sender = tokio::spawn(async move {
+                sleep(10 * second).await;
+                peer.write_all(pieces[0].as_bytes()).await.unwrap();
+                sleep(second * 9 / 10).await;
+                // The end of the first line in time and the start of a second one; or more of
+                // a line too large, whose clock runs on while it is skipped.
+                peer.write_all(pieces[1].as_bytes()).await.unwrap();
+                sleep(2 * second).await;
+                let _ = peer.write_all(pieces[2].as_bytes()).await;
+            });
+            let first = match reader.next().await.unwrap().unwrap() {
+                Line::Frame(bytes) => Some(bytes.to_vec()),
+                Line::TooLarge => None,
+            };
+            assert_eq!(first, expect_first, "max {max}");
+            let error = reader.next().await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut, "max {max}: {error}");
+            sender.await.unwrap();
         }
     }
 

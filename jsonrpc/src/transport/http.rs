@@ -21,17 +21,20 @@
 use std::{
     collections::{BTreeMap, VecDeque},
     convert::Infallible,
+    io,
+    pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
+    task::{Context, Poll},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited, StreamBody};
 use hyper::{
-    body::{Frame, Incoming as Body},
+    body::{Body as _, Frame, Incoming as Body},
     header::{self, HeaderValue},
     server::conn::http1,
     service::service_fn,
@@ -40,7 +43,8 @@ use hyper::{
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::Notify,
     time::Instant,
 };
 use vproto_support::{
@@ -183,10 +187,15 @@ pub(crate) fn refusal(error: &RpcError) -> String {
     )
 }
 
-/// Requests running on a connection and the time of its last activity, for the idle timeout.
+/// Requests running on a connection and the time of its last activity, for the idle timeout;
+/// when the request being read began, for the message timeout.
 struct Activity {
     running: AtomicUsize,
     last: Mutex<Instant>,
+    /// When the first byte of the request being read arrived; `None` between requests.
+    message_started: Mutex<Option<Instant>>,
+    /// Told when a request begins (`message_started` goes from `None` to a time).
+    message_begun: Notify,
 }
 
 /// Marks a request running until dropped.
@@ -200,6 +209,70 @@ impl Activity {
 
     fn last(&self) -> Instant {
         *self.last.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Bytes arrived: they begin a request unless one is being read.
+    fn bytes_arrived(&self) {
+        let mut started = self.message_started.lock().unwrap_or_else(|poison| poison.into_inner());
+        if started.is_none() {
+            *started = Some(Instant::now());
+            drop(started);
+            self.message_begun.notify_one();
+        }
+    }
+
+    /// The request being read is whole (its head, and its body if it has one).
+    fn message_done(&self) {
+        *self.message_started.lock().unwrap_or_else(|poison| poison.into_inner()) = None;
+    }
+
+    fn message_started(&self) -> Option<Instant> {
+        *self.message_started.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// A connection's byte stream, telling its [`Activity`] when bytes arrive (hyper does not say
+/// when a request's first byte came).
+struct Clocked<S> {
+    inner: S,
+    connection: Arc<Connection>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Clocked<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.connection.activity.bytes_arrived();
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Clocked<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -219,7 +292,8 @@ struct Connection {
     signal: ShutdownSignal,
 }
 
-/// Serves one HTTP/1.1 connection until the peer closes it, it idles out, or shutdown.
+/// Serves one HTTP/1.1 connection until the peer closes it, it idles out, a request takes
+/// longer than the message timeout from its first byte to the end of its body, or shutdown.
 pub(crate) async fn serve_connection<S>(shared: Arc<HttpShared>, stream: S, signal: ShutdownSignal)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -228,7 +302,12 @@ where
     let connection = Arc::new(Connection {
         shared,
         in_flight: InFlight::new(limits.max_in_flight),
-        activity: Activity { running: AtomicUsize::new(0), last: Mutex::new(Instant::now()) },
+        activity: Activity {
+            running: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+            message_started: Mutex::new(None),
+            message_begun: Notify::new(),
+        },
         signal: signal.clone(),
     });
     let service = {
@@ -241,7 +320,7 @@ where
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(Clocked { inner: stream, connection: connection.clone() }), service);
     tokio::pin!(served);
     let mut closing = false;
     loop {
@@ -250,6 +329,7 @@ where
         } else {
             connection.activity.last() + limits.idle_timeout
         };
+        let message_deadline = connection.activity.message_started().map(|at| at + limits.message_timeout);
         tokio::select! {
             result = served.as_mut() => {
                 if let Err(error) = result {
@@ -268,6 +348,18 @@ where
                     tracing::debug!("closing an idle HTTP connection");
                     closing = true;
                     served.as_mut().graceful_shutdown();
+                }
+            }
+            // A request began: go round to arm its deadline.
+            _ = connection.activity.message_begun.notified(), if message_deadline.is_none() => {}
+            _ = tokio::time::sleep_until(message_deadline.unwrap_or(idle_at)), if message_deadline.is_some() => {
+                let late = connection.activity.message_started().is_some_and(|at| at + limits.message_timeout <= Instant::now());
+                if late {
+                    tracing::warn!(
+                        limit = ?limits.message_timeout,
+                        "closing an HTTP connection whose request arrives too slowly (Limits::message_timeout)"
+                    );
+                    break;
                 }
             }
         }
@@ -316,13 +408,19 @@ enum BodyError {
     Broken(String),
 }
 
-/// Reads a body of at most `max` bytes, refusing early on a larger Content-Length.
-async fn read_body(request: Request<Body>, max: usize) -> Result<Bytes, BodyError> {
+/// Reads a body of at most `max` bytes, refusing early on a larger Content-Length; the request
+/// is whole once it is read. A body that is refused (or not read at all) leaves the request
+/// unfinished, so a connection that goes on sending it is closed at the message timeout.
+async fn read_body(request: Request<Body>, max: usize, activity: &Activity) -> Result<Bytes, BodyError> {
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max as u64) {
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(request.into_body(), max).collect().await {
+    let read = Limited::new(request.into_body(), max).collect().await;
+    if read.is_ok() {
+        activity.message_done();
+    }
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
         Err(error) => Err(BodyError::Broken(error.to_string())),
@@ -332,6 +430,10 @@ async fn read_body(request: Request<Body>, max: usize) -> Result<Bytes, BodyErro
 impl Connection {
     async fn respond(&self, request: Request<Body>) -> Body200 {
         let _busy = self.activity.begin();
+        if request.body().is_end_stream() {
+            // No body to wait for: the request is whole.
+            self.activity.message_done();
+        }
         let rpc = request.uri().path() == "/jsonrpc";
         let error_body = |error: RpcError| {
             if rpc {
@@ -363,7 +465,7 @@ impl Connection {
                 response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return response;
             }
-            return match read_body(request, max).await {
+            return match read_body(request, max, &self.activity).await {
                 Err(BodyError::TooLarge) => json(StatusCode::PAYLOAD_TOO_LARGE, error_body(message_too_large(max))),
                 Err(BodyError::Broken(why)) => json(StatusCode::BAD_REQUEST, error_body(RpcError::parse_error(why))),
                 Ok(body) => match as_caller(caller, self.shared.engine.handle(&body, &self.in_flight)).await.text {
@@ -400,7 +502,7 @@ impl Connection {
         };
         let takes_body = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH);
         let params = if takes_body {
-            let body = match read_body(request, max).await {
+            let body = match read_body(request, max, &self.activity).await {
                 Ok(body) => body,
                 Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, message_too_large(max)),
                 Err(BodyError::Broken(why)) => return error(StatusCode::BAD_REQUEST, RpcError::parse_error(why)),

@@ -223,9 +223,10 @@ async fn deliver<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Serves one line-framed connection until the peer closes it, it idles out, it breaks the
-/// auth rule, or the server shuts down; then lets its running calls finish and writes their
-/// replies.
+/// Serves one line-framed connection until the peer closes it, it idles out, it sends a line
+/// slower than `message_timeout` (from the line's first byte to its newline; `None`: no
+/// bound), it breaks the auth rule, or the server shuts down; then lets its running calls
+/// finish and writes their replies.
 ///
 /// One task does everything: a call whose handler completes at once (most do) is answered
 /// from here without a task hand-off, like an echo server; a call that has to wait joins
@@ -236,6 +237,7 @@ pub(crate) async fn serve<R, W>(
     read: R,
     write: W,
     credentials: Option<Arc<Credentials>>,
+    message_timeout: Option<Duration>,
     shutdown: ShutdownSignal,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
@@ -243,6 +245,9 @@ pub(crate) async fn serve<R, W>(
 {
     let limits = engine.limits().clone();
     let mut reader = LineReader::new(IdleFreeReader::new(read), limits.max_message_size);
+    if let Some(limit) = message_timeout {
+        reader = reader.with_message_timeout(limit);
+    }
     let mut out = Output::new(write, limits.idle_timeout);
     let mut idle = IdleTimer::new(limits.idle_timeout);
     let mut stopping = std::pin::pin!(shutdown.wait_owned());
@@ -302,6 +307,10 @@ pub(crate) async fn serve<R, W>(
             }
             Err(Idle) => {
                 tracing::debug!("closing an idle connection");
+                break;
+            }
+            Ok(Err(error)) if error.kind() == io::ErrorKind::TimedOut => {
+                tracing::warn!(%error, "closing a connection whose message arrives too slowly (Limits::message_timeout)");
                 break;
             }
             Ok(Err(error)) => {

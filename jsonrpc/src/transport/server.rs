@@ -194,14 +194,15 @@ impl Server {
         Ok(RunningServer { local_addr, handle, task })
     }
 
-    /// Serves one line-framed connection over any pair of byte streams (no token), returning
-    /// when the input ends and every answer is written. For in-process peers and tests.
+    /// Serves one line-framed connection over any pair of byte streams (no token, no message
+    /// timeout), returning when the input ends and every answer is written. For in-process
+    /// peers and tests.
     pub async fn serve_io<R, W>(self, read: R, write: W)
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (signal, _handle) = ShutdownSignal::new();
-        lines::serve(self.engine(), read, write, None, signal).await;
+        lines::serve(self.engine(), read, write, None, None, signal).await;
     }
 }

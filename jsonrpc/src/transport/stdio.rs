@@ -11,8 +11,8 @@ use vproto_listen::ShutdownSignal;
 use super::lines;
 use crate::engine::Engine;
 
-/// Serves stdin/stdout until stdin closes or the server shuts down. No token: whoever started
-/// the process owns its pipes.
+/// Serves stdin/stdout until stdin closes or the server shuts down. No token and no message
+/// timeout: whoever started the process owns its pipes.
 pub(crate) async fn serve(engine: Arc<Engine>, shutdown: ShutdownSignal) {
-    lines::serve(engine, tokio::io::stdin(), tokio::io::stdout(), None, shutdown).await;
+    lines::serve(engine, tokio::io::stdin(), tokio::io::stdout(), None, None, shutdown).await;
 }
