@@ -1,5 +1,11 @@
 //! The line-transport client: one connection, requests multiplexed by id, and the events it
 //! subscribed to routed to their streams (docs/events.md).
+//!
+//! Memory: an idle connection holds no I/O buffer, as a server's does (`transport::lines`): its
+//! reader takes a read buffer only while bytes arrive ([`IdleFreeReader`]), and its writer
+//! writes each batch of requests from the requests' own text. A component calling many peers
+//! (a conductor with a pooled connection to each of 1,000 agents) pays for the connections'
+//! tasks and sockets, not for 16 KiB of buffers each.
 
 use std::{
     collections::HashMap,
@@ -11,7 +17,7 @@ use std::{
 
 use serde_json::{json, Map, Value};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpStream, UnixStream},
     process::Child,
     sync::{mpsc, oneshot},
@@ -30,7 +36,7 @@ use super::{
 };
 use crate::transport::{
     framing::{Line, LineReader},
-    spawn_exec, ListenAddr,
+    spawn_exec, IdleFreeReader, ListenAddr,
 };
 
 type Answer = Result<Value, CallError>;
@@ -98,9 +104,10 @@ impl Shared {
         state.streams.retain(|stream| !stream.wants.wants(method) || (stream.sender.send(event.clone()) && !lost));
     }
 
-    /// Delivers one response object to its caller, or a notification to its streams.
-    fn deliver(&self, response: &Value) {
-        let Some(object) = response.as_object() else { return };
+    /// Delivers one response object to its caller (its result moved, not copied), or a
+    /// notification to its streams.
+    fn deliver(&self, response: Value) {
+        let Value::Object(mut object) = response else { return };
         if let Some(method) = object.get("method").and_then(Value::as_str) {
             // A request from the server is not answered; a notification is an event.
             if !object.contains_key("id") {
@@ -108,12 +115,13 @@ impl Shared {
             }
             return;
         }
-        let answer = match (object.get("error"), object.get("result")) {
+        let result = object.remove("result");
+        let answer = match (object.get("error"), result) {
             (Some(error), _) => match RpcError::from_json(error) {
                 Some(error) => Err(CallError::Rpc(error)),
                 None => Err(CallError::Transport(format!("malformed error object: {error}"))),
             },
-            (None, Some(result)) => Ok(result.clone()),
+            (None, Some(result)) => Ok(result),
             // Not a response (a request from the peer): nothing to deliver.
             (None, None) => return,
         };
@@ -235,8 +243,10 @@ impl LineClient {
     {
         let shared = Arc::new(Shared::default());
         let (outgoing, rx) = mpsc::channel(64);
-        let reader =
-            tokio::spawn(read_answers(LineReader::new(BufReader::new(read), options.max_message_size), shared.clone()));
+        let reader = tokio::spawn(read_answers(
+            LineReader::new(IdleFreeReader::new(read), options.max_message_size),
+            shared.clone(),
+        ));
         let writer = tokio::spawn(write_requests(write, rx, shared.clone()));
         let connection = Arc::new(Connection { outgoing, tasks: [reader, writer], _child: child });
         Ok(LineClient { shared, connection, next_id: AtomicU64::new(1), options })
@@ -366,12 +376,12 @@ impl Drop for LineEvents {
     }
 }
 
-async fn read_answers<R: AsyncRead + Unpin>(mut reader: LineReader<BufReader<R>>, shared: Arc<Shared>) {
+async fn read_answers<R: AsyncRead + Unpin>(mut reader: LineReader<IdleFreeReader<R>>, shared: Arc<Shared>) {
     let reason = loop {
         match reader.next().await {
             Ok(Some(Line::Frame(bytes))) => match serde_json::from_slice::<Value>(bytes) {
-                Ok(Value::Array(responses)) => responses.iter().for_each(|response| shared.deliver(response)),
-                Ok(response) => shared.deliver(&response),
+                Ok(Value::Array(responses)) => responses.into_iter().for_each(|response| shared.deliver(response)),
+                Ok(response) => shared.deliver(response),
                 Err(error) => tracing::warn!(%error, "the server sent a line that is not JSON"),
             },
             Ok(Some(Line::TooLarge)) => tracing::warn!("the server sent an answer over the size limit; dropped"),
@@ -382,17 +392,18 @@ async fn read_answers<R: AsyncRead + Unpin>(mut reader: LineReader<BufReader<R>>
     shared.close(reason);
 }
 
-async fn write_requests<W: AsyncWrite + Unpin>(write: W, mut rx: mpsc::Receiver<String>, shared: Arc<Shared>) {
-    let mut out = BufWriter::new(write);
-    while let Some(line) = rx.recv().await {
-        let more = !rx.is_empty();
+/// Writes the requests queued by the callers, each followed by a newline: those queued
+/// together in one write, from the first one's text (no buffer is kept between writes).
+async fn write_requests<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<String>, shared: Arc<Shared>) {
+    while let Some(mut text) = rx.recv().await {
+        text.push('\n');
+        while let Ok(more) = rx.try_recv() {
+            text.push_str(&more);
+            text.push('\n');
+        }
         let written = async {
-            out.write_all(line.as_bytes()).await?;
-            out.write_all(b"\n").await?;
-            if !more {
-                out.flush().await?;
-            }
-            std::io::Result::Ok(())
+            write.write_all(text.as_bytes()).await?;
+            write.flush().await
         }
         .await;
         if let Err(error) = written {
@@ -400,5 +411,5 @@ async fn write_requests<W: AsyncWrite + Unpin>(write: W, mut rx: mpsc::Receiver<
             return;
         }
     }
-    let _ = out.shutdown().await;
+    let _ = write.shutdown().await;
 }

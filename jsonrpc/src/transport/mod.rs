@@ -34,5 +34,6 @@ pub use addr::{
 };
 pub use error::ServeError;
 pub use http::{RestRoute, EVENTS_PATH, SUBSCRIBED_EVENT};
+pub(crate) use lines::IdleFreeReader;
 pub use server::{RunningServer, Server};
 pub use vproto_listen::ShutdownHandle;
