@@ -12,8 +12,10 @@
 //! - `fuzz [--time SECONDS] [TARGET...]`: the libFuzzer targets of fuzz/ (see `fuzz.rs`).
 //! - `stress [SCENARIO...] [--duration SECONDS]`: load, fault and soak scenarios against real
 //!   servers (see `stress.rs`).
+//! - `hostile [--regenerate]`: the hostile corpus of tests/hostile (see `hostile.rs`).
 
 mod fuzz;
+mod hostile;
 mod stress;
 mod vchan_sim;
 
@@ -76,6 +78,12 @@ enum Task {
         /// The scenarios to run.
         scenarios: Vec<String>,
     },
+    /// Feed every input of the hostile corpus (tests/hostile) to its parser.
+    Hostile {
+        /// Rewrite the generated inputs with the outcomes they have now.
+        #[arg(long)]
+        regenerate: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
         Task::Stress { duration, connections, vproto, scenarios } => {
             stress::stress(stress::Options { scenarios, duration, connections, vproto })
         }
+        Task::Hostile { regenerate } => hostile::hostile(regenerate),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
