@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use futures_channel::mpsc::{TryRecvError, UnboundedReceiver};
+use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -18,6 +18,18 @@ use crate::state::{Applied, Interface, NetState};
 const RECEIVE_BUFFER: usize = 1 << 20;
 
 type Events = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, rtnetlink::sys::SocketAddr)>;
+
+/// Opens an rtnetlink socket subscribed to the link and address groups, with a receive buffer
+/// of `bytes` asked for, its connection task spawned.
+fn subscribe(bytes: usize) -> Result<(Handle, Events, tokio::task::JoinHandle<()>), NetlinkError> {
+    let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv6Ifaddr];
+    let (mut connection, handle, events) = new_multicast_connection(&groups).map_err(NetlinkError::Open)?;
+    let socket = connection.socket_mut().socket_mut();
+    if let Err(error) = socket.set_rx_buf_sz(bytes) {
+        tracing::warn!(%error, "netlink: could not enlarge the receive buffer; bursts may overrun sooner");
+    }
+    Ok((handle, events, tokio::spawn(connection)))
+}
 
 /// What can stop the collector. Bad messages never do: they are logged and skipped.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +79,11 @@ impl Default for Coalesce {
 /// the dump and the events. [`NetlinkCollector::next_change`] then waits (no polling) for
 /// events and applies them to the table. When the kernel reports that the socket's buffer
 /// overflowed (`ENOBUFS`, seen as an overrun), events were lost: the table is rebuilt from a
-/// new dump.
+/// new dump on a new socket ([`NetlinkCollector::resync`]).
+///
+/// Every socket is opened in the network namespace of the thread that opens it: run the
+/// collector where that is the namespace to follow (the whole process, as `ip netns exec`
+/// puts it, or a current-thread runtime on a thread that entered it).
 pub struct NetlinkCollector {
     handle: Handle,
     events: Events,
@@ -75,6 +91,7 @@ pub struct NetlinkCollector {
     state: NetState,
     needs_resync: bool,
     resyncs: u64,
+    receive_buffer: usize,
 }
 
 impl Drop for NetlinkCollector {
@@ -94,17 +111,17 @@ impl NetlinkCollector {
     /// it, and caps it at `net.core.rmem_max`). A small one makes overruns easy to provoke,
     /// which is how the overrun recovery is tested.
     pub async fn open_with_receive_buffer(bytes: usize) -> Result<Self, NetlinkError> {
-        let groups = [MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv6Ifaddr];
-        let (mut connection, handle, events) = new_multicast_connection(&groups).map_err(NetlinkError::Open)?;
-        let socket = connection.socket_mut().socket_mut();
-        if let Err(error) = socket.set_rx_buf_sz(bytes) {
-            tracing::warn!(%error, "netlink: could not enlarge the receive buffer; bursts may overrun sooner");
-        }
-        let connection = tokio::spawn(connection);
-        let mut collector =
-            NetlinkCollector { handle, events, connection, state: NetState::new(), needs_resync: true, resyncs: 0 };
-        collector.resync().await?;
-        collector.resyncs = 0;
+        let (handle, events, connection) = subscribe(bytes)?;
+        let mut collector = NetlinkCollector {
+            handle,
+            events,
+            connection,
+            state: NetState::new(),
+            needs_resync: true,
+            resyncs: 0,
+            receive_buffer: bytes,
+        };
+        collector.dump().await?;
         Ok(collector)
     }
 
@@ -123,22 +140,30 @@ impl NetlinkCollector {
         self.resyncs
     }
 
-    /// Rebuilds the table from a fresh dump. Events already queued are older than the dump
-    /// and are dropped; events that arrive during it are applied afterwards (the table then
-    /// converges to the kernel's state, as each link or address message carries its full
-    /// state).
+    /// Rebuilds the table from a fresh dump, on a new socket subscribed first. The old socket
+    /// goes with every event it still holds: after an overrun those are followed by events
+    /// the kernel discarded, so applying them after the dump would take the table back to a
+    /// state the kernel has left (a link deleted since would come back), and the kernel
+    /// reports `ENOBUFS` before the messages it still holds, so they cannot be told apart
+    /// from newer ones on that socket. Events that arrive during the dump are applied
+    /// afterwards (the table then converges to the kernel's state, as each link or address
+    /// message carries its full state).
     ///
     /// Cancel safe: if cancelled, the old table stays and the next [`Self::next_change`]
     /// dumps again.
     pub async fn resync(&mut self) -> Result<(), NetlinkError> {
         self.needs_resync = true;
-        loop {
-            match self.events.try_recv() {
-                Ok(_) => continue,
-                Err(TryRecvError::Closed) => return Err(NetlinkError::Closed),
-                Err(TryRecvError::Empty) => break,
-            }
-        }
+        let (handle, events, connection) = subscribe(self.receive_buffer)?;
+        self.connection.abort();
+        (self.handle, self.events, self.connection) = (handle, events, connection);
+        self.dump().await?;
+        self.resyncs += 1;
+        Ok(())
+    }
+
+    /// Replaces the table with a dump of links and addresses; events queued meanwhile stay
+    /// queued, to be applied after it.
+    async fn dump(&mut self) -> Result<(), NetlinkError> {
         let mut state = NetState::new();
         let mut links = self.handle.link().get().execute();
         while let Some(link) = links.try_next().await.map_err(|source| NetlinkError::Dump { what: "links", source })? {
@@ -152,7 +177,6 @@ impl NetlinkCollector {
         }
         self.state = state;
         self.needs_resync = false;
-        self.resyncs += 1;
         tracing::debug!(links = self.state.links().len(), "netlink: table rebuilt from a dump");
         Ok(())
     }

@@ -140,6 +140,65 @@ pub fn is_root() -> bool {
     euid == Some("0")
 }
 
+/// Set in the child [`in_netns`] starts.
+const NETNS_CHILD: &str = "VPROTO_TEST_NETNS_CHILD";
+
+/// Runs `test` inside a network namespace of its own: a socket belongs to the namespace of the
+/// process that opens it, so the test binary runs itself again, only the test `name`, under
+/// `ip netns exec` in a fresh namespace (deleted afterwards), and there `test` runs. Fails when
+/// the child fails, showing its output; the child's stdout (figures a test prints) is printed
+/// either way. Needs root and iproute2: skips, or fails under `CI`, without them
+/// ([`missing_peer`]).
+#[track_caller]
+pub fn in_netns(name: &str, test: impl FnOnce()) {
+    if std::env::var_os(NETNS_CHILD).is_some() {
+        return test();
+    }
+    if !is_root() {
+        return missing_peer("needs root (network namespaces)");
+    }
+    if first_missing(&["ip"]).is_some() {
+        return missing_peer("`ip` is missing (apt-get install iproute2)");
+    }
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let short: String = name.chars().filter(char::is_ascii_alphanumeric).take(24).collect();
+    let netns = Netns(format!("vproto-t{}-{short}", std::process::id()));
+    let added = Command::new("ip").args(["netns", "add", &netns.0]).status();
+    assert!(added.is_ok_and(|status| status.success()), "ip netns add {} failed", netns.0);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = Command::new("ip")
+        .args(["netns", "exec", &netns.0])
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(NETNS_CHILD, "1")
+        .output()
+        .expect("ip netns exec");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{name} failed in network namespace {}:\n{}",
+        netns.0,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `ip -batch -` with `commands`, one a line (in this process's network namespace, which
+/// is the test's own inside [`in_netns`]); fails the test unless every one succeeds.
+#[track_caller]
+pub fn ip_batch(commands: &[String]) {
+    use std::io::Write;
+    let mut child = Command::new("ip").args(["-batch", "-"]).stdin(Stdio::piped()).spawn().expect("ip");
+    let mut stdin = child.stdin.take().expect("ip's stdin");
+    stdin.write_all(commands.join("\n").as_bytes()).expect("writing to ip -batch");
+    drop(stdin);
+    assert!(child.wait().expect("ip -batch").success(), "ip -batch failed");
+}
+
 /// The first of `programs` (absolute paths, or names looked up in `PATH`) that is not there.
 pub fn first_missing<'a>(programs: &[&'a str]) -> Option<&'a str> {
     programs.iter().copied().find(|program| !found(program))
