@@ -11,10 +11,13 @@
 //! `cargo xtask test` runs these tests a second time against the shipped build
 //! (`cargo build --profile guest-agent -p vproto-guest-agent`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{agent_binary, leaves, terminate, wait_for};
 
 use vproto_netlink::NetlinkCollector;
 use vproto_services::guest_agent::{collect_os_info, guest_info, OsSources};
@@ -23,68 +26,8 @@ use vproto_test_support::Process;
 use vproto_xenstore::server::{self, DomainSocket, Quotas, RunningXenstored, XenstoredConfig};
 use vproto_xenstore::{Xenstore, XenstoreAddr};
 
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// The agent under test: `$VPROTO_GUEST_AGENT_BIN` (relative to the workspace root), else the
-/// test build.
-fn agent_binary() -> PathBuf {
-    let Some(path) = std::env::var_os("VPROTO_GUEST_AGENT_BIN") else {
-        return PathBuf::from(env!("CARGO_BIN_EXE_vproto-guest-agent"));
-    };
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let path = workspace.join(path);
-    assert!(path.is_file(), "VPROTO_GUEST_AGENT_BIN: no file {}", path.display());
-    path
-}
-
-/// Sends SIGTERM to the agent and waits for its exit.
-async fn terminate(agent: &mut Process) -> ExitStatus {
-    let pid = agent.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let start = Instant::now();
-    loop {
-        if let Some(status) = agent.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < DEADLINE, "the agent ignored SIGTERM: {}", agent.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Every leaf under `root` (absolute), as paths relative to `home` → values.
-async fn leaves(xs: &Xenstore, home: &str, root: &str) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![root.to_string()];
-    while let Some(path) = pending.pop() {
-        let Ok(children) = xs.directory(&path).await else { continue };
-        if children.is_empty() {
-            if let Ok(value) = xs.read(&path).await {
-                let relative = path.strip_prefix(home).and_then(|rest| rest.strip_prefix('/')).unwrap_or(&path);
-                found.insert(relative.to_string(), String::from_utf8_lossy(&value).into_owned());
-            }
-        }
-        pending.extend(children.into_iter().map(|child| format!("{path}/{child}")));
-    }
-    found
-}
-
-/// Polls `check` until it passes, failing at the deadline with its last complaint and the log.
-async fn wait_for<F, Fut>(what: &str, agent: &Process, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(why) if start.elapsed() > DEADLINE => {
-                panic!("{what}: not reached within {DEADLINE:?}: {why}\n--- agent log\n{}", agent.log())
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
+/// How often a condition is checked.
+const POLL: Duration = Duration::from_millis(20);
 
 async fn xenstored(dir: &Path, guest: Option<u32>) -> RunningXenstored {
     let config = XenstoredConfig {
@@ -114,7 +57,7 @@ async fn publishes_this_machines_tree_as_a_guest_and_stops_on_sigterm() {
     let os = collect_os_info(&OsSources::default());
     let collector = NetlinkCollector::open().await.expect("netlink");
     let root = format!("{home}/data/vproto");
-    wait_for("the tree the services crate computes, under the guest's home", &agent, || {
+    wait_for("the tree the services crate computes, under the guest's home", &agent, POLL, || {
         let (dom0, root, home) = (&dom0, &root, &home);
         // This machine's links, read again on every try in case one changed meanwhile.
         let nics = collector.nics();
@@ -201,17 +144,17 @@ async fn follows_links_in_a_network_namespace() {
             }
         }
     };
-    wait_for("ve0 published, down", &agent, || async {
+    wait_for("ve0 published, down", &agent, POLL, || async {
         expect(nic("name"), Some("ve0")).await?;
         expect(nic("link/admin_up"), Some("0")).await
     })
     .await;
     netns.ip(&["link", "set", "ve0", "up"]);
-    wait_for("ve0 up", &agent, || expect(nic("link/admin_up"), Some("1"))).await;
+    wait_for("ve0 up", &agent, POLL, || expect(nic("link/admin_up"), Some("1"))).await;
     netns.ip(&["addr", "add", "192.0.2.20/24", "dev", "ve0"]);
-    wait_for("address added", &agent, || expect(nic("addresses/192-0-2-20/prefix_length"), Some("24"))).await;
+    wait_for("address added", &agent, POLL, || expect(nic("addresses/192-0-2-20/prefix_length"), Some("24"))).await;
     netns.ip(&["link", "del", "ve0"]);
-    wait_for("ve0 removed with its subtree", &agent, || expect(nic("name"), None)).await;
+    wait_for("ve0 removed with its subtree", &agent, POLL, || expect(nic("name"), None)).await;
 
     let status = terminate(&mut agent).await;
     assert!(status.success(), "exit on SIGTERM: {status}\n{}", agent.log());
