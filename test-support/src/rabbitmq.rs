@@ -3,6 +3,8 @@
 //! port and epmd port, so several run side by side and none touches the machine's broker),
 //! started and waited for until it speaks AMQP, killable and restartable on the same ports and
 //! data (durable queues and persistent messages survive a restart), stopped on drop.
+//! [`Broker::start_with_tls`] adds an `amqps://` listener with the certificate given;
+//! [`Broker::unstarted`] reserves the ports without starting it, for what must start first.
 //!
 //! ```no_run
 //! use vproto_test_support::rabbitmq::Broker;
@@ -39,9 +41,20 @@ pub struct Broker {
     port: u16,
     dist_port: u16,
     epmd_port: u16,
+    /// The `amqps://` port, when the broker has a TLS listener.
+    tls_port: Option<u16>,
     node: String,
     process: Option<Process>,
     starts: u32,
+}
+
+/// The TLS listener of a broker: its certificate (chain) and private key, as PEM. Clients are
+/// not asked for certificates.
+pub struct BrokerTls {
+    /// The server's certificate chain, leaf first.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8, or any form Erlang's ssl reads).
+    pub key_pem: String,
 }
 
 /// A port free on loopback now.
@@ -60,27 +73,67 @@ impl Broker {
     /// Starts a broker on free loopback ports and waits until it accepts AMQP connections
     /// (panics, showing its log, if it does not within two minutes).
     pub fn start() -> Broker {
+        let mut broker = Broker::unstarted();
+        broker.launch();
+        broker
+    }
+
+    /// Starts a broker as [`Broker::start`] does, with an `amqps://` listener too, on a port of
+    /// its own ([`Broker::tls_url`]), presenting `tls`.
+    pub fn start_with_tls(tls: BrokerTls) -> Broker {
+        let mut broker = Broker::unstarted();
+        let cert = broker.dir.join("server.pem");
+        let key = broker.dir.join("server.key");
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()))
+        };
+        write(&cert, &tls.cert_pem);
+        write(&key, &tls.key_pem);
+        let tls_port = free_port();
+        // `RABBITMQ_CONFIG_FILE` is `DIR/rabbitmq`: the broker reads `DIR/rabbitmq.conf`.
+        let config = format!(
+            "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+             ssl_options.certfile = {}\n\
+             ssl_options.keyfile = {}\n\
+             ssl_options.verify = verify_none\n\
+             ssl_options.fail_if_no_peer_cert = false\n",
+            cert.display(),
+            key.display()
+        );
+        write(&broker.dir.join("rabbitmq.conf"), &config);
+        broker.tls_port = Some(tls_port);
+        broker.launch();
+        broker
+    }
+
+    /// A broker with its directory and ports chosen but not started: [`Broker::restart`]
+    /// starts it (for a client or server that must be up before its broker).
+    pub fn unstarted() -> Broker {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let unique = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let dir = std::env::temp_dir().join(format!("vproto-rabbitmq-{unique}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
-        let mut broker = Broker {
+        Broker {
             node: format!("vproto{}@localhost", unique.replace('-', "_")),
             dir,
             port: free_port(),
             dist_port: free_port(),
             epmd_port: free_port(),
+            tls_port: None,
             process: None,
             starts: 0,
-        };
-        broker.launch();
-        broker
+        }
     }
 
     /// The broker's address, `amqp://127.0.0.1:PORT` (user and password `guest`, vhost `/`).
     pub fn url(&self) -> String {
         format!("amqp://127.0.0.1:{}", self.port)
+    }
+
+    /// Its TLS listener's address, `amqps://127.0.0.1:PORT`, when it has one.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|port| format!("amqps://127.0.0.1:{port}"))
     }
 
     /// Its AMQP port.
@@ -102,8 +155,8 @@ impl Broker {
         }
     }
 
-    /// Starts it again on the same ports, node and data, and waits until it accepts AMQP
-    /// connections.
+    /// Starts it again on the same ports, node and data (or for the first time, when
+    /// [`Broker::unstarted`]), and waits until it accepts AMQP connections.
     pub fn restart(&mut self) {
         self.kill();
         self.launch();
@@ -143,11 +196,13 @@ impl Broker {
         self.wait_ready();
     }
 
-    /// Waits until the broker answers an AMQP protocol header with `connection.start`.
+    /// Waits until the broker answers an AMQP protocol header with `connection.start` (and
+    /// its TLS listener, if any, accepts connections).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if speaks_amqp(self.port) {
+            let tls_ready = self.tls_port.is_none_or(|port| TcpStream::connect(("127.0.0.1", port)).is_ok());
+            if speaks_amqp(self.port) && tls_ready {
                 return;
             }
             if let Some(process) = self.process.as_mut() {
