@@ -17,7 +17,9 @@
 //!   never a mix. Every path is checked to be under the layout's owned roots first.
 //! - When the Xenstore connection drops (noticed by a watch on the tree that ends, or by a
 //!   failed update), the agent reconnects with exponential backoff (50 ms to 5 s) and
-//!   republishes everything, reading back and correcting whatever the store holds.
+//!   republishes everything, reading back and correcting whatever the store holds. A
+//!   connection or an update that gets no answer within [`AgentConfig::xenstore_timeout`] (a
+//!   xenstored that hangs) is given up the same way, and a signal to stop is heard meanwhile.
 //!   If the netlink socket fails, it is reopened the same way.
 //! - Every reading of the NICs is also published into the agent's [`LiveState`], if it has
 //!   one ([`AgentConfig::live`]), whether or not Xenstore is reachable: the guest channel
@@ -55,6 +57,8 @@ const WATCH_TOKEN: &str = "vproto-guest-agent";
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest reconnection delay.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long connecting (with the agent's watch) or one update may wait for Xenstore.
+pub const DEFAULT_XENSTORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the agent runs.
 #[derive(Clone, Debug)]
@@ -74,6 +78,9 @@ pub struct AgentConfig {
     pub min_backoff: Duration,
     /// Longest reconnection delay.
     pub max_backoff: Duration,
+    /// How long connecting or one update may wait for Xenstore before the connection is given
+    /// up and made again (with backoff).
+    pub xenstore_timeout: Duration,
     /// Where every reading of the NICs is also published (the guest channel's source); `None`:
     /// Xenstore only.
     pub live: Option<LiveState>,
@@ -90,6 +97,7 @@ impl AgentConfig {
             os_sources: OsSources::default(),
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            xenstore_timeout: DEFAULT_XENSTORE_TIMEOUT,
             live: None,
         }
     }
@@ -274,23 +282,44 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         }
 
         if connection.is_none() && Instant::now() >= connect_at {
-            match connect(&config, &publisher).await {
-                Ok(opened) => {
+            match bounded(config.xenstore_timeout, &mut shutdown, connect(&config, &publisher)).await {
+                Bounded::Shutdown => return Ok(()),
+                Bounded::Done(Ok(opened)) => {
                     tracing::info!(xenstore = %config.xenstore, "connected to Xenstore");
                     publisher.reset();
                     last = None;
                     connection = Some(opened);
                 }
-                Err(error) => {
+                Bounded::Done(Err(error)) => {
                     let delay = xenstore_backoff.take();
                     tracing::warn!(%error, ?delay, "cannot connect to Xenstore; retrying");
+                    connect_at = Instant::now() + delay;
+                }
+                Bounded::TimedOut => {
+                    let delay = xenstore_backoff.take();
+                    let timeout = config.xenstore_timeout;
+                    tracing::warn!(?timeout, ?delay, "Xenstore did not answer the connection; retrying");
                     connect_at = Instant::now() + delay;
                 }
             }
         }
         if let Some(conn) = &connection {
             if last.as_ref() != Some(&desired) {
-                match publisher.publish(&conn.xs, &desired).await {
+                let published = match bounded(
+                    config.xenstore_timeout,
+                    &mut shutdown,
+                    publisher.publish(&conn.xs, &desired),
+                )
+                .await
+                {
+                    Bounded::Shutdown => return Ok(()),
+                    Bounded::Done(published) => published,
+                    Bounded::TimedOut => Err(PublishError::Xenstore(XsError::ConnectionClosed(format!(
+                        "no answer within {:?}",
+                        config.xenstore_timeout
+                    )))),
+                };
+                match published {
                     Ok((removed, written)) => {
                         tracing::debug!(removed, written, "published");
                         xenstore_backoff.reset();
@@ -330,10 +359,64 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
 }
 
+/// How a [`bounded`] step ended.
+enum Bounded<T> {
+    /// It completed.
+    Done(T),
+    /// It did not complete in time (and was dropped).
+    TimedOut,
+    /// `shutdown` completed first.
+    Shutdown,
+}
+
+/// Runs `step` for at most `timeout`, unless `shutdown` completes first.
+async fn bounded<T>(
+    timeout: Duration,
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    step: impl Future<Output = T>,
+) -> Bounded<T> {
+    tokio::select! {
+        () = shutdown.as_mut() => Bounded::Shutdown,
+        done = tokio::time::timeout(timeout, step) => done.map_or(Bounded::TimedOut, Bounded::Done),
+    }
+}
+
 /// Sleeps for `delay` unless `shutdown` completes first; returns whether it did.
 async fn pause(delay: Duration, shutdown: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
     tokio::select! {
         () = shutdown.as_mut() => true,
         () = tokio::time::sleep(delay) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A xenstored that accepts and never answers: the agent gives each connection up after
+    /// its timeout and connects again, and stops when asked to while waiting.
+    #[tokio::test]
+    async fn a_xenstored_that_never_answers_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("hung.sock");
+        let hung = tokio::net::UnixListener::bind(&socket).unwrap();
+        let mut config = AgentConfig::new(XenstoreAddr::Unix(socket), GuestLayout::V1, Some("/local/domain/3".into()));
+        config.xenstore_timeout = Duration::from_millis(200);
+        config.min_backoff = Duration::from_millis(10);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let agent = tokio::spawn(run(config, async move {
+            let _ = stopped.await;
+        }));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (connection, _) = tokio::time::timeout(Duration::from_secs(5), hung.accept())
+                .await
+                .expect("the agent connected again after giving the last connection up")
+                .unwrap();
+            held.push(connection);
+        }
+        stop.send(()).unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(1), agent).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "the agent did not stop while Xenstore hung");
     }
 }
