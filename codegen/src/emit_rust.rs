@@ -494,8 +494,7 @@ fn emit_polymorphic(base: &str, members: &[&str], wire: &syn::Path) -> TokenStre
 
         impl #wire::WireValue for #ident {
             fn from_wire(value: &serde_json::Value, path: &#wire::WirePath) -> Result<Self, #wire::WireError> {
-                let name = value.get(#wire::keys::NAME).and_then(serde_json::Value::as_str).unwrap_or_default();
-                match name {
+                match #wire::Envelope::name(value, path)? {
                     #(#names_match => Ok(Self::#variants(Box::new(#wire::WireValue::from_wire(value, path)?))),)*
                     other => Err(#wire::WireError::UnknownObject { path: path.clone(), name: other.to_string(), expected: #expected.to_string() }),
                 }

@@ -6829,11 +6829,7 @@ impl vproto_support::wire::WireValue for AnyDatapathOffloadBase {
         value: &serde_json::Value,
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
-        let name = value
-            .get(vproto_support::wire::keys::NAME)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        match name {
+        match vproto_support::wire::Envelope::name(value, path)? {
             "DatapathOffloadBase" => {
                 Ok(
                     Self::DatapathOffloadBase(
@@ -6991,11 +6987,7 @@ impl vproto_support::wire::WireValue for AnyVIFBase {
         value: &serde_json::Value,
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
-        let name = value
-            .get(vproto_support::wire::keys::NAME)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        match name {
+        match vproto_support::wire::Envelope::name(value, path)? {
             "VIFBase" => {
                 Ok(
                     Self::VIFBase(
@@ -7236,11 +7228,7 @@ impl vproto_support::wire::WireValue for AnyVIFPortProfileBase {
         value: &serde_json::Value,
         path: &vproto_support::wire::WirePath,
     ) -> Result<Self, vproto_support::wire::WireError> {
-        let name = value
-            .get(vproto_support::wire::keys::NAME)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        match name {
+        match vproto_support::wire::Envelope::name(value, path)? {
             "VIFPortProfile8021Qbg" => {
                 Ok(
                     Self::VIFPortProfile8021Qbg(

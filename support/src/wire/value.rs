@@ -164,7 +164,31 @@ pub struct Envelope<'a> {
     pub changes: Option<Vec<String>>,
 }
 
+/// `value` as an envelope's JSON object.
+fn envelope_map<'a>(value: &'a Value, path: &WirePath) -> Result<&'a Map<String, Value>, WireError> {
+    value.as_object().ok_or_else(|| WireError::BadEnvelope {
+        path: path.clone(),
+        why: format!("expected an object, found {}", json_kind(value)),
+    })
+}
+
+/// The string an envelope holds at `key`.
+fn envelope_text<'a>(map: &'a Map<String, Value>, key: &str, path: &WirePath) -> Result<&'a str, WireError> {
+    let bad = |why: String| WireError::BadEnvelope { path: path.clone(), why };
+    match map.get(key) {
+        Some(Value::String(text)) => Ok(text),
+        Some(other) => Err(bad(format!("`{key}` must be a string, found {}", json_kind(other)))),
+        None => Err(bad(format!("`{key}` is missing"))),
+    }
+}
+
 impl<'a> Envelope<'a> {
+    /// The object an envelope names (`versioned_object.name`), before anything else is read:
+    /// what a polymorphic field dispatches on. Not an object, or no name, is `BadEnvelope`.
+    pub fn name(value: &'a Value, path: &WirePath) -> Result<&'a str, WireError> {
+        envelope_text(envelope_map(value, path)?, keys::NAME, path)
+    }
+
     /// Checks the shape of an envelope and finds its object in `registry`.
     pub fn parse(
         value: &'a Value,
@@ -172,19 +196,13 @@ impl<'a> Envelope<'a> {
         path: &WirePath,
     ) -> Result<(Self, &'static ObjectInfo), WireError> {
         let bad = |why: String| WireError::BadEnvelope { path: path.clone(), why };
-        let map = value.as_object().ok_or_else(|| bad(format!("expected an object, found {}", json_kind(value))))?;
+        let map = envelope_map(value, path)?;
         for key in map.keys() {
             if ![keys::NAME, keys::NAMESPACE, keys::VERSION, keys::DATA, keys::CHANGES].contains(&key.as_str()) {
                 return Err(bad(format!("unexpected key `{key}`")));
             }
         }
-        let text = |key: &str| -> Result<&'a str, WireError> {
-            match map.get(key) {
-                Some(Value::String(text)) => Ok(text),
-                Some(other) => Err(bad(format!("`{key}` must be a string, found {}", json_kind(other)))),
-                None => Err(bad(format!("`{key}` is missing"))),
-            }
-        };
+        let text = |key: &str| envelope_text(map, key, path);
         let name = text(keys::NAME)?;
         let info = registry.get(name).filter(|info| info.wire == WireForm::VersionedObject).ok_or_else(|| {
             WireError::UnknownObject { path: path.clone(), name: name.into(), expected: String::new() }
