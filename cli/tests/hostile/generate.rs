@@ -624,6 +624,15 @@ fn xenstore_server() -> Vec<Case> {
     ] {
         c.add(format!("set-perms/{name}"), xs(SetPerms, perms));
     }
+    // Every message type Xen defines: with no payload, with bytes that hold no string, with a
+    // payload of NULs only, and in a transaction that does not exist.
+    for kind in (0..64).filter_map(vproto_xenstore::wire::MsgType::from_u32) {
+        let name = kind.name();
+        c.add(format!("each-type/{name}/empty"), frame(kind.as_u32(), 5, 0, b""));
+        c.add(format!("each-type/{name}/no-string"), frame(kind.as_u32(), 5, 0, b"\xff\xfe\x01"));
+        c.add(format!("each-type/{name}/nuls"), frame(kind.as_u32(), 5, 0, b"\0\0\0\0"));
+        c.add(format!("each-type/{name}/unknown-tx"), frame(kind.as_u32(), 5, 0xdead_beef, b"/local\0"));
+    }
     c.add("transaction/end-unknown-tx", frame(TransactionEnd.as_u32(), 1, 12345, b"T\0"));
     c.add("transaction/end-bad-flag", frame(TransactionEnd.as_u32(), 1, 0, b"X\0"));
     c.add("transaction/read-in-unknown-tx", frame(Read.as_u32(), 1, 777, b"/\0"));
