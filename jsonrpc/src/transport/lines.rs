@@ -9,6 +9,10 @@
 //! the connection's bounded queue (`events.rs`) meanwhile; past its bound the subscription is
 //! lost, never the server's memory.
 //!
+//! Garbage: a connection sending bad frames in a row (too large, not JSON, not a request) has
+//! its next frame read after a pause that grows to a second ([`Strikes`]), so a flood of them
+//! cannot take the server from well-behaved peers.
+//!
 //! Memory: an idle connection holds no I/O buffer. [`IdleFreeReader`] takes its read buffer
 //! only while bytes are arriving and gives it back as soon as a read would wait with nothing
 //! left in it; [`Output`] collects replies in a buffer that is released once they are written.
@@ -182,6 +186,59 @@ fn auth_step(
     }
 }
 
+/// Bad frames in a row a connection may send without a pause (a client's honest mistakes, a
+/// test suite's malformed requests).
+const FREE_STRIKES: u32 = 8;
+
+/// The pause after the first bad frame past [`FREE_STRIKES`]; it doubles with each further one
+/// in a row.
+const FIRST_PENALTY: Duration = Duration::from_millis(1);
+
+/// The longest pause between two bad frames of a connection.
+const MAX_PENALTY: Duration = Duration::from_secs(1);
+
+/// Bad frames a connection sent in a row (over the size limit, not JSON, not a request: what
+/// is answered with an error without calling anything), and the pause before its next frame
+/// is read: none for the first [`FREE_STRIKES`], then [`FIRST_PENALTY`], doubling up to
+/// [`MAX_PENALTY`]; a good frame clears them. A peer flooding the server with garbage gets about
+/// one frame a second through once it has sent some twenty, so a flood cannot take the
+/// server's CPU from well-behaved peers (docs/reliability.md, "Load and faults").
+#[derive(Default)]
+struct Strikes {
+    count: u32,
+    /// Whether the pause has reached its longest (logged once per spell).
+    capped: bool,
+}
+
+impl Strikes {
+    /// Records a frame; the pause due before the next one is read, when it was bad.
+    fn record(&mut self, bad: bool) -> Option<Duration> {
+        if !bad {
+            *self = Strikes::default();
+            return None;
+        }
+        self.count = self.count.saturating_add(1);
+        let past = self.count.checked_sub(FREE_STRIKES + 1)?;
+        let pause = FIRST_PENALTY.saturating_mul(1 << past.min(16)).min(MAX_PENALTY);
+        if pause == MAX_PENALTY && !std::mem::replace(&mut self.capped, true) {
+            tracing::info!(
+                bad_frames = self.count,
+                "a connection keeps sending bad frames: reading one a second from it"
+            );
+        }
+        Some(pause)
+    }
+}
+
+/// Whether a frame gets nothing but errors without any call: not JSON, not a request, over a
+/// limit, or a batch of only such members.
+fn is_bad(incoming: &Incoming) -> bool {
+    match incoming {
+        Incoming::Single(entry) => matches!(entry, Entry::Invalid(_)),
+        Incoming::Batch(entries) => entries.iter().all(|entry| matches!(entry, Entry::Invalid(_))),
+    }
+}
+
 /// Whether a frame is a lone call to `rpc.subscribe` or `rpc.unsubscribe` (batched, they go to
 /// the handler like any call, and are not found).
 fn is_subscription_call(incoming: &Incoming) -> bool {
@@ -258,6 +315,9 @@ pub(crate) async fn serve<R, W>(
     let mut refused = false;
     let mut subscriber = engine.events().map(|hub| Subscriber::new(hub, &limits));
     let mut waiting = VecDeque::new();
+    let mut strikes = Strikes::default();
+    // The pause due (after a bad frame) before the next frame is read.
+    let mut penalty = None;
     'serve: loop {
         // Collect the calls that finished meanwhile (also while input keeps coming).
         while !running.is_empty() {
@@ -270,6 +330,17 @@ pub(crate) async fn serve<R, W>(
         if let Some(subscriber) = subscriber.as_mut().filter(|subscriber| subscriber.ready()) {
             if !deliver(&mut out, subscriber, &mut waiting).await {
                 break;
+            }
+        }
+        if let Some(pause) = penalty.take() {
+            // The answers so far go out first; the peer's next frame waits.
+            if !out.flush().await {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut stopping => break,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         // A line already buffered is read without flushing (checking first that the server is
@@ -324,6 +395,7 @@ pub(crate) async fn serve<R, W>(
         let frame = match line {
             Line::Frame(frame) => frame,
             Line::TooLarge => {
+                penalty = strikes.record(true);
                 let text = Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json();
                 if !out.send(Reply::immediate(Some(text))).await {
                     break;
@@ -332,6 +404,7 @@ pub(crate) async fn serve<R, W>(
             }
         };
         let incoming = engine.parse(frame);
+        penalty = strikes.record(is_bad(&incoming));
         match auth_step(&engine, &incoming, credentials.as_deref(), &mut caller) {
             AuthStep::Dispatch => {}
             AuthStep::Answer(text) => {
@@ -557,6 +630,20 @@ mod tests {
         let mut rest = String::new();
         reader.read_to_string(&mut rest).await.unwrap();
         assert_eq!(rest, "xyz");
+    }
+
+    /// Bad frames in a row are free up to FREE_STRIKES, then pause 1 ms doubling to 1 s; a
+    /// good frame starts over.
+    #[test]
+    fn bad_frames_in_a_row_slow_a_connection_down() {
+        let mut strikes = Strikes::default();
+        let pauses: Vec<Option<u64>> =
+            (0..FREE_STRIKES + 12).map(|_| strikes.record(true).map(|p| p.as_millis() as u64)).collect();
+        let mut expected = vec![None; FREE_STRIKES as usize];
+        expected.extend([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000].map(Some));
+        assert_eq!(pauses, expected);
+        assert_eq!(strikes.record(false), None);
+        assert_eq!(strikes.record(true), None, "a good frame starts over");
     }
 
     /// Replies are buffered until flushed (one write for several), and the buffer is released
