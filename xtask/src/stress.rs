@@ -55,6 +55,13 @@ const SCENARIOS: &[&str] = &["idle", "slowloris", "flood", "xenstored", "soak"];
 /// The method every JSON-RPC scenario calls: answered from the conductor's memory.
 const CALL: &str = "conductor.list_agents";
 
+/// How often a well-behaved client calls while a scenario measures it, quiet or under load
+/// (the same pace both times: a server woken from sleep answers slower than a busy one).
+const PACE: Duration = Duration::from_millis(2);
+
+/// How long a scenario measures the quiet server.
+const QUIET: Duration = Duration::from_secs(10);
+
 /// Runs the scenarios asked for, in order, then prints the table of their figures.
 pub fn stress(options: Options) -> Result<(), String> {
     let scenarios: Vec<String> = if options.scenarios.is_empty() {
@@ -88,7 +95,10 @@ pub fn stress(options: Options) -> Result<(), String> {
         match scenario.as_str() {
             "idle" => bench.idle(options.connections)?,
             "slowloris" => bench.slowloris()?,
-            "flood" => bench.flood()?,
+            "flood" => {
+                bench.flood(50)?;
+                bench.flood(1)?;
+            }
             "xenstored" => bench.xenstored()?,
             "soak" => bench.soak(Duration::from_secs(options.duration))?,
             _ => unreachable!("checked above"),
@@ -338,7 +348,7 @@ impl Bench {
                 Box::new(move || client.call(CALL))
             };
             measure(500, &mut call)?;
-            let quiet = measure(3000, &mut call)?;
+            let quiet = measure_for(QUIET, PACE, &mut call)?;
             let text: &'static [u8] = if http {
                 b"POST /jsonrpc HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
             } else {
@@ -351,7 +361,7 @@ impl Bench {
                 thread::spawn(move || slow_clients(&addr, 100, text, period + Duration::from_secs(2)))
             };
             thread::sleep(Duration::from_secs(2));
-            let during = measure_for(period, Duration::from_millis(2), &mut call)?;
+            let during = measure_for(period, PACE, &mut call)?;
             let (sent, cut) = loris.join().map_err(|_| "the slow-loris thread panicked")??;
             let s = format!("slowloris {name}");
             self.row(&s, "a call, quiet", quiet.summary());
@@ -372,12 +382,14 @@ impl Bench {
         Ok(())
     }
 
-    fn flood(&self) -> Result<(), String> {
-        let (server, addr) = self.conductor("flood-conductor", "tcp:127.0.0.1:0");
+    /// 100 clients sending bad frames, each on a connection for `per_connection` frames (1:
+    /// a new connection for every frame, which escapes a connection's penalty for them).
+    fn flood(&self, per_connection: usize) -> Result<(), String> {
+        let (server, addr) = self.conductor(&format!("flood-{per_connection}"), "tcp:127.0.0.1:0");
         let addr = host_port(&addr).to_string();
         let mut caller = LineClient::tcp(&addr).map_err(|e| e.to_string())?;
         measure(500, || caller.call(CALL))?;
-        let quiet = measure(3000, || caller.call(CALL))?;
+        let quiet = measure_for(QUIET, PACE, || caller.call(CALL))?;
         let stop = Arc::new(AtomicBool::new(false));
         let frames = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
@@ -404,8 +416,7 @@ impl Bench {
                             thread::sleep(Duration::from_millis(10));
                             continue;
                         };
-                        // A connection sends 50 bad frames, then another takes its place.
-                        for _ in 0..50 {
+                        for _ in 0..per_connection {
                             if stop.load(Ordering::Relaxed) {
                                 break;
                             }
@@ -426,7 +437,7 @@ impl Bench {
         thread::sleep(Duration::from_secs(2));
         let (frames_at, bytes_at, start) =
             (frames.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), Instant::now());
-        let during = measure_for(Duration::from_secs(20), Duration::from_millis(2), || caller.call(CALL))?;
+        let during = measure_for(Duration::from_secs(20), PACE, || caller.call(CALL))?;
         let secs = start.elapsed().as_secs_f64();
         let rate = (frames.load(Ordering::Relaxed) - frames_at) as f64 / secs;
         let mib = (bytes.load(Ordering::Relaxed) - bytes_at) as f64 / secs / (1024.0 * 1024.0);
@@ -435,7 +446,7 @@ impl Bench {
             let _ = flooder.join();
         }
         caller.call(CALL)?;
-        let s = "flood";
+        let s = &format!("flood, {per_connection} per connection");
         self.row(s, "a call, quiet", quiet.summary());
         self.row(
             s,
@@ -470,8 +481,8 @@ impl Bench {
         let mut guest = Xs::connect(&dom2)?;
         let mut host = Xs::connect(&dom0)?;
         measure(500, || guest.write_read("data/k"))?;
-        let quiet_guest = measure(2000, || guest.write_read("data/k"))?;
-        let quiet_host = measure(2000, || host.write_read("/local/domain/0/data/k"))?;
+        let quiet_guest = measure_for(QUIET, PACE, || guest.write_read("data/k"))?;
+        let quiet_host = measure_for(QUIET, PACE, || host.write_read("/local/domain/0/data/k"))?;
         let rss_before = rss_kib(pid)?;
         let stop = Arc::new(AtomicBool::new(false));
         let refusals = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
@@ -485,8 +496,8 @@ impl Bench {
         thread::sleep(Duration::from_secs(3));
         let period = Duration::from_secs(15);
         let (abused_guest, abused_host) = thread::scope(|scope| {
-            let guest = scope.spawn(|| measure_for(period, Duration::from_millis(1), || guest.write_read("data/k")));
-            let host = measure_for(period, Duration::from_millis(1), || host.write_read("/local/domain/0/data/k"));
+            let guest = scope.spawn(|| measure_for(period, PACE, || guest.write_read("data/k")));
+            let host = measure_for(period, PACE, || host.write_read("/local/domain/0/data/k"));
             (guest.join().unwrap_or_else(|_| Err("guest thread panicked".into())), host)
         });
         let (abused_guest, abused_host) = (abused_guest?, abused_host?);
@@ -528,17 +539,19 @@ impl Bench {
     }
 
     fn soak(&self, duration: Duration) -> Result<(), String> {
-        let sock = |name: &str| format!("unix:{}", self.dir.join(name).display());
+        // On loopback TCP without credentials: peers announce and dial host:port endpoints.
+        let tcp = "tcp:127.0.0.1:0";
         let (conductor, conductor_addr) = self.serve(
             "soak-conductor",
-            &["conductor", "--listen", &sock("conductor.sock"), "--state", "memory", "--heartbeat-interval", "1"],
+            &["conductor", "--listen", tcp, "--insecure", "--state", "memory", "--heartbeat-interval", "1"],
         );
         let (agent, agent_addr) = self.serve(
             "soak-agent",
             &[
                 "agent",
                 "--listen",
-                &sock("agent.sock"),
+                tcp,
+                "--insecure",
                 "--conductor",
                 &conductor_addr,
                 "--heartbeat-interval",
@@ -553,7 +566,8 @@ impl Bench {
             &[
                 "driver",
                 "--listen",
-                &sock("driver.sock"),
+                tcp,
+                "--insecure",
                 "--config",
                 &config.display().to_string(),
                 "--agent",
@@ -581,16 +595,17 @@ impl Bench {
             (agent_addr.clone(), "agent.list_hardware"),
             (driver_addr.clone(), "driver.list_hardware"),
         ] {
-            let path = PathBuf::from(addr.trim_start_matches("unix:"));
+            let addr = host_port(&addr).to_string();
             let (stop, calls) = (stop.clone(), calls.clone());
             load.push(thread::spawn(move || -> Result<(), String> {
                 let mut n = 0u64;
-                let mut client = LineClient::unix(&path)?;
+                let connect = || LineClient::tcp(&addr).map_err(|e| format!("{addr}: {e}"));
+                let mut client = connect()?;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // A connection made and closed every 20 calls, as short-lived callers do.
                     if n % 20 == 0 {
-                        client = LineClient::unix(&path)?;
+                        client = connect()?;
                     }
                     client.call(method)?;
                     calls.fetch_add(1, Ordering::Relaxed);

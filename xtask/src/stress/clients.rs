@@ -100,13 +100,6 @@ impl LineClient<TcpStream> {
     }
 }
 
-impl LineClient<UnixStream> {
-    /// A client on the Unix socket `path`.
-    pub fn unix(path: &Path) -> Result<Self, String> {
-        Ok(LineClient::new(unix(path)?))
-    }
-}
-
 impl<S: Read + Write> LineClient<S> {
     fn new(stream: S) -> Self {
         LineClient { reader: BufReader::new(stream), next_id: 1, line: String::new() }
