@@ -57,9 +57,13 @@ impl ConfigError {
 /// Reads a config file as JSON.
 pub fn read_json(path: &Path) -> Result<Value, ConfigError> {
     let shown = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: shown.clone(), reason: e.to_string() })?;
-    serde_json::from_str(&text).map_err(|e| ConfigError::Syntax { path: shown, reason: e.to_string() })
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::Read { path: shown.clone(), reason: e.to_string() })?;
+    // Where the text stops being UTF-8, which `read_to_string` does not say.
+    let text = std::str::from_utf8(&bytes).map_err(|e| ConfigError::Syntax {
+        path: shown.clone(),
+        reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+    })?;
+    serde_json::from_str(text).map_err(|e| ConfigError::Syntax { path: shown, reason: e.to_string() })
 }
 
 /// A JSON object of a config, read field by field; unknown fields are refused so a typo does
