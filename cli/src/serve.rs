@@ -45,8 +45,8 @@ use std::{
 
 use tokio::task::JoinHandle;
 use vproto_api::{
-    service_openrpc, AgentEvent, AgentRegistration, AgentServer, ComponentStatus, ConductorEvent, ConductorServer,
-    DriverRegistration, DriverServer, Endpoint, GuestServer, NetworkEvent, NetworkServer, HTTP_BINDINGS,
+    service_openrpc, AgentEvent, AgentRegistration, AgentServer, ComponentStatus, ConductorEvent, DriverRegistration,
+    DriverServer, Endpoint, GuestServer, NetworkEvent, NetworkServer, HTTP_BINDINGS,
 };
 use vproto_jsonrpc::{
     load_token, ClientOptions, ConnectAddr, EventHub, ListenAddr, RestRoute, RunningServer, Server, Token,
@@ -54,7 +54,7 @@ use vproto_jsonrpc::{
 use vproto_listen::TerminationSignals;
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
-    conductor::{Conductor, ConductorOptions},
+    conductor::{Conductor, ConductorHandler, ConductorOptions},
     driver::{self, Driver, DriverConfig},
     guest_channel::GuestChannel,
     network::{NetworkHost, NetworkHostConfig},
@@ -427,7 +427,7 @@ fn build(
             }
             let conductor = Arc::new(Conductor::with_store(options, store.unwrap_or_else(Store::memory)));
             built.tasks.push(conductor.spawn_watchdog());
-            built.router = built.router.with(ConductorServer(conductor));
+            built.router = built.router.with(ConductorHandler::new(conductor));
             built.events = Some(hub);
         }
         Service::Network => {

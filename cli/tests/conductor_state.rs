@@ -29,8 +29,11 @@ const TOKEN: &str = "conductor-state-token";
 fn token_file(dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("token");
-    std::fs::write(&path, TOKEN).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Written once: rewriting it would truncate it under a process reading it at its start.
+    if !path.exists() {
+        std::fs::write(&path, TOKEN).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     path.display().to_string()
 }
 

@@ -20,7 +20,7 @@ use futures_util::{
 };
 use serde_json::{json, Value};
 use smallvec::{smallvec, SmallVec};
-use vproto_support::rpc::{codes, Handler, Params, RpcError};
+use vproto_support::rpc::{codes, Handler, Params, ResultJson, RpcError};
 
 use super::{
     depth,
@@ -224,7 +224,8 @@ impl Engine {
 
     /// Starts answering an admitted frame, running its calls as far as they go without
     /// waiting. A lone request to a registered method (the common case) takes a path that
-    /// allocates nothing beyond what its handler does.
+    /// allocates nothing beyond what its handler does, and sends a result the handler keeps
+    /// as JSON text ([`Handler::handle_json`]) as it is.
     pub fn start(&self, mut admitted: Admitted) -> Answer<'_> {
         let registered = match admitted.slots.as_slice() {
             [Slot::Run(call, _)] if !admitted.batch => self.methods.get(call.method.as_str()).copied(),
@@ -245,9 +246,15 @@ impl Engine {
     /// has to wait is put in a future of its own.
     fn start_call(&self, method: &'static str, call: Call, slot: InFlightSlot) -> Answer<'_> {
         let id = call.id;
-        let reply =
-            move |outcome| Reply { text: id.map(|id| Response { id, outcome }.to_json()), _slots: smallvec![slot] };
-        let mut outcome = AssertUnwindSafe(self.handler.handle(method, call.params)).catch_unwind();
+        let reply = move |outcome: Result<ResultJson, RpcError>| {
+            let text = id.map(|id| match outcome {
+                Ok(ResultJson::Text(text)) => Response::with_result_text(&id, &text),
+                Ok(ResultJson::Value(value)) => Response { id, outcome: Ok(value) }.to_json(),
+                Err(error) => Response { id, outcome: Err(error) }.to_json(),
+            });
+            Reply { text, _slots: smallvec![slot] }
+        };
+        let mut outcome = AssertUnwindSafe(self.handler.handle_json(method, call.params)).catch_unwind();
         match (&mut outcome).now_or_never() {
             Some(caught) => Answer::Ready(reply(settle(method, caught))),
             None => Answer::Waiting(Box::pin(async move { reply(settle(method, outcome.await)) })),
@@ -336,7 +343,7 @@ impl Engine {
 }
 
 /// A handler's outcome, caught: a panic is logged and becomes `-32603`, without details.
-fn settle(method: &str, caught: std::thread::Result<Result<Value, RpcError>>) -> Result<Value, RpcError> {
+fn settle<T>(method: &str, caught: std::thread::Result<Result<T, RpcError>>) -> Result<T, RpcError> {
     caught.unwrap_or_else(|_panic| {
         tracing::error!(method, "the handler panicked");
         Err(RpcError::internal_because("the handler panicked"))
@@ -345,7 +352,60 @@ fn settle(method: &str, caught: std::thread::Result<Result<Value, RpcError>>) ->
 
 #[cfg(test)]
 mod tests {
-    use super::InFlight;
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    /// Answers `test.kept` with text it keeps, and `test.value` with a value.
+    struct Kept(Arc<RawValue>);
+
+    impl Handler for Kept {
+        fn handle<'a>(&'a self, method: &'a str, _params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+            let answer = serde_json::from_str(self.0.get()).map_err(|e| RpcError::internal_because(e.to_string()));
+            Box::pin(async move {
+                if method == "test.value" {
+                    Ok(json!(1))
+                } else {
+                    answer
+                }
+            })
+        }
+
+        fn handle_json<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+            if method != "test.kept" {
+                let answer = self.handle(method, params);
+                return Box::pin(async move { answer.await.map(ResultJson::Value) });
+            }
+            let text = self.0.clone();
+            Box::pin(async move { Ok(ResultJson::Text(text)) })
+        }
+
+        fn methods(&self) -> Vec<&'static str> {
+            vec!["test.kept", "test.value"]
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_kept_as_text_is_sent_as_it_is_and_a_batch_gets_its_value() {
+        let text: Arc<RawValue> = RawValue::from_string(r#"{"kept": [1,  2]}"#.to_string()).unwrap().into();
+        let engine = Engine::new(Arc::new(Kept(text)), Limits::default());
+        let in_flight = InFlight::new(4);
+        let reply = |frame: &'static str| {
+            let (engine, in_flight) = (&engine, &in_flight);
+            async move { engine.handle(frame.as_bytes(), in_flight).await.text.unwrap() }
+        };
+        let kept = r#"{"jsonrpc":"2.0","result":{"kept": [1,  2]},"id":1}"#;
+        assert_eq!(reply(r#"{"jsonrpc":"2.0","method":"test.kept","id":1}"#).await, kept);
+        assert_eq!(
+            reply(r#"{"jsonrpc":"2.0","method":"test.value","id":2}"#).await,
+            r#"{"jsonrpc":"2.0","result":1,"id":2}"#
+        );
+        // A batch's calls go through `handle`: the same result, written from its value.
+        assert_eq!(
+            reply(r#"[{"jsonrpc":"2.0","method":"test.kept","id":3}]"#).await,
+            r#"[{"jsonrpc":"2.0","result":{"kept":[1,2]},"id":3}]"#
+        );
+    }
 
     #[test]
     fn in_flight_slots_are_counted_shared_and_freed() {

@@ -129,23 +129,39 @@ impl Response {
 
     /// The response as one line of JSON text (no newline), the id echoed byte for byte.
     pub fn to_json(&self) -> String {
-        let mut out = Vec::with_capacity(128);
-        let written = match &self.outcome {
-            Ok(result) => {
-                out.extend_from_slice(br#"{"jsonrpc":"2.0","result":"#);
-                serde_json::to_writer(&mut out, result)
-            }
-            Err(error) => {
-                out.extend_from_slice(br#"{"jsonrpc":"2.0","error":"#);
-                serde_json::to_writer(&mut out, &error.to_json())
-            }
-        };
-        written.expect("a JSON value always serializes");
-        out.extend_from_slice(br#","id":"#);
-        out.extend_from_slice(self.id.as_json().as_bytes());
-        out.push(b'}');
-        String::from_utf8(out).expect("serde_json writes UTF-8")
+        match &self.outcome {
+            Ok(result) => response_line(&self.id, b"result", 128, |out| serde_json::to_writer(out, result)),
+            Err(error) => response_line(&self.id, b"error", 128, |out| serde_json::to_writer(out, &error.to_json())),
+        }
     }
+
+    /// The success response to `id` whose result is JSON text written beforehand, sent byte
+    /// for byte, as one line of JSON text (no newline): one copy of the text.
+    pub fn with_result_text(id: &Id, result: &RawValue) -> String {
+        let text = result.get().as_bytes();
+        response_line(id, b"result", text.len() + 64, |out| {
+            out.extend_from_slice(text);
+            Ok(())
+        })
+    }
+}
+
+/// `{"jsonrpc":"2.0","<member>":<what write writes>,"id":<id>}`, in a buffer of `capacity`.
+fn response_line(
+    id: &Id,
+    member: &[u8],
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> String {
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0",""#);
+    out.extend_from_slice(member);
+    out.extend_from_slice(br#"":"#);
+    write(&mut out).expect("a JSON value always serializes");
+    out.extend_from_slice(br#","id":"#);
+    out.extend_from_slice(id.as_json().as_bytes());
+    out.push(b'}');
+    String::from_utf8(out).expect("JSON text is UTF-8")
 }
 
 /// Parses one frame of JSON text (already checked for size, UTF-8 and depth) into calls.
@@ -429,6 +445,12 @@ mod tests {
         assert_eq!(
             Response::error(Id::null(), error).to_json(),
             r#"{"jsonrpc":"2.0","error":{"code":-1,"message":"x"},"id":null}"#
+        );
+        // A result kept as text is sent byte for byte (spacing included), in the same frame.
+        let text = RawValue::from_string(r#"{"hardware": [1, 2]}"#.into()).unwrap();
+        assert_eq!(
+            Response::with_result_text(&Id::number(7), &text),
+            r#"{"jsonrpc":"2.0","result":{"hardware": [1, 2]},"id":7}"#
         );
     }
 }

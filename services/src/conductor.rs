@@ -34,6 +34,14 @@
 //! when the run is answered DONE or FAILED. One follower per agent: a trigger that joins a run
 //! already followed adds none. Followers are aborted when the conductor is dropped. Each run
 //! is recorded in the store with its outcome, which `Conductor::discovery_status` reads.
+//!
+//! # Serving it
+//!
+//! [`ConductorHandler`] is the conductor as a JSON-RPC handler: the generated dispatcher, except
+//! that `conductor.list_hardware` is answered as JSON text kept from the last answer while the
+//! inventories it was made of do not change ([`Conductor::list_hardware_text`]). At 1,000
+//! agents an answer is about 600 KB; a call then costs a copy of it, not a copy of 2,000
+//! devices written out again.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -41,14 +49,21 @@ use std::{
     time::Duration,
 };
 
+use serde_json::{value::RawValue, Value};
 use tokio::task::{AbortHandle, JoinHandle};
 use vproto_api::{
     AgentClient, AgentDiscovery, AgentDiscoveryList, AgentList, AgentRegistration, AgentState, ComponentStatus,
-    ConductorEvent, ConductorService, Deregistration, DiscoveryState, DiscoveryStatus, Endpoint, HardwareList,
-    HelloAck, PeerUnavailableData, ProtocolError, ServiceError,
+    ConductorEvent, ConductorServer, ConductorService, Deregistration, DiscoveryState, DiscoveryStatus, Endpoint,
+    HardwareList, HelloAck, PeerUnavailableData, ProtocolError, ServiceError, JSON_SCHEMA, METHOD_ROLES,
 };
 use vproto_jsonrpc::Token;
-use vproto_support::rpc::{events::Publisher, Answer, DeclaredError};
+use vproto_support::{
+    rpc::{
+        events::Publisher, roles, validate_params, Answer, BoxFuture, DeclaredError, Handler, Params, ResultJson,
+        RpcError,
+    },
+    wire::WireValue,
+};
 
 use crate::{
     peer::{fan_out, hello_ack, PeerFailure, PeerScheme, Peers},
@@ -105,9 +120,9 @@ pub struct Conductor {
     followed: Arc<Mutex<BTreeMap<Endpoint, Option<AbortHandle>>>>,
     /// The agents whose inventory is being fetched.
     refreshing: Arc<Mutex<BTreeSet<Endpoint>>>,
-    /// The last `conductor.list_hardware` answer, reused while it would be assembled from the
-    /// very same inventories.
-    listing: Mutex<Option<Arc<Listing>>>,
+    /// The last `conductor.list_hardware` answer as text, reused while it would be assembled
+    /// from the very same inventories.
+    listing: Mutex<Option<Listing>>,
     discovery_poll: Duration,
     discovery_timeout: Duration,
 }
@@ -354,11 +369,11 @@ impl Conductor {
     }
 }
 
-/// A `conductor.list_hardware` answer and the inventories (the store's shared copies, in
-/// order) it was assembled from.
+/// A `conductor.list_hardware` answer as JSON text and the inventories (the store's shared
+/// copies, in order) it was assembled from.
 struct Listing {
     from: Vec<Arc<HardwareList>>,
-    answer: HardwareList,
+    text: Arc<RawValue>,
 }
 
 impl Listing {
@@ -524,6 +539,80 @@ impl Conductor {
     }
 }
 
+impl Conductor {
+    /// `conductor.list_hardware`'s answer as JSON text (its wire form, as the generated
+    /// dispatcher writes it) when every agent it lists has a stored inventory: the text of the
+    /// last answer while it was made of the very same inventories, else written now and kept.
+    /// `None` when some inventory was never obtained (answering asks those agents first, as
+    /// [`ConductorService::list_hardware`] does).
+    pub async fn list_hardware_text(&self) -> Result<Option<Arc<RawValue>>, ServiceError> {
+        let now = self.clock.now_millis();
+        let targets = self.targets(now, None).await.map_err(internal)?;
+        let known: Vec<&Arc<HardwareList>> = targets.iter().filter_map(|record| record.hardware.as_ref()).collect();
+        if known.len() != targets.len() {
+            return Ok(None);
+        }
+        if let Some(listing) = lock(&self.listing).as_ref().filter(|listing| listing.is_of(&known)) {
+            return Ok(Some(listing.text.clone()));
+        }
+        let answer = assemble(targets.iter().zip(&known).map(|(record, list)| (&record.endpoint, list.as_ref())));
+        let text: Arc<RawValue> = serde_json::value::to_raw_value(&answer.to_wire())
+            .map_err(|error| ServiceError::Internal(format!("cannot write the hardware list: {error}")))?
+            .into();
+        let from = known.into_iter().cloned().collect();
+        *lock(&self.listing) = Some(Listing { from, text: text.clone() });
+        Ok(Some(text))
+    }
+}
+
+/// `conductor.list_hardware`, the method [`ConductorHandler`] answers as text.
+const LIST_HARDWARE: &str = "conductor.list_hardware";
+
+/// The conductor as a JSON-RPC handler: the generated dispatcher ([`ConductorServer`]), except
+/// that a request for `conductor.list_hardware` is answered with
+/// [`Conductor::list_hardware_text`] when it has the answer as text. The caller's role and the
+/// params are checked first, as the dispatcher checks them (the roles the schema gives the
+/// method, the params against its JSON Schema); anything else, and that method when an
+/// inventory was never obtained, is the dispatcher's.
+pub struct ConductorHandler(ConductorServer<Conductor>);
+
+impl ConductorHandler {
+    /// The handler of `conductor`.
+    pub fn new(conductor: Arc<Conductor>) -> Self {
+        ConductorHandler(ConductorServer(conductor))
+    }
+
+    /// `conductor.list_hardware` as text, or as the dispatcher answers it.
+    async fn list_hardware(&self, roles: &[&str], params: Params) -> Result<ResultJson, RpcError> {
+        roles::check(LIST_HARDWARE, roles)?;
+        let params = validate_params(JSON_SCHEMA, "conductor.list_hardware.params", params.into_named(&[])?)?;
+        match self.0 .0.list_hardware_text().await {
+            Ok(Some(text)) => Ok(ResultJson::Text(text)),
+            Ok(None) => self.0.handle(LIST_HARDWARE, Params::ByName(params)).await.map(ResultJson::Value),
+            Err(error) => Err(error.into_rpc(LIST_HARDWARE, &[])),
+        }
+    }
+}
+
+impl Handler for ConductorHandler {
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        self.0.handle(method, params)
+    }
+
+    fn handle_json<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+        if method == LIST_HARDWARE {
+            if let Some((_, roles)) = METHOD_ROLES.iter().find(|(name, _)| *name == LIST_HARDWARE) {
+                return Box::pin(self.list_hardware(roles, params));
+            }
+        }
+        self.0.handle_json(method, params)
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        self.0.methods()
+    }
+}
+
 impl ConductorService for Conductor {
     async fn hello(&self, registration: AgentRegistration) -> Result<Answer<HelloAck>, ServiceError> {
         check_protocol(registration.protocol_version.as_deref())?;
@@ -536,13 +625,9 @@ impl ConductorService for Conductor {
         let targets = self.targets(now, None).await.map_err(internal)?;
         let known: Vec<&Arc<HardwareList>> = targets.iter().filter_map(|record| record.hardware.as_ref()).collect();
         if known.len() == targets.len() {
-            // Every inventory known: the last answer, if it was made of these very ones.
-            if let Some(listing) = lock(&self.listing).as_ref().filter(|listing| listing.is_of(&known)) {
-                return Ok(listing.answer.clone().into());
-            }
+            // Every inventory known (over the wire, ConductorHandler answers from the text of
+            // the last answer instead).
             let answer = assemble(targets.iter().zip(&known).map(|(record, list)| (&record.endpoint, list.as_ref())));
-            let from = known.into_iter().cloned().collect();
-            *lock(&self.listing) = Some(Arc::new(Listing { from, answer: answer.clone() }));
             return Ok(answer.into());
         }
         // Inventories never obtained are asked for now.

@@ -26,7 +26,7 @@ use std::{
 
 use serde_json::Value;
 use vproto_api::{Endpoint, EndpointRefusedData, ProtocolError, JSON_SCHEMA, METHOD_ROLES};
-use vproto_support::rpc::{roles, validate_params, BoxFuture, DeclaredError, Handler, Params, RpcError};
+use vproto_support::rpc::{roles, validate_params, BoxFuture, DeclaredError, Handler, Params, ResultJson, RpcError};
 
 /// An address block: an address and how many leading bits of it a member shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +260,16 @@ impl<H: Handler> Handler for Guarded<H> {
             }
             self.handler.handle(method, params).await
         })
+    }
+
+    /// A hello as [`Guarded::handle`] answers it; any other call as the guarded handler does
+    /// (a result it keeps as JSON text stays text).
+    fn handle_json<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+        if ANNOUNCING.iter().any(|(announcing, _, _)| *announcing == method) {
+            let answer = self.handle(method, params);
+            return Box::pin(async move { answer.await.map(ResultJson::Value) });
+        }
+        self.handler.handle_json(method, params)
     }
 
     fn methods(&self) -> Vec<&'static str> {

@@ -5,14 +5,21 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{json, Value};
 use vproto_api::{
     AgentRegistration, AgentServer, AgentService, ComponentStatus, ConductorClient, ConductorServer, ConductorService,
-    DeviceType, DiscoveryState, DriverRegistration, DriverServer, Endpoint, ProtocolError, ServiceError,
+    DeviceType, DiscoveryState, DriverRegistration, DriverServer, Endpoint, HardwareList, ProtocolError, ServiceError,
 };
 use vproto_jsonrpc::{Client, ClientOptions, ListenAddr, RunningServer, Server};
 use vproto_services::{
     agent::{self, Agent, AgentOptions},
-    conductor::{Conductor, ConductorOptions},
+    conductor::{Conductor, ConductorHandler, ConductorOptions},
     driver::{Driver, DriverConfig},
     peer::{endpoint_of, HelloLoop},
+};
+use vproto_support::{
+    rpc::{
+        roles::{self, Caller},
+        ClientTransport, Handler, Params,
+    },
+    wire::{WirePath, WireValue},
 };
 
 fn device(uuid: &str, device_type: &str) -> Value {
@@ -198,6 +205,57 @@ async fn the_conductor_aggregates_hardware_across_agents_and_lists_them() {
     // conductor stored it (refreshed when agents report, not on every read).
     agent_server.shutdown().await;
     assert_eq!(uuids(&conductor_client.list_hardware().await.unwrap()), [CRYPTO_1]);
+}
+
+/// Over the wire, `conductor.list_hardware` is answered from the text of the last answer while
+/// the stored inventories do not change: what the generated dispatcher answers, with the
+/// caller's role and the params checked as the dispatcher checks them.
+#[tokio::test]
+async fn the_conductor_answers_list_hardware_from_kept_text_as_the_dispatcher_would() {
+    let config = driver_config("CRYPTO", &[CRYPTO_1, CRYPTO_2], json!({"duration_ms": 0}));
+    let (_driver, driver) = start_driver(config).await;
+    let agent = Arc::new(Agent::new(agent_options()));
+    agent.hello(registration(&driver, ComponentStatus::Ready)).await.unwrap();
+    agent.start_discovery().await.unwrap();
+    let (_agent_server, agent_endpoint) = listen(Server::new(AgentServer(agent))).await;
+    let conductor = Arc::new(Conductor::new(ConductorOptions::default()));
+    let handler = Arc::new(ConductorHandler::new(conductor.clone()));
+    let (_server, conductor_endpoint) = listen(Server::from_arc(handler.clone())).await;
+    let hello =
+        AgentRegistration { endpoint: agent_endpoint.clone(), status: ComponentStatus::Ready, protocol_version: None };
+    conductor.hello(hello).await.unwrap();
+
+    // The inventory is fetched in the background after the hello; then the text is kept.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        if let Some(text) = conductor.list_hardware_text().await.unwrap() {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the inventory was never stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let again = conductor.list_hardware_text().await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the text is kept while the inventories do not change");
+    let dispatched = ConductorServer(conductor.clone()).handle("conductor.list_hardware", Params::None).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(first.get()).unwrap(), dispatched);
+    let addr = format!("tcp:{conductor_endpoint}").parse().unwrap();
+    let client = Client::connect(&addr, ClientOptions::default()).await.unwrap();
+    assert_eq!(client.request("conductor.list_hardware", Value::Null).await.unwrap(), dispatched);
+
+    // Another inventory stored: the next answer is written anew.
+    let changed = HardwareList::from_wire(&json!({"hardware": [device(GPU_1, "GPU")]}), &WirePath::root()).unwrap();
+    assert!(conductor.store().set_hardware(&agent_endpoint, &changed).await.unwrap());
+    assert_eq!(uuids(&ConductorClient::new(client).list_hardware().await.unwrap()), [GPU_1]);
+
+    // A caller without the method's role, and params the method does not take, are refused
+    // as the dispatcher refuses them.
+    let extra = Params::ByName(json!({"agent": "127.0.0.1:1"}).as_object().unwrap().clone());
+    for (caller, params, code) in [(Caller::role("agent"), Params::None, -32003), (Caller::Trusted, extra, -32602)] {
+        let ours = roles::scope(caller.clone(), handler.handle_json("conductor.list_hardware", params.clone()));
+        let theirs = roles::scope(caller, handler.handle("conductor.list_hardware", params));
+        let (ours, theirs) = (ours.await.unwrap_err(), theirs.await.unwrap_err());
+        assert_eq!((ours.code, &ours), (code, &theirs));
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, fmt, future::Future, pin::Pin, sync::Arc};
 
-use serde_json::{Map, Value};
+use serde_json::{value::RawValue, Map, Value};
 
 use crate::wire::WireError;
 
@@ -203,11 +203,31 @@ impl Params {
     }
 }
 
+/// A method's result as a handler hands it to the transport: a value the transport writes,
+/// or JSON text written beforehand and sent as it is. Text is shared, so a handler answering
+/// one large result many times writes it once and each answer costs a copy of the bytes.
+#[derive(Clone, Debug)]
+pub enum ResultJson {
+    /// A value, written by the transport.
+    Value(Value),
+    /// JSON text (checked JSON: a `RawValue`), sent byte for byte.
+    Text(Arc<RawValue>),
+}
+
 /// Something that answers calls: a generated dispatcher, or a [`Router`] of them.
 pub trait Handler: Send + Sync + 'static {
     /// Answers `method` with `params`. Notifications are called too; their
     /// answer is dropped by the transport.
     fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>>;
+
+    /// Answers `method` as [`Handler::handle`] does, the result possibly as JSON text written
+    /// beforehand ([`ResultJson::Text`]): what a transport calls to answer one request. By
+    /// default `handle`'s value; a handler that can answer from text it keeps overrides it
+    /// (and a wrapper forwards it), answering the same as `handle` would.
+    fn handle_json<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+        let answer = self.handle(method, params);
+        Box::pin(async move { answer.await.map(ResultJson::Value) })
+    }
 
     /// The methods this handler serves, as `service.method`.
     fn methods(&self) -> Vec<&'static str>;
@@ -235,15 +255,30 @@ impl Router {
     }
 }
 
-impl Handler for Router {
-    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+impl Router {
+    /// `call` on the handler of `method`, or the answer that none serves it.
+    fn route<'a, T: Send + 'a>(
+        &'a self,
+        method: &str,
+        call: impl FnOnce(&'a Arc<dyn Handler>) -> BoxFuture<'a, Result<T, RpcError>>,
+    ) -> BoxFuture<'a, Result<T, RpcError>> {
         match self.routes.get(method) {
-            Some(handler) => handler.handle(method, params),
+            Some(handler) => call(handler),
             None => {
                 let error = RpcError::method_not_found(method);
                 Box::pin(async move { Err(error) })
             }
         }
+    }
+}
+
+impl Handler for Router {
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        self.route(method, |handler| handler.handle(method, params))
+    }
+
+    fn handle_json<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+        self.route(method, |handler| handler.handle_json(method, params))
     }
 
     fn methods(&self) -> Vec<&'static str> {
