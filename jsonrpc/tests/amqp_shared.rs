@@ -95,6 +95,7 @@ async fn amqps_is_checked_against_the_ca_given_and_two_cas_work_in_one_process()
 
         // The other broker's CA does not vouch for this broker's certificate: refused, saying why.
         let error = client(&url_a, "test.node-a", Some(&ca_b)).await.err().expect("a wrong CA is refused");
+        eprintln!("refused: {error}");
         assert!(error.contains(&format!("cannot connect to the broker {url_a}")), "{error}");
         assert!(error.to_lowercase().contains("certificate"), "{error}");
         // No CA at all: refused before connecting.
