@@ -137,10 +137,19 @@ async fn a_broker_restart_is_survived_and_nothing_acknowledged_is_lost() {
     let caller = Reconnecting::new(Dial { addr: target.clone(), options: options() }, RetryPolicy::OnceAfterReuse);
     assert_eq!(caller.request("test.add", json!({"a": 1, "b": 1})).await.unwrap(), json!(2));
 
-    // A call in flight when the broker dies fails, saying so.
-    let plain = Client::connect(&target, options()).await.unwrap();
+    // A call in flight when the broker dies fails, saying so; a `Reconnecting` client that
+    // retries once (its connection was reused) sends it again at once, which fails while the
+    // broker is down, saying that. Their requests expire after a minute: long enough to be
+    // delivered again after the restart below.
+    let patient = ClientOptions { request_timeout: Duration::from_secs(60), ..options() };
+    let plain = Client::connect(&target, patient.clone()).await.unwrap();
+    let retrying = Reconnecting::new(Dial { addr: target.clone(), options: patient }, RetryPolicy::OnceAfterReuse);
+    assert_eq!(retrying.request("test.add", json!({"a": 1, "b": 2})).await.unwrap(), json!(3));
     let blocked = tokio::spawn(async move { plain.request("test.block", Value::Null).await });
-    eventually("the blocking call to start", || probe.blocked.load(Ordering::SeqCst) == 1).await;
+    let retried = tokio::spawn(async move { retrying.request("test.block", Value::Null).await });
+    eventually("the blocking calls to start", || probe.blocked.load(Ordering::SeqCst) == 2).await;
+    // The broker has the requests on disk once it confirmed them (persistent, durable queue).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     broker = tokio::task::spawn_blocking(move || {
         broker.kill();
         broker
@@ -149,7 +158,8 @@ async fn a_broker_restart_is_survived_and_nothing_acknowledged_is_lost() {
     .unwrap();
     let error = guard(blocked).await.unwrap().unwrap_err().to_string();
     assert!(error.contains("broker connection") && error.contains("lost"), "{error}");
-    probe.gate.add_permits(1);
+    let error = guard(retried).await.unwrap().unwrap_err().to_string();
+    assert!(error.contains("cannot connect to the broker"), "{error}");
 
     // Back again: the server reconnects by itself, and the client on its next call.
     broker = tokio::task::spawn_blocking(move || {
@@ -170,6 +180,12 @@ async fn a_broker_restart_is_survived_and_nothing_acknowledged_is_lost() {
         }
     })
     .await;
+
+    // At least once: the two requests the server had not acknowledged when the broker died are
+    // delivered again, and run again, though their callers were told they failed (their answers
+    // go to reply queues that are gone). A call that is not idempotent can run twice.
+    guard(eventually("the unacknowledged calls to run again", || probe.blocked.load(Ordering::SeqCst) == 4)).await;
+    probe.gate.add_permits(2);
 
     // A cast the broker acknowledged while the server was away is handled once it is back,
     // even across another broker restart: the queue is durable, the message persistent, and
