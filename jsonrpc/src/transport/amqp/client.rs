@@ -14,14 +14,17 @@ use lapin::{
 };
 use serde_json::Value;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, BufReader},
+    io::{AsyncRead, AsyncWrite},
     sync::mpsc,
 };
 
 use super::{confirmed, connection, properties, AmqpAddr, Route};
 use crate::{
     client::ClientOptions,
-    transport::framing::{Line, LineReader},
+    transport::{
+        framing::{Line, LineReader},
+        IdleFreeReader,
+    },
 };
 
 /// Why the broker connection of a client ended, as its reading side reports it.
@@ -119,7 +122,8 @@ pub async fn connect(
     tokio::spawn(async move {
         let _replies = AbortOnDrop(replies);
         let (pump_read, _pump_write) = tokio::io::split(pump_side);
-        let reader = LineReader::new(BufReader::new(pump_read), max_message_size);
+        // No read buffer held between frames: a conductor keeps one such client per agent.
+        let reader = LineReader::new(IdleFreeReader::new(pump_read), max_message_size);
         if let Err(why) = publisher.run(reader).await {
             let _ = lines_tx.send(Err(std::io::Error::other(why))).await;
         }
@@ -156,7 +160,7 @@ struct Publisher {
 impl Publisher {
     /// Publishes each line read until the client closes its side (`Ok`) or a publish fails;
     /// confirms are awaited concurrently, so frames are pipelined.
-    async fn run<R: AsyncRead + Unpin>(&self, mut reader: LineReader<BufReader<R>>) -> Result<(), String> {
+    async fn run<R: AsyncRead + Unpin>(&self, mut reader: LineReader<IdleFreeReader<R>>) -> Result<(), String> {
         let mut confirms = FuturesUnordered::new();
         loop {
             tokio::select! {
