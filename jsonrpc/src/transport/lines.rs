@@ -10,8 +10,10 @@
 //! lost, never the server's memory.
 //!
 //! Garbage: a connection sending bad frames in a row (too large, not JSON, not a request) has
-//! its next frame read after a pause that grows to a second ([`Strikes`]), so a flood of them
-//! cannot take the server from well-behaved peers.
+//! its answer sent and its next frame read after a pause that grows to a second
+//! ([`Strikes`]), and the bad frames of all connections together are held to a rate
+//! ([`BAD_BYTES_PER_SECOND`]), so a flood of them, even on a new connection per frame, cannot
+//! take the server from well-behaved peers.
 //!
 //! Memory: an idle connection holds no I/O buffer. [`IdleFreeReader`] takes its read buffer
 //! only while bytes are arriving and gives it back as soon as a read would wait with nothing
@@ -230,6 +232,43 @@ impl Strikes {
     }
 }
 
+/// Bytes of bad frames a process reads per second from all its connections together, past a
+/// burst of [`BAD_BURST`] of them: past that, the answer to a bad frame waits until its bytes
+/// fit, so garbage from many connections (or a new connection per frame) is held to this rate.
+const BAD_BYTES_PER_SECOND: f64 = 8.0 * 1024.0 * 1024.0;
+
+/// How far ahead of the rate bad frames may run before they wait (1 s of it: 8 MiB).
+const BAD_BURST: Duration = Duration::from_secs(1);
+
+/// How far past the rate the debt grows at most: a flood that ended costs later bad frames no
+/// more than this.
+const MAX_BAD_DEBT: Duration = Duration::from_secs(10);
+
+/// What a bad frame costs besides its bytes (reading, parsing and answering it), in bytes.
+const BAD_FRAME_COST: usize = 4096;
+
+/// The process's budget of bad frames (GCRA): when the bad frames read so far are paid for
+/// at [`BAD_BYTES_PER_SECOND`].
+static BAD_FRAMES_PAID_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// Charges a bad frame of `bytes` to `budget`; how long its answer must wait for the rate.
+fn charge_bad_frame(budget: &std::sync::Mutex<Option<Instant>>, bytes: usize) -> Duration {
+    let cost = Duration::from_secs_f64(bytes.saturating_add(BAD_FRAME_COST) as f64 / BAD_BYTES_PER_SECOND);
+    let now = Instant::now();
+    let mut paid_at = budget.lock().unwrap_or_else(|poison| poison.into_inner());
+    let paid = (paid_at.map_or(now, |at| at.max(now)) + cost).min(now + BAD_BURST + MAX_BAD_DEBT);
+    *paid_at = Some(paid);
+    paid.saturating_duration_since(now + BAD_BURST)
+}
+
+/// The pause due after a frame (`bad`: the bad frame's size): its connection's strikes or the
+/// process's budget of bad frames, whichever is longer.
+fn pause_for_bad_frame(strikes: &mut Strikes, bad: Option<usize>) -> Option<Duration> {
+    let struck = strikes.record(bad.is_some());
+    let budget = bad.map(|bytes| charge_bad_frame(&BAD_FRAMES_PAID_AT, bytes)).filter(|wait| !wait.is_zero());
+    struck.max(budget)
+}
+
 /// Whether a frame gets nothing but errors without any call: not JSON, not a request, over a
 /// limit, or a batch of only such members.
 fn is_bad(incoming: &Incoming) -> bool {
@@ -333,10 +372,8 @@ pub(crate) async fn serve<R, W>(
             }
         }
         if let Some(pause) = penalty.take() {
-            // The answers so far go out first; the peer's next frame waits.
-            if !out.flush().await {
-                break;
-            }
+            // The answer to the bad frame waits too, so that a peer waiting for it (one
+            // opening a connection per frame, which no strikes slow down) waits as well.
             tokio::select! {
                 biased;
                 _ = &mut stopping => break,
@@ -395,7 +432,7 @@ pub(crate) async fn serve<R, W>(
         let frame = match line {
             Line::Frame(frame) => frame,
             Line::TooLarge => {
-                penalty = strikes.record(true);
+                penalty = pause_for_bad_frame(&mut strikes, Some(limits.max_message_size));
                 let text = Response::error(Id::null(), message_too_large(limits.max_message_size)).to_json();
                 if !out.send(Reply::immediate(Some(text))).await {
                     break;
@@ -404,7 +441,7 @@ pub(crate) async fn serve<R, W>(
             }
         };
         let incoming = engine.parse(frame);
-        penalty = strikes.record(is_bad(&incoming));
+        penalty = pause_for_bad_frame(&mut strikes, is_bad(&incoming).then_some(frame.len()));
         match auth_step(&engine, &incoming, credentials.as_deref(), &mut caller) {
             AuthStep::Dispatch => {}
             AuthStep::Answer(text) => {
@@ -644,6 +681,26 @@ mod tests {
         assert_eq!(pauses, expected);
         assert_eq!(strikes.record(false), None);
         assert_eq!(strikes.record(true), None, "a good frame starts over");
+    }
+
+    /// Bad frames run free for a burst, then wait for the rate, with the debt bounded.
+    #[tokio::test(start_paused = true)]
+    async fn bad_frames_of_all_connections_are_held_to_a_rate() {
+        let budget = std::sync::Mutex::new(None);
+        let mib = 1024 * 1024 - BAD_FRAME_COST;
+        // 8 MiB: the burst, free.
+        for _ in 0..8 {
+            assert_eq!(charge_bad_frame(&budget, mib), Duration::ZERO);
+        }
+        // Then each MiB waits an eighth of a second more than the last.
+        let waits: Vec<u128> = (0..4).map(|_| charge_bad_frame(&budget, mib).as_millis()).collect();
+        assert_eq!(waits, [125, 250, 375, 500]);
+        // The debt stops growing at MAX_BAD_DEBT, and is paid off as time passes.
+        for _ in 0..200 {
+            assert!(charge_bad_frame(&budget, mib) <= MAX_BAD_DEBT);
+        }
+        tokio::time::advance(BAD_BURST + MAX_BAD_DEBT).await;
+        assert_eq!(charge_bad_frame(&budget, mib), Duration::ZERO);
     }
 
     /// Replies are buffered until flushed (one write for several), and the buffer is released
