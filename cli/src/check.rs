@@ -91,15 +91,22 @@ pub fn counts(schema: &Schema) -> String {
 }
 
 /// One line per element: `type NAME`, `object NAME`, `error NAME`, `method service.name`,
-/// `event service.name`, `tree NAME`.
+/// `event service.name` (followed by `(wire NAME)` when the schema gives it a wire name of its
+/// own), `tree NAME`.
 fn listing(schema: &Schema) -> Vec<String> {
     let mut lines = Vec::new();
     lines.extend(schema.types.keys().map(|name| format!("type {name}")));
     lines.extend(schema.objects.keys().map(|name| format!("object {name}")));
     lines.extend(schema.errors.keys().map(|name| format!("error {name}")));
     for (service, body) in &schema.services {
-        lines.extend(body.methods.keys().map(|method| format!("method {service}.{method}")));
-        lines.extend(body.events.keys().map(|event| format!("event {service}.{event}")));
+        let wire =
+            |wire_name: &Option<String>| wire_name.as_ref().map(|name| format!(" (wire {name})")).unwrap_or_default();
+        lines.extend(
+            body.methods.iter().map(|(name, method)| format!("method {service}.{name}{}", wire(&method.wire_name))),
+        );
+        lines.extend(
+            body.events.iter().map(|(name, event)| format!("event {service}.{name}{}", wire(&event.wire_name))),
+        );
     }
     lines.extend(schema.data_trees.keys().map(|name| format!("tree {name}")));
     lines

@@ -12,7 +12,7 @@ use quote::{format_ident, quote};
 use crate::{
     ir::{EventIr, SchemaIr, ServiceIr},
     naming::{event_enum_name, event_params_def, field_ident, to_screaming_snake, variant_name},
-    rust_syntax::{doc, insert_params, type_tokens},
+    rust_syntax::{doc, insert_params, params_local, type_tokens},
 };
 
 /// Emits every service's event enum.
@@ -89,7 +89,7 @@ impl<'e, 's> Variant<'e, 's> {
     /// The arm of `to_params`: each param given, as wire JSON at its current version.
     fn to_params_arm(&self, wire: &syn::Path) -> TokenStream {
         let pattern = self.pattern();
-        let inserts = insert_params(&self.event.params, &self.params, wire);
+        let inserts = insert_params(&self.event.params, &self.params, &params_local(), wire);
         quote! { #pattern => { #inserts } }
     }
 
@@ -97,13 +97,14 @@ impl<'e, 's> Variant<'e, 's> {
     fn decode_arm(&self, rpc: &syn::Path) -> TokenStream {
         let Variant { event, ident, name_const, params } = self;
         let def = event_params_def(event.service, event.name);
-        let names = event.params.iter().map(|param| param.name);
+        let names = event.params.iter().map(|param| param.wire_name);
+        let map = params_local();
         let reads = event.params.iter().zip(params).map(|(param, field)| {
-            let name = param.name;
+            let name = param.wire_name;
             if param.required {
-                quote! { #field: #rpc::events::required_event_param(&params, method, #name)? }
+                quote! { #field: #rpc::events::required_event_param(&#map, method, #name)? }
             } else {
-                quote! { #field: #rpc::events::event_param(&params, method, #name)? }
+                quote! { #field: #rpc::events::event_param(&#map, method, #name)? }
             }
         });
         let value = if params.is_empty() {
@@ -114,7 +115,7 @@ impl<'e, 's> Variant<'e, 's> {
         let binding = if params.is_empty() {
             quote! { _ }
         } else {
-            quote! { params }
+            quote! { #map }
         };
         quote! {
             Self::#name_const => {
@@ -147,6 +148,7 @@ fn emit_event_enum(service: &ServiceIr, wire: &syn::Path, rpc: &syn::Path) -> To
     });
     let to_params_arms = variants.iter().map(|variant| variant.to_params_arm(wire));
     let decode_arms = variants.iter().map(|variant| variant.decode_arm(rpc));
+    let map = params_local();
     // With no params anywhere, nothing is ever inserted.
     let mutability = if variants.iter().any(|variant| !variant.params.is_empty()) {
         quote! { mut }
@@ -170,9 +172,9 @@ fn emit_event_enum(service: &ServiceIr, wire: &syn::Path, rpc: &syn::Path) -> To
             }
 
             fn to_params(&self, manifest: &#wire::Manifest) -> Result<serde_json::Map<String, serde_json::Value>, #wire::WireError> {
-                let #mutability params = serde_json::Map::new();
+                let #mutability #map = serde_json::Map::new();
                 match self { #(#to_params_arms)* }
-                #rpc::events::params_at(&REGISTRY, params, manifest)
+                #rpc::events::params_at(&REGISTRY, #map, manifest)
             }
         }
 

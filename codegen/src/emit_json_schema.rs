@@ -201,9 +201,13 @@ fn params_schema(params: &[ParamIr], description: String, refs: Refs) -> Value {
     for param in params {
         let mut def = type_schema_in(param.schema, refs);
         annotate(&mut def, param.description, refs);
-        properties.insert(param.name.into(), def);
+        if let (Some(deprecated), Value::Object(map)) = (param.deprecated, &mut def) {
+            map.insert("deprecated".into(), true.into());
+            map.insert("x-deprecated-since".into(), refs.text(deprecated.to_string()));
+        }
+        properties.insert(param.wire_name.into(), def);
         if param.required {
-            required.push(refs.text(param.name.into()));
+            required.push(refs.text(param.wire_name.into()));
         }
     }
     object([
@@ -330,6 +334,12 @@ fn object_schema(object_def: &ObjectIr, refs: Refs) -> Value {
         let mut annotated = Map::new();
         annotated.insert("description".into(), refs.text(field.description.into()));
         annotated.insert("x-since".into(), refs.text(format!("{} {}", field.owner, field.since)));
+        if let Some(deprecated) = field.deprecated {
+            // JSON Schema's own annotation, read by a compatibility policy that hides deprecated
+            // output; the version says since when.
+            annotated.insert("deprecated".into(), true.into());
+            annotated.insert("x-deprecated-since".into(), refs.text(format!("{} {deprecated}", field.owner)));
+        }
         if let Some(removed) = field.removed {
             annotated.insert("x-removed".into(), refs.text(format!("{} {removed}", field.owner)));
         }
@@ -337,10 +347,10 @@ fn object_schema(object_def: &ObjectIr, refs: Refs) -> Value {
             annotated.insert("default".into(), refs.value(default));
         }
         annotated.insert("allOf".into(), Value::Array(vec![def]));
-        properties.insert(field.name.into(), Value::Object(annotated));
+        properties.insert(field.wire_name.into(), Value::Object(annotated));
         // Required on the wire only when every version carries it and nothing fills it in.
         if field.required && field.default.is_none() && field.in_every_version {
-            required.push(refs.text(field.name.into()));
+            required.push(refs.text(field.wire_name.into()));
         }
     }
     let history: Vec<Value> = object_def

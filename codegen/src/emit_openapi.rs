@@ -77,6 +77,10 @@ fn operation(method: &MethodIr, http: &HttpIr) -> Value {
         operation.insert("deprecated".into(), json!(true));
     }
     operation.insert("x-since".into(), json!(method.since.to_string()));
+    // Who may call it: every route takes the bearer token, and only these roles' tokens pass.
+    if !method.roles.is_empty() {
+        operation.insert("x-roles".into(), json!(method.roles));
+    }
     if matches!(http.method, HttpMethod::Post | HttpMethod::Put) {
         operation.insert("requestBody".into(), request_body(method));
     }
@@ -97,6 +101,10 @@ fn operation(method: &MethodIr, http: &HttpIr) -> Value {
     );
     responses.insert("400".into(), error("The body is not JSON (-32700) or the params are invalid (-32602).".into()));
     responses.insert("401".into(), error("A token is required and was not given or is wrong.".into()));
+    if !method.roles.is_empty() {
+        let roles = method.roles.join(", ");
+        responses.insert("403".into(), error(format!("The token's role is not one of {roles} (-32003 Forbidden).")));
+    }
     if !method.errors.is_empty() {
         let names: Vec<&str> = method.errors.iter().map(|error| error.name).collect();
         responses.insert("409".into(), error(format!("A declared error of the method: {}.", names.join(", "))));
@@ -117,7 +125,7 @@ fn request_body(method: &MethodIr) -> Value {
                 "The `{name}` param itself. {} The wrapped form `{{\"{name}\": ...}}` (the params object) is \
                  accepted too.",
                 param.description,
-                name = param.name
+                name = param.wire_name
             ),
             "required": param.required,
             "content": {"application/json": {"schema": type_schema_in(param.schema, Refs::Components)}},

@@ -1,5 +1,6 @@
-//! The OpenRPC document of the protocol: every method with its params,
-//! result, declared errors, history, HTTP binding and examples, every event under the
+//! The OpenRPC document of the protocol: every method (by its wire name) with its params (by
+//! theirs, deprecated ones marked), result, declared errors, history, roles (`x-roles`), HTTP
+//! binding and examples, every event under the
 //! extension `x-events` (each shaped as a notification's method entry), and every schema
 //! under `components.schemas`. Served by `rpc.discover`.
 
@@ -78,13 +79,18 @@ fn content_descriptors(params: &[ParamIr]) -> Vec<Value> {
         .iter()
         .map(|param| {
             let mut entry = json!({
-                "name": param.name,
+                "name": param.wire_name,
                 "description": param.description,
                 "required": param.required,
                 "schema": component_schema(param.schema),
             });
             if let Some(since) = param.since {
                 entry["x-since"] = json!(since.to_string());
+            }
+            // OpenRPC's ContentDescriptor has `deprecated`; the version says since when.
+            if let Some(deprecated) = param.deprecated {
+                entry["deprecated"] = json!(true);
+                entry["x-deprecated-since"] = json!(deprecated.to_string());
             }
             entry
         })
@@ -153,6 +159,10 @@ fn method_entry(method: &MethodIr) -> Value {
     }
     if method.notification {
         entry.insert("x-notification".into(), json!(true));
+    }
+    // Who may call it (the schema's `roles`); absent, every caller may.
+    if !method.roles.is_empty() {
+        entry.insert("x-roles".into(), json!(method.roles));
     }
     if let Some(http) = &method.http {
         let mut binding = json!({"method": http.method, "path": http.path});

@@ -12,7 +12,7 @@ use quote::{format_ident, quote};
 use crate::{
     ir::{MethodIr, SchemaIr, ServiceIr},
     naming::{event_enum_name, field_ident, params_def, service_ident, SUBSCRIBE_METHOD},
-    rust_syntax::{doc, insert_params, type_tokens},
+    rust_syntax::{doc, insert_params, params_local, type_tokens},
 };
 
 /// Emits errors, service traits, dispatchers and clients.
@@ -186,18 +186,20 @@ fn trait_method(signature: &Signature, rpc: &syn::Path) -> TokenStream {
 fn dispatch_arm(ir: &SchemaIr, signature: &Signature, rpc: &syn::Path) -> TokenStream {
     let Signature { method, ident, params: param_idents, .. } = signature;
     let wire_name = &method.wire_name;
-    let param_names: Vec<&str> = method.params.iter().map(|param| param.name).collect();
+    let param_names: Vec<&str> = method.params.iter().map(|param| param.wire_name).collect();
     let params_def = params_def(method.service, method.name);
     let declared = method.errors.iter().map(|error| error.name);
+    // The params map, under a name no param's ident can shadow.
+    let map = params_local();
     let reads = method.params.iter().zip(param_idents).map(|(param, ident)| {
-        let (name, ty) = (param.name, type_tokens(&param.rust_type));
+        let (name, ty) = (param.wire_name, type_tokens(&param.rust_type));
         if param.required {
             quote! {
-                let #ident: #ty = #rpc::read_param(&params, #name)?
+                let #ident: #ty = #rpc::read_param(&#map, #name)?
                     .ok_or_else(|| #rpc::invalid_params(vec![(format!("/{}", #name), "missing required param".into())]))?;
             }
         } else {
-            quote! { let #ident: Option<#ty> = #rpc::read_param(&params, #name)?; }
+            quote! { let #ident: Option<#ty> = #rpc::read_param(&#map, #name)?; }
         }
     });
     let answer = if method.result.is_some() {
@@ -209,7 +211,7 @@ fn dispatch_arm(ir: &SchemaIr, signature: &Signature, rpc: &syn::Path) -> TokenS
         Some(unsupported) => {
             let (code, message) = (unsupported.code, unsupported.message);
             quote! {
-                if let Some((object, max_version)) = #rpc::newer_than_supported(&REGISTRY, &params) {
+                if let Some((object, max_version)) = #rpc::newer_than_supported(&REGISTRY, &#map) {
                     return Err(#rpc::RpcError::new(#code, #message)
                         .with_data(serde_json::json!({"object": object, "max_version": max_version.to_string()})));
                 }
@@ -218,9 +220,9 @@ fn dispatch_arm(ir: &SchemaIr, signature: &Signature, rpc: &syn::Path) -> TokenS
         None => quote! {},
     };
     let validate = if param_names.is_empty() {
-        quote! { #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
+        quote! { #rpc::validate_params(JSON_SCHEMA, #params_def, #map)?; }
     } else {
-        quote! { let params = #rpc::validate_params(JSON_SCHEMA, #params_def, params)?; }
+        quote! { let #map = #rpc::validate_params(JSON_SCHEMA, #params_def, #map)?; }
     };
     // A role the method is not open to learns nothing more of it, not even whether its params are valid.
     let roles = &method.roles;
@@ -232,7 +234,7 @@ fn dispatch_arm(ir: &SchemaIr, signature: &Signature, rpc: &syn::Path) -> TokenS
     quote! {
         #wire_name => {
             #check_role
-            let params = params.into_named(&[#(#param_names),*])?;
+            let #map = params.into_named(&[#(#param_names),*])?;
             #negotiate
             #validate
             #(#reads)*
@@ -257,10 +259,11 @@ fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &s
             quote! { #ident: Option<&#ty> }
         }
     });
-    let inserts = insert_params(&method.params, param_idents, wire);
+    let map = params_local();
+    let inserts = insert_params(&method.params, param_idents, &map, wire);
     let call = if method.notification {
         quote! {
-            self.transport.notify(#wire_name, serde_json::Value::Object(params)).await?;
+            self.transport.notify(#wire_name, serde_json::Value::Object(#map)).await?;
             Ok(())
         }
     } else {
@@ -273,20 +276,20 @@ fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &s
         };
         let retry = match unsupported_code {
             Some(code) => quote! {
-                let value = match self.transport.request(#wire_name, serde_json::Value::Object(params.clone())).await {
+                let value = match self.transport.request(#wire_name, serde_json::Value::Object(#map.clone())).await {
                     Err(#rpc::CallError::Rpc(error)) if error.code == #code => {
                         // Seed 000: backlevel the object to the version the server
                         // reported and retry once.
-                        if !backlevel_params(&mut params, &error) {
+                        if !backlevel_params(&mut #map, &error) {
                             return Err(#rpc::CallError::Rpc(error).into());
                         }
-                        self.transport.request(#wire_name, serde_json::Value::Object(params)).await?
+                        self.transport.request(#wire_name, serde_json::Value::Object(#map)).await?
                     }
                     other => other?,
                 };
             },
             None => quote! {
-                let value = self.transport.request(#wire_name, serde_json::Value::Object(params)).await?;
+                let value = self.transport.request(#wire_name, serde_json::Value::Object(#map)).await?;
             },
         };
         quote! { #retry #decode }
@@ -300,7 +303,7 @@ fn client_method(ir: &SchemaIr, signature: &Signature, wire: &syn::Path, rpc: &s
     quote! {
         #[doc = #doc]
         pub async fn #ident(&self, #(#client_args),*) -> Result<#result_ty, ClientError> {
-            let #mutability params = serde_json::Map::new();
+            let #mutability #map = serde_json::Map::new();
             #inserts
             #call
         }

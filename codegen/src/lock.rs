@@ -196,14 +196,17 @@ pub fn event_versions(event: &Event) -> Vec<Version> {
 }
 
 /// The fingerprint of an event's payload at protocol `version`: a hash of every param that
-/// exists then (type with named types resolved, requiredness).
+/// exists then (by wire name: type with named types resolved, requiredness).
 pub fn event_fingerprint(schema: &Schema, event: &Event, version: Version) -> String {
     let mut params = serde_json::Map::new();
     for (name, param) in &event.params {
         if param.since.is_some_and(|since| since > version) {
             continue;
         }
-        params.insert(name.clone(), json!({"type": resolve(schema, &param.schema, 0), "required": param.required}));
+        // Keyed by the wire name: what travels is frozen, the schema name may change.
+        let wire_name = param.wire_name.as_ref().unwrap_or(name);
+        params
+            .insert(wire_name.clone(), json!({"type": resolve(schema, &param.schema, 0), "required": param.required}));
     }
     hash(&json!({"params": Value::Object(params)}))
 }
@@ -219,7 +222,7 @@ fn keys(map: &BTreeMap<String, String>) -> String {
 }
 
 /// The fingerprint of `object` at `version`: a hash of every field that
-/// exists at that version (type with named types resolved, nullability,
+/// exists at that version (by wire name: type with named types resolved, nullability,
 /// requiredness, default, pinned child version), the wire form, and the base
 /// version carried.
 pub fn fingerprint(schema: &Schema, object: &Object, version: Version) -> String {
@@ -230,8 +233,9 @@ pub fn fingerprint(schema: &Schema, object: &Object, version: Version) -> String
             continue;
         }
         let child = field.child_versions.iter().rev().find(|(from, _)| **from <= version).map(|(_, to)| to.to_string());
+        // Keyed by the wire name: what travels is frozen, the schema name may change.
         fields.insert(
-            name.clone(),
+            field.wire_name.as_ref().unwrap_or(name).clone(),
             json!({
                 "type": resolve(schema, &field.schema, 0),
                 "nullable": field.nullable,

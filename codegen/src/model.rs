@@ -262,6 +262,10 @@ pub struct Field {
     pub description: String,
     /// The type of the field's values.
     pub schema: TypeExpr,
+    /// The member's name on the wire, when it is not the schema name (which stays the name in
+    /// generated code): a foreign protocol's spelling such as `vmID` for the field `vm_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_name: Option<String>,
     /// The object version that added the field.
     pub since: Version,
     /// The object version from which the field should no longer be used.
@@ -343,6 +347,10 @@ pub struct Event {
     pub description: String,
     /// The protocol version that introduced the event.
     pub since: Version,
+    /// The whole name of the event's notification on the wire, when it is not
+    /// `service.event`: a foreign protocol's spelling such as QMP's `BLOCK_JOB_COMPLETED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_name: Option<String>,
     /// The protocol version from which the event should no longer be relied on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<Version>,
@@ -376,6 +384,11 @@ pub struct Method {
     pub description: String,
     /// The protocol version that introduced the method.
     pub since: Version,
+    /// The whole name the method is called by on the wire, when it is not `service.method`:
+    /// a foreign protocol's spelling such as vdsm's `Host.getCapabilities` or QMP's
+    /// `query-status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_name: Option<String>,
     /// The protocol version from which the method is deprecated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<Version>,
@@ -412,12 +425,20 @@ pub struct Param {
     pub description: String,
     /// The parameter's type.
     pub schema: TypeExpr,
+    /// The member's name on the wire, when it is not the schema name (which stays the name in
+    /// generated code): a foreign protocol's spelling such as `vmID` for the param `vm_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_name: Option<String>,
     /// The parameter must be given.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub required: bool,
     /// The protocol version that added the parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Version>,
+    /// The protocol version from which the parameter should no longer be given (servers still
+    /// accept it; a compatibility policy may refuse it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated: Option<Version>,
 }
 
 /// HTTP verbs a method can be bound to.

@@ -76,22 +76,38 @@ pub fn type_text(ty: &RustType) -> String {
 }
 
 /// Statements that put each of `params` (bound to `idents`, an optional one as an `Option`) as
-/// wire JSON into the `serde_json::Map` named `params`, as a client's call and an event's
-/// params write them.
-pub fn insert_params(params: &[ParamIr], idents: &[proc_macro2::Ident], wire: &syn::Path) -> TokenStream {
+/// wire JSON, under its wire name, into the `serde_json::Map` bound to `map`, as a client's call
+/// and an event's params write them. `map` must be a name no param's ident can be (see
+/// [`PARAMS_LOCAL`]).
+pub fn insert_params(
+    params: &[ParamIr],
+    idents: &[proc_macro2::Ident],
+    map: &proc_macro2::Ident,
+    wire: &syn::Path,
+) -> TokenStream {
     let inserts = params.iter().zip(idents).map(|(param, ident)| {
-        let name = param.name;
+        let name = param.wire_name;
         if param.required {
-            quote! { params.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
+            quote! { #map.insert(#name.to_string(), #wire::WireValue::to_wire(#ident)); }
         } else {
             quote! {
                 if let Some(value) = #ident {
-                    params.insert(#name.to_string(), #wire::WireValue::to_wire(value));
+                    #map.insert(#name.to_string(), #wire::WireValue::to_wire(value));
                 }
             }
         }
     });
     quote! { #(#inserts)* }
+}
+
+/// The local that generated code keeps a method's or event's params map in: a param's Rust
+/// name is lower_snake_case and starts with a letter, so it is never this one (a param named
+/// `params`, as vdsm's `VM.create` has, once shadowed the map).
+pub const PARAMS_LOCAL: &str = "__params";
+
+/// [`PARAMS_LOCAL`] as an identifier.
+pub fn params_local() -> proc_macro2::Ident {
+    proc_macro2::Ident::new(PARAMS_LOCAL, proc_macro2::Span::call_site())
 }
 
 /// The Rust type tokens of an IR type.

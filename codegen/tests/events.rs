@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{assert_error, errors_of};
+use common::{assert_error, errors_of, generate};
 use serde_json::{json, Value};
-use vproto_codegen::{parse_schema, Generated, Generator};
+use vproto_codegen::parse_schema;
 
 /// A valid schema with a `things` service: one method and two events, one of them removed.
 fn base() -> Value {
@@ -194,13 +194,6 @@ fn shape_errors_name_the_pointer() {
     );
 }
 
-fn generate(schema: &Value) -> Generated {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("schema.json");
-    std::fs::write(&path, schema.to_string()).unwrap();
-    Generator::new(&path).generate().unwrap_or_else(|d| panic!("{d}"))
-}
-
 #[test]
 fn the_openrpc_documents_carry_x_events() {
     let generated = generate(&base());
@@ -276,7 +269,7 @@ fn the_rust_has_an_event_enum_and_a_typed_subscribe() {
         "pub const CHANGED: &'static str = \"things.changed\";",
         "impl vproto_support::rpc::events::Event for ThingsEvent {",
         "impl vproto_support::rpc::events::EventSet for ThingsEvent {",
-        "vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)",
+        "vproto_support::rpc::events::params_at(&REGISTRY, __params, manifest)",
         "\"things.changed.params\",",
     ] {
         assert!(events.contains(expected), "missing {expected:?} in:\n{events}");

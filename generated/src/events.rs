@@ -46,29 +46,29 @@ impl vproto_support::rpc::events::Event for AgentEvent {
         serde_json::Map<String, serde_json::Value>,
         vproto_support::wire::WireError,
     > {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         match self {
             Self::DriverMissing { driver, last_seen } => {
-                params
+                __params
                     .insert(
                         "driver".to_string(),
                         vproto_support::wire::WireValue::to_wire(driver),
                     );
-                params
+                __params
                     .insert(
                         "last_seen".to_string(),
                         vproto_support::wire::WireValue::to_wire(last_seen),
                     );
             }
             Self::DriverRegistered { driver } => {
-                params
+                __params
                     .insert(
                         "driver".to_string(),
                         vproto_support::wire::WireValue::to_wire(driver),
                     );
             }
         }
-        vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)
+        vproto_support::rpc::events::params_at(&REGISTRY, __params, manifest)
     }
 }
 impl vproto_support::rpc::events::EventSet for AgentEvent {
@@ -82,7 +82,7 @@ impl vproto_support::rpc::events::EventSet for AgentEvent {
     ) -> Result<Option<Self>, vproto_support::wire::WireError> {
         match method {
             Self::DRIVER_MISSING => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "agent.driver_missing.params",
                     method,
@@ -92,12 +92,12 @@ impl vproto_support::rpc::events::EventSet for AgentEvent {
                 Ok(
                     Some(Self::DriverMissing {
                         driver: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "driver",
                         )?,
                         last_seen: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "last_seen",
                         )?,
@@ -105,7 +105,7 @@ impl vproto_support::rpc::events::EventSet for AgentEvent {
                 )
             }
             Self::DRIVER_REGISTERED => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "agent.driver_registered.params",
                     method,
@@ -115,7 +115,7 @@ impl vproto_support::rpc::events::EventSet for AgentEvent {
                 Ok(
                     Some(Self::DriverRegistered {
                         driver: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "driver",
                         )?,
@@ -191,55 +191,55 @@ impl vproto_support::rpc::events::Event for ConductorEvent {
         serde_json::Map<String, serde_json::Value>,
         vproto_support::wire::WireError,
     > {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         match self {
             Self::AgentBack { agent, missing_since } => {
-                params
+                __params
                     .insert(
                         "agent".to_string(),
                         vproto_support::wire::WireValue::to_wire(agent),
                     );
-                params
+                __params
                     .insert(
                         "missing_since".to_string(),
                         vproto_support::wire::WireValue::to_wire(missing_since),
                     );
             }
             Self::AgentMissing { agent } => {
-                params
+                __params
                     .insert(
                         "agent".to_string(),
                         vproto_support::wire::WireValue::to_wire(agent),
                     );
             }
             Self::AgentRegistered { agent } => {
-                params
+                __params
                     .insert(
                         "agent".to_string(),
                         vproto_support::wire::WireValue::to_wire(agent),
                     );
             }
             Self::DiscoveryFinished { agent, hardware, status } => {
-                params
+                __params
                     .insert(
                         "agent".to_string(),
                         vproto_support::wire::WireValue::to_wire(agent),
                     );
                 if let Some(value) = hardware {
-                    params
+                    __params
                         .insert(
                             "hardware".to_string(),
                             vproto_support::wire::WireValue::to_wire(value),
                         );
                 }
-                params
+                __params
                     .insert(
                         "status".to_string(),
                         vproto_support::wire::WireValue::to_wire(status),
                     );
             }
         }
-        vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)
+        vproto_support::rpc::events::params_at(&REGISTRY, __params, manifest)
     }
 }
 impl vproto_support::rpc::events::EventSet for ConductorEvent {
@@ -255,7 +255,7 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
     ) -> Result<Option<Self>, vproto_support::wire::WireError> {
         match method {
             Self::AGENT_BACK => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "conductor.agent_back.params",
                     method,
@@ -265,12 +265,12 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 Ok(
                     Some(Self::AgentBack {
                         agent: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "agent",
                         )?,
                         missing_since: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "missing_since",
                         )?,
@@ -278,7 +278,7 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 )
             }
             Self::AGENT_MISSING => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "conductor.agent_missing.params",
                     method,
@@ -288,7 +288,7 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 Ok(
                     Some(Self::AgentMissing {
                         agent: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "agent",
                         )?,
@@ -296,7 +296,7 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 )
             }
             Self::AGENT_REGISTERED => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "conductor.agent_registered.params",
                     method,
@@ -306,7 +306,7 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 Ok(
                     Some(Self::AgentRegistered {
                         agent: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "agent",
                         )?,
@@ -314,7 +314,7 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 )
             }
             Self::DISCOVERY_FINISHED => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "conductor.discovery_finished.params",
                     method,
@@ -324,17 +324,17 @@ impl vproto_support::rpc::events::EventSet for ConductorEvent {
                 Ok(
                     Some(Self::DiscoveryFinished {
                         agent: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "agent",
                         )?,
                         hardware: vproto_support::rpc::events::event_param(
-                            &params,
+                            &__params,
                             method,
                             "hardware",
                         )?,
                         status: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "status",
                         )?,
@@ -380,32 +380,32 @@ impl vproto_support::rpc::events::Event for NetworkEvent {
         serde_json::Map<String, serde_json::Value>,
         vproto_support::wire::WireError,
     > {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         match self {
             Self::PortCreated { instance, network_id, port_id, vif } => {
-                params
+                __params
                     .insert(
                         "instance".to_string(),
                         vproto_support::wire::WireValue::to_wire(instance),
                     );
-                params
+                __params
                     .insert(
                         "network_id".to_string(),
                         vproto_support::wire::WireValue::to_wire(network_id),
                     );
-                params
+                __params
                     .insert(
                         "port_id".to_string(),
                         vproto_support::wire::WireValue::to_wire(port_id),
                     );
-                params
+                __params
                     .insert(
                         "vif".to_string(),
                         vproto_support::wire::WireValue::to_wire(vif),
                     );
             }
         }
-        vproto_support::rpc::events::params_at(&REGISTRY, params, manifest)
+        vproto_support::rpc::events::params_at(&REGISTRY, __params, manifest)
     }
 }
 impl vproto_support::rpc::events::EventSet for NetworkEvent {
@@ -416,7 +416,7 @@ impl vproto_support::rpc::events::EventSet for NetworkEvent {
     ) -> Result<Option<Self>, vproto_support::wire::WireError> {
         match method {
             Self::PORT_CREATED => {
-                let params = vproto_support::rpc::events::event_params(
+                let __params = vproto_support::rpc::events::event_params(
                     JSON_SCHEMA,
                     "network.port_created.params",
                     method,
@@ -426,22 +426,22 @@ impl vproto_support::rpc::events::EventSet for NetworkEvent {
                 Ok(
                     Some(Self::PortCreated {
                         instance: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "instance",
                         )?,
                         network_id: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "network_id",
                         )?,
                         port_id: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "port_id",
                         )?,
                         vif: vproto_support::rpc::events::required_event_param(
-                            &params,
+                            &__params,
                             method,
                             "vif",
                         )?,

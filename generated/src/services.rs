@@ -478,14 +478,14 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                         "agent.deregister",
                         &["driver", "operator"],
                     )?;
-                    let params = params.into_named(&["endpoint"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["endpoint"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.deregister.params",
-                        params,
+                        __params,
                     )?;
                     let endpoint: Endpoint = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "endpoint",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -506,11 +506,11 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                         "agent.discovery_status",
                         &["conductor", "operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.discovery_status.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -524,14 +524,14 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                 }
                 "agent.hello" => {
                     vproto_support::rpc::roles::check("agent.hello", &["driver"])?;
-                    let params = params.into_named(&["registration"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["registration"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.hello.params",
-                        params,
+                        __params,
                     )?;
                     let registration: DriverRegistration = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "registration",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -558,11 +558,11 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                         "agent.list_hardware",
                         &["conductor", "operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.list_hardware.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -578,11 +578,11 @@ impl<S: AgentService> vproto_support::rpc::Handler for AgentServer<S> {
                         "agent.start_discovery",
                         &["conductor", "operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "agent.start_discovery.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -624,23 +624,23 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
         &self,
         endpoint: &Endpoint,
     ) -> Result<Deregistration, ClientError> {
-        let mut params = serde_json::Map::new();
-        params
+        let mut __params = serde_json::Map::new();
+        __params
             .insert(
                 "endpoint".to_string(),
                 vproto_support::wire::WireValue::to_wire(endpoint),
             );
         let value = match self
             .transport
-            .request("agent.deregister", serde_json::Value::Object(params.clone()))
+            .request("agent.deregister", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("agent.deregister", serde_json::Value::Object(params))
+                    .request("agent.deregister", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -655,18 +655,24 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
 
  Since protocol version 1.2. Bound to HTTP `GET /discovery`. Errors: DriverUnavailable.*/
     pub async fn discovery_status(&self) -> Result<DiscoveryStatus, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
-            .request("agent.discovery_status", serde_json::Value::Object(params.clone()))
+            .request(
+                "agent.discovery_status",
+                serde_json::Value::Object(__params.clone()),
+            )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("agent.discovery_status", serde_json::Value::Object(params))
+                    .request(
+                        "agent.discovery_status",
+                        serde_json::Value::Object(__params),
+                    )
                     .await?
             }
             other => other?,
@@ -684,23 +690,23 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
         &self,
         registration: &DriverRegistration,
     ) -> Result<HelloAck, ClientError> {
-        let mut params = serde_json::Map::new();
-        params
+        let mut __params = serde_json::Map::new();
+        __params
             .insert(
                 "registration".to_string(),
                 vproto_support::wire::WireValue::to_wire(registration),
             );
         let value = match self
             .transport
-            .request("agent.hello", serde_json::Value::Object(params.clone()))
+            .request("agent.hello", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("agent.hello", serde_json::Value::Object(params))
+                    .request("agent.hello", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -715,18 +721,18 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: DriverUnavailable.*/
     pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
-            .request("agent.list_hardware", serde_json::Value::Object(params.clone()))
+            .request("agent.list_hardware", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("agent.list_hardware", serde_json::Value::Object(params))
+                    .request("agent.list_hardware", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -741,18 +747,24 @@ impl<T: vproto_support::rpc::ClientTransport> AgentClient<T> {
 
  Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed, DriverUnavailable.*/
     pub async fn start_discovery(&self) -> Result<DiscoveryStatus, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
-            .request("agent.start_discovery", serde_json::Value::Object(params.clone()))
+            .request(
+                "agent.start_discovery",
+                serde_json::Value::Object(__params.clone()),
+            )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("agent.start_discovery", serde_json::Value::Object(params))
+                    .request(
+                        "agent.start_discovery",
+                        serde_json::Value::Object(__params),
+                    )
                     .await?
             }
             other => other?,
@@ -861,14 +873,14 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         "conductor.deregister",
                         &["agent", "operator"],
                     )?;
-                    let params = params.into_named(&["endpoint"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["endpoint"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.deregister.params",
-                        params,
+                        __params,
                     )?;
                     let endpoint: Endpoint = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "endpoint",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -889,14 +901,14 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         "conductor.discovery_status",
                         &["operator"],
                     )?;
-                    let params = params.into_named(&["agent"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["agent"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.discovery_status.params",
-                        params,
+                        __params,
                     )?;
                     let agent: Option<Endpoint> = vproto_support::rpc::read_param(
-                        &params,
+                        &__params,
                         "agent",
                     )?;
                     let result = self
@@ -910,14 +922,14 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                 }
                 "conductor.hello" => {
                     vproto_support::rpc::roles::check("conductor.hello", &["agent"])?;
-                    let params = params.into_named(&["registration"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["registration"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.hello.params",
-                        params,
+                        __params,
                     )?;
                     let registration: AgentRegistration = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "registration",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -944,11 +956,11 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         "conductor.list_agents",
                         &["operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.list_agents.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -962,11 +974,11 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         "conductor.list_hardware",
                         &["operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.list_hardware.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -983,14 +995,14 @@ impl<S: ConductorService> vproto_support::rpc::Handler for ConductorServer<S> {
                         "conductor.start_discovery",
                         &["operator"],
                     )?;
-                    let params = params.into_named(&["agent"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["agent"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "conductor.start_discovery.params",
-                        params,
+                        __params,
                     )?;
                     let agent: Option<Endpoint> = vproto_support::rpc::read_param(
-                        &params,
+                        &__params,
                         "agent",
                     )?;
                     let result = self
@@ -1034,23 +1046,23 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
         &self,
         endpoint: &Endpoint,
     ) -> Result<Deregistration, ClientError> {
-        let mut params = serde_json::Map::new();
-        params
+        let mut __params = serde_json::Map::new();
+        __params
             .insert(
                 "endpoint".to_string(),
                 vproto_support::wire::WireValue::to_wire(endpoint),
             );
         let value = match self
             .transport
-            .request("conductor.deregister", serde_json::Value::Object(params.clone()))
+            .request("conductor.deregister", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("conductor.deregister", serde_json::Value::Object(params))
+                    .request("conductor.deregister", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -1068,9 +1080,9 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
         &self,
         agent: Option<&Endpoint>,
     ) -> Result<AgentDiscoveryList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         if let Some(value) = agent {
-            params
+            __params
                 .insert(
                     "agent".to_string(),
                     vproto_support::wire::WireValue::to_wire(value),
@@ -1080,18 +1092,18 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
             .transport
             .request(
                 "conductor.discovery_status",
-                serde_json::Value::Object(params.clone()),
+                serde_json::Value::Object(__params.clone()),
             )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request(
                         "conductor.discovery_status",
-                        serde_json::Value::Object(params),
+                        serde_json::Value::Object(__params),
                     )
                     .await?
             }
@@ -1110,23 +1122,23 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
         &self,
         registration: &AgentRegistration,
     ) -> Result<HelloAck, ClientError> {
-        let mut params = serde_json::Map::new();
-        params
+        let mut __params = serde_json::Map::new();
+        __params
             .insert(
                 "registration".to_string(),
                 vproto_support::wire::WireValue::to_wire(registration),
             );
         let value = match self
             .transport
-            .request("conductor.hello", serde_json::Value::Object(params.clone()))
+            .request("conductor.hello", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("conductor.hello", serde_json::Value::Object(params))
+                    .request("conductor.hello", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -1141,18 +1153,24 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
 
  Since protocol version 1.0. Bound to HTTP `GET /agents`.*/
     pub async fn list_agents(&self) -> Result<AgentList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
-            .request("conductor.list_agents", serde_json::Value::Object(params.clone()))
+            .request(
+                "conductor.list_agents",
+                serde_json::Value::Object(__params.clone()),
+            )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("conductor.list_agents", serde_json::Value::Object(params))
+                    .request(
+                        "conductor.list_agents",
+                        serde_json::Value::Object(__params),
+                    )
                     .await?
             }
             other => other?,
@@ -1167,23 +1185,23 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`. Errors: AgentUnavailable.*/
     pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
             .request(
                 "conductor.list_hardware",
-                serde_json::Value::Object(params.clone()),
+                serde_json::Value::Object(__params.clone()),
             )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request(
                         "conductor.list_hardware",
-                        serde_json::Value::Object(params),
+                        serde_json::Value::Object(__params),
                     )
                     .await?
             }
@@ -1202,9 +1220,9 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
         &self,
         agent: Option<&Endpoint>,
     ) -> Result<AgentDiscoveryList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         if let Some(value) = agent {
-            params
+            __params
                 .insert(
                     "agent".to_string(),
                     vproto_support::wire::WireValue::to_wire(value),
@@ -1214,18 +1232,18 @@ impl<T: vproto_support::rpc::ClientTransport> ConductorClient<T> {
             .transport
             .request(
                 "conductor.start_discovery",
-                serde_json::Value::Object(params.clone()),
+                serde_json::Value::Object(__params.clone()),
             )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request(
                         "conductor.start_discovery",
-                        serde_json::Value::Object(params),
+                        serde_json::Value::Object(__params),
                     )
                     .await?
             }
@@ -1307,11 +1325,11 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
                         "driver.discovery_status",
                         &["agent", "operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "driver.discovery_status.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -1327,11 +1345,11 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
                         "driver.list_hardware",
                         &["agent", "operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "driver.list_hardware.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -1345,11 +1363,11 @@ impl<S: DriverService> vproto_support::rpc::Handler for DriverServer<S> {
                         "driver.start_discovery",
                         &["agent", "operator"],
                     )?;
-                    let params = params.into_named(&[])?;
+                    let __params = params.into_named(&[])?;
                     vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "driver.start_discovery.params",
-                        params,
+                        __params,
                     )?;
                     let result = self
                         .0
@@ -1382,23 +1400,23 @@ impl<T: vproto_support::rpc::ClientTransport> DriverClient<T> {
 
  Since protocol version 1.2. Bound to HTTP `GET /discovery`.*/
     pub async fn discovery_status(&self) -> Result<DiscoveryStatus, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
             .request(
                 "driver.discovery_status",
-                serde_json::Value::Object(params.clone()),
+                serde_json::Value::Object(__params.clone()),
             )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
                     .request(
                         "driver.discovery_status",
-                        serde_json::Value::Object(params),
+                        serde_json::Value::Object(__params),
                     )
                     .await?
             }
@@ -1414,18 +1432,18 @@ impl<T: vproto_support::rpc::ClientTransport> DriverClient<T> {
 
  Since protocol version 1.0. Bound to HTTP `GET /hardware`.*/
     pub async fn list_hardware(&self) -> Result<HardwareList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
-            .request("driver.list_hardware", serde_json::Value::Object(params.clone()))
+            .request("driver.list_hardware", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("driver.list_hardware", serde_json::Value::Object(params))
+                    .request("driver.list_hardware", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -1440,18 +1458,24 @@ impl<T: vproto_support::rpc::ClientTransport> DriverClient<T> {
 
  Since protocol version 1.0. Bound to HTTP `POST /discovery`. Errors: DiscoveryFailed.*/
     pub async fn start_discovery(&self) -> Result<DiscoveryStatus, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         let value = match self
             .transport
-            .request("driver.start_discovery", serde_json::Value::Object(params.clone()))
+            .request(
+                "driver.start_discovery",
+                serde_json::Value::Object(__params.clone()),
+            )
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("driver.start_discovery", serde_json::Value::Object(params))
+                    .request(
+                        "driver.start_discovery",
+                        serde_json::Value::Object(__params),
+                    )
                     .await?
             }
             other => other?,
@@ -1506,14 +1530,14 @@ impl<S: GuestService> vproto_support::rpc::Handler for GuestServer<S> {
         Box::pin(async move {
             match method {
                 "guest.info" => {
-                    let params = params.into_named(&["version"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["version"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "guest.info.params",
-                        params,
+                        __params,
                     )?;
                     let version: Option<String> = vproto_support::rpc::read_param(
-                        &params,
+                        &__params,
                         "version",
                     )?;
                     let result = self
@@ -1526,18 +1550,18 @@ impl<S: GuestService> vproto_support::rpc::Handler for GuestServer<S> {
                     result.into_result(&REGISTRY, "guest.info")
                 }
                 "guest.nic_counters" => {
-                    let params = params.into_named(&["mac", "name"])?;
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = params.into_named(&["mac", "name"])?;
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "guest.nic_counters.params",
-                        params,
+                        __params,
                     )?;
                     let mac: Option<MACAddress> = vproto_support::rpc::read_param(
-                        &params,
+                        &__params,
                         "mac",
                     )?;
                     let name: Option<String> = vproto_support::rpc::read_param(
-                        &params,
+                        &__params,
                         "name",
                     )?;
                     let result = self
@@ -1573,9 +1597,9 @@ impl<T: vproto_support::rpc::ClientTransport> GuestClient<T> {
         &self,
         version: Option<&String>,
     ) -> Result<GuestInfo, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         if let Some(value) = version {
-            params
+            __params
                 .insert(
                     "version".to_string(),
                     vproto_support::wire::WireValue::to_wire(value),
@@ -1583,15 +1607,15 @@ impl<T: vproto_support::rpc::ClientTransport> GuestClient<T> {
         }
         let value = match self
             .transport
-            .request("guest.info", serde_json::Value::Object(params.clone()))
+            .request("guest.info", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("guest.info", serde_json::Value::Object(params))
+                    .request("guest.info", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -1610,16 +1634,16 @@ impl<T: vproto_support::rpc::ClientTransport> GuestClient<T> {
         mac: Option<&MACAddress>,
         name: Option<&String>,
     ) -> Result<GuestNicCountersList, ClientError> {
-        let mut params = serde_json::Map::new();
+        let mut __params = serde_json::Map::new();
         if let Some(value) = mac {
-            params
+            __params
                 .insert(
                     "mac".to_string(),
                     vproto_support::wire::WireValue::to_wire(value),
                 );
         }
         if let Some(value) = name {
-            params
+            __params
                 .insert(
                     "name".to_string(),
                     vproto_support::wire::WireValue::to_wire(value),
@@ -1627,15 +1651,15 @@ impl<T: vproto_support::rpc::ClientTransport> GuestClient<T> {
         }
         let value = match self
             .transport
-            .request("guest.nic_counters", serde_json::Value::Object(params.clone()))
+            .request("guest.nic_counters", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("guest.nic_counters", serde_json::Value::Object(params))
+                    .request("guest.nic_counters", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,
@@ -1683,13 +1707,13 @@ impl<S: NetworkService> vproto_support::rpc::Handler for NetworkServer<S> {
         Box::pin(async move {
             match method {
                 "network.create_port" => {
-                    let params = params
+                    let __params = params
                         .into_named(
                             &["host_info", "instance", "network_id", "port_id"],
                         )?;
                     if let Some((object, max_version)) = vproto_support::rpc::newer_than_supported(
                         &REGISTRY,
-                        &params,
+                        &__params,
                     ) {
                         return Err(
                             vproto_support::rpc::RpcError::new(
@@ -1704,13 +1728,13 @@ impl<S: NetworkService> vproto_support::rpc::Handler for NetworkServer<S> {
                                 ),
                         );
                     }
-                    let params = vproto_support::rpc::validate_params(
+                    let __params = vproto_support::rpc::validate_params(
                         JSON_SCHEMA,
                         "network.create_port.params",
-                        params,
+                        __params,
                     )?;
                     let host_info: HostInfo = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "host_info",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -1720,7 +1744,7 @@ impl<S: NetworkService> vproto_support::rpc::Handler for NetworkServer<S> {
                             ],
                         ))?;
                     let instance: InstanceInfo = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "instance",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -1730,7 +1754,7 @@ impl<S: NetworkService> vproto_support::rpc::Handler for NetworkServer<S> {
                             ],
                         ))?;
                     let network_id: Uuid = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "network_id",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -1740,7 +1764,7 @@ impl<S: NetworkService> vproto_support::rpc::Handler for NetworkServer<S> {
                             ],
                         ))?;
                     let port_id: Uuid = vproto_support::rpc::read_param(
-                            &params,
+                            &__params,
                             "port_id",
                         )?
                         .ok_or_else(|| vproto_support::rpc::invalid_params(
@@ -1793,38 +1817,38 @@ impl<T: vproto_support::rpc::ClientTransport> NetworkClient<T> {
         network_id: &Uuid,
         port_id: &Uuid,
     ) -> Result<AnyVIFBase, ClientError> {
-        let mut params = serde_json::Map::new();
-        params
+        let mut __params = serde_json::Map::new();
+        __params
             .insert(
                 "host_info".to_string(),
                 vproto_support::wire::WireValue::to_wire(host_info),
             );
-        params
+        __params
             .insert(
                 "instance".to_string(),
                 vproto_support::wire::WireValue::to_wire(instance),
             );
-        params
+        __params
             .insert(
                 "network_id".to_string(),
                 vproto_support::wire::WireValue::to_wire(network_id),
             );
-        params
+        __params
             .insert(
                 "port_id".to_string(),
                 vproto_support::wire::WireValue::to_wire(port_id),
             );
         let value = match self
             .transport
-            .request("network.create_port", serde_json::Value::Object(params.clone()))
+            .request("network.create_port", serde_json::Value::Object(__params.clone()))
             .await
         {
             Err(vproto_support::rpc::CallError::Rpc(error)) if error.code == 1000i64 => {
-                if !backlevel_params(&mut params, &error) {
+                if !backlevel_params(&mut __params, &error) {
                     return Err(vproto_support::rpc::CallError::Rpc(error).into());
                 }
                 self.transport
-                    .request("network.create_port", serde_json::Value::Object(params))
+                    .request("network.create_port", serde_json::Value::Object(__params))
                     .await?
             }
             other => other?,

@@ -117,7 +117,6 @@ pub(crate) fn assemble(
     types: indexmap::IndexMap<String, vproto_codegen::model::NamedType>,
     objects: indexmap::IndexMap<String, vproto_codegen::model::Object>,
     services: std::collections::BTreeMap<String, vproto_codegen::model::Service>,
-    notes: &mut Vec<Note>,
 ) -> Schema {
     let first = protocol.history[0].version;
     let settle = |version: &mut vproto_codegen::model::Version| {
@@ -127,6 +126,10 @@ pub(crate) fn assemble(
     };
     let settle_params = |params: &mut indexmap::IndexMap<String, vproto_codegen::model::Param>, since| {
         for param in params.values_mut() {
+            // Deprecated from a release not before the param exists (its own or its method's).
+            if let Some(deprecated) = &mut param.deprecated {
+                *deprecated = (*deprecated).max(param.since.unwrap_or(since));
+            }
             match param.since {
                 Some(added) if added <= since => param.since = None,
                 Some(_) => param.required = false,
@@ -144,16 +147,7 @@ pub(crate) fn assemble(
     }
     let mut settled = indexmap::IndexMap::new();
     for (name, mut service) in services {
-        for (method_name, method) in service.methods.iter_mut() {
-            // The generated client fills a map called `params`: a param of that name would hide it.
-            if let Some(index) = method.params.get_index_of("params") {
-                let (_, param) = method.params.shift_remove_index(index).expect("the index was found");
-                method.params.insert("params_arg".into(), param);
-                notes.push(Note {
-                    location: format!("{name}.{method_name}"),
-                    what: "param `params` named `params_arg`: generated clients name their params map `params`".into(),
-                });
-            }
+        for method in service.methods.values_mut() {
             settle(&mut method.since);
             if let Some(deprecated) = &mut method.deprecated {
                 settle(deprecated);

@@ -357,7 +357,6 @@ struct Importer<'e> {
     services: BTreeMap<String, Service>,
     conditional: usize,
     any: usize,
-    renamed_members: usize,
 }
 
 /// Builds the schema from QAPI expressions (in the order read).
@@ -567,9 +566,8 @@ impl<'e> Importer<'e> {
             let optional = key.starts_with('*');
             let source = key.trim_start_matches('*');
             let (name, renamed) = names.give(source, snake_case);
-            if renamed {
-                self.renamed_members += 1;
-            }
+            // The schema name is lower_snake_case; the wire keeps QEMU's spelling.
+            let wire_name = renamed.then(|| source.to_string());
             let schema = self.member_type(type_of(member), location);
             let mut description = docs
                 .get(source)
@@ -592,6 +590,7 @@ impl<'e> Importer<'e> {
                 Field {
                     description,
                     schema,
+                    wire_name,
                     since: Version { major: 1, minor: 0 },
                     deprecated: member_features
                         .contains(&"deprecated".to_string())
@@ -697,7 +696,9 @@ impl<'e> Importer<'e> {
             self.note(location, "`success-response: false`: QEMU sends no answer; declared with a result all the same (the mock answers `{}`)");
         }
         let deprecated = self.deprecated(value, since);
-        let method = crate::method(description, since.unwrap_or(UNSET), deprecated, params, Some(result));
+        let mut method = crate::method(description, since.unwrap_or(UNSET), deprecated, params, Some(result));
+        // QMP names a command by itself (`{"execute": "query-status"}`), without its module.
+        method.wire_name = Some(name.to_string());
         let service = self.service(&expression.module);
         let method_name = snake_case(name);
         service.methods.insert(method_name, method);
@@ -713,37 +714,17 @@ impl<'e> Importer<'e> {
                 // A member's `(since X)` makes it a late, optional param.
                 let mut params = IndexMap::new();
                 for (name, field) in fields {
-                    let source = data
-                        .as_object()
-                        .and_then(|d| d.keys().find(|k| snake_case(k.trim_start_matches('*')) == name))
-                        .cloned()
-                        .unwrap_or_default();
+                    let source = field.wire_name.clone().unwrap_or_else(|| name.clone());
                     let since = docs
-                        .get(source.trim_start_matches('*'))
+                        .get(source.as_str())
                         .and_then(|(_, since)| since.as_deref())
                         .and_then(|since| self.releases.version(since));
-                    params.insert(
-                        name,
-                        Param { description: field.description, schema: field.schema, required: field.required, since },
-                    );
+                    params.insert(name, param_of(field, since));
                 }
                 return params;
             }
         };
-        fields
-            .into_iter()
-            .map(|(name, field)| {
-                (
-                    name,
-                    Param {
-                        description: field.description,
-                        schema: field.schema,
-                        required: field.required,
-                        since: None,
-                    },
-                )
-            })
-            .collect()
+        fields.into_iter().map(|(name, field)| (name, param_of(field, None))).collect()
     }
 
     fn event(&mut self, expression: &'e Expression, name: &str) {
@@ -763,6 +744,8 @@ impl<'e> Importer<'e> {
             Event {
                 description,
                 since: since.unwrap_or(UNSET),
+                // QMP names an event by itself (`{"event": "BLOCK_JOB_COMPLETED"}`).
+                wire_name: Some(name.to_string()),
                 deprecated,
                 removed: None,
                 params,
@@ -787,15 +770,6 @@ impl<'e> Importer<'e> {
         if self.any > 0 {
             self.note("*", format!("{} uses of `any`, `null` or `QType` are mapped to a map of strings: the language has no \"any value\"", self.any));
         }
-        if self.renamed_members > 0 {
-            self.note(
-                "*",
-                format!(
-                    "{} members are renamed lower_snake_case (`x-vga` → `x_vga`); their wire names differ",
-                    self.renamed_members
-                ),
-            );
-        }
         let (history, version) = self.releases.history("QEMU", Version { major: 1, minor: 0 });
         let protocol = Protocol {
             name: "qmp".into(),
@@ -803,8 +777,8 @@ impl<'e> Importer<'e> {
             version,
             history,
         };
-        let mut notes = self.notes;
-        let schema = crate::assemble(protocol, self.types, self.objects, self.services, &mut notes);
+        let notes = self.notes;
+        let schema = crate::assemble(protocol, self.types, self.objects, self.services);
         Imported { schema, notes }
     }
 }
@@ -848,6 +822,19 @@ fn condition_text(condition: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         other => other.to_string(),
+    }
+}
+
+/// A member as a param: a deprecated member (QAPI's `features: ['deprecated']`) is a deprecated
+/// param, from the release that added its command or event (settled by [`crate::assemble`]).
+fn param_of(field: Field, since: Option<Version>) -> Param {
+    Param {
+        description: field.description,
+        schema: field.schema,
+        wire_name: field.wire_name,
+        required: field.required,
+        since,
+        deprecated: field.deprecated.map(|_| UNSET),
     }
 }
 

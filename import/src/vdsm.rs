@@ -398,10 +398,9 @@ impl Importer {
                 continue;
             };
             let at = format!("{location}/properties/{source}");
+            // The schema name is lower_snake_case; the wire keeps vdsm's spelling.
             let (name, renamed) = names.give(&source, snake_case);
-            if renamed {
-                self.note(&at, format!("field `{name}`: field names are lower_snake_case (the wire name differs)"));
-            }
+            let wire_name = renamed.then(|| source.clone());
             let schema = match get(property, "type") {
                 Some(value) => self.expr(value, &at),
                 None => {
@@ -422,6 +421,7 @@ impl Importer {
                 Field {
                     description,
                     schema,
+                    wire_name,
                     since: Version { major: 1, minor: 0 },
                     deprecated,
                     removed: None,
@@ -499,14 +499,16 @@ impl Importer {
                     "no `return`: vdsm answers only its status; the result is declared `boolean` (true)",
                 );
             }
-            let method = crate::method(
+            let mut method = crate::method(
                 description(body, &format!("vdsm's {key}.")),
                 since.unwrap_or(UNSET),
                 deprecated,
                 params,
                 result,
             );
-            let (service, method_name) = self.member(namespace, verb, &location);
+            let (service, method_name) = self.member(namespace, verb);
+            // vdsm's clients call `Host.getCapabilities`, not `host.get_capabilities`.
+            method.wire_name = Some(key.clone()).filter(|key| *key != format!("{service}.{method_name}"));
             self.services
                 .entry(service)
                 .or_insert_with(|| empty_service(namespace))
@@ -516,17 +518,11 @@ impl Importer {
         Ok(())
     }
 
-    /// The service and member names of `Namespace.verb` (or an event's `|ns|name|`).
-    fn member(&mut self, namespace: &str, member: &str, location: &str) -> (String, String) {
+    /// The service and member names of `Namespace.verb` (or an event's `|ns|name|`), in
+    /// lower_snake_case: the method or event keeps vdsm's spelling as its `wire_name`.
+    fn member(&mut self, namespace: &str, member: &str) -> (String, String) {
         let (service, _) = self.service_names.give(namespace, snake_case);
-        let name = snake_case(member);
-        if name != member {
-            self.note(
-                location,
-                format!("named `{service}.{name}`: members are lower_snake_case (the wire name differs)"),
-            );
-        }
-        (service, name)
+        (service, snake_case(member))
     }
 
     fn params(&mut self, body: &Mapping, location: &str) -> IndexMap<String, Param> {
@@ -541,9 +537,7 @@ impl Importer {
             let source = text(get(param, "name")).unwrap_or_else(|| "param".into());
             let at = format!("{location}/params/{source}");
             let (name, renamed) = names.give(&source, snake_case);
-            if renamed {
-                self.note(&at, format!("param `{name}`: param names are lower_snake_case (the wire name differs)"));
-            }
+            let wire_name = renamed.then(|| source.clone());
             let schema = if text(get(param, "type")).as_deref() == Some("map") {
                 self.map_expr(param, &at)
             } else {
@@ -553,14 +547,18 @@ impl Importer {
                 }
             };
             let since = self.release(param, "added", &at);
+            // A deprecated param is still accepted; a compatibility policy may refuse it.
+            let deprecated = get(param, "deprecated").map(|_| self.release(param, "deprecated", &at).unwrap_or(UNSET));
             let optional = get(param, "defaultvalue").is_some() || since.is_some();
             params.insert(
                 name,
                 Param {
                     description: description(param, &format!("vdsm's {source}.")),
                     schema,
+                    wire_name,
                     required: !optional,
                     since,
+                    deprecated,
                 },
             );
         }
@@ -582,10 +580,12 @@ impl Importer {
             let body = body.as_mapping().ok_or_else(|| ImportError::invalid(&location, "an event is a mapping"))?;
             let since = self.release(body, "added", &location);
             let params = self.params(body, &location);
-            let (service, name) = self.member(namespace, event, &location);
+            let (service, name) = self.member(namespace, event);
             let event = Event {
                 description: description(body, &format!("vdsm's {key} event.")),
                 since: since.unwrap_or(UNSET),
+                // vdsm sends the notification under its key (`|virt|VM_status|`, a VM's id appended).
+                wire_name: Some(key.clone()),
                 deprecated: None,
                 removed: None,
                 params,
@@ -611,8 +611,8 @@ impl Importer {
             version,
             history,
         };
-        let mut notes = self.notes;
-        let schema = crate::assemble(protocol, types, self.objects, self.services, &mut notes);
+        let notes = self.notes;
+        let schema = crate::assemble(protocol, types, self.objects, self.services);
         Imported { schema, notes }
     }
 }

@@ -1,7 +1,7 @@
 //! Checks of meaning that the meta-schema cannot express: references that
 //! resolve, histories in order, versions that exist, inheritance without
-//! cycles, child-version pins, names that make valid Rust identifiers, events that fit their
-//! services.
+//! cycles, child-version pins, names that make valid Rust identifiers, wire names that tell
+//! members apart, events that fit their services.
 //!
 //! One `Checker` walks the schema; each topic adds its methods to it from a module of its
 //! own, and every problem becomes a diagnostic (all are reported at once).
@@ -17,6 +17,7 @@ mod objects;
 mod services;
 mod types;
 mod versions;
+mod wire_names;
 
 /// The formats a string type may name: those the support crate checks.
 pub use vproto_support::wire::FORMATS as KNOWN_FORMATS;
@@ -34,6 +35,7 @@ pub fn check(schema: &Schema, out: &mut Diagnostics) {
     checker.errors();
     checker.services();
     checker.events();
+    checker.wire_names();
     checker.data_trees();
 }
 

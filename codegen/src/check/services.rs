@@ -10,6 +10,7 @@ use super::{names::is_field_name, Checker};
 use crate::{
     diagnostic::{escape_segment, pointer},
     model::{HttpMethod, JsonType, Method, Param, TypeExpr},
+    resolve::lineage,
 };
 
 impl Checker<'_> {
@@ -123,6 +124,16 @@ impl Checker<'_> {
             if let Some(since) = param.since {
                 self.protocol_version(&format!("{param_at}/since"), since);
             }
+            if let Some(deprecated) = param.deprecated {
+                self.protocol_version(&format!("{param_at}/deprecated"), deprecated);
+                if param.since.is_some_and(|since| deprecated < since) {
+                    self.out.push(
+                        format!("{param_at}/deprecated"),
+                        "a param cannot be deprecated before it exists",
+                        "use a version at or after its `since`",
+                    );
+                }
+            }
         }
     }
 
@@ -159,20 +170,24 @@ impl Checker<'_> {
                 );
             }
         }
-        if self.may_hold_member(&param.schema, body, 0) {
+        // The wrapped form names the param as the wire does.
+        let wrapped = param.wire_name.as_deref().unwrap_or(body);
+        if self.may_hold_member(&param.schema, wrapped, 0) {
             self.out.push(
                 at,
-                format!("a `{body}` value may hold a member named `{body}`, so a body could not be told from the wrapped form `{{\"{body}\": ...}}`"),
+                format!("a `{body}` value may hold a member named `{wrapped}`, so a body could not be told from the wrapped form `{{\"{wrapped}\": ...}}`"),
                 "give the param another name, or remove `body`",
             );
         }
     }
 
     /// Whether a value of `expr` may be a JSON object with a member named `member`: an object
-    /// with such a field (its own or inherited) or a map, through named types.
+    /// with a field of that wire name (its own or inherited) or a map, through named types.
     fn may_hold_member(&self, expr: &TypeExpr, member: &str, depth: usize) -> bool {
         if let Some(object) = &expr.object {
-            return self.find_inherited_field(object, member).is_some();
+            return lineage(self.schema, object).iter().any(|(_, owner)| {
+                owner.fields.iter().any(|(name, field)| field.wire_name.as_deref().unwrap_or(name) == member)
+            });
         }
         let named =
             expr.reference.as_deref().and_then(|r| r.strip_prefix("#/types/")).and_then(|n| self.schema.types.get(n));

@@ -5,7 +5,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use indexmap::IndexMap;
 
-use super::{at, name_on_wire, Direction, Finding, Reach, Severity};
+use super::{
+    at, name_on_wire,
+    pairs::{pair_by_wire, Pair},
+    Direction, Finding, Reach, Severity,
+};
 use crate::{
     lock,
     model::{Event, Field, JsonType, Method, NamedType, Object, Param, Schema, TypeExpr},
@@ -200,35 +204,51 @@ impl<'s> Differ<'s> {
                 }
             }
         }
-        let current = |object: &'s Object| -> IndexMap<&'s str, &'s Field> {
+        let current = |object: &'s Object| -> Vec<(&'s str, &'s Field)> {
             object.fields.iter().filter(|(_, f)| f.removed.is_none()).map(|(n, f)| (n.as_str(), f)).collect()
         };
-        let (old_fields, new_fields) = (current(before), current(after));
-        for (field_name, field) in &old_fields {
-            let old_at = format!("{here}/fields/{field_name}");
-            match new_fields.get(field_name) {
-                Some(other) => self.field(&old_at, field, other, direction),
-                None => {
-                    let new_at = after.fields.contains_key(*field_name).then(|| old_at.clone());
-                    let (severity, why) = if direction.output() {
-                        (WireBreaking, "a field of a type servers send was removed: old readers expect it".to_string())
-                    } else if direction.input() && !after.tolerate_unknown_fields {
-                        (
-                            WireBreaking,
-                            "a field of a type clients send was removed: servers refuse old clients that still send it"
-                                .to_string(),
-                        )
-                    } else {
-                        (
-                            Compatible,
-                            format!("a field was removed from a type that travels in {}", direction.describe()),
-                        )
-                    };
-                    self.push(severity, "field-removed", Some(&old_at), new_at.as_deref(), why);
-                }
+        let pairs = pair_by_wire(&current(before), &current(after), |name, field: &Field| {
+            field.wire_name.clone().unwrap_or_else(|| name.to_string())
+        });
+        for Pair { old_name, old, new_name, new } in pairs.matched {
+            let (old_at, new_at) = (format!("{here}/fields/{old_name}"), format!("{here}/fields/{new_name}"));
+            if old_name != new_name {
+                self.push(
+                    SourceBreaking,
+                    "field-renamed",
+                    Some(&old_at),
+                    Some(&new_at),
+                    format!("the field `{old_name}` is now `{new_name}` in generated code; its wire name is kept"),
+                );
             }
+            self.field(&old_at, &new_at, old, new, direction);
         }
-        for (field_name, field) in new_fields.iter().filter(|(n, _)| !old_fields.contains_key(*n)) {
+        for Pair { old_name, old, new, .. } in pairs.rewired {
+            let field_at = format!("{here}/fields/{old_name}");
+            let why = format!(
+                "the field travels as `{}` instead of `{}`: peers of either revision miss it",
+                new.wire_name.as_deref().unwrap_or(old_name),
+                old.wire_name.as_deref().unwrap_or(old_name),
+            );
+            self.changed(direction, "field-wire-name-changed", &field_at, why);
+        }
+        for (field_name, _) in pairs.removed {
+            let old_at = format!("{here}/fields/{field_name}");
+            let new_at = after.fields.contains_key(field_name).then(|| old_at.clone());
+            let (severity, why) = if direction.output() {
+                (WireBreaking, "a field of a type servers send was removed: old readers expect it".to_string())
+            } else if direction.input() && !after.tolerate_unknown_fields {
+                (
+                    WireBreaking,
+                    "a field of a type clients send was removed: servers refuse old clients that still send it"
+                        .to_string(),
+                )
+            } else {
+                (Compatible, format!("a field was removed from a type that travels in {}", direction.describe()))
+            };
+            self.push(severity, "field-removed", Some(&old_at), new_at.as_deref(), why);
+        }
+        for (field_name, field) in pairs.added {
             let new_at = format!("{here}/fields/{field_name}");
             let (severity, rule, why) = if direction.input() && field.required && field.default.is_none() {
                 (
@@ -243,7 +263,7 @@ impl<'s> Differ<'s> {
         }
     }
 
-    fn field(&mut self, here: &str, before: &'s Field, after: &'s Field, direction: Direction) {
+    fn field(&mut self, here: &str, new_here: &str, before: &'s Field, after: &'s Field, direction: Direction) {
         self.deprecation(here, before.deprecated.is_some(), after.deprecated.is_some());
         self.description(here, &before.description, &after.description);
         let optional = |field: &Field| !field.required || field.default.is_some();
@@ -289,7 +309,7 @@ impl<'s> Differ<'s> {
                 "the default changed: a value old clients leave out now means something else",
             )
         }
-        let place = Place { old: &format!("{here}/schema"), new: &format!("{here}/schema"), direction };
+        let place = Place { old: &format!("{here}/schema"), new: &format!("{new_here}/schema"), direction };
         self.expr(&before.schema, &after.schema, &place, false);
     }
 
@@ -357,54 +377,106 @@ impl<'s> Differ<'s> {
                 continue;
             };
             self.description(&here, &before.description, &after.description);
-            for (method_name, method) in &before.methods {
-                let method_at = at(&["services", name, "methods", method_name]);
-                match after.methods.get(method_name) {
-                    Some(other) => self.method(&method_at, method, other),
-                    None => self.push(
-                        WireBreaking,
-                        "method-removed",
-                        Some(&method_at),
-                        None,
-                        format!("`{name}.{method_name}` was removed: clients that call it get MethodNotFound"),
-                    ),
+            let members = |service: &'s IndexMap<String, Method>| -> Vec<(&'s str, &'s Method)> {
+                service.iter().map(|(n, m)| (n.as_str(), m)).collect()
+            };
+            let method_wire = |method_name: &str, method: &Method| {
+                method.wire_name.clone().unwrap_or(format!("{name}.{method_name}"))
+            };
+            let methods = pair_by_wire(&members(&before.methods), &members(&after.methods), method_wire);
+            for Pair { old_name, old, new_name, new } in methods.matched {
+                let (old_at, new_at) = (method_at(name, "methods", old_name), method_at(name, "methods", new_name));
+                if old_name != new_name {
+                    self.push(
+                        SourceBreaking,
+                        "method-renamed",
+                        Some(&old_at),
+                        Some(&new_at),
+                        format!("`{name}.{old_name}` is now `{name}.{new_name}` in generated code; it is called by the same wire name"),
+                    );
                 }
+                self.method(&old_at, old, new);
             }
-            for method_name in after.methods.keys().filter(|m| !before.methods.contains_key(*m)) {
+            for Pair { old_name, old, new, .. } in methods.rewired {
+                self.push(
+                    WireBreaking,
+                    "method-wire-name-changed",
+                    Some(&method_at(name, "methods", old_name)),
+                    Some(&method_at(name, "methods", old_name)),
+                    format!(
+                        "`{name}.{old_name}` is now called `{}` instead of `{}`: clients calling the old name get MethodNotFound",
+                        method_wire(old_name, new),
+                        method_wire(old_name, old)
+                    ),
+                );
+            }
+            for (method_name, _) in methods.removed {
+                self.push(
+                    WireBreaking,
+                    "method-removed",
+                    Some(&method_at(name, "methods", method_name)),
+                    None,
+                    format!("`{name}.{method_name}` was removed: clients that call it get MethodNotFound"),
+                );
+            }
+            for (method_name, _) in methods.added {
                 self.push(
                     Compatible,
                     "method-added",
                     None,
-                    Some(&at(&["services", name, "methods", method_name])),
+                    Some(&method_at(name, "methods", method_name)),
                     format!("new method `{name}.{method_name}`"),
                 );
             }
-            let live = |events: &'s IndexMap<String, Event>| -> IndexMap<&'s str, &'s Event> {
+            let live = |events: &'s IndexMap<String, Event>| -> Vec<(&'s str, &'s Event)> {
                 events.iter().filter(|(_, e)| e.removed.is_none()).map(|(n, e)| (n.as_str(), e)).collect()
             };
-            let (old_events, new_events) = (live(&before.events), live(&after.events));
-            for (event_name, event) in &old_events {
-                let event_at = at(&["services", name, "events", event_name]);
-                match new_events.get(event_name) {
-                    Some(other) => self.event(&event_at, event, other),
-                    None => {
-                        let new_at = after.events.contains_key(*event_name).then(|| format!("{event_at}/removed"));
-                        self.push(
-                            WireBreaking,
-                            "event-removed",
-                            Some(&event_at),
-                            new_at.as_deref(),
-                            format!("servers no longer send `{name}.{event_name}`: subscribers wait for it in vain"),
-                        );
-                    }
+            let event_wire =
+                |event_name: &str, event: &Event| event.wire_name.clone().unwrap_or(format!("{name}.{event_name}"));
+            let events = pair_by_wire(&live(&before.events), &live(&after.events), event_wire);
+            for Pair { old_name, old, new_name, new } in events.matched {
+                let (old_at, new_at) = (method_at(name, "events", old_name), method_at(name, "events", new_name));
+                if old_name != new_name {
+                    self.push(
+                        SourceBreaking,
+                        "event-renamed",
+                        Some(&old_at),
+                        Some(&new_at),
+                        format!("`{name}.{old_name}` is now `{name}.{new_name}` in generated code; it is sent under the same wire name"),
+                    );
                 }
+                self.event(&old_at, old, new);
             }
-            for event_name in new_events.keys().filter(|e| !old_events.contains_key(*e)) {
+            for Pair { old_name, old, new, .. } in events.rewired {
+                self.push(
+                    WireBreaking,
+                    "event-wire-name-changed",
+                    Some(&method_at(name, "events", old_name)),
+                    Some(&method_at(name, "events", old_name)),
+                    format!(
+                        "`{name}.{old_name}` is now sent as `{}` instead of `{}`: subscribers wait for the old name in vain",
+                        event_wire(old_name, new),
+                        event_wire(old_name, old)
+                    ),
+                );
+            }
+            for (event_name, _) in events.removed {
+                let event_at = method_at(name, "events", event_name);
+                let new_at = after.events.contains_key(event_name).then(|| format!("{event_at}/removed"));
+                self.push(
+                    WireBreaking,
+                    "event-removed",
+                    Some(&event_at),
+                    new_at.as_deref(),
+                    format!("servers no longer send `{name}.{event_name}`: subscribers wait for it in vain"),
+                );
+            }
+            for (event_name, _) in events.added {
                 self.push(
                     Compatible,
                     "event-added",
                     None,
-                    Some(&at(&["services", name, "events", event_name])),
+                    Some(&method_at(name, "events", event_name)),
                     format!("new event `{name}.{event_name}`"),
                 );
             }
@@ -514,37 +586,24 @@ impl<'s> Differ<'s> {
         after: &'s IndexMap<String, Param>,
         direction: Direction,
     ) {
-        for (name, param) in before {
-            let param_at = format!("{here}/params/{name}");
-            let Some(other) = after.get(name) else {
-                if direction.input() {
-                    self.push(
-                        WireBreaking,
-                        "param-removed",
-                        Some(&param_at),
-                        None,
-                        "the param was removed: servers refuse old clients that still send it".into(),
-                    );
-                } else if param.required {
-                    self.push(
-                        WireBreaking,
-                        "event-param-removed",
-                        Some(&param_at),
-                        None,
-                        "a required param of the event was removed: subscribers read it".into(),
-                    );
-                } else {
-                    self.push(
-                        Compatible,
-                        "event-param-removed",
-                        Some(&param_at),
-                        None,
-                        "an optional param of the event was removed: subscribers handle its absence".into(),
-                    );
-                }
-                continue;
-            };
+        let members = |params: &'s IndexMap<String, Param>| -> Vec<(&'s str, &'s Param)> {
+            params.iter().map(|(n, p)| (n.as_str(), p)).collect()
+        };
+        let param_wire = |name: &str, param: &Param| param.wire_name.clone().unwrap_or_else(|| name.to_string());
+        let pairs = pair_by_wire(&members(before), &members(after), param_wire);
+        for Pair { old_name, old: param, new_name, new: other } in &pairs.matched {
+            let (param_at, new_at) = (format!("{here}/params/{old_name}"), format!("{here}/params/{new_name}"));
+            if old_name != new_name {
+                self.push(
+                    SourceBreaking,
+                    "param-renamed",
+                    Some(&param_at),
+                    Some(&new_at),
+                    format!("the param `{old_name}` is now `{new_name}` in generated code; its wire name is kept"),
+                );
+            }
             self.description(&param_at, &param.description, &other.description);
+            self.deprecation(&param_at, param.deprecated.is_some(), other.deprecated.is_some());
             if param.required != other.required {
                 if other.required {
                     self.judge(
@@ -562,10 +621,47 @@ impl<'s> Differ<'s> {
                     );
                 }
             }
-            let schema_at = format!("{param_at}/schema");
-            self.expr(&param.schema, &other.schema, &Place { old: &schema_at, new: &schema_at, direction }, false);
+            let (schema_at, new_schema_at) = (format!("{param_at}/schema"), format!("{new_at}/schema"));
+            self.expr(&param.schema, &other.schema, &Place { old: &schema_at, new: &new_schema_at, direction }, false);
         }
-        for (name, param) in after.iter().filter(|(name, _)| !before.contains_key(*name)) {
+        for Pair { old_name, old, new, .. } in &pairs.rewired {
+            let param_at = format!("{here}/params/{old_name}");
+            let why = format!(
+                "the param travels as `{}` instead of `{}`: peers of either revision miss it",
+                param_wire(old_name, new),
+                param_wire(old_name, old)
+            );
+            self.push(WireBreaking, "param-wire-name-changed", Some(&param_at), Some(&param_at), why);
+        }
+        for (name, param) in &pairs.removed {
+            let param_at = format!("{here}/params/{name}");
+            if direction.input() {
+                self.push(
+                    WireBreaking,
+                    "param-removed",
+                    Some(&param_at),
+                    None,
+                    "the param was removed: servers refuse old clients that still send it".into(),
+                );
+            } else if param.required {
+                self.push(
+                    WireBreaking,
+                    "event-param-removed",
+                    Some(&param_at),
+                    None,
+                    "a required param of the event was removed: subscribers read it".into(),
+                );
+            } else {
+                self.push(
+                    Compatible,
+                    "event-param-removed",
+                    Some(&param_at),
+                    None,
+                    "an optional param of the event was removed: subscribers handle its absence".into(),
+                );
+            }
+        }
+        for (name, param) in &pairs.added {
             let param_at = format!("{here}/params/{name}");
             if direction.input() && param.required {
                 self.push(
@@ -585,10 +681,11 @@ impl<'s> Differ<'s> {
                 );
             }
         }
-        let common = |one: &IndexMap<String, Param>, other: &IndexMap<String, Param>| -> Vec<String> {
-            one.keys().filter(|name| other.contains_key(*name)).cloned().collect()
-        };
-        if direction.input() && common(before, after) != common(after, before) {
+        // By-position callers see the order of the params both revisions share, by wire name.
+        let old_order: Vec<String> = pairs.matched.iter().map(|pair| param_wire(pair.old_name, pair.old)).collect();
+        let new_order: Vec<String> =
+            after.iter().map(|(name, param)| param_wire(name, param)).filter(|wire| old_order.contains(wire)).collect();
+        if direction.input() && old_order != new_order {
             self.push(
                 WireBreaking,
                 "params-reordered",
@@ -928,6 +1025,11 @@ impl<'s> Differ<'s> {
             self.push(Compatible, "description-changed", Some(here), Some(here), "documentation only".into());
         }
     }
+}
+
+/// The pointer of a service's method or event (`kind` is `methods` or `events`).
+fn method_at(service: &str, kind: &str, name: &str) -> String {
+    at(&["services", service, kind, name])
 }
 
 fn describe(name: Option<&str>) -> String {

@@ -13,6 +13,7 @@
 //! Deliberate breaks are acknowledged with [`AllowRule`]s (`vproto diff --allow`).
 
 mod compare;
+mod pairs;
 pub mod reach;
 
 use std::{collections::HashMap, fmt};

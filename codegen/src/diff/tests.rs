@@ -225,7 +225,75 @@ fn table() -> Vec<(&'static str, Edit, &'static str, Severity)> {
             "event-param-removed",
             WireBreaking,
         ),
+        (
+            "change a field's wire name",
+            |s| *at(s, "/objects/Item/fields/price/wire_name") = json!("cost"),
+            "field-wire-name-changed",
+            WireBreaking,
+        ),
+        (
+            "change a param's wire name",
+            |s| *at(s, "/services/shop/methods/get_item/params/id/wire_name") = json!("itemId"),
+            "param-wire-name-changed",
+            WireBreaking,
+        ),
+        (
+            "give a method a wire name",
+            |s| *at(s, "/services/shop/methods/put_item/wire_name") = json!("Shop.putItem"),
+            "method-wire-name-changed",
+            WireBreaking,
+        ),
+        (
+            "give an event a wire name",
+            |s| *at(s, "/services/shop/events/item_changed/wire_name") = json!("ITEM_CHANGED"),
+            "event-wire-name-changed",
+            WireBreaking,
+        ),
         // Source-breaking: the wire is intact.
+        (
+            "rename a field, keeping its wire name",
+            |s| {
+                let mut price = at(s, "/objects/Item/fields").as_object_mut().unwrap().remove("price").unwrap();
+                price["wire_name"] = json!("price");
+                *at(s, "/objects/Item/fields/cost") = price;
+            },
+            "field-renamed",
+            SourceBreaking,
+        ),
+        (
+            "rename a param, keeping its wire name",
+            |s| {
+                let params = at(s, "/services/shop/methods/get_item/params").as_object_mut().unwrap();
+                let mut id = params.remove("id").unwrap();
+                id["wire_name"] = json!("id");
+                let verbose = params.remove("verbose").unwrap();
+                params.insert("item_id".into(), id);
+                params.insert("verbose".into(), verbose);
+            },
+            "param-renamed",
+            SourceBreaking,
+        ),
+        (
+            "rename a method, keeping its wire name",
+            |s| {
+                let mut put = at(s, "/services/shop/methods").as_object_mut().unwrap().remove("put_item").unwrap();
+                put["wire_name"] = json!("shop.put_item");
+                *at(s, "/services/shop/methods/add_item") = put;
+            },
+            "method-renamed",
+            SourceBreaking,
+        ),
+        (
+            "rename an event, keeping its wire name",
+            |s| {
+                let mut changed =
+                    at(s, "/services/shop/events").as_object_mut().unwrap().remove("item_changed").unwrap();
+                changed["wire_name"] = json!("shop.item_changed");
+                *at(s, "/services/shop/events/item_updated") = changed;
+            },
+            "event-renamed",
+            SourceBreaking,
+        ),
         (
             "rename a named type",
             |s| {

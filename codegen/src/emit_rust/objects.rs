@@ -100,7 +100,7 @@ impl ObjectWriter<'_> {
         } else {
             out.push_str("    fields: &[\n");
             for field in object.declared_fields() {
-                put!(out, "        {wire}::FieldInfo::new({:?}, {})", field.name, self.version(field.since));
+                put!(out, "        {wire}::FieldInfo::new({:?}, {})", field.wire_name, self.version(field.since));
                 if let Some(removed) = field.removed {
                     put!(out, ".removed({})", self.version(removed));
                 }
@@ -149,9 +149,17 @@ impl ObjectWriter<'_> {
         for field in object.current_fields() {
             let ident = field_ident(field.name);
             if field.required {
-                put!(out, "        data.insert({:?}.into(), {wire}::WireValue::to_wire(&self.{ident}));\n", field.name);
+                put!(
+                    out,
+                    "        data.insert({:?}.into(), {wire}::WireValue::to_wire(&self.{ident}));\n",
+                    field.wire_name
+                );
             } else {
-                put!(out, "        {wire}::insert_optional(&mut data, {:?}, self.{ident}.as_ref());\n", field.name);
+                put!(
+                    out,
+                    "        {wire}::insert_optional(&mut data, {:?}, self.{ident}.as_ref());\n",
+                    field.wire_name
+                );
             }
         }
         out.push_str("        data\n    }\n");
@@ -187,7 +195,8 @@ impl ObjectWriter<'_> {
             put!(out, "        {wire}::write_plain(out, ctx, |sink| {{\n");
         }
         let mut sorted: Vec<&FieldIr> = object.current_fields().collect();
-        sorted.sort_by_key(|field| field.name);
+        // Written in the order of their wire names, as a JSON map of the fields sorts them.
+        sorted.sort_by_key(|field| field.wire_name);
         for field in sorted {
             // The field's descriptor, by its owner (this object or a base) and position there.
             let (owner, index) = (info_ident(field.owner), field.index);
@@ -282,7 +291,7 @@ pub fn convert_primitive(
         };
         let ty = type_text(&ty);
         let checks = self.checks.reference_text(field, wire);
-        let name = field.name;
+        let name = field.wire_name;
         if field.required {
             format!("{wire}::read_required::<{ty}>(data, {:?}, {name:?}, {checks}, path)?", object.name)
         } else {

@@ -85,8 +85,10 @@ pub struct FieldIr<'s> {
     pub owner: &'s str,
     /// Its position among the owner's declared fields (in the owner's descriptor).
     pub index: usize,
-    /// The wire name.
+    /// The schema name: the Rust field's name.
     pub name: &'s str,
+    /// The name on the wire: the schema's `wire_name`, or the schema name.
+    pub wire_name: &'s str,
     /// What the field holds.
     pub description: &'s str,
     /// The type of the values, as the schema writes it.
@@ -139,6 +141,7 @@ impl<'s> FieldIr<'s> {
             owner,
             index,
             name,
+            wire_name: field.wire_name.as_deref().unwrap_or(name),
             description: &field.description,
             schema: &field.schema,
             since: field.since,

@@ -60,7 +60,7 @@ pub struct EventIr<'s> {
     pub service: &'s str,
     /// The event's name within the service.
     pub name: &'s str,
-    /// The notification's method: `service.event`.
+    /// The notification's method: the schema's `wire_name`, or `service.event`.
     pub wire_name: String,
     /// What happened when it is sent.
     pub description: &'s str,
@@ -81,7 +81,7 @@ impl<'s> EventIr<'s> {
         EventIr {
             service,
             name,
-            wire_name: method_wire_name(service, name),
+            wire_name: event.wire_name.clone().unwrap_or_else(|| method_wire_name(service, name)),
             description: &event.description,
             since: event.since,
             deprecated: event.deprecated,
@@ -98,11 +98,13 @@ fn params(params: &IndexMap<String, Param>) -> Vec<ParamIr<'_>> {
         .iter()
         .map(|(param_name, param)| ParamIr {
             name: param_name,
+            wire_name: param.wire_name.as_deref().unwrap_or(param_name),
             description: &param.description,
             schema: &param.schema,
             rust_type: rust_type(&param.schema),
             required: param.required,
             since: param.since,
+            deprecated: param.deprecated,
         })
         .collect()
 }
@@ -114,7 +116,7 @@ pub struct MethodIr<'s> {
     pub service: &'s str,
     /// The method's name within the service.
     pub name: &'s str,
-    /// The name it is called by: `service.method`.
+    /// The name it is called by: the schema's `wire_name`, or `service.method`.
     pub wire_name: String,
     /// What the method does.
     pub description: &'s str,
@@ -151,7 +153,7 @@ impl<'s> MethodIr<'s> {
         MethodIr {
             service,
             name,
-            wire_name: method_wire_name(service, name),
+            wire_name: method.wire_name.clone().unwrap_or_else(|| method_wire_name(service, name)),
             description: &method.description,
             since: method.since,
             deprecated: method.deprecated,
@@ -163,7 +165,11 @@ impl<'s> MethodIr<'s> {
             http: method.http.as_ref().map(|http| HttpIr {
                 method: http.method,
                 path: &http.path,
-                body: http.body.as_deref(),
+                // The body is named on the wire as its param is.
+                body: http.body.as_deref().map(|body| match method.params.get(body) {
+                    Some(param) => param.wire_name.as_deref().unwrap_or(body),
+                    None => body,
+                }),
             }),
             roles: method.roles.iter().flatten().map(String::as_str).collect(),
             examples: &method.examples,
@@ -173,15 +179,18 @@ impl<'s> MethodIr<'s> {
     /// The param a REST route's request body is, when its binding names one.
     pub fn body_param(&self) -> Option<&ParamIr<'s>> {
         let body = self.http.as_ref()?.body?;
-        self.params.iter().find(|param| param.name == body)
+        self.params.iter().find(|param| param.wire_name == body)
     }
 }
 
 /// A param of a method or event.
 #[derive(Clone, Debug)]
 pub struct ParamIr<'s> {
-    /// The param's name (by-name params) and its place in [`MethodIr::params`] (positional).
+    /// The param's schema name (the Rust name), and its place in [`MethodIr::params`]
+    /// (positional).
     pub name: &'s str,
+    /// The name params by name give it on the wire: the schema's `wire_name`, or the name.
+    pub wire_name: &'s str,
     /// What the param means.
     pub description: &'s str,
     /// The param's type, as the schema writes it.
@@ -192,6 +201,8 @@ pub struct ParamIr<'s> {
     pub required: bool,
     /// The protocol version that added the param.
     pub since: Option<Version>,
+    /// The protocol version from which it should no longer be given.
+    pub deprecated: Option<Version>,
 }
 
 /// A REST binding of a method.
@@ -201,7 +212,8 @@ pub struct HttpIr<'s> {
     pub method: HttpMethod,
     /// The path, starting with `/`.
     pub path: &'s str,
-    /// The param the request body is, if the binding names one (see [`MethodIr::body_param`]).
+    /// The wire name of the param the request body is, if the binding names one (see
+    /// [`MethodIr::body_param`]).
     pub body: Option<&'s str>,
 }
 

@@ -92,17 +92,19 @@ impl<'s> NodeIr<'s> {
                         TreeFieldKind::Object(NodeIr::new(schema, target, &tree_path.fields))
                     }
                     TreeValueKind::ObjectList(target) => {
-                        let key = tree_path.key.as_deref().expect("the checks require a list key");
-                        let key_format = match tree_value_kind(&schema.types, &field_of(schema, target, key).schema) {
+                        let key_name = tree_path.key.as_deref().expect("the checks require a list key");
+                        let key_field = field_of(schema, target, key_name);
+                        let key_format = match tree_value_kind(&schema.types, &key_field.schema) {
                             TreeValueKind::Scalar { expr, .. } => expr.format.as_deref(),
                             _ => None,
                         };
+                        let key = key_field.wire_name.as_deref().unwrap_or(key_name);
                         TreeFieldKind::List { key, key_format, node: NodeIr::new(schema, target, &tree_path.fields) }
                     }
                     TreeValueKind::Unsupported(why) => unreachable!("the checks refuse {why}"),
                 };
                 TreeFieldIr {
-                    name: field_name,
+                    name: field.wire_name.as_deref().unwrap_or(field_name),
                     path: tree_path.path.split('/').filter(|segment| *segment != "{key}").collect(),
                     required: field.required && field.default.is_none() && !field.nullable,
                     kind,
@@ -121,7 +123,7 @@ fn field_of<'s>(schema: &'s Schema, object: &'s str, field: &str) -> &'s Field {
 /// One mapped field.
 #[derive(Clone, Debug)]
 pub struct TreeFieldIr<'s> {
-    /// The field's name.
+    /// The field's wire name (its member in the object's JSON).
     pub name: &'s str,
     /// The path's segments relative to the enclosing node, without a list's `{key}`.
     pub path: Vec<&'s str>,

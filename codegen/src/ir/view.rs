@@ -135,8 +135,10 @@ pub struct ChildView {
 pub struct FieldView {
     /// The object that declares it.
     pub owner: String,
-    /// The wire name.
+    /// The schema name (what generated code names it by).
     pub name: String,
+    /// Its name on the wire (the schema's `wire_name`, or `name`).
+    pub wire_name: String,
     /// What it holds.
     pub description: String,
     /// Its type.
@@ -239,8 +241,10 @@ pub struct ObjectView {
 /// A param of a method or event.
 #[derive(Clone, Debug, Serialize)]
 pub struct ParamView {
-    /// Its name.
+    /// Its schema name (what generated code names it by).
     pub name: String,
+    /// Its name on the wire (the schema's `wire_name`, or `name`).
+    pub wire_name: String,
     /// What it means.
     pub description: String,
     /// Its type.
@@ -250,6 +254,8 @@ pub struct ParamView {
     pub required: bool,
     /// The protocol version that added it.
     pub since: Option<Version>,
+    /// The protocol version from which it should no longer be given.
+    pub deprecated: Option<Version>,
 }
 
 /// A declared error.
@@ -539,6 +545,7 @@ impl FieldView {
         FieldView {
             owner: field.owner.into(),
             name: field.name.into(),
+            wire_name: field.wire_name.into(),
             description: field.description.into(),
             type_: TypeView::new(ir, field.schema, &field.value_type),
             since: field.since,
@@ -650,10 +657,12 @@ fn params(ir: &SchemaIr, params: &[ParamIr]) -> Vec<ParamView> {
         .iter()
         .map(|param| ParamView {
             name: param.name.into(),
+            wire_name: param.wire_name.into(),
             description: param.description.into(),
             type_: TypeView::new(ir, param.schema, &param.rust_type),
             required: param.required,
             since: param.since,
+            deprecated: param.deprecated,
         })
         .collect()
 }
