@@ -2,6 +2,12 @@
 //! (`--target ADDR`), against the reference services started in-process (`--reference`), or as
 //! a mock server validating a client (`--serve ADDR`). The case IDs, flags and exit codes are
 //! documented in the vproto-conformance crate and docs/conformance.md.
+//!
+//! `--target tls://HOST:PORT` and `https://HOST:PORT` are `tcp:` and `http://` spoken over TLS
+//! (`--tls-ca` required; `--tls-cert/--tls-key` when the target asks for a client certificate);
+//! `tcp:`/`http://` with `--tls-ca` are TLS too, as for `vproto call`. `--compat POLICY` runs the
+//! compat cases instead of the suite against a target (they check that it applies the policy,
+//! docs/evolution.md), or makes the `--serve` mock apply the policy.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,6 +21,7 @@ use vproto_api::{
     NetworkEvent, NetworkServer,
 };
 use vproto_conformance::{
+    compat::run_compat,
     coverage::MethodCoverage,
     mock::{serve_mock, MockOptions},
     report::{Format, Report},
@@ -29,14 +36,15 @@ use vproto_services::{
     guest_channel::GuestChannel,
     network::{NetworkHost, NetworkHostConfig},
 };
-use vproto_support::rpc::{ClientTransport, Discover, Router};
+use vproto_support::rpc::{compat::CompatPolicy, ClientTransport, Discover, Router};
 
 use crate::{duration::parse_duration, serve::event_hub, CliError};
 
 /// Arguments of `vproto conform`.
 #[derive(clap::Args)]
 pub struct ConformArgs {
-    /// The server to test: unix:PATH, tcp:HOST:PORT, http://HOST:PORT or exec:COMMAND.
+    /// The server to test: unix:PATH, tcp:HOST:PORT, tls://HOST:PORT, http://HOST:PORT,
+    /// https://HOST:PORT or exec:COMMAND.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["reference", "serve"])]
     target: Option<String>,
     /// Start the reference services (driver, agent, conductor, network, guest) in-process on
@@ -90,6 +98,25 @@ pub struct ConformArgs {
     /// Serve mode: end after this long without a request, once one arrived [default: 2s].
     #[arg(long, value_name = "DURATION")]
     idle: Option<String>,
+    /// A compatibility policy, deprecated-input=accept|reject,deprecated-output=accept|hide:
+    /// with --target, check that the target applies it (the compat cases, instead of the
+    /// suite); with --serve, the mock applies it.
+    #[arg(long, value_name = "POLICY", conflicts_with = "reference")]
+    compat: Option<String>,
+    #[command(flatten)]
+    tls: crate::security::TlsArgs,
+}
+
+/// A `--target` address: `tls://HOST:PORT` is `tcp:` and `https://HOST:PORT` is `http://`, both
+/// requiring TLS; whether it must be TLS.
+fn target_addr(text: &str) -> Result<(ConnectAddr, bool), CliError> {
+    let (text, tls) = match (text.strip_prefix("tls://"), text.strip_prefix("https://")) {
+        (Some(rest), _) => (format!("tcp:{rest}"), true),
+        (_, Some(rest)) => (format!("http://{rest}"), true),
+        _ => (text.to_string(), false),
+    };
+    let addr: ConnectAddr = text.parse().map_err(|e| CliError::Usage(format!("--target: {e}")))?;
+    Ok((addr, tls))
 }
 
 /// Runs `vproto conform`: failed cases are [`CliError::Reported`] (exit 1, the report says
@@ -149,6 +176,15 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
         generated: args.generated,
         fixtures: &fixtures,
     };
+    let compat: Option<CompatPolicy> = args
+        .compat
+        .as_deref()
+        .map(|text| text.parse().map_err(|e| CliError::Usage(format!("--compat: {e}"))))
+        .transpose()?;
+    let tls = args.tls.client()?;
+    if tls.is_some() && args.target.is_none() {
+        return Err(CliError::Usage("--tls-ca applies to --target only".into()));
+    }
     let SuiteRun { mut outcomes, coverage, not_exercised } = if let Some(listen) = &args.serve {
         let listen: ListenAddr = listen.parse().map_err(|e| CliError::Usage(format!("--serve: {e}")))?;
         if args.sessions == Some(0) {
@@ -167,6 +203,7 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
             idle: duration("--idle", args.idle.as_deref(), Duration::from_secs(2))?,
             timeout: duration("--timeout", args.timeout.as_deref(), Duration::from_secs(60))?,
             seed: args.seed,
+            compat,
         };
         let mut outcomes =
             serve_mock(description.clone(), &listen, options).await.map_err(|e| CliError::Usage(e.to_string()))?;
@@ -190,14 +227,28 @@ async fn conform(args: ConformArgs) -> Result<bool, CliError> {
                 .target
                 .as_deref()
                 .ok_or_else(|| CliError::Usage("give --target ADDR, --reference or --serve ADDR".into()))?;
-            let addr: ConnectAddr = text.parse().map_err(|e| CliError::Usage(format!("--target: {e}")))?;
+            let (addr, must_tls) = target_addr(text)?;
+            if must_tls && tls.is_none() {
+                return Err(CliError::Usage(format!(
+                    "--target {text}: give --tls-ca FILE, the CA that signed the target's certificate"
+                )));
+            }
+            if tls.is_some() && !matches!(addr, ConnectAddr::Listen(ListenAddr::Tcp { .. } | ListenAddr::Http { .. })) {
+                return Err(CliError::Usage(format!(
+                    "--tls-ca: TLS applies to tcp:, tls://, http:// and https:// targets, not {text}"
+                )));
+            }
             let token = args
                 .token_file
                 .as_deref()
                 .map(|path| load_token(path).map_err(|e| CliError::Usage(format!("--token-file: {e}"))))
                 .transpose()?;
-            let target = Target { addr, label: text.to_string(), token, wait };
-            run_suite(&selection, &target).await.map_err(|e| CliError::Usage(e.to_string()))?
+            let target = Target { addr, label: text.to_string(), token, tls, wait };
+            match compat {
+                Some(policy) => run_compat(&selection, &target, policy).await,
+                None => run_suite(&selection, &target).await,
+            }
+            .map_err(|e| CliError::Usage(e.to_string()))?
         }
     };
     if outcomes.is_empty() {
@@ -308,10 +359,10 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         DriverConfig::from_json(&reference_driver_config()).map_err(|e| CliError::Usage(e.to_string()))?;
     let driver = Arc::new(Driver::new(driver_config));
     let driver_router = Router::new().with(DriverServer(driver.clone()));
-    let (agent_hub, events) = event_hub::<AgentEvent>();
+    let (agent_hub, events) = event_hub::<AgentEvent>(None);
     let agent = Arc::new(Agent::new(AgentOptions { call_timeout: agent_timeout, events, ..AgentOptions::default() }));
     let agent_router = Router::new().with(AgentServer(agent));
-    let (conductor_hub, events) = event_hub::<ConductorEvent>();
+    let (conductor_hub, events) = event_hub::<ConductorEvent>(None);
     let conductor = Arc::new(Conductor::new(ConductorOptions {
         call_timeout: conductor_timeout,
         events,
@@ -320,7 +371,7 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
     let conductor_router = Router::new().with(ConductorServer(conductor));
     let network_config =
         NetworkHostConfig::from_json(&reference_network_config()).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (network_hub, events) = event_hub::<NetworkEvent>();
+    let (network_hub, events) = event_hub::<NetworkEvent>(None);
     let network_router =
         Router::new().with(NetworkServer(Arc::new(NetworkHost::new(network_config).with_events(events))));
     let (guest, follower) = GuestChannel::standalone();
@@ -382,7 +433,8 @@ async fn reference(selection: &Selection<'_>, wait: Duration) -> Result<SuiteRun
         if !selection.services.is_empty() && !selection.services.iter().any(|s| s == name) {
             continue;
         }
-        let target = Target { addr: ConnectAddr::Listen(addr.clone()), label: name.to_string(), token: None, wait };
+        let target =
+            Target { addr: ConnectAddr::Listen(addr.clone()), label: name.to_string(), token: None, tls: None, wait };
         let service = Selection {
             description: selection.description,
             services: vec![name.to_string()],

@@ -35,6 +35,12 @@
 //! is refused. The agent and the conductor watch their rosters, so a peer that goes missing is
 //! logged and published as soon as its three heartbeat intervals are over, even when nobody
 //! calls.
+//!
+//! `--compat deprecated-input=accept|reject,deprecated-output=accept|hide` (QEMU's `-compat`)
+//! applies a compatibility policy to what the service's OpenRPC document marks deprecated
+//! (vproto-support's `rpc::compat`, docs/evolution.md): `reject` answers a deprecated method
+//! -32601 and a deprecated param or member -32602 naming it; `hide` removes deprecated members
+//! from results and events and sends no deprecated event. The policy is logged at start.
 
 use std::{
     io::{IsTerminal, Write},
@@ -63,6 +69,7 @@ use vproto_services::{
     PeerScheme,
 };
 use vproto_support::rpc::{
+    compat::{event_sink, Compat, CompatPolicy, Deprecated},
     events::{Event, EventSet, Publisher},
     Discover, Router,
 };
@@ -149,8 +156,35 @@ pub struct ServeArgs {
     /// Log filter, such as `debug` or `vproto_services=debug` [default: $VPROTO_LOG, else info].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// A compatibility policy for what the schema marks deprecated, as QEMU's -compat:
+    /// deprecated-input=accept|reject,deprecated-output=accept|hide [default: accept both].
+    #[arg(long, value_name = "POLICY")]
+    compat: Option<String>,
     #[command(flatten)]
     security: crate::security::ServeSecurityArgs,
+}
+
+/// A compatibility policy and what it applies to.
+type CompatRule = (CompatPolicy, Arc<Deprecated>);
+
+/// `--compat` of `service`: the policy, with what the service's OpenRPC document marks
+/// deprecated; logged.
+fn compat_rule(text: Option<&str>, service: Service) -> Result<Option<CompatRule>, CliError> {
+    let Some(text) = text else { return Ok(None) };
+    let policy: CompatPolicy = text.parse().map_err(|e| CliError::usage(format!("--compat: {e}")))?;
+    let document = service_openrpc(service.name())
+        .ok_or_else(|| CliError::failed(format!("no OpenRPC document for `{}`", service.name())))?;
+    let document: serde_json::Value =
+        serde_json::from_str(document).map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
+    let deprecated = Deprecated::from_openrpc(&document);
+    if deprecated.is_empty() {
+        tracing::warn!(%policy, "compat policy: the schema marks nothing of `{}` deprecated, so it changes nothing", service.name());
+    } else {
+        let methods: Vec<&str> = deprecated.methods.iter().map(String::as_str).collect();
+        let events: Vec<&str> = deprecated.events.iter().map(String::as_str).collect();
+        tracing::info!(%policy, deprecated_methods = ?methods, deprecated_events = ?events, "compat policy");
+    }
+    Ok(Some((policy, Arc::new(deprecated))))
 }
 
 /// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).
@@ -214,16 +248,21 @@ struct Built {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// A hub serving the events of `E` (one service's), and a publisher into it.
-pub(crate) fn event_hub<E: Event + EventSet>() -> (EventHub, Publisher<E>) {
+/// A hub serving the events of `E` (one service's), and a publisher into it (under `compat`'s
+/// output rule, when given).
+pub(crate) fn event_hub<E: Event + EventSet>(compat: Option<&CompatRule>) -> (EventHub, Publisher<E>) {
     let hub = EventHub::new(E::NAMES.iter().copied());
-    let publisher = Publisher::new(hub.sink());
-    (hub, publisher)
+    let sink = match compat {
+        Some((policy, deprecated)) => event_sink(hub.sink(), *policy, deprecated.clone()),
+        None => hub.sink(),
+    };
+    (hub, Publisher::new(sink))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     check_applicable(&args)?;
     let service = args.service;
+    let compat = compat_rule(args.compat.as_deref(), service)?;
     let listen: Option<ListenAddr> =
         args.listen.as_deref().map(str::parse).transpose().map_err(|e| CliError::usage(format!("--listen: {e}")))?;
     let bus = bus::Bus::from_args(&args)?;
@@ -276,10 +315,15 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     };
     let security = args.security.load(token.as_ref(), matches!(service, Service::Agent | Service::Conductor))?;
     let peer_scheme = security.peer_scheme(peer_scheme);
-    let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout, store)?;
+    let built = build(&args, token.clone(), peer_scheme, heartbeat_interval, peer_timeout, store, compat.as_ref())?;
     let discover = Discover::hosting(&built.router, service_openrpc)
         .map_err(|e| CliError::failed(format!("the OpenRPC document: {e}")))?;
-    let mut server = security.apply(Server::from_arc(security.guard(built.router.with(discover))), listen.as_ref())?;
+    let handler = built.router.with(discover);
+    let guarded = match compat {
+        Some((policy, deprecated)) => security.guard(Compat::new(handler, policy, deprecated)),
+        None => security.guard(handler),
+    };
+    let mut server = security.apply(Server::from_arc(guarded), listen.as_ref())?;
     if let Some(hub) = built.events {
         server = server.with_events(hub);
     }
@@ -391,6 +435,7 @@ fn build(
     heartbeat_interval: Duration,
     peer_timeout: Option<Duration>,
     store: Option<Store>,
+    compat: Option<&CompatRule>,
 ) -> Result<Built, CliError> {
     let config = || {
         args.config
@@ -407,7 +452,7 @@ fn build(
             built.driver = Some(driver);
         }
         Service::Agent => {
-            let (hub, events) = event_hub::<AgentEvent>();
+            let (hub, events) = event_hub::<AgentEvent>(compat);
             let mut options =
                 AgentOptions { heartbeat_interval, peer_scheme, token, events, ..AgentOptions::default() };
             if let Some(timeout) = peer_timeout {
@@ -419,7 +464,7 @@ fn build(
             built.events = Some(hub);
         }
         Service::Conductor => {
-            let (hub, events) = event_hub::<ConductorEvent>();
+            let (hub, events) = event_hub::<ConductorEvent>(compat);
             let mut options =
                 ConductorOptions { heartbeat_interval, peer_scheme, token, events, ..ConductorOptions::default() };
             if let Some(timeout) = peer_timeout {
@@ -433,7 +478,7 @@ fn build(
         Service::Network => {
             let config = NetworkHostConfig::load(config()?).map_err(|e| CliError::usage(e.to_string()))?;
             tracing::info!(networks = config.networks.len(), "network host configured");
-            let (hub, events) = event_hub::<NetworkEvent>();
+            let (hub, events) = event_hub::<NetworkEvent>(compat);
             built.router = built.router.with(NetworkServer(Arc::new(NetworkHost::new(config).with_events(events))));
             built.events = Some(hub);
         }

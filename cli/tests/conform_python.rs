@@ -1,8 +1,8 @@
 //! The suite is language-neutral: a Python server and Python clients written only from the
 //! published description (tests/python_peer/) are judged by `vproto conform`.
 //!
-//! - the Python server (driver and network services, on stdio and on a Unix socket) passes
-//!   every case of `--services driver,network`;
+//! - the Python server (driver and network services, on stdio, on a Unix socket and over TLS)
+//!   passes every case of `--services driver,network`;
 //! - the Python client that backlevels its HostInfo on UnsupportedVersion passes `--serve`;
 //! - the same client told not to backlevel (`--on-unsupported give-up`), or to retry the same
 //!   request (`retry-as-is`), fails `--serve` on the backlevel-retry case.
@@ -11,6 +11,8 @@
 //! tests/requirements.txt, which pins `jsonschema`); without it they skip with a message, or
 //! fail under `CI`.
 
+#[path = "../../jsonrpc/tests/certs/mod.rs"]
+mod certs;
 mod conform_support;
 
 use std::{
@@ -20,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use certs::TestPki;
 use conform_support::{
     conform, driver_config, finish_conform, root, shell_quote, shorten, start_conform, wait_limited,
     write_network_config, Run,
@@ -106,15 +109,19 @@ fn python_server_passes_the_suite() {
     assert_passes_everything(&run);
 }
 
-#[test]
-fn python_server_passes_the_suite_over_a_unix_socket() {
-    let Some(python) = python_or_skip("python_server_passes_the_suite_over_a_unix_socket") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let addr = format!("unix:{}", dir.path().join("server.sock").display());
-    let args = server_args(&python, dir.path());
+/// Starts the Python server with `listen_args`, reads the address it prints once listening, and
+/// runs the suite against the target `target_of` makes of that address (with `conform_args`).
+fn serve_and_conform(
+    python: &Path,
+    dir: &Path,
+    listen_args: &[&str],
+    target_of: impl Fn(&str) -> String,
+    conform_args: &[&str],
+) -> (String, Result<Run, String>) {
+    let args = server_args(python, dir);
     let mut server = Command::new(&args[0])
         .args(&args[1..])
-        .args(["--listen", &addr])
+        .args(listen_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -122,10 +129,38 @@ fn python_server_passes_the_suite_over_a_unix_socket() {
         .expect("the Python server starts");
     let mut ready = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut ready).expect("the server's first line");
-    let run = conform(dir.path(), &["--target", &addr, "--services", "driver,network"]);
+    let target = target_of(ready.trim());
+    let mut all = vec!["--target", &target, "--services", "driver,network"];
+    all.extend(conform_args);
+    let run = conform(dir, &all);
     let _ = server.kill();
     let _ = server.wait();
-    assert_eq!(ready.trim(), addr, "the server prints its address once listening");
+    (ready.trim().to_string(), run)
+}
+
+#[test]
+fn python_server_passes_the_suite_over_a_unix_socket() {
+    let Some(python) = python_or_skip("python_server_passes_the_suite_over_a_unix_socket") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("unix:{}", dir.path().join("server.sock").display());
+    let (ready, run) = serve_and_conform(&python, dir.path(), &["--listen", &addr], str::to_string, &[]);
+    assert_eq!(ready, addr, "the server prints its address once listening");
+    assert_passes_everything(&run.unwrap_or_else(|e| panic!("{e}")));
+}
+
+/// The Python server over TCP with TLS (Python's ssl module), judged by `vproto conform --target
+/// tls://HOST:PORT --tls-ca CA`.
+#[test]
+fn python_server_passes_the_suite_over_tls() {
+    let Some(python) = python_or_skip("python_server_passes_the_suite_over_tls") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new().write(dir.path());
+    let (cert, key, ca) =
+        (pki.server_cert.display().to_string(), pki.server_key.display().to_string(), pki.ca.display().to_string());
+    let listen = ["--listen", "tcp:127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key];
+    let tls_target = |ready: &str| format!("tls://{}", ready.strip_prefix("tcp:").unwrap_or(ready));
+    let (ready, run) = serve_and_conform(&python, dir.path(), &listen, tls_target, &["--tls-ca", &ca]);
+    assert!(ready.starts_with("tcp:127.0.0.1:"), "the server prints its address once listening: {ready}");
     assert_passes_everything(&run.unwrap_or_else(|e| panic!("{e}")));
 }
 

@@ -1,7 +1,8 @@
 //! `vproto check`, `vproto diff` and `vproto import` as their users run them: exit codes, what
 //! they print, the two Done-when pipelines (`import … > x.json && check x.json`), the test
 //! command's `diff --against` the last published protocol, and `conform --serve` mocking vdsm's
-//! API from the imported schema.
+//! API from the imported schema, and the run-time compatibility policy (`--compat`) applied by a
+//! mock and checked by `vproto conform --compat`.
 
 #[path = "../../import/tests/support/mod.rs"]
 mod support;
@@ -171,7 +172,7 @@ fn vdsm_imports_and_checks_with_every_verb_and_type() {
         .filter(|line| line.trim_start().starts_with("type ") || line.trim_start().starts_with("object "))
         .count();
     assert_eq!(types, 372, "every type");
-    assert!(listed.contains("method host.fence_node"), "{listed}");
+    assert!(listed.contains("method host.fence_node (wire Host.fenceNode)"), "{listed}");
 }
 
 /// The same for QEMU's QAPI schema, with every command and event.
@@ -200,14 +201,16 @@ fn qapi_imports_and_checks_with_every_command_and_event() {
     );
     assert_eq!(listed.lines().filter(|line| line.trim_start().starts_with("event ")).count(), events, "every event");
     assert!(
-        listed.contains("method run_state.query_status") && listed.contains("event run_state.shutdown"),
+        listed.contains("method run_state.query_status (wire query-status)")
+            && listed.contains("event run_state.shutdown (wire SHUTDOWN)"),
         "{listed}"
     );
 }
 
-/// `vproto conform --serve` mocks vdsm's API from the imported schema's OpenRPC description: a
-/// valid call is answered with a result of the declared shape, an invalid one is refused and the
-/// client judged.
+/// `vproto conform --serve` mocks vdsm's API from the imported schema's OpenRPC description,
+/// called as vdsm's clients call vdsm (`Host.fenceNode`, `volumeID`): a valid call is answered
+/// with a result of the declared shape under vdsm's member names, the schema's own names are not
+/// vdsm's and are refused, an invalid call is refused and the client judged.
 #[test]
 fn conform_serve_mocks_vdsm_from_the_import() {
     let corpus = support::vdsm_corpus();
@@ -226,16 +229,7 @@ fn conform_serve_mocks_vdsm_from_the_import() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let stream = loop {
-        match UnixStream::connect(&socket) {
-            Ok(stream) => break stream,
-            Err(error) => {
-                assert!(started.elapsed() < Duration::from_secs(30), "the mock did not listen: {error}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let stream = connect_when_listening(&socket);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut call = |request: Value| -> Value {
         (&stream).write_all(format!("{request}\n").as_bytes()).unwrap();
@@ -244,14 +238,26 @@ fn conform_serve_mocks_vdsm_from_the_import() {
         serde_json::from_str(&line).unwrap()
     };
     let params = json!({"addr": "192.0.2.1", "port": 623, "agent": "ipmilan", "username": "u", "password": "p", "action": "status"});
-    let answer = call(json!({"jsonrpc": "2.0", "id": 1, "method": "host.fence_node", "params": params}));
+    let answer = call(json!({"jsonrpc": "2.0", "id": 1, "method": "Host.fenceNode", "params": params}));
     let result = answer["result"].as_object().unwrap_or_else(|| panic!("a FenceNodeResult object: {answer}"));
-    let known = ["power", "operation_status"];
+    let known = ["power", "operationStatus"];
     assert!(result.keys().all(|key| known.contains(&key.as_str())), "only FenceNodeResult's members: {answer}");
     if let Some(power) = result.get("power") {
         assert!(power.is_string(), "{answer}");
     }
-    let answer = call(json!({"jsonrpc": "2.0", "id": 2, "method": "host.fence_node", "params": {"addr": 5}}));
+    // vdsm's camelCase params, by name: `Volume.setDescription` answers vdsm's status (true).
+    let uuid = "6c7b0fbc-50d4-4a36-a8a5-0b1c2d3e4f50";
+    let params =
+        json!({"volumeID": uuid, "storagepoolID": uuid, "storagedomainID": uuid, "imageID": uuid, "description": "d"});
+    let answer = call(json!({"jsonrpc": "2.0", "id": 2, "method": "Volume.setDescription", "params": params}));
+    assert_eq!(answer["result"], json!(true), "{answer}");
+    // The schema's names are not vdsm's wire names.
+    let answer = call(json!({"jsonrpc": "2.0", "id": 3, "method": "host.fence_node", "params": {}}));
+    assert_eq!(answer["error"]["code"], -32601, "{answer}");
+    let params = json!({"volume_id": uuid, "storagepool_id": uuid, "storagedomain_id": uuid, "image_id": uuid, "description": "d"});
+    let answer = call(json!({"jsonrpc": "2.0", "id": 4, "method": "Volume.setDescription", "params": params}));
+    assert_eq!(answer["error"]["code"], -32602, "snake_case params are not vdsm's: {answer}");
+    let answer = call(json!({"jsonrpc": "2.0", "id": 5, "method": "Host.fenceNode", "params": {"addr": 5}}));
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     drop(reader);
     drop(stream);
@@ -262,7 +268,139 @@ fn conform_serve_mocks_vdsm_from_the_import() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|case| case["id"] == "serve/host.fence_node/request-valid")
+        .find(|case| case["id"] == "serve/Host.fenceNode/request-valid")
         .expect("judged");
     assert_eq!(case["status"], "fail", "{case}");
+}
+
+/// A connection to the Unix socket a just-started server is about to listen on.
+fn connect_when_listening(socket: &Path) -> UnixStream {
+    let started = Instant::now();
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(error) => {
+                assert!(started.elapsed() < Duration::from_secs(30), "{} did not listen: {error}", socket.display());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// A schema with one deprecated method, one deprecated param and one deprecated result field,
+/// beside their current twins, as `vproto check --openrpc` describes it.
+fn deprecating_openrpc(dir: &Path) -> PathBuf {
+    let schema = json!({
+        "protocol": {"name": "inventory", "description": "An inventory.", "version": "1.1",
+                     "history": [{"version": "1.0", "note": "First"}, {"version": "1.1", "note": "Deprecations"}]},
+        "objects": {
+            "Item": {"description": "An item.", "wire": "plain", "version": "1.0",
+                     "history": [{"version": "1.0", "note": "First"}],
+                     "fields": {
+                         "id": {"description": "Its id.", "since": "1.0", "schema": {"type": "string"}},
+                         "weight": {"description": "Pounds.", "since": "1.0", "deprecated": "1.0",
+                                    "schema": {"type": "integer"}}
+                     }}
+        },
+        "services": {"stock": {"description": "The stock.", "since": "1.0", "methods": {
+            "get": {"description": "Reads an item.", "since": "1.0",
+                    "params": {
+                        "id": {"description": "The item.", "schema": {"type": "string"}},
+                        "legacy_format": {"description": "Old.", "required": false, "since": "1.0",
+                                          "deprecated": "1.1", "schema": {"type": "boolean"}}
+                    },
+                    "result": {"object": "Item"}},
+            "fetch": {"description": "The old name of get.", "since": "1.0", "deprecated": "1.1",
+                      "params": {"id": {"description": "The item.", "schema": {"type": "string"}}},
+                      "result": {"object": "Item"}}
+        }}}
+    });
+    let (path, openrpc) = (dir.join("inventory.json"), dir.join("inventory.openrpc.json"));
+    std::fs::write(&path, schema.to_string()).unwrap();
+    let output = vproto(&["check", path.to_str().unwrap(), "--openrpc", openrpc.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    openrpc
+}
+
+/// A `vproto conform --serve` mock of `openrpc` on `socket`, applying `compat` when given.
+fn mock(openrpc: &Path, socket: &Path, compat: Option<&str>) -> std::process::Child {
+    let mut command = Command::new(VPROTO);
+    command
+        .args(["conform", "--serve", &format!("unix:{}", socket.display()), "--timeout", "60s"])
+        .args(["--schema", openrpc.to_str().unwrap()]);
+    if let Some(policy) = compat {
+        command.args(["--compat", policy]);
+    }
+    let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    drop(connect_when_listening(socket));
+    child
+}
+
+/// The compatibility policy end to end: a mock applying
+/// `deprecated-input=reject,deprecated-output=hide` refuses the deprecated method (-32601) and
+/// param (-32602 naming it) and hides the deprecated result field; `vproto conform --compat`
+/// passes it, and fails a mock that ignores the policy, case by case.
+#[test]
+fn compat_policy_is_applied_by_the_mock_and_checked_by_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let openrpc = deprecating_openrpc(dir.path());
+    let policy = "deprecated-input=reject,deprecated-output=hide";
+    let (strict, lax) = (dir.path().join("strict.sock"), dir.path().join("lax.sock"));
+    let mut strict_mock = mock(&openrpc, &strict, Some(policy));
+    let mut lax_mock = mock(&openrpc, &lax, None);
+
+    let stream = connect_when_listening(&strict);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut call = |method: &str, params: Value| -> Value {
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        (&stream).write_all(format!("{request}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let answer = call("stock.fetch", json!({"id": "a"}));
+    assert_eq!(answer["error"]["code"], -32601, "a deprecated method is refused: {answer}");
+    let answer = call("stock.get", json!({"id": "a", "legacy_format": true}));
+    assert_eq!(answer["error"]["code"], -32602, "a deprecated param is refused: {answer}");
+    assert!(answer["error"].to_string().contains("legacy_format"), "the refusal names the param: {answer}");
+    let answer = call("stock.get", json!({"id": "a"}));
+    let item = answer["result"].as_object().unwrap_or_else(|| panic!("an Item: {answer}"));
+    assert!(item.contains_key("id") && !item.contains_key("weight"), "the deprecated field is hidden: {answer}");
+
+    let conform = |socket: &Path| {
+        let target = format!("unix:{}", socket.display());
+        vproto(&["conform", "--target", &target, "--schema", openrpc.to_str().unwrap(), "--compat", policy])
+    };
+    let output = conform(&strict);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("0 failed"), "{}", text(&output));
+    let output = conform(&lax);
+    assert_eq!(output.status.code(), Some(1), "a mock ignoring the policy fails: {}", text(&output));
+    for case in [
+        "compat/stock.fetch/deprecated-method",
+        "compat/stock.get/deprecated-param/legacy_format",
+        "compat/stock.get/result",
+    ] {
+        assert!(
+            text(&output).contains(&format!("FAIL [unix:{}] {case}", lax.display())),
+            "{case} fails: {}",
+            text(&output)
+        );
+    }
+    // The reference services take the same policy; a bad one is a usage error naming it.
+    let socket = dir.path().join("driver.sock");
+    let output = vproto(&[
+        "serve",
+        "driver",
+        "--listen",
+        &format!("unix:{}", socket.display()),
+        "--compat",
+        "deprecated-input=maybe",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("deprecated-input is accept or reject, not `maybe`"), "{}", text(&output));
+    for child in [&mut strict_mock, &mut lax_mock] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

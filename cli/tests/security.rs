@@ -272,3 +272,39 @@ fn over_tls_with_a_token_per_role_the_three_processes_work_and_each_role_calls_o
     assert!(stderr.contains("1104") && stderr.contains("link-local") && stderr.contains("--allow-peers"), "{stderr}");
     assert!(agent_service.log().contains("refusing an announced endpoint"), "{}", agent_service.log());
 }
+
+/// `vproto conform --target tls://…|https://…` checks a server that speaks only TLS and wants a
+/// client certificate and a token: the suite passes over both, and a CA that did not sign the
+/// server's certificate is a connection failure that says TLS.
+#[test]
+fn conform_checks_a_tls_server_over_tls_and_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new().write(dir.path());
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let other_pki = TestPki::new().write(&dir.path().join("other"));
+    let shared = token(dir.path(), "shared");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/driver.json");
+    let server_tls = tls_args(&pki, true);
+    for (listen, scheme) in [("tcp:127.0.0.1:0", "tls://"), ("http://127.0.0.1:0", "https://")] {
+        let mut args = vec!["driver", "--listen", listen, "--token-file", &shared, "--config", config];
+        args.extend(server_tls.iter().map(String::as_str));
+        let driver = Service::start(dir.path(), "driver", &args);
+        let target = format!("{scheme}{}", driver.addr.split_once("://").or(driver.addr.split_once(':')).unwrap().1);
+        let conform = |pki: &PkiFiles| {
+            let mut args = vec!["conform", "--target", &target, "--token-file", &shared, "--services", "driver"];
+            let client_tls = tls_args(pki, false);
+            args.extend(client_tls.iter().map(String::as_str));
+            let output = Command::new(VPROTO).args(&args).stdin(Stdio::null()).output().expect("vproto conform runs");
+            (
+                output.status.code(),
+                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+            )
+        };
+        let (code, out) = conform(&pki);
+        assert_eq!(code, Some(0), "{target}: {out}\n{}", driver.log());
+        assert!(out.contains(" 0 failed"), "{target}: {out}");
+        let (code, out) = conform(&other_pki);
+        assert_ne!(code, Some(0), "{target}: a CA that did not sign the server's certificate: {out}");
+        assert!(out.contains("TLS") || out.contains("certificate"), "{target}: the failure says why: {out}");
+    }
+}

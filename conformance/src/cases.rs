@@ -4,7 +4,10 @@
 use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{json, Map, Value};
-use vproto_support::wire::{keys, Manifest, Version};
+use vproto_support::{
+    rpc::json_type,
+    wire::{keys, Manifest, Version},
+};
 
 use crate::{
     description::{envelope_versions, Description, Example, Method},
@@ -218,18 +221,6 @@ fn walk(description: &Description, value: &Value, schema: &Value, pointer: Vec<S
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Values of a wrong type, tried in turn until one makes the params invalid.
 fn wrong_types() -> [Value; 6] {
     [json!(12345), json!("conformance-wrong-type"), json!(true), json!([]), json!({}), json!(1.5)]
@@ -406,7 +397,7 @@ impl Plan<'_> {
 
     /// A valid params object of `method`: its first example's, else generated; with the
     /// fixtures' values.
-    fn sample(&self, method: &Method, generator: &mut Generator) -> Result<Value, CaseError> {
+    pub fn sample(&self, method: &Method, generator: &mut Generator) -> Result<Value, CaseError> {
         match method.examples.first() {
             Some(example) => Ok(self.example_params(method, example)),
             None => self.generated_params(method, generator),
@@ -416,6 +407,16 @@ impl Plan<'_> {
     /// The params of one of `method`'s examples, by name, with the fixtures' values.
     pub fn example_params(&self, method: &Method, example: &Example) -> Value {
         self.fixtures.apply(&method.name, Value::Object(example.params.iter().cloned().collect()))
+    }
+
+    /// Every example call of `service`'s methods, as (method, params): what makes a server send
+    /// events without knowing more of its state than the description says.
+    pub fn example_calls(&self, service: &str) -> Vec<(String, Value)> {
+        self.methods()
+            .into_iter()
+            .filter(|m| m.service == service)
+            .flat_map(|m| m.examples.iter().map(move |e| (m.name.clone(), self.example_params(m, e))))
+            .collect()
     }
 
     /// Params of `method` generated from its params' schemas, with the fixtures' values.

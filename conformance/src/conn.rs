@@ -2,12 +2,15 @@
 //! no well-behaved client would (broken JSON, odd ids, batches) and see precisely what comes
 //! back. Line transports (`unix:`, `tcp:`, `exec:`, `vchan:`, and `amqp://`, where each line is
 //! one message) send one frame per line; `http://` posts
-//! each frame to `/jsonrpc`, or sends it to a REST route.
+//! each frame to `/jsonrpc`, or sends it to a REST route. Given a [`ClientTls`], `tcp:` and
+//! `http://` connections speak TLS (`https://` for HTTP), the server's certificate checked
+//! against the host as `vproto call --tls-ca` checks it.
 
 use std::{io, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client as HttpClient},
     rt::TokioExecutor,
@@ -24,18 +27,20 @@ use vproto_jsonrpc::{
         addr::spawn_exec,
         framing::{Line, LineReader},
     },
-    ConnectAddr, ListenAddr, Token,
+    ClientTls, ConnectAddr, ListenAddr, Token,
 };
 
 /// The largest answer read, in bytes.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
-/// A bus client's options: `wait` to connect and for each answer, answers up to [`MAX_ANSWER`].
-fn amqp_options(wait: Duration) -> vproto_jsonrpc::client::ClientOptions {
+/// A bus client's options: `wait` to connect and for each answer, answers up to [`MAX_ANSWER`],
+/// and `tls` for an `amqps://` broker.
+fn amqp_options(wait: Duration, tls: Option<&ClientTls>) -> vproto_jsonrpc::client::ClientOptions {
     vproto_jsonrpc::client::ClientOptions {
         connect_timeout: wait,
         request_timeout: wait,
         max_message_size: MAX_ANSWER,
+        tls: tls.cloned(),
         ..Default::default()
     }
 }
@@ -44,7 +49,25 @@ type Reader = LineReader<BufReader<Box<dyn AsyncRead + Unpin + Send>>>;
 
 enum Kind {
     Line { reader: Reader, writer: Box<dyn AsyncWrite + Unpin + Send>, _child: Option<Child> },
-    Http { client: HttpClient<HttpConnector, Full<Bytes>>, base: String, token: Option<String> },
+    Http { client: Http, base: String, token: Option<String> },
+}
+
+/// An HTTP client, plain or TLS.
+enum Http {
+    Plain(HttpClient<HttpConnector, Full<Bytes>>),
+    Tls(HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl Http {
+    async fn request(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Http::Plain(client) => client.request(request).await,
+            Http::Tls(client) => client.request(request).await,
+        }
+    }
 }
 
 /// Why a raw connection could not be opened, or an exchange on it failed.
@@ -88,6 +111,9 @@ pub enum ConnError {
     /// Reading a line failed.
     #[error("reading failed: {0}")]
     Read(io::Error),
+    /// The TLS handshake failed, or the host cannot be checked against a certificate.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The target closed the connection.
     #[error("the connection was closed")]
     Closed,
@@ -130,9 +156,15 @@ pub struct HttpAnswer {
 }
 
 impl Conn {
-    /// Connects to `addr` (spawning it for `exec:`), authenticating with `token` on `tcp:` and
-    /// `http://`; `wait` bounds the connection and every later read.
-    pub async fn open(addr: &ConnectAddr, token: Option<&Token>, wait: Duration) -> Result<Conn, ConnError> {
+    /// Connects to `addr` (spawning it for `exec:`), speaking `tls` on `tcp:` and `http://` when
+    /// given, authenticating with `token` on `tcp:` and `http://`; `wait` bounds the connection
+    /// and every later read.
+    pub async fn open(
+        addr: &ConnectAddr,
+        token: Option<&Token>,
+        tls: Option<&ClientTls>,
+        wait: Duration,
+    ) -> Result<Conn, ConnError> {
         let failed = |why: ConnError| ConnError::Connect { addr: addr.clone(), why: Box::new(why) };
         let line = |read: Box<dyn AsyncRead + Unpin + Send>, write: Box<dyn AsyncWrite + Unpin + Send>, child| {
             Kind::Line { reader: LineReader::new(BufReader::new(read), MAX_ANSWER), writer: write, _child: child }
@@ -152,8 +184,23 @@ impl Conn {
                     .map_err(|_| failed(ConnError::ConnectTimeout(wait)))?
                     .map_err(|e| failed(ConnError::Unreachable(e)))?;
                 let _ = stream.set_nodelay(true);
-                let (read, write) = stream.into_split();
-                line(Box::new(read), Box::new(write), None)
+                match tls {
+                    None => {
+                        let (read, write) = stream.into_split();
+                        line(Box::new(read), Box::new(write), None)
+                    }
+                    Some(tls) => {
+                        let name = vproto_jsonrpc::tls::server_name(host)
+                            .map_err(|e| failed(ConnError::Tls(e.to_string())))?;
+                        let connector = tokio_rustls::TlsConnector::from(tls.config());
+                        let stream = timeout(wait, connector.connect(name, stream))
+                            .await
+                            .map_err(|_| failed(ConnError::ConnectTimeout(wait)))?
+                            .map_err(|e| failed(ConnError::Tls(e.to_string())))?;
+                        let (read, write) = tokio::io::split(stream);
+                        line(Box::new(read), Box::new(write), None)
+                    }
+                }
             }
             ConnectAddr::Exec(command) => {
                 let (child, read, write) = spawn_exec(command).map_err(|e| failed(ConnError::Unreachable(e)))?;
@@ -161,9 +208,23 @@ impl Conn {
             }
             ConnectAddr::Listen(ListenAddr::Http { host, port }) => {
                 let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                let builder = HttpClient::builder(TokioExecutor::new());
+                let (client, scheme) = match tls {
+                    None => (Http::Plain(builder.build_http()), "http"),
+                    Some(tls) => {
+                        let mut plain = HttpConnector::new();
+                        plain.enforce_http(false);
+                        let connector = HttpsConnectorBuilder::new()
+                            .with_tls_config((*tls.config()).clone())
+                            .https_only()
+                            .enable_http1()
+                            .wrap_connector(plain);
+                        (Http::Tls(builder.build(connector)), "https")
+                    }
+                };
                 Kind::Http {
-                    client: HttpClient::builder(TokioExecutor::new()).build_http(),
-                    base: format!("http://{host}:{port}"),
+                    client,
+                    base: format!("{scheme}://{host}:{port}"),
                     token: token.map(|t| t.secret().to_string()),
                 }
             }
@@ -175,7 +236,7 @@ impl Conn {
                 line(Box::new(read), Box::new(write), None)
             }
             ConnectAddr::Listen(ListenAddr::Amqp(amqp_addr)) => {
-                let (read, write) = vproto_jsonrpc::transport::amqp::connect(amqp_addr, &amqp_options(wait))
+                let (read, write) = vproto_jsonrpc::transport::amqp::connect(amqp_addr, &amqp_options(wait, tls))
                     .await
                     .map_err(|e| failed(ConnError::Unreachable(std::io::Error::other(e))))?;
                 line(Box::new(read), Box::new(write), None)

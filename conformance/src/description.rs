@@ -81,6 +81,8 @@ pub struct Method {
     pub examples: Vec<Example>,
     /// The REST route bound to it (`x-http`).
     pub http: Option<HttpRoute>,
+    /// Marked `deprecated` (a compatibility policy may refuse it).
+    pub deprecated: bool,
 }
 
 /// A method's REST route, as `x-http` describes it.
@@ -329,7 +331,8 @@ impl Description {
                 })
             }
         };
-        Ok(Method { name, service, params, result, errors, examples, http })
+        let deprecated = raw.get("deprecated").and_then(Value::as_bool).unwrap_or(false);
+        Ok(Method { name, service, params, result, errors, examples, http, deprecated })
     }
 
     /// The method called `name`.

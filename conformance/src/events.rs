@@ -54,11 +54,13 @@ pub struct EventRun {
 }
 
 /// One raw connection with a transcript, collecting the notifications that arrive on it.
-struct Wire {
+pub(crate) struct Wire {
     conn: Conn,
     next: u64,
-    transcript: Vec<String>,
-    notifications: Vec<Value>,
+    /// What was sent (`→`) and received (`←`), in order.
+    pub(crate) transcript: Vec<String>,
+    /// The notifications that arrived.
+    pub(crate) notifications: Vec<Value>,
 }
 
 /// Whether connections to `target` reach one server (not `exec:`, which spawns one per connection).
@@ -71,8 +73,10 @@ fn is_notification(value: &Value) -> bool {
 }
 
 impl Wire {
-    async fn open(target: &Target) -> Result<Wire, String> {
-        let conn = Conn::open(&target.addr, target.token.as_ref(), target.wait).await.map_err(|e| e.to_string())?;
+    pub(crate) async fn open(target: &Target) -> Result<Wire, String> {
+        let conn = Conn::open(&target.addr, target.token.as_ref(), target.tls.as_ref(), target.wait)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Wire { conn, next: 0, transcript: Vec::new(), notifications: Vec::new() })
     }
 
@@ -87,7 +91,7 @@ impl Wire {
     }
 
     /// Calls `method`; the response to it (notifications read meanwhile are collected).
-    async fn call(&mut self, method: &str, params: &Value) -> Result<Value, String> {
+    pub(crate) async fn call(&mut self, method: &str, params: &Value) -> Result<Value, String> {
         self.next += 1;
         let id = format!("\"conformance-event-{}\"", self.next);
         let text = frame(method, Some(params), Some(&id));
@@ -112,7 +116,7 @@ impl Wire {
     }
 
     /// Calls every trigger (answers are not judged here: the method cases do that).
-    async fn trigger(&mut self, triggers: &[(String, Value)]) -> Result<(), String> {
+    pub(crate) async fn trigger(&mut self, triggers: &[(String, Value)]) -> Result<(), String> {
         for (method, params) in triggers {
             self.call(method, params).await?;
         }
@@ -318,13 +322,7 @@ pub async fn run_events(plan: &Plan<'_>, target: &Target, only: &Patterns) -> Ev
             ));
             continue;
         }
-        let triggers: Vec<(String, Value)> = plan
-            .methods()
-            .into_iter()
-            .filter(|m| &m.service == service)
-            .flat_map(|m| m.examples.iter().map(move |e| (m, e)))
-            .map(|(m, e)| (m.name.clone(), plan.example_params(m, e)))
-            .collect();
+        let triggers = plan.example_calls(service);
         let ctx = Service { description, target, events: events.clone(), triggers };
         let mut seen = BTreeSet::new();
         let serves_events = match serves_events(target).await {

@@ -118,6 +118,7 @@
 
 pub mod cases;
 pub mod check;
+pub mod compat;
 pub mod conn;
 pub mod coverage;
 pub mod description;

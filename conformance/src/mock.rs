@@ -21,6 +21,11 @@
 //!    params as the description writes them, whatever versions the client asked for), so the
 //!    client under test receives each example of the events it subscribed to, and nothing else.
 //!
+//! 4. **compat policy** ([`MockOptions::compat`]): the mock can apply a compatibility policy as
+//!    `vproto serve --compat` does (vproto-support's `rpc::compat`), refusing the deprecated
+//!    input and hiding the deprecated output the description marks, so a client can test itself
+//!    against it, and the compat mode of the runner can be checked against it.
+//!
 //! A session ends when stdin closes (`stdio`), when `sessions` connections have closed (`unix:`,
 //! `tcp:`), after `idle` without a request once one arrived, or at `timeout`.
 
@@ -37,7 +42,12 @@ use tokio::{
 };
 use vproto_jsonrpc::{EventHub, ListenAddr, ServeError, Server};
 use vproto_support::{
-    rpc::{codes, events::Event, BoxFuture, Handler, Params, RpcError},
+    rpc::{
+        codes,
+        compat::{event_sink, Compat, CompatPolicy, Deprecated},
+        events::{Event, EventSink},
+        BoxFuture, Handler, Params, RpcError,
+    },
     wire::{keys, Manifest, Version, WireError},
 };
 
@@ -58,6 +68,8 @@ pub struct MockOptions {
     pub timeout: Duration,
     /// Seed of generated results.
     pub seed: u64,
+    /// The compatibility policy applied (`None`: deprecated parts are served as any other).
+    pub compat: Option<CompatPolicy>,
 }
 
 /// What the mock observed of one method.
@@ -298,8 +310,7 @@ fn example_events(description: &Description) -> Vec<Arc<ExampleEvent>> {
 /// Publishes every example event into `hub` each time it has more subscribers than when last
 /// checked (every 20 ms), so each connection that subscribes receives the examples of the
 /// events it named; never returns.
-async fn emit_examples(hub: EventHub, examples: Vec<Arc<ExampleEvent>>) {
-    let sink = hub.sink();
+async fn emit_examples(hub: EventHub, sink: Arc<dyn EventSink>, examples: Vec<Arc<ExampleEvent>>) {
     let mut last = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -310,6 +321,19 @@ async fn emit_examples(hub: EventHub, examples: Vec<Arc<ExampleEvent>>) {
             }
         }
         last = now;
+    }
+}
+
+/// The mock, shared with the session's bookkeeping, as a handler to wrap.
+struct SharedMock(Arc<Mock>);
+
+impl Handler for SharedMock {
+    fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+        self.0.handle(method, params)
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        self.0.methods()
     }
 }
 
@@ -356,9 +380,17 @@ pub async fn serve_mock(
         names,
         seed: options.seed,
     });
-    let handler: Arc<dyn Handler> = mock.clone();
     let hub = EventHub::new(description.events.iter().map(|event| event.name.clone()));
-    let emitter = tokio::spawn(emit_examples(hub.clone(), example_events(&description)));
+    let (handler, sink): (Arc<dyn Handler>, _) = match options.compat {
+        None => (mock.clone(), hub.sink()),
+        Some(policy) => {
+            let deprecated = Arc::new(Deprecated::from_openrpc(&description.document));
+            eprintln!("vproto conform: the mock applies the compat policy {policy}");
+            let sink = event_sink(hub.sink(), policy, deprecated.clone());
+            (Arc::new(Compat::new(SharedMock(mock.clone()), policy, deprecated)), sink)
+        }
+    };
+    let emitter = tokio::spawn(emit_examples(hub.clone(), sink, example_events(&description)));
     let started = Instant::now();
     let ended = {
         let mock = mock.clone();
@@ -538,15 +570,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mock.sock");
         let listen = ListenAddr::Unix(path.clone());
-        let options =
-            MockOptions { sessions: Some(1), idle: Duration::from_secs(2), timeout: Duration::from_secs(20), seed: 0 };
+        let options = MockOptions {
+            sessions: Some(1),
+            idle: Duration::from_secs(2),
+            timeout: Duration::from_secs(20),
+            seed: 0,
+            compat: None,
+        };
         let serving = tokio::spawn({
             let description = description.clone();
             async move { serve_mock(description, &listen, options).await }
         });
         let addr = ConnectAddr::Listen(ListenAddr::Unix(path.clone()));
         let mut conn = loop {
-            match Conn::open(&addr, None, Duration::from_secs(5)).await {
+            match Conn::open(&addr, None, None, Duration::from_secs(5)).await {
                 Ok(conn) => break conn,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }

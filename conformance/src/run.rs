@@ -10,7 +10,7 @@ use std::{
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde_json::{json, value::RawValue, Value};
-use vproto_jsonrpc::{ConnectAddr, Token};
+use vproto_jsonrpc::{ClientTls, ConnectAddr, Token};
 use vproto_support::rpc::codes;
 
 use crate::{
@@ -160,6 +160,17 @@ pub enum RunError {
     /// The cases could not be built.
     #[error(transparent)]
     Cases(#[from] CaseError),
+    /// Compat mode found nothing deprecated to check in the services tested.
+    #[error(
+        "--compat {policy}: the description marks nothing deprecated in {services} (no method, param, \
+         result member or event): there is nothing to check"
+    )]
+    NothingDeprecated {
+        /// The services tested, comma-separated.
+        services: String,
+        /// The policy checked.
+        policy: String,
+    },
 }
 
 /// A set of ID patterns: globs (`*` within a segment, `**` across) and plain prefixes.
@@ -249,6 +260,8 @@ pub struct Target {
     pub label: String,
     /// The token for `tcp:`/`http://`.
     pub token: Option<Token>,
+    /// TLS for `tcp:`/`http://` (`None`: plain).
+    pub tls: Option<ClientTls>,
     /// Longest wait for one answer.
     pub wait: Duration,
 }
@@ -298,7 +311,10 @@ const PROBE_ID: &str = "\"conformance-probe\"";
 impl Session<'_> {
     async fn conn(&mut self) -> Result<&mut Conn, ConnError> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::open(&self.target.addr, self.target.token.as_ref(), self.target.wait).await?);
+            self.conn = Some(
+                Conn::open(&self.target.addr, self.target.token.as_ref(), self.target.tls.as_ref(), self.target.wait)
+                    .await?,
+            );
         }
         Ok(self.conn.as_mut().expect("opened above"))
     }
@@ -403,7 +419,7 @@ fn judge(description: &Description, case: &Case, got: Result<Option<String>, Run
 /// The services of `description` that `target` serves: a service is served unless a call of
 /// its first method gets -32601 (Method not found).
 pub async fn detect_services(description: &Description, target: &Target) -> Result<Vec<String>, RunError> {
-    let mut conn = Conn::open(&target.addr, target.token.as_ref(), target.wait).await?;
+    let mut conn = Conn::open(&target.addr, target.token.as_ref(), target.tls.as_ref(), target.wait).await?;
     let token_hint = target.token.is_none()
         && matches!(
             &target.addr,
@@ -413,7 +429,9 @@ pub async fn detect_services(description: &Description, target: &Target) -> Resu
     let hint_conn = |why: ConnError| hint(why.into());
     let mut served = Vec::new();
     for service in description.services() {
-        let Some(method) = description.methods.iter().find(|m| m.service == service) else { continue };
+        // A deprecated method is a poor probe: a target under a compatibility policy refuses it.
+        let of_service = || description.methods.iter().filter(|m| m.service == service);
+        let Some(method) = of_service().find(|m| !m.deprecated).or_else(|| of_service().next()) else { continue };
         let text = frame(&method.name, Some(&json!({})), Some("\"conformance-detect\""));
         let answer = if conn.is_http() {
             conn.post(&text).await.map_err(hint_conn)?.body

@@ -3,11 +3,14 @@
 
 Written only from the published description (schema/vproto.openrpc.json, with the JSON Schemas it
 holds) and the JSON-RPC 2.0 specification, to show that `vproto conform` judges any language.
-It speaks newline-delimited JSON-RPC (one JSON text per line) on stdin/stdout, or on a Unix
-socket (created mode 0600; each connection served by its own thread; `unix:PATH` is printed on
-stdout once listening; SIGTERM or SIGINT stop it and remove the socket):
+It speaks newline-delimited JSON-RPC (one JSON text per line) on stdin/stdout, on a Unix
+socket (created mode 0600), or on TCP with TLS (Python's ssl module; the certificate chain and its
+key given, TLS 1.2 at least; plain TCP is not served). Each connection is served by its own
+thread; the address (`unix:PATH`, `tcp:HOST:PORT` with the port chosen when 0 was given) is
+printed on stdout once listening; SIGTERM or SIGINT stop it (and remove the socket):
 
-    server.py --driver-config DRIVER.json --network-config NETWORK.json [--listen stdio|unix:PATH]
+    server.py --driver-config DRIVER.json --network-config NETWORK.json
+              [--listen stdio|unix:PATH|tcp:HOST:PORT --tls-cert CERT.pem --tls-key KEY.pem]
               [--openrpc FILE]
 
 Methods: rpc.discover (the description itself), driver.start_discovery, driver.discovery_status,
@@ -42,6 +45,7 @@ import json
 import os
 import signal
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -353,6 +357,58 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
 
+class _TlsServer(socketserver.ThreadingTCPServer):
+    """TCP whose connections speak TLS; the handshake runs in the connection's own thread."""
+    daemon_threads = True
+    allow_reuse_address = True
+    tls = None
+
+    def get_request(self):
+        sock, peer = self.socket.accept()
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), peer
+
+
+class _TlsConnection(_Connection):
+    def handle(self):
+        try:
+            self.request.do_handshake()
+        except (ssl.SSLError, OSError) as error:
+            print(f"server.py: TLS handshake with {self.client_address[0]} failed: {error}", file=sys.stderr)
+            return
+        super().handle()
+
+
+def tls_context(cert, key):
+    """The server side of TLS: `cert` (PEM chain) and its `key` (PEM, readable by its owner only)."""
+    mode = os.stat(key).st_mode & 0o077
+    if mode:
+        raise ConfigError(f"--tls-key {key}: readable by group or others (mode {mode:04o}); chmod 600 it")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: {error}") from error
+    return context
+
+
+def run_until_stopped(listener, address, cleanup=None):
+    """Serves `listener` in a thread, prints `address`, and stops on SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    thread = threading.Thread(target=listener.serve_forever, daemon=True)
+    thread.start()
+    print(address, flush=True)
+    try:
+        stop.wait()
+    finally:
+        listener.shutdown()
+        listener.server_close()
+        if cleanup:
+            cleanup()
+
+
 def serve_unix(server, path):
     """Serves `server` on a Unix socket at `path` until SIGTERM or SIGINT."""
     if os.path.exists(path):
@@ -363,35 +419,52 @@ def serve_unix(server, path):
     finally:
         os.umask(previous)
     listener.vproto = server
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    thread = threading.Thread(target=listener.serve_forever, daemon=True)
-    thread.start()
-    print(f"unix:{path}", flush=True)
-    try:
-        stop.wait()
-    finally:
-        listener.shutdown()
-        listener.server_close()
-        os.unlink(path)
+    run_until_stopped(listener, f"unix:{path}", lambda: os.unlink(path))
+
+
+def serve_tls(server, host, port, context):
+    """Serves `server` with TLS on TCP `host`:`port` (0: any free port) until SIGTERM or SIGINT."""
+    listener = _TlsServer((host, port), _TlsConnection)
+    listener.tls = context
+    listener.vproto = server
+    bound_host, bound_port = listener.server_address[:2]
+    run_until_stopped(listener, f"tcp:{bound_host}:{bound_port}")
+
+
+def tcp_address(text):
+    """HOST and PORT of `tcp:HOST:PORT`."""
+    host, _, port = text[len("tcp:"):].rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen {text}: expected tcp:HOST:PORT")
+    return host, int(port)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--driver-config", required=True, help="the driver's hardware and discovery (JSON)")
     parser.add_argument("--network-config", required=True, help="the networks served (JSON)")
-    parser.add_argument("--listen", default="stdio", help="stdio (the default) or unix:PATH")
+    parser.add_argument("--listen", default="stdio", help="stdio (the default), unix:PATH or tcp:HOST:PORT (TLS)")
+    parser.add_argument("--tls-cert", default=None, help="tcp: the certificate chain presented (PEM)")
+    parser.add_argument("--tls-key", default=None, help="tcp: its private key (PEM, mode 0600)")
     parser.add_argument("--openrpc", default=None, help="the published OpenRPC document")
     args = parser.parse_args()
-    if args.listen != "stdio" and not args.listen.startswith("unix:"):
-        parser.error(f"--listen {args.listen}: expected stdio or unix:PATH")
+    tcp = args.listen.startswith("tcp:")
+    if args.listen != "stdio" and not args.listen.startswith("unix:") and not tcp:
+        parser.error(f"--listen {args.listen}: expected stdio, unix:PATH or tcp:HOST:PORT")
+    if tcp and not (args.tls_cert and args.tls_key):
+        parser.error(f"--listen {args.listen}: TCP is served with TLS only: give --tls-cert and --tls-key")
+    if not tcp and (args.tls_cert or args.tls_key):
+        parser.error("--tls-cert and --tls-key apply to --listen tcp:HOST:PORT only")
     try:
         description = Description(args.openrpc) if args.openrpc else Description()
         server = Server(description, Driver(description, args.driver_config),
                         Network(description, args.network_config))
         if args.listen.startswith("unix:"):
             serve_unix(server, args.listen[len("unix:"):])
+            return 0
+        if tcp:
+            host, port = tcp_address(args.listen)
+            serve_tls(server, host, port, tls_context(args.tls_cert, args.tls_key))
             return 0
     except (ConfigError, OSError, ValueError, KeyError) as error:
         print(f"server.py: {error}", file=sys.stderr)

@@ -20,7 +20,9 @@ mod validate;
 
 pub use service::{Answer, ClientError, DeclaredError, ServiceError};
 
-pub use validate::{decode_error, invalid_params, newer_than_supported, read_param, validate_params, violations};
+pub use validate::{
+    decode_error, invalid_params, json_type, newer_than_supported, read_param, validate_params, violations,
+};
 
 /// The error codes JSON-RPC 2.0 defines.
 pub mod codes {

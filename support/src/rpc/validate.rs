@@ -128,3 +128,17 @@ pub fn newer_than_supported(registry: &wire::Registry, params: &Map<String, Valu
     }
     params.values().find_map(|value| walk(registry, value))
 }
+
+/// The JSON Schema `type` a value has: `integer` for a number without a fraction (which also
+/// fits `number`), else `null`, `boolean`, `number`, `string`, `array` or `object`.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
