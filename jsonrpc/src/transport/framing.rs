@@ -227,8 +227,7 @@ mod tests {
     async fn a_line_slower_than_the_message_timeout_fails_the_read() {
         use tokio::{io::AsyncWriteExt, time::sleep};
         let second = Duration::from_secs(1);
-        for (max, pieces, expect_first) in
-            [(100, ["ab", "c\nd", "e\n"], frame(b"abc")), (2, ["abc", "d", "e\n"], None)]
+        for (max, pieces, expect_first) in [(100, ["ab", "c\nd", "e\n"], frame(b"abc")), (2, ["abc", "d", "e\n"], None)]
         {
             let (mut peer, ours) = tokio::io::duplex(1024);
             let mut reader = LineReader::new(BufReader::new(ours), max).with_message_timeout(second);
