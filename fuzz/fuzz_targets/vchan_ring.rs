@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use libfuzzer_sys::fuzz_target;
 use vproto_vchan::{
     layout::{Geometry, LEFT_CONS, LEFT_PROD, RIGHT_CONS, RIGHT_PROD},
-    CorruptRing, LoopbackPage, Role,
+    CorruptRing, LoopbackPage, RingId, Role,
 };
 
 const INDICES: [usize; 4] = [LEFT_CONS, LEFT_PROD, RIGHT_CONS, RIGHT_PROD];
@@ -33,11 +33,12 @@ fn write_indices(role: Role) -> (usize, usize) {
     })
 }
 
-/// What the indices at (cons, prod) must make of a ring of `size` bytes.
-fn expected_used(page: &LoopbackPage, (cons, prod): (usize, usize), size: u32) -> Result<u32, CorruptRing> {
+/// What the indices at (cons, prod) must make of a ring of `size` bytes that `role` uses.
+fn expected_used(page: &LoopbackPage, role: Role, (cons, prod): (usize, usize), size: u32) -> Result<u32, CorruptRing> {
     let used = page.load_index(prod).wrapping_sub(page.load_index(cons));
     if used > size {
-        Err(CorruptRing { used, size })
+        let ring = if cons == LEFT_CONS { RingId::Left } else { RingId::Right };
+        Err(CorruptRing { ring, role, used, size })
     } else {
         Ok(used)
     }
@@ -83,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
                     Role::Server => Role::Client,
                     Role::Client => Role::Server,
                 });
-                let expected = expected_used(&page, write_indices(role), size);
+                let expected = expected_used(&page, role, write_indices(role), size);
                 match page.write(role, &input) {
                     Ok(written) => {
                         let used = expected.expect("a write succeeds only on consistent indices");
@@ -99,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut out = vec![0u8; n];
                 let (cons, _) = read_indices(role);
                 let before = page.load_index(cons);
-                let expected = expected_used(&page, read_indices(role), page.read_size(role));
+                let expected = expected_used(&page, role, read_indices(role), page.read_size(role));
                 match page.read(role, &mut out) {
                     Ok(read) => {
                         let used = expected.expect("a read succeeds only on consistent indices");
@@ -121,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             3 => {
-                let expected = expected_used(&page, read_indices(role), page.read_size(role));
+                let expected = expected_used(&page, role, read_indices(role), page.read_size(role));
                 assert_eq!(page.ready(role), expected);
             }
             _ => {
@@ -129,7 +130,7 @@ fuzz_target!(|data: &[u8]| {
                     Role::Server => Role::Client,
                     Role::Client => Role::Server,
                 });
-                let expected = expected_used(&page, write_indices(role), size).map(|used| size - used);
+                let expected = expected_used(&page, role, write_indices(role), size).map(|used| size - used);
                 assert_eq!(page.space(role), expected);
             }
         }

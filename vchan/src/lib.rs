@@ -15,4 +15,4 @@ pub use listener::VchanListener;
 pub use rendezvous::{connect, listen, ServerOptions, VchanError};
 #[doc(hidden)]
 pub use ring::LoopbackPage;
-pub use ring::{CorruptRing, Role};
+pub use ring::{CorruptRing, RingId, Role};

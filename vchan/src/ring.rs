@@ -16,12 +16,65 @@ use crate::layout::{CLI_LIVE, CLI_NOTIFY, LEFT_CONS, LEFT_PROD, RIGHT_CONS, RIGH
 
 /// The peer's indices say more bytes are in a ring than it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the peer's ring indices are inconsistent: {used} bytes in use of a {size}-byte ring")]
+#[error(
+    "the peer's indices of the {ring} ring ({}, the one this {} {}) are inconsistent: {used} bytes in use of a \
+     {size}-byte ring",
+    ring.direction(),
+    role.name(),
+    if self.reading() { "reads" } else { "writes" }
+)]
 pub struct CorruptRing {
+    /// The ring whose indices lie.
+    pub ring: RingId,
+    /// This side of the channel, which reads the ring or writes it ([`CorruptRing::reading`]).
+    pub role: Role,
     /// `prod - cons`, as found.
     pub used: u32,
     /// The ring's size.
     pub size: u32,
+}
+
+impl CorruptRing {
+    /// Whether this side reads the ring (else it writes it).
+    pub fn reading(&self) -> bool {
+        self.ring.reader() == self.role
+    }
+}
+
+/// The two rings of a shared page, named as libxenvchan names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingId {
+    /// The left ring: the client writes, the server reads.
+    Left,
+    /// The right ring: the server writes, the client reads.
+    Right,
+}
+
+impl RingId {
+    /// The side that reads this ring.
+    pub fn reader(self) -> Role {
+        match self {
+            RingId::Left => Role::Server,
+            RingId::Right => Role::Client,
+        }
+    }
+
+    /// Which way its bytes go.
+    pub fn direction(self) -> &'static str {
+        match self {
+            RingId::Left => "client to server",
+            RingId::Right => "server to client",
+        }
+    }
+}
+
+impl std::fmt::Display for RingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RingId::Left => "left",
+            RingId::Right => "right",
+        })
+    }
 }
 
 /// Which end of the channel this process is; decides which ring it reads and which bytes are its.
@@ -33,6 +86,16 @@ pub enum Role {
     Client,
 }
 
+impl Role {
+    /// `server` or `client`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+}
+
 /// One ring as seen from one side: its indices in the shared page and its data.
 #[derive(Debug)]
 pub(crate) struct Ring {
@@ -40,16 +103,23 @@ pub(crate) struct Ring {
     prod: *const AtomicU32,
     data: *mut u8,
     order: u8,
+    /// Which ring it is, and the side viewing it: what a [`CorruptRing`] names.
+    id: RingId,
+    role: Role,
 }
 
 impl Ring {
-    /// The ring whose indices sit at `cons`/`prod` in `page` and whose data starts at `data`.
+    /// Ring `id` as `role` sees it, its data at `data`.
     ///
     /// # Safety
     /// `page` must point to a mapped shared page and `data` to `1 << order` mapped bytes, both
     /// outliving the ring.
-    unsafe fn new(page: *mut u8, cons: usize, prod: usize, data: *mut u8, order: u8) -> Ring {
-        Ring { cons: page.add(cons).cast(), prod: page.add(prod).cast(), data, order }
+    unsafe fn new(page: *mut u8, (id, role): (RingId, Role), data: *mut u8, order: u8) -> Ring {
+        let (cons, prod) = match id {
+            RingId::Left => (LEFT_CONS, LEFT_PROD),
+            RingId::Right => (RIGHT_CONS, RIGHT_PROD),
+        };
+        Ring { cons: page.add(cons).cast(), prod: page.add(prod).cast(), data, order, id, role }
     }
 
     /// Size in bytes.
@@ -70,7 +140,7 @@ impl Ring {
     fn used(&self) -> Result<u32, CorruptRing> {
         let used = self.prod().load(Ordering::Acquire).wrapping_sub(self.cons().load(Ordering::Acquire));
         if used > self.size() {
-            return Err(CorruptRing { used, size: self.size() });
+            return Err(CorruptRing { ring: self.id, role: self.role, used, size: self.size() });
         }
         Ok(used)
     }
@@ -161,8 +231,8 @@ impl SharedPage {
         (left, left_order): (*mut u8, u8),
         (right, right_order): (*mut u8, u8),
     ) -> SharedPage {
-        let left = Ring::new(page, LEFT_CONS, LEFT_PROD, left, left_order);
-        let right = Ring::new(page, RIGHT_CONS, RIGHT_PROD, right, right_order);
+        let left = Ring::new(page, (RingId::Left, role), left, left_order);
+        let right = Ring::new(page, (RingId::Right, role), right, right_order);
         let (read, write) = match role {
             Role::Server => (left, right),
             Role::Client => (right, left),
@@ -379,7 +449,31 @@ mod tests {
         let mut fixture = Fixture::new(10, 11);
         fixture.page[0] = 5000 << 32; // left.prod = 5000, left.cons = 0
         let server = fixture.side(Role::Server);
-        assert_eq!(server.read.ready(), Err(CorruptRing { used: 5000, size: 1024 }));
+        let corrupt = CorruptRing { ring: RingId::Left, role: Role::Server, used: 5000, size: 1024 };
+        assert_eq!(server.read.ready(), Err(corrupt));
+        assert!(corrupt.reading());
+        assert_eq!(
+            corrupt.to_string(),
+            "the peer's indices of the left ring (client to server, the one this server reads) are inconsistent: \
+             5000 bytes in use of a 1024-byte ring"
+        );
+        // The client writes that ring, and says so.
+        let client = fixture.side(Role::Client);
+        let corrupt = client.write.space().unwrap_err();
+        assert_eq!((corrupt.ring, corrupt.role, corrupt.reading()), (RingId::Left, Role::Client, false));
+        assert!(corrupt.to_string().contains("left ring (client to server, the one this client writes)"), "{corrupt}");
+        // The right ring, lying to the client that reads it and the server that writes it.
+        fixture.page[1] = 9000 << 32; // right.prod = 9000, right.cons = 0
+        let client = fixture.side(Role::Client);
+        let server = fixture.side(Role::Server);
+        let read = client.read.read(&mut [0; 16]).unwrap_err();
+        assert_eq!(
+            (read.ring, read.role, read.reading(), read.used, read.size),
+            (RingId::Right, Role::Client, true, 9000, 2048)
+        );
+        assert!(read.to_string().contains("right ring (server to client, the one this client reads)"), "{read}");
+        let write = server.write.write(&[1; 16]).unwrap_err();
+        assert!(write.to_string().contains("right ring (server to client, the one this server writes)"), "{write}");
     }
 
     #[test]
