@@ -363,6 +363,155 @@ pub fn split_strings(payload: &[u8]) -> Vec<&[u8]> {
     body.split(|b| *b == 0).collect()
 }
 
+/// What may follow the NUL-terminated strings of a request (`xenstore.txt`'s payload syntax).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// Nothing: the payload ends with the last string's NUL.
+    Nothing,
+    /// A reserved value (`?`): bytes without a NUL, normally none, ignored.
+    Reserved,
+    /// Binary data (`<value|>`), NULs included: a WRITE's value.
+    Binary,
+}
+
+/// How a request's payload is laid out: at least `min` and at most `max` (`None`: any number)
+/// NUL-terminated strings, then the [`Tail`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Fewest strings.
+    pub min: usize,
+    /// Most strings; `None` for a list (SET_PERMS' permissions).
+    pub max: Option<usize>,
+    /// What may follow them.
+    pub tail: Tail,
+}
+
+impl Shape {
+    /// Exactly `count` strings and nothing after them (`<path>|`, `T|`, `|`).
+    pub const fn strings(count: usize) -> Shape {
+        Shape { min: count, max: Some(count), tail: Tail::Nothing }
+    }
+
+    /// Exactly `count` strings, then a reserved value (`<wpath>|<token>|?`).
+    pub const fn strings_then_reserved(count: usize) -> Shape {
+        Shape { min: count, max: Some(count), tail: Tail::Reserved }
+    }
+}
+
+impl MsgType {
+    /// The payload a client must send with a request of this type, as `xenstore.txt` (and C
+    /// xenstored, where the text is loose) defines it; `None` for types that are not requests
+    /// with a defined payload (replies, `CONTROL`'s implementation-specific commands, types Xen
+    /// added without documenting them here, `INVALID`).
+    ///
+    /// | type | payload |
+    /// |---|---|
+    /// | READ, DIRECTORY, GET_PERMS, MKDIR, RM | `<path>\|` |
+    /// | WRITE | `<path>\|<value\|>` |
+    /// | DIRECTORY_PART | `<path>\|<offset>\|` (C xenstored and libxenstore terminate the offset) |
+    /// | SET_PERMS | `<path>\|<perm-as-string>\|+?` |
+    /// | WATCH, UNWATCH | `<wpath>\|<token>\|?` |
+    /// | TRANSACTION_START, RESET_WATCHES | `\|` |
+    /// | TRANSACTION_END | `T\|` or `F\|` |
+    /// | INTRODUCE | `<domid>\|<mfn>\|<evtchn>\|?` |
+    /// | RELEASE, GET_DOMAIN_PATH, IS_DOMAIN_INTRODUCED, RESUME | `<domid>\|` |
+    /// | SET_TARGET | `<domid>\|<tdomid>\|` |
+    pub fn request_shape(self) -> Option<Shape> {
+        use MsgType::*;
+        Some(match self {
+            Read | Directory | GetPerms | Mkdir | Rm => Shape::strings(1),
+            Write => Shape { min: 1, max: Some(1), tail: Tail::Binary },
+            DirectoryPart => Shape::strings(2),
+            SetPerms => Shape { min: 2, max: None, tail: Tail::Reserved },
+            Watch | Unwatch => Shape::strings_then_reserved(2),
+            TransactionStart | ResetWatches | TransactionEnd => Shape::strings(1),
+            Introduce => Shape::strings_then_reserved(3),
+            Release | GetDomainPath | IsDomainIntroduced | Resume => Shape::strings(1),
+            SetTarget => Shape::strings(2),
+            Control | WatchEvent | Error | Restrict | GetFeature | SetFeature | GetQuota | SetQuota | Invalid => {
+                return None
+            }
+        })
+    }
+}
+
+/// A payload split as its [`Shape`] says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args<'a> {
+    /// The NUL-terminated strings, without their NULs.
+    pub strings: Vec<&'a [u8]>,
+    /// What follows them: a WRITE's value, a reserved value, or nothing.
+    pub tail: &'a [u8],
+}
+
+/// Why a payload does not have its request's [`Shape`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShapeError {
+    /// Fewer NUL-terminated strings than the request needs.
+    Missing {
+        /// How many it needs.
+        expected: usize,
+        /// How many the payload holds.
+        found: usize,
+        /// Bytes after the last NUL (a string missing its terminator).
+        unterminated: usize,
+    },
+    /// Bytes after the last argument where the request allows none.
+    Trailing {
+        /// Where they start.
+        offset: usize,
+        /// How many.
+        len: usize,
+    },
+    /// A NUL inside a reserved value (`?`, which holds none): one string too many.
+    NulInReserved {
+        /// Where the reserved value starts.
+        offset: usize,
+    },
+}
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShapeError::Missing { expected, found, unterminated: 0 } => {
+                write!(f, "expected at least {expected} NUL-terminated strings, found {found}")
+            }
+            ShapeError::Missing { expected, found, unterminated } => write!(
+                f,
+                "expected at least {expected} NUL-terminated strings, found {found} and then {unterminated} bytes \
+                 without a NUL"
+            ),
+            ShapeError::Trailing { offset, len } => {
+                write!(f, "{len} bytes at offset {offset} after the last argument, where the request has none")
+            }
+            ShapeError::NulInReserved { offset } => {
+                write!(f, "the reserved value at offset {offset} holds a NUL (one argument too many)")
+            }
+        }
+    }
+}
+
+/// Splits a payload into the strings and tail `shape` says it holds, refusing any other layout:
+/// a string without its NUL, too few or too many strings, bytes where none may follow.
+pub fn split_request(payload: &[u8], shape: Shape) -> Result<Args<'_>, ShapeError> {
+    let mut strings = Vec::new();
+    let mut rest = payload;
+    while shape.max.is_none_or(|max| strings.len() < max) {
+        let Some(nul) = rest.iter().position(|b| *b == 0) else { break };
+        strings.push(&rest[..nul]);
+        rest = &rest[nul + 1..];
+    }
+    let offset = payload.len() - rest.len();
+    if strings.len() < shape.min {
+        return Err(ShapeError::Missing { expected: shape.min, found: strings.len(), unterminated: rest.len() });
+    }
+    match shape.tail {
+        Tail::Nothing if !rest.is_empty() => Err(ShapeError::Trailing { offset, len: rest.len() }),
+        Tail::Reserved if rest.contains(&0) => Err(ShapeError::NulInReserved { offset }),
+        _ => Ok(Args { strings, tail: rest }),
+    }
+}
+
 /// Why a path is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathError {
@@ -460,6 +609,52 @@ mod tests {
         assert_eq!(split_strings(b"a\0bc"), vec![&b"a"[..], b"bc"]);
         assert!(split_strings(b"").is_empty());
         assert_eq!(split_strings(b"\0"), vec![&b""[..]]);
+    }
+
+    #[test]
+    fn requests_split_by_their_shape() {
+        let one = Shape::strings(1);
+        let strings = |payload, shape| split_request(payload, shape).map(|args| args.strings);
+        assert_eq!(strings(b"/a\0", one), Ok(vec![&b"/a"[..]]));
+        assert_eq!(strings(b"\0", one), Ok(vec![&b""[..]]));
+        assert_eq!(split_request(b"/a", one), Err(ShapeError::Missing { expected: 1, found: 0, unterminated: 2 }));
+        assert_eq!(split_request(b"", one), Err(ShapeError::Missing { expected: 1, found: 0, unterminated: 0 }));
+        assert_eq!(split_request(b"/a\0b\0", one), Err(ShapeError::Trailing { offset: 3, len: 2 }));
+        assert_eq!(split_request(b"/a\0b", one), Err(ShapeError::Trailing { offset: 3, len: 1 }));
+
+        let write = MsgType::Write.request_shape().unwrap();
+        let args = split_request(b"/a\0v\0w\0", write).unwrap();
+        assert_eq!((args.strings, args.tail), (vec![&b"/a"[..]], &b"v\0w\0"[..]));
+        assert_eq!(split_request(b"/a\0", write).unwrap().tail, b"");
+        assert!(split_request(b"/a", write).is_err());
+
+        let watch = MsgType::Watch.request_shape().unwrap();
+        let args = split_request(b"/a\0tok\0", watch).unwrap();
+        assert_eq!((args.strings, args.tail), (vec![&b"/a"[..], b"tok"], &b""[..]));
+        assert_eq!(split_request(b"/a\0tok\0ext", watch).unwrap().tail, b"ext", "a reserved value");
+        assert_eq!(split_request(b"/a\0tok\0x\0", watch), Err(ShapeError::NulInReserved { offset: 7 }));
+        assert_eq!(
+            split_request(b"/a\0tok", watch),
+            Err(ShapeError::Missing { expected: 2, found: 1, unterminated: 3 })
+        );
+
+        let set_perms = MsgType::SetPerms.request_shape().unwrap();
+        assert_eq!(strings(b"/a\0n0\0r1\0b2\0", set_perms), Ok(vec![&b"/a"[..], b"n0", b"r1", b"b2"]));
+        assert_eq!(
+            split_request(b"/a\0", set_perms),
+            Err(ShapeError::Missing { expected: 2, found: 1, unterminated: 0 })
+        );
+
+        let directory_part = MsgType::DirectoryPart.request_shape().unwrap();
+        assert_eq!(strings(b"/a\x0012\0", directory_part), Ok(vec![&b"/a"[..], b"12"]));
+        assert!(split_request(b"/a\x0012", directory_part).is_err(), "the offset's NUL, as C xenstored wants it");
+
+        for kind in [MsgType::Control, MsgType::WatchEvent, MsgType::Error, MsgType::Invalid] {
+            assert_eq!(kind.request_shape(), None, "{kind}");
+        }
+        // Every refusal says what is wrong.
+        let message = ShapeError::Missing { expected: 2, found: 1, unterminated: 3 }.to_string();
+        assert_eq!(message, "expected at least 2 NUL-terminated strings, found 1 and then 3 bytes without a NUL");
     }
 
     #[test]

@@ -122,8 +122,97 @@ async fn malformed_requests_get_errors_and_the_connection_survives() {
     assert_eq!(call(&mut s, t(MsgType::TransactionEnd), id, b"maybe\0").await, err("EINVAL"));
     assert_eq!(call(&mut s, t(MsgType::TransactionEnd), id, b"F\0").await, Ok(b"OK\0".to_vec()));
 
-    // A final string without its NUL is accepted; the connection still works.
-    assert_eq!(call(&mut s, t(MsgType::Read), 0, b"/p").await, Ok(b"v".to_vec()));
+    // A path without its NUL is refused, as C xenstored refuses it; the connection still works.
+    assert_eq!(call(&mut s, t(MsgType::Read), 0, b"/p").await, err("EINVAL"));
+    assert_eq!(call(&mut s, t(MsgType::Read), 0, b"/p\0").await, Ok(b"v".to_vec()));
+    fx.server.shutdown().await;
+}
+
+/// Every request's payload must have exactly the layout `xenstore.txt` gives its type (as C
+/// xenstored checks it): a string missing its NUL, one string too many or bytes after the last
+/// one are EINVAL, never read as some other request. A reserved value (`?`, no NUL) after
+/// WATCH's, UNWATCH's, INTRODUCE's and SET_PERMS' arguments is ignored, as the text says.
+#[tokio::test]
+async fn every_request_must_have_its_payload_shape() {
+    use MsgType::*;
+    let fx = start(Quotas::default()).await;
+    let mut s = fx.raw().await;
+    call(&mut s, t(Write), 0, b"/p\0v").await.unwrap();
+    // In order: each well-formed request succeeds where the state allows it (MKDIR before RM,
+    // INTRODUCE before RESUME and RELEASE).
+    let cases: &[(MsgType, &[u8], Option<&str>)] = &[
+        (Read, b"/p", Some("EINVAL")),
+        (Read, b"/p\0x\0", Some("EINVAL")),
+        (Read, b"/p\0x", Some("EINVAL")),
+        (Read, b"/p\0\0", Some("EINVAL")),
+        (Read, b"/p\0", None),
+        (Directory, b"/p", Some("EINVAL")),
+        (Directory, b"/p\0\0", Some("EINVAL")),
+        (Directory, b"/p\0", None),
+        (GetPerms, b"/p", Some("EINVAL")),
+        (GetPerms, b"/p\0r0\0", Some("EINVAL")),
+        (GetPerms, b"/p\0", None),
+        (Mkdir, b"/q", Some("EINVAL")),
+        (Mkdir, b"/q\0/r\0", Some("EINVAL")),
+        (Mkdir, b"/q\0", None),
+        (Rm, b"/q", Some("EINVAL")),
+        (Rm, b"/q\0\0", Some("EINVAL")),
+        (Rm, b"/q\0", None),
+        (Write, b"/w", Some("EINVAL")),
+        (DirectoryPart, b"/p\x000", Some("EINVAL")),
+        (DirectoryPart, b"/p\x000\0\0", Some("EINVAL")),
+        (DirectoryPart, b"/p\0", Some("EINVAL")),
+        (DirectoryPart, b"/p\x00+0\0", Some("EINVAL")),
+        (DirectoryPart, b"/p\x000\0", None),
+        (SetPerms, b"/p\0n0", Some("EINVAL")),
+        (SetPerms, b"/p\0n0\0\0", Some("EINVAL")),
+        (SetPerms, b"/p\0n0\0r5\0", None),
+        (SetPerms, b"/p\0n0\0reserved", None),
+        (Watch, b"/p", Some("EINVAL")),
+        (Watch, b"/p\0tok", Some("EINVAL")),
+        (Watch, b"/p\0tok\0x\0", Some("EINVAL")),
+        (Unwatch, b"/p\0tok", Some("EINVAL")),
+        (Unwatch, b"/p\0tok\0\0", Some("EINVAL")),
+        (TransactionStart, b"", Some("EINVAL")),
+        (TransactionStart, b"\0\0", Some("EINVAL")),
+        (TransactionStart, b"x\0", Some("EINVAL")),
+        (TransactionEnd, b"F", Some("EINVAL")),
+        (TransactionEnd, b"F\0\0", Some("EINVAL")),
+        (GetDomainPath, b"5", Some("EINVAL")),
+        (GetDomainPath, b"5\x006\0", Some("EINVAL")),
+        (GetDomainPath, b"5\0", None),
+        (IsDomainIntroduced, b"5", Some("EINVAL")),
+        (IsDomainIntroduced, b"5\0", None),
+        (Introduce, b"7\x001\x002", Some("EINVAL")),
+        (Introduce, b"7\x001\x002\0\0", Some("EINVAL")),
+        (Introduce, b"7\x001\x002\0", None),
+        (Resume, b"7", Some("EINVAL")),
+        (Resume, b"7\0", None),
+        (Release, b"7\0\0", Some("EINVAL")),
+        (Release, b"7\0", None),
+        (ResetWatches, b"", Some("EINVAL")),
+        (ResetWatches, b"x\0", Some("EINVAL")),
+        (ResetWatches, b"\0", None),
+    ];
+    for (kind, payload, expected) in cases {
+        let got = call(&mut s, t(*kind), 0, payload).await.map(drop);
+        assert_eq!(
+            got,
+            expected.map_or(Ok(()), |e| Err(e.to_string())),
+            "{kind} {:?}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+    // SET_PERMS' reserved value was not read as a permission.
+    assert_eq!(call(&mut s, t(GetPerms), 0, b"/p\0").await, Ok(b"n0\0".to_vec()));
+    // WRITE's value is everything after the path's NUL, NULs included.
+    call(&mut s, t(Write), 0, b"/w\0a\0b\0").await.unwrap();
+    assert_eq!(call(&mut s, t(Read), 0, b"/w\0").await, Ok(b"a\0b\0".to_vec()));
+    // A watch with a reserved value is set (its first event follows the reply) and removed.
+    send(&mut s, t(Watch), 9, 0, b"/p\0tok\0reserved").await;
+    assert_eq!(recv(&mut s).await.payload, b"OK\0");
+    assert_eq!(recv(&mut s).await.payload, b"/p\0tok\0");
+    assert_eq!(call(&mut s, t(Unwatch), 0, b"/p\0tok\0").await, Ok(b"OK\0".to_vec()));
     fx.server.shutdown().await;
 }
 

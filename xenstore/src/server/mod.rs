@@ -58,7 +58,7 @@ use vproto_listen::{bind_unix, BindError, ShutdownHandle, ShutdownSignal, Socket
 use self::store::{can_read, is_child, Caller, Event, Generations, NodeLimits, Store, Tracker};
 use crate::{
     perms::{Access, Permission, DOMID_MAX},
-    wire::{self, ErrorCode, FrameError, Message, MsgType, ABS_PATH_MAX, PAYLOAD_MAX},
+    wire::{self, Args, ErrorCode, FrameError, Message, MsgType, ABS_PATH_MAX, PAYLOAD_MAX},
 };
 
 /// Why the server could not start.
@@ -452,6 +452,15 @@ fn parse_domid(bytes: Option<&&[u8]>) -> Result<u32, ErrorCode> {
     text.parse::<u32>().ok().filter(|d| *d <= DOMID_MAX).ok_or(ErrorCode::Inval)
 }
 
+/// A request whose payload is `|` (one empty string) holds nothing else.
+fn no_argument(args: &[&[u8]]) -> Result<(), ErrorCode> {
+    if args.iter().all(|arg| arg.is_empty()) {
+        Ok(())
+    } else {
+        Err(ErrorCode::Inval)
+    }
+}
+
 fn event_message(path: &[u8], token: &[u8]) -> Message {
     Message::new(MsgType::WatchEvent, 0, 0, wire::strings_payload(&[path, token]))
 }
@@ -567,38 +576,9 @@ impl State {
             tracing::debug!(id, msg_type = message.msg_type, "xenstored: unknown message type");
             return Err(ErrorCode::NoSys);
         };
-        let args = wire::split_strings(&message.payload);
-        match kind {
-            MsgType::Read
-            | MsgType::Directory
-            | MsgType::DirectoryPart
-            | MsgType::GetPerms
-            | MsgType::Write
-            | MsgType::Mkdir
-            | MsgType::Rm
-            | MsgType::SetPerms => self.node_op(id, caller, kind, message),
-            MsgType::Watch => self.watch(id, caller, &args),
-            MsgType::Unwatch => self.unwatch(id, caller, &args),
-            MsgType::TransactionStart => self.transaction_start(id, caller, message.tx_id),
-            MsgType::TransactionEnd => self.transaction_end(id, caller, message.tx_id, &args),
-            MsgType::GetDomainPath => {
-                let domid = parse_domid(args.first())?;
-                Ok(Reply::data(wire::strings_payload(&[home(domid).as_bytes()])))
-            }
-            MsgType::IsDomainIntroduced => {
-                let domid = parse_domid(args.first())?;
-                let known = domid == 0 || self.introduced.contains(&domid);
-                Ok(Reply::data(if known { b"T\0".to_vec() } else { b"F\0".to_vec() }))
-            }
-            MsgType::Introduce | MsgType::Release | MsgType::Resume => self.domain_op(caller, kind, &args),
-            MsgType::ResetWatches => {
-                let conn = self.conns.get_mut(&id).ok_or(ErrorCode::Io)?;
-                conn.watches.clear();
-                conn.txs.clear();
-                Ok(Reply::ok())
-            }
-            // CONTROL (DEBUG) is refused, as are requests this server does not implement and
-            // message types only a server sends.
+        // CONTROL (DEBUG) is refused, as are requests this server does not implement and
+        // message types only a server sends.
+        let shape = match kind {
             MsgType::Control
             | MsgType::SetTarget
             | MsgType::Restrict
@@ -608,26 +588,61 @@ impl State {
             | MsgType::SetQuota
             | MsgType::WatchEvent
             | MsgType::Error
-            | MsgType::Invalid => Err(ErrorCode::NoSys),
+            | MsgType::Invalid => None,
+            _ => kind.request_shape(),
+        };
+        let Some(shape) = shape else { return Err(ErrorCode::NoSys) };
+        // The payload has exactly the layout its type defines (as C xenstored checks it): a
+        // string without its NUL, or one too many, is EINVAL, never read as something else.
+        let split = wire::split_request(&message.payload, shape).map_err(|error| {
+            tracing::debug!(id, %kind, %error, "xenstored: malformed payload");
+            ErrorCode::Inval
+        })?;
+        let args = &split.strings[..];
+        match kind {
+            MsgType::Read
+            | MsgType::Directory
+            | MsgType::DirectoryPart
+            | MsgType::GetPerms
+            | MsgType::Write
+            | MsgType::Mkdir
+            | MsgType::Rm
+            | MsgType::SetPerms => self.node_op(id, caller, kind, message.tx_id, &split),
+            MsgType::Watch => self.watch(id, caller, args),
+            MsgType::Unwatch => self.unwatch(id, caller, args),
+            MsgType::TransactionStart => self.transaction_start(id, caller, message.tx_id, args),
+            MsgType::TransactionEnd => self.transaction_end(id, caller, message.tx_id, args),
+            MsgType::GetDomainPath => {
+                let domid = parse_domid(args.first())?;
+                Ok(Reply::data(wire::strings_payload(&[home(domid).as_bytes()])))
+            }
+            MsgType::IsDomainIntroduced => {
+                let domid = parse_domid(args.first())?;
+                let known = domid == 0 || self.introduced.contains(&domid);
+                Ok(Reply::data(if known { b"T\0".to_vec() } else { b"F\0".to_vec() }))
+            }
+            MsgType::Introduce | MsgType::Release | MsgType::Resume => self.domain_op(caller, kind, args),
+            MsgType::ResetWatches => {
+                no_argument(args)?;
+                let conn = self.conns.get_mut(&id).ok_or(ErrorCode::Io)?;
+                conn.watches.clear();
+                conn.txs.clear();
+                Ok(Reply::ok())
+            }
+            _ => Err(ErrorCode::NoSys),
         }
     }
 
-    fn node_op(&mut self, id: u64, caller: Caller, kind: MsgType, message: &Message) -> Result<Reply, ErrorCode> {
-        let payload = &message.payload;
-        // WRITE's value is binary: only the first NUL separates.
-        let (path, rest) = match payload.iter().position(|b| *b == 0) {
-            Some(nul) => (&payload[..nul], &payload[nul + 1..]),
-            None if kind == MsgType::Write => return Err(ErrorCode::Inval),
-            None => (&payload[..], &payload[payload.len()..]),
-        };
-        let (path, _) = self.resolve(caller, path, false)?;
+    /// A request on a node; `args` are split by its type's shape, `args.tail` is WRITE's value.
+    fn node_op(&mut self, id: u64, caller: Caller, kind: MsgType, tx_id: u32, args: &Args) -> Result<Reply, ErrorCode> {
+        let (path, _) = self.resolve(caller, args.strings[0], false)?;
         let limits = self.limits();
         let mut direct = Tracker::default();
-        let (store, tracker) = if message.tx_id == 0 {
+        let (store, tracker) = if tx_id == 0 {
             (&mut self.store, &mut direct)
         } else {
             let conn = self.conns.get_mut(&id).ok_or(ErrorCode::Io)?;
-            let tx = conn.txs.get_mut(&message.tx_id).ok_or(ErrorCode::NoEnt)?;
+            let tx = conn.txs.get_mut(&tx_id).ok_or(ErrorCode::NoEnt)?;
             (&mut tx.snapshot, &mut tx.tracker)
         };
         let gens = &mut self.gens;
@@ -645,10 +660,10 @@ impl State {
                 Reply::data(out)
             }
             MsgType::DirectoryPart => {
-                let args = wire::split_strings(rest);
-                let offset = args
-                    .first()
-                    .and_then(|o| std::str::from_utf8(o).ok())
+                let offset = args.strings[1];
+                let offset = std::str::from_utf8(offset)
+                    .ok()
+                    .filter(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|o| o.parse::<usize>().ok())
                     .ok_or(ErrorCode::Inval)?;
                 let (children, generation) = store.directory(caller, &path, tracker)?;
@@ -660,7 +675,7 @@ impl State {
                 Reply::data(wire::strings_payload(&texts.iter().map(|t| t.as_bytes()).collect::<Vec<_>>()))
             }
             MsgType::Write => {
-                store.write(caller, limits, &path, rest, gens, tracker)?;
+                store.write(caller, limits, &path, args.tail, gens, tracker)?;
                 Reply::ok()
             }
             MsgType::Mkdir => {
@@ -672,9 +687,8 @@ impl State {
                 Reply::ok()
             }
             MsgType::SetPerms => {
-                let perms = wire::split_strings(rest)
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
+                let perms = args.strings[1..]
+                    .iter()
                     .map(|p| std::str::from_utf8(p).map_err(|_| ErrorCode::Inval))
                     .collect::<Result<Vec<&str>, _>>()?;
                 let perms = Permission::parse_list(perms).map_err(|_| ErrorCode::Inval)?;
@@ -683,7 +697,7 @@ impl State {
             }
             _ => return Err(ErrorCode::NoSys),
         };
-        if message.tx_id == 0 {
+        if tx_id == 0 {
             self.fire(&direct.events);
         }
         Ok(reply)
@@ -714,7 +728,8 @@ impl State {
         Ok(Reply::ok())
     }
 
-    fn transaction_start(&mut self, id: u64, caller: Caller, tx_id: u32) -> Result<Reply, ErrorCode> {
+    fn transaction_start(&mut self, id: u64, caller: Caller, tx_id: u32, args: &[&[u8]]) -> Result<Reply, ErrorCode> {
+        no_argument(args)?;
         if tx_id != 0 {
             return Err(ErrorCode::Busy);
         }
