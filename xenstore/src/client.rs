@@ -29,7 +29,7 @@ use tokio::{
 
 use super::{
     perms::Permission,
-    wire::{self, FrameError, Message, MsgType, PAYLOAD_MAX},
+    wire::{self, FrameError, Message, MsgType, Shape, Tail, PAYLOAD_MAX},
     XenstoreAddr, XsError,
 };
 
@@ -255,6 +255,33 @@ fn check_path(path: &str, allow_special: bool) -> Result<(), XsError> {
 
 fn utf8(bytes: &[u8], what: &str) -> Result<String, XsError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| XsError::Protocol(format!("{what} is not UTF-8: {bytes:?}")))
+}
+
+/// The children a `DIRECTORY` reply (or a `DIRECTORY_PART` slice) for `path` lists:
+/// `<child-leaf-name>|*`, each name a path element of its own (not empty, no `/`, only the
+/// characters paths allow), since callers join it to `path`.
+fn child_names(reply: &[u8], what: &str, path: &str) -> Result<Vec<String>, XsError> {
+    let refuse = |why: String| XsError::Protocol(format!("{what} reply for {path}: {why}"));
+    let list = Shape { min: 0, max: None, tail: Tail::Nothing };
+    let names = wire::split_request(reply, list).map_err(|error| refuse(format!("not a list of names: {error}")))?;
+    names
+        .strings
+        .into_iter()
+        .map(|name| {
+            let name =
+                String::from_utf8(name.to_vec()).map_err(|_| refuse(format!("child name {name:?} is not UTF-8")))?;
+            if name.is_empty() {
+                return Err(refuse("an empty child name".into()));
+            }
+            if name.contains('/') {
+                return Err(refuse(format!("child name {name:?} holds a '/', so it is not one path element")));
+            }
+            let child = if path == "/" { format!("/{name}") } else { format!("{path}/{name}") };
+            wire::check_path(child.as_bytes(), false)
+                .map_err(|reason| refuse(format!("child name {name:?}: {reason}")))?;
+            Ok(name)
+        })
+        .collect()
 }
 
 impl Xenstore {
@@ -544,7 +571,7 @@ impl Xenstore {
     async fn do_directory(&self, tx: u32, path: &str) -> Result<Vec<String>, XsError> {
         check_path(path, false)?;
         match self.request(MsgType::Directory, tx, wire::strings_payload(&[path.as_bytes()])).await {
-            Ok(reply) => wire::split_strings(&reply).into_iter().map(|name| utf8(name, "a child name")).collect(),
+            Ok(reply) => child_names(&reply, "DIRECTORY", path),
             Err(XsError::TooBig) => self.directory_part(tx, path).await,
             Err(error) => Err(error),
         }
@@ -573,9 +600,7 @@ impl Xenstore {
                 }
                 let end = rest == b"\0" || rest.ends_with(b"\0\0") || rest.is_empty();
                 let chunk = if end && !rest.is_empty() { &rest[..rest.len() - 1] } else { rest };
-                for name in wire::split_strings(chunk) {
-                    names.push(utf8(name, "a child name")?);
-                }
+                names.extend(child_names(chunk, "DIRECTORY_PART", path)?);
                 if end {
                     return Ok(names);
                 }

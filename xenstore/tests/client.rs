@@ -464,6 +464,45 @@ async fn protocol_violations_by_the_server_close_the_connection() {
     timeout(Duration::from_secs(5), peer).await.unwrap().unwrap();
 }
 
+/// A DIRECTORY (or DIRECTORY_PART) reply whose names are not each one path element is refused,
+/// saying which reply, for which node, and what is wrong with it; well-formed replies still work.
+#[tokio::test]
+async fn directory_replies_with_bad_child_names_are_refused() {
+    let (client_end, mut server_end) = UnixStream::pair().unwrap();
+    let xs = Xenstore::from_stream(client_end, XenstoreAddr::Unix("/scripted".into()));
+    let replies: [&[u8]; 7] = [b"a/b\0", b"ok\0\0", b"\0", b"ok\0tail", b"a b\0", b"\xff\0", b"a\0@b\0c-d_e\0"];
+    let peer = tokio::spawn(async move {
+        for payload in replies {
+            let request = read_request(&mut server_end).await;
+            server_end.write_all(&Message { payload: payload.to_vec(), ..request }.encode()).await.unwrap();
+        }
+        // A long list: E2BIG, then a DIRECTORY_PART slice holding a name with a slash.
+        let request = read_request(&mut server_end).await;
+        let too_big = Message { msg_type: MsgType::Error.as_u32(), payload: b"E2BIG\0".to_vec(), ..request };
+        server_end.write_all(&too_big.encode()).await.unwrap();
+        let request = read_request(&mut server_end).await;
+        assert_eq!(request.kind(), Some(MsgType::DirectoryPart));
+        server_end.write_all(&Message { payload: b"7\0fine\0x/y\0\0".to_vec(), ..request }.encode()).await.unwrap();
+        server_end
+    });
+    let refusal = |result: Result<Vec<String>, XsError>| match result {
+        Err(XsError::Protocol(message)) => message,
+        other => panic!("expected a protocol error, got {other:?}"),
+    };
+    let slash = refusal(xs.directory("/x").await);
+    assert_eq!(slash, "DIRECTORY reply for /x: child name \"a/b\" holds a '/', so it is not one path element");
+    assert_eq!(refusal(xs.directory("/x").await), "DIRECTORY reply for /x: an empty child name");
+    assert_eq!(refusal(xs.directory("/").await), "DIRECTORY reply for /: an empty child name");
+    let unterminated = refusal(xs.directory("/x").await);
+    assert!(unterminated.starts_with("DIRECTORY reply for /x: not a list of names: "), "{unterminated}");
+    assert!(refusal(xs.directory("/x").await).starts_with("DIRECTORY reply for /x: child name \"a b\": byte 0x20"));
+    assert!(refusal(xs.directory("/x").await).contains("is not UTF-8"));
+    assert_eq!(xs.directory("/x").await.unwrap(), ["a", "@b", "c-d_e"]);
+    let part = refusal(xs.directory("/long").await);
+    assert_eq!(part, "DIRECTORY_PART reply for /long: child name \"x/y\" holds a '/', so it is not one path element");
+    drop(timeout(Duration::from_secs(5), peer).await.unwrap().unwrap());
+}
+
 #[tokio::test]
 async fn connect_errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();
