@@ -278,7 +278,7 @@ fn child_names(reply: &[u8], what: &str, path: &str) -> Result<Vec<String>, XsEr
             }
             let child = if path == "/" { format!("/{name}") } else { format!("{path}/{name}") };
             wire::check_path(child.as_bytes(), false)
-                .map_err(|reason| refuse(format!("child name {name:?}: {reason}")))?;
+                .map_err(|reason| refuse(format!("child name {name:?} makes the path {child:?}: {reason}")))?;
             Ok(name)
         })
         .collect()

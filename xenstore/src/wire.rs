@@ -482,7 +482,7 @@ impl fmt::Display for ShapeError {
                  without a NUL"
             ),
             ShapeError::Trailing { offset, len } => {
-                write!(f, "{len} bytes at offset {offset} after the last argument, where the request has none")
+                write!(f, "{len} bytes at offset {offset} after the last NUL-terminated string, where none may follow")
             }
             ShapeError::NulInReserved { offset } => {
                 write!(f, "the reserved value at offset {offset} holds a NUL (one argument too many)")

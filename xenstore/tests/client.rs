@@ -495,7 +495,8 @@ async fn directory_replies_with_bad_child_names_are_refused() {
     assert_eq!(refusal(xs.directory("/").await), "DIRECTORY reply for /: an empty child name");
     let unterminated = refusal(xs.directory("/x").await);
     assert!(unterminated.starts_with("DIRECTORY reply for /x: not a list of names: "), "{unterminated}");
-    assert!(refusal(xs.directory("/x").await).starts_with("DIRECTORY reply for /x: child name \"a b\": byte 0x20"));
+    assert!(refusal(xs.directory("/x").await)
+        .starts_with("DIRECTORY reply for /x: child name \"a b\" makes the path \"/x/a b\": byte 0x20"));
     assert!(refusal(xs.directory("/x").await).contains("is not UTF-8"));
     assert_eq!(xs.directory("/x").await.unwrap(), ["a", "@b", "c-d_e"]);
     let part = refusal(xs.directory("/long").await);
