@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 
 use super::{
     events::{Event, EventSink},
-    BoxFuture, Handler, Params, RpcError,
+    BoxFuture, Handler, Params, ResultJson, RpcError,
 };
 use crate::wire::{Manifest, WireError};
 
@@ -519,30 +519,44 @@ impl Event for Stripped {
     }
 }
 
+impl<H> Compat<H> {
+    /// The refusal `deprecated-input=reject` gives a call of `method` with `params`, if any.
+    fn refusal(&self, method: &str, params: &Params) -> Option<RpcError> {
+        if self.policy.deprecated_input != DeprecatedInput::Reject {
+            return None;
+        }
+        if self.deprecated.methods.contains(method) {
+            return Some(RpcError::method_not_found(method).with_data(Value::String(format!(
+                "`{method}` is deprecated and the server's compat policy ({}) refuses deprecated input",
+                self.policy
+            ))));
+        }
+        let parts = self.deprecated.input_parts(method, params);
+        if parts.is_empty() {
+            return None;
+        }
+        let policy = self.policy;
+        Some(RpcError::invalid_params(parts.into_iter().map(|pointer| {
+            let message = format!(
+                "`{pointer}` of `{method}` is deprecated and the server's compat policy ({policy}) \
+                 refuses deprecated input"
+            );
+            (pointer, message)
+        })))
+    }
+
+    /// Whether `deprecated-output=hide` may have to strip `method`'s result.
+    fn strips(&self, method: &str) -> bool {
+        self.policy.deprecated_output == DeprecatedOutput::Hide && self.deprecated.result_may_carry(method)
+    }
+}
+
 impl<H: Handler> Handler for Compat<H> {
     fn handle<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
-        if self.policy.deprecated_input == DeprecatedInput::Reject {
-            if self.deprecated.methods.contains(method) {
-                let refused = RpcError::method_not_found(method).with_data(Value::String(format!(
-                    "`{method}` is deprecated and the server's compat policy ({}) refuses deprecated input",
-                    self.policy
-                )));
-                return Box::pin(async move { Err(refused) });
-            }
-            let parts = self.deprecated.input_parts(method, &params);
-            if !parts.is_empty() {
-                let policy = self.policy;
-                let refused = RpcError::invalid_params(parts.into_iter().map(|pointer| {
-                    let message = format!(
-                        "`{pointer}` of `{method}` is deprecated and the server's compat policy ({policy}) \
-                         refuses deprecated input"
-                    );
-                    (pointer, message)
-                }));
-                return Box::pin(async move { Err(refused) });
-            }
+        if let Some(refused) = self.refusal(method, &params) {
+            return Box::pin(async move { Err(refused) });
         }
-        if self.policy.deprecated_output == DeprecatedOutput::Hide && self.deprecated.result_may_carry(method) {
+        if self.strips(method) {
             let answer = self.inner.handle(method, params);
             return Box::pin(async move {
                 let mut result = answer.await?;
@@ -552,6 +566,15 @@ impl<H: Handler> Handler for Compat<H> {
             });
         }
         self.inner.handle(method, params)
+    }
+
+    /// As [`Compat::handle`]; a result the policy leaves alone keeps the inner handler's text.
+    fn handle_json<'a>(&'a self, method: &'a str, params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+        if self.refusal(method, &params).is_some() || self.strips(method) {
+            let answer = self.handle(method, params);
+            return Box::pin(async move { answer.await.map(ResultJson::Value) });
+        }
+        self.inner.handle_json(method, params)
     }
 
     fn methods(&self) -> Vec<&'static str> {
@@ -598,6 +621,35 @@ mod tests {
             Poll::Ready(value) => value,
             Poll::Pending => panic!("the handler waited"),
         }
+    }
+
+    /// Answers with text it keeps, as the conductor's `list_hardware` does.
+    struct KeptText;
+
+    impl Handler for KeptText {
+        fn handle<'a>(&'a self, method: &'a str, _params: Params) -> BoxFuture<'a, Result<Value, RpcError>> {
+            Box::pin(async move { Ok(json!({"from": "value", "method": method})) })
+        }
+        fn handle_json<'a>(&'a self, _method: &'a str, _params: Params) -> BoxFuture<'a, Result<ResultJson, RpcError>> {
+            let text = serde_json::value::RawValue::from_string(r#"{"from":"text"}"#.into()).unwrap();
+            Box::pin(async move { Ok(ResultJson::Text(text.into())) })
+        }
+        fn methods(&self) -> Vec<&'static str> {
+            vec!["shop.old", "shop.new"]
+        }
+    }
+
+    #[test]
+    fn kept_text_passes_through_unless_the_policy_refuses() {
+        let deprecated = Deprecated::from_openrpc(&document());
+        let policy: CompatPolicy = "deprecated-input=reject,deprecated-output=hide".parse().unwrap();
+        let compat = Compat::new(KeptText, policy, deprecated);
+        match ready(compat.handle_json("shop.new", Params::None)) {
+            Ok(ResultJson::Text(text)) => assert_eq!(text.get(), r#"{"from":"text"}"#),
+            other => panic!("the kept text, as is: {other:?}"),
+        }
+        let refused = ready(compat.handle_json("shop.old", Params::None)).map(|_| ()).unwrap_err();
+        assert_eq!(refused.code, codes::METHOD_NOT_FOUND);
     }
 
     #[test]
