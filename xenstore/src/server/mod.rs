@@ -21,6 +21,10 @@
 //!   quota has its first request answered `ENOSPC` and is closed; dom0's are not counted); a
 //!   payload above 4096 bytes closes the connection (Xen kills such clients); unknown or
 //!   unsupported requests get `ENOSYS`;
+//! - every request's payload has exactly the layout `xenstore.txt` gives its type
+//!   ([`wire::MsgType::request_shape`]: strings NUL-terminated, no string missing or one too
+//!   many, nothing after the last but WRITE's value or a reserved value), else `EINVAL`, as C
+//!   xenstored answers;
 //! - every connection on `--socket` is dom0; a socket given with `--domain DOMID=PATH` makes its
 //!   connections that domain (unprivileged, relative paths under `/local/domain/DOMID`, which is
 //!   created for it and owned by it); dom0's relative paths resolve under `/local/domain/0`;
