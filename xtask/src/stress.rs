@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `idle` | N idle connections (default 10,000) held by one `vproto serve conductor`, each having made one call: the server's VmRSS delta / N, a call's p50/p99 on another connection meanwhile, and one more connection served; then the server at a 256-descriptor limit under 400 connections (accept backoff on EMFILE) |
 //! | `slowloris` | 100 clients sending a byte a second, on line TCP and on HTTP: a well-behaved client's p99 with and without them, and when the server cut them (`Limits::message_timeout`) |
-//! | `flood` | 100 clients sending oversized, malformed and too-deep frames as fast as they are answered: a well-behaved client's p99 quiet and under the flood, and the ratio |
+//! | `flood` | 100 clients (nice 19) sending oversized, malformed and too-deep frames as fast as they are answered, in windows alternating with quiet ones: a well-behaved client's p99 quiet and under the flood, the ratio, and the CPU shares of the server, the tool and the machine |
 //! | `xenstored` | one guest domain at every quota (connections, nodes, value size, watches, transactions): another domain's and dom0's p99 quiet and meanwhile, the refusals counted |
 //! | `soak` | conductor, agent and driver (three processes, one flow), xenstored and the guest agent under steady calls and connection churn for `--duration` (default 600 s): each server's VmRSS growth |
 //!
@@ -35,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clients::{measure, measure_for, HttpClient, LineClient, Xs, READ, TRANSACTION_START, WATCH, WRITE};
+use clients::{measure, measure_for, HttpClient, Latencies, LineClient, Xs, READ, TRANSACTION_START, WATCH, WRITE};
 use vproto_test_support::Process;
 
 /// What `cargo xtask stress` was asked.
@@ -58,6 +58,15 @@ const CALL: &str = "conductor.list_agents";
 /// How often a well-behaved client calls while a scenario measures it, quiet or under load
 /// (the same pace both times: a server woken from sleep answers slower than a busy one).
 const PACE: Duration = Duration::from_millis(2);
+
+/// The flood's alternating windows: this many quiet and as many flooded.
+const FLOOD_ROUNDS: usize = 10;
+
+/// How long each window of the flood measures.
+const FLOOD_WINDOW: Duration = Duration::from_secs(2);
+
+/// How long the flood runs (or pauses) before its window measures.
+const FLOOD_SETTLE: Duration = Duration::from_millis(500);
 
 /// How long a scenario measures the quiet server.
 const QUIET: Duration = Duration::from_secs(10);
@@ -190,6 +199,93 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
     // After the command: state is field 0; utime 11, stime 12.
     field(11).zip(field(12)).map(|(u, s)| u + s).ok_or_else(|| format!("/proc/{pid}/stat: unreadable"))
+}
+
+/// The machine's CPU time so far, in clock ticks: (busy, all), from the `cpu` line of
+/// /proc/stat (idle and iowait are the time not busy).
+fn machine_ticks() -> Result<(u64, u64), String> {
+    let stat = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+    let line = stat.lines().find(|line| line.starts_with("cpu ")).ok_or("/proc/stat: no cpu line")?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map_while(|f| f.parse().ok()).collect();
+    if ticks.len() < 5 {
+        return Err(format!("/proc/stat: unreadable cpu line {line:?}"));
+    }
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    let all: u64 = ticks.iter().take(8).sum();
+    Ok((all - ticks[3] - ticks[4], all))
+}
+
+/// CPU ticks so far of a server, of this tool and of the whole machine (busy, all cores); the
+/// difference of two tells where the CPU went between them.
+#[derive(Clone, Copy, Default)]
+struct CpuTicks {
+    server: u64,
+    tool: u64,
+    busy: u64,
+    all: u64,
+}
+
+impl CpuTicks {
+    /// The ticks of `server`, of this process and of the machine now.
+    fn now(server: u32) -> Result<CpuTicks, String> {
+        let (busy, all) = machine_ticks()?;
+        Ok(CpuTicks { server: cpu_ticks(server)?, tool: cpu_ticks(std::process::id())?, busy, all })
+    }
+
+    /// Adds the ticks spent from `from` to `to`.
+    fn add(&mut self, from: CpuTicks, to: CpuTicks) {
+        self.server += to.server.saturating_sub(from.server);
+        self.tool += to.tool.saturating_sub(from.tool);
+        self.busy += to.busy.saturating_sub(from.busy);
+        self.all += to.all.saturating_sub(from.all);
+    }
+
+    /// Of ticks added up: the server's and the tool's share of one core, the machine's of all.
+    fn summary(&self) -> String {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        // All cores' ticks over the cores: the elapsed ticks of one core.
+        let elapsed = (self.all as f64 / cores).max(1.0);
+        let percent = |ticks: u64| 100.0 * ticks as f64 / elapsed;
+        format!(
+            "server {:.1}%, stress tool {:.1}% of a core; machine {:.0}% busy ({cores} cores, the rest other processes)",
+            percent(self.server),
+            percent(self.tool),
+            100.0 * self.busy as f64 / (self.all as f64).max(1.0),
+        )
+    }
+}
+
+/// A gate load generators wait at, asleep, while it is closed.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Opens or closes the gate.
+    fn set(&self, open: bool) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = open;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the gate is open; true then.
+    fn wait_open(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let _open = self.changed.wait_while(open, |open| !*open).unwrap_or_else(|p| p.into_inner());
+        true
+    }
+}
+
+/// Lowers the calling thread's CPU priority to nice 19 (Linux: `setpriority` on a thread id
+/// affects that thread alone), so that load generators do not take the CPU from the client
+/// being measured; the server keeps its own priority.
+fn nice_this_thread() {
+    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
 }
 
 /// The 1, 5 and 15 minute load averages.
@@ -384,13 +480,20 @@ impl Bench {
 
     /// 100 clients sending bad frames, each on a connection for `per_connection` frames (1:
     /// a new connection for every frame, which escapes a connection's penalty for them).
+    ///
+    /// The quiet and the flooded calls are measured in alternating windows ([`FLOOD_ROUNDS`]
+    /// of each), so that both see the same load from the rest of the machine (on a shared
+    /// machine it moves from second to second); the flooders run at nice 19 and pause (keeping
+    /// their connections) in the quiet windows. The CPU shares of the server, of this tool and
+    /// of the machine in each kind of window tell whose the time is.
     fn flood(&self, per_connection: usize) -> Result<(), String> {
         let (server, addr) = self.conductor(&format!("flood-{per_connection}"), "tcp:127.0.0.1:0");
+        let pid = server.child.id();
         let addr = host_port(&addr).to_string();
         let mut caller = LineClient::tcp(&addr).map_err(|e| e.to_string())?;
         measure(500, || caller.call(CALL))?;
-        let quiet = measure_for(QUIET, PACE, || caller.call(CALL))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
         let frames = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
         // Oversized (just past the 1 MiB limit), malformed JSON, not UTF-8, too deep, a
@@ -407,17 +510,20 @@ impl Bench {
         ]);
         let flooders: Vec<_> = (0..100)
             .map(|i| {
-                let (stop, frames, bytes, kinds, addr) =
-                    (stop.clone(), frames.clone(), bytes.clone(), kinds.clone(), addr.clone());
+                let (stop, gate, frames, bytes, kinds, addr) =
+                    (stop.clone(), gate.clone(), frames.clone(), bytes.clone(), kinds.clone(), addr.clone());
                 thread::spawn(move || {
+                    nice_this_thread();
                     let mut k = i;
-                    while !stop.load(Ordering::Relaxed) {
+                    // Waits while the flood pauses (asleep on the gate); false once it stops.
+                    let go = || gate.wait_open() && !stop.load(Ordering::Relaxed);
+                    while go() {
                         let Ok(mut client) = LineClient::tcp(&addr) else {
                             thread::sleep(Duration::from_millis(10));
                             continue;
                         };
                         for _ in 0..per_connection {
-                            if stop.load(Ordering::Relaxed) {
+                            if !go() {
                                 break;
                             }
                             let frame = &kinds[k % kinds.len()];
@@ -434,14 +540,29 @@ impl Bench {
                 })
             })
             .collect();
-        thread::sleep(Duration::from_secs(2));
-        let (frames_at, bytes_at, start) =
-            (frames.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), Instant::now());
-        let during = measure_for(Duration::from_secs(20), PACE, || caller.call(CALL))?;
-        let secs = start.elapsed().as_secs_f64();
-        let rate = (frames.load(Ordering::Relaxed) - frames_at) as f64 / secs;
-        let mib = (bytes.load(Ordering::Relaxed) - bytes_at) as f64 / secs / (1024.0 * 1024.0);
+        let (mut quiet, mut during) = (Latencies::default(), Latencies::default());
+        let (mut quiet_cpu, mut during_cpu) = (CpuTicks::default(), CpuTicks::default());
+        let (mut flood_frames, mut flood_bytes, mut flood_secs) = (0, 0, 0.0);
+        for _ in 0..FLOOD_ROUNDS {
+            gate.set(false);
+            thread::sleep(FLOOD_SETTLE);
+            let at = CpuTicks::now(pid)?;
+            quiet.0.extend(measure_for(FLOOD_WINDOW, PACE, || caller.call(CALL))?.0);
+            quiet_cpu.add(at, CpuTicks::now(pid)?);
+            gate.set(true);
+            thread::sleep(FLOOD_SETTLE);
+            let (frames_at, bytes_at, start, at) =
+                (frames.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), Instant::now(), CpuTicks::now(pid)?);
+            during.0.extend(measure_for(FLOOD_WINDOW, PACE, || caller.call(CALL))?.0);
+            during_cpu.add(at, CpuTicks::now(pid)?);
+            flood_secs += start.elapsed().as_secs_f64();
+            flood_frames += frames.load(Ordering::Relaxed) - frames_at;
+            flood_bytes += bytes.load(Ordering::Relaxed) - bytes_at;
+        }
+        let rate = flood_frames as f64 / flood_secs;
+        let mib = flood_bytes as f64 / flood_secs / (1024.0 * 1024.0);
         stop.store(true, Ordering::Relaxed);
+        gate.set(true);
         for flooder in flooders {
             let _ = flooder.join();
         }
@@ -454,6 +575,8 @@ impl Bench {
             during.summary(),
         );
         self.row(s, "p99 ratio flood/quiet", format!("{:.2}", during.p99() / quiet.p99()));
+        self.row(s, "CPU, quiet windows", quiet_cpu.summary());
+        self.row(s, "CPU, flood windows (flooders at nice 19)", during_cpu.summary());
         drop(server);
         Ok(())
     }
