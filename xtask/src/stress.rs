@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `idle` | N idle connections (default 10,000) held by one `vproto serve conductor`, each having made one call: the server's VmRSS delta / N, a call's p50/p99 on another connection meanwhile, and one more connection served; then the server at a 256-descriptor limit under 400 connections (accept backoff on EMFILE) |
 //! | `slowloris` | 100 clients sending a byte a second, on line TCP and on HTTP: a well-behaved client's p99 with and without them, and when the server cut them (`Limits::message_timeout`) |
-//! | `flood` | 100 clients (nice 19) sending oversized, malformed and too-deep frames as fast as they are answered, in windows alternating with quiet ones: a well-behaved client's p99 quiet and under the flood, the ratio, and the CPU shares of the server, the tool and the machine |
+//! | `flood` | 100 clients (nice 19) sending oversized, malformed and too-deep frames as fast as they are answered, against one conductor while a well-behaved client alternates 2 s windows between it and a second, never flooded one: its p99 on each, the ratio, and the CPU shares of the server, the tool and the machine |
 //! | `xenstored` | one guest domain at every quota (connections, nodes, value size, watches, transactions): another domain's and dom0's p99 quiet and meanwhile, the refusals counted |
 //! | `soak` | conductor, agent and driver (three processes, one flow), xenstored and the guest agent under steady calls and connection churn for `--duration` (default 600 s): each server's VmRSS growth |
 //!
@@ -65,7 +65,7 @@ const FLOOD_ROUNDS: usize = 10;
 /// How long each window of the flood measures.
 const FLOOD_WINDOW: Duration = Duration::from_secs(2);
 
-/// How long the flood runs (or pauses) before its window measures.
+/// How long the flood runs before the first window measures.
 const FLOOD_SETTLE: Duration = Duration::from_millis(500);
 
 /// How long a scenario measures the quiet server.
@@ -252,28 +252,6 @@ impl CpuTicks {
             percent(self.tool),
             100.0 * self.busy as f64 / (self.all as f64).max(1.0),
         )
-    }
-}
-
-/// A gate load generators wait at, asleep, while it is closed.
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    changed: std::sync::Condvar,
-}
-
-impl Gate {
-    /// Opens or closes the gate.
-    fn set(&self, open: bool) {
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = open;
-        self.changed.notify_all();
-    }
-
-    /// Waits until the gate is open; true then.
-    fn wait_open(&self) -> bool {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let _open = self.changed.wait_while(open, |open| !*open).unwrap_or_else(|p| p.into_inner());
-        true
     }
 }
 
@@ -481,19 +459,24 @@ impl Bench {
     /// 100 clients sending bad frames, each on a connection for `per_connection` frames (1:
     /// a new connection for every frame, which escapes a connection's penalty for them).
     ///
-    /// The quiet and the flooded calls are measured in alternating windows ([`FLOOD_ROUNDS`]
-    /// of each), so that both see the same load from the rest of the machine (on a shared
-    /// machine it moves from second to second); the flooders run at nice 19 and pause (keeping
-    /// their connections) in the quiet windows. The CPU shares of the server, of this tool and
-    /// of the machine in each kind of window tell whose the time is.
+    /// The flood runs throughout against one conductor; the well-behaved client's calls
+    /// alternate, in [`FLOOD_ROUNDS`] windows each, between it and a second conductor that is
+    /// never flooded (the quiet reference), so that both see the same load from the rest of
+    /// the machine (on a shared machine it moves from second to second). The flooders run at
+    /// nice 19; the CPU shares of each server, of this tool and of the machine in its windows
+    /// tell whose the time is.
     fn flood(&self, per_connection: usize) -> Result<(), String> {
         let (server, addr) = self.conductor(&format!("flood-{per_connection}"), "tcp:127.0.0.1:0");
         let pid = server.child.id();
         let addr = host_port(&addr).to_string();
         let mut caller = LineClient::tcp(&addr).map_err(|e| e.to_string())?;
         measure(500, || caller.call(CALL))?;
+        // The same server, never flooded: the quiet reference.
+        let (quiet_server, quiet_addr) = self.conductor(&format!("flood-{per_connection}-quiet"), "tcp:127.0.0.1:0");
+        let quiet_pid = quiet_server.child.id();
+        let mut quiet_caller = LineClient::tcp(host_port(&quiet_addr)).map_err(|e| e.to_string())?;
+        measure(500, || quiet_caller.call(CALL))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let gate = Arc::new(Gate::default());
         let frames = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
         // Oversized (just past the 1 MiB limit), malformed JSON, not UTF-8, too deep, a
@@ -510,13 +493,12 @@ impl Bench {
         ]);
         let flooders: Vec<_> = (0..100)
             .map(|i| {
-                let (stop, gate, frames, bytes, kinds, addr) =
-                    (stop.clone(), gate.clone(), frames.clone(), bytes.clone(), kinds.clone(), addr.clone());
+                let (stop, frames, bytes, kinds, addr) =
+                    (stop.clone(), frames.clone(), bytes.clone(), kinds.clone(), addr.clone());
                 thread::spawn(move || {
                     nice_this_thread();
                     let mut k = i;
-                    // Waits while the flood pauses (asleep on the gate); false once it stops.
-                    let go = || gate.wait_open() && !stop.load(Ordering::Relaxed);
+                    let go = || !stop.load(Ordering::Relaxed);
                     while go() {
                         let Ok(mut client) = LineClient::tcp(&addr) else {
                             thread::sleep(Duration::from_millis(10));
@@ -543,14 +525,11 @@ impl Bench {
         let (mut quiet, mut during) = (Latencies::default(), Latencies::default());
         let (mut quiet_cpu, mut during_cpu) = (CpuTicks::default(), CpuTicks::default());
         let (mut flood_frames, mut flood_bytes, mut flood_secs) = (0, 0, 0.0);
+        thread::sleep(FLOOD_SETTLE);
         for _ in 0..FLOOD_ROUNDS {
-            gate.set(false);
-            thread::sleep(FLOOD_SETTLE);
-            let at = CpuTicks::now(pid)?;
-            quiet.0.extend(measure_for(FLOOD_WINDOW, PACE, || caller.call(CALL))?.0);
-            quiet_cpu.add(at, CpuTicks::now(pid)?);
-            gate.set(true);
-            thread::sleep(FLOOD_SETTLE);
+            let at = CpuTicks::now(quiet_pid)?;
+            quiet.0.extend(measure_for(FLOOD_WINDOW, PACE, || quiet_caller.call(CALL))?.0);
+            quiet_cpu.add(at, CpuTicks::now(quiet_pid)?);
             let (frames_at, bytes_at, start, at) =
                 (frames.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), Instant::now(), CpuTicks::now(pid)?);
             during.0.extend(measure_for(FLOOD_WINDOW, PACE, || caller.call(CALL))?.0);
@@ -562,7 +541,6 @@ impl Bench {
         let rate = flood_frames as f64 / flood_secs;
         let mib = flood_bytes as f64 / flood_secs / (1024.0 * 1024.0);
         stop.store(true, Ordering::Relaxed);
-        gate.set(true);
         for flooder in flooders {
             let _ = flooder.join();
         }
@@ -575,9 +553,10 @@ impl Bench {
             during.summary(),
         );
         self.row(s, "p99 ratio flood/quiet", format!("{:.2}", during.p99() / quiet.p99()));
-        self.row(s, "CPU, quiet windows", quiet_cpu.summary());
-        self.row(s, "CPU, flood windows (flooders at nice 19)", during_cpu.summary());
+        self.row(s, "CPU, quiet server's windows (flood running)", quiet_cpu.summary());
+        self.row(s, "CPU, flooded server's windows (flooders at nice 19)", during_cpu.summary());
         drop(server);
+        drop(quiet_server);
         Ok(())
     }
 
