@@ -13,7 +13,9 @@
 //! - [`Reconnecting`]: opens its connection through a [`Connect`] ([`Dial`] for an address) on
 //!   first use and again after a transport failure, resending the failed request once when
 //!   its [`RetryPolicy`] says so.
-//! - [`Pool`]: one [`Reconnecting`] client per [`ConnectAddr`], shared by its callers.
+//! - [`Pool`]: one [`Reconnecting`] client per [`ConnectAddr`], shared by its callers, for
+//!   the most recently used addresses only (64 by default): the others' connections close
+//!   once their calls are answered and are dialled again on their next request.
 //!
 //! Each layer is a `ClientTransport`, so generated typed clients take any of them. Each also
 //! subscribes to events (`ClientTransport::subscribe`, docs/events.md): over a line transport
