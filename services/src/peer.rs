@@ -271,6 +271,10 @@ where
 /// an agent to its conductor): at start, then every half `heartbeat_interval` of the last
 /// answer (so a late hello still lands within the interval), retrying every `retry` while the
 /// target cannot be reached. Runs until the returned task is aborted.
+///
+/// The connection is closed after each answered hello and a new one dialled for the next: the
+/// target (a conductor of thousands of agents) holds no connection per registrant between
+/// beats, only while a hello is being answered.
 pub struct HelloLoop {
     /// Who to say hello to.
     pub target: ConnectAddr,
@@ -326,6 +330,7 @@ impl HelloLoop {
                     }
                     registered = Some(true);
                     last_interval = Some(interval);
+                    client.disconnect().await;
                     tokio::time::sleep(interval / 2).await;
                 }
                 Err(why) => {
