@@ -381,3 +381,31 @@ async fn bad_routes_are_refused_at_startup() {
         .unwrap_err();
     assert!(error.to_string().contains("bound twice"), "{error}");
 }
+
+/// A client that sends a whole request and then shuts its writing side (as `curl` with
+/// `--data @-` from a pipe, or a one-shot script, may) still gets its answer, also when the
+/// handler is still running when the shutdown arrives (found by the hostile corpus: hyper's
+/// default dropped the answer).
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = rest_server(None, Limits::default()).await;
+    for ms in [0, 200] {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "test.slow", "params": {"ms": ms}}).to_string();
+        let request = format!(
+            "POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(server.socket_addr()).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        guard(stream.read_to_end(&mut answer)).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "handler of {ms} ms: {answer:?}");
+        let (_, body) = answer.split_once("\r\n\r\n").expect("a body");
+        assert_eq!(json_body(body)["result"], json!(ms), "{answer}");
+    }
+    assert_healthy_http(&server).await;
+    server.shutdown().await;
+}

@@ -317,7 +317,10 @@ where
             async move { Ok::<_, Infallible>(connection.respond(request).await) }
         })
     };
+    // A client may shut its writing side once its request is sent: the answer is still written
+    // (hyper's default takes the read EOF for an abort and drops it).
     let served = http1::Builder::new()
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
         .serve_connection(TokioIo::new(Clocked { inner: stream, connection: connection.clone() }), service);
