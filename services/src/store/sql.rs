@@ -108,6 +108,21 @@ const CHANGES: &str = "SELECT endpoint, status, protocol_version, first_seen_ms,
 /// Takes the next revision (locking the counter until the transaction ends).
 const BUMP: &str = "UPDATE state_revision SET value = value + 1 WHERE id = 1 RETURNING value";
 
+/// Stamps an agent's row with a revision (`$1` the endpoint, `$2` the revision), inventory included.
+const STAMP_WITH_HARDWARE: &str = "UPDATE agents SET revision = $2, hardware_revision = $2 WHERE endpoint = $1";
+
+/// Takes the next revision in the transaction `$tx` (the counter last, once the rows it stamps are
+/// written or locked) and runs `$stamp` once per endpoint of `$endpoints`, `$1` the endpoint and
+/// `$2` the revision. Written for both dialects' transactions, as `on!` expands its body twice.
+macro_rules! stamp {
+    ($tx:ident, $stamp:expr, $endpoints:expr) => {{
+        let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *$tx).await.map_err(query_error)?;
+        for endpoint in $endpoints {
+            sqlx::query($stamp).bind(endpoint).bind(revision).execute(&mut *$tx).await.map_err(query_error)?;
+        }
+    }};
+}
+
 type AgentRow = (String, String, Option<String>, i64, i64, i64, bool, Option<String>);
 type ChangeRow = (String, String, Option<String>, i64, i64, i64, bool, i64, i64, Option<String>, i64);
 type RunRow = (i64, String, String, i64, Option<i64>);
@@ -212,13 +227,7 @@ impl Sql {
             .rows_affected();
             let previous = if inserted == 1 {
                 // The new row is ours until the commit: stamp it.
-                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
-                sqlx::query("UPDATE agents SET revision = $2, hardware_revision = $2 WHERE endpoint = $1")
-                    .bind(hello.endpoint.as_str())
-                    .bind(revision)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(query_error)?;
+                stamp!(tx, STAMP_WITH_HARDWARE, [hello.endpoint.as_str()]);
                 None
             } else {
                 let row: AgentRow =
@@ -283,15 +292,7 @@ impl Sql {
             let rows: Vec<AgentRow> = sqlx::query_as(&update).bind(now).fetch_all(&mut *tx).await.map_err(query_error)?;
             if !rows.is_empty() {
                 // The rows flagged are locked (written) before the counter is.
-                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
-                for row in &rows {
-                    sqlx::query("UPDATE agents SET revision = $2 WHERE endpoint = $1")
-                        .bind(&row.0)
-                        .bind(revision)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(query_error)?;
-                }
+                stamp!(tx, "UPDATE agents SET revision = $2 WHERE endpoint = $1", rows.iter().map(|row| row.0.as_str()));
             }
             tx.commit().await.map_err(query_error)?;
             rows
@@ -320,13 +321,7 @@ impl Sql {
                 .map_err(query_error)?
                 .rows_affected();
             if updated == 1 {
-                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
-                sqlx::query("UPDATE agents SET revision = $2, hardware_revision = $2 WHERE endpoint = $1")
-                    .bind(endpoint.as_str())
-                    .bind(revision)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(query_error)?;
+                stamp!(tx, STAMP_WITH_HARDWARE, [endpoint.as_str()]);
             }
             tx.commit().await.map_err(query_error)?;
             updated
@@ -349,16 +344,12 @@ impl Sql {
                 .map_err(query_error)?
                 .rows_affected();
             if deleted == 1 {
-                let revision: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut *tx).await.map_err(query_error)?;
-                sqlx::query(
+                stamp!(
+                    tx,
                     "INSERT INTO removed_agents (endpoint, revision) VALUES ($1, $2) \
                      ON CONFLICT (endpoint) DO UPDATE SET revision = excluded.revision",
-                )
-                .bind(endpoint.as_str())
-                .bind(revision)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_error)?;
+                    [endpoint.as_str()]
+                );
             }
             tx.commit().await.map_err(query_error)?;
             deleted
