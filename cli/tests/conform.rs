@@ -6,14 +6,15 @@
 mod conform_support;
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     os::unix::{fs::PermissionsExt, net::UnixStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
 };
 
-use conform_support::{write_own_network_config, write_own_network_fixtures, OWN_NETWORK};
+use conform_support::{
+    connect_when_listening, exchange_line, write_own_network_config, write_own_network_fixtures, OWN_NETWORK,
+};
 use serde_json::{json, Map, Value};
 use vproto_conformance::Description;
 use vproto_support::wire::Manifest;
@@ -381,13 +382,9 @@ fn usage_errors_exit_2() {
     }
 }
 
-/// A line client of the mock: sends `request`, returns the answer.
-fn call(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, id: u64, method: &str, params: &Value) -> Value {
-    let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap()
+/// A line client of the mock: sends the request, returns the answer.
+fn call(stream: &UnixStream, reader: &mut BufReader<UnixStream>, id: u64, method: &str, params: &Value) -> Value {
+    exchange_line(stream, reader, &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
 }
 
 /// Starts `vproto conform --serve` on a Unix socket for one session.
@@ -402,20 +399,6 @@ fn mock(dir: &Path) -> (Child, PathBuf, PathBuf) {
         .spawn()
         .unwrap();
     (child, socket, report)
-}
-
-/// Connects to the mock, waiting for it to listen (the socket file appears just before).
-fn connect(socket: &Path) -> UnixStream {
-    let started = Instant::now();
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(stream) => return stream,
-            Err(error) => {
-                assert!(started.elapsed() < Duration::from_secs(20), "the mock did not listen: {error}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
 }
 
 fn example_params(method: &str) -> Value {
@@ -445,12 +428,12 @@ fn serve_mode_checks_that_clients_backlevel() {
     for client in ["backlevels", "resends", "relabels"] {
         let dir = tempfile::tempdir().unwrap();
         let (mut child, socket, report) = mock(dir.path());
-        let mut stream = connect(&socket);
+        let stream = connect_when_listening(&socket);
         let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let listed = call(&mut stream, &mut reader, 1, "driver.list_hardware", &json!({}));
+        let listed = call(&stream, &mut reader, 1, "driver.list_hardware", &json!({}));
         assert!(listed["result"]["hardware"].is_array(), "{listed}");
         let mut params = example_params("network.create_port");
-        let answer = call(&mut stream, &mut reader, 2, "network.create_port", &params);
+        let answer = call(&stream, &mut reader, 2, "network.create_port", &params);
         assert_eq!(answer["error"]["code"], 1000, "the mock negotiates first: {answer}");
         let object = answer["error"]["data"]["object"].as_str().unwrap().to_string();
         let version = answer["error"]["data"]["max_version"].as_str().unwrap().to_string();
@@ -463,7 +446,7 @@ fn serve_mode_checks_that_clients_backlevel() {
             "relabels" => relabel(&mut params, &object, &version),
             _ => {}
         }
-        let retried = call(&mut stream, &mut reader, 3, "network.create_port", &params);
+        let retried = call(&stream, &mut reader, 3, "network.create_port", &params);
         assert!(retried.get("result").is_some(), "{retried}");
         drop((stream, reader));
         let status = child.wait().unwrap();

@@ -4,17 +4,17 @@
 //! API from the imported schema, and the run-time compatibility policy (`--compat`) applied by a
 //! mock and checked by `vproto conform --compat`.
 
+mod conform_support;
 #[path = "../../import/tests/support/mod.rs"]
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    os::unix::net::UnixStream,
+    io::BufReader,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
 };
 
+use conform_support::{connect_when_listening, exchange_line};
 use serde_json::{json, Value};
 
 const VPROTO: &str = env!("CARGO_BIN_EXE_vproto");
@@ -231,12 +231,7 @@ fn conform_serve_mocks_vdsm_from_the_import() {
         .unwrap();
     let stream = connect_when_listening(&socket);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut call = |request: Value| -> Value {
-        (&stream).write_all(format!("{request}\n").as_bytes()).unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap()
-    };
+    let mut call = |request: Value| exchange_line(&stream, &mut reader, &request);
     let params = json!({"addr": "192.0.2.1", "port": 623, "agent": "ipmilan", "username": "u", "password": "p", "action": "status"});
     let answer = call(json!({"jsonrpc": "2.0", "id": 1, "method": "Host.fenceNode", "params": params}));
     let result = answer["result"].as_object().unwrap_or_else(|| panic!("a FenceNodeResult object: {answer}"));
@@ -271,20 +266,6 @@ fn conform_serve_mocks_vdsm_from_the_import() {
         .find(|case| case["id"] == "serve/Host.fenceNode/request-valid")
         .expect("judged");
     assert_eq!(case["status"], "fail", "{case}");
-}
-
-/// A connection to the Unix socket a just-started server is about to listen on.
-fn connect_when_listening(socket: &Path) -> UnixStream {
-    let started = Instant::now();
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(stream) => return stream,
-            Err(error) => {
-                assert!(started.elapsed() < Duration::from_secs(30), "{} did not listen: {error}", socket.display());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
 }
 
 /// A schema with one deprecated method, one deprecated param and one deprecated result field,
@@ -351,12 +332,8 @@ fn compat_policy_is_applied_by_the_mock_and_checked_by_conform() {
 
     let stream = connect_when_listening(&strict);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut call = |method: &str, params: Value| -> Value {
-        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        (&stream).write_all(format!("{request}\n").as_bytes()).unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap()
+    let mut call = |method: &str, params: Value| {
+        exchange_line(&stream, &mut reader, &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
     };
     let answer = call("stock.fetch", json!({"id": "a"}));
     assert_eq!(answer["error"]["code"], -32601, "a deprecated method is refused: {answer}");

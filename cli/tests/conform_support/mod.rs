@@ -5,6 +5,8 @@
 
 use std::{
     collections::BTreeSet,
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -187,4 +189,28 @@ pub fn write_own_network_fixtures(dir: &Path) -> PathBuf {
 /// The example driver config (`examples/driver.json`).
 pub fn driver_config() -> PathBuf {
     root().join("examples/driver.json")
+}
+
+/// A connection to the Unix socket a just-started server is about to listen on (its file appears
+/// just before), failing the test after 20 s.
+pub fn connect_when_listening(socket: &Path) -> UnixStream {
+    let started = Instant::now();
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(error) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "{} did not listen: {error}", socket.display());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A line client: sends `request` as one line on `stream`, returns the answer `reader` reads.
+pub fn exchange_line(stream: &UnixStream, reader: &mut BufReader<UnixStream>, request: &Value) -> Value {
+    let mut writer = stream;
+    writer.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {line:?}"))
 }
