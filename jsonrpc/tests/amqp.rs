@@ -10,6 +10,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 use common::{guard, Probe, Publishing, TestHandler, EVENTS};
 use serde_json::{json, Value};
 use vproto_jsonrpc::{
+    transport::{amqp::channels_to, AmqpBroker},
     Client, ClientOptions, ConnectAddr, Dial, EventHub, ListenAddr, Reconnecting, RetryPolicy, RunningServer, Server,
 };
 use vproto_support::rpc::{
@@ -101,11 +102,15 @@ async fn calls_casts_fanout_and_events_go_through_the_broker() {
         let error = nobody.request("test.echo", json!([1])).await.unwrap_err().to_string();
         assert!(error.contains("cannot route") && error.contains("test.node-9"), "{error}");
 
-        // Events: a subscriber's reply queue gets each event as a cast, at its versions.
+        // Events: a subscriber's reply queue gets each event as a cast, at its versions. The
+        // subscriber gets a reply queue (and channel) of its own, which goes when it goes.
         let hub = EventHub::new(EVENTS.iter().copied());
         let handler = Publishing { inner: TestHandler::default(), sink: hub.sink() };
         let _events = Server::new(handler).with_events(hub).bind(&addr(&broker, "events.node-1")).await.unwrap();
+        let broker_addr: AmqpBroker = broker.url().parse().unwrap();
+        let channels = channels_to(&broker_addr);
         let subscriber = client(&broker, "events.node-1").await;
+        assert_eq!(channels_to(&broker_addr), channels, "a client takes no channel of its own to call");
         let subscription = Subscription {
             events: vec!["test.ping".into()],
             versions: [("Thing".to_string(), "1.0".parse().unwrap())].into_iter().collect(),
@@ -121,6 +126,9 @@ async fn calls_casts_fanout_and_events_go_through_the_broker() {
                 ("test.ping", &json!(n), &json!("1.0"))
             );
         }
+        assert_eq!(channels_to(&broker_addr), channels + 1, "the subscriber's own reply queue");
+        drop((stream, subscriber));
+        eventually("the subscriber's queue to go with it", || channels_to(&broker_addr) == channels).await;
     })
     .await;
 }

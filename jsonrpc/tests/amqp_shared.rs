@@ -13,7 +13,10 @@ use certs::TestPki;
 use common::{guard, Probe, TestHandler};
 use serde_json::{json, Value};
 use vproto_jsonrpc::{
-    transport::{amqp::connections_to, AmqpAddr, AmqpBroker},
+    transport::{
+        amqp::{channels_to, connections_to},
+        AmqpAddr, AmqpBroker,
+    },
     Client, ClientOptions, ClientTls, ConnectAddr, Dial, ListenAddr, Reconnecting, RetryPolicy, RunningServer, Server,
 };
 use vproto_support::rpc::ClientTransport;
@@ -138,7 +141,8 @@ async fn a_server_started_before_its_broker_serves_and_a_process_shares_one_conn
         };
         assert_eq!(answered, json!(42));
 
-        // Twenty clients and the server: one connection, each a channel with its reply queue.
+        // Twenty clients and the server: one connection; the server a channel, the clients one
+        // channel and one reply queue between them.
         let target: ConnectAddr = format!("{url}/test.node-1").parse().unwrap();
         let callers: Vec<Reconnecting<Dial>> = (0..20)
             .map(|_| {
@@ -157,6 +161,7 @@ async fn a_server_started_before_its_broker_serves_and_a_process_shares_one_conn
         }
         let broker_addr: AmqpBroker = url.parse().unwrap();
         assert_eq!(connections_to(&broker_addr), 1);
+        assert_eq!(channels_to(&broker_addr), 2, "the server's channel and the clients' shared one");
     })
     .await;
 

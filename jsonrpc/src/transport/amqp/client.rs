@@ -1,24 +1,19 @@
 //! Client side: the bus as a line connection.
 
-use std::{
-    fmt,
-    sync::atomic::{AtomicU64, Ordering},
-};
-
-use bytes::Bytes;
 use futures_util::{stream::FuturesUnordered, StreamExt};
-use lapin::{
-    options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::{FieldTable, ShortString},
-    Channel,
-};
+use lapin::options::BasicPublishOptions;
 use serde_json::Value;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::mpsc,
 };
+use vproto_support::rpc::events::SUBSCRIBE;
 
-use super::{confirmed, connection, properties, AmqpAddr, Route};
+use super::{
+    confirmed, properties,
+    replies::{self, Registration},
+    AmqpAddr, AmqpBroker, Route,
+};
 use crate::{
     client::ClientOptions,
     transport::{
@@ -27,20 +22,15 @@ use crate::{
     },
 };
 
-/// Why the broker connection of a client ended, as its reading side reports it.
-fn lost(addr: &AmqpAddr, why: impl fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!(
-        "the broker connection for {addr} was lost ({why}); a call in flight may or may not have run"
-    ))
-}
-
-/// Connects a client to `addr`: a channel in confirm mode on the process's shared connection
-/// to the broker (opened if there is none) and an exclusive reply queue. Returns the reading
-/// and writing halves of a line connection: each line written is published as one message (a
-/// fanout takes notifications only), each message that comes to the reply queue is read as
-/// one line. When the broker connection is lost the reading half fails with why. Takes from
-/// `options` the connect timeout, the expiry of each message (the request timeout), the
-/// largest line, and the TLS to an `amqps://` broker given no TLS of its own.
+/// Connects a client to `addr`: a registration on the process's shared reply queue of the
+/// broker (`replies`; the shared connection, channel and queue are opened if there are none).
+/// Returns the reading and writing halves of a line connection: each line written is
+/// published as one message (a fanout takes notifications only), each reply that comes back
+/// for it is read as one line. A client that subscribes to events moves to a reply queue of
+/// its own, so that the server learns it left when it goes. When the broker connection is
+/// lost the reading half fails with why. Takes from `options` the connect timeout, the expiry
+/// of each message (the request timeout), the largest line, and the TLS to an `amqps://`
+/// broker given no TLS of its own.
 pub async fn connect(
     addr: &AmqpAddr,
     options: &ClientOptions,
@@ -50,92 +40,43 @@ pub async fn connect(
         (None, Some(tls)) if addr.broker.secure => (*addr.broker).clone().with_tls(Some(tls.clone())),
         _ => (*addr.broker).clone(),
     };
-    let shared = connection::channel(&broker, connect_timeout).await?;
-    let setup = async {
-        let channel = &shared.channel;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
-        let reply = channel.queue_declare("", options, FieldTable::default()).await?;
-        let consumer = channel
-            .basic_consume(
-                reply.name().as_str(),
-                "",
-                BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
-                FieldTable::default(),
-            )
-            .await?;
-        lapin::Result::Ok((reply.name().clone(), consumer))
-    };
-    let (reply_queue, mut consumer) = match tokio::time::timeout(connect_timeout, setup).await {
-        Ok(Ok(parts)) => parts,
-        Ok(Err(error)) => return Err(format!("cannot set up a reply queue on {}: {error}", addr.broker)),
-        Err(_) => {
-            return Err(format!("cannot set up a reply queue on {}: no answer within {connect_timeout:?}", addr.broker))
-        }
-    };
-    let (lines_tx, lines_rx) = mpsc::channel::<std::io::Result<Bytes>>(64);
-    // Replies and events: each message one line, until the consumer or the connection ends.
-    let replies = {
-        let (lines_tx, addr, lost_connection) = (lines_tx.clone(), addr.clone(), shared.lost());
-        tokio::spawn(async move {
-            let mut lost_connection = std::pin::pin!(lost_connection);
-            loop {
-                let delivery = tokio::select! {
-                    why = &mut lost_connection => {
-                        let _ = lines_tx.send(Err(lost(&addr, why))).await;
-                        return;
-                    }
-                    delivery = consumer.next() => delivery,
-                };
-                match delivery {
-                    Some(Ok(delivery)) => {
-                        let mut line = delivery.data;
-                        line.push(b'\n');
-                        if lines_tx.send(Ok(Bytes::from(line))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Err(error)) => {
-                        let _ = lines_tx.send(Err(lost(&addr, error))).await;
-                        return;
-                    }
-                    None => {
-                        let why = "the broker cancelled the reply queue's consumer";
-                        let _ = lines_tx.send(Err(lost(&addr, why))).await;
-                        return;
-                    }
-                }
-            }
-        })
-    };
+    let (lines, lines_rx) = mpsc::unbounded_channel();
+    let shared = replies::register(&broker, addr, connect_timeout, lines.clone()).await?;
+    if addr.route == Route::Fanout {
+        let exchange = addr.fanout_exchange();
+        tokio::time::timeout(connect_timeout, shared.hub.declare_fanout(&exchange)).await.map_err(|_| {
+            format!("cannot declare the fanout exchange {exchange}: no answer within {connect_timeout:?}")
+        })??;
+    }
     let (app_side, pump_side) = tokio::io::duplex(64 * 1024);
     let (app_read, app_write) = tokio::io::split(app_side);
     drop(app_read);
     let publisher = Publisher {
         addr: addr.clone(),
-        channel: shared.channel.clone(),
-        reply_queue,
+        broker,
+        connect_timeout,
+        shared,
+        own: tokio::sync::OnceCell::new(),
+        lines,
         expiration: options.request_timeout.as_millis().max(1).to_string(),
-        next: AtomicU64::new(1),
     };
     let max_message_size = options.max_message_size;
     tokio::spawn(async move {
-        let _replies = AbortOnDrop(replies);
         let (pump_read, _pump_write) = tokio::io::split(pump_side);
         // No read buffer held between frames: a conductor keeps one such client per agent.
         let reader = LineReader::new(IdleFreeReader::new(pump_read), max_message_size);
         if let Err(why) = publisher.run(reader).await {
-            let _ = lines_tx.send(Err(std::io::Error::other(why))).await;
+            let _ = publisher.lines.send(Err(std::io::Error::other(why)));
         }
-        // The channel, not the shared connection: the reply queue goes with its consumer.
-        shared.close("client closed").await;
     });
     let reader = tokio_util::io::StreamReader::new(tokio_stream_of(lines_rx));
     Ok((reader, app_write))
 }
 
 /// A receiver as a stream.
-fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> + Unpin {
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures_util::Stream<Item = T> + Unpin {
     Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
@@ -148,13 +89,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Publishes a client's frames.
+/// Publishes a client's frames, with the reply queue its replies come back to.
 struct Publisher {
     addr: AmqpAddr,
-    channel: Channel,
-    reply_queue: ShortString,
+    broker: AmqpBroker,
+    connect_timeout: std::time::Duration,
+    /// Its place on the process's shared reply queue.
+    shared: Registration,
+    /// Its own reply queue, once it subscribes to events.
+    own: tokio::sync::OnceCell<Registration>,
+    lines: replies::Lines,
     expiration: String,
-    next: AtomicU64,
 }
 
 impl Publisher {
@@ -167,6 +112,10 @@ impl Publisher {
                 line = reader.next() => match line {
                     Ok(Some(Line::Frame(frame))) => {
                         let frame = frame.to_vec();
+                        if self.own.get().is_none() && is_subscription(&frame) {
+                            // Before anything after it is published: the frames keep their order.
+                            self.own_reply_queue().await?;
+                        }
                         confirms.push(self.publish(frame));
                     }
                     Ok(Some(Line::TooLarge)) => return Err(format!("a frame to {} is over the size limit", self.addr)),
@@ -190,17 +139,32 @@ impl Publisher {
                 self.addr.broker, self.addr.service
             ));
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let replies = self.own.get().unwrap_or(&self.shared);
         let properties = properties()
-            .with_reply_to(self.reply_queue.clone())
-            .with_correlation_id(id.to_string().into())
+            .with_reply_to(replies.hub.queue().clone())
+            .with_correlation_id(replies.next_correlation_id())
             .with_expiration(self.expiration.as_str().into());
         let (exchange, key) = self.addr.destination();
         // A message no queue takes comes back (mandatory) instead of vanishing, except on the
         // fanout, where no instance listening is not an error.
         let options = BasicPublishOptions { mandatory: self.addr.route != Route::Fanout, ..Default::default() };
-        confirmed(self.channel.basic_publish(&exchange, &key, options, &frame, properties).await, &to).await
+        confirmed(replies.hub.channel().basic_publish(&exchange, &key, options, &frame, properties).await, &to).await
     }
+
+    /// The client's own reply queue, opened at its first subscription: the server casts events
+    /// to the queue that subscribed, and stops once that queue is gone with the client.
+    async fn own_reply_queue(&self) -> Result<&Registration, String> {
+        self.own
+            .get_or_try_init(|| {
+                replies::register_alone(&self.broker, &self.addr, self.connect_timeout, self.lines.clone())
+            })
+            .await
+    }
+}
+
+/// Whether a frame may subscribe to events (a cheap test: a false positive only costs a queue).
+fn is_subscription(frame: &[u8]) -> bool {
+    memchr::memmem::find(frame, SUBSCRIBE.as_bytes()).is_some()
 }
 
 /// Whether a frame holds a request (a call with an id), lone or batched.

@@ -143,6 +143,22 @@ pub fn connections_to(broker: &AmqpBroker) -> usize {
     })
 }
 
+/// The number of channels this process holds open to `broker` now, over all its connections
+/// (tests, figures).
+pub fn channels_to(broker: &AmqpBroker) -> usize {
+    let shared = BROKERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(broker).cloned();
+    shared.map_or(0, |shared| {
+        shared.opening.try_lock().map_or(0, |opening| {
+            opening
+                .connections
+                .iter()
+                .filter(|slot| slot.usable())
+                .map(|slot| slot.channels.load(Ordering::Acquire))
+                .sum()
+        })
+    })
+}
+
 /// A new channel on the shared connection to `broker`, opening that connection (within `wait`)
 /// when there is none or it was lost.
 pub(super) async fn channel(broker: &AmqpBroker, wait: Duration) -> Result<SharedChannel, String> {

@@ -15,10 +15,12 @@
 //!   it is delivered again. Notifications are casts: no answer is sent. A fanout
 //!   (`SERVICE.*`) carries notifications only.
 //! - A client sees the bus as a line connection ([`connect`]): what it writes is published
-//!   frame by frame, what comes to its reply queue is read line by line, so the line client
-//!   (ids, multiplexing, events) works over it unchanged. When the broker connection is lost
-//!   the reading side fails with why, failing the calls in flight; a new connection is a new
-//!   reply queue.
+//!   frame by frame, what comes back for it is read line by line, so the line client (ids,
+//!   multiplexing, events) works over it unchanged. The clients of a process share one reply
+//!   queue per broker connection and tell their replies apart by correlation id (`replies`);
+//!   one that subscribes to events gets a queue of its own. When the broker connection is
+//!   lost the reading side fails with why, failing the calls in flight; a new connection is a
+//!   new reply queue.
 //! - Events: `rpc.subscribe` sent to an instance subscribes the caller's reply queue; the
 //!   server casts every event to it, written at the subscriber's versions, until the queue is
 //!   gone or it unsubscribes.
@@ -34,6 +36,7 @@
 
 mod client;
 mod connection;
+mod replies;
 mod server;
 
 use std::{fmt, str::FromStr, sync::Arc};
@@ -42,7 +45,10 @@ use lapin::{publisher_confirm::Confirmation, BasicProperties};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
 pub(super) use self::server::{open, serve};
-pub use self::{client::connect, connection::connections_to};
+pub use self::{
+    client::connect,
+    connection::{channels_to, connections_to},
+};
 use super::addr::AddrError;
 use crate::tls::ClientTls;
 
