@@ -49,6 +49,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::{FutureExt, Shared};
 use serde_json::{value::RawValue, Value};
 use tokio::task::{AbortHandle, JoinHandle};
 use vproto_api::{
@@ -118,8 +119,8 @@ pub struct Conductor {
     events: Publisher<ConductorEvent>,
     /// The agents whose discovery run a task follows, and that task (`None` while it starts).
     followed: Arc<Mutex<BTreeMap<Endpoint, Option<AbortHandle>>>>,
-    /// The agents whose inventory is being fetched.
-    refreshing: Arc<Mutex<BTreeSet<Endpoint>>>,
+    /// The inventory fetches under way (or waiting for a permit), by agent.
+    fetching: Arc<Mutex<BTreeMap<Endpoint, Fetch>>>,
     /// The last `conductor.list_hardware` answer as text, reused while it would be assembled
     /// from the very same inventories.
     listing: Mutex<Option<Listing>>,
@@ -186,7 +187,7 @@ impl Conductor {
             peers: Arc::new(Peers::new(options.peer_scheme, options.token, options.call_timeout)),
             events: options.events,
             followed: Arc::default(),
-            refreshing: Arc::default(),
+            fetching: Arc::default(),
             listing: Mutex::default(),
             discovery_poll: options.discovery_poll.max(Duration::from_millis(1)),
             discovery_timeout: options.discovery_timeout,
@@ -255,21 +256,36 @@ impl Conductor {
         })
     }
 
-    /// Fetches the inventory of the agent at `endpoint` in the background and stores it
-    /// (unless a fetch of it is already under way).
-    fn refresh(&self, endpoint: &Endpoint) {
-        if !lock(&self.refreshing).insert(endpoint.clone()) {
-            return;
+    /// Fetches the inventory of the agent at `endpoint` in the background and stores it, or
+    /// joins the fetch of it already under way; whoever needs the outcome awaits it.
+    fn fetch(&self, endpoint: &Endpoint) -> Fetch {
+        let mut fetching = lock(&self.fetching);
+        if let Some(fetch) = fetching.get(endpoint) {
+            return fetch.clone();
         }
-        let (store, peers, refreshing, endpoint) =
-            (self.store.clone(), self.peers.clone(), self.refreshing.clone(), endpoint.clone());
-        tokio::spawn(async move {
-            match fetch_inventory(&store, &peers, &endpoint).await {
-                Ok(devices) => tracing::debug!(%endpoint, devices, "inventory refreshed"),
-                Err(failure) => tracing::warn!(%endpoint, reason = %failure, "cannot refresh the agent's inventory"),
+        let (store, peers, registry, agent) =
+            (self.store.clone(), self.peers.clone(), self.fetching.clone(), endpoint.clone());
+        let fetch = async move {
+            let outcome = fetch_inventory(&store, &peers, &agent).await;
+            match &outcome {
+                Ok(list) => tracing::debug!(endpoint = %agent, devices = list.hardware.len(), "inventory refreshed"),
+                Err(failure) => {
+                    tracing::warn!(endpoint = %agent, reason = %failure, "cannot refresh the agent's inventory")
+                }
             }
-            lock(&refreshing).remove(&endpoint);
-        });
+            lock(&registry).remove(&agent);
+            outcome
+        }
+        .boxed()
+        .shared();
+        fetching.insert(endpoint.clone(), fetch.clone());
+        tokio::spawn(fetch.clone());
+        fetch
+    }
+
+    /// Refreshes the inventory of the agent at `endpoint` in the background.
+    fn refresh(&self, endpoint: &Endpoint) {
+        drop(self.fetch(endpoint));
     }
 
     /// Starts discovery on the node of the agent at `agent` (`agent.start_discovery`, whether
@@ -409,14 +425,17 @@ struct Finisher {
     events: Publisher<ConductorEvent>,
 }
 
-/// Asks the agent at `endpoint` for its hardware and stores it; answers how many devices.
-async fn fetch_inventory(store: &Store, peers: &Peers, endpoint: &Endpoint) -> Result<usize, String> {
-    let list = peers
-        .call(endpoint, |client| async move { AgentClient::new(client).list_hardware().await })
-        .await
-        .map_err(|failure| failure.to_string())?;
-    store.set_hardware(endpoint, &list).await.map_err(|e| e.to_string())?;
-    Ok(list.hardware.len())
+/// An inventory fetch under way, shared by everyone waiting for it.
+type Fetch = Shared<BoxFuture<'static, Result<Arc<HardwareList>, PeerFailure>>>;
+
+/// Asks the agent at `endpoint` for its hardware and stores it (a store that fails is logged:
+/// the inventory is still the answer, and is asked for again while it is not stored).
+async fn fetch_inventory(store: &Store, peers: &Peers, endpoint: &Endpoint) -> Result<Arc<HardwareList>, PeerFailure> {
+    let list = peers.call(endpoint, |client| async move { AgentClient::new(client).list_hardware().await }).await?;
+    if let Err(error) = store.set_hardware(endpoint, &list).await {
+        tracing::error!(%endpoint, %error, "cannot store the agent's inventory");
+    }
+    Ok(Arc::new(list))
 }
 
 /// Polls `agent.discovery_status` of the agent at `agent` every `poll` until its run ends
@@ -630,23 +649,19 @@ impl ConductorService for Conductor {
             let answer = assemble(targets.iter().zip(&known).map(|(record, list)| (&record.endpoint, list.as_ref())));
             return Ok(answer.into());
         }
-        // Inventories never obtained are asked for now.
-        let unknown: Vec<Endpoint> =
-            targets.iter().filter(|record| record.hardware.is_none()).map(|record| record.endpoint.clone()).collect();
-        let mut fetched: BTreeMap<Endpoint, Result<HardwareList, PeerFailure>> =
-            fan_out(&self.peers, unknown, |client| async move { AgentClient::new(client).list_hardware().await })
-                .await
-                .into_iter()
-                .collect();
+        // Inventories never obtained are asked for now (or the fetch under way awaited).
+        let unknown = targets.iter().filter(|record| record.hardware.is_none()).map(|record| {
+            let fetch = self.fetch(&record.endpoint);
+            async move { (record.endpoint.clone(), fetch.await) }
+        });
+        let mut fetched: BTreeMap<Endpoint, Result<Arc<HardwareList>, PeerFailure>> =
+            futures_util::future::join_all(unknown).await.into_iter().collect();
         let mut inventories: Vec<(Endpoint, Arc<HardwareList>)> = Vec::new();
         let mut error = None;
         for record in targets {
             let list = match (record.hardware, fetched.remove(&record.endpoint)) {
                 (Some(list), _) => list,
-                (None, Some(Ok(list))) => {
-                    self.store.set_hardware(&record.endpoint, &list).await.map_err(internal)?;
-                    Arc::new(list)
-                }
+                (None, Some(Ok(list))) => list,
                 (None, Some(Err(failure))) => {
                     // An agent's own error (DriverUnavailable, ...) goes into `reason` too.
                     error.get_or_insert(agent_unavailable(

@@ -3,20 +3,28 @@
 //! deregistration at the agent and the conductor, and conductor.discovery_status answering the
 //! runs the conductor recorded, without starting one.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use serde_json::json;
 use vproto_api::{
-    AgentDiscovery, AgentRegistration, AgentServer, AgentService, ComponentStatus, ConductorService, DeviceType,
-    DiscoveryState, DriverRegistration, DriverServer, Endpoint, ProtocolError, ServiceError, UnsupportedProtocolData,
+    AgentDiscovery, AgentRegistration, AgentServer, AgentService, ComponentStatus, ConductorService, Deregistration,
+    DeviceType, DiscoveryState, DiscoveryStatus, DriverRegistration, DriverServer, DriverService, Endpoint,
+    HardwareList, HelloAck, ProtocolError, ServiceError, UnsupportedProtocolData,
 };
 use vproto_jsonrpc::{ListenAddr, RunningServer, Server};
 use vproto_services::{
     agent::{Agent, AgentOptions},
     conductor::{Conductor, ConductorOptions},
     driver::{Driver, DriverConfig},
-    peer::endpoint_of,
+    peer::{endpoint_of, hello_ack},
 };
+use vproto_support::rpc::Answer;
 
 async fn listen(server: Server) -> (RunningServer, Endpoint) {
     let running = server.bind(&"tcp:127.0.0.1:0".parse::<ListenAddr>().unwrap()).await.unwrap();
@@ -142,4 +150,67 @@ async fn conductor_discovery_status_answers_the_recorded_runs_without_starting_o
     // The inventory the run found was stored: the conductor lists it without asking the agent.
     let listed = conductor.list_hardware().await.unwrap().into_value().hardware;
     assert_eq!(listed.len(), 1);
+}
+
+/// An agent of one driver whose `list_hardware` takes 300 ms and is counted.
+struct SlowAgent {
+    driver: Driver,
+    listed: Arc<AtomicUsize>,
+}
+
+impl AgentService for SlowAgent {
+    async fn hello(&self, _registration: DriverRegistration) -> Result<Answer<HelloAck>, ServiceError> {
+        Ok(hello_ack(Duration::from_secs(30)).into())
+    }
+
+    async fn deregister(&self, endpoint: Endpoint) -> Result<Answer<Deregistration>, ServiceError> {
+        Ok(Deregistration { endpoint, deregistered: false }.into())
+    }
+
+    async fn list_hardware(&self) -> Result<Answer<HardwareList>, ServiceError> {
+        self.listed.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.driver.list_hardware().await
+    }
+
+    async fn start_discovery(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        Ok(DiscoveryStatus { status: DiscoveryState::Done }.into())
+    }
+
+    async fn discovery_status(&self) -> Result<Answer<DiscoveryStatus>, ServiceError> {
+        Ok(DiscoveryStatus { status: DiscoveryState::Done }.into())
+    }
+}
+
+#[tokio::test]
+async fn listings_while_an_inventory_is_being_fetched_wait_for_that_fetch() {
+    let hardware = json!([{
+        "uuid": "0b6f3c1e-8a7d-4f2b-9c3e-1d2a3b4c5d6e",
+        "acc_specs": {"remote": false, "num": 1, "device_type": "GPU", "acc_capability": {"num": 1}},
+        "acc_status": {"setup_required": false, "reboot_required": false}
+    }]);
+    let config = json!({"device_type": "GPU", "hardware": hardware, "discovery": {"duration_ms": 0}});
+    let driver = Driver::new(DriverConfig::from_json(&config).unwrap());
+    driver.start_discovery().await.unwrap();
+    let listed = Arc::new(AtomicUsize::new(0));
+    let agent = SlowAgent { driver, listed: listed.clone() };
+    let (_agent_server, agent_endpoint) = listen(Server::new(AgentServer(Arc::new(agent)))).await;
+    let conductor = Conductor::new(ConductorOptions::default());
+    // A READY agent's hello starts fetching its inventory in the background.
+    conductor
+        .hello(AgentRegistration {
+            status: ComponentStatus::Ready,
+            ..agent_registration(agent_endpoint.as_str(), None)
+        })
+        .await
+        .unwrap();
+    // Three listings meanwhile: each waits for that fetch instead of asking the agent again.
+    let listings = (0..3).map(|_| conductor.list_hardware());
+    for listing in futures_util::future::join_all(listings).await {
+        assert_eq!(listing.unwrap().into_value().hardware.len(), 1);
+    }
+    assert_eq!(listed.load(Ordering::SeqCst), 1, "the agent was asked once");
+    // Stored: the next listing does not ask it either.
+    assert_eq!(conductor.list_hardware().await.unwrap().into_value().hardware.len(), 1);
+    assert_eq!(listed.load(Ordering::SeqCst), 1);
 }

@@ -9,7 +9,9 @@
 //! 1. registration storm: the N agents start at once; time until `conductor.list_agents`
 //!    lists all N;
 //! 2. `conductor.list_hardware` latency (p50, p99) once every inventory is stored;
-//! 3. conductor memory per agent: its resident set (VmRSS) after the storm minus before, / N;
+//! 3. conductor memory per agent: its resident set (VmRSS) after the storm and the listings
+//!    minus before, / N (and, on standard error, the same once all are listed and once every
+//!    inventory is stored);
 //! 4. restart under load: the conductor is killed (SIGKILL) while a caller keeps asking
 //!    `conductor.list_hardware` and the agents keep saying hello, then started again on the
 //!    same address and state: time until it answers again, and how many of the N registrations
@@ -546,6 +548,7 @@ async fn run(options: &Options, setup: Setup) -> Row {
         fail("the agents were not all listed within 120 s")
     };
     let storm = listed - started;
+    let rss_listed = rss_kib(&conductor);
 
     // Every inventory stored (fetched as each agent registered), then list_hardware timed.
     let devices = options.agents * options.drivers;
@@ -558,6 +561,7 @@ async fn run(options: &Options, setup: Setup) -> Row {
             Err(error) => fail(&format!("conductor.list_hardware: {error}")),
         }
     }
+    let rss_stored = rss_kib(&conductor);
     let mut latencies = Vec::with_capacity(options.samples);
     for _ in 0..options.samples {
         let call = Instant::now();
@@ -566,7 +570,14 @@ async fn run(options: &Options, setup: Setup) -> Row {
     }
     latencies.sort();
     let rss_after = rss_kib(&conductor);
-    let per_agent = (rss_after.saturating_sub(rss_before) as f64 * 1024.0) / options.agents as f64;
+    let per_agent_kib = |rss: u64| rss.saturating_sub(rss_before) as f64 / options.agents as f64;
+    eprintln!(
+        "vproto-load: {}: conductor memory per agent once all are listed {:.1} KiB, once every inventory is stored {:.1} KiB, after the listings {:.1} KiB (VmRSS {rss_before} KiB before)",
+        setup.transport.name(),
+        per_agent_kib(rss_listed),
+        per_agent_kib(rss_stored),
+        per_agent_kib(rss_after),
+    );
     drop(client);
 
     // Restart under load: a caller keeps listing hardware while the conductor is killed.
@@ -624,7 +635,7 @@ async fn run(options: &Options, setup: Setup) -> Row {
         storm,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
-        per_agent_kib: per_agent / 1024.0,
+        per_agent_kib: per_agent_kib(rss_after),
         serving_again,
         lost,
         load: load_average,
