@@ -1,6 +1,7 @@
 //! The bus behaviours of docs/bus.md beyond routing (tests/amqp.rs), each against private
 //! Debian rabbitmq-servers: `amqps://` to brokers with a TLS listener, checked against the CA
-//! given (two brokers of two CAs in one process, a wrong CA and no CA refused); a server
+//! given (two brokers of two CAs in one process, a wrong CA and no CA refused, to a client
+//! and to a server at start); a server
 //! started before its broker, served once the broker is up; and the clients and servers of a
 //! process sharing one broker connection, before and after a broker restart.
 
@@ -101,6 +102,11 @@ async fn amqps_is_checked_against_the_ca_given_and_two_cas_work_in_one_process()
         eprintln!("refused: {error}");
         assert!(error.contains(&format!("cannot connect to the broker {url_a}")), "{error}");
         assert!(error.to_lowercase().contains("certificate"), "{error}");
+        // A server given the wrong CA does not start (trying again would fail the same way).
+        let wrong_ca = ListenAddr::Amqp(amqp(&url_a, "test.y", Some(&ca_b)));
+        let refused = Server::new(TestHandler::default()).bind(&wrong_ca).await;
+        let error = refused.expect_err("a server with the wrong CA is refused").to_string();
+        assert!(error.to_lowercase().contains("certificate") && error.contains("test.y"), "{error}");
         // No CA at all: refused before connecting.
         let error = client(&url_b, "test.node-b", None).await.err().expect("no CA is refused");
         assert!(error.contains("no CA was given"), "{error}");

@@ -34,7 +34,7 @@ struct Opening {
     connections: Vec<Arc<Slot>>,
     /// When the last attempt to connect failed, and why: callers that queued behind it get
     /// its error instead of trying again each in turn.
-    failed: Option<(Instant, String)>,
+    failed: Option<(Instant, BrokerError)>,
 }
 
 /// One connection and how many channels are open on it.
@@ -86,6 +86,44 @@ impl Slot {
 
     fn release(&self) {
         self.channels.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a broker connection or channel could not be had: the message, and whether trying again
+/// cannot help (the broker's certificate is not trusted, or it refused the credentials) rather
+/// than the broker being unreachable for now.
+#[derive(Clone, Debug)]
+pub(super) struct BrokerError {
+    pub(super) message: String,
+    pub(super) permanent: bool,
+}
+
+impl std::fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<BrokerError> for String {
+    fn from(error: BrokerError) -> String {
+        error.message
+    }
+}
+
+impl BrokerError {
+    fn transient(message: String) -> BrokerError {
+        BrokerError { message, permanent: false }
+    }
+}
+
+/// Whether a failure to connect would fail again the same way: TLS refused (rustls reports a
+/// certificate it does not trust as invalid data) or the broker refused the login.
+fn is_permanent(error: &lapin::Error) -> bool {
+    match error.kind() {
+        lapin::ErrorKind::IOError(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        // 403 ACCESS_REFUSED: the user, the password or the virtual host.
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_id() == 403,
+        _ => false,
     }
 }
 
@@ -161,14 +199,14 @@ pub fn channels_to(broker: &AmqpBroker) -> usize {
 
 /// A new channel on the shared connection to `broker`, opening that connection (within `wait`)
 /// when there is none or it was lost.
-pub(super) async fn channel(broker: &AmqpBroker, wait: Duration) -> Result<SharedChannel, String> {
+pub(super) async fn channel(broker: &AmqpBroker, wait: Duration) -> Result<SharedChannel, BrokerError> {
     let shared =
         BROKERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(broker.clone()).or_default().clone();
     let asked = Instant::now();
     let slot = {
-        let mut opening = tokio::time::timeout(wait, shared.opening.lock())
-            .await
-            .map_err(|_| format!("cannot connect to the broker {broker}: no connection within {wait:?}"))?;
+        let mut opening = tokio::time::timeout(wait, shared.opening.lock()).await.map_err(|_| {
+            BrokerError::transient(format!("cannot connect to the broker {broker}: no connection within {wait:?}"))
+        })?;
         opening.connections.retain(|slot| slot.usable());
         match opening.connections.iter().find(|slot| slot.reserve()) {
             Some(slot) => slot.clone(),
@@ -198,18 +236,20 @@ pub(super) async fn channel(broker: &AmqpBroker, wait: Duration) -> Result<Share
         Ok(Ok(channel)) => Ok(SharedChannel { channel, lost: slot.lost.clone(), slot }),
         Ok(Err(error)) => {
             slot.release();
-            Err(format!("cannot open a channel to the broker {broker}: {error}"))
+            Err(BrokerError::transient(format!("cannot open a channel to the broker {broker}: {error}")))
         }
         Err(_) => {
             slot.release();
-            Err(format!("cannot open a channel to the broker {broker}: no answer within {wait:?}"))
+            Err(BrokerError::transient(format!(
+                "cannot open a channel to the broker {broker}: no answer within {wait:?}"
+            )))
         }
     }
 }
 
 /// Opens a connection to `broker` within `wait`, on the tokio runtime; over TLS for
 /// `amqps://`, trusting the broker's CA only.
-async fn connect(broker: &AmqpBroker, wait: Duration) -> Result<Connection, String> {
+async fn connect(broker: &AmqpBroker, wait: Duration) -> Result<Connection, BrokerError> {
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
@@ -217,15 +257,23 @@ async fn connect(broker: &AmqpBroker, wait: Duration) -> Result<Connection, Stri
         (false, _) => lapin::tcp::OwnedTLSConfig::default(),
         (true, Some(tls)) => tls.amqp_config(),
         (true, None) => {
-            return Err(format!(
-                "{broker} is over TLS but no CA was given to check its certificate: give --tls-ca FILE \
-                 (ClientOptions::tls or AmqpBroker::tls)"
-            ))
+            return Err(BrokerError {
+                message: format!(
+                    "{broker} is over TLS but no CA was given to check its certificate: give --tls-ca FILE \
+                     (ClientOptions::tls or AmqpBroker::tls)"
+                ),
+                permanent: true,
+            })
         }
     };
     match tokio::time::timeout(wait, Connection::connect_with_config(&broker.uri(), properties, tls)).await {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(error)) => Err(format!("cannot connect to the broker {broker}: {error}")),
-        Err(_) => Err(format!("cannot connect to the broker {broker}: no connection within {wait:?}")),
+        Ok(Err(error)) => Err(BrokerError {
+            message: format!("cannot connect to the broker {broker}: {error}"),
+            permanent: is_permanent(&error),
+        }),
+        Err(_) => {
+            Err(BrokerError::transient(format!("cannot connect to the broker {broker}: no connection within {wait:?}")))
+        }
     }
 }

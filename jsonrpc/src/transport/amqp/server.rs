@@ -29,7 +29,7 @@ use vproto_support::rpc::{
 
 use super::{
     confirmed,
-    connection::{self, SharedChannel},
+    connection::{self, BrokerError, SharedChannel},
     properties, AmqpAddr, Route,
 };
 use crate::{
@@ -51,7 +51,8 @@ struct Session {
 /// queue, the durable instance queue when `addr` names an instance, and an exclusive queue
 /// bound to the fanout exchange) on a channel of the shared connection, at most `prefetch`
 /// messages handed to it unacknowledged. A broker that cannot be reached within `wait` is not
-/// an error: it is logged, and [`serve`] keeps trying with backoff until it can.
+/// an error: it is logged, and [`serve`] keeps trying with backoff until it can. A broker that
+/// answers but cannot be used (its certificate not trusted, the login refused) is.
 pub(in crate::transport) async fn open(
     addr: &AmqpAddr,
     prefetch: u16,
@@ -65,6 +66,8 @@ pub(in crate::transport) async fn open(
     }
     match session(addr, prefetch, wait).await {
         Ok(session) => Ok(ServerSession(Some(session))),
+        // Trying again would fail the same way (a certificate not trusted, a login refused).
+        Err(why) if why.permanent => Err(format!("{addr}: {why}")),
         Err(why) => {
             tracing::warn!(address = %addr, reason = %why, "the broker cannot be reached yet; serving once it can (retrying every 0.1 to 5 s)");
             Ok(ServerSession(None))
@@ -72,7 +75,7 @@ pub(in crate::transport) async fn open(
     }
 }
 
-async fn session(addr: &AmqpAddr, prefetch: u16, wait: Duration) -> Result<Session, String> {
+async fn session(addr: &AmqpAddr, prefetch: u16, wait: Duration) -> Result<Session, BrokerError> {
     let channel = connection::channel(&addr.broker, wait).await?;
     let setup = async {
         let channel = &channel.channel;
@@ -97,10 +100,11 @@ async fn session(addr: &AmqpAddr, prefetch: u16, wait: Duration) -> Result<Sessi
         queues.push(fanout.name().to_string());
         lapin::Result::Ok(queues)
     };
+    let failed = |message| BrokerError { message, permanent: false };
     match tokio::time::timeout(wait, setup).await {
         Ok(Ok(queues)) => Ok(Session { channel, queues }),
-        Ok(Err(error)) => Err(format!("cannot declare the queues of {addr}: {error}")),
-        Err(_) => Err(format!("cannot declare the queues of {addr}: no answer within {wait:?}")),
+        Ok(Err(error)) => Err(failed(format!("cannot declare the queues of {addr}: {error}"))),
+        Err(_) => Err(failed(format!("cannot declare the queues of {addr}: no answer within {wait:?}"))),
     }
 }
 
