@@ -40,6 +40,11 @@ fn agent_registration(endpoint: &str, version: Option<&str>) -> AgentRegistratio
     }
 }
 
+/// The hello of a READY agent at `endpoint` (no protocol version).
+fn ready_agent(endpoint: &Endpoint) -> AgentRegistration {
+    AgentRegistration { status: ComponentStatus::Ready, ..agent_registration(endpoint.as_str(), None) }
+}
+
 fn driver_registration(endpoint: &Endpoint, version: Option<&str>) -> DriverRegistration {
     DriverRegistration {
         endpoint: endpoint.clone(),
@@ -123,13 +128,7 @@ async fn conductor_discovery_status_answers_the_recorded_runs_without_starting_o
         Conductor::new(ConductorOptions { discovery_poll: Duration::from_millis(20), ..ConductorOptions::default() });
     let status = |state| vec![AgentDiscovery { agent: agent_endpoint.clone(), status: state }];
     assert!(conductor.discovery_status(None).await.unwrap().agents.is_empty(), "no run started yet");
-    conductor
-        .hello(AgentRegistration {
-            status: ComponentStatus::Ready,
-            ..agent_registration(agent_endpoint.as_str(), None)
-        })
-        .await
-        .unwrap();
+    conductor.hello(ready_agent(&agent_endpoint)).await.unwrap();
     let started = conductor.start_discovery(None).await.unwrap().into_value();
     assert_eq!(started.agents, status(DiscoveryState::InProgress));
     assert_eq!(
@@ -197,13 +196,7 @@ async fn listings_while_an_inventory_is_being_fetched_wait_for_that_fetch() {
     let (_agent_server, agent_endpoint) = listen(Server::new(AgentServer(Arc::new(agent)))).await;
     let conductor = Conductor::new(ConductorOptions::default());
     // A READY agent's hello starts fetching its inventory in the background.
-    conductor
-        .hello(AgentRegistration {
-            status: ComponentStatus::Ready,
-            ..agent_registration(agent_endpoint.as_str(), None)
-        })
-        .await
-        .unwrap();
+    conductor.hello(ready_agent(&agent_endpoint)).await.unwrap();
     // Three listings meanwhile: each waits for that fetch instead of asking the agent again.
     let listings = (0..3).map(|_| conductor.list_hardware());
     for listing in futures_util::future::join_all(listings).await {
