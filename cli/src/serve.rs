@@ -190,7 +190,25 @@ fn compat_rule(text: Option<&str>, service: Service) -> Result<Option<CompatRule
 /// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     init_logging(args.log.as_deref())?;
+    return_large_buffers_when_freed();
     crate::block_on(serve(args)).inspect_err(|error| tracing::error!("{error}"))
+}
+
+/// Has glibc's malloc give every allocation of 128 KiB or more its own mapping, returned to the
+/// system when freed. By default glibc raises that threshold to the largest block freed so far,
+/// so a server answering large messages over and over (a conductor's `list_hardware` of 1,000
+/// agents is about 600 KB, copied into the transport's frames) serves them from its heap
+/// instead, where freed blocks stay resident: over AMQP that kept 1-8 KiB more per agent from
+/// run to run (docs/benchmarks.md). Other allocators and C libraries: nothing to do.
+fn return_large_buffers_when_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets malloc's parameters; it is called before the runtime starts
+        // any thread.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) } != 1 {
+            tracing::debug!("malloc did not take the mmap threshold");
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `flag`, else `$VPROTO_LOG`, else `info`; a bad filter is a usage error.
