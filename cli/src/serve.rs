@@ -190,23 +190,29 @@ fn compat_rule(text: Option<&str>, service: Service) -> Result<Option<CompatRule
 /// Runs `vproto serve` until SIGINT/SIGTERM (or, for stdio, the end of stdin).
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     init_logging(args.log.as_deref())?;
-    return_large_buffers_when_freed();
+    keep_freed_memory_from_staying_resident();
     crate::block_on(serve(args)).inspect_err(|error| tracing::error!("{error}"))
 }
 
-/// Has glibc's malloc give every allocation of 128 KiB or more its own mapping, returned to the
-/// system when freed. By default glibc raises that threshold to the largest block freed so far,
-/// so a server answering large messages over and over (a conductor's `list_hardware` of 1,000
-/// agents is about 600 KB, copied into the transport's frames) serves them from its heap
-/// instead, where freed blocks stay resident: over AMQP that kept 1-8 KiB more per agent from
-/// run to run (docs/benchmarks.md). Other allocators and C libraries: nothing to do.
-fn return_large_buffers_when_freed() {
+/// Has glibc's malloc hand freed memory back rather than keep it resident, for a server that
+/// runs for months through bursts (a registration storm, 600 KB listings answered over and
+/// over); docs/benchmarks.md has the figures. Two settings, before the runtime starts a thread:
+/// - every allocation of 128 KiB or more gets its own mapping, returned when freed (by default
+///   glibc raises that threshold to the largest block freed so far, and serves later large
+///   blocks from the heap, where freed ones stay resident);
+/// - one arena for all threads (by default each thread that contends gets its own, up to eight
+///   per core, and a block freed by another thread stays in the arena it came from), so what a
+///   burst frees coalesces and is trimmed. The runtime's few worker threads contend little.
+///
+/// Other allocators and C libraries: nothing to do.
+fn keep_freed_memory_from_staying_resident() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    for (parameter, value, what) in
+        [(libc::M_MMAP_THRESHOLD, 128 * 1024, "the mmap threshold"), (libc::M_ARENA_MAX, 1, "the arena limit")]
     {
-        // SAFETY: mallopt only sets malloc's parameters; it is called before the runtime starts
-        // any thread.
-        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) } != 1 {
-            tracing::debug!("malloc did not take the mmap threshold");
+        // SAFETY: mallopt only sets a parameter of malloc, which locks what it changes.
+        if unsafe { libc::mallopt(parameter, value) } != 1 {
+            tracing::debug!("malloc did not take {what}");
         }
     }
 }
