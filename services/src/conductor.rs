@@ -119,7 +119,7 @@ pub struct Conductor {
     events: Publisher<ConductorEvent>,
     /// The agents whose discovery run a task follows, and that task (`None` while it starts).
     followed: Arc<Mutex<BTreeMap<Endpoint, Option<AbortHandle>>>>,
-    /// The inventory fetches under way (or waiting for a permit), by agent.
+    /// The inventory fetches under way, by agent.
     fetching: Arc<Mutex<BTreeMap<Endpoint, Fetch>>>,
     /// The last `conductor.list_hardware` answer as text, reused while it would be assembled
     /// from the very same inventories.
@@ -462,24 +462,14 @@ async fn follow_run(peers: &Peers, agent: &Endpoint, poll: Duration, timeout: Du
 /// inventory.
 async fn discovery_finished(finisher: &Finisher, agent: &Endpoint, state: DiscoveryState) {
     let hardware = match state {
-        DiscoveryState::Done => {
-            match finisher
-                .peers
-                .call(agent, |client| async move { AgentClient::new(client).list_hardware().await })
-                .await
-            {
-                Ok(list) => {
-                    if let Err(error) = finisher.store.set_hardware(agent, &list).await {
-                        tracing::error!(endpoint = %agent, %error, "cannot store the hardware discovery found");
-                    }
-                    Some(list)
-                }
-                Err(failure) => {
-                    tracing::warn!(endpoint = %agent, reason = %failure, "cannot list the hardware discovery found");
-                    None
-                }
+        // Fetched afresh, not joined to a fetch under way: that one began before the run ended.
+        DiscoveryState::Done => match fetch_inventory(&finisher.store, &finisher.peers, agent).await {
+            Ok(list) => Some(Arc::unwrap_or_clone(list)),
+            Err(failure) => {
+                tracing::warn!(endpoint = %agent, reason = %failure, "cannot list the hardware discovery found");
+                None
             }
-        }
+        },
         _ => None,
     };
     tracing::info!(endpoint = %agent, status = %state, "discovery finished");

@@ -111,7 +111,8 @@ impl From<BrokerError> for String {
 }
 
 impl BrokerError {
-    fn transient(message: String) -> BrokerError {
+    /// A failure that may pass: the broker unreachable or slow for now.
+    pub(super) fn transient(message: String) -> BrokerError {
         BrokerError { message, permanent: false }
     }
 }

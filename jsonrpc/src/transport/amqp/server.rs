@@ -100,11 +100,12 @@ async fn session(addr: &AmqpAddr, prefetch: u16, wait: Duration) -> Result<Sessi
         queues.push(fanout.name().to_string());
         lapin::Result::Ok(queues)
     };
-    let failed = |message| BrokerError { message, permanent: false };
     match tokio::time::timeout(wait, setup).await {
         Ok(Ok(queues)) => Ok(Session { channel, queues }),
-        Ok(Err(error)) => Err(failed(format!("cannot declare the queues of {addr}: {error}"))),
-        Err(_) => Err(failed(format!("cannot declare the queues of {addr}: no answer within {wait:?}"))),
+        Ok(Err(error)) => Err(BrokerError::transient(format!("cannot declare the queues of {addr}: {error}"))),
+        Err(_) => {
+            Err(BrokerError::transient(format!("cannot declare the queues of {addr}: no answer within {wait:?}")))
+        }
     }
 }
 
